@@ -1,0 +1,261 @@
+"""The launch report: the launcher's connection info, sealed so only the server can read it and nobody can forge it.
+
+Sealing is RSA-OAEP(SHA-256) key transport of a fresh AES-256 key and HMAC key, AES-256-CBC of the
+connection info, and an encrypt-then-MAC tag over everything the server reads. The launch token
+inside proves the report comes from the launcher this server started (docs/protocol.md, section 3).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from Crypto.Cipher import AES
+from Crypto.Hash import HMAC, SHA256
+from Crypto.Random import get_random_bytes
+from Crypto.Util.Padding import pad, unpad
+
+from kernelfleet.protocol.constants import (
+    AES_KEY_BYTES,
+    COMM_KEY_BYTES,
+    IV_BYTES,
+    MAC_KEY_BYTES,
+    MAX_REPORT_BYTES,
+    PORT_FIELDS,
+    PROTOCOL_NAME,
+    PROTOCOL_VERSION,
+    REPORT_MAC_LABEL,
+    REQUIRED_CONNECTION_FIELDS,
+)
+from kernelfleet.protocol.encoding import DecodeError, b64decode, b64encode, dumps_line, loads_object
+from kernelfleet.protocol.keys import ServerKey, load_public_key, oaep
+
+KERNEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class ReportError(ValueError):
+    """A report the server must not act on. ``kernel_id`` is set when the report named one."""
+
+    def __init__(self, message: str, kernel_id: str | None = None) -> None:
+        super().__init__(message)
+        self.kernel_id = kernel_id
+
+
+class LegacyReportError(ReportError):
+    """A Gateway Provisioners (protocol v1) report arrived while v1 is not accepted."""
+
+
+@dataclass
+class Report:
+    """A verified report: what jupyter_client needs, plus what the provisioner keeps for itself."""
+
+    kernel_id: str
+    version: int
+    connection_info: dict[str, Any]
+    comm_port: int
+    comm_key: bytes | None
+    pid: int | None = None
+    pgid: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def report_mac(mac_key: bytes, kernel_id: str, wrapped: bytes, iv: bytes, ciphertext: bytes) -> bytes:
+    h = HMAC.new(mac_key, digestmod=SHA256)
+    h.update(REPORT_MAC_LABEL + kernel_id.encode("utf-8") + b"\x00" + wrapped + iv + ciphertext)
+    return h.digest()
+
+
+def seal_report(
+    connection_info: dict[str, Any],
+    *,
+    kernel_id: str,
+    public_key_b64: str,
+    aes_key: bytes | None = None,
+    mac_key: bytes | None = None,
+    iv: bytes | None = None,
+    oaep_randfunc: Callable[[int], bytes] | None = None,
+) -> bytes:
+    """Build the report line a launcher sends. The optional keys exist only so test vectors are reproducible."""
+    if not KERNEL_ID_PATTERN.match(kernel_id):
+        raise ValueError(f"kernel id {kernel_id!r} is not a valid protocol kernel id")
+    aes_key = aes_key or get_random_bytes(AES_KEY_BYTES)
+    mac_key = mac_key or get_random_bytes(MAC_KEY_BYTES)
+    iv = iv or get_random_bytes(IV_BYTES)
+    plaintext = json.dumps(connection_info, separators=(",", ":")).encode("utf-8")
+    ciphertext = AES.new(aes_key, AES.MODE_CBC, iv=iv).encrypt(pad(plaintext, AES.block_size))
+    wrapped = oaep(load_public_key(public_key_b64), randfunc=oaep_randfunc).encrypt(aes_key + mac_key)
+    return dumps_line(
+        {
+            "protocol": PROTOCOL_NAME,
+            "version": PROTOCOL_VERSION,
+            "kernel_id": kernel_id,
+            "key": b64encode(wrapped),
+            "iv": b64encode(iv),
+            "ciphertext": b64encode(ciphertext),
+            "mac": b64encode(report_mac(mac_key, kernel_id, wrapped, iv, ciphertext)),
+        }
+    )
+
+
+def peek_kernel_id(line: bytes) -> str | None:
+    """The kernel id a v2 report claims, read without any cryptography, so the server can drop reports
+    for kernels it is not waiting for before spending an RSA operation on them. None for anything else."""
+    if len(line) > MAX_REPORT_BYTES or not line.lstrip().startswith(b"{"):
+        return None
+    try:
+        envelope = loads_object(line, "report")
+    except DecodeError:
+        return None
+    kernel_id = envelope.get("kernel_id")
+    return kernel_id if isinstance(kernel_id, str) and KERNEL_ID_PATTERN.match(kernel_id) else None
+
+
+def open_report(
+    line: bytes,
+    server_key: ServerKey,
+    *,
+    expected_token: Callable[[str], str | None],
+    accept_v1: bool = False,
+) -> Report:
+    """Verify and decrypt one report. ``expected_token(kernel_id)`` returns the pending launch's token.
+
+    Raises ReportError for anything not provably from that launcher; the message is safe to log
+    (it never contains key material).
+    """
+    if len(line) > MAX_REPORT_BYTES:
+        raise ReportError(f"report larger than {MAX_REPORT_BYTES} bytes")
+    stripped = line.strip()
+    if not stripped:
+        raise ReportError("empty report")
+    if not stripped.startswith(b"{"):
+        return _open_legacy(stripped, server_key, expected_token=expected_token, accept_v1=accept_v1)
+    try:
+        envelope = loads_object(stripped, "report")
+    except DecodeError as err:
+        raise ReportError(str(err)) from None
+    kernel_id = envelope.get("kernel_id")
+    if not isinstance(kernel_id, str) or not KERNEL_ID_PATTERN.match(kernel_id):
+        raise ReportError("report has no valid kernel_id")
+    if envelope.get("protocol") != PROTOCOL_NAME or envelope.get("version") != PROTOCOL_VERSION:
+        raise ReportError(
+            f"report speaks protocol {envelope.get('protocol')!r} version {envelope.get('version')!r};"
+            f" this server speaks {PROTOCOL_NAME} version {PROTOCOL_VERSION}",
+            kernel_id,
+        )
+    token = expected_token(kernel_id)
+    if token is None:
+        raise ReportError("no launch is waiting for this kernel id", kernel_id)
+    try:
+        wrapped = b64decode(envelope.get("key"), "key")
+        iv = b64decode(envelope.get("iv"), "iv", length=IV_BYTES)
+        ciphertext = b64decode(envelope.get("ciphertext"), "ciphertext")
+        mac = b64decode(envelope.get("mac"), "mac", length=32)
+    except DecodeError as err:
+        raise ReportError(str(err), kernel_id) from None
+    try:
+        keys = server_key.unwrap(wrapped)
+    except (ValueError, TypeError):
+        raise ReportError("report key block does not decrypt with this server's key", kernel_id) from None
+    if len(keys) != AES_KEY_BYTES + MAC_KEY_BYTES:
+        raise ReportError("report key block has the wrong length", kernel_id)
+    aes_key, mac_key = keys[:AES_KEY_BYTES], keys[AES_KEY_BYTES:]
+    if not hmac.compare_digest(report_mac(mac_key, kernel_id, wrapped, iv, ciphertext), mac):
+        raise ReportError("report MAC does not verify", kernel_id)
+    try:
+        plaintext = unpad(AES.new(aes_key, AES.MODE_CBC, iv=iv).decrypt(ciphertext), AES.block_size)
+        info = loads_object(plaintext, "connection info")
+    except (ValueError, DecodeError):
+        raise ReportError("report connection info does not decrypt to a JSON object", kernel_id) from None
+    sent_token = info.pop("launch_token", None)
+    if not isinstance(sent_token, str) or not hmac.compare_digest(sent_token.encode(), token.encode()):
+        raise ReportError("report launch token does not match this launch", kernel_id)
+    info.setdefault("kernel_id", kernel_id)
+    if info["kernel_id"] != kernel_id:
+        raise ReportError("report names two different kernel ids", kernel_id)
+    return _to_report(kernel_id, PROTOCOL_VERSION, info, require_comm_key=True)
+
+
+def _to_report(kernel_id: str, version: int, info: dict[str, Any], *, require_comm_key: bool) -> Report:
+    required = [f for f in REQUIRED_CONNECTION_FIELDS if f != "launch_token"]
+    if not require_comm_key:
+        required = [f for f in required if f != "comm_key"]
+    missing = [f for f in required if f not in info]
+    if missing:
+        raise ReportError(f"connection info lacks {', '.join(missing)}", kernel_id)
+    for name in PORT_FIELDS:
+        value = info[name]
+        if isinstance(value, str) and value.isdigit():
+            value = info[name] = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
+            raise ReportError(f"connection info field {name} is not a port number", kernel_id)
+    if not isinstance(info["key"], str):
+        raise ReportError("connection info key must be a string", kernel_id)
+    comm_key = None
+    if require_comm_key:
+        try:
+            comm_key = b64decode(info.pop("comm_key"), "comm_key", length=COMM_KEY_BYTES)
+        except DecodeError as err:
+            raise ReportError(str(err), kernel_id) from None
+    comm_port = info.pop("comm_port")
+    pid = _optional_int(info.pop("pid", None))
+    pgid = _optional_int(info.pop("pgid", None))
+    launcher = info.pop("launcher", None)
+    info["key"] = info["key"].encode("utf-8")
+    allowed = {"ip", "transport", "signature_scheme", "kernel_name", "key", "kernel_id", *PORT_FIELDS}
+    extra = {k: info.pop(k) for k in list(info) if k not in allowed}
+    if launcher is not None:
+        extra["launcher"] = launcher
+    return Report(kernel_id, version, info, comm_port, comm_key, pid, pgid, extra)
+
+
+def _optional_int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _open_legacy(
+    stripped: bytes,
+    server_key: ServerKey,
+    *,
+    expected_token: Callable[[str], str | None],
+    accept_v1: bool,
+) -> Report:
+    """Gateway Provisioners' v1 report: base64 JSON {version:1, key, conn_info}, RSA-PKCS#1 v1.5 + AES-ECB.
+
+    It is decrypted even when refused, so the refusal can name the kernel that sent it.
+    """
+    try:
+        envelope = loads_object(b64decode(stripped.decode("ascii", "replace"), "payload"), "v1 report")
+    except DecodeError:
+        raise ReportError("report is neither a v2 JSON line nor a v1 payload") from None
+    if envelope.get("version") != 1:
+        raise ReportError("version-0 (unencrypted-key) reports are never accepted")
+    try:
+        aes_key = server_key.unwrap_legacy(b64decode(envelope.get("key"), "key"))
+        if aes_key is None or len(aes_key) not in (16, 24, 32):
+            raise ReportError("v1 report key does not decrypt with this server's key")
+        raw = AES.new(aes_key, AES.MODE_ECB).decrypt(b64decode(envelope.get("conn_info"), "conn_info"))
+        info = loads_object(unpad(raw, AES.block_size), "v1 connection info")
+    except (DecodeError, ValueError) as err:
+        if isinstance(err, ReportError):
+            raise
+        raise ReportError("v1 report does not decrypt to a JSON object") from None
+    kernel_id = info.get("kernel_id")
+    if not isinstance(kernel_id, str) or not KERNEL_ID_PATTERN.match(kernel_id):
+        raise ReportError("v1 report has no valid kernel_id")
+    if not accept_v1:
+        raise LegacyReportError(
+            "the kernel's launcher sent an unauthenticated protocol-v1 (Gateway Provisioners) report, which "
+            "this server refuses by default. Rebuild the kernel image with Kernel Fleet's launchers, or "
+            "accept v1 reports from old images with c.ResponseBroker.accept_v1_reports = True "
+            "(environment: KF_ACCEPT_V1_REPORTS=true)",
+            kernel_id,
+        )
+    if expected_token(kernel_id) is None:
+        raise ReportError("no launch is waiting for this kernel id", kernel_id)
+    return _to_report(kernel_id, 1, info, require_comm_key=False)
