@@ -34,8 +34,7 @@ def main() -> None:
         "kernel_id": kernel_id,
     }
     aes_key, mac_key, iv, seed = fixed(0x10, 32), fixed(0x40, 32), fixed(0x70, 16), fixed(0x90, 32)
-    import json as _json
-    plaintext = _json.dumps(conn, separators=(",", ":"))
+    plaintext = json.dumps(conn, separators=(",", ":"))
     line = seal_report(conn, kernel_id=kernel_id, public_key_b64=server.public_key_b64,
                        aes_key=aes_key, mac_key=mac_key, iv=iv, oaep_randfunc=lambda n: seed[:n])
     envelope = json.loads(line)
@@ -46,7 +45,9 @@ def main() -> None:
         req_line = sign_request(comm_key, nonce, op, **params)
         requests.append({"op": op, "params": params, "line": req_line.decode().rstrip("\n"),
                          "mac_hex": comm_mac(comm_key, nonce, json.loads(req_line)["request"].encode()).hex()})
-    tampered = dict(envelope, ciphertext=envelope["ciphertext"][:-4] + ("AAAA" if envelope["ciphertext"][-4:] != "AAAA" else "BBBB"))
+    tail = "AAAA" if envelope["ciphertext"][-4:] != "AAAA" else "BBBB"
+    tampered = dict(envelope, ciphertext=envelope["ciphertext"][:-4] + tail)
+    other_nonce_line = sign_request(comm_key, fixed(0x01, 32), "kill").decode().rstrip("\n")
     vectors = {
         "protocol": "kernelfleet",
         "version": 2,
@@ -71,7 +72,7 @@ def main() -> None:
             {"why": "ciphertext changed after the MAC was made", "line": json.dumps(tampered, separators=(",", ":"))},
             {"why": "launch token does not match", "line": line.decode().rstrip("\n"), "launch_token": "another-token"},
             {"why": "version 1 envelope field", "line": json.dumps(dict(envelope, version=1), separators=(",", ":"))},
-            {"why": "comm request MAC made for another nonce", "comm_line": sign_request(comm_key, fixed(0x01, 32), "kill").decode().rstrip("\n")},
+            {"why": "comm request MAC made for another nonce", "comm_line": other_nonce_line},
         ],
     }
     json.dump(vectors, sys.stdout, indent=2)

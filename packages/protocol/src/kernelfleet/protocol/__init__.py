@@ -4,6 +4,7 @@ The wire format is specified in ``docs/protocol.md``; ``docs/protocol-vectors.js
 byte so the R and Scala launchers can prove they speak the same protocol.
 """
 
+from kernelfleet.protocol.address import ResponseAddress
 from kernelfleet.protocol.comm import (
     CommOp,
     CommProtocolError,
@@ -25,7 +26,6 @@ from kernelfleet.protocol.report import (
     peek_kernel_id,
     seal_report,
 )
-from kernelfleet.protocol.address import ResponseAddress
 
 __all__ = [
     "PROTOCOL_VERSION",

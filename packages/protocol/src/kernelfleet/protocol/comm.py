@@ -29,7 +29,7 @@ class CommProtocolError(ValueError):
     """A comm-port message that must be ignored."""
 
 
-class CommOp(str, enum.Enum):
+class CommOp(enum.StrEnum):
     """The only requests a launcher acts on."""
 
     PING = "ping"

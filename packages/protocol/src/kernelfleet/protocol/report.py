@@ -10,8 +10,9 @@ from __future__ import annotations
 import hmac
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from Crypto.Cipher import AES
 from Crypto.Hash import HMAC, SHA256

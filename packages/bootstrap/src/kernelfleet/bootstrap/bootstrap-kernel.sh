@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Kernel Fleet image bootstrap: the container provisioners start a kernel image with environment
+# variables only; this script checks them and execs the launcher for KERNEL_LANGUAGE, so the
+# launcher becomes the container's main process and receives its signals.
+#
+# Secrets (LAUNCH_TOKEN) stay in the environment and never reach argv or output; nothing here
+# prints the environment or any value of PUBLIC_KEY / LAUNCH_TOKEN. Do not add `set -x`.
+set -euo pipefail
+
+# `jupyter image-bootstrap install` replaces the token below with the install directory.
+install_dir=@KERNELFLEET_INSTALL_DIR@
+case "$install_dir" in
+  /*) ;;
+  *) install_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)" ;;  # uninstalled copy
+esac
+
+me="bootstrap-kernel.sh"
+fail() {
+  printf '%s: %s\n' "$me" "$1" >&2
+  exit 1
+}
+
+kernel_id="${KERNEL_ID:-}"
+language="${KERNEL_LANGUAGE:-}"
+response_address="${RESPONSE_ADDRESS:-${EG_RESPONSE_ADDRESS:-}}"
+public_key="${PUBLIC_KEY:-${EG_PUBLIC_KEY:-}}"
+port_range="${PORT_RANGE:-${EG_PORT_RANGE:-0..0}}"
+spark_mode="${KERNEL_SPARK_CONTEXT_INIT_MODE:-none}"
+class_name="${KERNEL_CLASS_NAME:-}"
+cluster_type="${KERNEL_CLUSTER_TYPE:-}"
+launchers_dir="${KERNEL_LAUNCHERS_DIR:-$install_dir/kernel-launchers}"
+
+missing=0
+need() {  # need NAME VALUE [ALTERNATIVE-NAME]
+  if [[ -z "$2" ]]; then
+    if [[ -n "${3:-}" ]]; then
+      printf '%s: required environment variable %s (or %s) is not set\n' "$me" "$1" "$3" >&2
+    else
+      printf '%s: required environment variable %s is not set\n' "$me" "$1" >&2
+    fi
+    missing=1
+  fi
+}
+need KERNEL_ID "$kernel_id"
+need KERNEL_LANGUAGE "$language"
+need RESPONSE_ADDRESS "$response_address" EG_RESPONSE_ADDRESS
+need PUBLIC_KEY "$public_key" EG_PUBLIC_KEY
+# LAUNCH_TOKEN is read by the launcher itself; only its presence is checked here.
+need LAUNCH_TOKEN "${LAUNCH_TOKEN:-}"
+[[ $missing -eq 0 ]] || exit 1
+
+# Values go to the launcher as separate arguments, so none may pass for an option.
+[[ "$kernel_id" =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$ ]] ||
+  fail "KERNEL_ID must be 1-128 characters of [A-Za-z0-9._-], starting with a letter or digit"
+[[ "$port_range" =~ ^[0-9]{1,5}\.\.[0-9]{1,5}$ ]] ||
+  fail "PORT_RANGE must look like LOWER..UPPER (for example 40000..41000, or 0..0 for any port)"
+[[ "$response_address" != -* ]] || fail "RESPONSE_ADDRESS must be host:port"
+[[ "$public_key" =~ ^[A-Za-z0-9+/=]+$ ]] || fail "PUBLIC_KEY must be base64 (DER, no PEM armour)"
+spark_mode="${spark_mode,,}"
+case "$spark_mode" in
+  none | lazy | eager) ;;
+  *) fail "KERNEL_SPARK_CONTEXT_INIT_MODE must be one of: none, lazy, eager" ;;
+esac
+
+common=(
+  --kernel-id "$kernel_id"
+  --port-range "$port_range"
+  --response-address "$response_address"
+  --public-key "$public_key"
+)
+
+case "${language,,}" in
+  python)
+    args=("${common[@]}")
+    if [[ -n "$class_name" ]]; then
+      [[ "$class_name" =~ ^[A-Za-z_][A-Za-z0-9_.]*$ ]] ||
+        fail "KERNEL_CLASS_NAME must be a dotted Python name"
+      args+=(--kernel-class-name "$class_name")
+    fi
+    if [[ -n "$cluster_type" ]]; then
+      case "${cluster_type,,}" in
+        spark | dask | none) args+=(--cluster-type "${cluster_type,,}") ;;
+        *) fail "KERNEL_CLUSTER_TYPE must be one of: spark, dask, none" ;;
+      esac
+    fi
+    args+=(--spark-context-initialization-mode "$spark_mode")
+    exec "${KERNEL_PYTHON:-python}" -m kernelfleet.launcher "${args[@]}"
+    ;;
+  r)
+    launcher="$launchers_dir/r/launch_IRkernel.R"
+    [[ -f "$launcher" ]] ||
+      fail "R launcher not found at $launcher (run: jupyter image-bootstrap install --languages r)"
+    exec Rscript "$launcher" "${common[@]}" --spark-context-initialization-mode "$spark_mode"
+    ;;
+  scala)
+    launcher="$launchers_dir/scala/bin/run.sh"
+    [[ -x "$launcher" ]] ||
+      fail "Scala launcher not found or not executable at $launcher (run: jupyter image-bootstrap install --languages scala)"
+    exec "$launcher" "${common[@]}" --spark-context-initialization-mode "$spark_mode"
+    ;;
+  *)
+    shown="${language:0:32}"
+    fail "KERNEL_LANGUAGE '${shown//[^A-Za-z0-9_.-]/?}' is not supported; supported languages: python, r, scala (any case)"
+    ;;
+esac

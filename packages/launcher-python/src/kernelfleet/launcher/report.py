@@ -1,0 +1,82 @@
+"""Sending the sealed report (docs/protocol.md, section 3) and reading the server's verdict.
+
+The report is sealed only once connected, because with KERNEL_IP=0.0.0.0 the address to report is the
+local end of the very connection that reaches the server: the interface the server can reach us by.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from kernelfleet.protocol import ResponseAddress
+
+CONNECT_WINDOW = 5.0  # keep retrying a refused connection this long: the server may still be binding
+CONNECT_TIMEOUT = 5.0
+REPLY_TIMEOUT = 15.0
+MAX_REPLY_BYTES = 4096
+
+log = logging.getLogger("kernelfleet.launcher")
+
+
+class ReportFailed(RuntimeError):
+    """The report could not be delivered or the server refused it; the message is safe to log."""
+
+
+async def _connect(address: ResponseAddress) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CONNECT_WINDOW
+    delay = 0.05
+    while True:
+        try:
+            return await asyncio.wait_for(
+                asyncio.open_connection(address.host, address.port, limit=MAX_REPLY_BYTES), CONNECT_TIMEOUT
+            )
+        except ConnectionRefusedError:
+            if loop.time() + delay > deadline:
+                raise ReportFailed(
+                    f"RESPONSE_ADDRESS {address} refused the connection for {CONNECT_WINDOW:.0f} s"
+                ) from None
+            log.debug("response address %s refused the connection; retrying", address)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+        except (TimeoutError, asyncio.TimeoutError):
+            raise ReportFailed(f"connecting to RESPONSE_ADDRESS {address} timed out") from None
+        except OSError as err:
+            raise ReportFailed(f"cannot connect to RESPONSE_ADDRESS {address}: {err.strerror or err}") from None
+
+
+async def send_report(
+    address: ResponseAddress, seal: Callable[[str], bytes]
+) -> dict[str, Any]:
+    """Connect, seal with the local address (``seal(local_ip)`` returns the line), send, and return the reply.
+
+    Raises ReportFailed unless the server answered ``{"ok": true}``.
+    """
+    reader, writer = await _connect(address)
+    try:
+        local_ip = writer.get_extra_info("sockname")[0]
+        writer.write(seal(local_ip))
+        await writer.drain()
+        try:
+            line = await asyncio.wait_for(reader.readline(), REPLY_TIMEOUT)
+        except (TimeoutError, asyncio.TimeoutError):
+            raise ReportFailed(f"the server at {address} did not answer the report within {REPLY_TIMEOUT:.0f} s") from None
+        except ValueError:
+            raise ReportFailed(f"the server at {address} answered with an over-long line") from None
+    except (ConnectionError, OSError) as err:
+        raise ReportFailed(f"sending the report to {address} failed: {err}") from None
+    finally:
+        writer.close()
+    try:
+        answer = json.loads(line)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise ReportFailed(f"the server at {address} closed the connection without a valid answer")
+    if answer.get("ok") is not True:
+        raise ReportFailed(f"the server refused the report ({answer.get('error', 'no reason given')})")
+    return answer

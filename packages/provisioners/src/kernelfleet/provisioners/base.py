@@ -1,0 +1,320 @@
+"""What every Kernel Fleet provisioner shares: the launch handshake with the broker and the comm port.
+
+A subclass says how to start the launcher on its engine (``start_launcher``), how to notice that
+the launch died before reporting (``launch_failure``), and how to stop what it started. Waiting
+for the report, interrupting, and the shutdown handshake are the same everywhere and live here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import getpass
+import re
+import signal
+from typing import Any
+
+from jupyter_client.connect import KernelConnectionInfo
+from jupyter_client.provisioning import KernelProvisionerBase
+from traitlets import Float, Integer, List, Set, Unicode, default
+
+from kernelfleet.protocol import CommOp, CommProtocolError, PortRange, PortRangeError, Report
+from kernelfleet.protocol.comm_client import send_legacy_request, send_request
+from kernelfleet.provisioners.authorization import check_user
+from kernelfleet.provisioners.broker import PendingLaunch, ResponseBroker
+from kernelfleet.provisioners.envconfig import env_list, env_number, env_value
+
+PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]+)\}")
+LEGACY_SIGNALS = {CommOp.INTERRUPT: signal.SIGINT, CommOp.TERMINATE: signal.SIGTERM, CommOp.KILL: signal.SIGKILL}
+
+
+class LaunchError(RuntimeError):
+    """The kernel could not be started; the message names the kernel and the engine's reason."""
+
+
+class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
+    launch_timeout = Float(
+        help="Seconds to wait for the launcher's report (env KF_LAUNCH_TIMEOUT / GP_LAUNCH_TIMEOUT; "
+        "a request's KERNEL_LAUNCH_TIMEOUT overrides it for that launch).",
+    ).tag(config=True)
+    port_range = Unicode(help="Ports the kernel may use, 'lower..upper' or '0..0' (env GP_PORT_RANGE).").tag(
+        config=True
+    )
+    min_port_range_size = Integer(help="Smallest non-zero port range accepted (env GP_MIN_PORT_RANGE_SIZE).").tag(
+        config=True
+    )
+    authorized_users = Set(Unicode(), help="If not empty, only these users may start this kernel.").tag(config=True)
+    unauthorized_users = Set(Unicode(), help="Users who may never start this kernel (default: root).").tag(
+        config=True
+    )
+    inherited_envs = List(
+        Unicode(), help="Server environment variables passed on to remote kernels (env KF_INHERITED_ENVS)."
+    ).tag(config=True)
+    comm_timeout = Float(5.0, help="Seconds to wait for the launcher to answer a comm-port request.").tag(config=True)
+
+    @default("launch_timeout")
+    def _launch_timeout_default(self) -> float:
+        return env_number(("KF_LAUNCH_TIMEOUT", "GP_LAUNCH_TIMEOUT"), 30.0)
+
+    @default("port_range")
+    def _port_range_default(self) -> str:
+        return env_value(("KF_PORT_RANGE", "GP_PORT_RANGE")) or "0..0"
+
+    @default("min_port_range_size")
+    def _min_port_range_size_default(self) -> int:
+        return int(env_number(("GP_MIN_PORT_RANGE_SIZE",), 1000))
+
+    @default("authorized_users")
+    def _authorized_users_default(self) -> set[str]:
+        return set(env_list(("KF_AUTHORIZED_USERS", "GP_AUTHORIZED_USERS"), ()))
+
+    @default("unauthorized_users")
+    def _unauthorized_users_default(self) -> set[str]:
+        return set(env_list(("KF_UNAUTHORIZED_USERS", "GP_UNAUTHORIZED_USERS"), ("root",)))
+
+    @default("inherited_envs")
+    def _inherited_envs_default(self) -> list[str]:
+        return env_list(("KF_INHERITED_ENVS",), ())
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pending: PendingLaunch | None = None
+        self.comm_host: str | None = None
+        self.comm_port: int | None = None
+        self.comm_key: bytes | None = None
+        self.protocol_version = 2
+        self.remote_pid: int | None = None
+        self.launch_env: dict[str, str] = {}
+        self._effective_timeout = 0.0
+
+    # ------------------------------------------------------------------------------------- hooks
+    async def start_launcher(self, cmd: list[str], env: dict[str, str], **kwargs: Any) -> None:
+        """Start the launcher on the engine; return once it has been handed over."""
+        raise NotImplementedError
+
+    async def launch_failure(self) -> str:
+        """Return (never raise) a description as soon as the launch is known to have died; otherwise wait."""
+        await asyncio.Event().wait()
+        return ""
+
+    async def launch_diagnostics(self) -> str:
+        """What to tell the user when the report never came (engine state, last log lines)."""
+        return "no further information from the engine"
+
+    def kernel_address(self, report: Report) -> str:
+        """Where the kernel's ports are reachable from this server."""
+        return str(report.connection_info.get("ip") or "127.0.0.1")
+
+    # ------------------------------------------------------------------------------------- launch
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        extra_arguments = kwargs.pop("extra_arguments", None)
+        kwargs = await super().pre_launch(**kwargs)
+        env: dict[str, str] = kwargs["env"]
+        kernel_id = self.kernel_id
+        username = env.get("KERNEL_USERNAME") or getpass.getuser()
+        env["KERNEL_USERNAME"] = username
+        check_user(kernel_id, username, authorized=self.authorized_users, unauthorized=self.unauthorized_users)
+        try:
+            port_range = PortRange.parse(self.port_range, min_size=self.min_port_range_size)
+        except PortRangeError as err:
+            raise ValueError(f"Kernel {kernel_id}: invalid port_range in the kernelspec: {err}") from None
+        self._effective_timeout = self._launch_timeout_for(env)
+        broker = await ResponseBroker.instance()
+        if self.pending is not None:
+            self.pending.cancel()
+        self.pending = broker.expect(kernel_id)
+        language = (self.kernel_spec.language if self.kernel_spec else "") or "python"
+        self.launch_env = {
+            "KERNEL_ID": kernel_id,
+            "KERNEL_LANGUAGE": env.get("KERNEL_LANGUAGE") or language.lower(),
+            "RESPONSE_ADDRESS": broker.response_address,
+            "PUBLIC_KEY": broker.public_key,
+            "PORT_RANGE": str(port_range),
+            "LAUNCH_TOKEN": self.pending.token,
+        }
+        env.update(self.launch_env)
+        substitutions = {
+            "kernel_id": kernel_id,
+            "response_address": broker.response_address,
+            "public_key": broker.public_key,
+            "port_range": str(port_range),
+        }
+        kwargs["cmd"] = [PLACEHOLDER.sub(lambda m: substitutions.get(m[1], m[0]), arg)
+                         for arg in self._base_cmd(extra_arguments)]
+        return kwargs
+
+    def _base_cmd(self, extra_arguments: list[str] | None) -> list[str]:
+        km = self.parent
+        if km is not None and hasattr(km, "format_kernel_cmd"):
+            return list(km.format_kernel_cmd(extra_arguments=extra_arguments))
+        return list(self.kernel_spec.argv) + list(extra_arguments or [])
+
+    def _launch_timeout_for(self, env: dict[str, str]) -> float:
+        requested = env.get("KERNEL_LAUNCH_TIMEOUT")
+        if requested:
+            try:
+                value = float(requested)
+            except ValueError:
+                raise ValueError(
+                    f"Kernel {self.kernel_id}: KERNEL_LAUNCH_TIMEOUT={requested!r} is not a number"
+                ) from None
+            if value > 0:
+                return value
+        return float(self.launch_timeout)
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        env = kwargs.pop("env")
+        kwargs.pop("kernel_id", None)
+        self.log.info("Kernel %s: launching (%s)", self.kernel_id, type(self).__name__)
+        try:
+            await self.start_launcher(cmd, env, **kwargs)
+            report = await self._await_report()
+        except BaseException:
+            await self._abandon_launch()
+            raise
+        self._accept_report(report)
+        self.log.info("Kernel %s: connected (%s:%s)", self.kernel_id, self.connection_info["ip"],
+                      self.connection_info["shell_port"])
+        return self.connection_info
+
+    async def _await_report(self) -> Report:
+        assert self.pending is not None
+        failure = asyncio.ensure_future(self.launch_failure())
+        try:
+            done, _ = await asyncio.wait(
+                {self.pending.future, failure}, timeout=self._effective_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            failure.cancel()
+        if self.pending.future in done:
+            return self.pending.future.result()
+        if failure in done:
+            raise LaunchError(
+                f"Kernel {self.kernel_id}: the launch failed before the kernel reported: {failure.result()}"
+            )
+        raise TimeoutError(
+            f"Kernel {self.kernel_id}: no launch report within {self._effective_timeout:g}s "
+            f"({await self.launch_diagnostics()})"
+        )
+
+    async def _abandon_launch(self) -> None:
+        if self.pending is not None:
+            self.pending.cancel()
+        try:
+            await self.kill()
+        except Exception as err:  # the original failure is what the user must see
+            self.log.debug("Kernel %s: cleanup after a failed launch: %s", self.kernel_id, err)
+
+    def _accept_report(self, report: Report) -> None:
+        info = dict(report.connection_info)
+        info["ip"] = self.kernel_address(report)
+        self.comm_host = info["ip"]
+        self.comm_port = report.comm_port
+        self.comm_key = report.comm_key
+        self.protocol_version = report.version
+        self.remote_pid = report.pid
+        if report.extra.get("launcher"):
+            self.log.debug("Kernel %s: launcher %s", self.kernel_id, report.extra["launcher"])
+        self.connection_info = info
+
+    # ------------------------------------------------------------------------------------- comm port
+    async def comm_request(self, op: CommOp, **params: Any) -> dict[str, Any] | None:
+        """Send one request to the launcher; None when it cannot be reached or refuses."""
+        if not self.comm_port or not self.comm_host:
+            return None
+        try:
+            if self.protocol_version < 2 or self.comm_key is None:
+                await self._legacy_request(op)
+                return {"ok": True, "alive": True}
+            reply = await send_request(
+                self.comm_host, self.comm_port, self.comm_key, op, timeout=self.comm_timeout, **params
+            )
+        except (OSError, TimeoutError, CommProtocolError) as err:
+            self.log.debug("Kernel %s: comm %s to %s:%s failed: %s", self.kernel_id, op.value, self.comm_host,
+                           self.comm_port, err)
+            return None
+        if not reply.get("ok"):
+            self.log.warning("Kernel %s: launcher refused %s: %s", self.kernel_id, op.value, reply.get("error"))
+        return reply
+
+    async def _legacy_request(self, op: CommOp) -> None:
+        assert self.comm_host and self.comm_port
+        if op is CommOp.SHUTDOWN:
+            request = {"shutdown": 1}
+        else:
+            request = {"signum": int(LEGACY_SIGNALS.get(op, 0))}
+        await send_legacy_request(self.comm_host, self.comm_port, request, timeout=self.comm_timeout)
+
+    # ------------------------------------------------------------------------------------- lifecycle
+    @property
+    def has_process(self) -> bool:
+        return self.comm_port is not None
+
+    async def poll(self) -> int | None:
+        reply = await self.comm_request(CommOp.PING)
+        return None if reply is not None and reply.get("alive", True) else 0
+
+    async def wait(self) -> int | None:
+        """Engines without an exit event end up here: ask the launcher with a growing interval."""
+        delay = 0.05
+        while await self.poll() is None:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        return 0
+
+    async def send_signal(self, signum: int) -> None:
+        if signum == 0:
+            return
+        if signum == signal.SIGINT:
+            reply = await self.comm_request(CommOp.INTERRUPT)
+            if reply and reply.get("ok"):
+                self.log.info("Kernel %s: interrupted", self.kernel_id)
+            else:
+                self.log.warning("Kernel %s: interrupt could not be delivered", self.kernel_id)
+        elif signum == signal.SIGTERM:
+            await self.terminate()
+        elif signum == signal.SIGKILL:
+            await self.kill()
+        else:
+            self.log.warning("Kernel %s: signal %s is not carried by the launch protocol; ignored", self.kernel_id,
+                             signum)
+
+    async def terminate(self, restart: bool = False) -> None:
+        await self.comm_request(CommOp.TERMINATE)
+
+    async def kill(self, restart: bool = False) -> None:
+        await self.comm_request(CommOp.KILL)
+
+    async def shutdown_requested(self, restart: bool = False) -> None:
+        grace = self.get_shutdown_wait_time()
+        await self.comm_request(CommOp.SHUTDOWN, grace=grace)
+
+    async def cleanup(self, restart: bool = False) -> None:
+        if self.pending is not None:
+            self.pending.cancel()
+            self.pending = None
+        self.comm_host = self.comm_port = self.comm_key = None
+        self.remote_pid = None
+        if not restart:
+            self.log.info("Kernel %s: stopped", self.kernel_id)
+
+    # ------------------------------------------------------------------------------------- persistence
+    async def get_provisioner_info(self) -> dict[str, Any]:
+        info = await super().get_provisioner_info()
+        info.update(
+            comm_host=self.comm_host,
+            comm_port=self.comm_port,
+            comm_key=base64.b64encode(self.comm_key).decode() if self.comm_key else None,
+            protocol_version=self.protocol_version,
+            remote_pid=self.remote_pid,
+        )
+        return info
+
+    async def load_provisioner_info(self, provisioner_info: dict[str, Any]) -> None:
+        await super().load_provisioner_info(provisioner_info)
+        self.comm_host = provisioner_info.get("comm_host")
+        self.comm_port = provisioner_info.get("comm_port")
+        key = provisioner_info.get("comm_key")
+        self.comm_key = base64.b64decode(key) if key else None
+        self.protocol_version = int(provisioner_info.get("protocol_version") or 2)
+        self.remote_pid = provisioner_info.get("remote_pid")

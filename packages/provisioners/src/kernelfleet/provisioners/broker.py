@@ -1,0 +1,258 @@
+"""The response broker: the one socket every launcher reports to, and the waiting room for launches.
+
+Each connection is its own task with a size cap and a read deadline, so a client that stalls,
+floods or sends garbage costs only its own connection; RSA unwrapping runs on worker threads so
+many reports arriving together never block the event loop. Nothing runs while no one connects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar
+
+from jupyter_client.localinterfaces import public_ips
+from traitlets import Bool, Float, Integer, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from kernelfleet.protocol import LegacyReportError, Report, ReportError, ServerKey, open_report, peek_kernel_id
+from kernelfleet.protocol.constants import LAUNCH_TOKEN_BYTES, MAX_REPORT_BYTES
+from kernelfleet.protocol.encoding import dumps_line
+from kernelfleet.provisioners.envconfig import env_bool, env_number, env_value
+
+ACCEPTED = dumps_line({"ok": True})
+REJECTED = dumps_line({"ok": False, "error": "rejected"})
+
+
+class PendingLaunch:
+    """One launch waiting for its launcher's report; its token is void once a report is accepted."""
+
+    def __init__(self, kernel_id: str) -> None:
+        self.kernel_id = kernel_id
+        self.token = secrets.token_urlsafe(LAUNCH_TOKEN_BYTES)
+        self.future: asyncio.Future[Report] = asyncio.get_running_loop().create_future()
+
+    @property
+    def done(self) -> bool:
+        return self.future.done()
+
+    async def wait(self, timeout: float | None = None) -> Report:
+        return await asyncio.wait_for(asyncio.shield(self.future), timeout)
+
+    def fail(self, error: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+            self.future.exception()  # retrieved here so an abandoned launch logs no "never retrieved"
+
+    def cancel(self) -> None:
+        self.future.cancel()
+
+    def __repr__(self) -> str:
+        return f"PendingLaunch({self.kernel_id!r}, done={self.done})"
+
+
+class ResponseBroker(LoggingConfigurable):
+    """Receives launch reports for every provisioner of this server process."""
+
+    bind_ip = Unicode(
+        help="Address the response socket binds (env KF_RESPONSE_BIND_IP; GP_RESPONSE_ADDR_ANY=true binds all). "
+        "Defaults to the advertised address.",
+    ).tag(config=True)
+    advertised_ip = Unicode(
+        help="Address launchers are told to report to (env KF_RESPONSE_IP or GP_RESPONSE_IP; default: "
+        "this host's first public address, else 127.0.0.1).",
+    ).tag(config=True)
+    port = Integer(help="Response port; 0 picks a free one (env KF_RESPONSE_PORT or GP_RESPONSE_PORT).").tag(
+        config=True
+    )
+    port_retries = Integer(
+        help="How many further ports to try when the port is taken (env GP_RESPONSE_PORT_RETRIES)."
+    ).tag(config=True)
+    accept_v1_reports = Bool(
+        help="Accept Gateway Provisioners' unauthenticated protocol-v1 reports from old kernel images "
+        "(env KF_ACCEPT_V1_REPORTS). Anyone who can reach the response port can forge those.",
+    ).tag(config=True)
+    read_timeout = Float(5.0, help="Seconds a reporting client may take to send its report.").tag(config=True)
+    max_report_bytes = Integer(MAX_REPORT_BYTES, help="Largest report accepted, in bytes.").tag(config=True)
+
+    _instances: ClassVar[dict[asyncio.AbstractEventLoop, ResponseBroker]] = {}
+    _server_key: ClassVar[ServerKey | None] = None
+
+    @default("log")
+    def _log_default(self) -> logging.Logger:
+        return logging.getLogger("kernelfleet.broker")
+
+    @default("advertised_ip")
+    def _advertised_ip_default(self) -> str:
+        configured = env_value(("KF_RESPONSE_IP", "GP_RESPONSE_IP"))
+        if configured:
+            return configured
+        ips = public_ips()
+        return ips[0] if ips else "127.0.0.1"
+
+    @default("bind_ip")
+    def _bind_ip_default(self) -> str:
+        configured = env_value(("KF_RESPONSE_BIND_IP",))
+        if configured:
+            return configured
+        return "0.0.0.0" if env_bool(("GP_RESPONSE_ADDR_ANY",), False) else self.advertised_ip
+
+    @default("port")
+    def _port_default(self) -> int:
+        return int(env_number(("KF_RESPONSE_PORT", "GP_RESPONSE_PORT"), 8877))
+
+    @default("port_retries")
+    def _port_retries_default(self) -> int:
+        return int(env_number(("GP_RESPONSE_PORT_RETRIES",), 10))
+
+    @default("accept_v1_reports")
+    def _accept_v1_default(self) -> bool:
+        return env_bool(("KF_ACCEPT_V1_REPORTS",), False)
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self._pending: dict[str, PendingLaunch] = {}
+        self._server: asyncio.Server | None = None
+        self._unwrapper = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="kf-report")
+        self._connections: dict[asyncio.StreamWriter, asyncio.Task[Any] | None] = {}
+        self._port_bound = 0
+
+    # ----------------------------------------------------------------------------------- lifecycle
+    @classmethod
+    async def instance(cls, **config: object) -> ResponseBroker:
+        """The started broker of the running event loop (one per server process and loop)."""
+        loop = asyncio.get_running_loop()
+        for stale in [lp for lp in cls._instances if lp.is_closed()]:
+            del cls._instances[stale]
+        broker = cls._instances.get(loop)
+        if broker is None:
+            broker = cls._instances[loop] = cls(**config)
+        await broker.start()
+        return broker
+
+    async def start(self) -> None:
+        if self._server is not None:
+            return
+        if ResponseBroker._server_key is None:
+            ResponseBroker._server_key = await asyncio.to_thread(ServerKey.generate)
+        self._server = await self._listen()
+        self._port_bound = self._server.sockets[0].getsockname()[1]
+        self.log.info("Response broker listening on %s:%s, advertised as %s", self.bind_ip, self._port_bound,
+                      self.response_address)
+
+    async def _listen(self) -> asyncio.Server:
+        last_error: OSError | None = None
+        ports = [self.port] if self.port == 0 else [self.port + i for i in range(self.port_retries + 1)]
+        for port in ports:
+            try:
+                return await asyncio.start_server(
+                    self._serve, self.bind_ip, port, limit=self.max_report_bytes, backlog=1024
+                )
+            except OSError as err:
+                last_error = err
+                self.log.debug("Response port %s:%s unavailable: %s", self.bind_ip, port, err)
+        raise OSError(f"No response port could be bound on {self.bind_ip} (tried {ports}): {last_error}")
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            serving = list(self._connections.items())
+            for writer, _task in serving:
+                writer.transport.abort()
+            await asyncio.gather(*(task for _w, task in serving if task is not None), return_exceptions=True)
+            await self._server.wait_closed()
+            self._server = None
+        for pending in self._pending.values():
+            pending.cancel()
+        self._pending.clear()
+        self._unwrapper.shutdown(wait=False, cancel_futures=True)
+        self._instances.pop(asyncio.get_running_loop(), None)
+
+    # ----------------------------------------------------------------------------------- launches
+    @property
+    def response_address(self) -> str:
+        host = self.advertised_ip
+        host = f"[{host}]" if ":" in host else host
+        return f"{host}:{self._port_bound}"
+
+    @property
+    def public_key(self) -> str:
+        assert self._server_key is not None, "start() the broker first"
+        return self._server_key.public_key_b64
+
+    def expect(self, kernel_id: str) -> PendingLaunch:
+        """Register a launch; a restart of the same kernel replaces (and cancels) its previous one."""
+        previous = self._pending.pop(kernel_id, None)
+        if previous is not None:
+            previous.cancel()
+        pending = self._pending[kernel_id] = PendingLaunch(kernel_id)
+        pending.future.add_done_callback(lambda _f: self._forget(pending))
+        return pending
+
+    def _forget(self, pending: PendingLaunch) -> None:
+        if self._pending.get(pending.kernel_id) is pending:
+            del self._pending[pending.kernel_id]
+
+    def _token_for(self, kernel_id: str) -> str | None:
+        pending = self._pending.get(kernel_id)
+        return pending.token if pending is not None and not pending.done else None
+
+    # ----------------------------------------------------------------------------------- connections
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        self._connections[writer] = asyncio.current_task()
+        try:
+            try:
+                line = await asyncio.wait_for(reader.readline(), self.read_timeout)
+            except (asyncio.LimitOverrunError, ValueError):
+                self.log.warning("Dropped a report from %s: larger than %s bytes", peer, self.max_report_bytes)
+                return
+            except TimeoutError:
+                self.log.warning("Dropped a connection from %s: no report within %ss", peer, self.read_timeout)
+                return
+            accepted = await self._receive(line, peer)
+            writer.write(ACCEPTED if accepted else REJECTED)
+            await writer.drain()
+        except (ConnectionError, OSError) as err:
+            self.log.debug("Report connection from %s failed: %s", peer, err)
+        finally:
+            self._connections.pop(writer, None)
+            writer.close()
+            with contextlib.suppress(OSError, ConnectionError):
+                await writer.wait_closed()
+
+    async def _receive(self, line: bytes, peer: object) -> bool:
+        claimed = peek_kernel_id(line)
+        if line.lstrip().startswith(b"{") and (claimed is None or self._token_for(claimed) is None):
+            # No cryptography is spent on reports for kernels nobody is launching.
+            self.log.warning("Ignored a report from %s for kernel %s: no launch is waiting for it", peer, claimed)
+            return False
+        assert self._server_key is not None
+        loop = asyncio.get_running_loop()
+        try:
+            report = await loop.run_in_executor(
+                self._unwrapper,
+                lambda: open_report(
+                    line, self._server_key, expected_token=self._token_for, accept_v1=self.accept_v1_reports
+                ),
+            )
+        except LegacyReportError as err:
+            pending = self._pending.get(err.kernel_id or "")
+            self.log.error("Kernel %s: %s", err.kernel_id, err)
+            if pending is not None:
+                pending.fail(RuntimeError(f"Kernel {err.kernel_id}: {err}"))
+            return False
+        except ReportError as err:
+            self.log.warning("Kernel %s: rejected a launch report from %s: %s", err.kernel_id, peer, err)
+            return False
+        pending = self._pending.get(report.kernel_id)
+        if pending is None or pending.done:  # raced with a replay or a cancelled launch
+            self.log.warning("Kernel %s: report from %s arrived after its launch ended", report.kernel_id, peer)
+            return False
+        pending.future.set_result(report)
+        self.log.debug("Kernel %s: launch report accepted from %s", report.kernel_id, peer)
+        return True

@@ -1,0 +1,119 @@
+"""``jupyter ssh-spec install``: kernelspecs for ``distributed-provisioner`` (local or SSH hosts).
+
+Unlike the container targets, this argv really runs: on the chosen host, over SSH, or as a local
+process when the host is this machine. The ``ssh_python`` spec without ``--remote-hosts`` is the
+project's embedded default: the provisioner's ``remote_hosts`` defaults to localhost.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import sys
+from typing import Any
+
+from traitlets import List, Unicode, default
+
+from kernelfleet.provisioners.cli.base import (
+    LANGUAGE_TITLES,
+    BaseSpecApp,
+    SparkSpecInstaller,
+    SpecError,
+    spec_aliases,
+    spec_flags,
+)
+from kernelfleet.provisioners.container_argv import launcher_args
+
+DEFAULT_LAUNCHERS_DIR = "/usr/local/bin/kernel-launchers"
+
+
+class SshSpecInstaller(SparkSpecInstaller):
+    """Install a kernelspec whose kernel is started on one of a list of hosts."""
+
+    name = "ssh-spec"
+    description = "Install a kernelspec whose kernel runs on SSH hosts (or locally) via distributed-provisioner."
+
+    remote_hosts = List(
+        Unicode(), help="Hosts to run kernels on, round robin (repeat the option; default: the provisioner's)."
+    ).tag(config=True)
+    python = Unicode(help="Python interpreter that runs the launcher on the hosts (default: this one).").tag(
+        config=True
+    )
+    launchers_dir = Unicode(
+        DEFAULT_LAUNCHERS_DIR, help="Where the R and Scala launchers are installed on the hosts."
+    ).tag(config=True)
+    spark_master = Unicode("", help="With --spark: the Spark master, added to SPARK_OPTS as --master.").tag(
+        config=True
+    )
+
+    aliases = spec_aliases(
+        {
+            "spark-home": "SparkSpecInstaller.spark_home",
+            "spark-init-mode": "SparkSpecInstaller.spark_init_mode",
+            "extra-spark-opts": "SparkSpecInstaller.extra_spark_opts",
+            "remote-hosts": "SshSpecInstaller.remote_hosts",
+            "python": "SshSpecInstaller.python",
+            "launchers-dir": "SshSpecInstaller.launchers_dir",
+            "spark-master": "SshSpecInstaller.spark_master",
+        }
+    )
+    flags = spec_flags(
+        {"spark": ({"SparkSpecInstaller": {"spark": True}}, "Make a kernelspec whose kernel starts Spark.")}
+    )
+
+    @default("python")
+    def _python_default(self) -> str:
+        return sys.executable
+
+    def check_target(self) -> None:
+        for host in self.remote_hosts:
+            if not host.strip() or any(ch.isspace() for ch in host.strip()):
+                raise SpecError(f"--remote-hosts {host!r} is not a host name")
+        if not self.python.strip():
+            raise SpecError("--python must name an interpreter")
+        if not posixpath.isabs(self.launchers_dir):
+            raise SpecError(f"--launchers-dir {self.launchers_dir!r} must be an absolute path")
+
+    def provisioner_name(self) -> str:
+        return "distributed-provisioner"
+
+    def default_kernel_name(self) -> str:
+        return f"ssh_{self.lang}{self.spark_suffixes()[0]}"
+
+    def default_display_name(self) -> str:
+        return f"{LANGUAGE_TITLES[self.lang]} on SSH hosts{self.spark_suffixes()[1]}"
+
+    def build_argv(self) -> list[str]:
+        if self.lang == "python":
+            args = launcher_args(
+                kernel_class_name=self.kernel_class_name(),
+                spark_init_mode=self.spark_mode() if self.spark else None,
+            )
+            return [self.python.strip(), "-m", "kernelfleet.launcher", *args]
+        args = launcher_args(spark_init_mode=self.spark_mode())
+        if self.lang == "r":
+            return ["Rscript", posixpath.join(self.launchers_dir, "r", "launch_IRkernel.R"), *args]
+        return [posixpath.join(self.launchers_dir, "scala", "bin", "run.sh"), *args]
+
+    def spark_opts(self) -> str:
+        master = f"--master {self.spark_master.strip()}" if self.spark_master.strip() else ""
+        return " ".join(part for part in (master, super().spark_opts()) if part)
+
+    def target_config(self) -> dict[str, Any]:
+        hosts = list(dict.fromkeys(host.strip() for host in self.remote_hosts))
+        return {"remote_hosts": hosts} if hosts else {}
+
+
+class SshSpecApp(BaseSpecApp):
+    """``jupyter ssh-spec``."""
+
+    name = "jupyter-ssh-spec"
+    description = "Kernelspecs for kernels that run on SSH hosts or locally (distributed-provisioner)."
+    subcommands = {"install": (SshSpecInstaller, SshSpecInstaller.description)}
+
+
+def main() -> None:
+    SshSpecApp.launch_instance()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""The response broker under load and abuse: every legitimate launch still gets its report."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import secrets
+import time
+
+import pytest
+from Crypto.Cipher import AES, PKCS1_v1_5
+from Crypto.PublicKey import RSA
+from Crypto.Util.Padding import pad
+
+from kernelfleet.protocol import seal_report
+from kernelfleet.protocol.encoding import b64encode
+from kernelfleet.provisioners.broker import PendingLaunch, ResponseBroker
+
+
+@pytest.fixture
+async def broker() -> ResponseBroker:
+    b = ResponseBroker(bind_ip="127.0.0.1", advertised_ip="127.0.0.1", port=0, read_timeout=1.0)
+    await b.start()
+    yield b
+    await b.stop()
+
+
+def connection_info(pending: PendingLaunch, token: str | None = None) -> dict[str, object]:
+    return {
+        "shell_port": 50001, "iopub_port": 50002, "stdin_port": 50003, "control_port": 50004, "hb_port": 50005,
+        "ip": "127.0.0.1", "key": "secret-hmac-" + secrets.token_hex(8), "transport": "tcp",
+        "signature_scheme": "hmac-sha256", "kernel_name": "", "comm_port": 50006,
+        "comm_key": b64encode(secrets.token_bytes(32)), "launch_token": token or pending.token,
+        "kernel_id": pending.kernel_id,
+    }
+
+
+def sealed(broker: ResponseBroker, pending: PendingLaunch, token: str | None = None) -> bytes:
+    return seal_report(connection_info(pending, token), kernel_id=pending.kernel_id, public_key_b64=broker.public_key)
+
+
+async def send(broker: ResponseBroker, payload: bytes, *, close_after: bool = False) -> bytes:
+    host, port = broker.response_address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(payload)
+    if close_after:
+        writer.write_eof()
+    await writer.drain()
+    try:
+        return await reader.read()
+    finally:
+        writer.close()
+
+
+async def test_500_simultaneous_reports_all_arrive(broker: ResponseBroker) -> None:
+    launches = [broker.expect(f"kernel-{i}") for i in range(500)]
+    lines = [sealed(broker, p) for p in launches]
+    replies = await asyncio.gather(*(send(broker, line) for line in lines))
+    reports = await asyncio.gather(*(p.wait(30) for p in launches))
+    assert all(r == b'{"ok":true}\n' for r in replies)
+    assert [r.kernel_id for r in reports] == [p.kernel_id for p in launches]
+
+
+async def test_stalled_client_does_not_delay_other_launches(broker: ResponseBroker) -> None:
+    host, port = broker.response_address.rsplit(":", 1)
+    stalled = [await asyncio.open_connection(host, int(port)) for _ in range(20)]
+    for _, writer in stalled:
+        writer.write(b'{"protocol":"kernelfleet"')  # half a report, then nothing
+    pending = broker.expect("kernel-after-stall")
+    started = time.perf_counter()
+    assert await send(broker, sealed(broker, pending)) == b'{"ok":true}\n'
+    await pending.wait(5)
+    assert time.perf_counter() - started < 0.5
+    # ... and the broker hangs up on the stalled clients after its read deadline
+    for reader, writer in stalled:
+        assert await asyncio.wait_for(reader.read(), 3) == b""
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"\x00\xff" * 100 + b"\n", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"{}\n", b"[1,2,3]\n", b"\n",
+     b'{"protocol":"kernelfleet","version":2,"kernel_id":"kernel-g","key":"!!","iv":"","ciphertext":"","mac":""}\n'],
+)
+async def test_garbage_is_rejected_and_the_launch_still_succeeds(broker: ResponseBroker, garbage: bytes) -> None:
+    pending = broker.expect("kernel-g")
+    reply = await send(broker, garbage, close_after=True)
+    assert reply in (b'{"ok":false,"error":"rejected"}\n', b"")
+    assert not pending.done
+    assert await send(broker, sealed(broker, pending)) == b'{"ok":true}\n'
+    assert (await pending.wait(5)).kernel_id == "kernel-g"
+
+
+async def test_oversized_report_is_dropped(broker: ResponseBroker) -> None:
+    pending = broker.expect("kernel-big")
+    try:
+        reply = await send(broker, b"{" + b"a" * (2 * 1024 * 1024) + b"\n")
+    except ConnectionResetError:  # the broker hung up with the rest unread: what a real server does
+        reply = b""
+    assert reply == b""
+    assert await send(broker, sealed(broker, pending)) == b'{"ok":true}\n'
+    await pending.wait(5)
+
+
+async def test_forged_report_with_wrong_token_is_refused(broker: ResponseBroker, caplog) -> None:
+    pending = broker.expect("kernel-f")
+    forged = sealed(broker, pending, token=secrets.token_urlsafe(32))
+    assert await send(broker, forged) == b'{"ok":false,"error":"rejected"}\n'
+    assert not pending.done
+    assert "launch token does not match" in caplog.text
+    assert await send(broker, sealed(broker, pending)) == b'{"ok":true}\n'
+    await pending.wait(5)
+
+
+async def test_replayed_report_is_refused(broker: ResponseBroker) -> None:
+    pending = broker.expect("kernel-r")
+    line = sealed(broker, pending)
+    assert await send(broker, line) == b'{"ok":true}\n'
+    first = await pending.wait(5)
+    assert await send(broker, line) == b'{"ok":false,"error":"rejected"}\n'
+    assert first.kernel_id == "kernel-r"
+
+
+async def test_report_for_unknown_kernel_is_refused(broker: ResponseBroker) -> None:
+    pending = broker.expect("kernel-known")
+    other = PendingLaunch("kernel-unknown")
+    assert await send(broker, sealed(broker, other)) == b'{"ok":false,"error":"rejected"}\n'
+    assert not pending.done
+
+
+def gp_v1_payload(public_key_b64: str, info: dict[str, object]) -> bytes:
+    """A Gateway Provisioners 0.5 launcher's report (predecessor.md section 3.3)."""
+    aes_key = secrets.token_bytes(16)
+    conn = base64.b64encode(AES.new(aes_key, AES.MODE_ECB).encrypt(pad(json.dumps(info).encode(), 16)))
+    rsa = PKCS1_v1_5.new(RSA.import_key(base64.b64decode(public_key_b64)))
+    envelope = {"version": 1, "key": base64.b64encode(rsa.encrypt(aes_key)).decode(), "conn_info": conn.decode()}
+    return base64.b64encode(json.dumps(envelope).encode())
+
+
+async def test_v1_report_fails_the_launch_fast_with_the_switch_named(broker: ResponseBroker) -> None:
+    pending = broker.expect("kernel-v1")
+    info = connection_info(pending)
+    del info["comm_key"], info["launch_token"]
+    reply = await send(broker, gp_v1_payload(broker.public_key, info), close_after=True)
+    assert reply == b'{"ok":false,"error":"rejected"}\n'
+    with pytest.raises(RuntimeError, match=r"kernel-v1.*accept_v1_reports = True"):
+        await pending.wait(1)
+
+
+async def test_v1_report_accepted_when_switched_on(broker: ResponseBroker) -> None:
+    broker.accept_v1_reports = True
+    pending = broker.expect("kernel-v1ok")
+    info = connection_info(pending)
+    del info["comm_key"], info["launch_token"]
+    await send(broker, gp_v1_payload(broker.public_key, info), close_after=True)
+    report = await pending.wait(5)
+    assert report.version == 1 and report.comm_key is None and report.comm_port == 50006
+
+
+async def test_no_secret_reaches_the_log(broker: ResponseBroker, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    pending = broker.expect("kernel-s")
+    info = connection_info(pending)
+    line = seal_report(info, kernel_id=pending.kernel_id, public_key_b64=broker.public_key)
+    await send(broker, sealed(broker, pending, token="wrong"))
+    await send(broker, line)
+    await pending.wait(5)
+    for secret in (info["key"], info["comm_key"], pending.token):
+        assert secret not in caplog.text
