@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from bootstrap_helpers import FAKE_PUBLIC_KEY, FAKE_TOKEN, base_env, read_record
 
 from kernelfleet.bootstrap.install import SCRIPT_NAME
+
+EnvMaker = Callable[..., dict[str, str]]
+
+# Shaped like the real values (base64 DER, base64url) but unique, so any leak is easy to spot.
+FAKE_PUBLIC_KEY = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAtestPUBLICkeyVALUE0123456789+/abcdefQIDAQAB"
+FAKE_TOKEN = "launch-token-SECRET-VALUE-3f9a1c7e5b"
 
 REQUIRED = {
     "KERNEL_ID": "k-1234abcd",
@@ -20,6 +27,10 @@ REQUIRED = {
     "PUBLIC_KEY": FAKE_PUBLIC_KEY,
     "LAUNCH_TOKEN": FAKE_TOKEN,
 }
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
 
 
 def run_script(script: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -36,20 +47,21 @@ def test_installed_script_is_executable_and_knows_its_install_dir(installed: Pat
     text = script.read_text()
     assert "@KERNELFLEET_INSTALL_DIR@" not in text
     assert f"install_dir='{installed}'" in text
-    assert "set -x" not in text
+    code = [line.split("#", 1)[0] for line in text.splitlines()]
+    assert not [line for line in code if "set -x" in line or "xtrace" in line or "printenv" in line]
 
 
 @pytest.mark.parametrize("missing", sorted(REQUIRED))
-def test_each_missing_variable_is_named(installed: Path, missing: str) -> None:
-    env = base_env(**{k: v for k, v in REQUIRED.items() if k != missing})
+def test_each_missing_variable_is_named(installed: Path, missing: str, clean_env: EnvMaker) -> None:
+    env = clean_env(**{k: v for k, v in REQUIRED.items() if k != missing})
     result = run_script(installed / SCRIPT_NAME, env)
     assert result.returncode == 1
     assert f"required environment variable {missing} " in result.stderr
     assert result.stderr.count("required environment variable") == 1
 
 
-def test_all_missing_variables_are_named_at_once(installed: Path) -> None:
-    result = run_script(installed / SCRIPT_NAME, base_env())
+def test_all_missing_variables_are_named_at_once(installed: Path, clean_env: EnvMaker) -> None:
+    result = run_script(installed / SCRIPT_NAME, clean_env())
     assert result.returncode == 1
     for name in REQUIRED:
         assert f"required environment variable {name} " in result.stderr
@@ -57,15 +69,15 @@ def test_all_missing_variables_are_named_at_once(installed: Path) -> None:
     assert "(or EG_PUBLIC_KEY)" in result.stderr
 
 
-def test_empty_variable_counts_as_missing(installed: Path) -> None:
-    result = run_script(installed / SCRIPT_NAME, base_env(**{**REQUIRED, "LAUNCH_TOKEN": ""}))
+def test_empty_variable_counts_as_missing(installed: Path, clean_env: EnvMaker) -> None:
+    result = run_script(installed / SCRIPT_NAME, clean_env(**{**REQUIRED, "LAUNCH_TOKEN": ""}))
     assert result.returncode == 1
     assert "required environment variable LAUNCH_TOKEN is not set" in result.stderr
 
 
 @pytest.mark.parametrize("language", ["cobol", "PYTHON3", "java;rm -rf /"])
-def test_unknown_language_lists_supported(installed: Path, language: str) -> None:
-    result = run_script(installed / SCRIPT_NAME, base_env(**{**REQUIRED, "KERNEL_LANGUAGE": language}))
+def test_unknown_language_lists_supported(installed: Path, language: str, clean_env: EnvMaker) -> None:
+    result = run_script(installed / SCRIPT_NAME, clean_env(**{**REQUIRED, "KERNEL_LANGUAGE": language}))
     assert result.returncode == 1
     assert "supported languages: python, r, scala" in result.stderr
     assert ";" not in result.stderr.split("'")[1]  # the echoed value is sanitised
@@ -84,15 +96,19 @@ def test_unknown_language_lists_supported(installed: Path, language: str) -> Non
         ("KERNEL_CLUSTER_TYPE", "mesos", "KERNEL_CLUSTER_TYPE must be one of"),
     ],
 )
-def test_malformed_values_are_refused(installed: Path, name: str, value: str, message: str) -> None:
-    result = run_script(installed / SCRIPT_NAME, base_env(**{**REQUIRED, name: value}))
+def test_malformed_values_are_refused(
+    installed: Path, name: str, value: str, message: str, clean_env: EnvMaker
+) -> None:
+    result = run_script(installed / SCRIPT_NAME, clean_env(**{**REQUIRED, name: value}))
     assert result.returncode == 1
     assert message in result.stderr
 
 
-def test_python_command_line(installed: Path, recorder: Callable[[Path], Path], tmp_path: Path) -> None:
+def test_python_command_line(
+    installed: Path, recorder: Callable[[Path], Path], tmp_path: Path, clean_env: EnvMaker
+) -> None:
     out = recorder(tmp_path / "fake-python")
-    env = base_env(**REQUIRED, KERNEL_PYTHON=str(tmp_path / "fake-python"), KERNEL_LANGUAGE="Python")
+    env = clean_env(**{**REQUIRED, "KERNEL_LANGUAGE": "Python"}, KERNEL_PYTHON=str(tmp_path / "fake-python"))
     result = run_script(installed / SCRIPT_NAME, env)
     assert result.returncode == 0, result.stderr
     record = read_record(out)
@@ -109,10 +125,10 @@ def test_python_command_line(installed: Path, recorder: Callable[[Path], Path], 
 
 
 def test_python_optional_values_and_eg_fallbacks(
-    installed: Path, recorder: Callable[[Path], Path], tmp_path: Path
+    installed: Path, recorder: Callable[[Path], Path], tmp_path: Path, clean_env: EnvMaker
 ) -> None:
     out = recorder(tmp_path / "fake-python")
-    env = base_env(
+    env = clean_env(
         KERNEL_ID="k2",
         KERNEL_LANGUAGE="PYTHON",
         EG_RESPONSE_ADDRESS="[::1]:9000",
@@ -138,9 +154,11 @@ def test_python_optional_values_and_eg_fallbacks(
     ]  # fmt: skip
 
 
-def test_primary_names_win_over_eg_names(installed: Path, recorder: Callable[[Path], Path], tmp_path: Path) -> None:
+def test_primary_names_win_over_eg_names(
+    installed: Path, recorder: Callable[[Path], Path], tmp_path: Path, clean_env: EnvMaker
+) -> None:
     out = recorder(tmp_path / "fake-python")
-    env = base_env(
+    env = clean_env(
         **REQUIRED,
         EG_RESPONSE_ADDRESS="10.0.0.1:1",
         EG_PORT_RANGE="1..2",
@@ -154,13 +172,13 @@ def test_primary_names_win_over_eg_names(installed: Path, recorder: Callable[[Pa
     assert argv[argv.index("--port-range") + 1] == "50000..51000"
 
 
-def test_r_command_line(installed: Path, recorder: Callable[[Path], Path], tmp_path: Path) -> None:
+def test_r_command_line(installed: Path, recorder: Callable[[Path], Path], tmp_path: Path, clean_env: EnvMaker) -> None:
     # Rscript is replaced on PATH by a recorder; the launcher file only has to exist.
     out = recorder(tmp_path / "fakebin" / "Rscript")
     launchers = tmp_path / "launchers"
     (launchers / "r").mkdir(parents=True)
     (launchers / "r" / "launch_IRkernel.R").write_text("# stand-in\n")
-    env = base_env(**{**REQUIRED, "KERNEL_LANGUAGE": "R"}, KERNEL_LAUNCHERS_DIR=str(launchers))
+    env = clean_env(**{**REQUIRED, "KERNEL_LANGUAGE": "R"}, KERNEL_LAUNCHERS_DIR=str(launchers))
     env["PATH"] = f"{tmp_path / 'fakebin'}{os.pathsep}{env['PATH']}"
     result = run_script(installed / SCRIPT_NAME, env)
     assert result.returncode == 0, result.stderr
@@ -174,10 +192,12 @@ def test_r_command_line(installed: Path, recorder: Callable[[Path], Path], tmp_p
     ]  # fmt: skip
 
 
-def test_scala_command_line(installed: Path, recorder: Callable[[Path], Path], tmp_path: Path) -> None:
+def test_scala_command_line(
+    installed: Path, recorder: Callable[[Path], Path], tmp_path: Path, clean_env: EnvMaker
+) -> None:
     launchers = tmp_path / "launchers"
     out = recorder(launchers / "scala" / "bin" / "run.sh")
-    env = base_env(
+    env = clean_env(
         **{**REQUIRED, "KERNEL_LANGUAGE": "Scala"},
         KERNEL_LAUNCHERS_DIR=str(launchers),
         KERNEL_SPARK_CONTEXT_INIT_MODE="eager",
@@ -196,20 +216,22 @@ def test_scala_command_line(installed: Path, recorder: Callable[[Path], Path], t
 
 
 @pytest.mark.parametrize(("language", "path"), [("r", "r/launch_IRkernel.R"), ("scala", "scala/bin/run.sh")])
-def test_missing_launcher_names_the_default_path(installed: Path, language: str, path: str) -> None:
-    result = run_script(installed / SCRIPT_NAME, base_env(**{**REQUIRED, "KERNEL_LANGUAGE": language}))
+def test_missing_launcher_names_the_default_path(
+    installed: Path, language: str, path: str, clean_env: EnvMaker
+) -> None:
+    result = run_script(installed / SCRIPT_NAME, clean_env(**{**REQUIRED, "KERNEL_LANGUAGE": language}))
     assert result.returncode == 1
     assert str(installed / "kernel-launchers" / path) in result.stderr
     assert f"jupyter image-bootstrap install --languages {language}" in result.stderr
 
 
-def test_uninstalled_script_uses_its_own_directory(tmp_path: Path) -> None:
+def test_uninstalled_script_uses_its_own_directory(tmp_path: Path, clean_env: EnvMaker) -> None:
     """The packaged template (never substituted) still finds launchers beside itself."""
     from kernelfleet.bootstrap import sources
 
     script = tmp_path / SCRIPT_NAME
     script.write_text((sources.PACKAGE_DIR / SCRIPT_NAME).read_text())
     script.chmod(0o755)
-    result = run_script(script, base_env(**{**REQUIRED, "KERNEL_LANGUAGE": "r"}))
+    result = run_script(script, clean_env(**{**REQUIRED, "KERNEL_LANGUAGE": "r"}))
     assert result.returncode == 1
     assert str(tmp_path / "kernel-launchers" / "r" / "launch_IRkernel.R") in result.stderr

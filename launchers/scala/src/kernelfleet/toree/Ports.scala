@@ -25,7 +25,7 @@ object PortRange {
       val parts = t.split("\\.\\.", -1)
       if (parts.length != 2) throw new IllegalArgumentException(s"port range '$t' must look like 'lower..upper'")
       val (lo, hi) =
-        try (parts(0).trim.toInt, parts(1).trim.toInt)
+        try { (parts(0).trim.toInt, parts(1).trim.toInt) }
         catch { case _: NumberFormatException => throw new IllegalArgumentException(s"port range '$t': both ends must be whole numbers") }
       if (!(MinPort <= lo && lo <= hi && hi <= MaxPort))
         throw new IllegalArgumentException(s"port range '$t': need $MinPort <= lower <= upper <= $MaxPort")

@@ -32,7 +32,8 @@ class ImageBootstrapInstaller(JupyterApp):
         "/usr/local/bin", help="Directory for bootstrap-kernel.sh; launchers go to <dir>/kernel-launchers."
     ).tag(config=True)
     toree_jar = Unicode(
-        "", help="Toree assembly jar for Scala (default: toree/lib/toree-assembly-*.jar of the installed toree package)."
+        "",
+        help="Toree assembly jar for Scala (default: toree/lib/toree-assembly-*.jar of the installed toree package).",
     ).tag(config=True)
 
     aliases = {

@@ -102,9 +102,8 @@ def scala_files(roots: Sequence[Path], toree_jar: Path | None) -> list[FileCopy]
     if run_sh is None:
         missing.append(f"{SCALA_RUN} (looked in {_looked_in(roots, 'scala/' + SCALA_RUN)})")
     if jar is None:
-        missing.append(
-            f"{SCALA_JAR} (looked in {_looked_in(roots, 'scala/dist/' + SCALA_JAR)}; build the Scala launcher jar first)"
-        )
+        looked = _looked_in(roots, f"scala/dist/{SCALA_JAR}")
+        missing.append(f"{SCALA_JAR} (looked in {looked}; build the Scala launcher jar first)")
     if assembly is None:
         where = f"--toree-jar {toree_jar} is not a file" if toree_jar else "no toree/lib/toree-assembly-*.jar found"
         missing.append(f"the Toree assembly jar ({where}; run: pip install apache-toree, or pass --toree-jar PATH)")

@@ -68,7 +68,7 @@ class CommServer:
         peer = writer.get_extra_info("peername")
         try:
             await asyncio.wait_for(self._converse(reader, writer, peer), CONNECTION_DEADLINE)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             log.warning("kernel %s: comm connection from %s timed out", self._kernel_id, peer)
         except (ConnectionError, OSError):
             pass

@@ -112,7 +112,9 @@ def _kernel_ip(value: str | None) -> str:
 def _class_name(value: str) -> str:
     parts = value.split(".")
     if len(parts) < 2 or not all(part.isidentifier() for part in parts):
-        raise ConfigError(f"--kernel-class-name / KERNEL_CLASS_NAME must be a dotted 'module.Class' path, not {value!r}")
+        raise ConfigError(
+            f"--kernel-class-name / KERNEL_CLASS_NAME must be a dotted 'module.Class' path, not {value!r}"
+        )
     return value
 
 

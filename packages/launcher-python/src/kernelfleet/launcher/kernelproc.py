@@ -15,6 +15,7 @@ import subprocess
 
 from kernelfleet.launcher.spawn import exit_status
 
+
 class KernelProcess:
     """The running kernel as the supervisor sees it."""
 

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from kernelfleet.protocol import ResponseAddress
+from kernelfleet.protocol.address import ResponseAddress
 
 CONNECT_WINDOW = 5.0  # keep retrying a refused connection this long: the server may still be binding
 CONNECT_TIMEOUT = 5.0
@@ -43,15 +43,13 @@ async def _connect(address: ResponseAddress) -> tuple[asyncio.StreamReader, asyn
             log.debug("response address %s refused the connection; retrying", address)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise ReportFailed(f"connecting to RESPONSE_ADDRESS {address} timed out") from None
         except OSError as err:
             raise ReportFailed(f"cannot connect to RESPONSE_ADDRESS {address}: {err.strerror or err}") from None
 
 
-async def send_report(
-    address: ResponseAddress, seal: Callable[[str], bytes]
-) -> dict[str, Any]:
+async def send_report(address: ResponseAddress, seal: Callable[[str], bytes]) -> dict[str, Any]:
     """Connect, seal with the local address (``seal(local_ip)`` returns the line), send, and return the reply.
 
     Raises ReportFailed unless the server answered ``{"ok": true}``.
@@ -63,8 +61,8 @@ async def send_report(
         await writer.drain()
         try:
             line = await asyncio.wait_for(reader.readline(), REPLY_TIMEOUT)
-        except (TimeoutError, asyncio.TimeoutError):
-            raise ReportFailed(f"the server at {address} did not answer the report within {REPLY_TIMEOUT:.0f} s") from None
+        except TimeoutError:
+            raise ReportFailed(f"the server at {address} did not answer within {REPLY_TIMEOUT:.0f} s") from None
         except ValueError:
             raise ReportFailed(f"the server at {address} answered with an over-long line") from None
     except (ConnectionError, OSError) as err:

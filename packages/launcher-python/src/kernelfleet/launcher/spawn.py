@@ -20,6 +20,9 @@ def spawn_kernel(
     cluster_type: str,
 ) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in _WITHHELD_ENV}
+    # What jupyter_client sets for local kernels: ipykernel then watches its parent and skips the
+    # "Ctrl-C will not work" banner meant for a kernel started by hand.
+    env["JPY_PARENT_PID"] = str(os.getpid())
     # "--opt=value" so no value (say, a kernel id starting with "-") can be read as an option.
     argv = [
         sys.executable,

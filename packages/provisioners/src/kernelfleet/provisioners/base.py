@@ -111,9 +111,14 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         kwargs = await super().pre_launch(**kwargs)
         env: dict[str, str] = kwargs["env"]
         kernel_id = self.kernel_id
-        username = env.get("KERNEL_USERNAME") or getpass.getuser()
+        named = env.get("KERNEL_USERNAME")
+        username = named or getpass.getuser()
         env["KERNEL_USERNAME"] = username
-        check_user(kernel_id, username, authorized=self.authorized_users, unauthorized=self.unauthorized_users)
+        # unauthorized_users (default: root) guards the identity a request asks for; a server running as
+        # root that names no user launches as itself, as LocalProvisioner would.
+        check_user(
+            kernel_id, username, authorized=self.authorized_users, unauthorized=self.unauthorized_users if named else ()
+        )
         try:
             port_range = PortRange.parse(self.port_range, min_size=self.min_port_range_size)
         except PortRangeError as err:

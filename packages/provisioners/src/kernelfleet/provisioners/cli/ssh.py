@@ -41,9 +41,7 @@ class SshSpecInstaller(SparkSpecInstaller):
     launchers_dir = Unicode(
         DEFAULT_LAUNCHERS_DIR, help="Where the R and Scala launchers are installed on the hosts."
     ).tag(config=True)
-    spark_master = Unicode("", help="With --spark: the Spark master, added to SPARK_OPTS as --master.").tag(
-        config=True
-    )
+    spark_master = Unicode("", help="With --spark: the Spark master, added to SPARK_OPTS as --master.").tag(config=True)
 
     aliases = spec_aliases(
         {

@@ -1,0 +1,162 @@
+package kernelfleet.toree
+
+import java.net.{Inet4Address, InetAddress, NetworkInterface}
+import java.nio.charset.StandardCharsets.UTF_8
+import java.nio.file.attribute.PosixFilePermissions
+import java.nio.file.{Files, Path, Paths}
+import java.security.SecureRandom
+import java.util.concurrent.{CountDownLatch, TimeUnit}
+import scala.collection.JavaConverters._
+import scala.util.Try
+
+/** Entry point (`spark-submit --class kernelfleet.toree.ToreeLauncher`): picks the ports, starts the comm port,
+ * sends the sealed report, then runs Apache Toree's main in this JVM.
+ *
+ * Toree runs in-process, so "the kernel" of protocol v2 is this JVM: interrupt raises Toree's alternate interrupt
+ * signal on ourselves, terminate exits with shutdown hooks (Toree's included), kill halts.
+ */
+object ToreeLauncher {
+  val LauncherVersion = "scala/0.1.0"
+  private val TerminateWatchdogSeconds = 10L
+
+  def main(args: Array[String]): Unit = {
+    Log.configure(sys.env.get("LOG_LEVEL"))
+    val code =
+      try run(args)
+      catch {
+        case e: Options.UsageError => Log.error(s"usage: ${e.getMessage}"); 2
+        case e: Report.Rejected    => Log.error(e.getMessage); 1
+        case e: Protocol.ProtocolError => Log.error(e.getMessage); 1
+        case e: Exception          => Log.error(s"launcher failed: ${e.getClass.getSimpleName}: ${e.getMessage}"); 1
+      }
+    System.exit(code)
+  }
+
+  private def run(args: Array[String]): Int = {
+    val opts = Options.parse(args, sys.env.get)
+    val kid = opts.kernelId
+    val publicKey = Protocol.loadPublicKey(opts.publicKey)
+    val random = new SecureRandom()
+    val bindAddr = InetAddress.getByName(opts.kernelIp)
+    val reportedIp = if (bindAddr.isAnyLocalAddress) hostAddress() else bindAddr.getHostAddress
+
+    val commKey = Protocol.randomBytes(random, Protocol.CommKeyBytes)
+    val commSocket = Ports.listen(bindAddr, opts.portRange, Set.empty, random)
+    val Seq(shell, iopub, stdin, control, hb) = Ports.pick(bindAddr, opts.portRange, 5, Set(commSocket.getLocalPort), random)
+    val info = ConnectionInfo(
+      shellPort = shell,
+      iopubPort = iopub,
+      stdinPort = stdin,
+      controlPort = control,
+      hbPort = hb,
+      ip = reportedIp,
+      key = hex(Protocol.randomBytes(random, 32)),
+      kernelName = "",
+      commPort = commSocket.getLocalPort,
+      commKey = Protocol.b64(commKey),
+      launchToken = opts.launchToken,
+      pid = Some(ProcessHandle.current().pid()),
+      pgid = processGroup(),
+      kernelId = kid,
+      launcher = Some(LauncherVersion)
+    )
+    val profile = writeProfile(kid, info.profileJson(bindAddr.getHostAddress))
+    val toreeArgs = Options.toreeArgs(opts, profile.toString)
+    val kernel = new InProcessToree(Options.alternateSigint(toreeArgs))
+    kernel.installEarlyInterruptHandler()
+
+    new CommServer(commSocket, commKey, kernel, random).start()
+    Log.info(s"kernel $kid: ports shell=$shell iopub=$iopub stdin=$stdin control=$control hb=$hb comm=${commSocket.getLocalPort}")
+    Report.send(opts.responseAddress, Protocol.sealReport(info.reportJson, kid, publicKey, random), kid)
+    Log.info(s"kernel $kid: report accepted; starting Apache Toree (spark context: ${opts.sparkInitMode})")
+    kernel.runToree(toreeArgs)
+    Log.info(s"kernel $kid: Apache Toree stopped")
+    0
+  }
+
+  private def hex(bytes: Array[Byte]): String = bytes.map(b => f"${b & 0xff}%02x").mkString
+
+  /** The host's address for the report when binding all interfaces: the resolver's answer, else the first
+   * non-loopback IPv4 address. The server may still replace it with the address it knows the host by. */
+  private def hostAddress(): String =
+    Try(InetAddress.getLocalHost).toOption.filterNot(_.isLoopbackAddress).map(_.getHostAddress).getOrElse {
+      NetworkInterface.getNetworkInterfaces.asScala
+        .filter(n => Try(n.isUp && !n.isLoopback).getOrElse(false))
+        .flatMap(_.getInetAddresses.asScala)
+        .collectFirst { case a: Inet4Address => a.getHostAddress }
+        .getOrElse("127.0.0.1")
+    }
+
+  /** The process group from /proc (the JDK has no API for it); None off Linux. */
+  private def processGroup(): Option[Long] =
+    Try {
+      val stat = new String(Files.readAllBytes(Paths.get("/proc/self/stat")), UTF_8)
+      // Fields after the command name, which is in parentheses and may itself contain spaces or parentheses.
+      stat.substring(stat.lastIndexOf(')') + 2).split(' ')(2).toLong
+    }.toOption
+
+  /** Toree's connection file, readable only by us (it holds the kernel's HMAC key) and removed at exit. */
+  private def writeProfile(kernelId: String, json: String): Path = {
+    val dir = Files.createTempDirectory("kernelfleet-toree-", PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")))
+    val file = dir.resolve(s"kernel-$kernelId.json")
+    Files.write(file, json.getBytes(UTF_8))
+    Files.setPosixFilePermissions(file, PosixFilePermissions.fromString("rw-------"))
+    file.toFile.deleteOnExit()
+    dir.toFile.deleteOnExit()
+    file
+  }
+
+  /** Toree in this JVM, controlled from the comm port. */
+  final class InProcessToree(interruptSignal: String) extends KernelControl {
+    private val done = new CountDownLatch(1)
+    @volatile private var exiting = false
+    @volatile private var toreeHandlerInstalled = false
+
+    def alive: Boolean = done.getCount > 0 && !exiting
+
+    /** Until Toree installs its own handler, the interrupt signal would hit the JVM's default action (which ends
+     * the process); ours holds the place and notes that the interrupt came too early to reach any cell. */
+    def installEarlyInterruptHandler(): Unit = {
+      val sig = new sun.misc.Signal(interruptSignal)
+      sun.misc.Signal.handle(sig, (_: sun.misc.Signal) => Log.info("interrupt before Apache Toree is ready: no cell to interrupt"))
+      ()
+    }
+
+    def runToree(args: Seq[String]): Unit =
+      try {
+        val main = Class.forName("org.apache.toree.Main", true, Thread.currentThread.getContextClassLoader)
+        toreeHandlerInstalled = true
+        main.getMethod("main", classOf[Array[String]]).invoke(null, args.toArray)
+      } finally done.countDown()
+
+    def interrupt(): Unit = sun.misc.Signal.raise(new sun.misc.Signal(interruptSignal))
+
+    def terminate(): Unit = exit(143)
+
+    def kill(): Unit = {
+      exiting = true
+      Runtime.getRuntime.halt(137)
+    }
+
+    def shutdown(graceSeconds: Int): Unit = {
+      if (!done.await(graceSeconds.toLong, TimeUnit.SECONDS)) {
+        Log.info(s"Apache Toree still running ${graceSeconds}s after the shutdown request: terminating it")
+        exit(143)
+      } else exit(0)
+    }
+
+    /** Exit with shutdown hooks (Toree stops its interpreters and Spark), but halt if they hang. */
+    private def exit(code: Int): Unit = {
+      exiting = true
+      val watchdog = new Thread(() => {
+        Thread.sleep(TimeUnit.SECONDS.toMillis(TerminateWatchdogSeconds))
+        Runtime.getRuntime.halt(137)
+      }, "kernelfleet-exit-watchdog")
+      watchdog.setDaemon(true)
+      watchdog.start()
+      val exiter = new Thread(() => System.exit(code), "kernelfleet-exit")
+      exiter.setDaemon(true)
+      exiter.start()
+    }
+  }
+}

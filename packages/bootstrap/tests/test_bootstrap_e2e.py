@@ -1,0 +1,125 @@
+"""End to end: the installed bootstrap-kernel.sh execs the real Python or R launcher, which reports
+to a real ResponseBroker, runs a real kernel, and stops when asked over its comm port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyter_client.asynchronous.client import AsyncKernelClient
+
+from kernelfleet.bootstrap.install import SCRIPT_NAME
+from kernelfleet.protocol.comm_client import send_request
+from kernelfleet.provisioners.broker import ResponseBroker
+
+EnvMaker = Callable[..., dict[str, str]]
+CliRunner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def proc_cmdline(pid: int) -> list[bytes]:
+    with open(f"/proc/{pid}/cmdline", "rb") as handle:  # procfs: never blocks
+        return handle.read().split(b"\0")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def execute(info: dict[str, Any], code: str) -> str:
+    """Run `code` on the kernel through its reported connection info; returns the result's text."""
+    client = AsyncKernelClient()
+    client.load_connection_info(info)
+    client.start_channels(hb=False)  # a kernel still starting up would count as dead after 1 s without beats
+    results: list[str] = []
+
+    def collect(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "execute_result":
+            results.append(msg["content"]["data"]["text/plain"])
+
+    try:
+        await client.wait_for_ready(timeout=30)
+        reply = await client.execute_interactive(code, timeout=30, output_hook=collect)
+        assert reply["content"]["status"] == "ok"
+        return "".join(results)
+    finally:
+        client.stop_channels()
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(
+    ("language", "launcher_arg", "expected"),
+    [("Python", b"kernelfleet.launcher", "42"), ("R", b"launch_IRkernel.R", "[1] 42")],
+)
+async def test_bootstrap_execs_launcher_and_reports(
+    tmp_path: Path, clean_env: EnvMaker, run_cli: CliRunner, language: str, launcher_arg: bytes, expected: str
+) -> None:
+    installed = tmp_path / "bin"
+    result = await asyncio.to_thread(run_cli, "install", "--languages", language, "--install-dir", str(installed))
+    assert result.returncode == 0, result.stderr
+    broker = ResponseBroker(bind_ip="127.0.0.1", advertised_ip="127.0.0.1", port=0)
+    await broker.start()
+    kernel_id = str(uuid.uuid4())
+    pending = broker.expect(kernel_id)
+    env = clean_env(
+        KERNEL_ID=kernel_id,
+        KERNEL_LANGUAGE=language,
+        RESPONSE_ADDRESS=broker.response_address,
+        PUBLIC_KEY=broker.public_key,
+        LAUNCH_TOKEN=pending.token,
+        KERNEL_IP="127.0.0.1",
+    )
+    log = tmp_path / "kernel.log"
+    with log.open("wb") as sink:
+        proc = await asyncio.create_subprocess_exec(
+            str(installed / SCRIPT_NAME), env=env, stdout=sink, stderr=asyncio.subprocess.STDOUT
+        )
+    kernel_pid: int | None = None
+    try:
+        try:
+            report = await pending.wait(timeout=30)
+        except Exception:
+            pytest.fail(f"no valid report from the launcher; its output:\n{log.read_text(errors='replace')}")
+
+        # bash exec'd the launcher: the process we started *is* the launcher now
+        cmdline = proc_cmdline(proc.pid)
+        assert any(launcher_arg in arg for arg in cmdline), cmdline
+        assert pending.token.encode() not in b" ".join(cmdline)
+
+        assert report.kernel_id == kernel_id
+        assert report.version == 2
+        info = report.connection_info
+        ports = [info[name] for name in ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")]
+        assert len({*ports, report.comm_port}) == 6
+        assert report.comm_key
+        kernel_pid = report.pid
+        assert kernel_pid is not None and pid_alive(kernel_pid)
+
+        assert await execute(info, "6 * 7") == expected
+        reply = await send_request("127.0.0.1", report.comm_port, report.comm_key, "ping", timeout=5.0)
+        assert reply == {"ok": True, "alive": True}
+
+        reply = await send_request("127.0.0.1", report.comm_port, report.comm_key, "kill", timeout=5.0)
+        assert reply["ok"] is True
+        await asyncio.wait_for(proc.wait(), timeout=30)
+        assert not pid_alive(proc.pid)
+        assert not pid_alive(kernel_pid)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await broker.stop()
+
+    output = log.read_text(errors="replace")
+    assert pending.token not in output, "the launch token reached the kernel's output"
+    assert broker.public_key not in output, "the public key reached the kernel's output"

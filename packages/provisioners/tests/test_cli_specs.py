@@ -1,0 +1,474 @@
+"""The ``jupyter *-spec install`` tools, run as real console scripts into temporary prefixes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+
+BIN = Path(sys.executable).parent
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+LAUNCH_ARGS = [
+    "--kernel-id",
+    "{kernel_id}",
+    "--port-range",
+    "{port_range}",
+    "--response-address",
+    "{response_address}",
+    "--public-key",
+    "{public_key}",
+]
+CONTAINER_PREFIX = ["python", "-m", "kernelfleet.provisioners.container_argv"]
+DEFAULT_CLASS = "ipykernel.ipkernel.IPythonKernel"
+SEED_ARGS = [
+    "--image-name",
+    "acme/data-sci-py:2.0",
+    "--kernel-name",
+    "data_sci_py",
+    "--display-name",
+    "Data Science 2.0",
+]
+
+# Gateway Provisioners' output for SEED_ARGS (predecessor.md 4.4, without jupyter_client's empty
+# kernel_protocol_version), kept here so CI needs nothing outside the repository.
+GP_K8S_KERNEL_JSON: dict[str, Any] = {
+    "argv": [
+        "python",
+        "/usr/local/share/jupyter/kernels/data_sci_py/scripts/launch_kubernetes.py",
+        *LAUNCH_ARGS,
+        "--kernel-class-name",
+        DEFAULT_CLASS,
+    ],
+    "env": {},
+    "display_name": "Data Science 2.0",
+    "language": "python",
+    "interrupt_mode": "signal",
+    "metadata": {
+        "debugger": True,
+        "kernel_provisioner": {
+            "provisioner_name": "kubernetes-provisioner",
+            "config": {"image_name": "acme/data-sci-py:2.0", "launch_timeout": 30},
+        },
+    },
+}
+
+_SCRUBBED_ENV = (
+    "KF_IMAGE_NAME",
+    "GP_IMAGE_NAME",
+    "KF_EXECUTOR_IMAGE_NAME",
+    "GP_EXECUTOR_IMAGE_NAME",
+    "SPARK_HOME",
+    "JUPYTER_PATH",
+    "JUPYTER_CONFIG_DIR",
+)
+
+
+def run_cli(
+    tool: str, *args: str, tmp_path: Path, env: dict[str, str] | None = None, prefix: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run ``jupyter-<tool>-spec``; --user installs land in tmp_path/data, never in a real home."""
+    script = BIN / f"jupyter-{tool}-spec"
+    assert script.exists(), f"{script} is missing: run pip install --no-deps -e packages/provisioners"
+    full_env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+    full_env["JUPYTER_DATA_DIR"] = str(tmp_path / "data")
+    full_env.update(env or {})
+    argv = [str(script), *args]
+    if prefix:
+        argv += ["--prefix", str(tmp_path / "prefix")]
+    return subprocess.run(argv, capture_output=True, text=True, env=full_env, timeout=60, check=False)
+
+
+def kernels_dir(tmp_path: Path) -> Path:
+    return tmp_path / "prefix" / "share" / "jupyter" / "kernels"
+
+
+def installed(tmp_path: Path, name: str) -> dict[str, Any]:
+    return json.loads((kernels_dir(tmp_path) / name / "kernel.json").read_text(encoding="utf-8"))
+
+
+def install_ok(tool: str, *args: str, tmp_path: Path, env: dict[str, str] | None = None) -> None:
+    result = run_cli(tool, "install", *args, tmp_path=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+
+
+def test_seed_command_matches_gp_output_except_argv(tmp_path: Path) -> None:
+    install_ok("k8s", *SEED_ARGS, tmp_path=tmp_path)
+    path = kernels_dir(tmp_path) / "data_sci_py" / "kernel.json"
+    text = path.read_text(encoding="utf-8")
+    spec = json.loads(text)
+
+    assert text == json.dumps(spec, indent=2) + "\n"  # 2-space indent, trailing newline
+    assert list(spec) == list(GP_K8S_KERNEL_JSON)  # same keys, same order, no kernel_protocol_version
+    assert {k: v for k, v in spec.items() if k != "argv"} == {
+        k: v for k, v in GP_K8S_KERNEL_JSON.items() if k != "argv"
+    }
+    assert list(spec["metadata"]["kernel_provisioner"]["config"]) == ["image_name", "launch_timeout"]
+    assert spec["argv"] == [*CONTAINER_PREFIX, *LAUNCH_ARGS, "--kernel-class-name", DEFAULT_CLASS]
+    assert sorted(os.listdir(path.parent)) == ["kernel.json"]
+    # A system-wide kernelspec must be readable by every user (the staging dir is 0700).
+    assert stat.S_IMODE(path.parent.stat().st_mode) & 0o055 == 0o055
+
+
+@pytest.mark.parametrize(
+    ("tool", "args"),
+    [
+        ("k8s", ()),
+        ("k8s", ("--spark",)),
+        ("k8s", ("--spark", "--crd")),
+        ("k8s", ("--language", "r")),
+        ("docker", ("--language", "scala")),
+        ("docker", ("--swarm",)),
+        ("ssh", ()),
+        ("ssh", ("--language", "R", "--spark")),
+        ("ssh", ("--language", "scala")),
+    ],
+)
+def test_argv_placeholders_are_exactly_the_protocol_ones(tool: str, args: tuple[str, ...], tmp_path: Path) -> None:
+    install_ok(tool, *args, tmp_path=tmp_path)
+    (spec_dir,) = kernels_dir(tmp_path).iterdir()
+    spec = json.loads((spec_dir / "kernel.json").read_text(encoding="utf-8"))
+    fields = [field for arg in spec["argv"] for field in PLACEHOLDER.findall(arg)]
+    assert sorted(fields) == ["kernel_id", "port_range", "public_key", "response_address"]
+    assert "${" not in json.dumps(spec)
+
+
+def test_existing_kernelspec_needs_replace(tmp_path: Path) -> None:
+    install_ok("k8s", *SEED_ARGS, tmp_path=tmp_path)
+    path = kernels_dir(tmp_path) / "data_sci_py" / "kernel.json"
+    before = path.read_bytes()
+
+    other = [*SEED_ARGS[:-1], "Other"]
+    again = run_cli("k8s", "install", *other, tmp_path=tmp_path)
+    assert again.returncode == 1
+    assert "already exists" in again.stderr and "--replace" in again.stderr
+    assert path.read_bytes() == before
+
+    install_ok("k8s", *other, "--replace", tmp_path=tmp_path)
+    assert installed(tmp_path, "data_sci_py")["display_name"] == "Other"
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "message"),
+    [
+        ("k8s", ("--language", "cobol"), "--language 'cobol' is not supported"),
+        ("docker", ("--language", "julia"), "choose python, r or scala"),
+        ("ssh", ("--language", ""), "is not supported"),
+        ("k8s", ("--port-range", "100..2000"), "1024 <= lower"),
+        ("docker", ("--port-range", "40000..40100"), "at least 1000"),
+        ("ssh", ("--port-range", "40000-41000"), "lower..upper"),
+        ("k8s", ("--port-range", "60000..70000"), "65535"),
+        ("k8s", ("--crd",), "--crd needs --spark"),
+        ("k8s", ("--crd", "--spark", "--language", "r"), "Python kernels only"),
+        ("k8s", ("--launch-timeout", "0"), "positive"),
+        ("ssh", ("--launch-timeout", "soon"), "expected an int"),
+        ("docker", ("--language", "r", "--ipykernel-subclass-name", "x.Y"), "Python kernels only"),
+        ("ssh", ("--ipykernel-subclass-name", "NotDotted"), "dotted"),
+        ("ssh", ("--ipykernel-subclass-name", "ipykernel.kernelbase.Kernel"), "not a subclass"),
+        ("ssh", ("--spark", "--spark-init-mode", "sometimes"), "lazy, eager or none"),
+        ("ssh", ("--launchers-dir", "relative/dir", "--language", "r"), "absolute"),
+        ("docker", ("--authorized-users", "alice", "bob"), "unexpected argument"),
+        ("docker", ("--user",), "choose one install location"),
+        ("k8s", ("--kernel-name", "bad/name"), "not valid"),
+        ("k8s", ("--display-name", "Spark ${VERSION}"), "unreplaced template variable"),
+    ],
+)
+def test_bad_options_fail_clearly_and_write_nothing(
+    tool: str, args: tuple[str, ...], message: str, tmp_path: Path
+) -> None:
+    result = run_cli(tool, "install", *args, tmp_path=tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not kernels_dir(tmp_path).exists()
+    assert not (tmp_path / "data").exists()
+
+
+def test_no_subcommand_prints_help_and_exits_1(tmp_path: Path) -> None:
+    for tool in ("ssh", "docker", "k8s"):
+        result = run_cli(tool, tmp_path=tmp_path, prefix=False)
+        assert result.returncode == 1
+        assert "install" in result.stdout
+        unknown = run_cli(tool, "instal", tmp_path=tmp_path, prefix=False)
+        assert unknown.returncode == 1
+        assert "Unknown subcommand 'instal'" in unknown.stderr
+
+
+def test_jupyter_command_dispatches_to_the_tool(tmp_path: Path) -> None:
+    jupyter = BIN / "jupyter"
+    assert jupyter.exists(), f"{jupyter} is missing: jupyter_core must be installed in the venv"
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    result = subprocess.run(
+        [str(jupyter), "k8s-spec", "install", *SEED_ARGS, "--prefix", str(tmp_path / "prefix")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert installed(tmp_path, "data_sci_py")["display_name"] == "Data Science 2.0"
+
+
+def _container_argv(lang: str, spark_mode: str | None = None) -> list[str]:
+    if lang == "python":
+        tail = ["--kernel-class-name", DEFAULT_CLASS]
+        if spark_mode:
+            tail += ["--spark-context-initialization-mode", spark_mode]
+        return [*CONTAINER_PREFIX, *LAUNCH_ARGS, *tail]
+    return [*CONTAINER_PREFIX, *LAUNCH_ARGS, "--spark-context-initialization-mode", spark_mode or "none"]
+
+
+def _script_python() -> str:
+    """The interpreter the console scripts run with (their shebang), i.e. --python's default."""
+    first = (BIN / "jupyter-ssh-spec").read_text(encoding="utf-8").splitlines()[0]
+    return first.removeprefix("#!").strip()
+
+
+def _ssh_argv(lang: str, spark_mode: str | None = None) -> list[str]:
+    if lang == "python":
+        tail = ["--kernel-class-name", DEFAULT_CLASS]
+        if spark_mode:
+            tail += ["--spark-context-initialization-mode", spark_mode]
+        return [_script_python(), "-m", "kernelfleet.launcher", *LAUNCH_ARGS, *tail]
+    mode = ["--spark-context-initialization-mode", spark_mode or "none"]
+    if lang == "r":
+        return ["Rscript", "/usr/local/bin/kernel-launchers/r/launch_IRkernel.R", *LAUNCH_ARGS, *mode]
+    return ["/usr/local/bin/kernel-launchers/scala/bin/run.sh", *LAUNCH_ARGS, *mode]
+
+
+LANGUAGE_CASES = [
+    # tool, --language as typed, kernel name, display name, kernel.json language, provisioner, argv, image
+    ("k8s", "Python", "k8s_python", "Kubernetes Python", "python", "kubernetes-provisioner",
+     _container_argv("python"), "kernelfleet/kernel-py:"),
+    ("k8s", "r", "k8s_r", "Kubernetes R", "R", "kubernetes-provisioner",
+     _container_argv("r"), "kernelfleet/kernel-r:"),
+    ("k8s", "SCALA", "k8s_scala", "Kubernetes Scala", "scala", "kubernetes-provisioner",
+     _container_argv("scala"), "kernelfleet/kernel-scala:"),
+    ("docker", "python", "docker_python", "Docker Python", "python", "docker-provisioner",
+     _container_argv("python"), "kernelfleet/kernel-py:"),
+    ("docker", "R", "docker_r", "Docker R", "R", "docker-provisioner",
+     _container_argv("r"), "kernelfleet/kernel-r:"),
+    ("docker", "Scala", "docker_scala", "Docker Scala", "scala", "docker-provisioner",
+     _container_argv("scala"), "kernelfleet/kernel-scala:"),
+    ("ssh", "python", "ssh_python", "Python on SSH hosts", "python", "distributed-provisioner",
+     _ssh_argv("python"), None),
+    ("ssh", "R", "ssh_r", "R on SSH hosts", "R", "distributed-provisioner", _ssh_argv("r"), None),
+    ("ssh", "scala", "ssh_scala", "Scala on SSH hosts", "scala", "distributed-provisioner",
+     _ssh_argv("scala"), None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("tool", "language", "name", "display", "json_language", "provisioner", "argv", "image"), LANGUAGE_CASES
+)
+def test_each_language_of_each_tool(
+    tool: str,
+    language: str,
+    name: str,
+    display: str,
+    json_language: str,
+    provisioner: str,
+    argv: list[str],
+    image: str | None,
+    tmp_path: Path,
+) -> None:
+    install_ok(tool, "--language", language, tmp_path=tmp_path)
+    spec = installed(tmp_path, name)
+    assert spec["argv"] == argv
+    assert spec["display_name"] == display
+    assert spec["language"] == json_language
+    assert spec["env"] == {}
+    assert spec["interrupt_mode"] == "signal"
+    assert ("debugger" in spec["metadata"]) == (json_language == "python")
+    kp = spec["metadata"]["kernel_provisioner"]
+    assert kp["provisioner_name"] == provisioner
+    expected_config: dict[str, Any] = {"launch_timeout": 30}
+    if image:
+        assert kp["config"]["image_name"].startswith(image)
+        expected_config = {"image_name": kp["config"]["image_name"], "launch_timeout": 30}
+    assert kp["config"] == expected_config
+
+
+def test_common_options_are_written_to_config(tmp_path: Path) -> None:
+    install_ok(
+        "docker",
+        "--kernel-name",
+        "Team Kernel",
+        "--authorized-users",
+        "alice",
+        "--authorized-users",
+        "bob",
+        "--authorized-users",
+        "alice",
+        "--unauthorized-users",
+        "root",
+        "--port-range",
+        "40000..40999",
+        "--launch-timeout",
+        "90",
+        "--image-name",
+        "acme/team:1",
+        tmp_path=tmp_path,
+    )
+    spec = installed(tmp_path, "team_kernel")  # spaces become '_', jupyter_client lowercases
+    assert spec["display_name"] == "Docker Python"
+    assert spec["metadata"]["kernel_provisioner"]["config"] == {
+        "image_name": "acme/team:1",
+        "authorized_users": ["alice", "bob"],
+        "unauthorized_users": ["root"],
+        "port_range": "40000..40999",
+        "launch_timeout": 90,
+    }
+
+
+def test_unrestricted_port_range_and_default_timeout_are_not_config_noise(tmp_path: Path) -> None:
+    install_ok("ssh", "--port-range", "0..0", tmp_path=tmp_path)
+    assert installed(tmp_path, "ssh_python")["metadata"]["kernel_provisioner"]["config"] == {"launch_timeout": 30}
+
+
+def test_kernel_class_is_python_only_and_passed_through(tmp_path: Path) -> None:
+    install_ok("k8s", "--ipykernel-subclass-name", "acme.kernels.FancyKernel", tmp_path=tmp_path)
+    argv = installed(tmp_path, "k8s_python")["argv"]
+    assert argv[-2:] == ["--kernel-class-name", "acme.kernels.FancyKernel"]
+
+
+def test_k8s_spark_and_operator(tmp_path: Path) -> None:
+    install_ok(
+        "k8s", "--spark", "--spark-init-mode", "EAGER", "--extra-spark-opts", "--conf spark.x=${HOME}",
+        "--image-name", "acme/spark:3", tmp_path=tmp_path,
+    )  # fmt: skip
+    spec = installed(tmp_path, "k8s_python_spark")
+    assert spec["display_name"] == "Kubernetes Python (with Spark)"
+    assert spec["argv"] == _container_argv("python", "eager")
+    # ${...} inside env is jupyter_client's own substitution, so it is kept.
+    assert spec["env"] == {"SPARK_HOME": "/opt/spark", "SPARK_OPTS": "--conf spark.x=${HOME}"}
+    assert spec["metadata"]["kernel_provisioner"]["config"] == {
+        "image_name": "acme/spark:3",
+        "executor_image_name": "acme/spark:3",
+        "launch_timeout": 30,
+    }
+
+    install_ok("k8s", "--spark", "--crd", "--executor-image-name", "acme/exec:3", tmp_path=tmp_path)
+    crd = installed(tmp_path, "k8s_python_spark_operator")
+    assert crd["display_name"] == "Kubernetes Spark Operator"
+    assert crd["argv"] == _container_argv("python", "lazy")
+    kp = crd["metadata"]["kernel_provisioner"]
+    assert kp["provisioner_name"] == "spark-operator-provisioner"
+    assert kp["config"]["image_name"].startswith("kernelfleet/kernel-spark-py:")
+    assert kp["config"]["executor_image_name"] == "acme/exec:3"
+
+
+def test_k8s_image_defaults_come_from_env(tmp_path: Path) -> None:
+    install_ok("k8s", "--kernel-name", "gp", tmp_path=tmp_path, env={"GP_IMAGE_NAME": "gp/img:1"})
+    both = {"GP_IMAGE_NAME": "gp/img:1", "KF_IMAGE_NAME": "kf/img:1"}
+    install_ok("k8s", "--kernel-name", "kf", tmp_path=tmp_path, env=both)
+    install_ok("k8s", "--kernel-name", "flag", "--image-name", "flag/img:1", tmp_path=tmp_path, env=both)
+    assert installed(tmp_path, "gp")["metadata"]["kernel_provisioner"]["config"]["image_name"] == "gp/img:1"
+    assert installed(tmp_path, "kf")["metadata"]["kernel_provisioner"]["config"]["image_name"] == "kf/img:1"
+    assert installed(tmp_path, "flag")["metadata"]["kernel_provisioner"]["config"]["image_name"] == "flag/img:1"
+
+
+def test_docker_swarm(tmp_path: Path) -> None:
+    install_ok("docker", "--swarm", "--language", "r", tmp_path=tmp_path)
+    spec = installed(tmp_path, "docker_swarm_r")
+    assert spec["display_name"] == "Docker Swarm R"
+    assert spec["metadata"]["kernel_provisioner"]["provisioner_name"] == "docker-swarm-provisioner"
+
+
+def test_ssh_hosts_python_launchers_dir_and_spark(tmp_path: Path) -> None:
+    install_ok(
+        "ssh", "--remote-hosts", "node1", "--remote-hosts", "node2", "--python", "/opt/py/bin/python3",
+        "--spark", "--spark-home", "/opt/spark-3.5", "--spark-master", "yarn", tmp_path=tmp_path,
+    )  # fmt: skip
+    spec = installed(tmp_path, "ssh_python_spark")
+    assert spec["display_name"] == "Python on SSH hosts (with Spark)"
+    assert spec["argv"][:3] == ["/opt/py/bin/python3", "-m", "kernelfleet.launcher"]
+    assert spec["argv"][-2:] == ["--spark-context-initialization-mode", "lazy"]
+    assert spec["env"] == {"SPARK_HOME": "/opt/spark-3.5", "SPARK_OPTS": "--master yarn"}
+    assert spec["metadata"]["kernel_provisioner"]["config"] == {
+        "remote_hosts": ["node1", "node2"],
+        "launch_timeout": 30,
+    }
+
+    install_ok("ssh", "--language", "r", "--launchers-dir", "/srv/launchers", tmp_path=tmp_path)
+    assert installed(tmp_path, "ssh_r")["argv"][:2] == ["Rscript", "/srv/launchers/r/launch_IRkernel.R"]
+
+
+def test_user_install_goes_to_the_jupyter_data_dir(tmp_path: Path) -> None:
+    result = run_cli("ssh", "install", "--user", "--language", "scala", tmp_path=tmp_path, prefix=False)
+    assert result.returncode == 0, result.stderr
+    spec = json.loads((tmp_path / "data" / "kernels" / "ssh_scala" / "kernel.json").read_text(encoding="utf-8"))
+    assert spec["language"] == "scala"
+
+
+def test_sys_prefix_install_goes_into_the_running_environment(tmp_path: Path) -> None:
+    """A throwaway venv, so sys.prefix is not the shared development environment."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.strip()  # fmt: skip
+    # Make this environment's packages (and their editable-install .pth files) visible there.
+    Path(purelib, "parent_env.pth").write_text(
+        f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n", encoding="utf-8"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+    result = subprocess.run(
+        [str(python), "-m", "kernelfleet.provisioners.cli.ssh", "install", "--sys-prefix"],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    spec = json.loads((venv / "share" / "jupyter" / "kernels" / "ssh_python" / "kernel.json").read_text("utf-8"))
+    assert spec["argv"][0] == str(python)  # --python defaults to the interpreter running the tool
+
+
+def test_kernelspec_manager_reads_every_written_spec(tmp_path: Path) -> None:
+    runs = [
+        ("k8s", ()), ("k8s", ("--language", "r")), ("k8s", ("--language", "scala")), ("k8s", ("--spark",)),
+        ("k8s", ("--spark", "--crd")), ("docker", ()), ("docker", ("--language", "r")),
+        ("docker", ("--language", "scala")), ("docker", ("--swarm",)), ("ssh", ()), ("ssh", ("--language", "r")),
+        ("ssh", ("--language", "scala")), ("ssh", ("--spark",)),
+    ]  # fmt: skip
+    for tool, args in runs:
+        install_ok(tool, *args, tmp_path=tmp_path)
+    manager = KernelSpecManager(kernel_dirs=[str(kernels_dir(tmp_path))], ensure_native_kernel=False)
+    found = manager.find_kernel_specs()
+    assert len(found) == len(runs)
+    for name, resource_dir in found.items():
+        spec = KernelSpec.from_resource_dir(resource_dir)
+        written = json.loads(Path(resource_dir, "kernel.json").read_text(encoding="utf-8"))
+        assert spec.argv == written["argv"], name
+        assert spec.metadata == written["metadata"], name
+        assert spec.interrupt_mode == "signal", name
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "name", "provisioner"),
+    [
+        ("k8s", (), "k8s_python", "kubernetes-provisioner"),
+        ("k8s", ("--spark", "--crd"), "k8s_python_spark_operator", "spark-operator-provisioner"),
+        ("docker", (), "docker_python", "docker-provisioner"),
+        ("docker", ("--swarm",), "docker_swarm_python", "docker-swarm-provisioner"),
+        ("ssh", (), "ssh_python", "distributed-provisioner"),
+    ],
+)
+def test_jupyter_client_finds_the_provisioner_of_each_spec(
+    tool: str, args: tuple[str, ...], name: str, provisioner: str, tmp_path: Path
+) -> None:
+    """get_kernel_spec hides specs whose provisioner is not a registered entry point."""
+    install_ok(tool, *args, tmp_path=tmp_path)
+    manager = KernelSpecManager(kernel_dirs=[str(kernels_dir(tmp_path))], ensure_native_kernel=False)
+    spec = manager.get_kernel_spec(name)
+    assert spec.metadata["kernel_provisioner"]["provisioner_name"] == provisioner

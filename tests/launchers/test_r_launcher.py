@@ -1,0 +1,376 @@
+"""The pure-R launcher (launchers/r) against the real response broker, a real IRkernel and real signals.
+
+The R vector script pins the wire format byte for byte; the rest drives ``Rscript launch_IRkernel.R``
+the way a kernel image does and checks what the server relies on: the report verifies, the kernel
+runs code, the comm port interrupts it and refuses anyone without the comm key, and every way of
+ending leaves no R process behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from jupyter_client.asynchronous.client import AsyncKernelClient
+from jupyter_client.connect import write_connection_file
+from kf_testing import execute
+
+from kernelfleet.protocol import Report, sign_request
+from kernelfleet.protocol.comm import parse_greeting
+from kernelfleet.protocol.comm_client import send_request
+from kernelfleet.provisioners.broker import PendingLaunch, ResponseBroker
+
+REPO = Path(__file__).resolve().parents[2]
+R_LAUNCHER_DIR = REPO / "launchers" / "r"
+LAUNCHER = R_LAUNCHER_DIR / "launch_IRkernel.R"
+VECTOR_TEST = R_LAUNCHER_DIR / "tests" / "test_vectors.R"
+PORT_RANGE = (47000, 47999)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def rscript() -> str:
+    """Rscript with IRkernel, jsonlite and openssl, or a failure that says what to install."""
+    path = shutil.which("Rscript")
+    if path is None:
+        pytest.fail("Rscript is not installed: the R launcher tests need R (Debian: apt-get install r-base-core)")
+    probe = subprocess.run(
+        [path, "-e", 'm <- c("IRkernel", "jsonlite", "openssl"); '
+         'cat(m[!vapply(m, requireNamespace, TRUE, quietly = TRUE)])'],
+        capture_output=True, text=True, timeout=60,
+    )
+    missing = probe.stdout.split()
+    if probe.returncode != 0 or missing:
+        pytest.fail(
+            f"R packages missing for the R launcher: {' '.join(missing) or probe.stderr.strip()} "
+            "(Debian: apt-get install r-cran-irkernel r-cran-jsonlite r-cran-openssl)"
+        )
+    return path
+
+
+@pytest.fixture
+async def broker() -> AsyncIterator[ResponseBroker]:
+    b = ResponseBroker(bind_ip="127.0.0.1", advertised_ip="127.0.0.1", port=0)
+    await b.start()
+    try:
+        yield b
+    finally:
+        await b.stop()
+
+
+@dataclass
+class Launch:
+    kernel_id: str
+    proc: asyncio.subprocess.Process
+    pending: PendingLaunch
+    started: float
+
+    @property
+    def token(self) -> str:
+        return self.pending.token
+
+    async def report(self) -> Report:
+        return await self.pending.wait(timeout=30)
+
+    async def stderr_text(self) -> str:
+        assert self.proc.stderr is not None
+        return (await self.proc.stderr.read()).decode("utf-8", "replace")
+
+
+_counter = iter(range(1_000_000))
+
+
+async def start_launcher(
+    rscript: str, broker: ResponseBroker, *, token: str | None = None, port_range: str = "0..0",
+    drop_token: bool = False,
+) -> Launch:
+    kernel_id = f"r-launcher-{os.getpid()}-{next(_counter)}"
+    pending = broker.expect(kernel_id)
+    env = {k: v for k, v in os.environ.items() if k not in ("LAUNCH_TOKEN", "KERNEL_ID", "PORT_RANGE")}
+    if not drop_token:
+        env["LAUNCH_TOKEN"] = token if token is not None else pending.token
+    started = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        rscript, str(LAUNCHER),
+        "--kernel-id", kernel_id, "--port-range", port_range,
+        "--response-address", broker.response_address, "--public-key", broker.public_key,
+        "--spark-context-initialization-mode", "none",
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    return Launch(kernel_id, proc, pending, started)
+
+
+def command_line(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def processes_of(kernel_id: str) -> list[int]:
+    """Live (non-zombie) processes whose command line names this kernel: the kernel and its listener."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if kernel_id.encode() in cmdline and state not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
+
+
+async def wait_all_gone(launch: Launch, timeout: float) -> float:
+    """Seconds until the launcher exited and no process of its kernel is left; fails naming the survivors."""
+    t0 = time.monotonic()
+    await asyncio.wait_for(launch.proc.wait(), timeout)
+    while processes_of(launch.kernel_id):
+        if time.monotonic() - t0 > timeout:
+            pytest.fail(f"kernel {launch.kernel_id}: processes left behind: {processes_of(launch.kernel_id)}")
+        await asyncio.sleep(0.1)
+    return time.monotonic() - t0
+
+
+async def connect(report: Report) -> AsyncKernelClient:
+    info = dict(report.connection_info)
+    info["ip"] = "127.0.0.1"
+    client = AsyncKernelClient()
+    client.load_connection_info(info)
+    client.start_channels()
+    await client.wait_for_ready(timeout=60)
+    return client
+
+
+async def comm(report: Report, op: str, **params: object) -> dict[str, object]:
+    assert report.comm_key is not None
+    return await send_request("127.0.0.1", report.comm_port, report.comm_key, op, timeout=5.0, **params)
+
+
+async def raw_comm(port: int, line: bytes | None) -> tuple[bytes, bytes]:
+    """One comm connection driven by hand: returns the greeting and the reply to ``line``."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        greeting = await asyncio.wait_for(reader.readline(), 5)
+        if line is None:
+            return greeting, b""
+        writer.write(line)
+        await writer.drain()
+        return greeting, await asyncio.wait_for(reader.readline(), 5)
+    finally:
+        writer.close()
+
+
+async def execute_after_interrupt(client: AsyncKernelClient, code: str) -> dict[str, object]:
+    """IRkernel may abort the request that follows an interrupt; a second try must then succeed."""
+    reply = await execute(client, code)
+    if reply["status"] == "aborted":
+        reply = await execute(client, code)
+    return reply
+
+
+# ------------------------------------------------------------------------------------------ tests
+
+
+def test_r_protocol_vectors(rscript: str) -> None:
+    """The R implementation reproduces docs/protocol-vectors.json byte for byte (see test_vectors.R)."""
+    run = subprocess.run(
+        [rscript, str(VECTOR_TEST), str(REPO / "docs" / "protocol-vectors.json")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert run.returncode == 0, f"R vector test failed:\n{run.stdout}\n{run.stderr}"
+    assert "report line reproduced byte for byte" in run.stdout
+    assert run.stdout.rstrip().endswith("0 failed"), run.stdout
+
+
+async def test_kernel_lifecycle(rscript: str, broker: ResponseBroker) -> None:
+    launch = await start_launcher(rscript, broker, port_range=f"{PORT_RANGE[0]}..{PORT_RANGE[1]}")
+    report = await launch.report()
+    assert report.version == 2
+    assert report.pid == launch.proc.pid, "the reported pid must be the kernel's (the launcher process itself)"
+    assert report.pgid == os.getpgid(launch.proc.pid)
+    assert report.extra.get("launcher", "").startswith("r/")
+    ports = [report.connection_info[f"{n}_port"] for n in ("shell", "iopub", "stdin", "control", "hb")]
+    ports.append(report.comm_port)
+    assert len(set(ports)) == 6 and all(PORT_RANGE[0] <= p <= PORT_RANGE[1] for p in ports), ports
+    assert launch.token.encode() not in command_line(launch.proc.pid)
+
+    client = await connect(report)
+    try:
+        first = await execute(client, "1+1")
+        first_execute = time.monotonic() - launch.started
+        assert first["status"] == "ok" and first["result"] == "[1] 2", first
+        print(f"\nR launcher: start to first execute {first_execute:.2f} s")
+
+        # The kernel cannot read the launch token: the launcher removed it from its environment.
+        leaked = await execute(client, 'cat(nzchar(Sys.getenv("LAUNCH_TOKEN")))')
+        assert leaked["stdout"] == "FALSE"
+
+        assert await comm(report, "ping") == {"ok": True, "alive": True}
+
+        # Interrupt a sleeping cell, then a busy loop, through the comm port.
+        for code in ("Sys.sleep(30)", "repeat { x <- sqrt(2) }"):
+            msg_id = client.execute(code)
+            await asyncio.sleep(1.0)
+            t0 = time.monotonic()
+            assert await comm(report, "interrupt") == {"ok": True, "alive": True}
+            async with asyncio.timeout(10):
+                while True:
+                    reply = await client.get_shell_msg()
+                    if reply["parent_header"].get("msg_id") == msg_id:
+                        break
+            assert reply["content"]["status"] in ("abort", "aborted", "error"), reply["content"]
+            assert time.monotonic() - t0 < 5, f"{code!r} took {time.monotonic() - t0:.1f}s to stop after interrupt"
+            after = await execute_after_interrupt(client, "1+1")
+            assert after["status"] == "ok" and after["result"] == "[1] 2", after
+
+        # Hostile comm requests: refused, never acted on.
+        assert report.comm_key is not None
+        greeting, answer = await raw_comm(report.comm_port, json.dumps({"signum": 9}).encode() + b"\n")
+        assert json.loads(answer) == {"ok": False, "error": "unauthenticated"}
+        nonce = parse_greeting(greeting)
+        _, answer = await raw_comm(report.comm_port, sign_request(os.urandom(32), nonce, "kill"))
+        assert json.loads(answer) == {"ok": False, "error": "unauthenticated"}, "wrong comm key"
+        _, answer = await raw_comm(report.comm_port, sign_request(report.comm_key, nonce, "kill"))
+        assert json.loads(answer) == {"ok": False, "error": "unauthenticated"}, "request replayed on a new nonce"
+        _, answer = await raw_comm(report.comm_port, b"x" * 5000 + b"\n")
+        assert json.loads(answer)["ok"] is False
+        # A client that connects and says nothing holds up no one else.
+        _, silent_writer = await asyncio.open_connection("127.0.0.1", report.comm_port)
+        t0 = time.monotonic()
+        assert await comm(report, "ping") == {"ok": True, "alive": True}
+        assert time.monotonic() - t0 < 2
+        silent_writer.close()
+        assert await comm(report, "ping") == {"ok": True, "alive": True}
+        again = await execute(client, "1+1")
+        assert again["status"] == "ok" and again["result"] == "[1] 2"
+
+        # Shutdown the way the server does it: comm shutdown (with grace) plus the kernel's shutdown_request.
+        assert await comm(report, "shutdown", grace=10) == {"ok": True, "alive": True}
+        client.shutdown()
+        elapsed = await wait_all_gone(launch, timeout=15)
+        assert elapsed < 5, f"graceful shutdown took {elapsed:.1f}s"
+        assert launch.proc.returncode == 0
+    finally:
+        client.stop_channels()
+        if launch.proc.returncode is None:
+            launch.proc.kill()
+    stderr = await launch.stderr_text()
+    assert launch.token not in stderr and report.connection_info["key"].decode() not in stderr
+    assert base64.b64encode(report.comm_key).decode() not in stderr
+    assert "refused a comm request" in stderr
+
+
+async def test_comm_shutdown_stops_a_kernel_that_does_not_exit(rscript: str, broker: ResponseBroker) -> None:
+    """comm shutdown alone: after the grace period the listener terminates the kernel, then exits itself."""
+    launch = await start_launcher(rscript, broker)
+    report = await launch.report()
+    client = await connect(report)
+    client.stop_channels()
+    assert len(processes_of(launch.kernel_id)) == 2, "expected the kernel and its comm listener"
+    t0 = time.monotonic()
+    assert await comm(report, "shutdown", grace=1) == {"ok": True, "alive": True}
+    await wait_all_gone(launch, timeout=15)
+    assert 0.8 < time.monotonic() - t0 < 6
+    assert launch.proc.returncode == -signal.SIGTERM
+
+
+async def test_sigterm_to_the_launcher_ends_everything(rscript: str, broker: ResponseBroker) -> None:
+    launch = await start_launcher(rscript, broker)
+    report = await launch.report()
+    client = await connect(report)
+    client.stop_channels()
+    launch.proc.send_signal(signal.SIGTERM)
+    assert await wait_all_gone(launch, timeout=10) < 3
+    with pytest.raises(OSError):
+        await comm(report, "ping")
+
+
+async def test_comm_kill(rscript: str, broker: ResponseBroker) -> None:
+    launch = await start_launcher(rscript, broker)
+    report = await launch.report()
+    reply = await comm(report, "kill")
+    assert reply["ok"] is True
+    assert await wait_all_gone(launch, timeout=10) < 3
+    assert launch.proc.returncode == -signal.SIGKILL
+
+
+async def test_wrong_launch_token_is_rejected(rscript: str, broker: ResponseBroker) -> None:
+    wrong = "not-the-token-" + base64.urlsafe_b64encode(os.urandom(24)).decode()
+    launch = await start_launcher(rscript, broker, token=wrong)
+    await wait_all_gone(launch, timeout=30)
+    assert launch.proc.returncode != 0
+    stderr = await launch.stderr_text()
+    assert "rejected" in stderr
+    assert wrong not in stderr
+    assert not launch.pending.done, "a forged report must leave the launch waiting"
+
+
+async def test_missing_launch_token(rscript: str, broker: ResponseBroker) -> None:
+    launch = await start_launcher(rscript, broker, drop_token=True)
+    await wait_all_gone(launch, timeout=30)
+    assert launch.proc.returncode != 0
+    assert "LAUNCH_TOKEN is required in the environment" in await launch.stderr_text()
+
+
+@pytest.fixture
+def bare_connection_file() -> Iterator[str]:
+    directory = tempfile.mkdtemp(prefix="kf-bare-r-")
+    path = os.path.join(directory, "kernel.json")
+    write_connection_file(path, ip="127.0.0.1")
+    yield path
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+async def test_start_time_against_a_bare_irkernel(
+    rscript: str, broker: ResponseBroker, bare_connection_file: str
+) -> None:
+    """The launcher's start-to-first-execute time stays close to a bare ``IRkernel::main()``."""
+
+    async def first_execute(client: AsyncKernelClient, started: float) -> float:
+        reply = await execute(client, "1+1")
+        assert reply["result"] == "[1] 2"
+        return time.monotonic() - started
+
+    started = time.monotonic()
+    bare = await asyncio.create_subprocess_exec(
+        rscript, "-e", f'IRkernel::main("{bare_connection_file}")',
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    client = AsyncKernelClient()
+    client.load_connection_file(bare_connection_file)
+    client.start_channels()
+    try:
+        await client.wait_for_ready(timeout=60)
+        bare_time = await first_execute(client, started)
+        client.shutdown()
+        await asyncio.wait_for(bare.wait(), 10)
+    finally:
+        client.stop_channels()
+        if bare.returncode is None:
+            bare.kill()
+
+    launch = await start_launcher(rscript, broker)
+    report = await launch.report()
+    client = await connect(report)
+    try:
+        launcher_time = await first_execute(client, launch.started)
+        client.shutdown()
+        await wait_all_gone(launch, timeout=10)
+    finally:
+        client.stop_channels()
+    print(f"\nstart to first execute: bare IRkernel {bare_time:.2f} s, Kernel Fleet R launcher {launcher_time:.2f} s",
+          file=sys.stderr)
+    assert launcher_time < bare_time + 2.0, f"launcher {launcher_time:.2f}s vs bare {bare_time:.2f}s"
