@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -52,7 +51,9 @@ async def main() -> None:
     t0 = time.perf_counter()
     cmd = [str(BIN / "jupyter-ssh-spec"), "install", "--sys-prefix", "--replace", "--kernel-name", KERNEL_NAME,
            "--display-name", "Python (Kernel Fleet, this machine)"]
-    subprocess.run(cmd, check=True)
+    installer = await asyncio.create_subprocess_exec(*cmd)
+    if await installer.wait():
+        raise SystemExit(f"{' '.join(cmd)} failed")
     step(t0, f"kernelspec {KERNEL_NAME!r} installed: {' '.join(['jupyter ssh-spec', *cmd[1:]])}")
 
     km = AsyncKernelManager(kernel_name=KERNEL_NAME)

@@ -8,7 +8,6 @@ import json
 import os
 import secrets
 import socket
-import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -53,10 +52,12 @@ async def server(tmp_path: Path, make_kernelspec: Callable[..., str]) -> AsyncIt
     make_kernelspec("kf_python")
     port = free_port()
     env = {**os.environ, "JUPYTER_PATH": str(tmp_path / "share" / "jupyter"), "JUPYTER_RUNTIME_DIR": str(tmp_path)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
+    log_path = tmp_path / "jupyter_server.log"
+    log_file = log_path.open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
          f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={tmp_path}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log_file,
     )
     srv = Server(port)
     try:
@@ -65,13 +66,15 @@ async def server(tmp_path: Path, make_kernelspec: Callable[..., str]) -> AsyncIt
                 await srv.call("GET", "/api/status")
                 break
             except (ConnectionError, OSError, AssertionError):
-                if proc.poll() is not None:
-                    raise RuntimeError(f"jupyter_server exited: {proc.stderr.read().decode()[-2000:]}") from None
+                if proc.returncode is not None:
+                    output = log_path.read_text()[-2000:]
+                    raise RuntimeError(f"jupyter_server exited: {output}") from None
                 await asyncio.sleep(0.1)
         yield srv
     finally:
         proc.terminate()
-        proc.wait(15)
+        await asyncio.wait_for(proc.wait(), 15)
+        log_file.close()
 
 
 async def run_cell(ws: WebSocketClientConnection, code: str, timeout: float = 30) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from .clock import now
 from .resources import ResourceType
 from .store import Store
 
+
 class EventRecorder:
     def __init__(self, store: Store, events_rt: ResourceType, node_name: str) -> None:
         self._store = store

@@ -515,7 +515,7 @@ class Kubelet:
         self.docker = docker
         self.node = node
         self.workers: dict[str, PodWorker] = {}
-        self._terminations: set[asyncio.Task[None]] = set()
+        self._terminations: dict[str, asyncio.Task[None]] = {}
 
     def pod_created(self, pod: dict[str, Any]) -> None:
         worker = PodWorker(self, pod)
@@ -531,9 +531,12 @@ class Kubelet:
         if worker is None:
             return None
         task = asyncio.ensure_future(worker.terminate(grace, remove_object))
-        self._terminations.add(task)
-        task.add_done_callback(self._terminations.discard)
+        self._terminations[uid] = task
+        task.add_done_callback(lambda _: self._terminations.pop(uid, None))
         return task
+
+    def termination_of(self, uid: str) -> asyncio.Task[None] | None:
+        return self._terminations.get(uid)
 
     def set_unschedulable(self, value: bool) -> None:
         self.node.unschedulable = value
@@ -549,7 +552,7 @@ class Kubelet:
         for uid in list(self.workers):
             self.pod_deleted(uid, 0, remove_object=False)
         if self._terminations:
-            await asyncio.gather(*list(self._terminations), return_exceptions=True)
+            await asyncio.gather(*list(self._terminations.values()), return_exceptions=True)
         await remove_containers(self.docker, {LABEL_INSTANCE: self.node.instance})
 
 

@@ -69,7 +69,8 @@ def parse_label_selector(text: str | None) -> list[Requirement]:
             bang, key, op, values = st.groups()
             if op:
                 if bang:
-                    raise bad_request(f"unable to parse requirement: found '{term.strip()}', expected: valid selector term")
+                    raise bad_request(f"unable to parse requirement: found '{term.strip()}', "
+                                      "expected: valid selector term")
                 vals = tuple(v.strip() for v in values.split(",") if v.strip())
                 reqs.append(Requirement(key, op, vals))
             else:

@@ -85,14 +85,14 @@ def _cause(reason: str, message: str, field: str) -> dict[str, str]:
     return {"reason": reason, "message": message, "field": field}
 
 
-def schema_check(obj: dict[str, Any], strict: bool = False) -> None:
-    """Validate ``obj`` against the official schema for its kind, raising the server's 400/422."""
+def schema_check(obj: dict[str, Any], strict: bool = False) -> list[dict[str, str]]:
+    """Check ``obj`` against the official schema for its kind: decode-level errors raise the server's 400,
+    the rest come back as 422 causes."""
     kind = str(obj.get("kind", ""))
     api_version = str(obj.get("apiVersion", ""))
     validator = _validator(kind, api_version, strict)
     if validator is None:
-        return
-    name = str((obj.get("metadata") or {}).get("name", ""))
+        return []
     causes: list[dict[str, str]] = []
     for err in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path))):
         field = _field(err.absolute_path)
@@ -118,9 +118,7 @@ def schema_check(obj: dict[str, Any], strict: bool = False) -> None:
         else:
             causes.append(_cause("FieldValueInvalid", f"Invalid value: {json.dumps(err.instance)}: {err.message}",
                                  field))
-    if causes:
-        group = api_version.split("/")[0] if "/" in api_version else ""
-        raise invalid(kind, group, name, causes)
+    return causes
 
 
 def _join(prefix: str, name: str) -> str:
@@ -150,14 +148,14 @@ def _check_labels(labels: Any, causes: list[dict[str, str]]) -> None:
                                  f'Invalid value: "{value}": must be no more than 63 characters', "metadata.labels"))
 
 
-def semantic_check(obj: dict[str, Any], name_is_label: bool) -> None:
-    """The Go-side rules that matter for kernels: names, labels, and pod container basics."""
+def semantic_check(obj: dict[str, Any], name_is_label: bool, causes: list[dict[str, str]] | None = None) -> None:
+    """The Go-side rules that matter for kernels (names, labels, pod container basics); raises the 422."""
     meta = obj.get("metadata") or {}
     kind = str(obj.get("kind", ""))
     api_version = str(obj.get("apiVersion", ""))
     group = api_version.split("/")[0] if "/" in api_version else ""
     name = str(meta.get("name") or "")
-    causes: list[dict[str, str]] = []
+    causes = list(causes or [])
     if not name:
         causes.append(_cause("FieldValueRequired", "Required value: name or generateName is required",
                              "metadata.name"))
@@ -167,8 +165,11 @@ def semantic_check(obj: dict[str, Any], name_is_label: bool) -> None:
     _check_labels(meta.get("labels"), causes)
     if kind == "Pod" and api_version == "v1":
         _check_pod_spec(obj.get("spec") or {}, causes)
-    if causes:
-        raise invalid(kind, group, name, causes)
+    unique: dict[tuple[str, str, str], dict[str, str]] = {}
+    for cause in causes:
+        unique.setdefault((cause["field"], cause["reason"], cause["message"]), cause)
+    if unique:
+        raise invalid(kind, group, name, list(unique.values()))
 
 
 def _check_pod_spec(spec: dict[str, Any], causes: list[dict[str, str]]) -> None:
@@ -206,5 +207,5 @@ def _check_pod_spec(spec: dict[str, Any], causes: list[dict[str, str]]) -> None:
 
 def validate(obj: dict[str, Any], *, strict: bool, name_is_label: bool) -> None:
     """Schema first (decode-time errors are 400), then semantic rules (422)."""
-    schema_check(obj, strict=strict)
-    semantic_check(obj, name_is_label)
+    causes = schema_check(obj, strict=strict)
+    semantic_check(obj, name_is_label, [c for c in causes if c["field"] != "metadata.name"])

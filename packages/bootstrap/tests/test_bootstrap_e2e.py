@@ -4,6 +4,7 @@ to a real ResponseBroker, runs a real kernel, and stops when asked over its comm
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import subprocess
 import uuid
@@ -27,6 +28,14 @@ def proc_cmdline(pid: int) -> list[bytes]:
         return handle.read().split(b"\0")
 
 
+def spark_home() -> str:
+    """Spark for Toree: the pyspark package ships bin/spark-submit."""
+    spec = importlib.util.find_spec("pyspark")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.fail("pyspark is not installed: the Scala launcher needs Spark (pip install pyspark)")
+    return str(next(iter(spec.submodule_search_locations)))
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -35,20 +44,22 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-async def execute(info: dict[str, Any], code: str) -> str:
-    """Run `code` on the kernel through its reported connection info; returns the result's text."""
+async def execute(info: dict[str, Any], code: str, ready_timeout: float) -> str:
+    """Run `code` on the kernel through its reported connection info; returns what it printed."""
     client = AsyncKernelClient()
     client.load_connection_info(info)
     client.start_channels(hb=False)  # a kernel still starting up would count as dead after 1 s without beats
     results: list[str] = []
 
     def collect(msg: dict[str, Any]) -> None:
-        if msg["msg_type"] == "execute_result":
+        if msg["msg_type"] in ("execute_result", "display_data"):
             results.append(msg["content"]["data"]["text/plain"])
+        elif msg["msg_type"] == "stream":
+            results.append(msg["content"]["text"])
 
     try:
-        await client.wait_for_ready(timeout=30)
-        reply = await client.execute_interactive(code, timeout=30, output_hook=collect)
+        await client.wait_for_ready(timeout=ready_timeout)
+        reply = await client.execute_interactive(code, timeout=ready_timeout, output_hook=collect)
         assert reply["content"]["status"] == "ok"
         return "".join(results)
     finally:
@@ -56,13 +67,17 @@ async def execute(info: dict[str, Any], code: str) -> str:
 
 
 @pytest.mark.asyncio
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(420)
 @pytest.mark.parametrize(
-    ("language", "launcher_arg", "expected"),
-    [("Python", b"kernelfleet.launcher", "42"), ("R", b"launch_IRkernel.R", "[1] 42")],
+    ("language", "launcher_arg", "code"),
+    [
+        ("Python", b"kernelfleet.launcher", "print(6 * 7)"),
+        ("R", b"launch_IRkernel.R", "cat(6 * 7)"),
+        ("Scala", b"kernelfleet.toree.ToreeLauncher", "println(6 * 7)"),
+    ],
 )
 async def test_bootstrap_execs_launcher_and_reports(
-    tmp_path: Path, clean_env: EnvMaker, run_cli: CliRunner, language: str, launcher_arg: bytes, expected: str
+    tmp_path: Path, clean_env: EnvMaker, run_cli: CliRunner, language: str, launcher_arg: bytes, code: str
 ) -> None:
     installed = tmp_path / "bin"
     result = await asyncio.to_thread(run_cli, "install", "--languages", language, "--install-dir", str(installed))
@@ -79,6 +94,8 @@ async def test_bootstrap_execs_launcher_and_reports(
         LAUNCH_TOKEN=pending.token,
         KERNEL_IP="127.0.0.1",
     )
+    if language == "Scala":
+        env["SPARK_HOME"] = spark_home()
     log = tmp_path / "kernel.log"
     with log.open("wb") as sink:
         proc = await asyncio.create_subprocess_exec(
@@ -87,7 +104,7 @@ async def test_bootstrap_execs_launcher_and_reports(
     kernel_pid: int | None = None
     try:
         try:
-            report = await pending.wait(timeout=30)
+            report = await pending.wait(timeout=120 if language == "Scala" else 30)
         except Exception:
             pytest.fail(f"no valid report from the launcher; its output:\n{log.read_text(errors='replace')}")
 
@@ -105,7 +122,8 @@ async def test_bootstrap_execs_launcher_and_reports(
         kernel_pid = report.pid
         assert kernel_pid is not None and pid_alive(kernel_pid)
 
-        assert await execute(info, "6 * 7") == expected
+        slow = language == "Scala"  # the JVM, Spark and Toree's interpreters take a while to come up
+        assert (await execute(info, code, ready_timeout=150 if slow else 30)).strip() == "42"
         reply = await send_request("127.0.0.1", report.comm_port, report.comm_key, "ping", timeout=5.0)
         assert reply == {"ok": True, "alive": True}
 

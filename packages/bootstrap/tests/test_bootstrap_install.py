@@ -72,6 +72,13 @@ def test_unknown_language_is_rejected_before_writing(tmp_path: Path, run_cli: Cl
     assert list(tmp_path.iterdir()) == []
 
 
+def test_second_word_after_languages_is_not_dropped_silently(tmp_path: Path, run_cli: CliRunner) -> None:
+    result = run_cli("install", "--languages", "python", "r", "--install-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert "unexpected argument 'r'; repeat the option for each language" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_missing_launcher_files_are_all_named_and_nothing_is_written(tmp_path: Path) -> None:
     empty = tmp_path / "no-launchers"
     empty.mkdir()

@@ -7,7 +7,6 @@ Usage: ``python packages/launcher-python/bench/startup.py [ROUNDS]``.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import statistics
 import sys
@@ -47,14 +46,11 @@ async def bare() -> float:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "kernel.json")
         started = time.perf_counter()
-        write_connection_file(path, ip="127.0.0.1")
+        _, info = write_connection_file(path, ip="127.0.0.1")
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "ipykernel_launcher", "-f", path, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
-        await asyncio.sleep(0)  # the bare kernel rewrites nothing we need: ports are in the file already
-        with open(path) as f:
-            info = json.load(f)
         elapsed = await _first_execute(info, started)
         await proc.wait()
         return elapsed

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKernel
 
 BIN = Path(sys.executable).parent
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
@@ -470,5 +470,11 @@ def test_jupyter_client_finds_the_provisioner_of_each_spec(
     """get_kernel_spec hides specs whose provisioner is not a registered entry point."""
     install_ok(tool, *args, tmp_path=tmp_path)
     manager = KernelSpecManager(kernel_dirs=[str(kernels_dir(tmp_path))], ensure_native_kernel=False)
-    spec = manager.get_kernel_spec(name)
+    try:
+        spec = manager.get_kernel_spec(name)
+    except NoSuchKernel:
+        pytest.fail(
+            f"jupyter_client hides {name}: {provisioner!r} is not registered under "
+            '[project.entry-points."jupyter_client.kernel_provisioners"] of packages/provisioners/pyproject.toml'
+        )
     assert spec.metadata["kernel_provisioner"]["provisioner_name"] == provisioner

@@ -52,6 +52,14 @@ class ImageBootstrapInstaller(JupyterApp):
     }
 
     def start(self) -> None:
+        if self.extra_args:
+            # traitlets takes one value per --languages; a second word would otherwise be dropped silently
+            print(
+                f"[{self.name}] error: unexpected argument {self.extra_args[0]!r}; "
+                "repeat the option for each language: --languages python --languages r",
+                file=sys.stderr,
+            )
+            self.exit(1)
         try:
             result = install(
                 self.languages,

@@ -56,6 +56,11 @@ def _load_kernel_class(name: str) -> type:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
+    spark = args.cluster_type == "spark" and args.spark_mode in ("lazy", "eager")
+    if spark:
+        # The launcher follows each interrupt with SIGUSR2 (cancel Spark jobs); until the namespace
+        # installs its handler, SIGUSR2's default action would kill the kernel.
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     if args.parent_pid:
         _die_with_parent(args.parent_pid)
     # As ipykernel_launcher does: keep the working directory out of sys.path while ipykernel loads;
@@ -68,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = IPKernelApp.instance(kernel_class=_load_kernel_class(args.kernel_class_name))
     app.initialize(["-f", args.connection_file])
     shell = getattr(app, "shell", None)
-    if shell is not None and (args.cluster_type != "none"):
+    if shell is not None and (spark or args.cluster_type == "dask"):
         from kernelfleet.launcher.namespace import install
 
         install(shell.user_ns, spark_mode=args.spark_mode, cluster_type=args.cluster_type)

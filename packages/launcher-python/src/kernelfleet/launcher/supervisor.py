@@ -13,15 +13,19 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from kernelfleet.launcher.config import PROG, ConfigError, LauncherConfig, load_config
-from kernelfleet.launcher.connfile import (
+from kernelfleet.launcher.fastimport import prefer_ctypes_crypto, preload_protocol_leaves
+
+preload_protocol_leaves()  # must run before the kernelfleet.protocol imports below (see fastimport)
+
+from kernelfleet.launcher.config import PROG, ConfigError, LauncherConfig, load_config  # noqa: E402
+from kernelfleet.launcher.connfile import (  # noqa: E402
     connection_info,
     new_hmac_key,
     remove_connection_file,
     write_connection_file,
 )
-from kernelfleet.launcher.ports import PortError, bind_ports, port_of
-from kernelfleet.launcher.spawn import spawn_kernel
+from kernelfleet.launcher.ports import PortError, bind_ports, port_of  # noqa: E402
+from kernelfleet.launcher.spawn import spawn_kernel  # noqa: E402
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -101,6 +105,7 @@ def _launch(config: LauncherConfig) -> int:
         return fail(f"kernel {kid}: cannot start the kernel process: {err}", EXIT_FAILURE)
     log.info("kernel %s: kernel started (pid %d, class %s)", kid, popen.pid, config.kernel_class_name)
 
+    prefer_ctypes_crypto()
     from kernelfleet.launcher.lifecycle import Supervisor  # asyncio and crypto load while the kernel boots
 
     supervisor = Supervisor(config, popen, comm_sock, info, path, early_signals=_early_signals)

@@ -53,12 +53,12 @@ _FLAGS: dict[str, tuple[dict[str, Any], str]] = {
     "sys-prefix": ({"BaseSpecInstaller": {"sys_prefix": True}}, f"Install into sys.prefix ({sys.prefix})."),
     "replace": ({"BaseSpecInstaller": {"replace": True}}, "Overwrite an existing kernelspec of the same name."),
 }
-_SPARK_ALIASES: dict[str, str] = {
+SPARK_ALIASES: dict[str, str] = {
     "spark-home": "SparkSpecInstaller.spark_home",
     "spark-init-mode": "SparkSpecInstaller.spark_init_mode",
     "extra-spark-opts": "SparkSpecInstaller.extra_spark_opts",
 }
-_SPARK_FLAGS: dict[str, tuple[dict[str, Any], str]] = {
+SPARK_FLAGS: dict[str, tuple[dict[str, Any], str]] = {
     "spark": ({"SparkSpecInstaller": {"spark": True}}, "Make a kernelspec whose kernel starts a Spark context."),
 }
 
@@ -208,7 +208,12 @@ class BaseSpecInstaller(Application):
             return
         from ipykernel.ipkernel import IPythonKernel
 
-        kernel_class = getattr(importlib.import_module(module_name), class_name, None)
+        try:
+            kernel_class = getattr(importlib.import_module(module_name), class_name, None)
+        except Exception as err:  # the user's module: any failure is theirs to see, in one line
+            raise SpecError(f"--ipykernel-subclass-name {name!r}: importing {module_name} failed: {err}") from None
+        if kernel_class is None:
+            raise SpecError(f"--ipykernel-subclass-name {name!r}: {module_name} has no {class_name}")
         if not (isinstance(kernel_class, type) and issubclass(kernel_class, IPythonKernel)):
             raise SpecError(f"--ipykernel-subclass-name {name!r} is not a subclass of {DEFAULT_KERNEL_CLASS}")
 
@@ -273,8 +278,8 @@ class SparkSpecInstaller(BaseSpecInstaller):
         config=True
     )
 
-    aliases = spec_aliases(_SPARK_ALIASES)
-    flags = spec_flags(_SPARK_FLAGS)
+    aliases = spec_aliases(SPARK_ALIASES)
+    flags = spec_flags(SPARK_FLAGS)
 
     @default("spark_home")
     def _spark_home_default(self) -> str:

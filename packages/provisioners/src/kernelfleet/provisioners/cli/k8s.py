@@ -9,6 +9,8 @@ from traitlets import Bool, Unicode, default
 
 from kernelfleet.provisioners.cli.base import (
     LANGUAGE_TITLES,
+    SPARK_ALIASES,
+    SPARK_FLAGS,
     BaseSpecApp,
     SparkSpecInstaller,
     SpecError,
@@ -39,19 +41,17 @@ class K8sSpecInstaller(SparkSpecInstaller):
     )
 
     aliases = spec_aliases(
+        SPARK_ALIASES,
         {
-            "spark-home": "SparkSpecInstaller.spark_home",
-            "spark-init-mode": "SparkSpecInstaller.spark_init_mode",
-            "extra-spark-opts": "SparkSpecInstaller.extra_spark_opts",
             "image-name": "K8sSpecInstaller.image_name",
             "executor-image-name": "K8sSpecInstaller.executor_image_name",
-        }
+        },
     )
     flags = spec_flags(
+        SPARK_FLAGS,
         {
-            "spark": ({"SparkSpecInstaller": {"spark": True}}, "Make a kernelspec whose kernel starts Spark."),
             "crd": ({"K8sSpecInstaller": {"crd": True}}, "Use the Spark operator (needs --spark; Python only)."),
-        }
+        },
     )
 
     @default("image_name")

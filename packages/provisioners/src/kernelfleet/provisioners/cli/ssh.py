@@ -15,6 +15,8 @@ from traitlets import List, Unicode, default
 
 from kernelfleet.provisioners.cli.base import (
     LANGUAGE_TITLES,
+    SPARK_ALIASES,
+    SPARK_FLAGS,
     BaseSpecApp,
     SparkSpecInstaller,
     SpecError,
@@ -44,18 +46,16 @@ class SshSpecInstaller(SparkSpecInstaller):
     spark_master = Unicode("", help="With --spark: the Spark master, added to SPARK_OPTS as --master.").tag(config=True)
 
     aliases = spec_aliases(
+        SPARK_ALIASES,
         {
-            "spark-home": "SparkSpecInstaller.spark_home",
-            "spark-init-mode": "SparkSpecInstaller.spark_init_mode",
-            "extra-spark-opts": "SparkSpecInstaller.extra_spark_opts",
             "remote-hosts": "SshSpecInstaller.remote_hosts",
             "python": "SshSpecInstaller.python",
             "launchers-dir": "SshSpecInstaller.launchers_dir",
             "spark-master": "SshSpecInstaller.spark_master",
-        }
+        },
     )
     flags = spec_flags(
-        {"spark": ({"SparkSpecInstaller": {"spark": True}}, "Make a kernelspec whose kernel starts Spark.")}
+        SPARK_FLAGS,
     )
 
     @default("python")

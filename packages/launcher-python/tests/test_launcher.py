@@ -1,0 +1,312 @@
+"""The real launcher, as a subprocess, against the real ResponseBroker and a real IPython kernel."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import signal
+import stat
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from launcher_support import Launcher, kernel_processes, process_running, wait_gone
+
+from kernelfleet.protocol.comm import comm_mac
+from kernelfleet.protocol.encoding import b64encode, dumps_line
+from kernelfleet.provisioners.broker import ResponseBroker
+
+VECTORS = json.loads((Path(__file__).parents[3] / "docs" / "protocol-vectors.json").read_text())
+
+
+async def execute(kc: Any, code: str, timeout: float = 20.0) -> tuple[dict[str, Any], str]:
+    """Run ``code``; return the execute_reply content and everything printed to stdout."""
+    out: list[str] = []
+
+    def hook(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "stream" and msg["content"]["name"] == "stdout":
+            out.append(msg["content"]["text"])
+
+    reply = await kc.execute_interactive(code, timeout=timeout, output_hook=hook)
+    return reply["content"], "".join(out)
+
+
+def connection_file_of(pid: int) -> Path:
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    return Path(next(a for a in argv if a.startswith("--connection-file=")).split("=", 1)[1])
+
+
+def signed(comm_key: bytes, nonce: bytes, body: dict[str, Any]) -> bytes:
+    """A correctly MACed request line for any body, including ones no honest server would send."""
+    request = json.dumps(body, separators=(",", ":"))
+    return dumps_line({"request": request, "mac": b64encode(comm_mac(comm_key, nonce, request.encode()))})
+
+
+async def raw_exchange(port: int, line: bytes | None, *, read_timeout: float = 8.0) -> tuple[bytes, bytes]:
+    """Open a comm connection, read the greeting, send ``line``, and return (greeting, everything answered)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        greeting = await asyncio.wait_for(reader.readline(), 5)
+        if line is not None:
+            writer.write(line)
+            await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), read_timeout)
+    except (ConnectionResetError, BrokenPipeError):
+        answer = b""
+    finally:
+        writer.close()
+    return greeting, answer
+
+
+def nonce_of(greeting: bytes) -> bytes:
+    return base64.b64decode(json.loads(greeting)["nonce"])
+
+
+# ------------------------------------------------------------------------------------------ lifecycle
+
+
+async def test_execute_interrupt_ping_and_shutdown(launcher: Launcher) -> None:
+    launch = await launcher({"LOG_LEVEL": "DEBUG"})
+    report = launch.report
+    assert report is not None
+    assert report.pid == launch.proc.pid
+    assert report.extra["launcher"] == "python/0.1.0"
+    assert report.connection_info["ip"] == "127.0.0.1"  # KERNEL_IP 0.0.0.0: the address that reached the broker
+    assert process_running(launch.kernel_pid)
+    assert os.getpgid(launch.kernel_pid) == launch.kernel_pid != os.getpgid(launch.proc.pid)
+
+    conn_file = connection_file_of(launch.kernel_pid)
+    assert stat.S_IMODE(conn_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(conn_file.parent.stat().st_mode) == 0o700
+    assert json.loads(conn_file.read_text())["key"].encode() == report.connection_info["key"]
+
+    kc = await launch.client()
+    content, out = await execute(kc, "import os\nx = 6 * 7\nprint(x, 'LAUNCH_TOKEN' in os.environ)")
+    assert content["status"] == "ok" and out.strip() == "42 False"
+
+    msg_id = kc.execute("while True:\n    pass")
+    while True:  # wait until the loop is really running
+        msg = await kc.get_iopub_msg(timeout=10)
+        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "execute_input":
+            break
+    await asyncio.sleep(0.2)
+    assert await launch.comm("interrupt") == {"ok": True, "alive": True}
+    reply = await kc.get_shell_msg(timeout=10)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+
+    assert await launch.comm("ping") == {"ok": True, "alive": True}
+    content, out = await execute(kc, "print(x + 1)")
+    assert out.strip() == "43"
+
+    kc.shutdown()
+    assert (await launch.comm("shutdown", grace=5))["ok"] is True
+    assert await launch.wait_exit(10) == 0
+    assert await wait_gone(launch.kernel_pid, 2)
+    assert kernel_processes(launch.kernel_id) == []
+    assert not conn_file.parent.exists()
+    with pytest.raises(OSError):
+        await launch.comm("ping")
+
+    log = launch.stderr
+    for secret in (launch.pending.token, report.connection_info["key"].decode(), b64encode(report.comm_key or b"")):
+        assert secret not in log
+    for step in ("ports chosen", "kernel started", "report accepted", "interrupted", "stopped"):
+        assert step in log
+
+
+async def test_sigterm_stops_kernel_and_launcher_within_a_second(launcher: Launcher) -> None:
+    launch = await launcher()
+    await launch.client()
+    started = time.monotonic()
+    launch.proc.send_signal(signal.SIGTERM)
+    status = await launch.wait_exit(1.0)
+    assert await wait_gone(launch.kernel_pid, 1.0 - (time.monotonic() - started))
+    assert status == 128 + signal.SIGTERM
+    assert kernel_processes(launch.kernel_id) == []
+
+
+async def test_sigkill_of_the_launcher_takes_the_kernel_along(launcher: Launcher) -> None:
+    launch = await launcher()
+    launch.proc.send_signal(signal.SIGKILL)
+    await launch.wait_exit(5)
+    assert await wait_gone(launch.kernel_pid, 5)
+
+
+async def test_comm_kill_ends_the_launcher_with_the_kernels_status(launcher: Launcher) -> None:
+    launch = await launcher()
+    await launch.client()
+    assert (await launch.comm("kill"))["ok"] is True
+    assert await launch.wait_exit(5) == 128 + signal.SIGKILL
+    assert kernel_processes(launch.kernel_id) == []
+
+
+async def test_rejected_report_stops_the_kernel(launcher: Launcher) -> None:
+    launch = await launcher({"LAUNCH_TOKEN": "not-the-token-the-server-made"}, wait_report=False)
+    status = await launch.wait_exit(30)
+    assert status != 0
+    assert "refused the report" in launch.stderr
+    assert kernel_processes(launch.kernel_id) == []
+    assert not launch.pending.done  # the real launch is still waiting: a forged report changes nothing
+
+
+# ------------------------------------------------------------------------------------------ comm port
+
+
+async def test_hostile_comm_requests_are_refused_and_the_kernel_lives(launcher: Launcher) -> None:
+    launch = await launcher()
+    assert launch.report is not None and launch.report.comm_key is not None
+    port, key = launch.report.comm_port, launch.report.comm_key
+    # A peer that connects and says nothing is cut off by the per-connection deadline.
+    silent = asyncio.ensure_future(raw_exchange(port, None))
+    silent_started = time.monotonic()
+
+    greeting, answer = await raw_exchange(port, signed(os.urandom(32), b"\0" * 32, {"op": "kill"}))
+    assert json.loads(greeting)["version"] == 2
+    assert json.loads(answer) == {"ok": False, "error": "unauthenticated"}
+
+    # Bad MAC on the right nonce: reading the nonce is not enough without the key.
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    nonce = nonce_of(await reader.readline())
+    writer.write(signed(os.urandom(32), nonce, {"op": "kill"}))
+    assert json.loads(await reader.readline()) == {"ok": False, "error": "unauthenticated"}
+    writer.close()
+
+    # A valid request, recorded and replayed on a new connection.
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    nonce = nonce_of(await reader.readline())
+    recorded = signed(key, nonce, {"op": "terminate"})
+    writer.write(signed(key, nonce, {"op": "ping"}))
+    assert json.loads(await reader.readline()) == {"ok": True, "alive": True}
+    writer.close()
+    _, answer = await raw_exchange(port, recorded)
+    assert json.loads(answer)["ok"] is False
+
+    # Garbage, an oversized line, an unknown op and a raw signal number, even when correctly MACed.
+    _, answer = await raw_exchange(port, b"GET / HTTP/1.0\r\n\r\n")
+    assert json.loads(answer)["ok"] is False
+    _, answer = await raw_exchange(port, b"{" + b"A" * (1024 * 1024) + b"}\n")
+    assert answer == b"" or json.loads(answer)["ok"] is False
+    for body in ({"op": "signal", "signum": 9}, {"signum": 9}, {"shutdown": 1}, {"op": "shutdown", "grace": "soon"}):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        nonce = nonce_of(await reader.readline())
+        writer.write(signed(key, nonce, body))
+        assert json.loads(await reader.readline())["ok"] is False, body
+        writer.close()
+
+    # The vectors' request signed for another nonce (with the vectors' key, then with the real one).
+    vector = next(v for v in VECTORS["reject"] if "comm_line" in v)
+    _, answer = await raw_exchange(port, vector["comm_line"].encode() + b"\n")
+    assert json.loads(answer) == {"ok": False, "error": "unauthenticated"}
+    other_nonce = bytes.fromhex(VECTORS["comm"]["nonce_hex"])
+    _, answer = await raw_exchange(port, signed(key, other_nonce, {"op": "kill"}))
+    assert json.loads(answer) == {"ok": False, "error": "unauthenticated"}
+
+    greeting, answer = await silent
+    assert greeting and answer == b""
+    assert 4.0 < time.monotonic() - silent_started < 7.0
+
+    assert await launch.comm("ping") == {"ok": True, "alive": True}
+    kc = await launch.client()
+    content, out = await execute(kc, "print('still here')")
+    assert content["status"] == "ok" and out.strip() == "still here"
+    assert launch.proc.returncode is None
+
+
+# ------------------------------------------------------------------------------------------ inputs
+
+
+async def test_port_range_is_honoured(launcher: Launcher) -> None:
+    lower = 20000 + (os.getpid() % 200) * 100
+    upper = lower + 999
+    launch = await launcher({"PORT_RANGE": f"{lower}..{upper}"})
+    assert launch.report is not None
+    ports = [launch.report.connection_info[f"{n}_port"] for n in ("shell", "iopub", "stdin", "control", "hb")]
+    ports.append(launch.report.comm_port)
+    assert len(set(ports)) == 6 and all(lower <= p <= upper for p in ports), ports
+    await launch.client()
+
+
+async def test_custom_kernel_class(launcher: Launcher) -> None:
+    launch = await launcher(args=["--kernel-class-name", "custom_kernel.MarkedKernel"])
+    kc = await launch.client()
+    assert kc.kernel_info_reply["content"]["implementation"] == "kernelfleet-test-kernel"
+    content, out = await execute(kc, "print(type(get_ipython().kernel).__name__)")
+    assert content["status"] == "ok" and out.strip() == "MarkedKernel"
+
+
+async def test_unimportable_kernel_class_fails_the_launch(launcher: Launcher) -> None:
+    launch = await launcher({"KERNEL_CLASS_NAME": "no_such_module.Kernel"}, wait_report=False)
+    assert await launch.wait_exit(30) != 0
+    assert "cannot import kernel class 'no_such_module.Kernel'" in launch.stderr
+    assert kernel_processes(launch.kernel_id) == []
+
+
+def run_launcher(env: dict[str, str | None], *args: str) -> tuple[int, str]:
+    full = dict(os.environ)
+    for key, value in env.items():
+        if value is None:
+            full.pop(key, None)
+        else:
+            full[key] = value
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "kernelfleet.launcher", *args], env=full, capture_output=True, text=True, timeout=30
+    )
+    return done.returncode, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "args", "named"),
+    [
+        ({"LAUNCH_TOKEN": None}, [], "LAUNCH_TOKEN"),
+        ({"KERNEL_ID": None}, [], "KERNEL_ID"),
+        ({"RESPONSE_ADDRESS": None}, [], "RESPONSE_ADDRESS"),
+        ({"RESPONSE_ADDRESS": "no-port"}, [], "RESPONSE_ADDRESS"),
+        ({"PUBLIC_KEY": None}, [], "PUBLIC_KEY"),
+        ({"PORT_RANGE": "5..10"}, [], "PORT_RANGE"),
+        ({}, ["--port-range", "40000-41000"], "PORT_RANGE"),
+        ({"KERNEL_SPARK_CONTEXT_INIT_MODE": "sometimes"}, [], "KERNEL_SPARK_CONTEXT_INIT_MODE"),
+        ({}, ["--cluster-type", "hadoop"], "KERNEL_CLUSTER_TYPE"),
+        ({"KERNEL_IP": "not-an-ip"}, [], "KERNEL_IP"),
+        ({"LOG_LEVEL": "LOUD"}, [], "LOG_LEVEL"),
+        ({}, ["--kernel-class-name", "nodots"], "KERNEL_CLASS_NAME"),
+        ({}, ["--no-such-option"], "unrecognized arguments"),
+    ],
+)
+def test_missing_or_invalid_input_is_one_clear_line(change: dict[str, str | None], args: list[str], named: str) -> None:
+    env: dict[str, str | None] = {
+        "KERNEL_ID": "k1",
+        "RESPONSE_ADDRESS": "127.0.0.1:9",
+        "PUBLIC_KEY": "AAAA",
+        "LAUNCH_TOKEN": "secret-token-value",
+        **change,
+    }
+    status, stderr = run_launcher(env, *args)
+    assert status == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kernelfleet-launcher: error:") and named in lines[0], stderr
+    assert "secret-token-value" not in stderr
+
+
+async def test_bad_public_key_and_kernel_id_are_clear_errors(broker: ResponseBroker) -> None:
+    base = {
+        "RESPONSE_ADDRESS": broker.response_address,
+        "PUBLIC_KEY": broker.public_key,
+        "LAUNCH_TOKEN": "secret-token-value",
+    }
+    cases = [
+        ({"KERNEL_ID": "bad-key-1", "PUBLIC_KEY": "bm90LWEta2V5"}, "PUBLIC_KEY", "bad-key-1"),
+        ({"KERNEL_ID": "-starts-with-dash"}, "KERNEL_ID", "-starts-with-dash"),
+    ]
+    results = await asyncio.gather(*(asyncio.to_thread(run_launcher, {**base, **c}) for c, _, _ in cases))
+    for (_, named, kernel_id), (status, stderr) in zip(cases, results, strict=True):
+        assert status == 2, stderr
+        errors = [line for line in stderr.splitlines() if line.startswith("kernelfleet-launcher: error:")]
+        assert len(errors) == 1 and named in errors[0], stderr
+        assert kernel_processes(kernel_id) == []

@@ -1,0 +1,108 @@
+"""What the Docker and Swarm provisioners share: network and mount settings, labels, the engine lease,
+and the one check Docker cannot do for us — whether a container can reach the response address."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from typing import Any
+
+from traitlets import Bool, Dict, List, TraitError, Unicode, default, validate
+
+from kernelfleet.protocol.address import ResponseAddress
+from kernelfleet.provisioners.base import LaunchError
+from kernelfleet.provisioners.container import ContainerProvisionerBase
+from kernelfleet.provisioners.docker_engine import (
+    APP,
+    COMPONENT,
+    LABEL_APP,
+    LABEL_COMPONENT,
+    LABEL_KERNEL_ID,
+    DockerEngine,
+)
+from kernelfleet.provisioners.envconfig import env_value
+
+MOUNT_TYPES = frozenset({"bind", "volume", "tmpfs", "npipe"})
+HOST_NETWORK = "host"
+LOG_TAIL_LINES = 20
+
+
+def tail_text(lines: list[str]) -> str:
+    """The last log lines, one string, for an error message."""
+    text = "".join(lines).rstrip()
+    return f"; its last output:\n{text}" if text else "; it wrote no output"
+
+
+class DockerProvisionerBase(ContainerProvisionerBase):
+    network = Unicode(
+        help="Docker network of kernel containers: 'host', 'bridge' or a named network (env KF_DOCKER_NETWORK / "
+        "GP_DOCKER_NETWORK; default bridge). On any network but host, the response broker must advertise an "
+        "address containers can reach (KF_RESPONSE_IP), e.g. the bridge gateway 172.17.0.1.",
+    ).tag(config=True)
+    mounts = List(
+        Dict(),
+        help="Docker mount specs given to every kernel of this kernelspec, e.g. "
+        '[{"Type": "bind", "Source": "/data", "Target": "/data", "ReadOnly": true}]. Requests cannot add mounts.',
+    ).tag(config=True)
+    init = Bool(True, help="Run Docker's init process as PID 1 so a stop reaches the whole kernel at once.").tag(
+        config=True
+    )
+    no_new_privileges = Bool(True, help="Forbid setuid privilege gains inside kernel containers.").tag(config=True)
+
+    @default("network")
+    def _network_default(self) -> str:
+        return env_value(("KF_DOCKER_NETWORK", "GP_DOCKER_NETWORK")) or "bridge"
+
+    @validate("mounts")
+    def _check_mounts(self, proposal: dict[str, Any]) -> list[dict[str, Any]]:
+        for mount in proposal["value"]:
+            kind, target = mount.get("Type"), mount.get("Target")
+            if kind not in MOUNT_TYPES or not isinstance(target, str) or not target.startswith("/"):
+                raise TraitError(f"mounts: {mount!r} needs a Type ({', '.join(sorted(MOUNT_TYPES))}) and an "
+                                 "absolute Target")
+        return list(proposal["value"])
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.engine: DockerEngine | None = None
+
+    # ------------------------------------------------------------------------------------- engine lease
+    def lease_engine(self) -> DockerEngine:
+        """The loop's shared Docker client, held while this kernel has something on Docker."""
+        if self.engine is None:
+            self.engine = DockerEngine.acquire()
+        return self.engine
+
+    async def release_engine(self) -> None:
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            await engine.release()
+
+    # ------------------------------------------------------------------------------------- launch helpers
+    @property
+    def labels(self) -> dict[str, str]:
+        return {LABEL_KERNEL_ID: self.kernel_id, LABEL_APP: APP, LABEL_COMPONENT: COMPONENT}
+
+    def check_response_reachable(self) -> None:
+        """Refuse a launch whose container could never report: loopback is the container's own on other networks."""
+        if self.network == HOST_NETWORK:
+            return
+        host = ResponseAddress.parse(self.launch_env["RESPONSE_ADDRESS"]).host
+        try:
+            loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if loopback:
+            raise LaunchError(
+                f"Kernel {self.kernel_id}: the response broker advertises {host}, which a container on Docker network "
+                f"{self.network!r} cannot reach; set KF_RESPONSE_IP (c.ResponseBroker.advertised_ip) to an address "
+                "of this host that containers reach (e.g. the bridge gateway, 172.17.0.1), or use network 'host'"
+            )
+
+    async def wait_changed(self, changed: asyncio.Event, timeout: float | None) -> None:
+        """Sleep until Docker reports something about this kernel, or until ``timeout``."""
+        try:
+            await asyncio.wait_for(changed.wait(), timeout)
+        except TimeoutError:
+            pass
+        changed.clear()

@@ -1,0 +1,156 @@
+"""One Docker client and one Docker event stream per event loop, shared by every Docker kernel.
+
+A per-kernel ``container.wait()`` would hold one HTTP connection per kernel (aiohttp caps a
+connector at 100); a single ``/events`` stream filtered on our label wakes whichever kernels an
+event concerns, and they re-read their state. The stream starts ``since`` the engine was made and
+resumes from the last event it saw, so an event that happens while it (re)connects is replayed,
+not lost. The client is leased: it opens with the first kernel that needs it and closes once the
+last one has released it (``close_docker_engine`` closes it at server shutdown regardless).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import aiodocker
+import aiohttp
+
+# Labels on every container and service we create.
+LABEL_KERNEL_ID = "kernel_id"  # Gateway Provisioners' key, so existing operator scripts keep working
+LABEL_APP = "app"
+LABEL_COMPONENT = "component"
+APP = "kernelfleet"
+COMPONENT = "kernel"
+
+log = logging.getLogger("kernelfleet.docker")
+
+ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, asyncio.TimeoutError)
+
+
+def describe_engine_error(err: BaseException) -> str:
+    """Docker's own message, or why the daemon could not be reached."""
+    if isinstance(err, aiodocker.DockerError):
+        return str(err.message).strip() or f"HTTP {err.status}"
+    if isinstance(err, aiohttp.ClientConnectorError | OSError):
+        return f"the Docker daemon is unreachable ({err})"
+    return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+
+
+class DockerEngine:
+    """The loop's Docker client, its event stream, and the kernels waiting on events."""
+
+    _instances: ClassVar[dict[asyncio.AbstractEventLoop, DockerEngine]] = {}
+
+    def __init__(self, url: str | None = None) -> None:
+        self.client = aiodocker.Docker(url=url)
+        self.leases = 0
+        self._watchers: dict[str, set[asyncio.Event]] = {}
+        self._since_ns = time.time_ns() - 1_000_000_000  # a second of slack for clock granularity
+        self._closing = False
+        self._stream = asyncio.ensure_future(self._follow_events())
+        self._dispatch: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------------------------- leasing
+    @classmethod
+    def acquire(cls, url: str | None = None) -> DockerEngine:
+        """The loop's engine with one more lease; synchronous, so leases never race a close."""
+        loop = asyncio.get_running_loop()
+        for stale in [lp for lp in cls._instances if lp.is_closed()]:
+            del cls._instances[stale]
+        engine = cls._instances.get(loop)
+        if engine is None:
+            engine = cls._instances[loop] = cls(url)
+        engine.leases += 1
+        return engine
+
+    async def release(self) -> None:
+        """Give back one lease; the last one closes the client."""
+        self.leases = max(0, self.leases - 1)
+        if self.leases == 0:
+            await self.close()
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._instances.get(loop) is self:
+            del self._instances[loop]
+        if self._closing:
+            return
+        self._closing = True
+        self._wake_all()
+        for task in (self._stream, self._dispatch):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(self._stream, *([self._dispatch] if self._dispatch else []), return_exceptions=True)
+        await self.client.close()
+
+    # ------------------------------------------------------------------------------------- events
+    @contextlib.contextmanager
+    def watch(self, kernel_id: str) -> Iterator[asyncio.Event]:
+        """An event set whenever Docker reports something about this kernel's containers.
+
+        Register first, then read the state, then wait: nothing that happens after the read is missed.
+        """
+        changed = asyncio.Event()
+        self._watchers.setdefault(kernel_id, set()).add(changed)
+        try:
+            yield changed
+        finally:
+            watchers = self._watchers.get(kernel_id)
+            if watchers is not None:
+                watchers.discard(changed)
+                if not watchers:
+                    del self._watchers[kernel_id]
+
+    def _wake_all(self) -> None:
+        for watchers in self._watchers.values():
+            for changed in watchers:
+                changed.set()
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        nano = event.get("timeNano")
+        if isinstance(nano, int) and nano > self._since_ns:
+            self._since_ns = nano
+        attributes = (event.get("Actor") or {}).get("Attributes") or {}
+        kernel_id = attributes.get(LABEL_KERNEL_ID)
+        if kernel_id:
+            log.debug("Kernel %s: docker event %s %s", kernel_id, event.get("Type"), event.get("Action"))
+            for changed in self._watchers.get(kernel_id, ()):
+                changed.set()
+
+    async def _follow_events(self) -> None:
+        """Keep one filtered event stream open; after a break, resume where it stopped."""
+        subscriber = self.client.events.subscribe(create_task=False)
+        self._dispatch = asyncio.ensure_future(self._consume(subscriber))
+        filters = json.dumps({"label": [f"{LABEL_APP}={APP}"], "type": ["container"]})
+        delay = 0.1
+        while not self._closing:
+            since = f"{self._since_ns // 1_000_000_000}.{self._since_ns % 1_000_000_000:09d}"
+            try:
+                await self.client.events.run(since=since, filters=filters)
+                delay = 0.1
+            except asyncio.CancelledError:
+                raise
+            except ENGINE_ERRORS as err:
+                log.warning("Docker event stream broke (%s); reconnecting in %.1fs", describe_engine_error(err), delay)
+            self._wake_all()  # whatever was missed, everyone re-reads their state
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _consume(self, subscriber: Any) -> None:
+        while True:
+            event = await subscriber.get()
+            if event is not None:
+                self._on_event(event)
+
+
+async def close_docker_engine() -> None:
+    """Close this loop's Docker client whatever its leases (server shutdown, end of a test)."""
+    engine = DockerEngine._instances.get(asyncio.get_running_loop())
+    if engine is not None:
+        await engine.close()

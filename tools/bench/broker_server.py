@@ -1,0 +1,85 @@
+"""One response broker under measurement, in its own process: ours (``kf``) or Gateway Provisioners' (``gp``).
+
+Run by compare_brokers.py inside the implementation's own venv. It prints one JSON line to stdout
+describing where to report, then one JSON line of results. Each implementation is awaited the way
+its provisioner awaits it: ours as a future, GP's with its provisioner's poll loop (sleep
+``poll_interval``, then ``get_connection_info`` with its 5 ms timeout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+
+
+def emit(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+async def kf_broker(kernel_ids: list[str]):
+    from kernelfleet.provisioners.broker import ResponseBroker
+
+    broker = ResponseBroker(bind_ip="127.0.0.1", advertised_ip="127.0.0.1", port=0, read_timeout=30)
+    await broker.start()
+    pending = {k: broker.expect(k) for k in kernel_ids}
+
+    async def wait_one(kernel_id: str) -> float:
+        await pending[kernel_id].wait()
+        return time.time()
+
+    info = {"address": broker.response_address, "public_key": broker.public_key,
+            "tokens": {k: p.token for k, p in pending.items()}}
+    return info, wait_one
+
+
+async def gp_broker(kernel_ids: list[str]):
+    from gateway_provisioners.config_mixin import poll_interval
+    from gateway_provisioners.response_manager import ResponseManager
+
+    rm = ResponseManager.instance()
+    for k in kernel_ids:
+        rm.register_event(k)
+
+    async def wait_one(kernel_id: str) -> float:
+        while True:  # what RemoteProvisionerBase.confirm_remote_startup does
+            try:
+                await rm.get_connection_info(kernel_id)
+                return time.time()
+            except TimeoutError:
+                await asyncio.sleep(poll_interval)
+
+    return {"address": rm.response_address, "public_key": rm.public_key, "tokens": {}}, wait_one
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("impl", choices=["kf", "gp"])
+    parser.add_argument("mode", choices=["reports", "idle", "stall"])
+    parser.add_argument("--count", type=int, default=500)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    kernel_ids = [f"bench-{i:04d}-{os.getpid()}" for i in range(args.count if args.mode != "idle" else 0)]
+    info, wait_one = await (kf_broker if args.impl == "kf" else gp_broker)(kernel_ids)
+    emit(info)
+
+    if args.mode == "idle":
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        await asyncio.sleep(args.seconds)
+        cpu = time.process_time() - cpu0
+        emit({"idle_cpu_percent": 100 * cpu / (time.perf_counter() - wall0)})
+        return
+
+    # reports and stall: wait (bounded) for every kernel's report; the client says when it began
+    tasks = {k: asyncio.ensure_future(wait_one(k)) for k in kernel_ids}
+    done, _ = await asyncio.wait(tasks.values(), timeout=args.seconds)
+    received = {k: t.result() for k, t in tasks.items() if t in done}
+    emit({"received": len(received), "expected": len(kernel_ids), "times": received})
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

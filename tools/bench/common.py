@@ -1,0 +1,35 @@
+"""Shared bits of the side-by-side benchmarks: where the reference implementation's venv lives, and printing."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+OUR_PYTHON = Path(sys.executable)
+GP_VENV = Path(os.environ.get("KF_GP_VENV", ROOT / ".cache" / "gp-venv"))
+GP_PYTHON = GP_VENV / "bin" / "python"
+GP_VERSION = "0.5.0"
+
+
+def ensure_gp_venv() -> Path:
+    """Gateway Provisioners in its own venv, made on first use (PyPI), so both run side by side."""
+    if not GP_PYTHON.exists():
+        print(f"creating {GP_VENV} with gateway-provisioners=={GP_VERSION} ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(GP_VENV)], check=True)
+        subprocess.run([str(GP_PYTHON), "-m", "pip", "install", "-q", f"gateway-provisioners=={GP_VERSION}",
+                        "ipykernel"], check=True)
+    return GP_PYTHON
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def table(rows: list[tuple[str, str, str, str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
