@@ -49,6 +49,9 @@ def driver_pod(app: dict[str, Any], app_id: str) -> dict[str, Any]:
     }
     template = ((driver.get("template") or {}).get("spec") or {}).get("containers") or []
     if template:
+        # A test image is no Spark image: a template command replaces spark-submit's driver arguments.
+        if "command" in template[0] or "args" in template[0]:
+            container.pop("args")
         for key in ("command", "args", "workingDir"):
             if key in template[0]:
                 container[key] = template[0][key]

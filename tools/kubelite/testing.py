@@ -3,7 +3,6 @@ manifests, and a dockerd check that fails loudly instead of skipping."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import shutil
 import tarfile
@@ -67,14 +66,3 @@ def pod_manifest(name: str, image: str, command: list[str], **spec: Any) -> dict
             "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 2, "containers": [container],
                      **spec}}
 
-
-async def wait_for(predicate: Any, timeout: float = 20.0, what: str = "condition") -> Any:
-    """Await an async predicate returning a truthy value; used only where no watch applies (e.g. Docker state)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)

@@ -45,12 +45,15 @@ async def launcher(broker: ResponseBroker, tmp_path: Path) -> AsyncIterator[Laun
     ) -> Launch:
         kernel_id = f"t-{uuid.uuid4().hex[:12]}"
         pending = broker.expect(kernel_id)
+        tmpdir = tmp_path / kernel_id
+        tmpdir.mkdir()
         full_env = dict(
             os.environ,
             KERNEL_ID=kernel_id,
             RESPONSE_ADDRESS=broker.response_address,
             PUBLIC_KEY=broker.public_key,
             LAUNCH_TOKEN=pending.token,
+            TMPDIR=str(tmpdir),
             PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])),
         )
         for key, value in (env or {}).items():
@@ -58,13 +61,13 @@ async def launcher(broker: ResponseBroker, tmp_path: Path) -> AsyncIterator[Laun
                 full_env.pop(key, None)
             else:
                 full_env[key] = value
-        stderr_path = tmp_path / f"{kernel_id}.stderr"
+        stderr_path = tmp_path / f"{kernel_id}.log"
         with stderr_path.open("wb") as stderr:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "kernelfleet.launcher", *(args or []),
                 env=full_env, stdin=asyncio.subprocess.DEVNULL, stdout=stderr, stderr=stderr,
             )
-        launch = Launch(kernel_id, proc, pending, stderr_path, full_env)
+        launch = Launch(kernel_id, proc, pending, stderr_path, tmpdir, full_env)
         launches.append(launch)
         if wait_report:
             wait = asyncio.ensure_future(pending.wait(timeout=30))

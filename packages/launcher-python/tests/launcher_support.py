@@ -68,6 +68,7 @@ class Launch:
     proc: asyncio.subprocess.Process
     pending: PendingLaunch
     stderr_path: Path
+    tmpdir: Path  # the launcher's TMPDIR: where its connection file goes
     env: dict[str, str]
     report: Report | None = None
     clients: list[AsyncKernelClient] = field(default_factory=list)

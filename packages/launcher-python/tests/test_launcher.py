@@ -9,6 +9,7 @@ import os
 import signal
 import stat
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from launcher_support import Launcher, kernel_processes, process_running, wait_gone
 
+from kernelfleet.launcher.connfile import connection_info, new_hmac_key, remove_connection_file, write_connection_file
 from kernelfleet.protocol.comm import comm_mac
 from kernelfleet.protocol.encoding import b64encode, dumps_line
 from kernelfleet.provisioners.broker import ResponseBroker
@@ -80,11 +82,9 @@ async def test_execute_interrupt_ping_and_shutdown(launcher: Launcher) -> None:
     assert os.getpgid(launch.kernel_pid) == launch.kernel_pid != os.getpgid(launch.proc.pid)
 
     conn_file = connection_file_of(launch.kernel_pid)
-    assert stat.S_IMODE(conn_file.stat().st_mode) == 0o600
-    assert stat.S_IMODE(conn_file.parent.stat().st_mode) == 0o700
-    assert json.loads(conn_file.read_text())["key"].encode() == report.connection_info["key"]
-
+    assert conn_file.parent.parent == launch.tmpdir
     kc = await launch.client()
+    assert not conn_file.parent.exists()  # the kernel deleted it once its sockets were bound
     content, out = await execute(kc, "import os\nx = 6 * 7\nprint(x, 'LAUNCH_TOKEN' in os.environ)")
     assert content["status"] == "ok" and out.strip() == "42 False"
 
@@ -108,7 +108,7 @@ async def test_execute_interrupt_ping_and_shutdown(launcher: Launcher) -> None:
     assert await launch.wait_exit(10) == 0
     assert await wait_gone(launch.kernel_pid, 2)
     assert kernel_processes(launch.kernel_id) == []
-    assert not conn_file.parent.exists()
+    assert list(launch.tmpdir.iterdir()) == []
     with pytest.raises(OSError):
         await launch.comm("ping")
 
@@ -128,6 +128,7 @@ async def test_sigterm_stops_kernel_and_launcher_within_a_second(launcher: Launc
     assert await wait_gone(launch.kernel_pid, 1.0 - (time.monotonic() - started))
     assert status == 128 + signal.SIGTERM
     assert kernel_processes(launch.kernel_id) == []
+    assert list(launch.tmpdir.iterdir()) == []
 
 
 async def test_sigkill_of_the_launcher_takes_the_kernel_along(launcher: Launcher) -> None:
@@ -143,6 +144,7 @@ async def test_comm_kill_ends_the_launcher_with_the_kernels_status(launcher: Lau
     assert (await launch.comm("kill"))["ok"] is True
     assert await launch.wait_exit(5) == 128 + signal.SIGKILL
     assert kernel_processes(launch.kernel_id) == []
+    assert list(launch.tmpdir.iterdir()) == []
 
 
 async def test_rejected_report_stops_the_kernel(launcher: Launcher) -> None:
@@ -151,7 +153,24 @@ async def test_rejected_report_stops_the_kernel(launcher: Launcher) -> None:
     assert status != 0
     assert "refused the report" in launch.stderr
     assert kernel_processes(launch.kernel_id) == []
+    assert list(launch.tmpdir.iterdir()) == []
     assert not launch.pending.done  # the real launch is still waiting: a forged report changes nothing
+
+
+def test_connection_file_is_private_and_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    tempfile.tempdir = None  # tempfile caches the directory; make it read TMPDIR again
+    try:
+        info = connection_info("0.0.0.0", [1, 2, 3, 4, 5], new_hmac_key())
+        path = Path(write_connection_file(info))
+    finally:
+        tempfile.tempdir = None
+    assert path.parent.parent == tmp_path
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert json.loads(path.read_text()) == info and len(info["key"]) == 64 and info["shell_port"] == 1
+    assert new_hmac_key() != info["key"]
+    remove_connection_file(str(path))
+    assert list(tmp_path.iterdir()) == []
 
 
 # ------------------------------------------------------------------------------------------ comm port
@@ -244,6 +263,7 @@ async def test_unimportable_kernel_class_fails_the_launch(launcher: Launcher) ->
     assert await launch.wait_exit(30) != 0
     assert "cannot import kernel class 'no_such_module.Kernel'" in launch.stderr
     assert kernel_processes(launch.kernel_id) == []
+    assert list(launch.tmpdir.iterdir()) == []
 
 
 def run_launcher(env: dict[str, str | None], *args: str) -> tuple[int, str]:

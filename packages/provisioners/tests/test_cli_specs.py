@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -478,3 +479,54 @@ def test_jupyter_client_finds_the_provisioner_of_each_spec(
             '[project.entry-points."jupyter_client.kernel_provisioners"] of packages/provisioners/pyproject.toml'
         )
     assert spec.metadata["kernel_provisioner"]["provisioner_name"] == provisioner
+
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+async def _run_code(kernel_dirs: list[str], name: str, code: str) -> tuple[str, str]:
+    """Start the kernelspec through jupyter_client, run ``code``; (status, stdout)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    ksm = KernelSpecManager(kernel_dirs=kernel_dirs, ensure_native_kernel=False)
+    km = AsyncKernelManager(kernel_name=name, kernel_spec_manager=ksm)
+    await km.start_kernel()
+    try:
+        kc = km.client()
+        kc.start_channels()
+        try:
+            await kc.wait_for_ready(timeout=90)
+            out: list[str] = []
+
+            def hook(msg: dict[str, Any]) -> None:
+                if msg["msg_type"] == "stream":
+                    out.append(msg["content"]["text"])
+                elif msg["msg_type"] in ("execute_result", "display_data"):
+                    out.append(msg["content"]["data"].get("text/plain", ""))
+
+            reply = await kc.execute_interactive(code, output_hook=hook, timeout=60)
+            return reply["content"]["status"], "".join(out)
+        finally:
+            kc.stop_channels()
+    finally:
+        await km.shutdown_kernel(now=True)
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize(
+    ("args", "name", "code"),
+    [
+        ((), "ssh_python", "print(6 * 7)"),
+        (("--language", "r", "--launchers-dir", str(REPO / "launchers")), "ssh_r", "cat(6 * 7)"),
+    ],
+)
+def test_ssh_spec_without_hosts_runs_a_real_local_kernel(
+    args: tuple[str, ...], name: str, code: str, tmp_path: Path
+) -> None:
+    """The embedded default: no --remote-hosts, so distributed-provisioner runs argv as a local process."""
+    if name == "ssh_r":
+        assert (REPO / "launchers" / "r" / "launch_IRkernel.R").exists(), "the R launcher is missing from the repo"
+    install_ok("ssh", *args, tmp_path=tmp_path)
+    status, stdout = asyncio.run(asyncio.wait_for(_run_code([str(kernels_dir(tmp_path))], name, code), 200))
+    assert status == "ok"
+    assert "42" in stdout

@@ -108,28 +108,59 @@ object ToreeLauncher {
 
   /** Toree in this JVM, controlled from the comm port. */
   final class InProcessToree(interruptSignal: String) extends KernelControl {
+    import sun.misc.{Signal, SignalHandler}
+
     private val done = new CountDownLatch(1)
+    private val signal = new Signal(interruptSignal)
     @volatile private var exiting = false
-    @volatile private var toreeHandlerInstalled = false
+    @volatile private var toreeLoader: ClassLoader = _
+    @volatile private var toreeHandler: SignalHandler = _
 
     def alive: Boolean = done.getCount > 0 && !exiting
 
-    /** Until Toree installs its own handler, the interrupt signal would hit the JVM's default action (which ends
-     * the process); ours holds the place and notes that the interrupt came too early to reach any cell. */
-    def installEarlyInterruptHandler(): Unit = {
-      val sig = new sun.misc.Signal(interruptSignal)
-      sun.misc.Signal.handle(sig, (_: sun.misc.Signal) => Log.info("interrupt before Apache Toree is ready: no cell to interrupt"))
-      ()
-    }
+    /** Until Toree installs its own handler the interrupt signal would meet the JVM's default action, which ends the
+     * process; this one holds the place. */
+    private val placeholder: SignalHandler = (_: Signal) => Log.info("interrupt before Apache Toree is ready: no cell to interrupt")
+
+    /** Toree's handler runs on the JVM's signal thread, whose context class loader is null. Its interrupt touches the
+     * Spark session, and if that is the first use of Spark in a lazy or none kernel, Spark's initialisation fails on
+     * the null loader and leaves Spark unusable for the whole JVM. So every delivery goes through this wrapper, which
+     * runs Toree's handler with the class loader Toree was started with. */
+    private val wrapper: SignalHandler = (_: Signal) => deliver()
+
+    def installEarlyInterruptHandler(): Unit = { Signal.handle(signal, placeholder); () }
 
     def runToree(args: Seq[String]): Unit =
       try {
-        val main = Class.forName("org.apache.toree.Main", true, Thread.currentThread.getContextClassLoader)
-        toreeHandlerInstalled = true
+        toreeLoader = Thread.currentThread.getContextClassLoader
+        val main = Class.forName("org.apache.toree.Main", true, toreeLoader)
         main.getMethod("main", classOf[Array[String]]).invoke(null, args.toArray)
+      } catch {
+        case e: java.lang.reflect.InvocationTargetException if e.getCause != null => throw e.getCause
       } finally done.countDown()
 
-    def interrupt(): Unit = sun.misc.Signal.raise(new sun.misc.Signal(interruptSignal))
+    /** Comm-port interrupt: adopt Toree's handler if it has been installed since, then run it off the comm thread. */
+    def interrupt(): Unit = {
+      synchronized {
+        val previous = Signal.handle(signal, wrapper)
+        if (previous != null && (previous ne placeholder) && (previous ne wrapper) &&
+            (previous ne SignalHandler.SIG_DFL) && (previous ne SignalHandler.SIG_IGN)) toreeHandler = previous
+      }
+      val t = new Thread(() => deliver(), "kernelfleet-interrupt")
+      t.setDaemon(true)
+      t.start()
+    }
+
+    private def deliver(): Unit = Option(toreeHandler) match {
+      case None => Log.info("interrupt before Apache Toree is ready: no cell to interrupt")
+      case Some(handler) =>
+        val thread = Thread.currentThread
+        val saved = thread.getContextClassLoader
+        thread.setContextClassLoader(toreeLoader)
+        try handler.handle(signal)
+        catch { case e: Throwable => Log.warn(s"Apache Toree's interrupt handler failed: ${e.getClass.getName}: ${e.getMessage}") }
+        finally thread.setContextClassLoader(saved)
+    }
 
     def terminate(): Unit = exit(143)
 

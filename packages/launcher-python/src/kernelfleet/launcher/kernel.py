@@ -30,6 +30,16 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def _forget_connection_file(path: str) -> None:
+    """The sockets are bound and the server learns the ports from the report: the file, which holds the
+    HMAC key, has done its job. Deleting it now keeps the key off disk even if the launcher is SIGKILLed."""
+    try:
+        os.unlink(path)
+        os.rmdir(os.path.dirname(path))
+    except OSError:
+        pass
+
+
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m kernelfleet.launcher.kernel")
     p.add_argument("--connection-file", required=True)
@@ -72,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     app = IPKernelApp.instance(kernel_class=_load_kernel_class(args.kernel_class_name))
     app.initialize(["-f", args.connection_file])
+    _forget_connection_file(args.connection_file)
     shell = getattr(app, "shell", None)
     if shell is not None and (spark or args.cluster_type == "dask"):
         from kernelfleet.launcher.namespace import install

@@ -71,12 +71,12 @@ class ContainerProvisionerBase(RemoteProvisionerBase):
     allowed_images = Set(
         Unicode(), help="When client images are allowed and this is not empty, only these may be requested."
     ).tag(config=True)
-    prohibited_uids = Set(Integer(), help="User ids a kernel may never run as (env GP_PROHIBITED_UIDS; default 0).").tag(
-        config=True
-    )
-    prohibited_gids = Set(Integer(), help="Group ids a kernel may never run as (env GP_PROHIBITED_GIDS; default 0).").tag(
-        config=True
-    )
+    prohibited_uids = Set(
+        Integer(), help="User ids a kernel may never run as (env KF_PROHIBITED_UIDS / GP_PROHIBITED_UIDS; default 0)."
+    ).tag(config=True)
+    prohibited_gids = Set(
+        Integer(), help="Group ids a kernel may never run as (env KF_PROHIBITED_GIDS / GP_PROHIBITED_GIDS; default 0)."
+    ).tag(config=True)
     default_uid = Integer(1000, help="KERNEL_UID when the request names none.").tag(config=True)
     default_gid = Integer(100, help="KERNEL_GID when the request names none.").tag(config=True)
     mirror_working_dirs = Bool(

@@ -1,0 +1,296 @@
+"""``docker-swarm-provisioner``: each kernel as a one-task Docker Swarm service that is never restarted.
+
+Swarm has no task events: container events of this node wake the kernel's waiters, and because a
+task on another node (or one rejected before it had a container, such as a missing image) makes no
+local event, the task list is re-read with a growing interval (50 ms up to 1 s) while someone waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiodocker
+
+from kernelfleet.provisioners.base import LaunchError
+from kernelfleet.provisioners.docker_common import LOG_TAIL_LINES, DockerProvisionerBase, tail_text
+from kernelfleet.provisioners.docker_engine import ENGINE_ERRORS, LABEL_KERNEL_ID, describe_engine_error
+
+# https://docs.docker.com/engine/swarm/how-swarm-mode-works/swarm-task-states/
+LIVE_STATES = frozenset({"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"})
+FIRST_RECHECK, LAST_RECHECK = 0.05, 1.0
+REMOVAL_TIMEOUT = 30.0
+
+
+def latest_task(tasks: list[Any]) -> dict[str, Any] | None:
+    """The service's newest task (restart condition none means there is normally only one)."""
+    if not tasks:
+        return None
+    return dict(max(tasks, key=lambda t: (t.get("Version") or {}).get("Index", 0)))
+
+
+class DockerSwarmProvisioner(DockerProvisionerBase):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.service_id: str | None = None
+        self.exit_code: int | None = None
+
+    # ------------------------------------------------------------------------------------- launch
+    def task_template(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "Image": self.image,
+            "Env": dict(self.container_env),  # aiodocker turns the mapping into NAME=value entries
+            "Labels": self.labels,
+            "User": f"{self.uid}:{self.gid}",
+            "Init": self.init,
+        }
+        if self.mounts:
+            spec["Mounts"] = [dict(m) for m in self.mounts]
+        if self.working_dir:
+            spec["Dir"] = self.working_dir
+        template: dict[str, Any] = {"ContainerSpec": spec, "RestartPolicy": {"Condition": "none", "MaxAttempts": 0}}
+        if self.network and self.network != "bridge":  # swarm tasks are on the node's bridge by default
+            template["Networks"] = [{"Target": self.network}]
+        return template
+
+    async def start_launcher(self, cmd: list[str], env: dict[str, str], **kwargs: Any) -> None:
+        self.check_response_reachable()
+        self.exit_code = None
+        client = self.lease_engine().client
+        try:
+            service = await self._create(client)
+        except ENGINE_ERRORS as err:
+            raise LaunchError(
+                f"Kernel {self.kernel_id}: Docker Swarm could not create service {self.container_name} "
+                f"(image {self.image!r}): {describe_engine_error(err)}"
+            ) from None
+        self.service_id = str(service["ID"])
+        self.log.info("Kernel %s: scheduled as swarm service %s (%s, image %s, network %s)", self.kernel_id,
+                      self.container_name, self.service_id[:12], self.image, self.network)
+
+    async def _create(self, client: aiodocker.Docker) -> Any:
+        try:
+            return await client.services.create(self.task_template(), name=self.container_name, labels=self.labels)
+        except aiodocker.DockerError as err:
+            if err.status != 409 or not await self._remove_leftover(client):
+                raise
+        return await client.services.create(self.task_template(), name=self.container_name, labels=self.labels)
+
+    async def _remove_leftover(self, client: aiodocker.Docker) -> bool:
+        """A service of this kernel left by a crashed server holds the name: remove it, never anyone else's."""
+        try:
+            leftover = await client.services.inspect(self.container_name or "")
+        except aiodocker.DockerError:
+            return False
+        if (leftover.get("Spec", {}).get("Labels") or {}).get(LABEL_KERNEL_ID) != self.kernel_id:
+            return False
+        self.log.info("Kernel %s: removing leftover service %s", self.kernel_id, self.container_name)
+        self.service_id = leftover["ID"]
+        await self._remove_service()
+        return True
+
+    async def launch_failure(self) -> str:
+        task = await self._wait_task_end()
+        if task is None:
+            return f"service {self.container_name} was removed before the kernel reported"
+        return self._describe_task(task) + await self._log_tail(task)
+
+    async def launch_diagnostics(self) -> str:
+        try:
+            task = await self._task()
+        except ENGINE_ERRORS as err:
+            return f"Docker could not be asked about the service: {describe_engine_error(err)}"
+        if task is None:
+            return f"service {self.container_name} has no task"
+        return self._describe_task(task) + await self._log_tail(task)
+
+    def _describe_task(self, task: dict[str, Any]) -> str:
+        status = task.get("Status") or {}
+        text = f"service {self.container_name} task {str(task.get('ID', ''))[:12]} is {status.get('State')}"
+        reason = status.get("Err") or status.get("Message")
+        if reason:
+            text += f": {reason}"
+        code = (status.get("ContainerStatus") or {}).get("ExitCode")
+        if status.get("State") not in LIVE_STATES and code is not None:
+            text += f" (exit code {code})"
+        return text
+
+    async def _log_tail(self, task: dict[str, Any]) -> str:
+        assert self.engine is not None
+        container_id = ((task.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID")
+        if not container_id:
+            return ""
+        try:  # the task's container is on this node in the common case; service logs lag behind
+            container = self.engine.client.containers.container(container_id)
+            lines = await container.log(stdout=True, stderr=True, tail=LOG_TAIL_LINES)
+        except ENGINE_ERRORS:
+            try:
+                assert self.service_id is not None
+                lines = await self.engine.client.services.logs(
+                    self.service_id, stdout=True, stderr=True, tail=str(LOG_TAIL_LINES)
+                )
+            except ENGINE_ERRORS as err:
+                return f"; its output could not be read: {describe_engine_error(err)}"
+        return tail_text(list(lines))
+
+    # ------------------------------------------------------------------------------------- state
+    async def _task(self) -> dict[str, Any] | None:
+        """The service's task; one whose container on this node has already ended counts as ended.
+
+        Swarm reports a task's end a few hundred milliseconds to seconds after its container's, and
+        jupyter_client's shutdown waits on ``poll``; the local container is the sooner witness.
+        """
+        assert self.engine is not None and self.service_id is not None
+        tasks = await self.engine.client.tasks.list(filters={"service": self.service_id})
+        task = latest_task(tasks)
+        if task is None:
+            return None
+        status = task.setdefault("Status", {})
+        container = status.get("ContainerStatus") or {}
+        if status.get("State") in LIVE_STATES and container.get("ContainerID"):
+            ended = await self._local_container_end(container["ContainerID"])
+            if ended is not None:
+                status.update(State="complete" if ended == 0 else "failed",
+                              ContainerStatus={**container, "ExitCode": ended})
+        if status.get("State") not in LIVE_STATES:
+            self.exit_code = int((status.get("ContainerStatus") or {}).get("ExitCode") or 0)
+        return task
+
+    async def _local_container_end(self, container_id: str) -> int | None:
+        """Exit code of the task's container if it is on this node and has stopped; None otherwise."""
+        assert self.engine is not None
+        try:
+            info = await self.engine.client.containers.get(container_id)
+        except aiodocker.DockerError:
+            return None  # on another node, or already removed: the task state decides
+        state = info["State"]
+        return int(state.get("ExitCode", 0)) if state.get("Status") in ("exited", "dead") else None
+
+    async def _service_exists(self) -> bool:
+        assert self.engine is not None and self.service_id is not None
+        try:
+            await self.engine.client.services.inspect(self.service_id)
+        except aiodocker.DockerError as err:
+            if err.status == 404:
+                return False
+            raise
+        return True
+
+    async def _wait_task_end(self) -> dict[str, Any] | None:
+        """The task once it has ended (None when the service is gone); woken by events, re-read with backoff."""
+        engine = self.lease_engine()
+        delay = FIRST_RECHECK
+        with engine.watch(self.kernel_id) as changed:
+            while True:
+                try:
+                    task = await self._task()
+                    if task is not None and (task.get("Status") or {}).get("State") not in LIVE_STATES:
+                        return task
+                    if task is None and not await self._service_exists():
+                        return None
+                except ENGINE_ERRORS as err:
+                    self.log.warning("Kernel %s: cannot inspect service %s: %s", self.kernel_id,
+                                     self.container_name, describe_engine_error(err))
+                await self.wait_changed(changed, delay)
+                delay = min(delay * 2, LAST_RECHECK)
+
+    @property
+    def has_process(self) -> bool:
+        return self.service_id is not None
+
+    async def poll(self) -> int | None:
+        if self.service_id is None or self.engine is None:
+            return 0 if self.exit_code is None else self.exit_code
+        try:
+            task = await self._task()
+            if task is None and not await self._service_exists():
+                return 0 if self.exit_code is None else self.exit_code
+        except ENGINE_ERRORS as err:
+            self.log.warning("Kernel %s: cannot inspect service %s: %s", self.kernel_id, self.container_name,
+                             describe_engine_error(err))
+            return None
+        if task is None or (task.get("Status") or {}).get("State") in LIVE_STATES:
+            return None
+        return self.exit_code
+
+    async def wait(self) -> int | None:
+        if self.service_id is not None:
+            await self._wait_task_end()
+        return 0 if self.exit_code is None else self.exit_code
+
+    # ------------------------------------------------------------------------------------- stopping
+    async def kill(self, restart: bool = False) -> None:
+        await self._remove()
+
+    async def cleanup(self, restart: bool = False) -> None:
+        await self._remove()
+        await super().cleanup(restart)
+
+    async def _remove(self) -> None:
+        if self.service_id is not None and self.engine is not None:
+            await self._remove_service()
+            if self.exit_code is None:
+                self.exit_code = -9
+        self.service_id = None
+        await self.release_engine()
+
+    async def _remove_service(self) -> None:
+        """Delete the service, then wait until its containers are gone too (the name is reused on restart)."""
+        assert self.engine is not None and self.service_id is not None
+        client = self.engine.client
+        try:
+            await client.services.delete(self.service_id)
+        except aiodocker.DockerError as err:
+            if err.status != 404:
+                self.log.warning("Kernel %s: could not remove service %s: %s", self.kernel_id, self.container_name,
+                                 describe_engine_error(err))
+                return
+        except ENGINE_ERRORS as err:
+            self.log.warning("Kernel %s: could not remove service %s: %s", self.kernel_id, self.container_name,
+                             describe_engine_error(err))
+            return
+        label = json.dumps({"label": [f"{LABEL_KERNEL_ID}={self.kernel_id}"]})
+        delay = FIRST_RECHECK
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REMOVAL_TIMEOUT
+        with self.engine.watch(self.kernel_id) as changed:
+            while True:
+                try:
+                    left = await client.containers.list(all=True, filters=label)
+                    tasks = await self._tasks_of_removed_service()
+                except ENGINE_ERRORS as err:
+                    self.log.warning("Kernel %s: cannot list what is left of service %s: %s", self.kernel_id,
+                                     self.container_name, describe_engine_error(err))
+                    return
+                if not left and not tasks:
+                    self.log.debug("Kernel %s: service %s removed", self.kernel_id, self.container_name)
+                    return
+                if loop.time() > deadline:
+                    self.log.warning("Kernel %s: service %s removed, but its container is still present after %ss",
+                                     self.kernel_id, self.container_name, REMOVAL_TIMEOUT)
+                    return
+                await self.wait_changed(changed, delay)
+                delay = min(delay * 2, LAST_RECHECK)
+
+    async def _tasks_of_removed_service(self) -> list[Any]:
+        """Tasks still listed for a deleted service; Docker answers "not found" once none are left."""
+        assert self.engine is not None and self.service_id is not None
+        try:
+            return list(await self.engine.client.tasks.list(filters={"service": self.service_id}))
+        except aiodocker.DockerError as err:
+            if err.status in (400, 404) or "not found" in str(err.message):
+                return []
+            raise
+
+    # ------------------------------------------------------------------------------------- persistence
+    async def get_provisioner_info(self) -> dict[str, Any]:
+        info = await super().get_provisioner_info()
+        info["service_id"] = self.service_id
+        return info
+
+    async def load_provisioner_info(self, provisioner_info: dict[str, Any]) -> None:
+        await super().load_provisioner_info(provisioner_info)
+        self.service_id = provisioner_info.get("service_id")
+        if self.service_id:
+            self.lease_engine()

@@ -1,0 +1,306 @@
+"""docker-provisioner and docker-swarm-provisioner against the real dockerd and the real kernel image,
+driven through jupyter_client's AsyncKernelManager as a notebook server does."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyter_client import AsyncKernelManager
+from jupyter_client.asynchronous.client import AsyncKernelClient
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.provisioning import KernelProvisionerFactory
+from kf_testing import execute
+
+from kernelfleet.provisioners.base import LaunchError
+
+DOCKER = os.environ.get("DOCKER", "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker")
+UID_CORPUS = ["0", "00", "+0", "0x0", "-1", "abc", "4294967296", " 1000", "1e3", "٣"]
+
+
+# ----------------------------------------------------------------------------------------- helpers
+async def docker_cli(*args: str, check: bool = True) -> str:
+    """The docker CLI, without blocking the loop: the test's view of Docker, independent of our client."""
+    if shutil.which(DOCKER) is None:
+        pytest.fail(f"the docker CLI ({DOCKER}) is not installed; run tools/setup-machine")
+    proc = await asyncio.create_subprocess_exec(
+        DOCKER, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    if check and proc.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed ({proc.returncode}): {err.decode().strip()}")
+    return out.decode()
+
+
+async def leftovers(kernel_id: str) -> list[str]:
+    """Containers and services that still carry this kernel's label."""
+    label = f"label=kernel_id={kernel_id}"
+    containers = (await docker_cli("ps", "-aq", "--filter", label)).split()
+    services = (await docker_cli("service", "ls", "-q", "--filter", label)).split()
+    return [f"container {c}" for c in containers] + [f"service {s}" for s in services]
+
+
+async def running_containers(kernel_id: str) -> list[str]:
+    return (await docker_cli("ps", "-q", "--filter", f"label=kernel_id={kernel_id}")).split()
+
+
+def manager(kernels_dir: Path, name: str, kernel_id: str | None = None) -> AsyncKernelManager:
+    return AsyncKernelManager(
+        kernel_name=name,
+        kernel_id=kernel_id or str(uuid.uuid4()),
+        kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels_dir)]),
+    )
+
+
+async def connect(km: AsyncKernelManager) -> AsyncKernelClient:
+    client = km.client()
+    client.start_channels()
+    await client.wait_for_ready(timeout=30)
+    return client
+
+
+async def interrupt_busy_cell(km: AsyncKernelManager, client: AsyncKernelClient) -> None:
+    busy = client.execute("import time\nwhile True: time.sleep(0.01)")
+    await asyncio.sleep(0.5)
+    await km.interrupt_kernel()
+    async with asyncio.timeout(10):
+        while (msg := await client.get_shell_msg())["parent_header"].get("msg_id") != busy:
+            pass
+    assert msg["content"]["status"] == "error" and msg["content"]["ename"] == "KeyboardInterrupt"
+
+
+# ----------------------------------------------------------------------------------------- lifecycle
+async def test_full_lifecycle(
+    provisioner: str, docker_spec: Callable[..., str], kernels_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("KF_TEST_SERVER_SECRET", "must-not-reach-the-kernel")
+    monkeypatch.setenv("KF_TEST_SHARED", "inherited-on-purpose")
+    name = docker_spec(provisioner, inherited_envs=["KF_TEST_SHARED"])
+    km = manager(kernels_dir, name)
+    await km.start_kernel(env={**os.environ, "KERNEL_EXTRA": "from-request"})
+    try:
+        assert await running_containers(km.kernel_id), "the kernel's container is not running"
+        client = await connect(km)
+        reply = await execute(client, "x = 6 * 7\nx")
+        assert reply["status"] == "ok" and reply["result"] == "42"
+        # the kernel's own variables only: never the server's environment, never a secret of another kind
+        seen = await execute(client, "import os; sorted(k for k in os.environ if k.startswith(('KF_', 'KERNEL_')))")
+        names = eval(seen["result"])  # a repr of a list of str
+        assert "KF_TEST_SERVER_SECRET" not in names and "KF_TEST_SHARED" in names
+        assert "KERNEL_EXTRA" in names and "KERNEL_ID" in names
+        ids = await execute(client, "import os; (os.getuid(), os.getgid())")
+        assert ids["result"] == "(1000, 100)"
+
+        await interrupt_busy_cell(km, client)
+        assert (await execute(client, "x + 1"))["result"] == "43"
+
+        first_container = (await running_containers(km.kernel_id))[0]
+        await km.restart_kernel()
+        client.stop_channels()
+        client = await connect(km)
+        assert (await execute(client, "'x' in globals()"))["result"] == "False"
+        assert first_container not in await running_containers(km.kernel_id), "restart reused the old container"
+        secrets = [
+            km.session.key.decode(),
+            base64.b64encode(km.provisioner.comm_key).decode(),
+            km.provisioner.launch_env["LAUNCH_TOKEN"],
+        ]
+        client.stop_channels()
+    finally:
+        await km.shutdown_kernel()
+    assert not km.has_kernel
+    assert await leftovers(km.kernel_id) == []
+    assert f"Kernel {km.kernel_id}" in caplog.text
+    for secret in secrets:
+        assert secret not in caplog.text
+
+
+# ----------------------------------------------------------------------------------------- fast failures
+async def test_missing_image_fails_fast_with_dockers_message(
+    provisioner: str, docker_spec: Callable[..., str], kernels_dir: Path
+) -> None:
+    km = manager(kernels_dir, docker_spec(provisioner, image_name="kernelfleet/no-such-image:none"))
+    started = time.perf_counter()
+    with pytest.raises(LaunchError) as err:
+        await km.start_kernel()
+    elapsed = time.perf_counter() - started
+    message = str(err.value)
+    assert km.kernel_id in message and "No such image" in message, message
+    assert elapsed < 5, f"a missing image took {elapsed:.1f}s to fail"
+    assert await leftovers(km.kernel_id) == []
+
+
+async def test_container_that_exits_at_once_fails_fast_with_its_output(
+    provisioner: str, docker_spec: Callable[..., str], kernels_dir: Path
+) -> None:
+    name = docker_spec(provisioner, kernel_class_name="nowhere.NoSuchKernel")
+    km = manager(kernels_dir, name)
+    started = time.perf_counter()
+    with pytest.raises(LaunchError) as err:
+        await km.start_kernel()
+    elapsed = time.perf_counter() - started
+    message = str(err.value)
+    assert km.kernel_id in message and "exit code" in message and "nowhere" in message, message
+    assert elapsed < 15, f"a dead container took {elapsed:.1f}s to fail the launch"  # launch timeout is 30 s
+    assert await leftovers(km.kernel_id) == []
+
+
+async def test_bad_bootstrap_env_fails_fast(docker_spec: Callable[..., str], kernels_dir: Path) -> None:
+    km = manager(kernels_dir, docker_spec("docker-provisioner"))
+    with pytest.raises(LaunchError) as err:
+        await km.start_kernel(env={**os.environ, "KERNEL_SPARK_CONTEXT_INIT_MODE": "sideways"})
+    message = str(err.value)
+    assert "exited with code 1" in message and "KERNEL_SPARK_CONTEXT_INIT_MODE must be one of" in message, message
+    assert await leftovers(km.kernel_id) == []
+
+
+# ----------------------------------------------------------------------------------------- engine-side liveness
+async def test_killed_container_is_seen_dead(
+    provisioner: str, docker_spec: Callable[..., str], kernels_dir: Path
+) -> None:
+    km = manager(kernels_dir, docker_spec(provisioner))
+    await km.start_kernel()
+    try:
+        assert await km.is_alive()
+        containers = await running_containers(km.kernel_id)
+        assert len(containers) == 1
+        await docker_cli("kill", containers[0])
+        async with asyncio.timeout(10):
+            code = await km.provisioner.wait()
+        assert code is not None and await km.provisioner.poll() is not None
+        assert not await km.is_alive()
+    finally:
+        await km.shutdown_kernel(now=True)
+    assert await leftovers(km.kernel_id) == []
+
+
+async def test_reattach_after_the_manager_is_thrown_away(
+    provisioner: str, docker_spec: Callable[..., str], kernels_dir: Path
+) -> None:
+    name = docker_spec(provisioner)
+    km = manager(kernels_dir, name)
+    await km.start_kernel()
+    kernel_id = km.kernel_id
+    info = await km.provisioner.get_provisioner_info()
+    await km.provisioner.release_engine()  # what a restarted host process has: nothing but the stored info
+    del km
+
+    km2 = manager(kernels_dir, name, kernel_id)
+    km2.provisioner = KernelProvisionerFactory.instance(parent=km2.parent).create_provisioner_instance(
+        kernel_id, km2.kernel_spec, parent=km2
+    )
+    await km2.provisioner.load_provisioner_info(info)
+    km2.load_connection_info(info["connection_info"])
+    try:
+        assert await km2.is_alive()
+        client = await connect(km2)
+        assert (await execute(client, "21 * 2"))["result"] == "42"
+        await interrupt_busy_cell(km2, client)
+        client.stop_channels()
+    finally:
+        await km2.shutdown_kernel()
+    assert await leftovers(kernel_id) == []
+
+
+# ----------------------------------------------------------------------------------------- refusals
+@pytest.mark.parametrize("value", UID_CORPUS)
+async def test_uid_corpus_is_refused_before_any_container(
+    value: str, docker_spec: Callable[..., str], kernels_dir: Path
+) -> None:
+    km = manager(kernels_dir, docker_spec("docker-provisioner"))
+    with pytest.raises((ValueError, PermissionError)) as err:
+        await km.start_kernel(env={**os.environ, "KERNEL_UID": value})
+    message = str(err.value)
+    assert km.kernel_id in message and "KERNEL_UID" in message, message
+    assert await leftovers(km.kernel_id) == []
+
+
+async def test_gid_zero_and_env_prohibited_ids(
+    provisioner: str, docker_spec: Callable[..., str], kernels_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = docker_spec(provisioner)
+    km = manager(kernels_dir, name)
+    with pytest.raises(PermissionError, match=r"KERNEL_GID=0 is prohibited"):
+        await km.start_kernel(env={**os.environ, "KERNEL_GID": "0"})
+    monkeypatch.setenv("GP_PROHIBITED_UIDS", "0,1234")
+    km = manager(kernels_dir, name)
+    with pytest.raises(PermissionError, match=r"KERNEL_UID=1234 is prohibited"):
+        await km.start_kernel(env={**os.environ, "KERNEL_UID": "1234"})
+    monkeypatch.setenv("GP_PROHIBITED_UIDS", "0,root")
+    km = manager(kernels_dir, name)
+    with pytest.raises(ValueError, match=r"GP_PROHIBITED_UIDS.*'root' is not a plain decimal"):
+        await km.start_kernel()
+    assert await leftovers(km.kernel_id) == []
+
+
+async def test_client_image_needs_the_operators_consent(docker_spec: Callable[..., str], kernels_dir: Path) -> None:
+    km = manager(kernels_dir, docker_spec("docker-provisioner"))
+    with pytest.raises(PermissionError, match="allow_client_image is off"):
+        await km.start_kernel(env={**os.environ, "KERNEL_IMAGE": "evil/image:latest"})
+    km = manager(kernels_dir, docker_spec("docker-provisioner", "picky", allow_client_image=True,
+                                          allowed_images=["kernelfleet/kernel-py:dev"]))
+    with pytest.raises(PermissionError, match="not one of this kernelspec's allowed_images"):
+        await km.start_kernel(env={**os.environ, "KERNEL_IMAGE": "evil/image:latest"})
+    assert await leftovers(km.kernel_id) == []
+
+
+async def test_loopback_broker_with_bridge_network_is_a_clear_error(
+    docker_spec: Callable[..., str], kernels_dir: Path
+) -> None:
+    km = manager(kernels_dir, docker_spec("docker-provisioner", network="bridge"))
+    with pytest.raises(LaunchError, match=r"advertises 127.0.0.1.*cannot reach.*KF_RESPONSE_IP"):
+        await km.start_kernel()
+    assert await leftovers(km.kernel_id) == []
+
+
+async def test_request_uid_and_mounts_are_applied(
+    docker_spec: Callable[..., str], kernels_dir: Path, tmp_path: Path
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "hello.txt").write_text("from the host\n")
+    mount = {"Type": "bind", "Source": str(shared), "Target": "/data", "ReadOnly": True}
+    km = manager(kernels_dir, docker_spec("docker-provisioner", mounts=[mount]))
+    await km.start_kernel(env={**os.environ, "KERNEL_UID": "1234", "KERNEL_GID": "1234"})
+    try:
+        client = await connect(km)
+        reply = await execute(client, "import os; (os.getuid(), os.getgid(), open('/data/hello.txt').read())")
+        assert reply["result"] == "(1234, 1234, 'from the host\\n')"
+        client.stop_channels()
+    finally:
+        await km.shutdown_kernel(now=True)
+    assert await leftovers(km.kernel_id) == []
+
+
+# ----------------------------------------------------------------------------------------- churn
+async def test_twenty_launch_kill_cycles_leave_nothing(
+    provisioner: str, docker_spec: Callable[..., str], kernels_dir: Path
+) -> None:
+    name = docker_spec(provisioner)
+    kernel_ids: list[str] = []
+
+    async def cycles(count: int) -> None:
+        for _ in range(count):
+            km = manager(kernels_dir, name)
+            kernel_ids.append(km.kernel_id)
+            await km.start_kernel()
+            assert await km.is_alive()
+            await km.shutdown_kernel(now=True)
+
+    await asyncio.gather(*(cycles(5) for _ in range(4)))
+    assert len(kernel_ids) == 20
+    left: list[Any] = []
+    for kernel_id in kernel_ids:
+        left += await leftovers(kernel_id)
+    assert left == []
