@@ -71,11 +71,16 @@ def docker_spec(make_kernelspec: Callable[..., str]) -> Callable[..., str]:
     """A kernelspec for one of our Docker provisioners, host networking, the test image."""
 
     def make(
-        provisioner: str, name: str | None = None, *, kernel_class_name: str | None = None, **config: Any
+        provisioner: str,
+        name: str | None = None,
+        *,
+        kernel_class_name: str | None = None,
+        spark_init_mode: str | None = None,
+        **config: Any,
     ) -> str:
         return make_kernelspec(
             name or provisioner.replace("-", "_"),
-            argv=container_argv(kernel_class_name=kernel_class_name),
+            argv=container_argv(kernel_class_name=kernel_class_name, spark_init_mode=spark_init_mode),
             provisioner=provisioner,
             config={"image_name": IMAGE, "network": "host", **config},
         )

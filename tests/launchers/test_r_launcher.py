@@ -17,9 +17,8 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -364,9 +363,7 @@ async def test_start_time_against_a_bare_irkernel(launcher: Launcher, rscript: s
             client.stop_channels()
 
     connection_file = str(tmp_path / "bare-kernel.json")
-    write_connection_file(connection_file, ip="127.0.0.1")
-    with open(connection_file) as f:
-        info = json.load(f)
+    _, info = write_connection_file(connection_file, ip="127.0.0.1")
     started = time.monotonic()
     bare = await asyncio.create_subprocess_exec(
         rscript, "-e", f"IRkernel::main({json.dumps(connection_file)})",
