@@ -88,6 +88,14 @@ set -f
 [[ -n "${TOREE_OPTS:-${__TOREE_OPTS__:-}}" ]] && toree_opts=(${TOREE_OPTS:-${__TOREE_OPTS__:-}})
 set +f
 
+# Hand LAUNCH_TOKEN to the launcher through a pipe instead of the environment: the JVM's environment is readable by
+# every cell the kernel runs (sys.env, /proc/self/environ), and once the launcher has read the pipe it is empty.
+if [[ -n "${LAUNCH_TOKEN:-}" ]]; then
+  exec {token_fd}< <(printf '%s\n' "$LAUNCH_TOKEN")
+  export KERNELFLEET_LAUNCH_TOKEN_FD="$token_fd"
+  unset LAUNCH_TOKEN
+fi
+
 exec "$SPARK_HOME/bin/spark-submit" \
   --name "kernelfleet-toree" \
   --driver-java-options "$driver_java_options" \

@@ -21,11 +21,11 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.connect import write_connection_file
-from kf_testing import execute
 
 from kernelfleet.protocol import Report, sign_request
 from kernelfleet.protocol.comm import parse_greeting
@@ -201,7 +201,30 @@ async def raw_comm(port: int, line: bytes | None) -> tuple[bytes, bytes]:
         writer.close()
 
 
-async def execute_after_interrupt(client: AsyncKernelClient, code: str) -> dict[str, object]:
+async def execute(client: AsyncKernelClient, code: str, timeout: float = 60) -> dict[str, Any]:
+    """Run ``code``; the reply content plus its stdout and text/plain output. IRkernel shows a value as
+    display_data rather than execute_result, so both count."""
+    msg_id = client.execute(code)
+    out: dict[str, Any] = {"stdout": "", "result": None}
+    async with asyncio.timeout(timeout):
+        while True:
+            msg = await client.get_iopub_msg()
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream" and content["name"] == "stdout":
+                out["stdout"] += content["text"]
+            elif kind in ("execute_result", "display_data"):
+                out["result"] = content["data"].get("text/plain")
+            elif kind == "status" and content["execution_state"] == "idle":
+                break
+        while True:
+            reply = await client.get_shell_msg()
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return {**reply["content"], **out}
+
+
+async def execute_after_interrupt(client: AsyncKernelClient, code: str) -> dict[str, Any]:
     """IRkernel may abort the request that follows an interrupt; a second try must then succeed."""
     reply = await execute(client, code)
     if reply["status"] == "aborted":

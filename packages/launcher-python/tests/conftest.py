@@ -19,7 +19,7 @@ TESTS_DIR = Path(__file__).parent
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
-from launcher_support import Launch, Launcher, kernel_processes  # noqa: E402
+from launcher_support import LAUNCHER_PYTHON, Launch, Launcher, kernel_processes  # noqa: E402
 
 from kernelfleet.provisioners.broker import ResponseBroker  # noqa: E402
 
@@ -64,7 +64,7 @@ async def launcher(broker: ResponseBroker, tmp_path: Path) -> AsyncIterator[Laun
         stderr_path = tmp_path / f"{kernel_id}.log"
         with stderr_path.open("wb") as stderr:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "kernelfleet.launcher", *(args or []),
+                LAUNCHER_PYTHON, "-m", "kernelfleet.launcher", *(args or []),
                 env=full_env, stdin=asyncio.subprocess.DEVNULL, stdout=stderr, stderr=stderr,
             )
         launch = Launch(kernel_id, proc, pending, stderr_path, tmpdir, full_env)

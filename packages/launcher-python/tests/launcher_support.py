@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,9 @@ from kernelfleet.protocol.comm_client import send_request
 from kernelfleet.provisioners.broker import PendingLaunch
 
 TESTS_DIR = Path(__file__).parent
+# The interpreter that runs the launcher (and so its kernel). Point it at another environment, e.g. one
+# with ipykernel 6, to run this whole suite against that: KF_LAUNCHER_PYTHON=/path/to/python pytest ...
+LAUNCHER_PYTHON = os.environ.get("KF_LAUNCHER_PYTHON") or sys.executable
 
 
 def kernel_processes(kernel_id: str) -> list[int]:

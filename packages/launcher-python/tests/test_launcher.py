@@ -8,14 +8,13 @@ import json
 import os
 import signal
 import stat
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from launcher_support import Launcher, kernel_processes, process_running, wait_gone
+from launcher_support import LAUNCHER_PYTHON, Launcher, kernel_processes, process_running, wait_gone
 
 from kernelfleet.launcher.connfile import connection_info, new_hmac_key, remove_connection_file, write_connection_file
 from kernelfleet.protocol.comm import comm_mac
@@ -276,7 +275,7 @@ def run_launcher(env: dict[str, str | None], *args: str) -> tuple[int, str]:
     import subprocess
 
     done = subprocess.run(
-        [sys.executable, "-m", "kernelfleet.launcher", *args], env=full, capture_output=True, text=True, timeout=30
+        [LAUNCHER_PYTHON, "-m", "kernelfleet.launcher", *args], env=full, capture_output=True, text=True, timeout=30
     )
     return done.returncode, done.stderr
 

@@ -169,3 +169,24 @@ async def test_no_secret_reaches_the_log(broker: ResponseBroker, caplog) -> None
     await pending.wait(5)
     for secret in (info["key"], info["comm_key"], pending.token):
         assert secret not in caplog.text
+
+
+def test_broker_on_uvloop() -> None:
+    """The demo and benchmarks run on uvloop when it is installed; the broker must behave the same there."""
+    import uvloop
+
+    async def scenario() -> int:
+        b = ResponseBroker(bind_ip="127.0.0.1", advertised_ip="127.0.0.1", port=0, read_timeout=1.0)
+        await b.start()
+        try:
+            host, port = b.response_address.rsplit(":", 1)
+            stalled = await asyncio.open_connection(host, int(port))
+            launches = [b.expect(f"uv-{i}") for i in range(50)]
+            replies = await asyncio.gather(*(send(b, sealed(b, p)) for p in launches))
+            await asyncio.gather(*(p.wait(10) for p in launches))
+            stalled[1].close()
+            return sum(r == b'{"ok":true}\n' for r in replies)
+        finally:
+            await b.stop()
+
+    assert uvloop.run(scenario()) == 50

@@ -55,8 +55,9 @@ final class CommServer(socket: ServerSocket, commKey: Array[Byte], kernel: Kerne
       write(out, Protocol.greeting(nonce))
       val line = CommServer.readLine(conn.getInputStream, Protocol.MaxCommLineBytes)
       val answer = line match {
-        case None => None // peer closed, sent too much, or was too slow: nothing to answer
-        case Some(l) =>
+        case Left(CommServer.TooLong) => Some(Protocol.reply(ok = false, "error" -> "request too long"))
+        case Left(_)                  => None // the peer closed or was too slow: nobody to answer
+        case Right(l) =>
           try {
             val req = Protocol.verifyRequest(commKey, nonce, l)
             Log.debug(s"comm request: ${req.op}")
@@ -103,20 +104,24 @@ final class CommServer(socket: ServerSocket, commKey: Array[Byte], kernel: Kerne
 }
 
 object CommServer {
+  sealed trait ReadFailure
+  case object Closed extends ReadFailure
+  case object TooLong extends ReadFailure
+  case object TimedOut extends ReadFailure
 
-  /** One `\n`-terminated line of at most `max` bytes (newline excluded), or None on EOF, overflow or timeout. */
-  def readLine(in: InputStream, max: Int): Option[String] = {
+  /** One `\n`-terminated line of at most `max` bytes (newline excluded). */
+  def readLine(in: InputStream, max: Int): Either[ReadFailure, String] = {
     val buf = new ByteArrayOutputStream()
     try {
       var b = in.read()
       while (b != -1 && b != '\n'.toInt) {
-        if (buf.size() >= max) return None
+        if (buf.size() >= max) return Left(TooLong)
         buf.write(b)
         b = in.read()
       }
-      if (b == -1 && buf.size() == 0) None else Some(new String(buf.toByteArray, UTF_8))
+      if (b == -1 && buf.size() == 0) Left(Closed) else Right(new String(buf.toByteArray, UTF_8))
     } catch {
-      case _: SocketTimeoutException => None
+      case _: SocketTimeoutException => Left(TimedOut)
     }
   }
 }

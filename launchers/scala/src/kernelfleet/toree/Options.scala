@@ -66,10 +66,24 @@ object Options {
     val mode = pick("spark-context-initialization-mode", "KERNEL_SPARK_CONTEXT_INIT_MODE").getOrElse("none").toLowerCase
     if (!SparkModes.contains(mode))
       throw new UsageError(s"spark context initialization mode must be one of none, lazy, eager")
-    val token = nonEmpty(env("LAUNCH_TOKEN")).getOrElse(throw new UsageError("LAUNCH_TOKEN is not set in the environment"))
+    val token = nonEmpty(env("LAUNCH_TOKEN"))
+      .orElse(nonEmpty(env(TokenFdVariable)).flatMap(readTokenFd))
+      .getOrElse(throw new UsageError("LAUNCH_TOKEN is not set in the environment"))
     val kernelIp = nonEmpty(env("KERNEL_IP")).getOrElse("0.0.0.0")
 
     Options(kernelId, responseAddress, publicKey, portRange, mode, token, kernelIp, passThrough.result())
+  }
+
+  /** run.sh moves LAUNCH_TOKEN out of the environment (where every cell of the kernel could read it, in `sys.env`
+   * or /proc/self/environ) into a pipe and names its descriptor here. */
+  val TokenFdVariable = "KERNELFLEET_LAUNCH_TOKEN_FD"
+
+  private def readTokenFd(fd: String): Option[String] = {
+    if (!fd.forall(Character.isDigit) || fd.length > 4) throw new UsageError(s"$TokenFdVariable must be a descriptor number")
+    val in = new java.io.FileInputStream(s"/dev/fd/$fd")
+    try CommServer.readLine(in, 1024).toOption.map(_.trim).filter(_.nonEmpty)
+    catch { case _: java.io.IOException => None }
+    finally in.close()
   }
 
   /** Toree's arguments: ours translated (`none` -> --nosparkcontext), the alternate interrupt signal defaulted to USR2

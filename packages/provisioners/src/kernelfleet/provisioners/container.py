@@ -44,15 +44,16 @@ def parse_id(kernel_id: str, name: str, value: str, prohibited: Iterable[int]) -
 
 def parse_id_list(names: tuple[str, ...], default: Iterable[int]) -> set[int]:
     """A comma-separated id list from the environment; a malformed entry is an error, never silently dropped."""
-    raw = env_value(names)
-    if raw is None:
+    source = next((name for name in names if env_value((name,)) is not None), None)
+    if source is None:
         return set(default)
+    raw = env_value((source,)) or ""
     ids: set[int] = set()
     for item in (part.strip() for part in raw.split(",")):
         if not item:
             continue
         if not DECIMAL.fullmatch(item) or int(item) > MAX_ID:
-            raise ValueError(f"{names[0]}={raw!r}: {item!r} is not a plain decimal user/group id")
+            raise ValueError(f"{source}={raw!r}: {item!r} is not a plain decimal user/group id")
         ids.add(int(item))
     return ids
 

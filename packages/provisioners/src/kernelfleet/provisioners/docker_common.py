@@ -44,9 +44,11 @@ class DockerProvisionerBase(ContainerProvisionerBase):
         help="Docker mount specs given to every kernel of this kernelspec, e.g. "
         '[{"Type": "bind", "Source": "/data", "Target": "/data", "ReadOnly": true}]. Requests cannot add mounts.',
     ).tag(config=True)
-    init = Bool(True, help="Run Docker's init process as PID 1 so a stop reaches the whole kernel at once.").tag(
-        config=True
-    )
+    init = Bool(
+        True,
+        help="Run Docker's init process as PID 1 so a stop reaches the whole kernel at once (an image's own tini "
+        "then runs as a subreaper below it: TINI_SUBREAPER is set).",
+    ).tag(config=True)
     no_new_privileges = Bool(True, help="Forbid setuid privilege gains inside kernel containers.").tag(config=True)
 
     @default("network")
@@ -79,6 +81,11 @@ class DockerProvisionerBase(ContainerProvisionerBase):
             await engine.release()
 
     # ------------------------------------------------------------------------------------- launch helpers
+    def _settle(self, env: dict[str, str], cmd: list[str]) -> None:
+        super()._settle(env, cmd)
+        if self.init:  # our images start under tini, which warns when it is not PID 1 unless it may subreap
+            self.container_env.setdefault("TINI_SUBREAPER", "1")
+
     @property
     def labels(self) -> dict[str, str]:
         return {LABEL_KERNEL_ID: self.kernel_id, LABEL_APP: APP, LABEL_COMPONENT: COMPONENT}
