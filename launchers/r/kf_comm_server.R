@@ -47,7 +47,7 @@ kf_serve_comm <- function(server, comm_key, kernel_pid, log) {
     if (!is.na(line)) Encoding(line) <- "UTF-8"
     verdict <- kf_comm_verify(comm_key, conns[[id]]$nonce, line)
     if (!isTRUE(verdict$ok)) {
-      log("WARNING", "refused a comm request from connection %d: %s", id, verdict$error)
+      log("WARNING", "refused a comm request from connection %s: %s", id, verdict$error)
       answer(id, kf_comm_reply(FALSE, error = verdict$error))
       return(invisible())
     }
@@ -118,13 +118,27 @@ kf_serve_comm <- function(server, comm_key, kernel_pid, log) {
     ready <- socketSelect(sockets, timeout = max(0, wake))
     if (ready[[1L]]) accept()
     for (i in which(ready[-1L])) {
-      if (!is.null(conns[[ids[[i]]]])) receive(ids[[i]])
+      id <- ids[[i]]
+      if (is.null(conns[[id]])) next
+      # A fault while serving one connection costs that connection only, never the listener.
+      tryCatch(receive(id), error = function(e) {
+        log("WARNING", "comm connection %s failed: %s", id, conditionMessage(e))
+        drop(id)
+      })
     }
   }
 
-  while (kf_kernel_alive(kernel_pid)) {
+  repeat {
     # SIGINT sent to the kernel's whole process group reaches this process too: it is not for us.
-    tryCatch(step(), interrupt = function(e) log("DEBUG", "ignored an interrupt meant for the kernel"))
+    alive <- tryCatch({
+      alive <- kf_kernel_alive(kernel_pid)
+      if (alive) step()
+      alive
+    }, interrupt = function(e) {
+      log("DEBUG", "ignored an interrupt meant for the kernel")
+      TRUE
+    })
+    if (!alive) break
   }
   for (id in names(conns)) drop(id)
   invisible()

@@ -12,10 +12,6 @@
 # Dependencies: R >= 4.0 (serverSocket), IRkernel, jsonlite, openssl. Sibling files are sourced from
 # the directory this script lives in.
 
-KF_LAUNCHER_VERSION <- "r/0.1.0"
-KF_REPORT_TIMEOUT <- 30
-KF_CONNECT_ATTEMPTS <- 3L
-
 kf_script_dir <- function() {
   args <- commandArgs(trailingOnly = FALSE)
   file_arg <- args[startsWith(args, "--file=")]
@@ -27,162 +23,13 @@ kf_script_dir <- function() {
   getwd()
 }
 
+# Everything lives in one private environment, so the user's global environment starts empty.
 local({
+  launcher <- new.env(parent = baseenv())
   dir <- kf_script_dir()
-  for (name in c("kf_protocol.R", "kf_config.R", "kf_ports.R", "kf_process.R", "kf_comm_server.R")) {
-    sys.source(file.path(dir, name), envir = globalenv())
+  for (name in c("kf_protocol.R", "kf_config.R", "kf_ports.R", "kf_process.R", "kf_comm_server.R", "kf_launcher.R")) {
+    sys.source(file.path(dir, name), envir = launcher)
   }
+  rm(kf_script_dir, envir = globalenv())
+  launcher$kf_main()
 })
-
-kf_log_threshold <- 20L
-
-kf_log <- function(level, fmt, ...) {
-  # One line on stderr per event; callers pass ids, ports and pids only, never keys or the token.
-  if (KF_LOG_LEVELS[[level]] < kf_log_threshold) return(invisible())
-  cat(sprintf("[%s %s KernelFleetRLauncher %d] %s\n", substr(level, 1L, 1L), format(Sys.time(), "%H:%M:%OS3"),
-              Sys.getpid(), sprintf(fmt, ...)), file = stderr())
-  invisible()
-}
-
-kf_fatal <- function(fmt, ...) {
-  kf_log("ERROR", fmt, ...)
-  quit(save = "no", status = 1L)
-}
-
-kf_write_connection_file <- function(info) {
-  # A fresh 0700 directory in this session's temp dir (which R removes when the kernel quits) and a
-  # 0600 file: the kernel's HMAC key is readable by this user only.
-  old <- Sys.umask("077")
-  on.exit(Sys.umask(old))
-  dir <- tempfile("kernelfleet-")
-  dir.create(dir, mode = "0700")
-  path <- file.path(dir, "kernel.json")
-  writeLines(as.character(jsonlite::toJSON(info, auto_unbox = TRUE, digits = NA)), path)
-  Sys.chmod(path, "0600")
-  path
-}
-
-kf_report_ip <- function(kernel_ip) {
-  # With the wildcard bind, report the address this host's name resolves to (a container's own
-  # address); the server may still replace it with the address it knows the host by.
-  if (kernel_ip != "0.0.0.0") return(kernel_ip)
-  resolved <- tryCatch(utils::nsl(Sys.info()[["nodename"]]), error = function(e) NULL, warning = function(w) NULL)
-  if (is.character(resolved) && length(resolved) == 1L && nzchar(resolved)) resolved else "127.0.0.1"
-}
-
-kf_send_report <- function(host, port, line, kernel_id) {
-  # Returns TRUE when the server accepted the report, FALSE when it answered ok:false; stops when the
-  # server cannot be reached or does not answer.
-  con <- NULL
-  for (attempt in seq_len(KF_CONNECT_ATTEMPTS)) {
-    con <- tryCatch(
-      suppressWarnings(socketConnection(host, port, blocking = TRUE, open = "a+b", timeout = KF_REPORT_TIMEOUT)),
-      error = function(e) e
-    )
-    if (!inherits(con, "error")) break
-    kf_log("WARNING", "kernel %s: cannot reach the response address %s:%d (attempt %d of %d): %s",
-           kernel_id, host, port, attempt, KF_CONNECT_ATTEMPTS, conditionMessage(con))
-    if (attempt < KF_CONNECT_ATTEMPTS) Sys.sleep(attempt)
-  }
-  if (inherits(con, "error")) stop(sprintf("cannot reach the response address %s:%d", host, port), call. = FALSE)
-  on.exit(close(con))
-  writeBin(c(charToRaw(line), as.raw(10L)), con)
-  flush(con)
-  reply <- tryCatch(suppressWarnings(readLines(con, n = 1L, ok = TRUE, warn = FALSE)), error = function(e) character())
-  parsed <- if (length(reply) == 1L) kf_parse_broker_reply(reply) else NULL
-  if (is.null(parsed)) {
-    stop(sprintf("the server at %s:%d did not answer the report within %d s", host, port, KF_REPORT_TIMEOUT), call. = FALSE)
-  }
-  isTRUE(parsed$ok)
-}
-
-kf_start_listener <- function(comm_socket, comm_key, kernel_pid, conn_file) {
-  # The forked listener. It closes nothing the kernel needs: the kernel's ZMQ sockets do not exist yet.
-  listener <- parallel::mcparallel(detached = TRUE, mc.set.seed = FALSE, expr = {
-    status <- tryCatch({
-      kf_serve_comm(comm_socket, comm_key, kernel_pid, kf_log)
-      kf_log("INFO", "kernel exited; comm listener stops")
-      0L
-    }, error = function(e) {
-      kf_log("ERROR", "comm listener failed: %s; stopping the kernel", conditionMessage(e))
-      kf_signal(kernel_pid, tools::SIGTERM)
-      deadline <- kf_now() + KF_TERM_TO_KILL
-      while (kf_kernel_alive(kernel_pid) && kf_now() < deadline) Sys.sleep(0.1)
-      if (kf_kernel_alive(kernel_pid)) kf_signal(kernel_pid, tools::SIGKILL)
-      1L
-    })
-    unlink(dirname(conn_file), recursive = TRUE)
-    parallel:::mcexit(status)
-  })
-  listener$pid
-}
-
-kf_init_spark <- function(mode, app_name) {
-  # Gateway Provisioners' semantics: eager starts the SparkR session before the kernel, lazy on first
-  # use of `spark`. Needs SparkR (SPARK_HOME's R library) in the image.
-  if (mode == "none") return(invisible())
-  if (!requireNamespace("SparkR", quietly = TRUE)) {
-    kf_fatal("--spark-context-initialization-mode %s needs the SparkR package, which is not installed", mode)
-  }
-  if (mode == "eager") {
-    assign("spark", SparkR::sparkR.session(appName = app_name), envir = globalenv())
-  } else {
-    delayedAssign("spark", SparkR::sparkR.session(appName = app_name), assign.env = globalenv())
-  }
-  invisible()
-}
-
-kf_main <- function(argv = commandArgs(trailingOnly = TRUE)) {
-  config <- tryCatch(kf_load_config(argv), kf_config_error = function(e) kf_fatal("%s", conditionMessage(e)))
-  Sys.unsetenv("LAUNCH_TOKEN")  # read once; the kernel's users have no business with it
-  kf_log_threshold <<- config$log_level
-  for (arg in config$unknown_args) kf_log("WARNING", "ignoring unknown argument %s", kf_quote(arg))
-  # Found, not loaded: loading IRkernel takes most of R's start-up, and it can overlap the report.
-  if (!nzchar(system.file(package = "IRkernel"))) kf_fatal("the IRkernel package is not installed")
-  kernel_id <- config$kernel_id
-
-  bound <- tryCatch(kf_bind_ports(config$port_range), error = function(e) kf_fatal("kernel %s: %s", kernel_id,
-                                                                                    conditionMessage(e)))
-  ports <- bound$ports
-  comm_key <- kf_random_bytes(32L)
-  conn_info <- list(
-    shell_port = ports[[1L]], iopub_port = ports[[2L]], stdin_port = ports[[3L]], control_port = ports[[4L]],
-    hb_port = ports[[5L]], ip = config$kernel_ip, key = paste(format(kf_random_bytes(32L)), collapse = ""),
-    transport = "tcp", signature_scheme = "hmac-sha256", kernel_name = ""
-  )
-  conn_file <- kf_write_connection_file(conn_info)
-  kernel_pid <- Sys.getpid()
-  reported <- conn_info
-  reported$ip <- kf_report_ip(config$kernel_ip)
-  reported <- c(reported, list(
-    comm_port = ports[[6L]], comm_key = kf_b64encode(comm_key), launch_token = config$launch_token,
-    kernel_id = kernel_id, pid = kernel_pid, pgid = kf_pgid(), launcher = KF_LAUNCHER_VERSION
-  ))
-  if (is.na(reported$pgid)) reported$pgid <- NULL
-  line <- tryCatch(kf_seal_report(kf_connection_plaintext(reported), kernel_id, config$public_key),
-                   error = function(e) kf_fatal("kernel %s: %s", kernel_id, conditionMessage(e)))
-  rm(reported)
-
-  for (s in bound$sockets[1:5]) close(s)  # the kernel binds these; the comm socket goes to the listener
-  listener_pid <- kf_start_listener(bound$sockets[[6L]], comm_key, kernel_pid, conn_file)
-  close(bound$sockets[[6L]])
-  kf_log("INFO", "kernel %s: ports %s, comm port %d, listener pid %d", kernel_id,
-         paste(ports[1:5], collapse = ","), ports[[6L]], listener_pid)
-
-  accepted <- tryCatch(kf_send_report(config$response_host, config$response_port, line, kernel_id),
-                       error = function(e) {
-                         kf_log("ERROR", "kernel %s: %s", kernel_id, conditionMessage(e))
-                         NA
-                       })
-  if (!isTRUE(accepted)) {
-    if (identical(accepted, FALSE)) kf_log("ERROR", "kernel %s: the server rejected the launch report", kernel_id)
-    kf_signal(listener_pid, tools::SIGTERM)
-    unlink(dirname(conn_file), recursive = TRUE)
-    quit(save = "no", status = 1L)
-  }
-  kf_log("INFO", "kernel %s: report accepted; starting IRkernel", kernel_id)
-  kf_init_spark(config$spark_init_mode, config$app_name)
-  IRkernel::main(conn_file)
-}
-
-if (!interactive() && sys.nframe() == 0L) kf_main()

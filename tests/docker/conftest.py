@@ -57,6 +57,9 @@ async def loopback_broker(monkeypatch: pytest.MonkeyPatch, docker_ready: None) -
     """Launchers report to 127.0.0.1 on a free port; broker and Docker client are closed after each test."""
     monkeypatch.setenv("KF_RESPONSE_IP", "127.0.0.1")
     monkeypatch.setenv("KF_RESPONSE_PORT", "0")
+    # Started up front, as a server does at start-up: concurrent first launches would otherwise race
+    # inside ResponseBroker.start() (reported to the lead: it is not idempotent under concurrency yet).
+    await ResponseBroker.instance()
     yield
     await close_docker_engine()
     loop = asyncio.get_running_loop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import os
 import re
@@ -298,18 +299,31 @@ async def test_request_uid_and_mounts_are_applied(
 async def test_twenty_launch_kill_cycles_leave_nothing(
     provisioner: str, docker_spec: Callable[..., str], kernels_dir: Path
 ) -> None:
+    """Every other launch is killed while it is still starting (the request cancelled), the rest once running."""
     name = docker_spec(provisioner)
     kernel_ids: list[str] = []
 
-    async def cycles(count: int) -> None:
-        for _ in range(count):
+    async def cycles(worker: int, count: int) -> None:
+        for i in range(count):
             km = manager(kernels_dir, name)
             kernel_ids.append(km.kernel_id)
-            await km.start_kernel()
-            assert await km.is_alive()
-            await km.shutdown_kernel(now=True)
+            if (worker + i) % 2:
+                starting = asyncio.ensure_future(km.start_kernel())
+                await asyncio.sleep(0.2 + 0.2 * i)
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+                if km.has_kernel:  # it connected before the cancel arrived
+                    await km.shutdown_kernel(now=True)
+            else:
+                await km.start_kernel()
+                assert await km.is_alive()
+                await km.shutdown_kernel(now=True)
+            assert not km.has_kernel
 
-    await asyncio.gather(*(cycles(5) for _ in range(4)))
+    async with asyncio.TaskGroup() as group:
+        for worker in range(4):
+            group.create_task(cycles(worker, 5))
     assert len(kernel_ids) == 20
     left: list[Any] = []
     for kernel_id in kernel_ids:

@@ -216,7 +216,9 @@ def kernel_client(report: Report) -> AsyncKernelClient:
     info["ip"] = "127.0.0.1"
     client = AsyncKernelClient()
     client.load_connection_info(info)
-    client.start_channels()
+    # No heartbeat channel: without a kernel manager, wait_for_ready would take one missed
+    # 1-second heartbeat (a kernel still importing on a busy machine) for a dead kernel.
+    client.start_channels(hb=False)
     return client
 
 

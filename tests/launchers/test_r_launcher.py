@@ -112,6 +112,7 @@ class Launcher:
                 "--response-address", self.broker.response_address, "--public-key", self.broker.public_key,
                 "--spark-context-initialization-mode", "none",
                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                start_new_session=True,  # its own process group, as a provisioner starts it
             )
         launch = Launch(kernel_id, proc, pending, started, stderr_path)
         self.launches.append(launch)
@@ -202,11 +203,21 @@ async def raw_comm(port: int, line: bytes | None) -> tuple[bytes, bytes]:
 
 
 async def execute(client: AsyncKernelClient, code: str, timeout: float = 60) -> dict[str, Any]:
-    """Run ``code``; the reply content plus its stdout and text/plain output. IRkernel shows a value as
-    display_data rather than execute_result, so both count."""
+    """Run ``code``; the reply content plus its stdout and text/plain output.
+
+    The shell reply is awaited first: a request IRkernel aborts (it aborts what is queued behind an
+    interrupted cell) gets an ``aborted`` reply and no iopub messages at all. IRkernel shows a value as
+    display_data rather than execute_result, so both count.
+    """
     msg_id = client.execute(code)
     out: dict[str, Any] = {"stdout": "", "result": None}
     async with asyncio.timeout(timeout):
+        while True:
+            reply = await client.get_shell_msg()
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
+        if reply["content"]["status"] == "aborted":
+            return {**reply["content"], **out}
         while True:
             msg = await client.get_iopub_msg()
             if msg["parent_header"].get("msg_id") != msg_id:
@@ -217,10 +228,6 @@ async def execute(client: AsyncKernelClient, code: str, timeout: float = 60) -> 
             elif kind in ("execute_result", "display_data"):
                 out["result"] = content["data"].get("text/plain")
             elif kind == "status" and content["execution_state"] == "idle":
-                break
-        while True:
-            reply = await client.get_shell_msg()
-            if reply["parent_header"].get("msg_id") == msg_id:
                 return {**reply["content"], **out}
 
 
@@ -251,7 +258,7 @@ async def test_kernel_lifecycle(launcher: Launcher) -> None:
     report = await launch.report()
     assert report.version == 2
     assert report.pid == launch.proc.pid, "the reported pid must be the kernel's (the launcher process itself)"
-    assert report.pgid == os.getpgid(launch.proc.pid)
+    assert report.pgid == os.getpgid(launch.proc.pid) == launch.proc.pid
     assert str(report.extra.get("launcher", "")).startswith("r/")
     ports = [report.connection_info[f"{n}_port"] for n in ("shell", "iopub", "stdin", "control", "hb")]
     ports.append(report.comm_port)
@@ -286,6 +293,18 @@ async def test_kernel_lifecycle(launcher: Launcher) -> None:
             assert took < 5, f"{code!r} took {took:.1f}s to stop after the interrupt"
             after = await execute_after_interrupt(client, "1+1")
             assert after["status"] == "ok" and after["result"] == "[1] 2", after
+
+        # SIGINT to the whole process group (what a local interrupt does) reaches the listener too: it
+        # must interrupt the kernel's cell and leave the listener serving.
+        msg_id = client.execute("Sys.sleep(30)")
+        await asyncio.sleep(1.0)
+        os.killpg(report.pgid, signal.SIGINT)
+        async with asyncio.timeout(10):
+            while (reply := await client.get_shell_msg())["parent_header"].get("msg_id") != msg_id:
+                pass
+        assert reply["content"]["status"] == "abort", reply["content"]
+        assert await comm(report, "ping") == {"ok": True, "alive": True}
+        assert len(processes_of(launch.kernel_id)) == 2, "the listener must survive the group's SIGINT"
 
         # Hostile comm requests are refused and never acted on.
         greeting, answer = await raw_comm(report.comm_port, json.dumps({"signum": 9}).encode() + b"\n")

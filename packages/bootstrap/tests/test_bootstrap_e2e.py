@@ -1,5 +1,5 @@
-"""End to end: the installed bootstrap-kernel.sh execs the real Python or R launcher, which reports
-to a real ResponseBroker, runs a real kernel, and stops when asked over its comm port."""
+"""End to end: the installed bootstrap-kernel.sh execs the real Python, R or Scala launcher, which
+reports to a real ResponseBroker, runs a real kernel, and stops when asked over its comm port."""
 
 from __future__ import annotations
 

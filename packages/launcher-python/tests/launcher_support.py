@@ -23,17 +23,24 @@ LAUNCHER_PYTHON = os.environ.get("KF_LAUNCHER_PYTHON") or sys.executable
 
 
 def kernel_processes(kernel_id: str) -> list[int]:
-    """Live (non-zombie) processes running this kernel id's kernel child, found through /proc."""
-    marker = f"--kernel-id={kernel_id}".encode()
+    """Live (non-zombie) kernel processes started for this kernel id, found through /proc.
+
+    The kernel process is spawned before the launcher has read its inputs, so its command line does
+    not name the kernel; its environment, inherited from the launcher, does.
+    """
+    marker = f"KERNEL_ID={kernel_id}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"kernelfleet.launcher.kernel" not in argv:
+                continue
+            environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if marker in argv and process_running(int(entry.name)):
+        if marker in environ and process_running(int(entry.name)):
             found.append(int(entry.name))
     return found
 

@@ -36,11 +36,6 @@ async def execute(kc: Any, code: str, timeout: float = 20.0) -> tuple[dict[str, 
     return reply["content"], "".join(out)
 
 
-def connection_file_of(pid: int) -> Path:
-    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-    return Path(next(a for a in argv if a.startswith("--connection-file=")).split("=", 1)[1])
-
-
 def signed(comm_key: bytes, nonce: bytes, body: dict[str, Any]) -> bytes:
     """A correctly MACed request line for any body, including ones no honest server would send."""
     request = json.dumps(body, separators=(",", ":"))
@@ -296,6 +291,7 @@ def run_launcher(env: dict[str, str | None], *args: str) -> tuple[int, str]:
         ({"LOG_LEVEL": "LOUD"}, [], "LOG_LEVEL"),
         ({}, ["--kernel-class-name", "nodots"], "KERNEL_CLASS_NAME"),
         ({}, ["--no-such-option"], "unrecognized arguments"),
+        ({}, ["--launch-token=secret-token-value", "secret-token-value"], "--launch-token"),
     ],
 )
 def test_missing_or_invalid_input_is_one_clear_line(change: dict[str, str | None], args: list[str], named: str) -> None:

@@ -63,8 +63,8 @@ object Json {
         case '\t' => sb.append("\\t")
         case '\b' => sb.append("\\b")
         case '\f' => sb.append("\\f")
-        case _ if c < 0x20 || c > 0x7e && c != 0x7f =>
-          // Python escapes every non-ASCII UTF-16 unit (lower-case hex) but leaves DEL as it is.
+        case _ if c < 0x20 || c > 0x7e =>
+          // Python escapes everything outside ' '..'~' (DEL included) as a six-character escape per UTF-16 unit, lower-case hex.
           sb.append("\\u").append(String.format("%04x", Integer.valueOf(c.toInt)))
         case _ => sb.append(c)
       }

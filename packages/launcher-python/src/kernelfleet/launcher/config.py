@@ -44,7 +44,12 @@ class LauncherConfig:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        # argparse prints usage plus the error; the launcher promises one line.
+        # argparse prints usage plus the error; the launcher promises one line. Unrecognized arguments
+        # are named without their values: someone may have put a secret on the command line.
+        prefix = "unrecognized arguments:"
+        if message.startswith(prefix):
+            names = [a.split("=", 1)[0] for a in message[len(prefix) :].split() if a.startswith("-")]
+            message = f"{prefix} {' '.join(names) or '(positional values)'} (values not shown)"
         raise ConfigError(message)
 
 

@@ -1,17 +1,21 @@
-"""The kernel child: ``python -m kernelfleet.launcher.kernel``, run only by the launcher's supervisor.
+"""The kernel process: ``python -m kernelfleet.launcher.kernel``, started only by the launcher's supervisor.
 
-It does what ``python -m ipykernel_launcher -f FILE`` does, plus the kernel class choice, the optional
-Spark/Dask namespace, and dying with the supervisor so a SIGKILLed launcher never leaves a kernel behind.
-Imports nothing from the supervisor's side, so it costs no more than ipykernel's own launcher.
+It is spawned before the supervisor knows anything, imports ipykernel straight away (the slow part of
+any kernel start), and only then reads one JSON line from stdin: the connection file, the kernel class
+and the namespace options. EOF instead means the launch was abandoned. After that it does what
+``python -m ipykernel_launcher -f FILE`` does, plus the kernel class choice, the optional Spark/Dask
+namespace, and dying with the supervisor so a SIGKILLed launcher never leaves a kernel behind.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -30,6 +34,18 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def _read_launch_parameters() -> dict[str, Any] | None:
+    """The supervisor's one line on stdin; None on EOF. Afterwards stdin is /dev/null, as for any kernel."""
+    line = sys.stdin.buffer.readline()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    if not line.strip():
+        return None
+    params = json.loads(line)
+    return params if isinstance(params, dict) else None
+
+
 def _forget_connection_file(path: str) -> None:
     """The sockets are bound and the server learns the ports from the report: the file, which holds the
     HMAC key, has done its job. Deleting it now keeps the key off disk even if the launcher is SIGKILLed."""
@@ -38,17 +54,6 @@ def _forget_connection_file(path: str) -> None:
         os.rmdir(os.path.dirname(path))
     except OSError:
         pass
-
-
-def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m kernelfleet.launcher.kernel")
-    p.add_argument("--connection-file", required=True)
-    p.add_argument("--kernel-id", default="")
-    p.add_argument("--kernel-class-name", default="ipykernel.ipkernel.IPythonKernel")
-    p.add_argument("--spark-context-initialization-mode", dest="spark_mode", default="none")
-    p.add_argument("--cluster-type", default="none")
-    p.add_argument("--parent-pid", type=int, default=0)
-    return p.parse_args(list(argv))
 
 
 def _load_kernel_class(name: str) -> type:
@@ -65,12 +70,12 @@ def _load_kernel_class(name: str) -> type:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse(sys.argv[1:] if argv is None else argv)
-    spark = args.cluster_type == "spark" and args.spark_mode in ("lazy", "eager")
-    if spark:
-        # The launcher follows each interrupt with SIGUSR2 (cancel Spark jobs); until the namespace
-        # installs its handler, SIGUSR2's default action would kill the kernel.
-        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    p = argparse.ArgumentParser(prog="python -m kernelfleet.launcher.kernel")
+    p.add_argument("--parent-pid", type=int, default=0)
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    # The launcher follows each interrupt of a Spark kernel with SIGUSR2 (cancel Spark jobs); until the
+    # namespace installs its handler, SIGUSR2's default action would kill the kernel.
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     if args.parent_pid:
         _die_with_parent(args.parent_pid)
     # As ipykernel_launcher does: keep the working directory out of sys.path while ipykernel loads;
@@ -80,14 +85,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from ipykernel.kernelapp import IPKernelApp
 
-    app = IPKernelApp.instance(kernel_class=_load_kernel_class(args.kernel_class_name))
-    app.initialize(["-f", args.connection_file])
-    _forget_connection_file(args.connection_file)
+    params = _read_launch_parameters()
+    if params is None:
+        return 0
+    spark = params["cluster_type"] == "spark" and params["spark_mode"] in ("lazy", "eager")
+    if not spark:
+        signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+
+    app = IPKernelApp.instance(kernel_class=_load_kernel_class(params["kernel_class_name"]))
+    app.initialize(["-f", params["connection_file"]])
+    _forget_connection_file(params["connection_file"])
     shell = getattr(app, "shell", None)
-    if shell is not None and (spark or args.cluster_type == "dask"):
+    if shell is not None and (spark or params["cluster_type"] == "dask"):
         from kernelfleet.launcher.namespace import install
 
-        install(shell.user_ns, spark_mode=args.spark_mode, cluster_type=args.cluster_type)
+        install(shell.user_ns, spark_mode=params["spark_mode"], cluster_type=params["cluster_type"])
     app.start()
     return 0
 

@@ -11,7 +11,6 @@ import asyncio
 import os
 import signal
 import socket
-import subprocess
 from typing import Any
 
 from kernelfleet.launcher import __version__
@@ -42,8 +41,8 @@ class InvalidInput(ValueError):
 class Supervisor:
     def __init__(
         self,
+        kernel_pid: int,
         config: LauncherConfig,
-        popen: subprocess.Popen[bytes],
         comm_sock: socket.socket,
         info: dict[str, Any],
         connection_file: str,
@@ -51,7 +50,7 @@ class Supervisor:
         early_signals: list[int],
     ) -> None:
         self.config = config
-        self.kernel = KernelProcess(popen)
+        self.kernel = KernelProcess(kernel_pid)
         self.comm_sock = comm_sock
         self.comm_port = int(comm_sock.getsockname()[1])
         self.info = info
@@ -68,9 +67,7 @@ class Supervisor:
             return asyncio.run(self.run())
         finally:
             # Also reached on an unexpected error: never leave a kernel behind.
-            if self.kernel.alive:
-                self.kernel.signal(signal.SIGKILL)
-                self.kernel.popen.wait()
+            self.kernel.kill_and_reap()
             self.kernel.sweep()
             remove_connection_file(self.connection_file)
 

@@ -1,9 +1,16 @@
-"""Spawning the kernel child; kept free of asyncio so the kernel starts before the supervisor's heavier imports."""
+"""Starting the kernel process first thing, so ipykernel's import overlaps everything the supervisor does.
+
+Importing ipykernel is the longest step of a kernel start. The kernel process is therefore spawned
+before the supervisor has even parsed its arguments, and learns its connection file and kernel class
+through one JSON line on its stdin once they exist (see kernel.py). This module imports only what
+Python has already loaded at start-up, and os.posix_spawn avoids even the subprocess module.
+"""
 
 from __future__ import annotations
 
+import json
 import os
-import subprocess
+import signal
 import sys
 
 KERNEL_MODULE = "kernelfleet.launcher.kernel"
@@ -11,33 +18,50 @@ KERNEL_MODULE = "kernelfleet.launcher.kernel"
 _WITHHELD_ENV = ("LAUNCH_TOKEN",)
 
 
-def spawn_kernel(
-    connection_file: str,
-    *,
-    kernel_id: str,
-    kernel_class_name: str,
-    spark_init_mode: str,
-    cluster_type: str,
-) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if k not in _WITHHELD_ENV}
-    # What jupyter_client sets for local kernels: ipykernel then watches its parent and skips the
-    # "Ctrl-C will not work" banner meant for a kernel started by hand.
-    env["JPY_PARENT_PID"] = str(os.getpid())
-    # "--opt=value" so no value (say, a kernel id starting with "-") can be read as an option.
-    argv = [
-        sys.executable,
-        "-m",
-        KERNEL_MODULE,
-        f"--connection-file={connection_file}",
-        f"--kernel-id={kernel_id}",
-        f"--kernel-class-name={kernel_class_name}",
-        f"--spark-context-initialization-mode={spark_init_mode}",
-        f"--cluster-type={cluster_type}",
-        f"--parent-pid={os.getpid()}",
-    ]
-    return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+def exit_status(waitstatus: int) -> int:
+    """A shell-style status from a wait status: the exit code, or 128+N for a kernel killed by signal N."""
+    code = os.waitstatus_to_exitcode(waitstatus)
+    return 128 - code if code < 0 else code
 
 
-def exit_status(returncode: int) -> int:
-    """A shell-style status: 128+N for a kernel killed by signal N."""
-    return 128 - returncode if returncode < 0 else returncode
+class EarlyKernel:
+    """The kernel process between its spawn and the moment it is told what to run."""
+
+    def __init__(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in _WITHHELD_ENV}
+        # What jupyter_client sets for local kernels: ipykernel then watches its parent and skips the
+        # "Ctrl-C will not work" banner meant for a kernel started by hand.
+        env["JPY_PARENT_PID"] = str(os.getpid())
+        read_fd, self._pipe = os.pipe()  # both close-on-exec; the dup2 below makes the child's fd 0 inheritable
+        argv = [sys.executable, "-m", KERNEL_MODULE, f"--parent-pid={os.getpid()}"]
+        try:
+            # setsid: the kernel leads its own session and process group (see kernelproc.py).
+            self.pid = os.posix_spawn(
+                sys.executable, argv, env, file_actions=[(os.POSIX_SPAWN_DUP2, read_fd, 0)], setsid=True
+            )
+        finally:
+            os.close(read_fd)
+
+    def send(self, params: dict[str, str]) -> bool:
+        """Hand over the launch parameters; False when the kernel process has already died."""
+        data = json.dumps(params).encode() + b"\n"
+        try:
+            while data:
+                data = data[os.write(self._pipe, data) :]
+            return True
+        except BrokenPipeError:
+            return False
+        finally:
+            os.close(self._pipe)
+
+    def abandon(self) -> None:
+        """The launch is not going ahead: end the process now rather than let it finish importing."""
+        try:
+            os.close(self._pipe)
+        except OSError:
+            pass
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(self.pid, 0)

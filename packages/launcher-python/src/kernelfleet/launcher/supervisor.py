@@ -1,8 +1,9 @@
-"""``python -m kernelfleet.launcher``: read the inputs, reserve ports, write the connection file, spawn the kernel.
+"""The launcher's main: prepare what the already spawned kernel process needs, hand it over, supervise.
 
-Everything up to the spawn uses only light imports, because the kernel's own start-up (importing
-ipykernel) is the critical path; asyncio and the protocol's cryptography are loaded afterwards, while
-the kernel is busy importing on the other core. See lifecycle.py for what happens after the spawn.
+Order matters for start-up speed. The kernel process is spawned first (``__main__``) and imports
+ipykernel, the critical path, while this process parses its inputs, reserves the ports and writes the
+connection file. asyncio and the protocol's cryptography come last (lifecycle.py), while the kernel
+is still busy on the other core.
 """
 
 from __future__ import annotations
@@ -10,25 +11,23 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from kernelfleet.launcher.fastimport import prefer_ctypes_crypto, preload_protocol_leaves
 
 preload_protocol_leaves()  # must run before the kernelfleet.protocol imports below (see fastimport)
 
-from kernelfleet.launcher.config import PROG, ConfigError, LauncherConfig, load_config  # noqa: E402
-from kernelfleet.launcher.connfile import (  # noqa: E402
-    connection_info,
-    new_hmac_key,
-    remove_connection_file,
-    write_connection_file,
-)
+from kernelfleet.launcher.config import ConfigError, LauncherConfig, load_config  # noqa: E402
+from kernelfleet.launcher.connfile import connection_info, new_hmac_key, write_connection_file  # noqa: E402
 from kernelfleet.launcher.ports import PortError, bind_ports, port_of  # noqa: E402
-from kernelfleet.launcher.spawn import spawn_kernel  # noqa: E402
+from kernelfleet.launcher.spawn import EarlyKernel  # noqa: E402
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
+PROG = "kernelfleet-launcher"
 
 log = logging.getLogger("kernelfleet.launcher")
 
@@ -42,7 +41,7 @@ def _remember_signal(signum: int, frame: object) -> None:
 
 def fail(message: str, status: int) -> int:
     """Print the launcher's one-line error and return the exit status to use."""
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
     return status
 
 
@@ -54,21 +53,42 @@ def _setup_logging(level: int) -> None:
     log.propagate = False
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the launcher; returns the process exit status (the kernel's own, when it ran)."""
+class Prepared:
+    """What the supervisor hands from the preparation to the lifecycle."""
+
+    def __init__(self, config: LauncherConfig, comm_sock: socket.socket, info: dict[str, Any], path: str) -> None:
+        self.config, self.comm_sock, self.info, self.path = config, comm_sock, info, path
+
+
+def main(argv: Sequence[str] | None = None, *, kernel: EarlyKernel | None = None) -> int:
+    """Run the launcher; returns the process exit status (the kernel's own, when it ran).
+
+    ``kernel`` is the kernel process if the caller spawned it already (``python -m`` does, first thing).
+    """
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _remember_signal)
+    if kernel is None:
+        kernel = EarlyKernel()
     try:
-        config = load_config(sys.argv[1:] if argv is None else argv, os.environ)
+        prepared = _prepare(kernel, sys.argv[1:] if argv is None else argv)
+    except BaseException:  # including --help's SystemExit: the kernel process must not outlive us
+        kernel.abandon()
+        raise
+    if not isinstance(prepared, Prepared):
+        kernel.abandon()
+        return prepared
+    return _supervise(kernel, prepared)
+
+
+def _prepare(kernel: EarlyKernel, argv: Sequence[str]) -> Prepared | int:
+    """Everything before the kernel is told what to run; an exit status when the launch cannot go ahead."""
+    try:
+        config = load_config(argv, os.environ)
     except ConfigError as err:
         return fail(str(err), EXIT_USAGE)
     _setup_logging(config.log_level)
     if _early_signals:
         return 128 + _early_signals[0]
-    return _launch(config)
-
-
-def _launch(config: LauncherConfig) -> int:
     kid = config.kernel_id
     try:
         sockets = bind_ports(config.kernel_ip, config.port_range)
@@ -90,24 +110,22 @@ def _launch(config: LauncherConfig) -> int:
     )
     for sock in sockets[:5]:
         sock.close()  # the kernel binds these itself
-    comm_sock = sockets[5]
-    try:
-        popen = spawn_kernel(
-            path,
-            kernel_id=kid,
-            kernel_class_name=config.kernel_class_name,
-            spark_init_mode=config.spark_init_mode,
-            cluster_type=config.cluster_type,
-        )
-    except OSError as err:
-        comm_sock.close()
-        remove_connection_file(path)
-        return fail(f"kernel {kid}: cannot start the kernel process: {err}", EXIT_FAILURE)
-    log.info("kernel %s: kernel started (pid %d, class %s)", kid, popen.pid, config.kernel_class_name)
+    params = {
+        "connection_file": path,
+        "kernel_class_name": config.kernel_class_name,
+        "spark_mode": config.spark_init_mode,
+        "cluster_type": config.cluster_type,
+    }
+    if kernel.send(params):  # if not, the kernel process already died; the lifecycle reports its status
+        log.info("kernel %s: kernel started (pid %d, class %s)", kid, kernel.pid, config.kernel_class_name)
+    return Prepared(config, sockets[5], info, path)
 
+
+def _supervise(kernel: EarlyKernel, prepared: Prepared) -> int:
     prefer_ctypes_crypto()
     from kernelfleet.launcher.lifecycle import Supervisor  # asyncio and crypto load while the kernel boots
 
-    supervisor = Supervisor(config, popen, comm_sock, info, path, early_signals=_early_signals)
+    supervisor = Supervisor(
+        kernel.pid, prepared.config, prepared.comm_sock, prepared.info, prepared.path, early_signals=_early_signals
+    )
     return supervisor.run_forever()
-

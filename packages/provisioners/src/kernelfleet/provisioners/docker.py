@@ -53,13 +53,12 @@ class DockerProvisioner(DockerProvisionerBase):
         client = self.lease_engine().client
         config = self.container_config()
         try:
-            container = await self._create(client, config)
+            container = await self.create_resource(lambda: self._create(client, config), self._record)
         except ENGINE_ERRORS as err:
             raise LaunchError(
                 f"Kernel {self.kernel_id}: Docker could not create a container from image {self.image!r}: "
                 f"{describe_engine_error(err)}"
             ) from None
-        self.container_id = container.id
         try:
             await container.start()
         except ENGINE_ERRORS as err:
@@ -69,6 +68,9 @@ class DockerProvisioner(DockerProvisionerBase):
             ) from None
         self.log.info("Kernel %s: running in container %s (%s, image %s, network %s)", self.kernel_id,
                       self.container_name, container.id[:12], self.image, self.network)
+
+    def _record(self, container: aiodocker.docker.DockerContainer) -> None:
+        self.container_id = container.id
 
     async def _create(self, client: aiodocker.Docker, config: dict[str, Any]) -> aiodocker.docker.DockerContainer:
         try:
@@ -193,6 +195,7 @@ class DockerProvisioner(DockerProvisionerBase):
 
     async def _remove(self) -> None:
         """Force-remove the container (Docker answers once it is gone) and give back the engine lease."""
+        await self.settle_creation()
         if self.container_id is not None and self.engine is not None:
             try:
                 await self.engine.client.containers.container(self.container_id).delete(force=True, v=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from traitlets import Bool, Dict, List, TraitError, Unicode, default, validate
 
@@ -25,6 +26,7 @@ from kernelfleet.provisioners.envconfig import env_value
 MOUNT_TYPES = frozenset({"bind", "volume", "tmpfs", "npipe"})
 HOST_NETWORK = "host"
 LOG_TAIL_LINES = 20
+T = TypeVar("T")
 
 
 def tail_text(lines: list[str]) -> str:
@@ -67,6 +69,7 @@ class DockerProvisionerBase(ContainerProvisionerBase):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.engine: DockerEngine | None = None
+        self._creating: asyncio.Future[Any] | None = None
 
     # ------------------------------------------------------------------------------------- engine lease
     def lease_engine(self) -> DockerEngine:
@@ -106,10 +109,37 @@ class DockerProvisionerBase(ContainerProvisionerBase):
                 "of this host that containers reach (e.g. the bridge gateway, 172.17.0.1), or use network 'host'"
             )
 
+    async def create_resource(self, create: Callable[[], Awaitable[T]], record: Callable[[T], None]) -> T:
+        """Create the container/service so that a cancelled launch still learns its id and can remove it.
+
+        A cancelled request does not stop dockerd: the object may appear after our caller gave up.
+        The creation therefore runs shielded and records the id itself; ``settle_creation`` waits for it.
+        """
+
+        async def run() -> T:
+            made = await create()
+            record(made)
+            return made
+
+        self._creating = asyncio.ensure_future(run())
+        return await asyncio.shield(self._creating)
+
+    async def settle_creation(self) -> None:
+        """Before removing: let an in-flight creation finish, so that what it made is known and removed."""
+        creating, self._creating = self._creating, None
+        if creating is not None:
+            await asyncio.wait({creating})
+            if not creating.cancelled():
+                creating.exception()  # the launch already reported it; here it only must not go unretrieved
+
     async def wait_changed(self, changed: asyncio.Event, timeout: float | None) -> None:
-        """Sleep until Docker reports something about this kernel, or until ``timeout``."""
+        """Sleep until Docker reports something about this kernel, or until ``timeout``.
+
+        ``asyncio.wait`` rather than ``wait_for``: on Python 3.11 the latter can swallow a cancellation.
+        """
+        waiter = asyncio.ensure_future(changed.wait())
         try:
-            await asyncio.wait_for(changed.wait(), timeout)
-        except TimeoutError:
-            pass
+            await asyncio.wait({waiter}, timeout=timeout)
+        finally:
+            waiter.cancel()
         changed.clear()

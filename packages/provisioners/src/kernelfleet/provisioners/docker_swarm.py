@@ -59,15 +59,18 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         self.exit_code = None
         client = self.lease_engine().client
         try:
-            service = await self._create(client)
+            await self.create_resource(lambda: self._create(client), self._record)
         except ENGINE_ERRORS as err:
             raise LaunchError(
                 f"Kernel {self.kernel_id}: Docker Swarm could not create service {self.container_name} "
                 f"(image {self.image!r}): {describe_engine_error(err)}"
             ) from None
-        self.service_id = str(service["ID"])
+        assert self.service_id is not None
         self.log.info("Kernel %s: scheduled as swarm service %s (%s, image %s, network %s)", self.kernel_id,
                       self.container_name, self.service_id[:12], self.image, self.network)
+
+    def _record(self, service: Any) -> None:
+        self.service_id = str(service["ID"])
 
     async def _create(self, client: aiodocker.Docker) -> Any:
         try:
@@ -141,9 +144,7 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         Swarm reports a task's end a few hundred milliseconds to seconds after its container's, and
         jupyter_client's shutdown waits on ``poll``; the local container is the sooner witness.
         """
-        assert self.engine is not None and self.service_id is not None
-        tasks = await self.engine.client.tasks.list(filters={"service": self.service_id})
-        task = latest_task(tasks)
+        task = latest_task(await self._service_tasks())
         if task is None:
             return None
         status = task.setdefault("Status", {})
@@ -183,6 +184,8 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         delay = FIRST_RECHECK
         with engine.watch(self.kernel_id) as changed:
             while True:
+                if self.service_id is None:  # removed meanwhile (a kill while the launch was waiting)
+                    return None
                 try:
                     task = await self._task()
                     if task is not None and (task.get("Status") or {}).get("State") not in LIVE_STATES:
@@ -228,6 +231,7 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         await super().cleanup(restart)
 
     async def _remove(self) -> None:
+        await self.settle_creation()
         if self.service_id is not None and self.engine is not None:
             await self._remove_service()
             if self.exit_code is None:
@@ -236,7 +240,7 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         await self.release_engine()
 
     async def _remove_service(self) -> None:
-        """Delete the service, then wait until its containers are gone too (the name is reused on restart)."""
+        """Delete the service, then wait until its task and container are gone too (the name is reused on restart)."""
         assert self.engine is not None and self.service_id is not None
         client = self.engine.client
         try:
@@ -250,7 +254,14 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
             self.log.warning("Kernel %s: could not remove service %s: %s", self.kernel_id, self.container_name,
                              describe_engine_error(err))
             return
+        # Swarm's agent takes seconds to stop a removed service's task; this node's containers go at once.
         label = json.dumps({"label": [f"{LABEL_KERNEL_ID}={self.kernel_id}"]})
+        try:
+            for container in await client.containers.list(all=True, filters=label):
+                await container.delete(force=True, v=True)
+        except ENGINE_ERRORS as err:
+            self.log.debug("Kernel %s: removing the task container of %s: %s", self.kernel_id, self.container_name,
+                           describe_engine_error(err))
         delay = FIRST_RECHECK
         loop = asyncio.get_running_loop()
         deadline = loop.time() + REMOVAL_TIMEOUT
@@ -258,7 +269,7 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
             while True:
                 try:
                     left = await client.containers.list(all=True, filters=label)
-                    tasks = await self._tasks_of_removed_service()
+                    tasks = await self._service_tasks()
                 except ENGINE_ERRORS as err:
                     self.log.warning("Kernel %s: cannot list what is left of service %s: %s", self.kernel_id,
                                      self.container_name, describe_engine_error(err))
@@ -273,8 +284,8 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
                 await self.wait_changed(changed, delay)
                 delay = min(delay * 2, LAST_RECHECK)
 
-    async def _tasks_of_removed_service(self) -> list[Any]:
-        """Tasks still listed for a deleted service; Docker answers "not found" once none are left."""
+    async def _service_tasks(self) -> list[Any]:
+        """The service's tasks; for a deleted service Docker answers "not found" once none are left."""
         assert self.engine is not None and self.service_id is not None
         try:
             return list(await self.engine.client.tasks.list(filters={"service": self.service_id}))

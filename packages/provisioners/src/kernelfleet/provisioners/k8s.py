@@ -1,0 +1,616 @@
+"""``kubernetes-provisioner``: each kernel in its own pod, created by this process through ``kubernetes_asyncio``.
+
+Gateway Provisioners ran ``launch_kubernetes.py`` as a subprocess per launch, with the server's credentials and
+whole environment, and rendered client values raw into YAML. Here the pod is made in-process from validated,
+typed settings (``k8s_pod``) or from the kernelspec's own ``scripts/kernel-pod.yaml.j2`` rendered safely
+(``k8s_template``), both checked against the operator's policy before anything is sent. The pod is followed by
+its namespace's shared watch (``k8s_watch``): an image that cannot be pulled, a pod that cannot be scheduled or a
+container that ends fails the launch at once, with the pod's events in the error, and the pod is deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import posixpath
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
+
+from kernelfleet.protocol import Report
+from kernelfleet.provisioners.base import LaunchError
+from kernelfleet.provisioners.container import ContainerProvisionerBase
+from kernelfleet.provisioners.envconfig import env_bool, env_value
+from kernelfleet.provisioners.k8s_client import KubeApi, describe_api_error
+from kernelfleet.provisioners.k8s_names import check_dns_label, check_dns_subdomain, check_label, dns_label
+from kernelfleet.provisioners.k8s_pod import (
+    GPU_RESOURCE,
+    LABEL_KERNEL_ID,
+    PodPolicy,
+    PodSettings,
+    PodSpecError,
+    Resources,
+    build_pod,
+    check_mount,
+    check_pod,
+    check_toleration,
+    check_volume,
+    kernel_labels,
+    merge_env,
+    parse_quantity,
+    parse_resources,
+)
+from kernelfleet.provisioners.k8s_status import exit_code, pod_ended, pod_failure, pod_ip
+from kernelfleet.provisioners.k8s_template import render_pod_template
+from kernelfleet.provisioners.k8s_watch import SharedWatch
+
+TEMPLATE_NAME = "scripts/kernel-pod.yaml.j2"
+EVENT_LINES = 8
+# Request variable -> (section, resource) of the kernel container's resources.
+CLIENT_RESOURCES: dict[str, tuple[str, str]] = {
+    "KERNEL_CPUS": ("requests", "cpu"),
+    "KERNEL_MEMORY": ("requests", "memory"),
+    "KERNEL_GPUS": ("requests", GPU_RESOURCE),
+    "KERNEL_CPUS_LIMIT": ("limits", "cpu"),
+    "KERNEL_MEMORY_LIMIT": ("limits", "memory"),
+    "KERNEL_GPUS_LIMIT": ("limits", GPU_RESOURCE),
+}
+
+
+class KubernetesProvisioner(ContainerProvisionerBase):
+    namespace = Unicode(
+        help="Namespace of kernel pods when namespaces are shared (env KF_NAMESPACE / GP_NAMESPACE; default 'default')."
+    ).tag(config=True)
+    shared_namespace = Bool(
+        help="Run every kernel in `namespace` (default; env GP_SHARED_NAMESPACE). Off: each kernel gets its own "
+        "namespace, bound to `kernel_cluster_role`, deleted when the kernel stops.",
+    ).tag(config=True)
+    kernel_cluster_role = Unicode(
+        help="ClusterRole bound to the kernel's service account in a per-kernel namespace (env "
+        "GP_KERNEL_CLUSTER_ROLE; default 'kernel-controller', never cluster-admin unless you say so)."
+    ).tag(config=True)
+    allow_client_namespace = Bool(
+        False, help="Let a request place its kernel in an existing namespace with KERNEL_NAMESPACE."
+    ).tag(config=True)
+    service_account_name = Unicode(
+        help="Service account of kernel pods (env GP_DEFAULT_KERNEL_SERVICE_ACCOUNT_NAME; default 'default')."
+    ).tag(config=True)
+    allow_client_service_account = Bool(
+        False, help="Let a request choose the service account with KERNEL_SERVICE_ACCOUNT_NAME."
+    ).tag(config=True)
+    allow_client_resources = Bool(
+        True, help="Let a request set cpu/memory/GPU requests and limits (KERNEL_CPUS, KERNEL_MEMORY_LIMIT, ...)."
+    ).tag(config=True)
+    allow_client_volumes = Bool(
+        False, help="Let a request add volumes and mounts (KERNEL_VOLUMES, KERNEL_VOLUME_MOUNTS, JSON lists)."
+    ).tag(config=True)
+    allow_host_path_volumes = Bool(
+        False, help="Allow hostPath volumes, from the kernelspec or (if allowed at all) from requests."
+    ).tag(config=True)
+    host_network = Bool(
+        help="Run kernel pods on the node's network (env KF_KUBERNETES_HOST_NETWORK; default off). Then the "
+        "response broker's advertised address must be reachable from the node.",
+    ).tag(config=True)
+    resources = Dict(help='Kernel container resources, {"requests": {"cpu": "1"}, "limits": {"memory": "2Gi"}}.').tag(
+        config=True
+    )
+    volumes = List(Dict(), help="Pod volumes of every kernel of this kernelspec.").tag(config=True)
+    volume_mounts = List(Dict(), help="Volume mounts of the kernel container.").tag(config=True)
+    node_selector = Dict(Unicode(), help="Node selector of kernel pods.").tag(config=True)
+    tolerations = List(Dict(), help="Tolerations of kernel pods.").tag(config=True)
+    affinity = Dict(help="Affinity of kernel pods (a Kubernetes Affinity object).").tag(config=True)
+    image_pull_secrets = List(Unicode(), help="Names of the image pull secrets of kernel pods.").tag(config=True)
+    image_pull_policy = Unicode("", help="imagePullPolicy of the kernel container (default: Kubernetes').").tag(
+        config=True
+    )
+    labels = Dict(Unicode(), help="Extra labels of kernel pods.").tag(config=True)
+    annotations = Dict(Unicode(), help="Extra annotations of kernel pods.").tag(config=True)
+    fs_group = Integer(100, allow_none=True, help="fsGroup of kernel pods (None: not set).").tag(config=True)
+    termination_grace_period = Integer(5, help="terminationGracePeriodSeconds of kernel pods.").tag(config=True)
+    pod_template = Unicode(
+        help="A Jinja2 pod template; default: the kernelspec's scripts/kernel-pod.yaml.j2 when it has one, else the "
+        "built-in pod."
+    ).tag(config=True)
+    fail_on_unschedulable = Bool(
+        True, help="Fail the launch as soon as the scheduler reports the pod Unschedulable (off: wait for the "
+        "launch timeout, e.g. for a cluster autoscaler)."
+    ).tag(config=True)
+    delete_timeout = Float(60.0, help="Seconds to wait for a deleted pod or namespace to be gone.").tag(config=True)
+
+    @default("namespace")
+    def _namespace_default(self) -> str:
+        return env_value(("KF_NAMESPACE", "GP_NAMESPACE")) or "default"
+
+    @default("shared_namespace")
+    def _shared_namespace_default(self) -> bool:
+        return env_bool(("KF_SHARED_NAMESPACE", "GP_SHARED_NAMESPACE"), True)
+
+    @default("kernel_cluster_role")
+    def _cluster_role_default(self) -> str:
+        return env_value(("KF_KERNEL_CLUSTER_ROLE", "GP_KERNEL_CLUSTER_ROLE")) or "kernel-controller"
+
+    @default("service_account_name")
+    def _service_account_default(self) -> str:
+        return env_value(("KF_KERNEL_SERVICE_ACCOUNT_NAME", "GP_DEFAULT_KERNEL_SERVICE_ACCOUNT_NAME")) or "default"
+
+    @default("host_network")
+    def _host_network_default(self) -> bool:
+        return env_bool(("KF_KUBERNETES_HOST_NETWORK",), False)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.kernel_namespace: str | None = None
+        self.pod_name: str | None = None
+        self.created_namespace = False
+        self.service_account: str | None = None
+        self.manifest: dict[str, Any] | None = None
+        self.api: KubeApi | None = None
+        self.pods: SharedWatch | None = None
+
+    # ------------------------------------------------------------------------------------- settling
+    def _settle(self, env: dict[str, str], cmd: list[str]) -> None:
+        super()._settle(env, cmd)
+        kid = self.kernel_id
+        username = env.get("KERNEL_USERNAME", "")
+        requested_pod = env.get("KERNEL_POD_NAME")
+        self.pod_name = dns_label(requested_pod or f"{username}-{kid}")
+        self.kernel_namespace, self.created_namespace = self._choose_namespace(env)
+        self.service_account = self._choose_service_account(env)
+        resources = self._choose_resources(env)
+        volumes, mounts = self._choose_volumes(env)
+        self.container_env["KERNEL_POD_NAME"] = self.pod_name
+        self.container_env["KERNEL_NAMESPACE"] = self.kernel_namespace
+        self.container_env["KERNEL_SERVICE_ACCOUNT_NAME"] = self.service_account
+        for key, value in self.labels.items():
+            check_label(kid, key, value)
+        settings = PodSettings(
+            name=self.pod_name,
+            namespace=self.kernel_namespace,
+            kernel_id=kid,
+            image=self.image,
+            env=self.container_env,
+            uid=self.uid,
+            gid=self.gid,
+            fs_group=self.fs_group,
+            service_account=self.service_account,
+            resources=resources,
+            working_dir=self.working_dir,
+            host_network=self.host_network,
+            labels=dict(self.labels),
+            annotations=dict(self.annotations),
+            node_selector=dict(self.node_selector),
+            tolerations=tuple(check_toleration(kid, t) for t in self.tolerations),
+            affinity=dict(self.affinity) or None,
+            image_pull_secrets=tuple(check_dns_subdomain(kid, "image_pull_secrets", n) for n in self.image_pull_secrets),
+            image_pull_policy=self.image_pull_policy or None,
+            volumes=tuple(volumes),
+            volume_mounts=tuple(mounts),
+            termination_grace_period=self.termination_grace_period,
+        )
+        template = self._template_path()
+        pod = self._render(template, settings, env) if template else build_pod(settings)
+        self.manifest = check_pod(pod, self.policy())
+
+    def policy(self) -> PodPolicy:
+        assert self.pod_name and self.kernel_namespace
+        return PodPolicy(
+            name=self.pod_name, namespace=self.kernel_namespace, kernel_id=self.kernel_id,
+            prohibited_uids=frozenset(self.prohibited_uids), prohibited_gids=frozenset(self.prohibited_gids),
+            allow_host_path=self.allow_host_path_volumes, host_network=self.host_network,
+        )
+
+    def _choose_namespace(self, env: dict[str, str]) -> tuple[str, bool]:
+        kid = self.kernel_id
+        requested = env.get("KERNEL_NAMESPACE")
+        if requested:
+            check_dns_label(kid, "KERNEL_NAMESPACE", requested)
+            if requested == self.namespace and self.shared_namespace:
+                return requested, False
+            if not self.allow_client_namespace:
+                raise PermissionError(
+                    f"Kernel {kid}: KERNEL_NAMESPACE={requested!r} was requested, but this kernelspec does not let "
+                    "requests choose the namespace (allow_client_namespace is off)"
+                )
+            return requested, False
+        if self.shared_namespace:
+            return check_dns_label(kid, "namespace", self.namespace), False
+        assert self.pod_name
+        return self.pod_name, True
+
+    def _choose_service_account(self, env: dict[str, str]) -> str:
+        kid = self.kernel_id
+        configured = check_dns_subdomain(kid, "service_account_name", self.service_account_name)
+        requested = env.get("KERNEL_SERVICE_ACCOUNT_NAME")
+        if not requested or requested == configured:
+            return configured
+        check_dns_subdomain(kid, "KERNEL_SERVICE_ACCOUNT_NAME", requested)
+        if not self.allow_client_service_account:
+            raise PermissionError(
+                f"Kernel {kid}: KERNEL_SERVICE_ACCOUNT_NAME={requested!r} was requested, but this kernelspec does not "
+                "let requests choose the service account (allow_client_service_account is off)"
+            )
+        return requested
+
+    def _choose_resources(self, env: dict[str, str]) -> Resources:
+        kid = self.kernel_id
+        base = parse_resources(kid, self.resources)
+        requests, limits = dict(base.requests), dict(base.limits)
+        for name, (section, resource) in CLIENT_RESOURCES.items():
+            value = env.get(name)
+            if not value:
+                continue
+            amount = parse_quantity(kid, name, value)
+            if not self.allow_client_resources:
+                raise PermissionError(f"Kernel {kid}: {name} was requested, but this kernelspec does not let "
+                                      "requests set resources (allow_client_resources is off)")
+            (requests if section == "requests" else limits)[resource] = amount
+        return Resources(requests, limits)
+
+    def _choose_volumes(self, env: dict[str, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        kid = self.kernel_id
+        volumes = [check_volume(kid, v, allow_host_path=self.allow_host_path_volumes) for v in self.volumes]
+        mounts = [check_mount(kid, m) for m in self.volume_mounts]
+        for name, target in (("KERNEL_VOLUMES", volumes), ("KERNEL_VOLUME_MOUNTS", mounts)):
+            raw = env.get(name)
+            if not raw:
+                continue
+            try:
+                items = yaml.safe_load(raw)  # JSON, or GP's YAML flow lists
+            except yaml.YAMLError:
+                items = None
+            if not isinstance(items, list):
+                raise PodSpecError(f"Kernel {kid}: {name} must be a JSON list of mappings")
+            checked = [check_volume(kid, v, allow_host_path=self.allow_host_path_volumes) if name == "KERNEL_VOLUMES"
+                       else check_mount(kid, v) for v in items]
+            if not self.allow_client_volumes:
+                raise PermissionError(f"Kernel {kid}: {name} was requested, but this kernelspec does not let "
+                                      "requests add volumes (allow_client_volumes is off)")
+            target.extend(checked)
+        return volumes, mounts
+
+    def _template_path(self) -> Path | None:
+        if self.pod_template:
+            return Path(self.pod_template)
+        resource_dir = getattr(self.kernel_spec, "resource_dir", None) if self.kernel_spec is not None else None
+        if resource_dir:
+            candidate = Path(resource_dir) / TEMPLATE_NAME
+            if candidate.is_file():
+                return candidate
+        return None
+
+    def template_values(self, settings: PodSettings, env: dict[str, str]) -> dict[str, Any]:
+        """What a kernelspec's template may use: GP's names, all typed and validated (other KERNEL_* as strings)."""
+        values: dict[str, Any] = {
+            name.lower(): value for name, value in self.container_env.items() if name.startswith("KERNEL_")
+        }
+        spec_dir = getattr(self.kernel_spec, "resource_dir", "") if self.kernel_spec is not None else ""
+        values.update(
+            kernel_id=self.kernel_id,
+            kernel_pod_name=settings.name,
+            kernel_namespace=settings.namespace,
+            kernel_service_account_name=settings.service_account,
+            kernel_uid=settings.uid,
+            kernel_gid=settings.gid,
+            kernel_image=settings.image,
+            kernel_name=posixpath.basename(str(spec_dir).rstrip("/")) if spec_dir else "",
+            port_range=self.launch_env.get("PORT_RANGE"),
+            response_address=self.launch_env.get("RESPONSE_ADDRESS"),
+            public_key=self.launch_env.get("PUBLIC_KEY"),
+        )
+        values.pop("kernel_working_dir", None)
+        if settings.working_dir:
+            values["kernel_working_dir"] = settings.working_dir
+        for name in CLIENT_RESOURCES:
+            values.pop(name.lower(), None)
+        for name, (section, resource) in CLIENT_RESOURCES.items():
+            amount = (settings.resources.requests if section == "requests" else settings.resources.limits).get(resource)
+            if amount is not None:
+                values[name.lower()] = amount
+        values.pop("kernel_volumes", None)
+        values.pop("kernel_volume_mounts", None)
+        if settings.volumes:
+            values["kernel_volumes"] = [dict(v) for v in settings.volumes]
+        if settings.volume_mounts:
+            values["kernel_volume_mounts"] = [dict(m) for m in settings.volume_mounts]
+        return values
+
+    def _render(self, path: Path, settings: PodSettings, env: dict[str, str]) -> dict[str, Any]:
+        pod = render_pod_template(self.kernel_id, path, self.template_values(settings, env))
+        # What the operator decides is not the template's to change: where the pod runs, who it runs as, its labels.
+        meta = pod.setdefault("metadata", {})
+        if isinstance(meta, dict):
+            meta.setdefault("namespace", settings.namespace)
+            meta["labels"] = kernel_labels(self.kernel_id, meta.get("labels") or {})
+        spec = pod.get("spec")
+        if isinstance(spec, dict):
+            security = spec.setdefault("securityContext", {}) or {}
+            spec["securityContext"] = security
+            security.setdefault("runAsUser", settings.uid)
+            security.setdefault("runAsGroup", settings.gid)
+            if settings.host_network:
+                spec["hostNetwork"] = True
+                spec.setdefault("dnsPolicy", "ClusterFirstWithHostNet")
+            containers = spec.get("containers")
+            if isinstance(containers, list) and containers and isinstance(containers[0], dict):
+                merge_env(containers[0], settings.env)
+        return pod
+
+    # ------------------------------------------------------------------------------------- launch
+    def lease_api(self) -> KubeApi:
+        if self.api is None:
+            self.api = KubeApi.acquire()
+        return self.api
+
+    def follow_pods(self) -> SharedWatch:
+        assert self.kernel_namespace is not None
+        if self.pods is None:
+            self.pods = SharedWatch.pods(self.lease_api(), self.kernel_namespace)
+        return self.pods
+
+    async def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(await self.lease_api().client())
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
+        try:
+            return await super().launch_kernel(cmd, **kwargs)
+        except BaseException:
+            await self._teardown(delete_namespace=True)
+            raise
+
+    async def start_launcher(self, cmd: list[str], env: dict[str, str], **kwargs: Any) -> None:
+        assert self.manifest is not None and self.kernel_namespace and self.pod_name
+        try:
+            core = await self.core()
+        except Exception as err:
+            raise LaunchError(f"Kernel {self.kernel_id}: cannot reach Kubernetes: {describe_api_error(err)}") from None
+        await self.ensure_namespace(core)
+        self.follow_pods()
+        await self.create_object(core)
+        self.log.info("Kernel %s: pod %s/%s created (image %s)", self.kernel_id, self.kernel_namespace, self.pod_name,
+                      self.image)
+
+    async def create_object(self, core: client.CoreV1Api) -> None:
+        """Create the pod; a leftover pod of this kernel (a crashed server, a restart) is removed first."""
+        assert self.manifest is not None and self.kernel_namespace and self.pod_name
+        for attempt in (1, 2):
+            try:
+                await core.create_namespaced_pod(self.kernel_namespace, self.manifest)
+                return
+            except ApiException as err:
+                if err.status == 409 and attempt == 1 and await self._remove_leftover(core):
+                    continue
+                raise LaunchError(
+                    f"Kernel {self.kernel_id}: Kubernetes refused pod {self.kernel_namespace}/{self.pod_name}: "
+                    f"{describe_api_error(err)}"
+                ) from None
+
+    async def _remove_leftover(self, core: client.CoreV1Api) -> bool:
+        assert self.kernel_namespace and self.pod_name
+        try:
+            pod = await core.read_namespaced_pod(self.pod_name, self.kernel_namespace)
+        except ApiException:
+            return False
+        if (pod.metadata.labels or {}).get(LABEL_KERNEL_ID) != self.kernel_id:
+            return False
+        self.log.info("Kernel %s: removing leftover pod %s", self.kernel_id, self.pod_name)
+        await self.delete_pod()
+        return True
+
+    async def ensure_namespace(self, core: client.CoreV1Api) -> None:
+        """A per-kernel namespace is made (with its RoleBinding); any other must already exist."""
+        ns = self.kernel_namespace
+        assert ns is not None
+        if not self.created_namespace:
+            try:
+                await core.read_namespace(ns)
+            except ApiException as err:
+                raise LaunchError(
+                    f"Kernel {self.kernel_id}: namespace {ns!r} is not usable: {describe_api_error(err)}"
+                ) from None
+            return
+        body = {"metadata": {"name": ns, "labels": kernel_labels(self.kernel_id)}}
+        try:
+            await core.create_namespace(body)
+            self.log.info("Kernel %s: namespace %s created", self.kernel_id, ns)
+        except ApiException as err:
+            if err.status != 409 or not await self._own_namespace(core):
+                self.created_namespace = False  # not ours: never delete it
+                raise LaunchError(
+                    f"Kernel {self.kernel_id}: namespace {ns!r} could not be created: {describe_api_error(err)}"
+                ) from None
+        await self._bind_role(ns)
+
+    async def _own_namespace(self, core: client.CoreV1Api) -> bool:
+        """A 409 is fine only for this kernel's own namespace (kept by a restart)."""
+        assert self.kernel_namespace
+        try:
+            existing = await core.read_namespace(self.kernel_namespace)
+        except ApiException:
+            return False
+        labels = existing.metadata.labels or {}
+        return labels.get(LABEL_KERNEL_ID) == self.kernel_id and not existing.metadata.deletion_timestamp
+
+    async def _bind_role(self, ns: str) -> None:
+        rbac = client.RbacAuthorizationV1Api(await self.lease_api().client())
+        role = self.kernel_cluster_role
+        body = {
+            "metadata": {"name": dns_label(f"kernel-{role}"), "namespace": ns, "labels": kernel_labels(self.kernel_id)},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": self.service_account or "default", "namespace": ns}],
+        }
+        try:
+            await rbac.create_namespaced_role_binding(ns, body)
+        except ApiException as err:
+            if err.status == 409:
+                return
+            raise LaunchError(
+                f"Kernel {self.kernel_id}: the RoleBinding to ClusterRole {role!r} in namespace {ns} could not be "
+                f"created: {describe_api_error(err)}"
+            ) from None
+
+    async def launch_failure(self) -> str:
+        assert self.pod_name
+        pods = self.follow_pods()
+        unschedulable = self.fail_on_unschedulable
+        pod = await pods.until(self.pod_name, lambda p: pod_failure(p, fail_unschedulable=unschedulable) is not None)
+        reason = pod_failure(pod, fail_unschedulable=unschedulable)
+        return f"pod {self.kernel_namespace}/{self.pod_name}: {reason}{await self._events()}"
+
+    async def launch_diagnostics(self) -> str:
+        pod = self.pods.get(self.pod_name or "") if self.pods else None
+        if pod is None:
+            return f"pod {self.kernel_namespace}/{self.pod_name} does not exist"
+        phase = (pod.get("status") or {}).get("phase")
+        return f"pod {self.kernel_namespace}/{self.pod_name} is {phase}{await self._events()}"
+
+    async def _events(self) -> str:
+        """The pod's recent events, for an error message: what the scheduler and kubelet said."""
+        try:
+            core = await self.core()
+            listed = await core.list_namespaced_event(
+                self.kernel_namespace, field_selector=f"involvedObject.name={self.pod_name}"
+            )
+        except Exception as err:
+            return f"; its events could not be read: {describe_api_error(err)}"
+        lines = [f"{e.type} {e.reason}: {e.message}" for e in listed.items[-EVENT_LINES:]]
+        return ("; events:\n" + "\n".join(lines)) if lines else ""
+
+    def kernel_address(self, report: Report) -> str:
+        ip = pod_ip(self.pods.get(self.pod_name or "") if self.pods else None)
+        return ip or super().kernel_address(report)
+
+    # ------------------------------------------------------------------------------------- state
+    async def _synced(self) -> SharedWatch | None:
+        if self.pods is None:
+            return None
+        try:
+            await asyncio.wait_for(self.pods.synced.wait(), self.delete_timeout)
+        except TimeoutError:
+            return None
+        return self.pods
+
+    async def poll(self) -> int | None:
+        pods = await self._synced()
+        if pods is None or not self.pod_name:
+            return 0 if self.pods is None else None  # unknown is not dead
+        pod = pods.get(self.pod_name)
+        return exit_code(pod) if pod_ended(pod) else None
+
+    async def wait(self) -> int | None:
+        pods = await self._synced()
+        if pods is None or not self.pod_name:
+            return 0
+        pod = await pods.until(self.pod_name, pod_ended)
+        return exit_code(pod)
+
+    # ------------------------------------------------------------------------------------- stopping
+    async def kill(self, restart: bool = False) -> None:
+        await self.delete_pod()
+
+    async def cleanup(self, restart: bool = False) -> None:
+        await self._teardown(delete_namespace=not restart)
+        await super().cleanup(restart)
+
+    async def delete_pod(self) -> None:
+        """Delete the pod at once and wait (on the watch) until the API no longer has it."""
+        if not self.pod_name or not self.kernel_namespace or self.api is None:
+            return
+        try:
+            core = await self.core()
+            await core.delete_namespaced_pod(self.pod_name, self.kernel_namespace, grace_period_seconds=0,
+                                             propagation_policy="Background")
+        except ApiException as err:
+            if err.status != 404:
+                self.log.warning("Kernel %s: could not delete pod %s: %s", self.kernel_id, self.pod_name,
+                                 describe_api_error(err))
+                return
+        pods = self.follow_pods()
+        try:
+            await pods.until(self.pod_name, lambda p: p is None, timeout=self.delete_timeout)
+        except TimeoutError:
+            self.log.warning("Kernel %s: pod %s still exists %ss after its deletion", self.kernel_id, self.pod_name,
+                             self.delete_timeout)
+        self.log.debug("Kernel %s: pod %s deleted", self.kernel_id, self.pod_name)
+
+    async def delete_namespace(self) -> None:
+        ns = self.kernel_namespace
+        if not ns or self.api is None:
+            return
+        core = await self.core()
+        try:
+            await core.delete_namespace(ns)
+        except ApiException as err:
+            if err.status != 404:
+                self.log.warning("Kernel %s: could not delete namespace %s: %s", self.kernel_id, ns,
+                                 describe_api_error(err))
+            return
+        try:
+            await wait_namespace_gone(core, ns, self.delete_timeout)
+        except TimeoutError:
+            self.log.warning("Kernel %s: namespace %s still exists %ss after its deletion", self.kernel_id, ns,
+                             self.delete_timeout)
+        self.log.debug("Kernel %s: namespace %s deleted", self.kernel_id, ns)
+
+    async def _teardown(self, *, delete_namespace: bool) -> None:
+        """Remove what this kernel has on Kubernetes, then give back the watch and the client."""
+        try:
+            await self.delete_resources()
+            if delete_namespace and self.created_namespace:
+                await self.delete_namespace()
+                self.created_namespace = False
+        except Exception as err:  # the kernel is going away whatever Kubernetes says
+            self.log.warning("Kernel %s: cleanup on Kubernetes failed: %s", self.kernel_id, describe_api_error(err))
+        finally:
+            await self.release()
+
+    async def delete_resources(self) -> None:
+        """What a stop removes; the Spark operator provisioner removes its application instead."""
+        await self.delete_pod()
+
+    async def release(self) -> None:
+        pods, self.pods = self.pods, None
+        if pods is not None:
+            await pods.release()
+        api, self.api = self.api, None
+        if api is not None:
+            await api.release()
+
+    # ------------------------------------------------------------------------------------- persistence
+    async def get_provisioner_info(self) -> dict[str, Any]:
+        info = await super().get_provisioner_info()
+        info.update(kernel_namespace=self.kernel_namespace, pod_name=self.pod_name,
+                    created_namespace=self.created_namespace)
+        return info
+
+    async def load_provisioner_info(self, provisioner_info: dict[str, Any]) -> None:
+        await super().load_provisioner_info(provisioner_info)
+        self.kernel_namespace = provisioner_info.get("kernel_namespace")
+        self.pod_name = provisioner_info.get("pod_name")
+        self.created_namespace = bool(provisioner_info.get("created_namespace"))
+        if self.kernel_namespace and self.pod_name:
+            self.follow_pods()
+
+
+async def wait_namespace_gone(core: client.CoreV1Api, name: str, timeout: float) -> None:
+    """Follow one namespace until the API has deleted it (its content goes first)."""
+    async with asyncio.timeout(timeout):
+        listed = await core.list_namespace(field_selector=f"metadata.name={name}")
+        if not listed.items:
+            return
+        version = listed.metadata.resource_version
+        while True:
+            response = await core.list_namespace(field_selector=f"metadata.name={name}", watch=True,
+                                                 resource_version=version, timeout_seconds=int(timeout) + 1,
+                                                 _preload_content=False)
+            try:
+                while line := await response.content.readline():
+                    event = json.loads(line)
+                    if event.get("type") == "DELETED":
+                        return
+                    version = (event.get("object") or {}).get("metadata", {}).get("resourceVersion", version)
+            finally:
+                response.release()

@@ -1,0 +1,127 @@
+"""One Kubernetes API client per event loop, configured the first time a kernel needs it.
+
+Gateway Provisioners loaded the cluster configuration at import and called the blocking client from async
+methods. Here the configuration is read when the first kernel of a loop asks for the client (in-cluster when the
+server runs in a pod, else the kubeconfig), the calls are ``kubernetes_asyncio``'s, and the client is leased: it
+closes once the last kernel that holds it has released it (``close_kubernetes`` closes it regardless, at server
+shutdown or at the end of a test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from kernelfleet.provisioners.envconfig import env_bool, env_value
+
+log = logging.getLogger("kernelfleet.kubernetes")
+
+# Every watch holds one connection; leave room for many namespaces plus the ordinary calls.
+CONNECTION_POOL_SIZE = 256
+
+
+def describe_api_error(err: BaseException) -> str:
+    """The API server's own message (its Status ``message``), or why it could not be reached."""
+    if isinstance(err, ApiException):
+        body = getattr(err, "body", None)
+        if body:
+            try:
+                message = json.loads(body).get("message")
+            except (ValueError, AttributeError):
+                message = None
+            if message:
+                return f"{message} (HTTP {err.status})"
+        return f"HTTP {err.status} {err.reason or ''}".strip()
+    return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+
+
+async def load_configuration() -> client.Configuration:
+    """In-cluster configuration inside a pod (unless GP_USE_INCLUSTER_CONFIG=false), else the kubeconfig."""
+    cfg = client.Configuration()
+    in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and env_bool(
+        ("KF_USE_INCLUSTER_CONFIG", "GP_USE_INCLUSTER_CONFIG"), True
+    )
+    if in_cluster:
+        config.load_incluster_config(client_configuration=cfg)
+    else:
+        paths = (env_value(("KUBECONFIG",)) or "").split(os.pathsep)
+        path = next((p for p in paths if p), str(Path.home() / ".kube" / "config"))
+        if not Path(path).exists():
+            raise RuntimeError(
+                f"no Kubernetes configuration: not running in a pod and the kubeconfig {path} does not exist "
+                "(set KUBECONFIG)"
+            )
+        await config.load_kube_config(config_file=path, client_configuration=cfg, persist_config=False)
+    cfg.connection_pool_maxsize = CONNECTION_POOL_SIZE
+    return cfg
+
+
+class KubeApi:
+    """The loop's ``ApiClient`` and how many kernels hold it."""
+
+    _instances: ClassVar[dict[asyncio.AbstractEventLoop, KubeApi]] = {}
+
+    def __init__(self) -> None:
+        self.leases = 0
+        self._client: client.ApiClient | None = None
+        self._lock = asyncio.Lock()
+        self._closers: list[Any] = []
+
+    @classmethod
+    def acquire(cls) -> KubeApi:
+        """The loop's holder with one more lease; synchronous, so a lease never races a close."""
+        loop = asyncio.get_running_loop()
+        for stale in [lp for lp in cls._instances if lp.is_closed()]:
+            del cls._instances[stale]
+        api = cls._instances.get(loop)
+        if api is None:
+            api = cls._instances[loop] = cls()
+        api.leases += 1
+        return api
+
+    async def client(self) -> client.ApiClient:
+        """The configured client; the configuration is loaded on the first call."""
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    cfg = await load_configuration()
+                    self._client = client.ApiClient(configuration=cfg)
+                    log.debug("Kubernetes client for %s", cfg.host)
+        return self._client
+
+    def on_close(self, closer: Any) -> None:
+        """Register an ``async`` callable run before the client closes (the shared watches)."""
+        self._closers.append(closer)
+
+    async def release(self) -> None:
+        self.leases = max(0, self.leases - 1)
+        if self.leases == 0:
+            await self.close()
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._instances.get(loop) is self:
+            del self._instances[loop]
+        closers, self._closers = self._closers, []
+        for closer in closers:
+            try:
+                await closer()
+            except Exception as err:  # closing must go on for the rest
+                log.debug("closing a Kubernetes watch: %s", err)
+        api_client, self._client = self._client, None
+        if api_client is not None:
+            await api_client.close()
+
+
+async def close_kubernetes() -> None:
+    """Close this loop's watches and client whatever their leases (server shutdown, end of a test)."""
+    api = KubeApi._instances.get(asyncio.get_running_loop())
+    if api is not None:
+        await api.close()

@@ -1,0 +1,81 @@
+"""Reading a pod's status (as the watch delivers it, a plain dict): has the launch failed, has the kernel ended.
+
+Gateway Provisioners only knew the phase, so a pod stuck on an image that cannot be pulled or on a node that does
+not exist waited for the whole launch timeout. These functions name the states a kernel pod never recovers from,
+so the launch fails the moment the API reports one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Waiting reasons that mean the container will not start without someone changing something.
+FATAL_WAITING = frozenset({
+    "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError",
+    "CreateContainerError", "RunContainerError", "CrashLoopBackOff", "PreStartHookError",
+})
+ENDED_PHASES = frozenset({"Succeeded", "Failed"})
+
+
+def _statuses(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    status = pod.get("status") or {}
+    return list(status.get("initContainerStatuses") or []) + list(status.get("containerStatuses") or [])
+
+
+def describe_termination(name: str, terminated: dict[str, Any]) -> str:
+    reason = terminated.get("reason") or "terminated"
+    text = f"container {name} {'was ' if reason == 'OOMKilled' else ''}{reason} (exit code {terminated.get('exitCode')})"
+    message = (terminated.get("message") or "").strip()
+    return f"{text}: {message}" if message else text
+
+
+def pod_failure(pod: dict[str, Any] | None, *, fail_unschedulable: bool = True) -> str | None:
+    """Why a kernel pod that has not reported yet will never do so; None while it still may."""
+    if pod is None:
+        return "the pod was deleted"
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    for container in _statuses(pod):
+        state = container.get("state") or {}
+        name = container.get("name", "?")
+        if state.get("terminated"):
+            return describe_termination(name, state["terminated"])
+        waiting = state.get("waiting") or {}
+        if waiting.get("reason") in FATAL_WAITING:
+            message = (waiting.get("message") or "").strip()
+            return f"container {name}: {waiting['reason']}" + (f": {message}" if message else "")
+    phase = status.get("phase")
+    if phase in ENDED_PHASES:
+        reason = status.get("reason") or phase
+        message = (status.get("message") or "").strip()
+        return f"the pod {reason}" + (f": {message}" if message else "")
+    if fail_unschedulable:
+        for condition in status.get("conditions") or []:
+            if condition.get("type") == "PodScheduled" and condition.get("status") == "False" and \
+                    condition.get("reason") == "Unschedulable":
+                return f"the pod cannot be scheduled (Unschedulable): {condition.get('message') or ''}".rstrip(": ")
+    if meta.get("deletionTimestamp"):
+        return "the pod is being deleted"
+    return None
+
+
+def pod_ended(pod: dict[str, Any] | None) -> bool:
+    """The kernel is gone: no pod, a pod past its end, or a container that terminated."""
+    if pod is None:
+        return True
+    if (pod.get("status") or {}).get("phase") in ENDED_PHASES:
+        return True
+    return any((c.get("state") or {}).get("terminated") for c in (pod.get("status") or {}).get("containerStatuses")
+               or [])
+
+
+def exit_code(pod: dict[str, Any] | None) -> int:
+    """The kernel container's exit code once it ended (0 when the pod is simply gone)."""
+    for container in _statuses(pod or {}):
+        terminated = (container.get("state") or {}).get("terminated")
+        if terminated is not None:
+            return int(terminated.get("exitCode") or 0)
+    return 0
+
+
+def pod_ip(pod: dict[str, Any] | None) -> str | None:
+    return ((pod or {}).get("status") or {}).get("podIP") or None

@@ -1,0 +1,79 @@
+"""A kernelspec's own pod template (``scripts/kernel-pod.yaml.j2``, as Gateway Provisioners wrote them), rendered
+so that no value can change the manifest's structure.
+
+GP loaded every ``KERNEL_*`` value with ``yaml.safe_load`` and pasted it raw into quoted YAML, so a service-account
+name holding a quote and a newline added ``hostPID: true`` to the pod. Here every ``{{ expression }}`` is written
+as a YAML flow scalar by the environment's ``finalize`` (strings as JSON strings, which are valid double-quoted YAML
+and cannot hold a raw newline or an unescaped quote; numbers as numbers; mappings and lists as JSON flow), and
+the quotes GP templates put around an expression (``"{{ kernel_pod_name }}"``) are dropped before rendering because
+the value brings its own. Only typed, validated values are offered to the template; undefined names are errors.
+The result must be exactly one YAML document, a Pod; the provisioner then checks it like a built pod.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+from jinja2.sandbox import SandboxedEnvironment
+
+from kernelfleet.provisioners.k8s_pod import PodSpecError
+
+MAX_TEMPLATE_BYTES = 256 * 1024
+# "{{ expr }}" or '{{ expr }}' exactly: the quotes go, the value is quoted by finalize instead.
+QUOTED_EXPRESSION = re.compile(r"""(["'])(\{\{(?:(?!\}\}|\n).)*\}\})\1""")
+
+
+def yaml_scalar(value: Any) -> str:
+    """How any value appears in the rendered YAML: a flow scalar or flow collection, never raw text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int | float):
+        return json.dumps(value)
+    if isinstance(value, str | Mapping | list | tuple):
+        return json.dumps(value, sort_keys=False)
+    raise PodSpecError(f"a pod template value of type {type(value).__name__} cannot be written into YAML")
+
+
+def _environment() -> SandboxedEnvironment:
+    return SandboxedEnvironment(
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # escaping is finalize's job: HTML escaping would be wrong for YAML
+        undefined=jinja2.StrictUndefined,
+        finalize=yaml_scalar,
+        keep_trailing_newline=True,
+    )
+
+
+def render_pod_template(kernel_id: str, path: Path, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Render ``path`` with ``values`` and parse it; the one document must be a mapping (``check_pod`` follows)."""
+    try:
+        source = path.read_bytes()
+    except OSError as err:
+        raise PodSpecError(f"Kernel {kernel_id}: cannot read the pod template {path}: {err}") from None
+    if len(source) > MAX_TEMPLATE_BYTES:
+        raise PodSpecError(f"Kernel {kernel_id}: the pod template {path} is larger than {MAX_TEMPLATE_BYTES} bytes")
+    text = QUOTED_EXPRESSION.sub(r"\2", source.decode("utf-8"))
+    try:
+        rendered = _environment().from_string(text).render(dict(values))
+    except jinja2.TemplateError as err:
+        raise PodSpecError(f"Kernel {kernel_id}: the pod template {path} could not be rendered: {err}") from None
+    try:
+        documents = [doc for doc in yaml.safe_load_all(rendered) if doc is not None]
+    except yaml.YAMLError as err:
+        raise PodSpecError(
+            f"Kernel {kernel_id}: the pod template {path} did not render to valid YAML ({err}); note that a value "
+            "can only stand alone in a field, e.g. name: {{ kernel_pod_name }}, not inside a longer quoted string"
+        ) from None
+    if len(documents) != 1 or not isinstance(documents[0], dict):
+        kinds = [d.get("kind") if isinstance(d, dict) else type(d).__name__ for d in documents]
+        raise PodSpecError(f"Kernel {kernel_id}: the pod template {path} must produce exactly one Pod, not {kinds}")
+    return documents[0]

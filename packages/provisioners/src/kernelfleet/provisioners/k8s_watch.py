@@ -1,0 +1,207 @@
+"""One list-and-watch per namespace and resource type per event loop, shared by every kernel there.
+
+A kernel never polls the API for its pod: the namespace's watch keeps a cache of every object labelled with a
+``kernel_id`` and wakes the kernels an event concerns, which then read their object from the cache. The watch
+lists once, then follows from that list's resourceVersion; a stream the server ends is resumed from the last
+version seen, and a 410 (history compacted) relists, waking everyone so that nothing changed in between is
+missed. It runs while at least one kernel holds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, ClassVar
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from kernelfleet.provisioners.k8s_client import KubeApi, describe_api_error
+
+log = logging.getLogger("kernelfleet.kubernetes")
+
+KERNEL_SELECTOR = "kernel_id"  # every pod and custom resource of a kernel carries this label (GP's key)
+WATCH_SECONDS = 290  # the server ends each stream after this; it is resumed from the last resourceVersion
+ListCall = Callable[..., Awaitable[Any]]
+
+
+class SharedWatch:
+    """The cache of one resource type's kernel objects in one namespace, kept current by one watch."""
+
+    _instances: ClassVar[dict[tuple[asyncio.AbstractEventLoop, str, str], SharedWatch]] = {}
+
+    def __init__(self, api: KubeApi, kind: str, namespace: str, make_call: Callable[[client.ApiClient], ListCall]):
+        self.api = api
+        self.kind = kind
+        self.namespace = namespace
+        self.objects: dict[str, dict[str, Any]] = {}
+        self.synced = asyncio.Event()
+        self.error: str | None = None
+        self.subscribers = 0
+        self._make_call = make_call
+        self._watchers: dict[str, set[asyncio.Event]] = {}
+        self._closing = False
+        self._task = asyncio.ensure_future(self._run())
+        api.on_close(self.close)
+
+    # ------------------------------------------------------------------------------------- sharing
+    @classmethod
+    def acquire(cls, api: KubeApi, kind: str, namespace: str,
+                make_call: Callable[[client.ApiClient], ListCall]) -> SharedWatch:
+        loop = asyncio.get_running_loop()
+        for stale in [key for key in cls._instances if key[0].is_closed()]:
+            del cls._instances[stale]
+        key = (loop, kind, namespace)
+        watch = cls._instances.get(key)
+        if watch is None or watch._closing:
+            watch = cls._instances[key] = cls(api, kind, namespace, make_call)
+        watch.subscribers += 1
+        return watch
+
+    @classmethod
+    def pods(cls, api: KubeApi, namespace: str) -> SharedWatch:
+        def make_call(api_client: client.ApiClient) -> ListCall:
+            return functools.partial(client.CoreV1Api(api_client).list_namespaced_pod, namespace)
+
+        return cls.acquire(api, "pods", namespace, make_call)
+
+    @classmethod
+    def custom_objects(cls, api: KubeApi, group: str, version: str, plural: str, namespace: str) -> SharedWatch:
+        def make_call(api_client: client.ApiClient) -> ListCall:
+            return functools.partial(
+                client.CustomObjectsApi(api_client).list_namespaced_custom_object, group, version, namespace, plural
+            )
+
+        return cls.acquire(api, f"{plural}.{group}/{version}", namespace, make_call)
+
+    async def release(self) -> None:
+        self.subscribers = max(0, self.subscribers - 1)
+        if self.subscribers == 0:
+            await self.close()
+
+    async def close(self) -> None:
+        key = next((k for k, v in self._instances.items() if v is self), None)
+        if key is not None:
+            del self._instances[key]
+        if self._closing:
+            return
+        self._closing = True
+        self._wake_all()
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    # ------------------------------------------------------------------------------------- reading
+    def get(self, name: str) -> dict[str, Any] | None:
+        return self.objects.get(name)
+
+    @contextlib.contextmanager
+    def changes(self, name: str) -> Iterator[asyncio.Event]:
+        """An event set whenever the object ``name`` changes (or the cache is rebuilt).
+
+        Register first, then read the cache, then wait: nothing that happens after the read is missed.
+        """
+        changed = asyncio.Event()
+        self._watchers.setdefault(name, set()).add(changed)
+        try:
+            yield changed
+        finally:
+            watchers = self._watchers.get(name)
+            if watchers is not None:
+                watchers.discard(changed)
+                if not watchers:
+                    del self._watchers[name]
+
+    async def until(self, name: str, done: Callable[[dict[str, Any] | None], bool], timeout: float | None = None) -> (
+            dict[str, Any] | None):
+        """Wait until ``done(object or None)`` holds for the cached object; return it. TimeoutError otherwise."""
+        with self.changes(name) as changed:
+            async with asyncio.timeout(timeout):
+                await self.synced.wait()
+                while True:
+                    current = self.objects.get(name)
+                    if done(current):
+                        return current
+                    if self._closing:
+                        raise RuntimeError(f"the {self.kind} watch of namespace {self.namespace} was closed")
+                    await changed.wait()
+                    changed.clear()
+
+    def _wake(self, name: str) -> None:
+        for changed in self._watchers.get(name, ()):
+            changed.set()
+
+    def _wake_all(self) -> None:
+        for watchers in self._watchers.values():
+            for changed in watchers:
+                changed.set()
+
+    # ------------------------------------------------------------------------------------- following
+    async def _run(self) -> None:
+        delay = 0.1
+        version: str | None = None
+        while not self._closing:
+            try:
+                api_client = await self.api.client()
+                call = self._make_call(api_client)
+                if version is None:
+                    version = await self._list(api_client, call)
+                version = await self._follow(call, version)
+                delay = 0.1
+                continue
+            except asyncio.CancelledError:
+                raise
+            except ApiException as err:
+                if err.status == 410:
+                    log.debug("%s watch in %s: history compacted, relisting", self.kind, self.namespace)
+                    version = None
+                    continue
+                self.error = describe_api_error(err)
+            except Exception as err:  # a broken stream must not end the watch: reconnect with back-off
+                self.error = describe_api_error(err)
+            log.warning("Kubernetes %s watch in namespace %s broke (%s); reconnecting in %.1fs", self.kind,
+                        self.namespace, self.error, delay)
+            self._wake_all()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _list(self, api_client: client.ApiClient, call: ListCall) -> str:
+        listed = await call(label_selector=KERNEL_SELECTOR)
+        raw = listed if isinstance(listed, dict) else api_client.sanitize_for_serialization(listed)
+        self.objects = {item["metadata"]["name"]: item for item in raw.get("items") or []}
+        self.error = None
+        self.synced.set()
+        self._wake_all()
+        return str(raw["metadata"]["resourceVersion"])
+
+    async def _follow(self, call: ListCall, version: str) -> str:
+        """Follow one stream until the server ends it; return the last resourceVersion seen."""
+        response = await call(label_selector=KERNEL_SELECTOR, watch=True, resource_version=version,
+                              timeout_seconds=WATCH_SECONDS, allow_watch_bookmarks=True, _preload_content=False)
+        try:
+            if not 200 <= response.status <= 299:  # unread responses are not checked by the client
+                body = await response.text()
+                raise ApiException(status=response.status, reason=body[:500])
+            while True:
+                line = await response.content.readline()
+                if not line:
+                    return version
+                event = json.loads(line)
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    raise ApiException(status=int(obj.get("code") or 500), reason=obj.get("message"))
+                meta = obj.get("metadata") or {}
+                version = str(meta.get("resourceVersion") or version)
+                name = meta.get("name")
+                if kind == "BOOKMARK" or not name:
+                    continue
+                if kind == "DELETED":
+                    self.objects.pop(name, None)
+                else:
+                    self.objects[name] = obj
+                self._wake(name)
+        finally:
+            response.release()

@@ -1,0 +1,205 @@
+"""One SSH connection per host, shared by every kernel of this event loop, made with asyncssh in-process.
+
+Gateway Provisioners opened a paramiko connection per launch and a pexpect ``ssh`` subprocess per
+tunnelled port. Here a host has at most one connection per loop; launches, signals and port
+forwards are channels on it. Kernels ``hold`` a host while they live; a connection nobody holds is
+closed after ``idle_timeout`` seconds, so a server with no remote kernels keeps no sockets open.
+
+Host keys are always checked unless the operator opted out explicitly (``known_hosts=None``): an
+unknown host is refused, never added. Key files and known_hosts are read on a worker thread, and
+``~/.ssh/config`` is not read at all (every setting comes from the provisioner's traits), so no
+file is read on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import weakref
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import asyncssh
+
+log = logging.getLogger("kernelfleet.ssh")
+
+
+class HostUnavailable(ConnectionError):
+    """This host cannot be used now (down, refused, untrusted key, failed auth); the message says why."""
+
+
+@dataclass(frozen=True)
+class SSHSettings:
+    """How to reach hosts: everything a connection depends on, so different settings never share one."""
+
+    user: str
+    port: int = 22
+    key_files: tuple[str, ...] = ()
+    agent_path: str | None = None
+    known_hosts: str | None = "~/.ssh/known_hosts"  # None: host keys are not checked (explicit opt-out)
+    connect_timeout: float = 10.0
+    keepalive_interval: float = 30.0
+
+
+ConnectionKey = tuple[str, SSHSettings]
+
+
+def _load_files(settings: SSHSettings) -> tuple[Any, Any]:
+    """Worker-thread part of a connect: the key files and the known_hosts file."""
+    keys: Any = ()  # () lets asyncssh use the agent and ~/.ssh/id_* when no key file is configured
+    if settings.key_files:
+        paths = [os.path.expanduser(p) for p in settings.key_files]
+        try:
+            keys = asyncssh.load_keypairs(paths)
+        except (OSError, asyncssh.KeyImportError, ValueError) as err:
+            raise HostUnavailable(f"cannot load the SSH key files {paths}: {err}") from None
+    known: Any = None
+    if settings.known_hosts is not None:
+        path = os.path.expanduser(settings.known_hosts)
+        if not os.path.isfile(path):
+            raise HostUnavailable(
+                f"host key checking is on but the known_hosts file {path} does not exist; create it (for example "
+                "with ssh-keyscan) or set known_hosts to its location"
+            )
+        try:
+            known = asyncssh.read_known_hosts(path)
+        except (OSError, ValueError) as err:
+            raise HostUnavailable(f"cannot read the known_hosts file {path}: {err}") from None
+    return keys, known
+
+
+async def open_connection(host: str, settings: SSHSettings) -> asyncssh.SSHClientConnection:
+    """A new connection; every failure becomes HostUnavailable with a reason a person can act on."""
+    keys, known = await asyncio.to_thread(_load_files, settings)
+    where = f"{settings.user}@{host}:{settings.port}"
+    try:
+        return await asyncssh.connect(
+            host,
+            settings.port,
+            username=settings.user,
+            client_keys=keys,
+            agent_path=settings.agent_path,
+            known_hosts=known,
+            config=None,
+            connect_timeout=settings.connect_timeout,
+            keepalive_interval=settings.keepalive_interval,
+        )
+    except asyncssh.HostKeyNotVerifiable as err:
+        raise HostUnavailable(
+            f"SSH host key of {host}:{settings.port} is not trusted ({err.reason}); it is not in "
+            f"{settings.known_hosts}. Add it there after checking it (e.g. ssh-keyscan -p {settings.port} {host})"
+        ) from None
+    except asyncssh.PermissionDenied as err:
+        raise HostUnavailable(f"SSH authentication as {where} failed: {err.reason}") from None
+    except asyncssh.Error as err:
+        raise HostUnavailable(f"SSH connection to {where} failed: {err.reason}") from None
+    except TimeoutError:
+        raise HostUnavailable(f"no SSH connection to {where} within {settings.connect_timeout:g}s") from None
+    except OSError as err:
+        raise HostUnavailable(f"cannot connect to {host}:{settings.port}: {err.strerror or err}") from None
+
+
+class SSHConnectionPool:
+    """The connections of one event loop; see the module docstring."""
+
+    def __init__(self, idle_timeout: float = 60.0) -> None:
+        self.idle_timeout = idle_timeout
+        self._connections: dict[ConnectionKey, asyncssh.SSHClientConnection] = {}
+        self._connecting: dict[ConnectionKey, asyncio.Task[asyncssh.SSHClientConnection]] = {}
+        self._holders: Counter[ConnectionKey] = Counter()
+        self._idle: dict[ConnectionKey, asyncio.TimerHandle] = {}
+
+    async def connect(self, host: str, settings: SSHSettings) -> asyncssh.SSHClientConnection:
+        """The host's live connection, opened if needed; concurrent callers share one handshake."""
+        key = (host, settings)
+        conn = self._connections.get(key)
+        if conn is not None and not conn.is_closed():
+            self._touch(key)
+            return conn
+        self._connections.pop(key, None)
+        task = self._connecting.get(key)
+        if task is None:
+            task = self._connecting[key] = asyncio.ensure_future(open_connection(host, settings))
+            task.add_done_callback(lambda t: self._connected(key, t))
+        conn = await asyncio.shield(task)
+        self._touch(key)
+        return conn
+
+    def _connected(self, key: ConnectionKey, task: asyncio.Task[asyncssh.SSHClientConnection]) -> None:
+        if self._connecting.get(key) is task:
+            del self._connecting[key]
+        if not task.cancelled() and task.exception() is None:
+            self._connections[key] = task.result()
+            log.debug("SSH connection to %s@%s:%s opened", key[1].user, key[0], key[1].port)
+
+    def hold(self, host: str, settings: SSHSettings) -> None:
+        """A kernel lives on this host: keep its connection open."""
+        key = (host, settings)
+        self._holders[key] += 1
+        self._touch(key)
+
+    def release(self, host: str, settings: SSHSettings) -> None:
+        key = (host, settings)
+        if self._holders[key] > 0:
+            self._holders[key] -= 1
+        self._touch(key)
+
+    def _touch(self, key: ConnectionKey) -> None:
+        """(Re)arm the idle timer of a connection nobody holds; disarm it for a held one."""
+        timer = self._idle.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        if self._holders[key] == 0 and key in self._connections:
+            loop = asyncio.get_running_loop()
+            self._idle[key] = loop.call_later(self.idle_timeout, self._close_idle, key)
+
+    def _close_idle(self, key: ConnectionKey) -> None:
+        self._idle.pop(key, None)
+        conn = self._connections.pop(key, None)
+        if conn is not None and self._holders[key] == 0:
+            log.debug("SSH connection to %s idle for %ss; closed", key[0], self.idle_timeout)
+            conn.close()
+
+    def drop(self, host: str, settings: SSHSettings) -> None:
+        """Forget (and close) a host's connection, e.g. after it stopped answering."""
+        conn = self._connections.pop((host, settings), None)
+        if conn is not None:
+            conn.close()
+
+    async def close(self) -> None:
+        """Close every connection (server shutdown, end of a test)."""
+        for timer in self._idle.values():
+            timer.cancel()
+        self._idle.clear()
+        for task in list(self._connecting.values()):
+            task.cancel()
+        connections = list(self._connections.values())
+        self._connections.clear()
+        self._holders.clear()
+        for conn in connections:
+            conn.close()
+        for conn in connections:
+            with contextlib.suppress(Exception):
+                await conn.wait_closed()
+
+
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SSHConnectionPool] = weakref.WeakKeyDictionary()
+
+
+def connection_pool() -> SSHConnectionPool:
+    """The running loop's pool (connections cannot move between loops)."""
+    loop = asyncio.get_running_loop()
+    pool = _pools.get(loop)
+    if pool is None:
+        pool = _pools[loop] = SSHConnectionPool()
+    return pool
+
+
+async def close_connection_pool() -> None:
+    """Close the running loop's pool, if it has one."""
+    pool = _pools.pop(asyncio.get_running_loop(), None)
+    if pool is not None:
+        await pool.close()
