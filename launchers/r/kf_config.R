@@ -34,8 +34,10 @@ kf_parse_argv <- function(argv) {
       i <- i + 1L
     } else {
       name <- body
-      value <- if (i < length(argv)) argv[[i + 1L]] else NA_character_
-      i <- i + 2L
+      # A following "--option" is never taken as this one's value (unknown options may be bare flags).
+      has_value <- i < length(argv) && !startsWith(argv[[i + 1L]], "--")
+      value <- if (has_value) argv[[i + 1L]] else NA_character_
+      i <- i + if (has_value) 2L else 1L
     }
     if (name %in% KF_KNOWN_OPTIONS) values[[name]] <- value else unknown <- c(unknown, paste0("--", name))
   }

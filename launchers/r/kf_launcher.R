@@ -95,13 +95,18 @@ kf_start_listener <- function(comm_socket, comm_key, kernel_pid, conn_file) {
   listener$pid
 }
 
+kf_check_spark <- function(mode) {
+  # Checked before the report goes out, so a kernel that cannot start never looks launched.
+  if (mode != "none" && !nzchar(system.file(package = "SparkR"))) {
+    kf_fatal("--spark-context-initialization-mode %s needs the SparkR package (SPARK_HOME/R/lib), which is not installed",
+             mode)
+  }
+}
+
 kf_init_spark <- function(mode, app_name) {
   # Gateway Provisioners' semantics: eager starts the SparkR session before the kernel, lazy on first
-  # use of `spark`. Needs SparkR (SPARK_HOME's R library) in the image.
+  # use of `spark`.
   if (mode == "none") return(invisible())
-  if (!requireNamespace("SparkR", quietly = TRUE)) {
-    kf_fatal("--spark-context-initialization-mode %s needs the SparkR package, which is not installed", mode)
-  }
   if (mode == "eager") {
     assign("spark", SparkR::sparkR.session(appName = app_name), envir = globalenv())
   } else {
@@ -117,7 +122,14 @@ kf_main <- function(argv = commandArgs(trailingOnly = TRUE)) {
   for (arg in config$unknown_args) kf_log("WARNING", "ignoring unknown argument %s", kf_quote(arg))
   # Found, not loaded: loading IRkernel takes most of R's start-up, and it can overlap the report.
   if (!nzchar(system.file(package = "IRkernel"))) kf_fatal("the IRkernel package is not installed")
+  kf_check_spark(config$spark_init_mode)
   kernel_id <- config$kernel_id
+  if (Sys.getpid() == 1L) {
+    # PID 1 gets only signals it has handlers for, and R has none for SIGTERM: docker stop, and the
+    # comm port's terminate/kill/shutdown, would then do nothing (SIGKILL from outside still works).
+    kf_log("WARNING", "kernel %s: running as PID 1; run the image with an init (tini, docker --init) so the kernel can be stopped",
+           kernel_id)
+  }
 
   bound <- tryCatch(kf_bind_ports(config$port_range), error = function(e) kf_fatal("kernel %s: %s", kernel_id,
                                                                                     conditionMessage(e)))

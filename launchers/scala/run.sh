@@ -46,14 +46,15 @@ if [[ -f "$here/../lib/$launcher_jar_name" ]]; then
 else
   launcher_jar="$here/dist/$launcher_jar_name"
   [[ -f "$launcher_jar" ]] || die "no $launcher_jar_name in $here/../lib or $here/dist (build it with tools/build-scala-launcher)"
-  if [[ -z "${TOREE_JAR:-}" ]]; then
-    toree_dir="$(python_package_dir toree || true)"
-    [[ -n "$toree_dir" ]] && TOREE_JAR="$(first_match "$toree_dir/lib/toree-assembly-*.jar" || true)"
-  fi
   toree_jar="${TOREE_JAR:-}"
-  if [[ -z "${SPARK_HOME:-}" ]]; then
-    SPARK_HOME="$(python_package_dir pyspark || true)"
-  fi
+fi
+# Fall back to the pip-installed toree and pyspark packages (an image may ship Spark as pyspark only).
+if [[ -z "$toree_jar" ]]; then
+  toree_dir="$(python_package_dir toree || true)"
+  [[ -n "$toree_dir" ]] && toree_jar="$(first_match "$toree_dir/lib/toree-assembly-*.jar" || true)"
+fi
+if [[ -z "${SPARK_HOME:-}" ]]; then
+  SPARK_HOME="$(python_package_dir pyspark || true)"
 fi
 [[ -n "$toree_jar" && -f "$toree_jar" ]] || die "the Apache Toree assembly (toree-assembly-*.jar) was not found; set TOREE_JAR"
 [[ -n "${SPARK_HOME:-}" && -x "$SPARK_HOME/bin/spark-submit" ]] || die "SPARK_HOME must point at a Spark installation with bin/spark-submit"

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ipaddress
+import json
 import logging
 import os
 import re
@@ -24,6 +26,7 @@ from jupyter_client.provisioning import KernelProvisionerFactory
 from kf_testing import execute
 
 from kernelfleet.provisioners.base import LaunchError
+from kernelfleet.provisioners.broker import ResponseBroker
 
 DOCKER = os.environ.get("DOCKER", "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker")
 UID_CORPUS = ["0", "00", "+0", "0x0", "-1", "abc", "4294967296", " 1000", "1e3", "٣"]
@@ -329,3 +332,25 @@ async def test_twenty_launch_kill_cycles_leave_nothing(
     for kernel_id in kernel_ids:
         left += await leftovers(kernel_id)
     assert left == []
+
+
+async def test_bridge_network_reports_through_the_bridge_gateway(
+    docker_spec: Callable[..., str], kernels_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a bridge network the broker is advertised on the bridge's gateway and the kernel is reached at its own IP."""
+    subnet = json.loads(await docker_cli("network", "inspect", "bridge", "--format", "{{json .IPAM.Config}}"))[0]
+    network = ipaddress.ip_network(subnet["Subnet"])
+    gateway = subnet.get("Gateway") or str(next(network.hosts()))
+    await ResponseBroker._instances[asyncio.get_running_loop()].stop()
+    monkeypatch.setenv("KF_RESPONSE_IP", gateway)
+    await ResponseBroker.instance()
+    km = manager(kernels_dir, docker_spec("docker-provisioner", network="bridge"))
+    await km.start_kernel()
+    try:
+        assert ipaddress.ip_address(km.get_connection_info()["ip"]) in network
+        client = await connect(km)
+        assert (await execute(client, "6 * 7"))["result"] == "42"
+        client.stop_channels()
+    finally:
+        await km.shutdown_kernel(now=True)
+    assert await leftovers(km.kernel_id) == []

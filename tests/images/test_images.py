@@ -302,7 +302,7 @@ async def test_kernel_from_image(
         assert alive == {"ok": True, "alive": True}
         if op == "shutdown":
             # The server's order: ask the kernel to shut down, then tell the launcher to see it through.
-            await client.shutdown()
+            client.shutdown()
             answer = await send_request("127.0.0.1", report.comm_port, report.comm_key, "shutdown", grace=5,
                                         timeout=5.0)
         else:

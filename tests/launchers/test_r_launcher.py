@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,7 +36,6 @@ from kernelfleet.provisioners.broker import PendingLaunch, ResponseBroker
 REPO = Path(__file__).resolve().parents[2]
 R_LAUNCHER_DIR = REPO / "launchers" / "r"
 LAUNCHER = R_LAUNCHER_DIR / "launch_IRkernel.R"
-VECTOR_TEST = R_LAUNCHER_DIR / "tests" / "test_vectors.R"
 PORT_RANGE = (47000, 47999)
 
 pytestmark = pytest.mark.timeout(120)
@@ -97,7 +97,10 @@ class Launcher:
         self.rscript, self.broker, self.logs = rscript, broker, logs
         self.launches: list[Launch] = []
 
-    async def start(self, *, token: str | None = None, port_range: str = "0..0", drop_token: bool = False) -> Launch:
+    async def start(
+        self, *, token: str | None = None, port_range: str = "0..0", drop_token: bool = False,
+        response_address: str | None = None,
+    ) -> Launch:
         kernel_id = f"r-launcher-{os.getpid()}-{len(self.launches)}-{os.urandom(3).hex()}"
         pending = self.broker.expect(kernel_id)
         env = {k: v for k, v in os.environ.items() if k not in ("LAUNCH_TOKEN", "KERNEL_ID", "PORT_RANGE")}
@@ -109,7 +112,8 @@ class Launcher:
             proc = await asyncio.create_subprocess_exec(
                 self.rscript, str(LAUNCHER),
                 "--kernel-id", kernel_id, "--port-range", port_range,
-                "--response-address", self.broker.response_address, "--public-key", self.broker.public_key,
+                "--response-address", response_address or self.broker.response_address,
+                "--public-key", self.broker.public_key,
                 "--spark-context-initialization-mode", "none",
                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
                 start_new_session=True,  # its own process group, as a provisioner starts it
@@ -242,15 +246,18 @@ async def execute_after_interrupt(client: AsyncKernelClient, code: str) -> dict[
 # ------------------------------------------------------------------------------------------ tests
 
 
-def test_r_protocol_vectors(rscript: str) -> None:
-    """The R implementation reproduces docs/protocol-vectors.json byte for byte (see test_vectors.R)."""
+@pytest.mark.parametrize("script", ["test_vectors.R", "test_config.R"])
+def test_r_unit_scripts(rscript: str, script: str) -> None:
+    """test_vectors.R reproduces docs/protocol-vectors.json byte for byte; test_config.R covers inputs and ports."""
     run = subprocess.run(
-        [rscript, str(VECTOR_TEST), str(REPO / "docs" / "protocol-vectors.json")],
+        [rscript, str(R_LAUNCHER_DIR / "tests" / script), str(REPO / "docs" / "protocol-vectors.json")],
         capture_output=True, text=True, timeout=60,
     )
-    assert run.returncode == 0, f"R vector test failed:\n{run.stdout}\n{run.stderr}"
-    assert "report line reproduced byte for byte" in run.stdout
-    assert run.stdout.rstrip().endswith("0 failed"), run.stdout
+    assert run.returncode == 0, f"{script} failed:\n{run.stdout}\n{run.stderr}"
+    assert run.stdout.rstrip().endswith(" 0 failed"), run.stdout
+    assert "FAIL" not in run.stdout
+    if script == "test_vectors.R":
+        assert "ok    report line reproduced byte for byte" in run.stdout
 
 
 async def test_kernel_lifecycle(launcher: Launcher) -> None:
@@ -298,6 +305,7 @@ async def test_kernel_lifecycle(launcher: Launcher) -> None:
         # must interrupt the kernel's cell and leave the listener serving.
         msg_id = client.execute("Sys.sleep(30)")
         await asyncio.sleep(1.0)
+        assert report.pgid is not None
         os.killpg(report.pgid, signal.SIGINT)
         async with asyncio.timeout(10):
             while (reply := await client.get_shell_msg())["parent_header"].get("msg_id") != msg_id:
@@ -383,6 +391,16 @@ async def test_wrong_launch_token_is_rejected(launcher: Launcher) -> None:
     assert not launch.pending.done, "a forged report must leave the launch waiting"
 
 
+async def test_unreachable_server(launcher: Launcher) -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    launch = await launcher.start(response_address=f"127.0.0.1:{closed_port}")
+    await wait_all_gone(launch, timeout=60)
+    assert launch.proc.returncode == 1
+    assert f"cannot reach the response address 127.0.0.1:{closed_port}" in launch.stderr_text()
+
+
 async def test_missing_launch_token(launcher: Launcher) -> None:
     launch = await launcher.start(drop_token=True)
     await wait_all_gone(launch, timeout=30)
@@ -406,13 +424,18 @@ async def test_start_time_against_a_bare_irkernel(launcher: Launcher, rscript: s
 
     connection_file = str(tmp_path / "bare-kernel.json")
     _, info = write_connection_file(connection_file, ip="127.0.0.1")
+    bare_log = tmp_path / "bare-kernel.stderr"
     started = time.monotonic()
-    bare = await asyncio.create_subprocess_exec(
-        rscript, "-e", f"IRkernel::main({json.dumps(connection_file)})",
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    with bare_log.open("wb") as stderr:
+        bare = await asyncio.create_subprocess_exec(
+            rscript, "-e", f"IRkernel::main({json.dumps(connection_file)})",
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+        )
     try:
-        bare_time = await first_execute(info, started)
+        try:
+            bare_time = await first_execute(info, started)
+        except RuntimeError as err:
+            raise AssertionError(f"bare IRkernel did not start: {err}; its stderr: {bare_log.read_text()}") from None
         await asyncio.wait_for(bare.wait(), 10)
     finally:
         if bare.returncode is None:

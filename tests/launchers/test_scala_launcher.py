@@ -161,16 +161,18 @@ class Launch:
 
 async def start_launcher(
     broker: ResponseBroker, toolchain: Toolchain, logs: Path, *, mode: str, token: str | None = None,
-    port_range: str = "0..0",
+    port_range: str = "0..0", run_sh: Path = RUN_SH,
 ) -> Launch:
     kernel_id = f"scala-launcher-{os.getpid()}-{os.urandom(3).hex()}"
     pending = broker.expect(kernel_id)
     env = launcher_env(toolchain, LAUNCH_TOKEN=token if token is not None else pending.token)
+    if run_sh != RUN_SH:
+        del env["TOREE_JAR"]  # an installed run.sh finds the Toree assembly in its lib/
     log_path = logs / f"{kernel_id}.log"
     started = time.monotonic()
     with log_path.open("wb") as log:
         proc = await asyncio.create_subprocess_exec(
-            str(RUN_SH), "--kernel-id", kernel_id, "--port-range", port_range,
+            str(run_sh), "--kernel-id", kernel_id, "--port-range", port_range,
             "--response-address", broker.response_address, "--public-key", broker.public_key,
             "--spark-context-initialization-mode", mode,
             env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
@@ -409,12 +411,25 @@ async def test_shutdown_leaves_no_jvm(kernel: Kernel) -> None:
         assert secret not in log, "a secret reached the launcher's log"
 
 
+def installed_layout(root: Path, toolchain: Toolchain) -> Path:
+    """kernel-launchers/scala/{bin/run.sh, lib/*.jar}, the layout `jupyter image-bootstrap install` writes."""
+    bin_dir, lib_dir = root / "scala" / "bin", root / "scala" / "lib"
+    bin_dir.mkdir(parents=True)
+    lib_dir.mkdir()
+    shutil.copy2(RUN_SH, bin_dir / "run.sh")
+    shutil.copy2(LAUNCHER_JAR, lib_dir / LAUNCHER_JAR.name)
+    (lib_dir / Path(toolchain.toree_jar).name).symlink_to(toolchain.toree_jar)
+    return bin_dir / "run.sh"
+
+
 @pytest.mark.asyncio(loop_scope="module")
 async def test_wrong_launch_token_exits_nonzero(
     broker: ResponseBroker, toolchain: Toolchain, jars: Path, tmp_path: Path
 ) -> None:
+    """Also runs run.sh from the installed layout, where the jars are found in ../lib."""
     wrong = "not-the-token-" + base64.urlsafe_b64encode(os.urandom(24)).decode()
-    launch = await start_launcher(broker, toolchain, tmp_path, mode="none", token=wrong)
+    run_sh = installed_layout(tmp_path / "kernel-launchers", toolchain)
+    launch = await start_launcher(broker, toolchain, tmp_path, mode="none", token=wrong, run_sh=run_sh)
     try:
         await asyncio.wait_for(launch.proc.wait(), READY_TIMEOUT)
     finally:
@@ -425,6 +440,26 @@ async def test_wrong_launch_token_exits_nonzero(
     assert wrong not in log
     assert not launch.pending.done, "a forged report must leave the launch waiting"
     assert not group_members(launch.proc.pid)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_comm_terminate_and_kill(
+    broker: ResponseBroker, toolchain: Toolchain, jars: Path, tmp_path: Path
+) -> None:
+    """terminate exits through the shutdown hooks (143), kill halts (137); both leave nothing behind. Sent as soon as
+    the report arrives, i.e. while Toree is still starting."""
+    launches = [await start_launcher(broker, toolchain, tmp_path, mode="none") for _ in range(2)]
+    try:
+        reports = await asyncio.gather(*(launch.pending.wait(timeout=READY_TIMEOUT) for launch in launches))
+        for report, op in zip(reports, ("terminate", "kill"), strict=True):
+            assert await comm(report, op) == {"ok": True, "alive": True}
+        for launch, code in zip(launches, (143, 137), strict=True):
+            await asyncio.wait_for(launch.proc.wait(), 60)
+            assert launch.proc.returncode == code, launch.log_tail()
+            assert not group_members(launch.proc.pid)
+    finally:
+        for launch in launches:
+            await kill_group(launch.proc)
 
 
 @pytest.mark.asyncio(loop_scope="module")

@@ -75,10 +75,9 @@ async def test_execute_interrupt_ping_and_shutdown(launcher: Launcher) -> None:
     assert process_running(launch.kernel_pid)
     assert os.getpgid(launch.kernel_pid) == launch.kernel_pid != os.getpgid(launch.proc.pid)
 
-    conn_file = connection_file_of(launch.kernel_pid)
-    assert conn_file.parent.parent == launch.tmpdir
+    assert kernel_processes(launch.kernel_id) == [launch.kernel_pid]
     kc = await launch.client()
-    assert not conn_file.parent.exists()  # the kernel deleted it once its sockets were bound
+    assert list(launch.tmpdir.iterdir()) == []  # the kernel deleted its connection file once bound
     content, out = await execute(kc, "import os\nx = 6 * 7\nprint(x, 'LAUNCH_TOKEN' in os.environ)")
     assert content["status"] == "ok" and out.strip() == "42 False"
 
@@ -272,7 +271,7 @@ def run_launcher(env: dict[str, str | None], *args: str) -> tuple[int, str]:
     done = subprocess.run(
         [LAUNCHER_PYTHON, "-m", "kernelfleet.launcher", *args], env=full, capture_output=True, text=True, timeout=30
     )
-    return done.returncode, done.stderr
+    return done.returncode, done.stderr + done.stdout
 
 
 @pytest.mark.parametrize(
@@ -295,8 +294,9 @@ def run_launcher(env: dict[str, str | None], *args: str) -> tuple[int, str]:
     ],
 )
 def test_missing_or_invalid_input_is_one_clear_line(change: dict[str, str | None], args: list[str], named: str) -> None:
+    kernel_id = f"bad-input-{os.getpid()}-{time.monotonic_ns()}"
     env: dict[str, str | None] = {
-        "KERNEL_ID": "k1",
+        "KERNEL_ID": kernel_id,
         "RESPONSE_ADDRESS": "127.0.0.1:9",
         "PUBLIC_KEY": "AAAA",
         "LAUNCH_TOKEN": "secret-token-value",
@@ -307,6 +307,14 @@ def test_missing_or_invalid_input_is_one_clear_line(change: dict[str, str | None
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("kernelfleet-launcher: error:") and named in lines[0], stderr
     assert "secret-token-value" not in stderr
+    assert kernel_processes(kernel_id) == []  # the kernel process spawned first was ended, not left to finish
+
+
+def test_help_exits_cleanly() -> None:
+    kernel_id = f"help-{os.getpid()}"
+    status, _ = run_launcher({"KERNEL_ID": kernel_id}, "--help")
+    assert status == 0
+    assert kernel_processes(kernel_id) == []
 
 
 async def test_bad_public_key_and_kernel_id_are_clear_errors(broker: ResponseBroker) -> None:

@@ -6,6 +6,7 @@ import java.nio.charset.StandardCharsets.UTF_8
 /** Sends the sealed report to RESPONSE_ADDRESS and reads the broker's one-line verdict. */
 object Report {
   final class Rejected(message: String) extends Exception(message)
+  private final class NotConnected(message: String) extends java.io.IOException(message)
 
   private val ConnectTimeoutMillis = 10000
   private val ReplyTimeoutMillis = 30000
@@ -39,7 +40,8 @@ object Report {
     while (true) {
       try return deliver(host, port, line)
       catch {
-        case e @ (_: ConnectException | _: SocketTimeoutException) if attempt < Attempts =>
+        // Only a failed connect is retried: once the line is sent, a second copy would be refused as a replay.
+        case e: NotConnected if attempt < Attempts =>
           Log.warn(s"kernel $kernelId: cannot reach the response address $host:$port (${e.getMessage}); retrying")
           Thread.sleep(500L * attempt)
           attempt += 1
@@ -50,7 +52,8 @@ object Report {
   private def deliver(host: String, port: Int, line: String): Unit = {
     val socket = new Socket()
     try {
-      socket.connect(new InetSocketAddress(host, port), ConnectTimeoutMillis)
+      try socket.connect(new InetSocketAddress(host, port), ConnectTimeoutMillis)
+      catch { case e @ (_: ConnectException | _: SocketTimeoutException) => throw new NotConnected(e.getMessage) }
       socket.setSoTimeout(ReplyTimeoutMillis)
       val out = socket.getOutputStream
       out.write(line.getBytes(UTF_8))

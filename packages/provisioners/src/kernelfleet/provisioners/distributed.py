@@ -1,32 +1,65 @@
-"""``distributed-provisioner``: kernels on a list of hosts. ``localhost`` runs the launcher as a local
-process — the embedded default that needs no cluster and no SSH."""
+"""``distributed-provisioner``: kernels on a list of hosts, reached over SSH with asyncssh in-process.
+
+``localhost`` (also ``127.0.0.1``, ``::1``) runs the launcher as a local process — the embedded
+default that needs no cluster and no SSH. Every other name, other loopback addresses and this
+machine's own name included, is reached over SSH, so a host list behaves the same wherever the
+server runs.
+
+Remote launches (see ``ssh_command`` for the command and why the environment goes over stdin):
+
+* argv comes from ``jupyter ssh-spec install`` and runs as given on the host. jupyter_client
+  replaces an ``argv[0]`` of ``python``/``python3`` with the *server's* interpreter path; for a
+  remote host that replacement is undone, so the host's own ``python`` on its PATH runs. An
+  absolute interpreter path is used verbatim (install specs with ``--python`` set to the path on the
+  hosts). ``{connection_file}``, ``{resource_dir}`` and ``{prefix}`` are server paths: do not use
+  them in remote specs.
+* The kernel gets only its own variables (``kernel_env.remote_kernel_env``), never the server's
+  environment.
+* Liveness, interrupt and shutdown use the launcher's authenticated comm port; when that is gone,
+  terminate and kill signal the launcher's and the kernel's process groups over SSH.
+* Password authentication (``GP_REMOTE_PWD``) is not supported: use keys or an agent.
+"""
 
 from __future__ import annotations
 
-import ipaddress
+import asyncio
+import getpass
 import signal
-import socket
+import sys
 from typing import Any
 
-from jupyter_client.localinterfaces import is_local_ip
-from traitlets import Enum, List, Unicode, default
+from jupyter_client.connect import KernelConnectionInfo
+from traitlets import Bool, Enum, Float, Integer, List, Unicode, default
 
-from kernelfleet.protocol import Report
+from kernelfleet.protocol import CommOp, Report
 from kernelfleet.provisioners.base import LaunchError, RemoteProvisionerBase
-from kernelfleet.provisioners.envconfig import env_list, env_value
+from kernelfleet.provisioners.envconfig import env_bool, env_list, env_number, env_value
+from kernelfleet.provisioners.kernel_env import remote_kernel_env
 from kernelfleet.provisioners.local_process import LocalLauncherProcess
+from kernelfleet.provisioners.ssh_command import (
+    check_env,
+    encode_env,
+    launch_command,
+    remove_command,
+    signal_command,
+)
+from kernelfleet.provisioners.ssh_connections import HostUnavailable, SSHSettings, connection_pool
+from kernelfleet.provisioners.ssh_hosts import ALGORITHMS, balancer_for
+from kernelfleet.provisioners.ssh_launch import RemoteLaunch, run_command
+from kernelfleet.provisioners.ssh_tunnels import KERNEL_PORTS, LOCAL_ADDRESS, KernelTunnels, TunnelError
 
 LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "127.0.0.1", "::1", ""})
+UNROUTABLE = frozenset({"", "0.0.0.0", "::"})
+STOP_GRACE = 3.0  # seconds an unreported launcher gets between SIGTERM and SIGKILL
 
 
 def is_local_host(host: str) -> bool:
-    """True for names that mean this machine; no DNS lookup for the common spellings."""
-    if host in LOCAL_NAMES or host == socket.gethostname():
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback or is_local_ip(host)
-    except ValueError:
-        return False
+    """True for the names that mean "run the launcher as a local process" (no SSH)."""
+    return host.strip().lower() in LOCAL_NAMES
+
+
+def _is_loopback(ip: str) -> bool:
+    return ip.startswith("127.") or ip in ("::1", "localhost")
 
 
 class DistributedProvisioner(RemoteProvisionerBase):
@@ -34,8 +67,40 @@ class DistributedProvisioner(RemoteProvisionerBase):
         Unicode(), help="Hosts kernels may run on (env GP_REMOTE_HOSTS, comma-separated). Default: localhost."
     ).tag(config=True)
     load_balancing_algorithm = Enum(
-        ["round-robin", "least-connection"],
-        help="How the next host is chosen (env GP_LOAD_BALANCING_ALGORITHM).",
+        list(ALGORITHMS), help="How the next host is chosen (env GP_LOAD_BALANCING_ALGORITHM)."
+    ).tag(config=True)
+    ssh_user = Unicode(help="User to log in as on the hosts (env KF_SSH_USER / GP_REMOTE_USER; default: "
+                       "the server's user).").tag(config=True)
+    ssh_port = Integer(help="SSH port of the hosts (env KF_SSH_PORT / GP_SSH_PORT; default 22).").tag(config=True)
+    ssh_key_files = List(
+        Unicode(), help="Private key files to log in with (env KF_SSH_KEY_FILES, comma-separated). When empty, "
+        "the SSH agent and ~/.ssh/id_* are used; when set, the agent is not."
+    ).tag(config=True)
+    ssh_agent_path = Unicode(
+        help="SSH agent socket (env KF_SSH_AGENT_PATH, else SSH_AUTH_SOCK); empty: no agent."
+    ).tag(config=True)
+    known_hosts = Unicode(
+        help="known_hosts file the hosts' keys are checked against (env KF_SSH_KNOWN_HOSTS; default "
+        "~/.ssh/known_hosts). An unknown key is refused, never added."
+    ).tag(config=True)
+    host_key_checking = Bool(
+        help="Check host keys (env KF_SSH_HOST_KEY_CHECKING; default true). False accepts ANY host key, "
+        "which lets whoever can intercept the connection run the kernel and read its secrets."
+    ).tag(config=True)
+    ssh_connect_timeout = Float(10.0, help="Seconds to wait for an SSH connection to a host.").tag(config=True)
+    ssh_keepalive_interval = Float(
+        30.0, help="Seconds between SSH keepalives, so a vanished host is noticed (0: none)."
+    ).tag(config=True)
+    tunneling = Bool(
+        help="Reach the kernel's ports through SSH port forwards instead of directly (env KF_ENABLE_TUNNELING / "
+        "GP_ENABLE_TUNNELING): for kernels whose ports only their host can reach."
+    ).tag(config=True)
+    remote_log_dir = Unicode(
+        help="Directory on the hosts for the launcher's private log file (env KF_KERNEL_LOG_DIR / "
+        "GP_KERNEL_LOG_DIR; default: the host's $TMPDIR or /tmp)."
+    ).tag(config=True)
+    keep_remote_logs = Bool(
+        False, help="Keep each kernel's log file on its host after the kernel stopped (default: removed)."
     ).tag(config=True)
 
     @default("remote_hosts")
@@ -46,14 +111,68 @@ class DistributedProvisioner(RemoteProvisionerBase):
     def _algorithm_default(self) -> str:
         return env_value(("KF_LOAD_BALANCING_ALGORITHM", "GP_LOAD_BALANCING_ALGORITHM")) or "round-robin"
 
+    @default("ssh_user")
+    def _ssh_user_default(self) -> str:
+        return env_value(("KF_SSH_USER", "GP_REMOTE_USER")) or getpass.getuser()
+
+    @default("ssh_port")
+    def _ssh_port_default(self) -> int:
+        return int(env_number(("KF_SSH_PORT", "GP_SSH_PORT"), 22))
+
+    @default("ssh_key_files")
+    def _ssh_key_files_default(self) -> list[str]:
+        return env_list(("KF_SSH_KEY_FILES",), ())
+
+    @default("ssh_agent_path")
+    def _ssh_agent_path_default(self) -> str:
+        return env_value(("KF_SSH_AGENT_PATH", "SSH_AUTH_SOCK")) or ""
+
+    @default("known_hosts")
+    def _known_hosts_default(self) -> str:
+        return env_value(("KF_SSH_KNOWN_HOSTS",)) or "~/.ssh/known_hosts"
+
+    @default("host_key_checking")
+    def _host_key_checking_default(self) -> bool:
+        return env_bool(("KF_SSH_HOST_KEY_CHECKING",), True)
+
+    @default("tunneling")
+    def _tunneling_default(self) -> bool:
+        return env_bool(("KF_ENABLE_TUNNELING", "GP_ENABLE_TUNNELING"), False)
+
+    @default("remote_log_dir")
+    def _remote_log_dir_default(self) -> str:
+        return env_value(("KF_KERNEL_LOG_DIR", "GP_KERNEL_LOG_DIR")) or ""
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.assigned_host: str | None = None
         self.local_process: LocalLauncherProcess | None = None
+        self.remote_launch: RemoteLaunch | None = None
+        self.launcher_pid: int | None = None  # remote: the launcher's pid, also its process group (setsid)
+        self.kernel_pgid: int | None = None
+        self.remote_log: str | None = None
+        self.tunnels: KernelTunnels | None = None
+        self._reserved: str | None = None  # host counted in the balancer (and held in the pool if remote)
 
-    # ------------------------------------------------------------------------------------- launch
-    def choose_host(self, env: dict[str, str]) -> str:
-        hosts = self.remote_hosts or ["localhost"]
+    # ------------------------------------------------------------------------------------- hosts
+    def ssh_settings(self) -> SSHSettings:
+        return SSHSettings(
+            user=self.ssh_user,
+            port=self.ssh_port,
+            key_files=tuple(self.ssh_key_files),
+            agent_path=self.ssh_agent_path or None,
+            known_hosts=self.known_hosts if self.host_key_checking else None,
+            connect_timeout=self.ssh_connect_timeout,
+            keepalive_interval=self.ssh_keepalive_interval,
+        )
+
+    @property
+    def is_remote(self) -> bool:
+        return self.assigned_host is not None and not is_local_host(self.assigned_host)
+
+    def candidate_hosts(self, env: dict[str, str]) -> list[str]:
+        """Hosts to try, in order: the client's KERNEL_REMOTE_HOST (only if listed), else the balancer's order."""
+        hosts = list(self.remote_hosts) or ["localhost"]
         requested = env.get("KERNEL_REMOTE_HOST")
         if requested:
             if requested not in hosts:
@@ -61,40 +180,158 @@ class DistributedProvisioner(RemoteProvisionerBase):
                     f"Kernel {self.kernel_id}: KERNEL_REMOTE_HOST {requested!r} is not one of this kernelspec's "
                     f"remote_hosts {hosts}"
                 )
-            return requested
-        return hosts[0]
+            return [requested]
+        return balancer_for(hosts).candidates(self.load_balancing_algorithm)
 
-    async def start_launcher(self, cmd: list[str], env: dict[str, str], **kwargs: Any) -> None:
-        host = self.choose_host(env)
+    def _reserve(self, host: str) -> None:
+        self._release()
+        balancer_for(list(self.remote_hosts) or ["localhost"]).acquire(host)
         if not is_local_host(host):
-            raise LaunchError(
-                f"Kernel {self.kernel_id}: host {host!r} is remote, and launching over SSH is not available in "
-                "this version; use remote_hosts = ['localhost']"
-            )
-        self.assigned_host = host
-        env.setdefault("KERNEL_IP", "127.0.0.1")
-        self.local_process = await LocalLauncherProcess.start(self.kernel_id, cmd, env, kwargs.get("cwd"), self.log)
-        self.log.info("Kernel %s: running as local process %s", self.kernel_id, self.local_process.pid)
+            connection_pool().hold(host, self.ssh_settings())
+        self._reserved = self.assigned_host = host
+
+    def _release(self) -> None:
+        host, self._reserved = self._reserved, None
+        if host is None:
+            return
+        balancer_for(list(self.remote_hosts) or ["localhost"]).release(host)
+        if not is_local_host(host):
+            connection_pool().release(host, self.ssh_settings())
+
+    # ------------------------------------------------------------------------------------- launch
+    async def start_launcher(self, cmd: list[str], env: dict[str, str], **kwargs: Any) -> None:
+        reasons: list[str] = []
+        remote: tuple[str, bytes] | None = None
+        for host in self.candidate_hosts(env):
+            self._reserve(host)
+            if is_local_host(host):
+                env.setdefault("KERNEL_IP", "127.0.0.1")
+                self.local_process = await LocalLauncherProcess.start(
+                    self.kernel_id, cmd, env, kwargs.get("cwd"), self.log
+                )
+                self.log.info("Kernel %s: running as local process %s", self.kernel_id, self.local_process.pid)
+                return
+            if remote is None:  # built once: a bad value is the request's fault, not a host's
+                remote = self._remote_launch_input(cmd, env)
+            try:
+                await self._start_remote(host, *remote)
+                return
+            except HostUnavailable as err:
+                self._release()
+                self.assigned_host = None
+                reasons.append(f"{host}: {err}")
+                self.log.warning("Kernel %s: host %s skipped: %s", self.kernel_id, host, err)
+        raise LaunchError(f"Kernel {self.kernel_id}: no host could start the kernel — " + "; ".join(reasons))
+
+    def _remote_launch_input(self, cmd: list[str], env: dict[str, str]) -> tuple[str, bytes]:
+        spec_env = dict(self.kernel_spec.env) if self.kernel_spec else {}
+        selected = remote_kernel_env(
+            self.kernel_id, env, spec_env_names=spec_env, protocol_env=self.launch_env,
+            inherited_envs=self.inherited_envs,
+        )
+        payload = encode_env(check_env(self.kernel_id, selected, trusted_names=spec_env))
+        return launch_command(self._remote_argv(cmd), self.kernel_id, self.remote_log_dir), payload
+
+    def _remote_argv(self, cmd: list[str]) -> list[str]:
+        """Undo jupyter_client's ``python`` → server-interpreter replacement (see module docstring)."""
+        spec_argv = list(self.kernel_spec.argv) if self.kernel_spec else []
+        if cmd and spec_argv and cmd[0] == sys.executable and spec_argv[0] != sys.executable:
+            return [spec_argv[0], *cmd[1:]]
+        return list(cmd)
+
+    async def _start_remote(self, host: str, command: str, payload: bytes) -> None:
+        settings = self.ssh_settings()
+        if settings.known_hosts is None:
+            self.log.warning("Kernel %s: host key checking is OFF for %s (host_key_checking=False)",
+                             self.kernel_id, host)
+        conn = await connection_pool().connect(host, settings)
+        launch = await RemoteLaunch.start(
+            conn, host, self.kernel_id, command, payload, self._effective_timeout, self.log
+        )
+        self.remote_launch = launch
+        self.launcher_pid, self.remote_log, self.kernel_pgid = launch.pid, launch.log_path, None
+        self.log.info("Kernel %s: running on %s as pid %s", self.kernel_id, host, launch.pid)
 
     async def launch_failure(self) -> str:
-        assert self.local_process is not None
-        return self.local_process.describe_exit(await self.local_process.wait())
+        if self.local_process is not None:
+            return self.local_process.describe_exit(await self.local_process.wait())
+        assert self.remote_launch is not None
+        await self.remote_launch.exited()
+        return self.remote_launch.describe_exit()
 
     async def launch_diagnostics(self) -> str:
-        if self.local_process is None:
-            return "the launcher was never started"
-        tail = "\n".join(self.local_process.stderr_tail)
-        return f"launcher pid {self.local_process.pid} is still running" + (f"; its output:\n{tail}" if tail else "")
+        if self.local_process is not None:
+            tail = "\n".join(self.local_process.stderr_tail)
+            return f"launcher pid {self.local_process.pid} is still running" + (
+                f"; its output:\n{tail}" if tail else "")
+        if self.remote_launch is not None:
+            return (f"launcher pid {self.remote_launch.pid} on {self.remote_launch.host} is still running; "
+                    f"its log is {self.remote_launch.log_path} on that host")
+        return "the launcher was never started"
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        try:
+            info = await super().launch_kernel(cmd, **kwargs)
+            if self.remote_launch is not None:
+                await self.remote_launch.detach()
+                self.remote_launch = None
+            if self.is_remote and self.tunneling:
+                info = await self._open_tunnels()
+            return info
+        except BaseException:
+            if self.remote_launch is not None:
+                await self.remote_launch.detach()
+                self.remote_launch = None
+            self._release()
+            raise
 
     def kernel_address(self, report: Report) -> str:
         if self.local_process is not None:
             return "127.0.0.1"
-        return super().kernel_address(report)
+        ip = super().kernel_address(report)
+        if self.is_remote and not self.tunneling and (ip in UNROUTABLE or _is_loopback(ip)):
+            assert self.assigned_host is not None
+            return self.assigned_host  # the launcher's address is only meaningful on its own host
+        return ip
+
+    def _accept_report(self, report: Report) -> None:
+        super()._accept_report(report)
+        self.kernel_pgid = report.pgid
+
+    # ------------------------------------------------------------------------------------- tunnels
+    async def _open_tunnels(self, preferred: dict[str, int] | None = None,
+                            state: dict[str, Any] | None = None) -> KernelConnectionInfo:
+        """Forward the five kernel ports and the comm port; rewrite connection_info to the local ends."""
+        assert self.assigned_host is not None
+        if state is not None:
+            tunnels = KernelTunnels(str(state["remote_ip"]), dict(state["remote_ports"]))
+        else:
+            info = self.connection_info
+            ports = {name: int(info[name]) for name in KERNEL_PORTS}
+            ports["comm_port"] = int(self.comm_port or 0)
+            tunnels = KernelTunnels(str(info["ip"]), ports)
+        try:
+            conn = await connection_pool().connect(self.assigned_host, self.ssh_settings())
+            local = await tunnels.open(conn, preferred, self.log)
+        except (HostUnavailable, TunnelError) as err:
+            if state is None:
+                await self.kill()
+            raise LaunchError(f"Kernel {self.kernel_id}: cannot tunnel to its ports on {self.assigned_host}: "
+                              f"{err}") from None
+        self.tunnels = tunnels
+        info = dict(self.connection_info)
+        info["ip"] = LOCAL_ADDRESS
+        info.update({name: local[name] for name in KERNEL_PORTS})
+        self.connection_info = info
+        self.comm_host, self.comm_port = LOCAL_ADDRESS, local["comm_port"]
+        self.log.debug("Kernel %s: tunnelled through %s to %s", self.kernel_id, self.assigned_host,
+                       tunnels.remote_ip)
+        return info
 
     # ------------------------------------------------------------------------------------- lifecycle
     @property
     def has_process(self) -> bool:
-        return self.local_process is not None or super().has_process
+        return self.local_process is not None or self.remote_launch is not None or super().has_process
 
     async def poll(self) -> int | None:
         if self.local_process is not None:
@@ -109,28 +346,100 @@ class DistributedProvisioner(RemoteProvisionerBase):
     async def terminate(self, restart: bool = False) -> None:
         if self.local_process is not None:
             self.local_process.signal_group(signal.SIGTERM)
-        else:
-            await super().terminate(restart)
+            return
+        reply = await self.comm_request(CommOp.TERMINATE)
+        if self.is_remote and not (reply and reply.get("ok")):
+            await self._signal_remote("TERM")
 
     async def kill(self, restart: bool = False) -> None:
         if self.local_process is not None:
             self.local_process.signal_group(signal.SIGKILL)
             await self.local_process.wait()
-        else:
-            await super().kill(restart)
+            return
+        if self.remote_launch is not None and self.comm_port is None:
+            await self._stop_unreported_launch()
+            return
+        reply = await self.comm_request(CommOp.KILL)
+        if self.is_remote and not (reply and reply.get("ok")):
+            await self._signal_remote("KILL")
+
+    async def _stop_unreported_launch(self) -> None:
+        """The launcher has not reported: SIGTERM its group (it stops its kernel), SIGKILL if it lingers."""
+        launch = self.remote_launch
+        assert launch is not None
+        await self._signal_remote("TERM")
+        try:
+            await asyncio.wait_for(launch.exited(), STOP_GRACE)
+        except (TimeoutError, asyncio.CancelledError):
+            await self._signal_remote("KILL")
+
+    async def _signal_remote(self, signal_name: str) -> None:
+        """The fallback when the comm port is gone: signal the process groups over SSH."""
+        groups = [g for g in (self.launcher_pid, self.kernel_pgid) if g]
+        if not groups or self.assigned_host is None:
+            return
+        try:
+            conn = await connection_pool().connect(self.assigned_host, self.ssh_settings())
+            hit = await run_command(conn, signal_command(signal_name, groups), self.comm_timeout + 5)
+        except (HostUnavailable, OSError, TimeoutError) as err:
+            self.log.warning("Kernel %s: cannot signal its processes on %s: %s", self.kernel_id, self.assigned_host,
+                             err)
+            return
+        self.log.debug("Kernel %s: SIG%s over SSH to groups %s on %s (present: %s)", self.kernel_id, signal_name,
+                       groups, self.assigned_host, hit.split() or "none")
 
     async def cleanup(self, restart: bool = False) -> None:
         if self.local_process is not None and self.local_process.returncode is None:
             await self.local_process.stop()
         self.local_process = None
-        self.assigned_host = None
+        if self.remote_launch is not None:
+            await self.remote_launch.detach()
+            self.remote_launch = None
+        if self.tunnels is not None:
+            self.tunnels.close()
+            self.tunnels = None
+        if self.is_remote and self.remote_log and not self.keep_remote_logs:
+            await self._remove_remote_log()
+        self._release()
+        self.assigned_host = self.remote_log = None
+        self.launcher_pid = self.kernel_pgid = None
         await super().cleanup(restart)
 
+    async def _remove_remote_log(self) -> None:
+        assert self.assigned_host is not None and self.remote_log is not None
+        try:
+            conn = await connection_pool().connect(self.assigned_host, self.ssh_settings())
+            await run_command(conn, remove_command(self.remote_log), self.comm_timeout + 5)
+        except (HostUnavailable, OSError, TimeoutError) as err:
+            self.log.debug("Kernel %s: log %s on %s not removed: %s", self.kernel_id, self.remote_log,
+                           self.assigned_host, err)
+
+    # ------------------------------------------------------------------------------------- persistence
     async def get_provisioner_info(self) -> dict[str, Any]:
         info = await super().get_provisioner_info()
-        info["assigned_host"] = self.assigned_host
+        info.update(
+            assigned_host=self.assigned_host,
+            launcher_pid=self.launcher_pid,
+            kernel_pgid=self.kernel_pgid,
+            remote_log=self.remote_log,
+            tunnel=self.tunnels.state() if self.tunnels is not None else None,
+        )
         return info
 
     async def load_provisioner_info(self, provisioner_info: dict[str, Any]) -> None:
+        """Reattach after a server restart: count the kernel on its host, reconnect, reopen its tunnels."""
         await super().load_provisioner_info(provisioner_info)
-        self.assigned_host = provisioner_info.get("assigned_host")
+        host = provisioner_info.get("assigned_host")
+        self.launcher_pid = provisioner_info.get("launcher_pid")
+        self.kernel_pgid = provisioner_info.get("kernel_pgid")
+        self.remote_log = provisioner_info.get("remote_log")
+        if not host:
+            return
+        self._reserve(host)
+        tunnel = provisioner_info.get("tunnel")
+        if is_local_host(host) or not tunnel:
+            return
+        try:
+            await self._open_tunnels(preferred=dict(tunnel.get("local_ports") or {}), state=tunnel)
+        except LaunchError as err:
+            self.log.warning("%s; the kernel is unreachable until its host is", err)

@@ -187,13 +187,13 @@ class DockerProvisioner(DockerProvisionerBase):
                            describe_engine_error(err))
 
     async def kill(self, restart: bool = False) -> None:
-        await self._remove()
+        await self._remove(keep_engine=restart)
 
     async def cleanup(self, restart: bool = False) -> None:
-        await self._remove()
+        await self._remove(keep_engine=restart)
         await super().cleanup(restart)
 
-    async def _remove(self) -> None:
+    async def _remove(self, keep_engine: bool = False) -> None:
         """Force-remove the container (Docker answers once it is gone) and give back the engine lease."""
         await self.settle_creation()
         if self.container_id is not None and self.engine is not None:
@@ -210,7 +210,8 @@ class DockerProvisioner(DockerProvisionerBase):
             if self.exit_code is None:
                 self.exit_code = -int(signal.SIGKILL)
         self.container_id = None
-        await self.release_engine()
+        if not keep_engine:  # a restart launches again at once: keep the client and its event stream
+            await self.release_engine()
 
     # ------------------------------------------------------------------------------------- persistence
     async def get_provisioner_info(self) -> dict[str, Any]:

@@ -83,6 +83,13 @@ class DockerProvisionerBase(ContainerProvisionerBase):
         if engine is not None:
             await engine.release()
 
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return await super().pre_launch(**kwargs)
+        except BaseException:
+            await self.release_engine()  # a refused restart: the lease kept across it is not needed any more
+            raise
+
     # ------------------------------------------------------------------------------------- launch helpers
     def _settle(self, env: dict[str, str], cmd: list[str]) -> None:
         super()._settle(env, cmd)

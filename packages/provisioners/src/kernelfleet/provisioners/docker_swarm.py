@@ -114,8 +114,9 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         reason = status.get("Err") or status.get("Message")
         if reason:
             text += f": {reason}"
-        code = (status.get("ContainerStatus") or {}).get("ExitCode")
-        if status.get("State") not in LIVE_STATES and code is not None:
+        container = status.get("ContainerStatus") or {}
+        code = container.get("ExitCode")
+        if status.get("State") not in LIVE_STATES and container.get("ContainerID") and code is not None:
             text += f" (exit code {code})"
         return text
 
@@ -152,7 +153,7 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         if status.get("State") in LIVE_STATES and container.get("ContainerID"):
             ended = await self._local_container_end(container["ContainerID"])
             if ended is not None:
-                status.update(State="complete" if ended == 0 else "failed",
+                status.update(State="complete" if ended == 0 else "failed", Err="its container stopped",
                               ContainerStatus={**container, "ExitCode": ended})
         if status.get("State") not in LIVE_STATES:
             self.exit_code = int((status.get("ContainerStatus") or {}).get("ExitCode") or 0)
@@ -224,20 +225,21 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
 
     # ------------------------------------------------------------------------------------- stopping
     async def kill(self, restart: bool = False) -> None:
-        await self._remove()
+        await self._remove(keep_engine=restart)
 
     async def cleanup(self, restart: bool = False) -> None:
-        await self._remove()
+        await self._remove(keep_engine=restart)
         await super().cleanup(restart)
 
-    async def _remove(self) -> None:
+    async def _remove(self, keep_engine: bool = False) -> None:
         await self.settle_creation()
         if self.service_id is not None and self.engine is not None:
             await self._remove_service()
             if self.exit_code is None:
                 self.exit_code = -9
         self.service_id = None
-        await self.release_engine()
+        if not keep_engine:  # a restart launches again at once: keep the client and its event stream
+            await self.release_engine()
 
     async def _remove_service(self) -> None:
         """Delete the service, then wait until its task and container are gone too (the name is reused on restart)."""

@@ -185,7 +185,8 @@ class KubernetesProvisioner(ContainerProvisionerBase):
             node_selector=dict(self.node_selector),
             tolerations=tuple(check_toleration(kid, t) for t in self.tolerations),
             affinity=dict(self.affinity) or None,
-            image_pull_secrets=tuple(check_dns_subdomain(kid, "image_pull_secrets", n) for n in self.image_pull_secrets),
+            image_pull_secrets=tuple(check_dns_subdomain(kid, "image_pull_secrets", n)
+                                     for n in self.image_pull_secrets),
             image_pull_policy=self.image_pull_policy or None,
             volumes=tuple(volumes),
             volume_mounts=tuple(mounts),
@@ -456,6 +457,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         assert self.pod_name
         pods = self.follow_pods()
         unschedulable = self.fail_on_unschedulable
+        await pods.until(self.pod_name, lambda p: p is not None)  # the watch has seen the pod we created
         pod = await pods.until(self.pod_name, lambda p: pod_failure(p, fail_unschedulable=unschedulable) is not None)
         reason = pod_failure(pod, fail_unschedulable=unschedulable)
         return f"pod {self.kernel_namespace}/{self.pod_name}: {reason}{await self._events()}"

@@ -53,7 +53,7 @@ async def load_configuration() -> client.Configuration:
     else:
         paths = (env_value(("KUBECONFIG",)) or "").split(os.pathsep)
         path = next((p for p in paths if p), str(Path.home() / ".kube" / "config"))
-        if not Path(path).exists():
+        if not await asyncio.to_thread(Path(path).exists):
             raise RuntimeError(
                 f"no Kubernetes configuration: not running in a pod and the kubeconfig {path} does not exist "
                 "(set KUBECONFIG)"

@@ -24,7 +24,8 @@ def _statuses(pod: dict[str, Any]) -> list[dict[str, Any]]:
 
 def describe_termination(name: str, terminated: dict[str, Any]) -> str:
     reason = terminated.get("reason") or "terminated"
-    text = f"container {name} {'was ' if reason == 'OOMKilled' else ''}{reason} (exit code {terminated.get('exitCode')})"
+    verb = "was " if reason == "OOMKilled" else ""
+    text = f"container {name} {verb}{reason} (exit code {terminated.get('exitCode')})"
     message = (terminated.get("message") or "").strip()
     return f"{text}: {message}" if message else text
 

@@ -198,6 +198,8 @@ class SharedWatch:
                 name = meta.get("name")
                 if kind == "BOOKMARK" or not name:
                     continue
+                log.debug("%s watch in %s: %s %s (%s)", self.kind, self.namespace, kind, name,
+                          (obj.get("status") or {}).get("phase") or "")
                 if kind == "DELETED":
                     self.objects.pop(name, None)
                 else:

@@ -99,7 +99,8 @@ async def open_connection(host: str, settings: SSHSettings) -> asyncssh.SSHClien
     except TimeoutError:
         raise HostUnavailable(f"no SSH connection to {where} within {settings.connect_timeout:g}s") from None
     except OSError as err:
-        raise HostUnavailable(f"cannot connect to {host}:{settings.port}: {err.strerror or err}") from None
+        reason = os.strerror(err.errno) if err.errno else str(err)  # asyncio's own text omits the reason
+        raise HostUnavailable(f"cannot connect to {host}:{settings.port}: {reason}") from None
 
 
 class SSHConnectionPool:

@@ -1,0 +1,212 @@
+"""A kernel started by an operator: the provisioner creates one custom resource and follows its state.
+
+The resource is built from the same validated settings as a kernel pod (image, ids, environment, service
+account, namespace), created through ``CustomObjectsApi`` and followed by the namespace's shared watch of that
+resource type; the operator's driver pod is followed by the pod watch, as a kernel pod is. A failure state of the
+resource fails the launch at once with the operator's own message (Gateway Provisioners only logged it at debug
+level and waited for the timeout). Stopping deletes the resource and waits until it and its driver pod are gone.
+The resource name is persisted, so a restarted server can still poll and delete it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from kernelfleet.provisioners.base import LaunchError
+from kernelfleet.provisioners.k8s import KubernetesProvisioner
+from kernelfleet.provisioners.k8s_client import describe_api_error
+from kernelfleet.provisioners.k8s_names import dns_label
+from kernelfleet.provisioners.k8s_status import pod_failure, pod_ip
+from kernelfleet.provisioners.k8s_watch import SharedWatch
+
+
+class CustomResourceProvisioner(KubernetesProvisioner):
+    """Subclasses name the resource type and build the resource; the lifecycle is here."""
+
+    group: ClassVar[str] = ""
+    version: ClassVar[str] = ""
+    plural: ClassVar[str] = ""
+    kind: ClassVar[str] = ""
+    failed_states: ClassVar[frozenset[str]] = frozenset({"FAILED"})
+    ended_states: ClassVar[frozenset[str]] = frozenset({"FAILED", "COMPLETED"})
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.resource_name: str | None = None
+        self.resource: dict[str, Any] | None = None
+        self.resources_watch: SharedWatch | None = None
+
+    # ------------------------------------------------------------------------------------- hooks
+    def build_resource(self) -> dict[str, Any]:
+        """The custom resource for this kernel, from the settled (validated) values."""
+        raise NotImplementedError
+
+    def resource_state(self, obj: dict[str, Any] | None) -> tuple[str, str]:
+        """(state, operator's message) of the resource; ("", "") while it has none."""
+        raise NotImplementedError
+
+    def driver_pod_name(self, obj: dict[str, Any] | None) -> str:
+        """The pod the operator runs the kernel in."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------------------- settling
+    def _settle(self, env: dict[str, str], cmd: list[str]) -> None:
+        super()._settle(env, cmd)
+        assert self.pod_name
+        self.resource_name = dns_label(self.pod_name, max_length=56)  # room for the operator's "-driver" suffix
+        self.resource = self.build_resource()
+
+    # ------------------------------------------------------------------------------------- launch
+    def follow_resources(self) -> SharedWatch:
+        assert self.kernel_namespace is not None
+        if self.resources_watch is None:
+            self.resources_watch = SharedWatch.custom_objects(self.lease_api(), self.group, self.version, self.plural,
+                                                              self.kernel_namespace)
+        return self.resources_watch
+
+    async def custom_objects(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(await self.lease_api().client())
+
+    async def create_object(self, core: client.CoreV1Api) -> None:
+        assert self.resource is not None and self.kernel_namespace and self.resource_name
+        self.follow_resources()
+        self.pod_name = self.driver_pod_name(None)
+        api = await self.custom_objects()
+        for attempt in (1, 2):
+            try:
+                await api.create_namespaced_custom_object(self.group, self.version, self.kernel_namespace, self.plural,
+                                                          self.resource)
+                break
+            except ApiException as err:
+                if err.status == 409 and attempt == 1 and await self._remove_leftover_resource(api):
+                    continue
+                hint = f" (is the {self.kind} operator installed?)" if err.status == 404 else ""
+                raise LaunchError(
+                    f"Kernel {self.kernel_id}: Kubernetes refused {self.kind} {self.kernel_namespace}/"
+                    f"{self.resource_name}: {describe_api_error(err)}{hint}"
+                ) from None
+        self.log.info("Kernel %s: %s %s/%s created", self.kernel_id, self.kind, self.kernel_namespace,
+                      self.resource_name)
+
+    async def _remove_leftover_resource(self, api: client.CustomObjectsApi) -> bool:
+        assert self.kernel_namespace and self.resource_name
+        try:
+            existing = await api.get_namespaced_custom_object(self.group, self.version, self.kernel_namespace,
+                                                              self.plural, self.resource_name)
+        except ApiException:
+            return False
+        if ((existing.get("metadata") or {}).get("labels") or {}).get("kernel_id") != self.kernel_id:
+            return False
+        self.log.info("Kernel %s: removing leftover %s %s", self.kernel_id, self.kind, self.resource_name)
+        await self.delete_resources()
+        return True
+
+    async def launch_failure(self) -> str:
+        assert self.resource_name
+        watch = self.follow_resources()
+        name = self.resource_name
+
+        def failed(obj: dict[str, Any] | None) -> bool:
+            return self.resource_state(obj)[0] in self.failed_states
+
+        resource_failed = asyncio.ensure_future(watch.until(name, failed))
+        pod_failed = asyncio.ensure_future(self._driver_failure())
+        try:
+            done, _ = await asyncio.wait({resource_failed, pod_failed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            resource_failed.cancel()
+            pod_failed.cancel()
+        if resource_failed in done:
+            state, message = self.resource_state(resource_failed.result())
+            return f"{self.kind} {self.kernel_namespace}/{name} is {state}: {message or 'no message from the operator'}"
+        return pod_failed.result()
+
+    async def _driver_failure(self) -> str:
+        """The driver pod, once the operator made it, fails the launch as a kernel pod would."""
+        pods = self.follow_pods()
+        watch = self.follow_resources()
+        obj = await watch.until(self.resource_name or "", lambda o: bool(o and self.resource_state(o)[0]))
+        self.pod_name = self.driver_pod_name(obj)
+        await pods.until(self.pod_name, lambda p: p is not None)
+        pod = await pods.until(self.pod_name, lambda p: pod_failure(p) is not None)
+        return f"driver pod {self.kernel_namespace}/{self.pod_name}: {pod_failure(pod)}{await self._events()}"
+
+    def kernel_address(self, report: Any) -> str:
+        obj = self.resources_watch.get(self.resource_name or "") if self.resources_watch else None
+        self.pod_name = self.driver_pod_name(obj)
+        ip = pod_ip(self.pods.get(self.pod_name) if self.pods else None)
+        return ip or str(report.connection_info.get("ip") or "127.0.0.1")
+
+    # ------------------------------------------------------------------------------------- state
+    async def poll(self) -> int | None:
+        watch = self.resources_watch
+        if watch is None:
+            return 0
+        try:
+            await asyncio.wait_for(watch.synced.wait(), self.delete_timeout)
+        except TimeoutError:
+            return None  # unknown is not dead
+        obj = watch.get(self.resource_name or "")
+        if obj is None:
+            return 0
+        state = self.resource_state(obj)[0]
+        if state in self.ended_states:
+            return 1 if state in self.failed_states else 0
+        return await super().poll() if self.pods is not None and self.pods.get(self.pod_name or "") else None
+
+    async def wait(self) -> int | None:
+        watch = self.resources_watch
+        if watch is None:
+            return 0
+        obj = await watch.until(self.resource_name or "",
+                                lambda o: o is None or self.resource_state(o)[0] in self.ended_states)
+        return 1 if obj is not None and self.resource_state(obj)[0] in self.failed_states else 0
+
+    # ------------------------------------------------------------------------------------- stopping
+    async def kill(self, restart: bool = False) -> None:
+        await self.delete_resources()
+
+    async def delete_resources(self) -> None:
+        """Delete the resource (the operator's pods go with it) and wait until it and the driver pod are gone."""
+        if not self.resource_name or not self.kernel_namespace or self.api is None:
+            return
+        try:
+            api = await self.custom_objects()
+            await api.delete_namespaced_custom_object(self.group, self.version, self.kernel_namespace, self.plural,
+                                                      self.resource_name, grace_period_seconds=0,
+                                                      propagation_policy="Background")
+        except ApiException as err:
+            if err.status != 404:
+                self.log.warning("Kernel %s: could not delete %s %s: %s", self.kernel_id, self.kind,
+                                 self.resource_name, describe_api_error(err))
+                return
+        try:
+            await self.follow_resources().until(self.resource_name, lambda o: o is None, timeout=self.delete_timeout)
+            if self.pod_name:  # owner references take the driver pod away; make sure it is gone now
+                await super().delete_pod()
+        except TimeoutError:
+            self.log.warning("Kernel %s: %s %s still exists %ss after its deletion", self.kernel_id, self.kind,
+                             self.resource_name, self.delete_timeout)
+        self.log.debug("Kernel %s: %s %s deleted", self.kernel_id, self.kind, self.resource_name)
+
+    async def release(self) -> None:
+        watch, self.resources_watch = self.resources_watch, None
+        if watch is not None:
+            await watch.release()
+        await super().release()
+
+    # ------------------------------------------------------------------------------------- persistence
+    async def get_provisioner_info(self) -> dict[str, Any]:
+        info = await super().get_provisioner_info()
+        info["resource_name"] = self.resource_name
+        return info
+
+    async def load_provisioner_info(self, provisioner_info: dict[str, Any]) -> None:
+        await super().load_provisioner_info(provisioner_info)
+        self.resource_name = provisioner_info.get("resource_name")
+        if self.resource_name and self.kernel_namespace:
+            self.follow_resources()

@@ -1,0 +1,115 @@
+"""Fixtures for the Kubernetes provisioner tests: a kubelite API server per test (pods are real Docker
+containers), the real kernel image, kernelspecs for kubernetes-provisioner and spark-operator-provisioner.
+
+Nothing is skipped: a missing dockerd or an image that cannot be built fails the test with what is missing.
+Kernel pods use the host network and the broker is advertised on 127.0.0.1, so the launcher in the pod
+reaches it; kubeconfig, broker address and host networking come from the environment, as an operator sets them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubelite import KubeLite
+from kubelite.testing import docker_or_fail
+from kubernetes_asyncio import client, config
+
+from kernelfleet.provisioners.broker import ResponseBroker
+from kernelfleet.provisioners.container_argv import container_argv
+from kernelfleet.provisioners.k8s_client import KubeApi, close_kubernetes
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # k8s_helpers, under --import-mode=importlib
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGE = "kernelfleet/kernel-py:dev"
+DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
+SYSTEM_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease"}
+
+
+@pytest.fixture(scope="session")
+def kernel_image() -> str:
+    """The kernel image, built with tools/build-images when it is missing."""
+    if shutil.which(DOCKER) is None:
+        pytest.fail(f"the docker CLI ({DOCKER}) is not installed; run tools/setup-machine")
+    inspect = [DOCKER, "image", "inspect", IMAGE]
+    if subprocess.run(inspect, capture_output=True, check=False).returncode != 0:
+        built = subprocess.run([str(ROOT / "tools" / "build-images")], capture_output=True, text=True, check=False)
+        if built.returncode != 0 or subprocess.run(inspect, capture_output=True, check=False).returncode != 0:
+            pytest.fail(f"the kernel image {IMAGE} is missing and tools/build-images could not build it:\n"
+                        f"{built.stderr[-3000:]}")
+    return IMAGE
+
+
+@pytest.fixture
+async def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel_image: str) -> AsyncIterator[KubeLite]:
+    """kubelite with its kubeconfig in KUBECONFIG; afterwards no kernel pod, namespace or container is left."""
+    docker = await docker_or_fail()
+    await docker.close()
+    server = KubeLite(pull_backoff=(0.3, 2.0), restart_backoff=(0.3, 2.0))
+    await server.start()
+    path = server.write_kubeconfig(tmp_path / "kubeconfig")
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    monkeypatch.setenv("KF_RESPONSE_IP", "127.0.0.1")
+    monkeypatch.setenv("KF_RESPONSE_PORT", "0")
+    monkeypatch.setenv("KF_KUBERNETES_HOST_NETWORK", "true")
+    try:
+        yield server
+        await assert_nothing_left(server, tmp_path / "kubeconfig")
+    finally:
+        await close_kubernetes()
+        loop = asyncio.get_running_loop()
+        broker = ResponseBroker._instances.get(loop)
+        if broker is not None:
+            await broker.stop()
+        await server.stop()
+    assert loop not in KubeApi._instances
+
+
+async def assert_nothing_left(server: KubeLite, kubeconfig: Path) -> None:
+    """Zero pods, zero non-system namespaces, zero SparkApplications, zero containers of this kubelite."""
+    cfg = client.Configuration()
+    await config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+    async with client.ApiClient(configuration=cfg) as api:
+        core = client.CoreV1Api(api)
+        pods = [f"{p.metadata.namespace}/{p.metadata.name}" for p in (await core.list_pod_for_all_namespaces()).items]
+        namespaces = {n.metadata.name for n in (await core.list_namespace()).items} - SYSTEM_NAMESPACES
+        apps = await client.CustomObjectsApi(api).list_cluster_custom_object(
+            "sparkoperator.k8s.io", "v1beta2", "sparkapplications")
+    assert not pods, f"pods left behind: {pods}"
+    assert not namespaces, f"namespaces left behind: {namespaces}"
+    assert not apps["items"], f"SparkApplications left behind: {[a['metadata']['name'] for a in apps['items']]}"
+    assert server.docker is not None
+    containers = await server.docker.containers.list(
+        all=True, filters={"label": [f"kubelite.instance={server.node.instance}"]})
+    assert not containers, f"containers left behind: {[c.id[:12] for c in containers]}"
+
+
+@pytest.fixture
+async def core(kube: KubeLite, tmp_path: Path) -> AsyncIterator[client.CoreV1Api]:
+    """The test's own view of the API (its own client, not the provisioner's)."""
+    cfg = client.Configuration()
+    await config.load_kube_config(config_file=str(tmp_path / "kubeconfig"), client_configuration=cfg)
+    async with client.ApiClient(configuration=cfg) as api:
+        yield client.CoreV1Api(api)
+
+
+@pytest.fixture
+def k8s_spec(make_kernelspec: Callable[..., str], kernel_image: str) -> Callable[..., str]:
+    """A kubernetes-provisioner kernelspec as `jupyter k8s-spec install` writes it, plus extra config."""
+
+    def make(name: str = "k8s_python", *, provisioner: str = "kubernetes-provisioner", **config: Any) -> str:
+        return make_kernelspec(
+            name,
+            argv=container_argv(kernel_class_name="ipykernel.ipkernel.IPythonKernel"),
+            provisioner=provisioner,
+            config={"image_name": kernel_image, "launch_timeout": 60, **config},
+        )
+
+    return make

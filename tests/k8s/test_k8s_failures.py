@@ -1,0 +1,92 @@
+"""A kernel pod that can never report fails the launch within 2 s of the API saying so, with the pod's reason and
+events in the error, and the pod is deleted. The 2 s are measured from the moment the test's own watch sees the
+failure state to the moment start_kernel raises."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiodocker
+import pytest
+from k8s_helpers import manager, pods_of
+from kubelite import KubeLite
+from kubelite.testing import ensure_image
+from kubernetes_asyncio import client
+
+from kernelfleet.provisioners.base import LaunchError
+from kernelfleet.provisioners.k8s_status import pod_failure
+
+pytestmark = pytest.mark.timeout(90)
+FAIL_FAST_SECONDS = 2.0
+
+
+async def first_failure_seen(core: client.CoreV1Api, kernel_id: str) -> float:
+    """When the test's own watch first sees the kernel's pod in a state it cannot recover from."""
+    while True:
+        listed = await core.list_pod_for_all_namespaces(label_selector=f"kernel_id={kernel_id}")
+        version = listed.metadata.resource_version
+        for pod in listed.items:
+            if pod_failure(core.api_client.sanitize_for_serialization(pod)) not in (None, "the pod was deleted"):
+                return time.perf_counter()
+        response = await core.list_pod_for_all_namespaces(
+            label_selector=f"kernel_id={kernel_id}", watch=True, resource_version=version, timeout_seconds=60,
+            _preload_content=False)
+        try:
+            while line := await response.content.readline():
+                event = json.loads(line)
+                if event["type"] in ("ADDED", "MODIFIED") and pod_failure(event["object"]) is not None:
+                    return time.perf_counter()
+        finally:
+            response.release()
+
+
+async def fails_fast(core: client.CoreV1Api, kernels_dir: Path, name: str, **start: Any) -> tuple[str, float]:
+    km = manager(kernels_dir, name)
+    seen = asyncio.ensure_future(first_failure_seen(core, km.kernel_id))
+    with pytest.raises(LaunchError) as err:
+        await km.start_kernel(**start)
+    raised = time.perf_counter()
+    seen_at = await asyncio.wait_for(seen, 5)
+    delay = raised - seen_at
+    assert delay <= FAIL_FAST_SECONDS, f"the launch failed {delay:.2f}s after the API reported the failure"
+    assert await pods_of(core, km.kernel_id) == [], "the failed pod was not deleted"
+    message = str(err.value)
+    assert km.kernel_id in message
+    print(f"{name}: failed {delay * 1000:.0f} ms after the API reported it")
+    return message, delay
+
+
+async def test_image_pull_failure(kube: KubeLite, core: client.CoreV1Api, kernels_dir: Path,
+                                  k8s_spec: Callable[..., str]) -> None:
+    message, _ = await fails_fast(core, kernels_dir, k8s_spec("pull", image_name="kernelfleet/not-there:404"))
+    assert "ErrImagePull" in message or "ImagePullBackOff" in message
+    assert "kernelfleet/not-there:404" in message and "events:" in message
+
+
+async def test_unschedulable(kube: KubeLite, core: client.CoreV1Api, kernels_dir: Path,
+                             k8s_spec: Callable[..., str]) -> None:
+    message, _ = await fails_fast(core, kernels_dir, k8s_spec("nowhere", node_selector={"disktype": "quantum"}))
+    assert "Unschedulable" in message and "FailedScheduling" in message
+
+
+async def test_container_that_exits(kube: KubeLite, core: client.CoreV1Api, kernels_dir: Path,
+                                    k8s_spec: Callable[..., str]) -> None:
+    docker = aiodocker.Docker()
+    try:
+        image = await ensure_image(docker)  # busybox: its default command ends at once, no kernel ever reports
+    finally:
+        await docker.close()
+    message, _ = await fails_fast(core, kernels_dir, k8s_spec("exits", image_name=image))
+    assert "terminated" in message or "Completed" in message or "exit code" in message
+
+
+async def test_oom_killed(kube: KubeLite, core: client.CoreV1Api, kernels_dir: Path,
+                          k8s_spec: Callable[..., str]) -> None:
+    spec = k8s_spec("oom", resources={"limits": {"memory": "6Mi"}})
+    message, _ = await fails_fast(core, kernels_dir, spec)
+    assert "OOMKilled" in message

@@ -1,0 +1,119 @@
+"""kubernetes-provisioner through jupyter_client's AsyncKernelManager, as a notebook server drives it, against
+kubelite (a real API server protocol; pods are real Docker containers running the real kernel image)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from jupyter_client import AsyncKernelManager
+from k8s_helpers import connect, interrupt_busy_cell, manager, pods_of, reattached
+from kf_testing import execute
+from kubelite import KubeLite
+from kubernetes_asyncio import client
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def lifecycle(km: AsyncKernelManager, core: client.CoreV1Api) -> client.V1Pod:
+    """Start, execute, interrupt, restart, shutdown; returns the pod the kernel ran in."""
+    await km.start_kernel()
+    kc = await connect(km)
+    try:
+        pods = await pods_of(core, km.kernel_id)
+        assert len(pods) == 1 and pods[0].status.phase == "Running"
+        pod = pods[0]
+        reply = await execute(kc, "import os; x = 6 * 7; (x, os.getuid(), os.environ['KERNEL_POD_NAME'])")
+        assert reply["status"] == "ok"
+        assert reply["result"] == f"(42, 1000, '{pod.metadata.name}')"
+        await interrupt_busy_cell(km, kc)
+        assert (await execute(kc, "x + 1"))["result"] == "43"
+
+        await km.restart_kernel()
+        kc.stop_channels()
+        kc = await connect(km)
+        assert (await execute(kc, "'x' in globals()"))["result"] == "False"
+        after = await pods_of(core, km.kernel_id)
+        assert len(after) == 1 and after[0].metadata.uid != pod.metadata.uid  # a fresh pod, same name
+        assert after[0].metadata.name == pod.metadata.name
+    finally:
+        kc.stop_channels()
+    started = time.perf_counter()
+    await km.shutdown_kernel()
+    assert not km.has_kernel
+    assert await pods_of(core, km.kernel_id) == []  # gone when shutdown returns, not eventually
+    assert time.perf_counter() - started < 15
+    return pod
+
+
+async def test_shared_namespace_lifecycle(kube: KubeLite, core: client.CoreV1Api, kernels_dir: Path,
+                                          k8s_spec: Callable[..., str]) -> None:
+    km = manager(kernels_dir, k8s_spec())
+    pod = await lifecycle(km, core)
+    assert pod.metadata.namespace == "default"
+    assert pod.spec.host_network is True
+    assert pod.spec.security_context.run_as_user == 1000
+    labels = pod.metadata.labels
+    assert labels["kernel_id"] == km.kernel_id and labels["component"] == "kernel"
+
+
+async def test_per_kernel_namespace_lifecycle(kube: KubeLite, core: client.CoreV1Api, kernels_dir: Path,
+                                              k8s_spec: Callable[..., str]) -> None:
+    km = manager(kernels_dir, k8s_spec(shared_namespace=False))
+    namespaces_during: list[str] = []
+
+    async def record() -> None:
+        while not namespaces_during:
+            pods = await pods_of(core, km.kernel_id)
+            if pods:
+                namespaces_during.append(pods[0].metadata.namespace)
+            await asyncio.sleep(0.2)
+
+    recorder = asyncio.ensure_future(record())
+    try:
+        pod = await lifecycle(km, core)
+    finally:
+        recorder.cancel()
+    ns = pod.metadata.namespace
+    assert ns != "default" and ns == pod.metadata.name
+    names = {n.metadata.name for n in (await core.list_namespace()).items}
+    assert ns not in names  # deleted with the kernel (the restart kept it: the pod name and namespace never changed)
+
+
+async def test_per_kernel_namespace_has_role_binding(kube: KubeLite, core: client.CoreV1Api, kernels_dir: Path,
+                                                     k8s_spec: Callable[..., str]) -> None:
+    km = manager(kernels_dir, k8s_spec(shared_namespace=False))
+    await km.start_kernel()
+    try:
+        ns = km.provisioner.kernel_namespace
+        rbac = client.RbacAuthorizationV1Api(core.api_client)
+        bindings = (await rbac.list_namespaced_role_binding(ns)).items
+        assert [(b.role_ref.kind, b.role_ref.name) for b in bindings] == [("ClusterRole", "kernel-controller")]
+        assert [(s.kind, s.name, s.namespace) for s in bindings[0].subjects] == [("ServiceAccount", "default", ns)]
+    finally:
+        await km.shutdown_kernel(now=True)
+
+
+async def test_reattach_after_host_restart(kube: KubeLite, core: client.CoreV1Api, kernels_dir: Path,
+                                           k8s_spec: Callable[..., str]) -> None:
+    """A new manager (a restarted server) picks the kernel up from the persisted provisioner info."""
+    name = k8s_spec(shared_namespace=False)
+    km = manager(kernels_dir, name)
+    await km.start_kernel()
+    info = await km.provisioner.get_provisioner_info()
+    assert info["pod_name"] and info["kernel_namespace"] and info["created_namespace"] is True
+    km2 = await reattached(km, kernels_dir, name)
+    assert await km2.is_alive()
+    kc = await connect(km2)
+    try:
+        assert (await execute(kc, "1 + 1"))["result"] == "2"
+        await interrupt_busy_cell(km2, kc)
+    finally:
+        kc.stop_channels()
+    await km2.shutdown_kernel()
+    assert await pods_of(core, km.kernel_id) == []
+    assert info["kernel_namespace"] not in {n.metadata.name for n in (await core.list_namespace()).items}
+    await km.provisioner.release()  # the "old server" had died; give back its watch and client lease

@@ -1,0 +1,101 @@
+"""spark-operator-provisioner against kubelite's SparkApplication controller: the kernel runs as the application's
+driver pod (the real kernel image; its bootstrap replaces spark-submit through spec.driver.template)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from k8s_helpers import connect, interrupt_busy_cell, manager, pods_of, reattached
+from kf_testing import execute
+from kubelite import KubeLite
+from kubernetes_asyncio import client
+
+from kernelfleet.provisioners.base import LaunchError
+
+pytestmark = pytest.mark.timeout(120)
+GROUP, VERSION, PLURAL = "sparkoperator.k8s.io", "v1beta2", "sparkapplications"
+
+
+@pytest.fixture
+def spark_spec(k8s_spec: Callable[..., str]) -> Callable[..., str]:
+    def make(name: str = "k8s_python_spark_operator", **config: Any) -> str:
+        config.setdefault("driver_command", ["/usr/local/bin/bootstrap-kernel.sh"])
+        return k8s_spec(name, provisioner="spark-operator-provisioner", **config)
+
+    return make
+
+
+async def applications(core: client.CoreV1Api, namespace: str = "default") -> list[dict[str, Any]]:
+    listed = await client.CustomObjectsApi(core.api_client).list_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL)
+    return list(listed["items"])
+
+
+async def test_create_execute_reattach_delete(kube: KubeLite, core: client.CoreV1Api, kernels_dir: Path,
+                                              spark_spec: Callable[..., str]) -> None:
+    name = spark_spec()
+    km = manager(kernels_dir, name)
+    await km.start_kernel()
+    apps = await applications(core)
+    assert len(apps) == 1
+    app = apps[0]
+    assert app["metadata"]["labels"]["kernel_id"] == km.kernel_id
+    assert app["status"]["applicationState"]["state"] == "RUNNING"
+    driver_env = {e["name"]: e["value"] for e in app["spec"]["driver"]["env"]}
+    assert driver_env["KERNEL_ID"] == km.kernel_id and "LAUNCH_TOKEN" in driver_env
+    assert all(km.provisioner.launch_env["LAUNCH_TOKEN"] not in arg for arg in app["spec"].get("arguments") or [])
+    pods = await pods_of(core, km.kernel_id)
+    assert [p.metadata.name for p in pods] == [f"{app['metadata']['name']}-driver"]
+
+    kc = await connect(km)
+    try:
+        assert (await execute(kc, "21 * 2"))["result"] == "42"
+    finally:
+        kc.stop_channels()
+
+    # a restarted server: a fresh provisioner from the persisted info polls, interrupts and deletes the application
+    info = await km.provisioner.get_provisioner_info()
+    assert info["resource_name"] == app["metadata"]["name"]
+    km2 = await reattached(km, kernels_dir, name)
+    assert await km2.is_alive()
+    kc = await connect(km2)
+    try:
+        await interrupt_busy_cell(km2, kc)
+    finally:
+        kc.stop_channels()
+    await km2.shutdown_kernel()
+    assert await applications(core) == []
+    assert await pods_of(core, km.kernel_id) == []
+    await km.provisioner.release()
+
+
+async def test_submission_failed_fails_fast_with_operator_message(
+        kube: KubeLite, core: client.CoreV1Api, kernels_dir: Path, spark_spec: Callable[..., str]) -> None:
+    """The driver pod is refused by the API (its service account does not exist): SUBMISSION_FAILED."""
+    km = manager(kernels_dir, spark_spec(service_account_name="no-such-account"))
+    started = time.perf_counter()
+    with pytest.raises(LaunchError) as err:
+        await km.start_kernel()
+    assert time.perf_counter() - started < 5
+    message = str(err.value)
+    assert km.kernel_id in message and "SUBMISSION_FAILED" in message
+    assert 'serviceaccount "no-such-account" not found' in message
+    assert await applications(core) == []
+
+
+async def test_failed_application_fails_the_launch(kube: KubeLite, core: client.CoreV1Api, kernels_dir: Path,
+                                                   spark_spec: Callable[..., str]) -> None:
+    """The driver exits before the kernel reports: the operator says FAILED, and so does the launch."""
+    km = manager(kernels_dir, spark_spec("spark_dies", driver_command=["sh", "-c", "echo no spark here >&2; exit 7"]))
+    with pytest.raises(LaunchError) as err:
+        await asyncio.wait_for(km.start_kernel(), 30)
+    message = str(err.value)
+    assert km.kernel_id in message
+    assert "FAILED" in message or "exit code 7" in message
+    assert await applications(core) == []
+    assert await pods_of(core, km.kernel_id) == []
