@@ -88,6 +88,7 @@ async def main(rounds: int) -> None:
         for n in range(rounds):
             bares.append(await bare())
             ours.append(await launcher(broker, n))
+            print(f"round {n}: bare {bares[-1]:.3f} launcher {ours[-1]:.3f}", flush=True)
     finally:
         await broker.stop()
     b, o = statistics.median(bares), statistics.median(ours)
