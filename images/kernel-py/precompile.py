@@ -24,8 +24,8 @@ from pathlib import Path
 
 def warm(out: Path) -> None:
     """Start a kernel in this process, use it a little, and write the loaded module files to `out`."""
-    from IPython.core.completer import provisionalcompleter
     from ipykernel.kernelapp import IPKernelApp
+    from IPython.core.completer import provisionalcompleter
 
     import kernelfleet.bootstrap
     import kernelfleet.launcher

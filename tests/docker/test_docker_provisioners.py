@@ -354,3 +354,16 @@ async def test_bridge_network_reports_through_the_bridge_gateway(
     finally:
         await km.shutdown_kernel(now=True)
     assert await leftovers(km.kernel_id) == []
+
+
+async def test_unreachable_docker_daemon_is_a_clear_error(
+    docker_spec: Callable[..., str], kernels_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-dockerd.sock")
+    km = manager(kernels_dir, docker_spec("docker-provisioner"))
+    started = time.perf_counter()
+    with pytest.raises(LaunchError) as err:
+        await km.start_kernel()
+    message = str(err.value)
+    assert km.kernel_id in message and "Cannot connect to Docker Engine" in message, message
+    assert time.perf_counter() - started < 5

@@ -57,7 +57,7 @@ async def fails_fast(core: client.CoreV1Api, kernels_dir: Path, name: str, **sta
     assert await pods_of(core, km.kernel_id) == [], "the failed pod was not deleted"
     message = str(err.value)
     assert km.kernel_id in message
-    print(f"{name}: failed {delay * 1000:.0f} ms after the API reported it")
+    print(f"{name}: failed {delay * 1000:.0f} ms after the API reported it:\n{message}")
     return message, delay
 
 

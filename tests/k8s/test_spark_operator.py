@@ -97,5 +97,6 @@ async def test_failed_application_fails_the_launch(kube: KubeLite, core: client.
     message = str(err.value)
     assert km.kernel_id in message
     assert "FAILED" in message or "exit code 7" in message
+    assert "no spark here" in message or "ExitCode: 7" in message
     assert await applications(core) == []
     assert await pods_of(core, km.kernel_id) == []

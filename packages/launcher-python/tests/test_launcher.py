@@ -140,6 +140,16 @@ async def test_comm_kill_ends_the_launcher_with_the_kernels_status(launcher: Lau
     assert list(launch.tmpdir.iterdir()) == []
 
 
+async def test_comm_shutdown_terminates_a_kernel_that_stays_up(launcher: Launcher) -> None:
+    launch = await launcher()
+    await launch.client()
+    started = time.monotonic()
+    assert await launch.comm("shutdown", grace=0.5) == {"ok": True, "alive": True}
+    assert await launch.wait_exit(5) == 128 + signal.SIGTERM  # no shutdown_request came: SIGTERM after the grace
+    assert 0.5 <= time.monotonic() - started < 4
+    assert kernel_processes(launch.kernel_id) == []
+
+
 async def test_rejected_report_stops_the_kernel(launcher: Launcher) -> None:
     launch = await launcher({"LAUNCH_TOKEN": "not-the-token-the-server-made"}, wait_report=False)
     status = await launch.wait_exit(30)

@@ -190,3 +190,13 @@ def test_broker_on_uvloop() -> None:
             await b.stop()
 
     assert uvloop.run(scenario()) == 50
+
+
+async def test_concurrent_first_use_shares_one_listener_and_key() -> None:
+    """Many kernels launching at once on a fresh loop must all get the same address and public key."""
+    brokers = await asyncio.gather(*(ResponseBroker.instance() for _ in range(20)))
+    try:
+        assert len({id(b) for b in brokers}) == 1
+        assert len({(b.response_address, b.public_key) for b in brokers}) == 1
+    finally:
+        await brokers[0].stop()

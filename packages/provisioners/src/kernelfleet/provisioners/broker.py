@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import secrets
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
@@ -81,6 +82,7 @@ class ResponseBroker(LoggingConfigurable):
 
     _instances: ClassVar[dict[asyncio.AbstractEventLoop, ResponseBroker]] = {}
     _server_key: ClassVar[ServerKey | None] = None
+    _key_lock: ClassVar[threading.Lock] = threading.Lock()
 
     @default("log")
     def _log_default(self) -> logging.Logger:
@@ -120,6 +122,7 @@ class ResponseBroker(LoggingConfigurable):
         self._unwrapper = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="kf-report")
         self._connections: dict[asyncio.StreamWriter, asyncio.Task[Any] | None] = {}
         self._port_bound = 0
+        self._starting: asyncio.Future[None] | None = None
 
     # ----------------------------------------------------------------------------------- lifecycle
     @classmethod
@@ -135,10 +138,22 @@ class ResponseBroker(LoggingConfigurable):
         return broker
 
     async def start(self) -> None:
+        """Start listening; concurrent callers (many kernels launching at once) share one start."""
         if self._server is not None:
             return
-        if ResponseBroker._server_key is None:
-            ResponseBroker._server_key = await asyncio.to_thread(ServerKey.generate)
+        if self._starting is None or (self._starting.done() and self._starting.exception() is not None):
+            self._starting = asyncio.ensure_future(self._start())
+        await asyncio.shield(self._starting)
+
+    @classmethod
+    def _key_once(cls) -> ServerKey:
+        with cls._key_lock:  # one key per process, even when several loops start brokers at once
+            if cls._server_key is None:
+                cls._server_key = ServerKey.generate()
+            return cls._server_key
+
+    async def _start(self) -> None:
+        await asyncio.to_thread(self._key_once)
         self._server = await self._listen()
         self._port_bound = self._server.sockets[0].getsockname()[1]
         self.log.info("Response broker listening on %s:%s, advertised as %s", self.bind_ip, self._port_bound,
@@ -166,6 +181,7 @@ class ResponseBroker(LoggingConfigurable):
             await asyncio.gather(*(task for _w, task in serving if task is not None), return_exceptions=True)
             await self._server.wait_closed()
             self._server = None
+        self._starting = None
         for pending in self._pending.values():
             pending.cancel()
         self._pending.clear()

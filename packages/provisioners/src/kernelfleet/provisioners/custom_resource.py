@@ -133,7 +133,8 @@ class CustomResourceProvisioner(KubernetesProvisioner):
         self.pod_name = self.driver_pod_name(obj)
         await pods.until(self.pod_name, lambda p: p is not None)
         pod = await pods.until(self.pod_name, lambda p: pod_failure(p) is not None)
-        return f"driver pod {self.kernel_namespace}/{self.pod_name}: {pod_failure(pod)}{await self._events()}"
+        return (f"driver pod {self.kernel_namespace}/{self.pod_name}: {pod_failure(pod)}{await self._log_tail(pod)}"
+                f"{await self._events()}")
 
     def kernel_address(self, report: Any) -> str:
         obj = self.resources_watch.get(self.resource_name or "") if self.resources_watch else None

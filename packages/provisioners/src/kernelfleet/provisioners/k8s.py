@@ -50,6 +50,7 @@ from kernelfleet.provisioners.k8s_watch import SharedWatch
 
 TEMPLATE_NAME = "scripts/kernel-pod.yaml.j2"
 EVENT_LINES = 8
+LOG_LINES = 20
 # Request variable -> (section, resource) of the kernel container's resources.
 CLIENT_RESOURCES: dict[str, tuple[str, str]] = {
     "KERNEL_CPUS": ("requests", "cpu"),
@@ -118,6 +119,10 @@ class KubernetesProvisioner(ContainerProvisionerBase):
     fail_on_unschedulable = Bool(
         True, help="Fail the launch as soon as the scheduler reports the pod Unschedulable (off: wait for the "
         "launch timeout, e.g. for a cluster autoscaler)."
+    ).tag(config=True)
+    delete_grace_period = Integer(
+        1, help="Grace period of a pod deletion: a pod is gone from the API once its containers have stopped (0 "
+        "forces it out of the API at once, leaving the containers to stop in the background)."
     ).tag(config=True)
     delete_timeout = Float(60.0, help="Seconds to wait for a deleted pod or namespace to be gone.").tag(config=True)
 
@@ -460,7 +465,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         await pods.until(self.pod_name, lambda p: p is not None)  # the watch has seen the pod we created
         pod = await pods.until(self.pod_name, lambda p: pod_failure(p, fail_unschedulable=unschedulable) is not None)
         reason = pod_failure(pod, fail_unschedulable=unschedulable)
-        return f"pod {self.kernel_namespace}/{self.pod_name}: {reason}{await self._events()}"
+        return f"pod {self.kernel_namespace}/{self.pod_name}: {reason}{await self._log_tail(pod)}{await self._events()}"
 
     async def launch_diagnostics(self) -> str:
         pod = self.pods.get(self.pod_name or "") if self.pods else None
@@ -478,8 +483,25 @@ class KubernetesProvisioner(ContainerProvisionerBase):
             )
         except Exception as err:
             return f"; its events could not be read: {describe_api_error(err)}"
-        lines = [f"{e.type} {e.reason}: {e.message}" for e in listed.items[-EVENT_LINES:]]
+        def when(event: Any) -> str:
+            stamp = event.last_timestamp or event.event_time or event.metadata.creation_timestamp
+            return stamp.isoformat() if stamp is not None else ""
+
+        events = sorted(listed.items, key=when)[-EVENT_LINES:]
+        lines = [f"{e.type} {e.reason}: {e.message}" for e in events]
         return ("; events:\n" + "\n".join(lines)) if lines else ""
+
+    async def _log_tail(self, pod: dict[str, Any] | None) -> str:
+        """The last lines a container that ended wrote: usually the reason it ended."""
+        if not pod_ended(pod) or pod is None:
+            return ""
+        try:
+            core = await self.core()
+            text = await core.read_namespaced_pod_log(self.pod_name, self.kernel_namespace, tail_lines=LOG_LINES)
+        except Exception as err:
+            return f"; its output could not be read: {describe_api_error(err)}"
+        text = str(text or "").rstrip()
+        return f"; its last output:\n{text}" if text else ""
 
     def kernel_address(self, report: Report) -> str:
         ip = pod_ip(self.pods.get(self.pod_name or "") if self.pods else None)
@@ -518,12 +540,13 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         await super().cleanup(restart)
 
     async def delete_pod(self) -> None:
-        """Delete the pod at once and wait (on the watch) until the API no longer has it."""
+        """Delete the pod and wait (on the watch) until the API no longer has it, i.e. its containers have stopped."""
         if not self.pod_name or not self.kernel_namespace or self.api is None:
             return
         try:
             core = await self.core()
-            await core.delete_namespaced_pod(self.pod_name, self.kernel_namespace, grace_period_seconds=0,
+            await core.delete_namespaced_pod(self.pod_name, self.kernel_namespace,
+                                             grace_period_seconds=self.delete_grace_period,
                                              propagation_policy="Background")
         except ApiException as err:
             if err.status != 404:

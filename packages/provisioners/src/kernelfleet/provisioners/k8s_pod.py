@@ -35,7 +35,7 @@ class PodSpecError(ValueError):
 
 def parse_quantity(kernel_id: str, name: str, value: object) -> str:
     """A cpu/memory/GPU amount as Kubernetes writes it; anything else (YAML, signs, spaces) is refused."""
-    text = str(value).strip() if isinstance(value, int | float | str) and not isinstance(value, bool) else None
+    text = str(value) if isinstance(value, int | float | str) and not isinstance(value, bool) else None
     if text is None or not QUANTITY.fullmatch(text):
         raise PodSpecError(
             f"Kernel {kernel_id}: {name}={str(value)[:40]!r} is not a resource quantity (e.g. 2, 0.5, 500m, 4Gi)"

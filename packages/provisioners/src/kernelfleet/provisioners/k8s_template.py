@@ -31,6 +31,8 @@ QUOTED_EXPRESSION = re.compile(r"""(["'])(\{\{(?:(?!\}\}|\n).)*\}\})\1""")
 
 def yaml_scalar(value: Any) -> str:
     """How any value appears in the rendered YAML: a flow scalar or flow collection, never raw text."""
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()  # raises jinja2.UndefinedError naming the missing value
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
