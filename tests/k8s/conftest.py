@@ -12,6 +12,7 @@ import asyncio
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from kubernetes_asyncio import client, config
 from kernelfleet.provisioners.broker import ResponseBroker
 from kernelfleet.provisioners.container_argv import container_argv
 from kernelfleet.provisioners.k8s_client import KubeApi, close_kubernetes
+from kernelfleet.provisioners.k8s_watch import SharedWatch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # k8s_helpers, under --import-mode=importlib
 
@@ -70,6 +72,7 @@ async def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel_image: st
             await broker.stop()
         await server.stop()
     assert loop not in KubeApi._instances
+    assert not [key for key in SharedWatch._instances if key[0] is loop]
 
 
 async def assert_nothing_left(server: KubeLite, kubeconfig: Path) -> None:
@@ -86,9 +89,14 @@ async def assert_nothing_left(server: KubeLite, kubeconfig: Path) -> None:
     assert not namespaces, f"namespaces left behind: {namespaces}"
     assert not apps["items"], f"SparkApplications left behind: {[a['metadata']['name'] for a in apps['items']]}"
     assert server.docker is not None
-    containers = await server.docker.containers.list(
-        all=True, filters={"label": [f"kubelite.instance={server.node.instance}"]})
-    assert not containers, f"containers left behind: {[c.id[:12] for c in containers]}"
+    # A pod that had already ended leaves the API at once and its container is removed in the background
+    # (as a kubelet does): give that removal a moment.
+    deadline = time.monotonic() + 5
+    while containers := await server.docker.containers.list(
+            all=True, filters={"label": [f"kubelite.instance={server.node.instance}"]}):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"containers left behind: {[c.id[:12] for c in containers]}")
+        await asyncio.sleep(0.1)
 
 
 @pytest.fixture

@@ -58,3 +58,11 @@ async def wait_until(condition: object, within: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} (waited {within}s)")
         await asyncio.sleep(0.05)
+
+
+def file_mode(path: Path) -> int | None:
+    """Permission bits of a file on the "host", None when it does not exist."""
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return None

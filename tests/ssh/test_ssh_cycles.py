@@ -7,8 +7,8 @@ import glob
 from collections.abc import Callable
 
 from jupyter_client import AsyncKernelManager
-from sshd import SshCluster
 from ssh_testing import processes_with_env, wait_until
+from sshd import SshCluster
 
 from kernelfleet.provisioners.ssh_connections import connection_pool
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from jupyter_client import AsyncKernelManager
-from sshd import SshCluster
 from ssh_testing import process_env
+from sshd import SshCluster
 from traitlets import TraitError
 
 from kernelfleet.provisioners.base import LaunchError
@@ -131,7 +131,7 @@ async def test_unknown_host_key_is_refused_with_a_clear_error(
         await km.start_kernel()
     missing = tmp_path / "nowhere"
     km = kernel_manager(ssh_spec(remote_hosts=["127.0.0.2"], known_hosts=str(missing)))
-    with pytest.raises(LaunchError, match="known_hosts file .*nowhere does not exist"):
+    with pytest.raises(LaunchError, match=r"known_hosts file .*nowhere does not exist"):
         await km.start_kernel()
 
 
@@ -144,6 +144,6 @@ async def test_host_key_checking_opt_out_is_explicit_and_logged(
     argv = ["/bin/sh", "-c", "echo reached the host >&2; exit 5"]
     km = kernel_manager(ssh_spec(argv=argv, remote_hosts=["127.0.0.2"], known_hosts=str(tmp_path / "none"),
                                  host_key_checking=False))
-    with pytest.raises(LaunchError, match="(?s)exited with code 5.*reached the host"):
+    with pytest.raises(LaunchError, match=r"(?s)exited with code 5.*reached the host"):
         await km.start_kernel()
     assert "host key checking is OFF for 127.0.0.2" in caplog.text

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from jupyter_client import AsyncKernelManager
 from kf_testing import execute
-from ssh_testing import cmdlines_containing, gone, process_env, processes_with_env, wait_until
+from ssh_testing import cmdlines_containing, file_mode, gone, process_env, processes_with_env, wait_until
 
 from kernelfleet.provisioners.base import LaunchError
 
@@ -43,7 +43,7 @@ async def test_lifecycle_on_a_remote_host(
     token = prov.launch_env["LAUNCH_TOKEN"]
     assert cmdlines_containing(token) == []  # never on any command line of the "host"
     log_path = Path(prov.remote_log)
-    assert log_path.stat().st_mode & 0o777 == 0o600 and prov.kernel_id in log_path.name
+    assert file_mode(log_path) == 0o600 and prov.kernel_id in log_path.name
     launcher_env = process_env(prov.launcher_pid)
     assert launcher_env["SSH_CONNECTION"].split()[2] == "127.0.0.3"  # it really came in through that sshd
     assert "KF_TEST_SERVER_ONLY" not in launcher_env
@@ -65,7 +65,7 @@ async def test_lifecycle_on_a_remote_host(
     await client.wait_for_ready(timeout=60)
     assert (await execute(client, "'x' in globals()"))["result"] == "False"
     await wait_until(lambda: all(gone(p) for p in old), 10, f"old processes {old} still running after restart")
-    assert not log_path.exists()  # the first launch's log went with it
+    assert file_mode(log_path) is None  # the first launch's log went with it
     new_kernel = int((await execute(client, "import os; os.getpid()"))["result"])
     launcher, new_log = prov.launcher_pid, Path(prov.remote_log)
     secrets = [km.session.key.decode(), base64.b64encode(prov.comm_key).decode(), prov.launch_env["LAUNCH_TOKEN"]]
@@ -73,7 +73,7 @@ async def test_lifecycle_on_a_remote_host(
     client.stop_channels()
     await km.shutdown_kernel()
     await wait_until(lambda: gone(launcher) and gone(new_kernel), 10, "launcher or kernel still running")
-    assert not new_log.exists() and not km.has_kernel
+    assert file_mode(new_log) is None and not km.has_kernel
     assert processes_with_env("KERNEL_ID", km.kernel_id) == []
     assert "running on 127.0.0.3" in caplog.text
     for secret in secrets:
@@ -106,15 +106,18 @@ async def test_launcher_that_never_reports_times_out_and_is_stopped(
                      "the silent launcher was left running")
 
 
+@pytest.mark.parametrize("now", [True, False], ids=["kill", "graceful"])
 async def test_kill_falls_back_to_ssh_when_the_comm_port_is_gone(
-    ssh_spec: Callable[..., str], kernel_manager: Callable[..., AsyncKernelManager]
+    now: bool, ssh_spec: Callable[..., str], kernel_manager: Callable[..., AsyncKernelManager]
 ) -> None:
+    """A hung launcher (SIGSTOP) answers nothing: it is not taken for dead, and is killed over SSH."""
     km = kernel_manager(ssh_spec(remote_hosts=["127.0.0.4"], comm_timeout=1))
     await km.start_kernel()
     prov = km.provisioner
     launcher, kernel_group = prov.launcher_pid, prov.kernel_pgid
     assert launcher and kernel_group
     os.kill(launcher, signal.SIGSTOP)  # the launcher stops answering on its comm port
-    await km.shutdown_kernel(now=True)
+    assert await km.is_alive()
+    await km.shutdown_kernel(now=now)
     await wait_until(lambda: gone(launcher) and gone(kernel_group), 10, "SSH kill fallback left processes")
     assert processes_with_env("KERNEL_ID", km.kernel_id) == []

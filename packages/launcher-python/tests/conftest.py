@@ -41,6 +41,7 @@ async def launcher(broker: ResponseBroker, tmp_path: Path) -> AsyncIterator[Laun
         env: dict[str, str | None] | None = None,
         *,
         args: list[str] | None = None,
+        prefix: list[str] | None = None,
         wait_report: bool = True,
     ) -> Launch:
         kernel_id = f"t-{uuid.uuid4().hex[:12]}"
@@ -64,7 +65,7 @@ async def launcher(broker: ResponseBroker, tmp_path: Path) -> AsyncIterator[Laun
         stderr_path = tmp_path / f"{kernel_id}.log"
         with stderr_path.open("wb") as stderr:
             proc = await asyncio.create_subprocess_exec(
-                LAUNCHER_PYTHON, "-m", "kernelfleet.launcher", *(args or []),
+                *(prefix or []), LAUNCHER_PYTHON, "-m", "kernelfleet.launcher", *(args or []),
                 env=full_env, stdin=asyncio.subprocess.DEVNULL, stdout=stderr, stderr=stderr,
             )
         launch = Launch(kernel_id, proc, pending, stderr_path, tmpdir, full_env)

@@ -22,8 +22,8 @@ TESTS_DIR = Path(__file__).parent
 LAUNCHER_PYTHON = os.environ.get("KF_LAUNCHER_PYTHON") or sys.executable
 
 
-def kernel_processes(kernel_id: str) -> list[int]:
-    """Live (non-zombie) kernel processes started for this kernel id, found through /proc.
+def _processes(kernel_id: str, module: bytes) -> list[int]:
+    """Live (non-zombie) processes running ``python -m module`` with this KERNEL_ID in their environment.
 
     The kernel process is spawned before the launcher has read its inputs, so its command line does
     not name the kernel; its environment, inherited from the launcher, does.
@@ -35,7 +35,7 @@ def kernel_processes(kernel_id: str) -> list[int]:
             continue
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
-            if b"kernelfleet.launcher.kernel" not in argv:
+            if module not in argv:
                 continue
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
@@ -43,6 +43,14 @@ def kernel_processes(kernel_id: str) -> list[int]:
         if marker in environ and process_running(int(entry.name)):
             found.append(int(entry.name))
     return found
+
+
+def kernel_processes(kernel_id: str) -> list[int]:
+    return _processes(kernel_id, b"kernelfleet.launcher.kernel")
+
+
+def launcher_processes(kernel_id: str) -> list[int]:
+    return _processes(kernel_id, b"kernelfleet.launcher")
 
 
 def process_running(pid: int) -> bool:

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import os
+import shutil
 import signal
 import stat
 import tempfile
@@ -14,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from launcher_support import LAUNCHER_PYTHON, Launcher, kernel_processes, process_running, wait_gone
+from launcher_support import (
+    LAUNCHER_PYTHON,
+    Launcher,
+    kernel_processes,
+    launcher_processes,
+    process_running,
+    wait_gone,
+)
 
 from kernelfleet.launcher.connfile import connection_info, new_hmac_key, remove_connection_file, write_connection_file
 from kernelfleet.protocol.comm import comm_mac
@@ -122,6 +130,33 @@ async def test_sigterm_stops_kernel_and_launcher_within_a_second(launcher: Launc
     assert status == 128 + signal.SIGTERM
     assert kernel_processes(launch.kernel_id) == []
     assert list(launch.tmpdir.iterdir()) == []
+
+
+def zombie_children(pid: int) -> list[int]:
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(c) for c in (task / "children").read_text().split()]
+    return [c for c in children if Path(f"/proc/{c}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"]
+
+
+async def test_as_pid_1_it_reaps_orphans_and_stops_on_sigterm(launcher: Launcher) -> None:
+    unshare = shutil.which("unshare")
+    assert unshare, "unshare (util-linux) is needed to run the launcher as PID 1 of a PID namespace"
+    launch = await launcher(prefix=[unshare, "--pid", "--fork", "--kill-child", "--mount-proc"])
+    assert launch.report is not None and launch.report.pid == 1
+    (supervisor,) = [p for p in launcher_processes(launch.kernel_id) if os.readlink(f"/proc/{p}/exe") != unshare]
+    kc = await launch.client()
+    # `sleep` outlives its shell, is orphaned to PID 1 and exits 0.2 s later: PID 1 must reap it.
+    content, _ = await execute(kc, "import subprocess\nsubprocess.run(['sh', '-c', 'sleep 0.2 &'])")
+    assert content["status"] == "ok"
+    await asyncio.sleep(1.0)
+    assert zombie_children(supervisor) == []
+    started = time.monotonic()
+    os.kill(supervisor, signal.SIGTERM)
+    assert await wait_gone(supervisor, 1.0)
+    await launch.wait_exit(5)
+    assert time.monotonic() - started < 1.5
+    assert kernel_processes(launch.kernel_id) == []
 
 
 async def test_sigkill_of_the_launcher_takes_the_kernel_along(launcher: Launcher) -> None:
@@ -333,9 +368,10 @@ async def test_bad_public_key_and_kernel_id_are_clear_errors(broker: ResponseBro
         "PUBLIC_KEY": broker.public_key,
         "LAUNCH_TOKEN": "secret-token-value",
     }
+    unique = f"{os.getpid()}-{time.monotonic_ns()}"
     cases = [
-        ({"KERNEL_ID": "bad-key-1", "PUBLIC_KEY": "bm90LWEta2V5"}, "PUBLIC_KEY", "bad-key-1"),
-        ({"KERNEL_ID": "-starts-with-dash"}, "KERNEL_ID", "-starts-with-dash"),
+        ({"KERNEL_ID": f"bad-key-{unique}", "PUBLIC_KEY": "bm90LWEta2V5"}, "PUBLIC_KEY", f"bad-key-{unique}"),
+        ({"KERNEL_ID": f"-dash-{unique}"}, "KERNEL_ID", f"-dash-{unique}"),
     ]
     results = await asyncio.gather(*(asyncio.to_thread(run_launcher, {**base, **c}) for c, _, _ in cases))
     for (_, named, kernel_id), (status, stderr) in zip(cases, results, strict=True):

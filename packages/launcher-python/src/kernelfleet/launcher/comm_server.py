@@ -12,7 +12,7 @@ import logging
 import socket
 from typing import Any, Protocol
 
-from kernelfleet.protocol import CommOp, CommProtocolError, greeting, reply, verify_request
+from kernelfleet.protocol import CommOp, CommProtocolError, UnknownOpError, greeting, reply, verify_request
 from kernelfleet.protocol.constants import MAX_COMM_LINE_BYTES
 
 CONNECTION_DEADLINE = 5.0
@@ -87,10 +87,10 @@ class CommServer:
                 raise RequestRefused("request line too long") from None
             try:
                 op, params = verify_request(self._key, nonce, request)
-            except CommProtocolError as err:
-                # Only a request that verified can name an unknown op; everything else is unauthenticated.
-                known_op_problem = "no known op" in str(err)
-                raise RequestRefused("unknown op" if known_op_problem else "unauthenticated") from None
+            except UnknownOpError:  # only a request that verified can get this far
+                raise RequestRefused("unknown op") from None
+            except CommProtocolError:
+                raise RequestRefused("unauthenticated") from None
             answer = self._act(op, params)
         except RequestRefused as refused:
             log.warning("kernel %s: refused comm request from %s: %s", self._kernel_id, peer, refused)

@@ -76,6 +76,8 @@ class Supervisor:
         exited = self.kernel.wait()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
+        if os.getpid() == 1:
+            loop.add_signal_handler(signal.SIGCHLD, self._reap_orphans)
         for sig in self._early_signals:
             self._on_signal(sig)
         comm = CommServer(self.comm_key, self, kernel_id=self.config.kernel_id)
@@ -165,6 +167,18 @@ class Supervisor:
             return True
         except TimeoutError:
             return False
+
+    def _reap_orphans(self) -> None:
+        """As PID 1 (a container's init) the launcher inherits every orphaned process; reap them so that
+        zombies do not pile up. The kernel itself is left to its pidfd watcher (peeked, never reaped here)."""
+        while True:
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if info is None or info.si_pid == self.kernel.pid:
+                return
+            os.waitpid(info.si_pid, os.WNOHANG)
 
     def _on_signal(self, signum: int) -> None:
         log.info("kernel %s: launcher got %s; stopping the kernel", self.config.kernel_id, signal.Signals(signum).name)

@@ -16,14 +16,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from kernelfleet.launcher.fastimport import prefer_ctypes_crypto, preload_protocol_leaves
-
-preload_protocol_leaves()  # must run before the kernelfleet.protocol imports below (see fastimport)
-
-from kernelfleet.launcher.config import ConfigError, LauncherConfig, load_config  # noqa: E402
-from kernelfleet.launcher.connfile import connection_info, new_hmac_key, write_connection_file  # noqa: E402
-from kernelfleet.launcher.ports import PortError, bind_ports, port_of  # noqa: E402
-from kernelfleet.launcher.spawn import EarlyKernel  # noqa: E402
+from kernelfleet.launcher.config import ConfigError, LauncherConfig, load_config
+from kernelfleet.launcher.connfile import connection_info, new_hmac_key, write_connection_file
+from kernelfleet.launcher.fastimport import prefer_ctypes_crypto
+from kernelfleet.launcher.ports import PortError, bind_ports, port_of
+from kernelfleet.launcher.spawn import EarlyKernel
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1

@@ -2,30 +2,39 @@
 
 The wire format is specified in ``docs/protocol.md``; ``docs/protocol-vectors.json`` pins it byte for
 byte so the R and Scala launchers can prove they speak the same protocol.
+
+Names are imported on first use (PEP 562), so a launcher that needs only ``PortRange`` before it
+spawns its kernel does not pay for loading the cryptography first.
 """
 
-from kernelfleet.protocol.address import ResponseAddress
-from kernelfleet.protocol.comm import (
-    CommOp,
-    CommProtocolError,
-    greeting,
-    parse_greeting,
-    parse_reply,
-    reply,
-    sign_request,
-    verify_request,
-)
-from kernelfleet.protocol.constants import PROTOCOL_VERSION
-from kernelfleet.protocol.keys import ServerKey
-from kernelfleet.protocol.ports import PortRange, PortRangeError
-from kernelfleet.protocol.report import (
-    LegacyReportError,
-    Report,
-    ReportError,
-    open_report,
-    peek_kernel_id,
-    seal_report,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+PROTOCOL_VERSION = 2
+
+_EXPORTS = {
+    "CommOp": "comm",
+    "CommProtocolError": "comm",
+    "UnknownOpError": "comm",
+    "greeting": "comm",
+    "parse_greeting": "comm",
+    "parse_reply": "comm",
+    "reply": "comm",
+    "sign_request": "comm",
+    "verify_request": "comm",
+    "ServerKey": "keys",
+    "PortRange": "ports",
+    "PortRangeError": "ports",
+    "LegacyReportError": "report",
+    "Report": "report",
+    "ReportError": "report",
+    "open_report": "report",
+    "peek_kernel_id": "report",
+    "seal_report": "report",
+    "ResponseAddress": "address",
+}
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -38,6 +47,7 @@ __all__ = [
     "ReportError",
     "ResponseAddress",
     "ServerKey",
+    "UnknownOpError",
     "greeting",
     "open_report",
     "parse_greeting",
@@ -48,3 +58,37 @@ __all__ = [
     "sign_request",
     "verify_request",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from kernelfleet.protocol.address import ResponseAddress
+    from kernelfleet.protocol.comm import (
+        CommOp,
+        CommProtocolError,
+        UnknownOpError,
+        greeting,
+        parse_greeting,
+        parse_reply,
+        reply,
+        sign_request,
+        verify_request,
+    )
+    from kernelfleet.protocol.keys import ServerKey
+    from kernelfleet.protocol.ports import PortRange, PortRangeError
+    from kernelfleet.protocol.report import (
+        LegacyReportError,
+        Report,
+        ReportError,
+        open_report,
+        peek_kernel_id,
+        seal_report,
+    )

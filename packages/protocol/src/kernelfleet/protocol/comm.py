@@ -29,6 +29,10 @@ class CommProtocolError(ValueError):
     """A comm-port message that must be ignored."""
 
 
+class UnknownOpError(CommProtocolError):
+    """An authenticated request for an op the protocol does not name."""
+
+
 class CommOp(enum.StrEnum):
     """The only requests a launcher acts on."""
 
@@ -83,7 +87,7 @@ def verify_request(comm_key: bytes, nonce: bytes, line: bytes) -> tuple[CommOp, 
         params = loads_object(request, "comm request body")
         op = CommOp(params.pop("op", None))
     except (DecodeError, ValueError):
-        raise CommProtocolError("comm request names no known op") from None
+        raise UnknownOpError("comm request names no known op") from None
     return op, params
 
 

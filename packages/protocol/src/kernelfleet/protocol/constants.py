@@ -1,5 +1,9 @@
 """Numbers and labels fixed by protocol v2 (see docs/protocol.md); changing one is a new version."""
 
+from __future__ import annotations
+
+import re
+
 PROTOCOL_VERSION = 2
 PROTOCOL_NAME = "kernelfleet"
 
@@ -35,3 +39,6 @@ REQUIRED_CONNECTION_FIELDS = (
     "launch_token",
 )
 PORT_FIELDS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port", "comm_port")
+
+# What a kernel id may look like on the wire (it is also part of MAC input and file names).
+KERNEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

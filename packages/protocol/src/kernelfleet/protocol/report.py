@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +22,7 @@ from kernelfleet.protocol.constants import (
     AES_KEY_BYTES,
     COMM_KEY_BYTES,
     IV_BYTES,
+    KERNEL_ID_PATTERN,
     MAC_KEY_BYTES,
     MAX_REPORT_BYTES,
     PORT_FIELDS,
@@ -33,8 +33,6 @@ from kernelfleet.protocol.constants import (
 )
 from kernelfleet.protocol.encoding import DecodeError, b64decode, b64encode, dumps_line, loads_object
 from kernelfleet.protocol.keys import ServerKey, load_public_key, oaep
-
-KERNEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 class ReportError(ValueError):

@@ -194,11 +194,11 @@ class CustomResourceProvisioner(KubernetesProvisioner):
                              self.resource_name, self.delete_timeout)
         self.log.debug("Kernel %s: %s %s deleted", self.kernel_id, self.kind, self.resource_name)
 
-    async def release(self) -> None:
+    async def release(self, *, linger: bool = True) -> None:
         watch, self.resources_watch = self.resources_watch, None
         if watch is not None:
-            await watch.release()
-        await super().release()
+            await watch.release(linger=linger)
+        await super().release(linger=linger)
 
     # ------------------------------------------------------------------------------------- persistence
     async def get_provisioner_info(self) -> dict[str, Any]:

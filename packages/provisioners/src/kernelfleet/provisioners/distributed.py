@@ -28,6 +28,7 @@ import signal
 import sys
 from typing import Any
 
+import asyncssh
 from jupyter_client.connect import KernelConnectionInfo
 from traitlets import Bool, Enum, Float, Integer, List, Unicode, default
 
@@ -334,9 +335,17 @@ class DistributedProvisioner(RemoteProvisionerBase):
         return self.local_process is not None or self.remote_launch is not None or super().has_process
 
     async def poll(self) -> int | None:
+        """The comm port answers for the launcher; when it does not, a remote host is asked over SSH
+        whether the kernel's process groups still exist, so a hung launcher is not taken for dead
+        (and is then killed over SSH rather than left running)."""
         if self.local_process is not None:
             return self.local_process.returncode
-        return await super().poll()
+        reply = await self.comm_request(CommOp.PING)
+        if reply is not None:
+            return None if reply.get("alive", True) else 0
+        if self.is_remote and await self._signal_remote("0"):
+            return None
+        return 0
 
     async def wait(self) -> int | None:
         if self.local_process is not None:
@@ -373,20 +382,24 @@ class DistributedProvisioner(RemoteProvisionerBase):
         except (TimeoutError, asyncio.CancelledError):
             await self._signal_remote("KILL")
 
-    async def _signal_remote(self, signal_name: str) -> None:
-        """The fallback when the comm port is gone: signal the process groups over SSH."""
+    async def _signal_remote(self, signal_name: str) -> list[str]:
+        """The fallback when the comm port is gone: signal (``0``: test) the process groups over SSH.
+
+        Returns the groups that were still there; empty when none were or the host cannot be reached.
+        """
         groups = [g for g in (self.launcher_pid, self.kernel_pgid) if g]
         if not groups or self.assigned_host is None:
-            return
+            return []
         try:
             conn = await connection_pool().connect(self.assigned_host, self.ssh_settings())
-            hit = await run_command(conn, signal_command(signal_name, groups), self.comm_timeout + 5)
-        except (HostUnavailable, OSError, TimeoutError) as err:
+            present = (await run_command(conn, signal_command(signal_name, groups), self.comm_timeout + 5)).split()
+        except (HostUnavailable, asyncssh.Error, OSError, TimeoutError) as err:
             self.log.warning("Kernel %s: cannot signal its processes on %s: %s", self.kernel_id, self.assigned_host,
                              err)
-            return
-        self.log.debug("Kernel %s: SIG%s over SSH to groups %s on %s (present: %s)", self.kernel_id, signal_name,
-                       groups, self.assigned_host, hit.split() or "none")
+            return []
+        self.log.debug("Kernel %s: signal %s over SSH to groups %s on %s (present: %s)", self.kernel_id,
+                       signal_name, groups, self.assigned_host, present or "none")
+        return present
 
     async def cleanup(self, restart: bool = False) -> None:
         if self.local_process is not None and self.local_process.returncode is None:
@@ -410,7 +423,7 @@ class DistributedProvisioner(RemoteProvisionerBase):
         try:
             conn = await connection_pool().connect(self.assigned_host, self.ssh_settings())
             await run_command(conn, remove_command(self.remote_log), self.comm_timeout + 5)
-        except (HostUnavailable, OSError, TimeoutError) as err:
+        except (HostUnavailable, asyncssh.Error, OSError, TimeoutError) as err:
             self.log.debug("Kernel %s: log %s on %s not removed: %s", self.kernel_id, self.remote_log,
                            self.assigned_host, err)
 

@@ -582,24 +582,27 @@ class KubernetesProvisioner(ContainerProvisionerBase):
 
     async def _teardown(self, *, delete_namespace: bool) -> None:
         """Remove what this kernel has on Kubernetes, then give back the watch and the client."""
+        namespace_gone = False
         try:
             await self.delete_resources()
             if delete_namespace and self.created_namespace:
                 await self.delete_namespace()
                 self.created_namespace = False
+                namespace_gone = True
         except Exception as err:  # the kernel is going away whatever Kubernetes says
             self.log.warning("Kernel %s: cleanup on Kubernetes failed: %s", self.kernel_id, describe_api_error(err))
         finally:
-            await self.release()
+            await self.release(linger=not namespace_gone)
 
     async def delete_resources(self) -> None:
         """What a stop removes; the Spark operator provisioner removes its application instead."""
         await self.delete_pod()
 
-    async def release(self) -> None:
+    async def release(self, *, linger: bool = True) -> None:
+        """Give back the watches and the client (kept open a while for the next kernel unless ``linger`` is off)."""
         pods, self.pods = self.pods, None
         if pods is not None:
-            await pods.release()
+            await pods.release(linger=linger)
         api, self.api = self.api, None
         if api is not None:
             await api.release()

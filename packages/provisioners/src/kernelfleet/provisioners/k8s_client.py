@@ -25,6 +25,8 @@ log = logging.getLogger("kernelfleet.kubernetes")
 
 # Every watch holds one connection; leave room for many namespaces plus the ordinary calls.
 CONNECTION_POOL_SIZE = 256
+# How long the client and its watches stay open after the last kernel released them.
+IDLE_SECONDS = 30.0
 
 
 def describe_api_error(err: BaseException) -> str:
@@ -73,6 +75,8 @@ class KubeApi:
         self._client: client.ApiClient | None = None
         self._lock = asyncio.Lock()
         self._closers: list[Any] = []
+        self._idle_close: asyncio.TimerHandle | None = None
+        self._closing: asyncio.Task[None] | None = None
 
     @classmethod
     def acquire(cls) -> KubeApi:
@@ -84,6 +88,9 @@ class KubeApi:
         if api is None:
             api = cls._instances[loop] = cls()
         api.leases += 1
+        if api._idle_close is not None:
+            api._idle_close.cancel()
+            api._idle_close = None
         return api
 
     async def client(self) -> client.ApiClient:
@@ -101,11 +108,25 @@ class KubeApi:
         self._closers.append(closer)
 
     async def release(self) -> None:
+        """Give back one lease; the client (and its watches) close after IDLE_SECONDS without any lease.
+
+        Kernels come and go in bursts: closing at once would make the next one pay for a new configuration,
+        connection and namespace watch on its start.
+        """
         self.leases = max(0, self.leases - 1)
+        if self.leases == 0 and self._idle_close is None:
+            loop = asyncio.get_running_loop()
+            self._idle_close = loop.call_later(IDLE_SECONDS, self._close_when_idle)
+
+    def _close_when_idle(self) -> None:
+        self._idle_close = None
         if self.leases == 0:
-            await self.close()
+            self._closing = asyncio.ensure_future(self.close())
 
     async def close(self) -> None:
+        if self._idle_close is not None:
+            self._idle_close.cancel()
+            self._idle_close = None
         loop = asyncio.get_running_loop()
         if self._instances.get(loop) is self:
             del self._instances[loop]
@@ -125,3 +146,6 @@ async def close_kubernetes() -> None:
     api = KubeApi._instances.get(asyncio.get_running_loop())
     if api is not None:
         await api.close()
+    from kernelfleet.provisioners.k8s_watch import SharedWatch  # the watches belong to the client
+
+    await SharedWatch.close_all()

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from kernelfleet.provisioners.k8s_client import KubeApi, describe_api_error
+from kernelfleet.provisioners.k8s_client import IDLE_SECONDS, KubeApi, describe_api_error
 
 log = logging.getLogger("kernelfleet.kubernetes")
 
@@ -45,6 +45,8 @@ class SharedWatch:
         self._make_call = make_call
         self._watchers: dict[str, set[asyncio.Event]] = {}
         self._closing = False
+        self._idle_close: asyncio.TimerHandle | None = None
+        self._closer: asyncio.Task[None] | None = None
         self._task = asyncio.ensure_future(self._run())
         api.on_close(self.close)
 
@@ -60,6 +62,9 @@ class SharedWatch:
         if watch is None or watch._closing:
             watch = cls._instances[key] = cls(api, kind, namespace, make_call)
         watch.subscribers += 1
+        if watch._idle_close is not None:
+            watch._idle_close.cancel()
+            watch._idle_close = None
         return watch
 
     @classmethod
@@ -78,15 +83,36 @@ class SharedWatch:
 
         return cls.acquire(api, f"{plural}.{group}/{version}", namespace, make_call)
 
-    async def release(self) -> None:
+    async def release(self, *, linger: bool = True) -> None:
+        """Give back one subscription; without subscribers the watch stops after IDLE_SECONDS (at once when
+        ``linger`` is off, e.g. because its namespace is being deleted)."""
         self.subscribers = max(0, self.subscribers - 1)
-        if self.subscribers == 0:
+        if self.subscribers:
+            return
+        if not linger:
             await self.close()
+        elif self._idle_close is None:
+            self._idle_close = asyncio.get_running_loop().call_later(IDLE_SECONDS, self._close_when_idle)
+
+    def _close_when_idle(self) -> None:
+        self._idle_close = None
+        if self.subscribers == 0:
+            self._closer = asyncio.ensure_future(self.close())
+
+    @classmethod
+    async def close_all(cls) -> None:
+        """Stop every watch of the running loop (server shutdown, end of a test)."""
+        loop = asyncio.get_running_loop()
+        for watch in [w for key, w in cls._instances.items() if key[0] is loop]:
+            await watch.close()
 
     async def close(self) -> None:
         key = next((k for k, v in self._instances.items() if v is self), None)
         if key is not None:
             del self._instances[key]
+        if self._idle_close is not None:
+            self._idle_close.cancel()
+            self._idle_close = None
         if self._closing:
             return
         self._closing = True
