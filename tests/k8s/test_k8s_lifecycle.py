@@ -4,6 +4,7 @@ kubelite (a real API server protocol; pods are real Docker containers running th
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,10 +19,12 @@ from kubernetes_asyncio import client
 pytestmark = pytest.mark.timeout(120)
 
 
-async def lifecycle(km: AsyncKernelManager, core: client.CoreV1Api) -> client.V1Pod:
+async def lifecycle(km: AsyncKernelManager, core: client.CoreV1Api, tokens: list[str] | None = None) -> client.V1Pod:
     """Start, execute, interrupt, restart, shutdown; returns the pod the kernel ran in."""
     await km.start_kernel()
     kc = await connect(km)
+    secrets = tokens if tokens is not None else []
+    secrets += [km.provisioner.launch_env["LAUNCH_TOKEN"], km.session.key.decode()]
     try:
         pods = await pods_of(core, km.kernel_id)
         assert len(pods) == 1 and pods[0].status.phase == "Running"
@@ -35,6 +38,7 @@ async def lifecycle(km: AsyncKernelManager, core: client.CoreV1Api) -> client.V1
         await km.restart_kernel()
         kc.stop_channels()
         kc = await connect(km)
+        secrets.append(km.provisioner.launch_env["LAUNCH_TOKEN"])
         assert (await execute(kc, "'x' in globals()"))["result"] == "False"
         after = await pods_of(core, km.kernel_id)
         assert len(after) == 1 and after[0].metadata.uid != pod.metadata.uid  # a fresh pod, same name
@@ -50,9 +54,14 @@ async def lifecycle(km: AsyncKernelManager, core: client.CoreV1Api) -> client.V1
 
 
 async def test_shared_namespace_lifecycle(kube: KubeLite, core: client.CoreV1Api, kernels_dir: Path,
-                                          k8s_spec: Callable[..., str]) -> None:
+                                          k8s_spec: Callable[..., str], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     km = manager(kernels_dir, k8s_spec())
-    pod = await lifecycle(km, core)
+    tokens: list[str] = []
+    pod = await lifecycle(km, core, tokens)
+    assert tokens and "Kernel" in caplog.text
+    for secret in tokens:  # the launch tokens are in the pod spec, but never in a log line at any level
+        assert secret not in caplog.text
     assert pod.metadata.namespace == "default"
     assert pod.spec.host_network is True
     assert pod.spec.security_context.run_as_user == 1000

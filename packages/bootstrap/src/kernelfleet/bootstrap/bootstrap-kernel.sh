@@ -84,7 +84,12 @@ case "${language,,}" in
       esac
     fi
     args+=(--spark-context-initialization-mode "$spark_mode")
-    exec "${KERNEL_PYTHON:-python}" -m kernelfleet.launcher "${args[@]}"
+    python="${KERNEL_PYTHON:-}"
+    if [[ -z "$python" ]]; then  # Debian and Ubuntu system Pythons ship only python3
+      python="$(command -v python || command -v python3 || true)"
+      [[ -n "$python" ]] || fail "no python or python3 on PATH (set KERNEL_PYTHON to the interpreter with kernelfleet-launcher-python)"
+    fi
+    exec "$python" -m kernelfleet.launcher "${args[@]}"
     ;;
   r)
     launcher="$launchers_dir/r/launch_IRkernel.R"

@@ -65,6 +65,16 @@ async def load_configuration() -> client.Configuration:
     return cfg
 
 
+class _NoBodies(logging.Filter):
+    """kubernetes_asyncio logs whole response bodies at debug level; a kernel pod's body holds its launch token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("response body")
+
+
+_REST_LOG_FILTER = _NoBodies()
+
+
 class KubeApi:
     """The loop's ``ApiClient`` and how many kernels hold it."""
 
@@ -98,6 +108,9 @@ class KubeApi:
         if self._client is None:
             async with self._lock:
                 if self._client is None:
+                    rest_log = logging.getLogger("kubernetes_asyncio.client.rest")
+                    if _REST_LOG_FILTER not in rest_log.filters:
+                        rest_log.addFilter(_REST_LOG_FILTER)
                     cfg = await load_configuration()
                     self._client = client.ApiClient(configuration=cfg)
                     log.debug("Kubernetes client for %s", cfg.host)

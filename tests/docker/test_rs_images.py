@@ -1,0 +1,288 @@
+"""The R and Scala kernel images (tools/build-images-rs) under docker-provisioner, driven through jupyter_client's
+AsyncKernelManager as a notebook server does: kernelspecs from the real ``jupyter docker-spec install``, host
+networking, the broker on 127.0.0.1 (tests/docker/conftest.py), and nothing left on Docker afterwards.
+
+One kernel per image: a Toree start costs 15-60 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyter_client import AsyncKernelManager
+from jupyter_client.asynchronous.client import AsyncKernelClient
+from jupyter_client.kernelspec import KernelSpecManager
+
+from kernelfleet.protocol import sign_request
+from kernelfleet.protocol.comm import parse_greeting
+
+DOCKER = os.environ.get("DOCKER", "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker")
+R_IMAGE = os.environ.get("KF_TEST_R_IMAGE", "kernelfleet/kernel-r:dev")
+SCALA_IMAGE = os.environ.get("KF_TEST_SCALA_IMAGE", "kernelfleet/kernel-scala:dev")
+JUPYTER = Path(sys.executable).with_name("jupyter")
+R_READY = 60.0
+SCALA_READY = 240.0
+CELL = 120.0
+
+pytestmark = pytest.mark.timeout(600)
+
+
+# ------------------------------------------------------------------------------------------ set-up
+
+
+@dataclass
+class Specs:
+    kernels_dir: Path
+    r_spec: str
+    scala_spec: str
+
+
+def _docker(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([DOCKER, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def _jupyter(*args: str) -> None:
+    if not JUPYTER.exists():
+        pytest.fail(f"{JUPYTER} is missing: run tools/setup-venv")
+    run = subprocess.run([str(JUPYTER), *args], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PATH": f"{JUPYTER.parent}{os.pathsep}{os.environ.get('PATH', '')}"})
+    assert run.returncode == 0, f"jupyter {' '.join(args)} failed ({run.returncode}):\n{run.stdout}\n{run.stderr}"
+
+
+@pytest.fixture(scope="module")
+def specs(tmp_path_factory: pytest.TempPathFactory) -> Specs:
+    """Both images present, and a docker-provisioner kernelspec for each, as an administrator writes them."""
+    if shutil.which(DOCKER) is None:
+        pytest.fail(f"the docker CLI ({DOCKER}) is not installed; run tools/setup-machine")
+    for image in (R_IMAGE, SCALA_IMAGE):
+        if _docker("image", "inspect", image).returncode != 0:
+            pytest.fail(f"the kernel image {image} is missing; build it with tools/build-images-rs")
+    prefix = tmp_path_factory.mktemp("rs-docker")
+    _jupyter("docker-spec", "install", "--language", "R", "--image-name", R_IMAGE, "--prefix", str(prefix),
+             "--kernel-name", "docker_rs_r", "--launch-timeout", "120")
+    _jupyter("docker-spec", "install", "--language", "scala", "--image-name", SCALA_IMAGE, "--prefix", str(prefix),
+             "--kernel-name", "docker_rs_scala", "--launch-timeout", "240")
+    kernels = prefix / "share" / "jupyter" / "kernels"
+    for name in ("docker_rs_r", "docker_rs_scala"):
+        path = kernels / name / "kernel.json"
+        spec = json.loads(path.read_text())
+        config = spec["metadata"]["kernel_provisioner"]["config"]
+        assert spec["metadata"]["kernel_provisioner"]["provisioner_name"] == "docker-provisioner"
+        assert config["image_name"] in (R_IMAGE, SCALA_IMAGE)
+        # Host networking with the broker on loopback; the kernel (and Spark's driver) bind loopback too.
+        config["network"] = "host"
+        spec["env"] = {**spec["env"], "KERNEL_IP": "127.0.0.1"}
+        if name == "docker_rs_scala":
+            # docker-spec writes Spark mode "none" for Scala; the Spark job below needs a (lazy) context.
+            argv = spec["argv"]
+            argv[argv.index("--spark-context-initialization-mode") + 1] = "lazy"
+        path.write_text(json.dumps(spec, indent=2))
+    return Specs(kernels, "docker_rs_r", "docker_rs_scala")
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def leftovers(kernel_id: str) -> list[str]:
+    return _docker("ps", "-aq", "--filter", f"label=kernel_id={kernel_id}").stdout.split()
+
+
+def container_commands(kernel_id: str) -> list[str]:
+    """The command lines running in the kernel's container (docker top)."""
+    ids = _docker("ps", "-q", "--filter", f"label=kernel_id={kernel_id}").stdout.split()
+    assert len(ids) == 1, f"expected one running container for kernel {kernel_id}, found {ids}"
+    top = _docker("top", ids[0], "-eo", "args")
+    assert top.returncode == 0, top.stderr
+    return top.stdout.splitlines()[1:]
+
+
+async def assert_nothing_left(kernel_id: str, within: float) -> None:
+    deadline = time.monotonic() + within
+    while left := leftovers(kernel_id):
+        assert time.monotonic() < deadline, f"kernel {kernel_id}: containers {left} left after shutdown"
+        await asyncio.sleep(0.5)
+
+
+def remove_leftovers(kernel_id: str) -> None:
+    for container in leftovers(kernel_id):
+        _docker("rm", "-f", container)
+
+
+async def connect(km: AsyncKernelManager, timeout: float) -> AsyncKernelClient:
+    """No heartbeat channel: IRkernel and Toree answer heartbeats from busy loops; liveness is the manager's poll."""
+    client = km.client()
+    client.start_channels(hb=False)
+    await client.wait_for_ready(timeout=timeout)
+    return client
+
+
+async def execute(client: AsyncKernelClient, code: str, timeout: float = CELL) -> dict[str, Any]:
+    """Run ``code``: the reply content plus its text/plain value (execute_result, or IRkernel's display_data)."""
+    msg_id = client.execute(code)
+    out: dict[str, Any] = {"stdout": "", "result": None, "ename": None}
+    async with asyncio.timeout(timeout):
+        while (reply := await client.get_shell_msg())["parent_header"].get("msg_id") != msg_id:
+            pass
+        if reply["content"]["status"] == "aborted":
+            return {**reply["content"], **out}
+        while True:
+            msg = await client.get_iopub_msg()
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream" and content["name"] == "stdout":
+                out["stdout"] += content["text"]
+            elif kind in ("execute_result", "display_data"):
+                out["result"] = content["data"].get("text/plain")
+            elif kind == "error":
+                out["ename"] = content["ename"]
+            elif kind == "status" and content["execution_state"] == "idle":
+                return {**reply["content"], **out}
+
+
+async def execute_settled(client: AsyncKernelClient, code: str) -> dict[str, Any]:
+    """IRkernel may abort the one request queued behind an interrupted cell; a second try must succeed."""
+    reply = await execute(client, code)
+    return await execute(client, code) if reply["status"] == "aborted" else reply
+
+
+async def interrupt(km: AsyncKernelManager, client: AsyncKernelClient, code: str, settle: float) -> dict[str, Any]:
+    task = asyncio.create_task(execute(client, code))
+    await asyncio.sleep(settle)
+    assert not task.done(), f"{code!r} ended before the interrupt: {task.result() if task.done() else ''}"
+    t0 = time.monotonic()
+    await km.interrupt_kernel()
+    reply = await task
+    assert time.monotonic() - t0 < 60, f"{code!r} took {time.monotonic() - t0:.1f}s to stop"
+    return reply
+
+
+async def hostile_requests_are_ignored(km: AsyncKernelManager) -> None:
+    """Gateway Provisioners' unauthenticated request and a request signed with a wrong key do nothing."""
+    host, port = km.provisioner.comm_host, km.provisioner.comm_port
+    assert host and port
+    for attempt in ("unauthenticated", "wrong key"):
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            greeting = await asyncio.wait_for(reader.readline(), 10)
+            if attempt == "unauthenticated":
+                line = json.dumps({"signum": int(signal.SIGKILL)}).encode() + b"\n"
+            else:
+                line = sign_request(os.urandom(32), parse_greeting(greeting), "kill")
+            writer.write(line)
+            await writer.drain()
+            answer = json.loads(await asyncio.wait_for(reader.readline(), 10))
+        finally:
+            writer.close()
+        assert answer == {"ok": False, "error": "unauthenticated"}, f"{attempt}: {answer}"
+    assert await km.is_alive(), "a hostile comm request stopped the kernel"
+
+
+def manager(specs: Specs, name: str) -> AsyncKernelManager:
+    return AsyncKernelManager(kernel_name=name, kernel_spec_manager=KernelSpecManager(
+        kernel_dirs=[str(specs.kernels_dir)]))
+
+
+# ------------------------------------------------------------------------------------------ tests
+
+
+async def test_r_image_lifecycle(specs: Specs) -> None:
+    km = manager(specs, specs.r_spec)
+    client: AsyncKernelClient | None = None
+    kernel_id = ""
+    try:
+        t0 = time.monotonic()
+        await km.start_kernel()
+        kernel_id = km.kernel_id
+        client = await connect(km, R_READY)
+        first = await execute(client, "1+1")
+        assert first["status"] == "ok" and first["result"] == "[1] 2", first
+        print(f"\nR image: start to first execute {time.monotonic() - t0:.2f}s", file=sys.stderr)
+        ids = await execute(client, 'x <- 41; cat(system("id -u", intern = TRUE), system("id -g", intern = TRUE))')
+        assert ids["stdout"] == "1000 100", ids
+        commands = container_commands(kernel_id)
+        assert any("launch_IRkernel.R" in c for c in commands), commands
+        assert not any("python" in c for c in commands), f"a Python process runs in the R image: {commands}"
+
+        for code in ("Sys.sleep(300)", "repeat { y <- sqrt(2) }"):
+            reply = await interrupt(km, client, code, settle=1.5)
+            assert reply["status"] in ("abort", "aborted", "error"), reply
+            after = await execute_settled(client, "x + 1")
+            assert after["status"] == "ok" and after["result"] == "[1] 42", after
+
+        await hostile_requests_are_ignored(km)
+        assert (await execute(client, "x + 1"))["result"] == "[1] 42"
+
+        first_container = leftovers(kernel_id)
+        await km.restart_kernel()
+        client.stop_channels()
+        client = await connect(km, R_READY)
+        fresh = await execute(client, 'exists("x")')
+        assert fresh["status"] == "ok" and fresh["result"] == "[1] FALSE", fresh
+        assert not set(first_container) & set(leftovers(kernel_id)), "restart reused or left the old container"
+
+        client.stop_channels()
+        client = None
+        await km.shutdown_kernel()
+        assert not km.has_kernel
+        await assert_nothing_left(kernel_id, within=15)
+    finally:
+        if client is not None:
+            client.stop_channels()
+        if km.has_kernel:
+            await km.shutdown_kernel(now=True)
+        if kernel_id:
+            remove_leftovers(kernel_id)
+
+
+async def test_scala_image_lifecycle(specs: Specs) -> None:
+    km = manager(specs, specs.scala_spec)
+    client: AsyncKernelClient | None = None
+    kernel_id = ""
+    try:
+        t0 = time.monotonic()
+        await km.start_kernel()
+        kernel_id = km.kernel_id
+        client = await connect(km, SCALA_READY)
+        first = await execute(client, "1+1")
+        assert first["status"] == "ok" and first["result"] == "2", first
+        print(f"\nScala image: start to first execute {time.monotonic() - t0:.2f}s", file=sys.stderr)
+        commands = container_commands(kernel_id)
+        assert any("kernelfleet.toree.ToreeLauncher" in c for c in commands), commands
+        assert not any("python" in c for c in commands), f"a Python process runs in the Scala image: {commands}"
+
+        job = await execute(client, "sc.parallelize(1 to 100).sum()")
+        assert job["status"] == "ok" and job["result"] == "5050.0", job
+        user = await execute(client, 'sys.props("user.name")')
+        assert user["result"] == "jovyan", user
+
+        reply = await interrupt(km, client, "Thread.sleep(300000); 7", settle=3)
+        assert reply["status"] == "error" and reply["ename"] == "java.lang.InterruptedException", reply
+        assert (await execute(client, "1+2"))["result"] == "3"
+
+        await hostile_requests_are_ignored(km)
+        assert (await execute(client, "2+3"))["result"] == "5"
+
+        client.stop_channels()
+        client = None
+        await km.shutdown_kernel()
+        assert not km.has_kernel
+        await assert_nothing_left(kernel_id, within=30)
+    finally:
+        if client is not None:
+            client.stop_channels()
+        if km.has_kernel:
+            await km.shutdown_kernel(now=True)
+        if kernel_id:
+            remove_leftovers(kernel_id)
