@@ -102,9 +102,9 @@ def container_commands(kernel_id: str) -> list[str]:
     """The command lines running in the kernel's container (docker top)."""
     ids = _docker("ps", "-q", "--filter", f"label=kernel_id={kernel_id}").stdout.split()
     assert len(ids) == 1, f"expected one running container for kernel {kernel_id}, found {ids}"
-    top = _docker("top", ids[0], "-eo", "args")
+    top = _docker("top", ids[0], "-eo", "pid,args")
     assert top.returncode == 0, top.stderr
-    return top.stdout.splitlines()[1:]
+    return [line.strip().split(None, 1)[-1] for line in top.stdout.splitlines()[1:]]
 
 
 async def assert_nothing_left(kernel_id: str, within: float) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import secrets
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
@@ -83,6 +84,7 @@ class ResponseBroker(LoggingConfigurable):
     _instances: ClassVar[dict[asyncio.AbstractEventLoop, ResponseBroker]] = {}
     _server_key: ClassVar[ServerKey | None] = None
     _key_lock: ClassVar[threading.Lock] = threading.Lock()
+    _pool: ClassVar[ThreadPoolExecutor | None] = None
 
     @default("log")
     def _log_default(self) -> logging.Logger:
@@ -119,10 +121,10 @@ class ResponseBroker(LoggingConfigurable):
         super().__init__(**kwargs)
         self._pending: dict[str, PendingLaunch] = {}
         self._server: asyncio.Server | None = None
-        self._unwrapper = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="kf-report")
         self._connections: dict[asyncio.StreamWriter, asyncio.Task[Any] | None] = {}
         self._port_bound = 0
         self._starting: asyncio.Future[None] | None = None
+        self._socket: socket.socket | None = None
 
     # ----------------------------------------------------------------------------------- lifecycle
     @classmethod
@@ -130,7 +132,7 @@ class ResponseBroker(LoggingConfigurable):
         """The started broker of the running event loop (one per server process and loop)."""
         loop = asyncio.get_running_loop()
         for stale in [lp for lp in cls._instances if lp.is_closed()]:
-            del cls._instances[stale]
+            cls._instances.pop(stale)._abandon()
         broker = cls._instances.get(loop)
         if broker is None:
             broker = cls._instances[loop] = cls(**config)
@@ -144,6 +146,14 @@ class ResponseBroker(LoggingConfigurable):
         if self._starting is None or (self._starting.done() and self._starting.exception() is not None):
             self._starting = asyncio.ensure_future(self._start())
         await asyncio.shield(self._starting)
+
+    @classmethod
+    def _unwrap_pool(cls) -> ThreadPoolExecutor:
+        """RSA unwrapping threads, one pool per process (OpenSSL releases the GIL while it works)."""
+        with cls._key_lock:
+            if cls._pool is None:
+                cls._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="kf-report")
+            return cls._pool
 
     @classmethod
     def _key_once(cls) -> ServerKey:
@@ -162,15 +172,24 @@ class ResponseBroker(LoggingConfigurable):
     async def _listen(self) -> asyncio.Server:
         last_error: OSError | None = None
         ports = [self.port] if self.port == 0 else [self.port + i for i in range(self.port_retries + 1)]
+        family = socket.AF_INET6 if ":" in self.bind_ip else socket.AF_INET
         for port in ports:
             try:
-                return await asyncio.start_server(
-                    self._serve, self.bind_ip, port, limit=self.max_report_bytes, backlog=1024
-                )
+                # The socket is ours, not only the event loop's, so it can be closed even after its loop is gone.
+                self._socket = socket.create_server((self.bind_ip, port), family=family, backlog=1024)
             except OSError as err:
                 last_error = err
                 self.log.debug("Response port %s:%s unavailable: %s", self.bind_ip, port, err)
+                continue
+            self._socket.setblocking(False)
+            return await asyncio.start_server(self._serve, sock=self._socket, limit=self.max_report_bytes)
         raise OSError(f"No response port could be bound on {self.bind_ip} (tried {ports}): {last_error}")
+
+    def _abandon(self) -> None:
+        """Release the listening socket of a broker whose event loop is already closed."""
+        if self._socket is not None:
+            self._socket.close()
+        self._server = self._socket = None
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -185,7 +204,6 @@ class ResponseBroker(LoggingConfigurable):
         for pending in self._pending.values():
             pending.cancel()
         self._pending.clear()
-        self._unwrapper.shutdown(wait=False, cancel_futures=True)
         self._instances.pop(asyncio.get_running_loop(), None)
 
     # ----------------------------------------------------------------------------------- launches
@@ -251,7 +269,7 @@ class ResponseBroker(LoggingConfigurable):
         loop = asyncio.get_running_loop()
         try:
             report = await loop.run_in_executor(
-                self._unwrapper,
+                self._unwrap_pool(),
                 lambda: open_report(
                     line, self._server_key, expected_token=self._token_for, accept_v1=self.accept_v1_reports
                 ),
