@@ -13,17 +13,13 @@ import os
 import re
 import shutil
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from jupyter_client import AsyncKernelManager
-from jupyter_client.asynchronous.client import AsyncKernelClient
-from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.provisioning import KernelProvisionerFactory
-from kf_testing import execute
+from kf_testing import connect, execute, interrupt_busy_cell, manager
 
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.broker import ResponseBroker
@@ -56,31 +52,6 @@ async def leftovers(kernel_id: str) -> list[str]:
 
 async def running_containers(kernel_id: str) -> list[str]:
     return (await docker_cli("ps", "-q", "--filter", f"label=kernel_id={kernel_id}")).split()
-
-
-def manager(kernels_dir: Path, name: str, kernel_id: str | None = None) -> AsyncKernelManager:
-    return AsyncKernelManager(
-        kernel_name=name,
-        kernel_id=kernel_id or str(uuid.uuid4()),
-        kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels_dir)]),
-    )
-
-
-async def connect(km: AsyncKernelManager) -> AsyncKernelClient:
-    client = km.client()
-    client.start_channels()
-    await client.wait_for_ready(timeout=30)
-    return client
-
-
-async def interrupt_busy_cell(km: AsyncKernelManager, client: AsyncKernelClient) -> None:
-    busy = client.execute("import time\nwhile True: time.sleep(0.01)")
-    await asyncio.sleep(0.5)
-    await km.interrupt_kernel()
-    async with asyncio.timeout(10):
-        while (msg := await client.get_shell_msg())["parent_header"].get("msg_id") != busy:
-            pass
-    assert msg["content"]["status"] == "error" and msg["content"]["ename"] == "KeyboardInterrupt"
 
 
 # ----------------------------------------------------------------------------------------- lifecycle

@@ -147,11 +147,11 @@ def no_leftover_containers() -> Iterator[None]:
         docker("rm", "-f", *left, check=False, timeout=60)
 
 
-# The issue's target was 150 MB. Measured (docker image inspect .Size): Debian minbase with apt,
-# dpkg and perl kept so the image stays extensible ~70 MB, Python 3.11 with its compiled stdlib
-# ~39 MB, the kernel venv ~56 MB (pycryptodome 11, pip 6, debugpy 9, pygments, jedi, IPython).
-# This limit guards against regressions from there; WITH_DEBUGGER=false saves ~9 MB more.
-MAX_IMAGE_BYTES = 170_000_000
+# The issue's limit. Measured (docker image inspect .Size): ~127 MB. The final stage is built on
+# kernelfleet/base-runtime (Debian minbase + python3 without apt, perl or stdlib bytecode, ~78 MB);
+# the kernel venv is ~45 MB with its shared libraries stripped (pycryptodome, debugpy, pip, jedi,
+# pygments, IPython) and the stdlib bytecode a kernel loads adds ~3.5 MB.
+MAX_IMAGE_BYTES = 150_000_000
 STOP_SECONDS = 2.0
 KERNEL_UID, KERNEL_GID = 1000, 100
 
@@ -252,7 +252,7 @@ def test_image_runs_as_jovyan_with_bootstrap(images: Images, which: str) -> None
 def test_kernel_image_size(images: Images) -> None:
     size = _inspect(images.kernel)["Size"]
     print(f"{images.kernel}: {size / 1e6:.1f} MB")
-    assert size < MAX_IMAGE_BYTES, f"{images.kernel} is {size / 1e6:.1f} MB, over {MAX_IMAGE_BYTES / 1e6:.0f} MB"
+    assert size <= MAX_IMAGE_BYTES, f"{images.kernel} is {size / 1e6:.1f} MB, over {MAX_IMAGE_BYTES / 1e6:.0f} MB"
 
 
 def test_bytecode_is_precompiled(images: Images) -> None:
@@ -317,3 +317,33 @@ async def test_kernel_from_image(
     status = await wait_exit(container_name, timeout=20)
     if op == "shutdown":
         assert status == 0, f"{image} exited {status} after a clean shutdown; log:\n{await _logs(container_name)}"
+
+
+async def test_debugger_in_kernel_image(images: Images, broker: ResponseBroker, container_name: str) -> None:
+    """The JupyterLab debugger's first request succeeds: debugpy is in the image and loads after strip."""
+    report = await start_kernel(images.kernel, container_name, broker)
+    client = kernel_client(report)
+    try:
+        await client.wait_for_ready(timeout=60)
+        info = await client.kernel_info(reply=True, timeout=30)
+        assert info["content"].get("debugger") is True, info["content"]
+        request = client.session.msg("debug_request", {
+            "type": "request", "seq": 1, "command": "initialize",
+            "arguments": {"clientID": "kf-test", "adapterID": "python", "pathFormat": "path",
+                          "linesStartAt1": True, "columnsStartAt1": True, "supportsVariableType": True},
+        })
+        client.control_channel.send(request)
+        reply = await client.control_channel.get_msg(timeout=30)
+        assert reply["msg_type"] == "debug_reply", reply
+        assert reply["content"].get("success") is True, reply["content"]
+    finally:
+        client.stop_channels()
+        await send_request("127.0.0.1", report.comm_port, report.comm_key, "kill", timeout=5.0)
+
+
+def test_kernel_image_has_no_apt_but_pip(images: Images) -> None:
+    """kernel-py ships on the runtime base: no apt or perl, but pip (the extension path) runs."""
+    probe = "command -v apt-get || echo no-apt; command -v perl || echo no-perl; pip --version >/dev/null && echo pip"
+    out = docker("run", "--rm", "--label", TEST_LABEL, "--network", "none", "--entrypoint", "/bin/sh",
+                 images.kernel, "-c", probe).stdout.split()
+    assert out == ["no-apt", "no-perl", "pip"], out

@@ -2,40 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from pathlib import Path
 
 from jupyter_client import AsyncKernelManager
-from jupyter_client.asynchronous.client import AsyncKernelClient
-from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.provisioning import KernelProvisionerFactory
+from kf_testing import manager
 from kubernetes_asyncio import client
-
-
-def manager(kernels_dir: Path, name: str, kernel_id: str | None = None) -> AsyncKernelManager:
-    return AsyncKernelManager(
-        kernel_name=name,
-        kernel_id=kernel_id or str(uuid.uuid4()),
-        kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels_dir)]),
-    )
-
-
-async def connect(km: AsyncKernelManager) -> AsyncKernelClient:
-    kc = km.client()
-    kc.start_channels()
-    await kc.wait_for_ready(timeout=30)
-    return kc
-
-
-async def interrupt_busy_cell(km: AsyncKernelManager, kc: AsyncKernelClient) -> None:
-    busy = kc.execute("import time\nwhile True: time.sleep(0.01)")
-    await asyncio.sleep(0.5)
-    await km.interrupt_kernel()
-    async with asyncio.timeout(10):
-        while (msg := await kc.get_shell_msg())["parent_header"].get("msg_id") != busy:
-            pass
-    assert msg["content"]["status"] == "error" and msg["content"]["ename"] == "KeyboardInterrupt"
 
 
 async def pods_of(core: client.CoreV1Api, kernel_id: str) -> list[client.V1Pod]:

@@ -13,7 +13,8 @@ from typing import Any
 
 import aiodocker
 import pytest
-from k8s_helpers import manager, pods_of
+from k8s_helpers import pods_of
+from kf_testing import manager
 from kubelite import KubeLite
 from kubelite.testing import ensure_image
 from kubernetes_asyncio import client

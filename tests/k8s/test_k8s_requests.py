@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from k8s_helpers import connect, manager, pods_of
-from kf_testing import execute
+from k8s_helpers import pods_of
+from kf_testing import connect, execute, manager
 from kubelite import KubeLite
 from kubernetes_asyncio import client
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from k8s_helpers import connect, interrupt_busy_cell, manager, pods_of, reattached
-from kf_testing import execute
+from k8s_helpers import pods_of, reattached
+from kf_testing import connect, execute, interrupt_busy_cell, manager
 from kubelite import KubeLite
 from kubernetes_asyncio import client
 

@@ -79,7 +79,8 @@ def _check_tools() -> tuple[str, str]:
     java_home = os.environ.get("JAVA_HOME")
     java = shutil.which("java", path=os.path.join(java_home, "bin")) if java_home else shutil.which("java")
     if java is None:
-        pytest.fail("java is not installed: Scala kernels need Java 17 (Debian: apt-get install openjdk-17-jre-headless)")
+        pytest.fail("java is not installed: Scala kernels need Java 17 "
+                    "(Debian: apt-get install openjdk-17-jre-headless)")
     java_home = java_home or str(Path(os.path.realpath(java)).parents[1])
     spark_home = _package_dir("pyspark")
     if spark_home is None or not Path(spark_home, "bin", "spark-submit").exists():
@@ -163,12 +164,20 @@ def kernel_processes(kernel_id: str) -> list[int]:
     return found
 
 
+def process_names(pids: list[int]) -> list[str]:
+    names = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            names.append(Path(f"/proc/{pid}/comm").read_text().strip())
+    return names
+
+
 async def assert_nothing_left(kernel_id: str, within: float) -> None:
     deadline = time.monotonic() + within
     while left := kernel_processes(kernel_id):
         if time.monotonic() > deadline:
-            names = [Path(f"/proc/{p}/comm").read_text().strip() for p in left if Path(f"/proc/{p}").exists()]
-            raise AssertionError(f"kernel {kernel_id}: processes {left} ({names}) still alive {within}s after shutdown")
+            raise AssertionError(f"kernel {kernel_id}: processes {left} ({process_names(left)}) still alive "
+                                 f"{within}s after shutdown")
         await asyncio.sleep(0.2)
 
 
@@ -329,7 +338,7 @@ async def test_scala_kernel_lifecycle(installed: Installed) -> None:
 
         await hostile_requests_are_ignored(km)
         assert (await execute(client, "2+3"))["result"] == "5"
-        assert any(Path(f"/proc/{p}/comm").read_text().strip() == "java" for p in kernel_processes(kernel_id))
+        assert "java" in process_names(kernel_processes(kernel_id)), "the kernel is not a JVM carrying its kernel id"
 
         client.stop_channels()
         client = None

@@ -108,16 +108,34 @@ async def test_launcher_that_never_reports_times_out_and_is_stopped(
 
 @pytest.mark.parametrize("now", [True, False], ids=["kill", "graceful"])
 async def test_kill_falls_back_to_ssh_when_the_comm_port_is_gone(
-    now: bool, ssh_spec: Callable[..., str], kernel_manager: Callable[..., AsyncKernelManager]
+    now: bool, ssh_spec: Callable[..., str], kernel_manager: Callable[..., AsyncKernelManager],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A hung launcher (SIGSTOP) answers nothing: it is not taken for dead, and is killed over SSH."""
+    """A hung launcher (SIGSTOP) answers nothing on its comm port: kill signals its groups over SSH, and a
+    graceful shutdown (which takes the silent launcher for dead) still leaves nothing behind."""
     km = kernel_manager(ssh_spec(remote_hosts=["127.0.0.4"], comm_timeout=1))
     await km.start_kernel()
     prov = km.provisioner
     launcher, kernel_group = prov.launcher_pid, prov.kernel_pgid
     assert launcher and kernel_group
     os.kill(launcher, signal.SIGSTOP)  # the launcher stops answering on its comm port
-    assert await km.is_alive()
+    caplog.set_level(logging.DEBUG)
     await km.shutdown_kernel(now=now)
     await wait_until(lambda: gone(launcher) and gone(kernel_group), 10, "SSH kill fallback left processes")
     assert processes_with_env("KERNEL_ID", km.kernel_id) == []
+    expected = "signal KILL over SSH to groups" if now else "killed leftover process groups"
+    assert expected in caplog.text
+
+
+async def test_bare_python_in_argv_means_the_hosts_own_python(
+    ssh_spec: Callable[..., str], kernel_manager: Callable[..., AsyncKernelManager]
+) -> None:
+    """jupyter_client swaps argv[0] "python3" for the server's interpreter; a remote host gets "python3" back.
+
+    The host's python3 (on its PATH) has no kernelfleet installed, so the launch fails fast saying so — which
+    shows the server's venv interpreter was not used there.
+    """
+    argv = ["python3", "-m", "kernelfleet.launcher", "--kernel-id", "{kernel_id}"]
+    km = kernel_manager(ssh_spec(argv=argv, remote_hosts=["127.0.0.2"]))
+    with pytest.raises(LaunchError, match=r"No module named '?kernelfleet"):
+        await km.start_kernel()

@@ -1,11 +1,15 @@
-"""Small helpers for driving a kernel the way a notebook does, over jupyter_client."""
+"""Small helpers for driving a kernel the way a notebook does, over jupyter_client (shared by every suite)."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
+from pathlib import Path
 from typing import Any
 
+from jupyter_client import AsyncKernelManager
 from jupyter_client.asynchronous.client import AsyncKernelClient
+from jupyter_client.kernelspec import KernelSpecManager
 
 
 async def execute(client: AsyncKernelClient, code: str, timeout: float = 30) -> dict[str, Any]:
@@ -28,3 +32,28 @@ async def execute(client: AsyncKernelClient, code: str, timeout: float = 30) -> 
             reply = await client.get_shell_msg()
             if reply["parent_header"].get("msg_id") == msg_id:
                 return {**reply["content"], **result}
+
+
+def manager(kernels_dir: Path, name: str, kernel_id: str | None = None) -> AsyncKernelManager:
+    return AsyncKernelManager(
+        kernel_name=name,
+        kernel_id=kernel_id or str(uuid.uuid4()),
+        kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels_dir)]),
+    )
+
+
+async def connect(km: AsyncKernelManager) -> AsyncKernelClient:
+    client = km.client()
+    client.start_channels()
+    await client.wait_for_ready(timeout=30)
+    return client
+
+
+async def interrupt_busy_cell(km: AsyncKernelManager, client: AsyncKernelClient) -> None:
+    busy = client.execute("import time\nwhile True: time.sleep(0.01)")
+    await asyncio.sleep(0.5)
+    await km.interrupt_kernel()
+    async with asyncio.timeout(10):
+        while (msg := await client.get_shell_msg())["parent_header"].get("msg_id") != busy:
+            pass
+    assert msg["content"]["status"] == "error" and msg["content"]["ename"] == "KeyboardInterrupt"

@@ -41,8 +41,8 @@ from kernelfleet.provisioners.ssh_command import (
     check_env,
     encode_env,
     launch_command,
-    remove_command,
     signal_command,
+    sweep_command,
 )
 from kernelfleet.provisioners.ssh_connections import HostUnavailable, SSHSettings, connection_pool
 from kernelfleet.provisioners.ssh_hosts import ALGORITHMS, balancer_for
@@ -245,9 +245,11 @@ class DistributedProvisioner(RemoteProvisionerBase):
         if settings.known_hosts is None:
             self.log.warning("Kernel %s: host key checking is OFF for %s (host_key_checking=False)",
                              self.kernel_id, host)
-        conn = await connection_pool().connect(host, settings)
+        pool = connection_pool()
+        conn = await pool.connect(host, settings)
         launch = await RemoteLaunch.start(
-            conn, host, self.kernel_id, command, payload, self._effective_timeout, self.log
+            conn, host, self.kernel_id, command, payload, self.ssh_connect_timeout, self.log,
+            pool.sessions(host, settings),
         )
         self.remote_launch = launch
         self.launcher_pid, self.remote_log, self.kernel_pgid = launch.pid, launch.log_path, None
@@ -329,23 +331,35 @@ class DistributedProvisioner(RemoteProvisionerBase):
                        tunnels.remote_ip)
         return info
 
+    async def _repair_tunnels(self) -> None:
+        """The host's connection dropped (network blip, keepalive timeout): open the same forwards again.
+
+        Checked on every poll, which jupyter_client's restarter runs every few seconds anyway.
+        """
+        assert self.tunnels is not None
+        state = self.tunnels.state()
+        self.tunnels.close()
+        self.tunnels = None
+        try:
+            await self._open_tunnels(preferred=dict(state["local_ports"]), state=state)  # type: ignore[arg-type]
+        except LaunchError as err:
+            self.log.warning("%s; will retry", err)
+            self.tunnels = KernelTunnels(str(state["remote_ip"]), dict(state["remote_ports"]))  # type: ignore[arg-type]
+            self.tunnels.local_ports = dict(state["local_ports"])  # type: ignore[arg-type]
+        else:
+            self.log.info("Kernel %s: tunnels to %s reopened", self.kernel_id, self.assigned_host)
+
     # ------------------------------------------------------------------------------------- lifecycle
     @property
     def has_process(self) -> bool:
         return self.local_process is not None or self.remote_launch is not None or super().has_process
 
     async def poll(self) -> int | None:
-        """The comm port answers for the launcher; when it does not, a remote host is asked over SSH
-        whether the kernel's process groups still exist, so a hung launcher is not taken for dead
-        (and is then killed over SSH rather than left running)."""
         if self.local_process is not None:
             return self.local_process.returncode
-        reply = await self.comm_request(CommOp.PING)
-        if reply is not None:
-            return None if reply.get("alive", True) else 0
-        if self.is_remote and await self._signal_remote("0"):
-            return None
-        return 0
+        if self.tunnels is not None and self.tunnels.broken:
+            await self._repair_tunnels()
+        return await super().poll()
 
     async def wait(self) -> int | None:
         if self.local_process is not None:
@@ -376,6 +390,9 @@ class DistributedProvisioner(RemoteProvisionerBase):
         """The launcher has not reported: SIGTERM its group (it stops its kernel), SIGKILL if it lingers."""
         launch = self.remote_launch
         assert launch is not None
+        if launch.exit_code is not None:
+            return  # it died by itself (the usual way a launch fails): nothing to stop
+        launch.release_slot()
         await self._signal_remote("TERM")
         try:
             await asyncio.wait_for(launch.exited(), STOP_GRACE)
@@ -391,8 +408,7 @@ class DistributedProvisioner(RemoteProvisionerBase):
         if not groups or self.assigned_host is None:
             return []
         try:
-            conn = await connection_pool().connect(self.assigned_host, self.ssh_settings())
-            present = (await run_command(conn, signal_command(signal_name, groups), self.comm_timeout + 5)).split()
+            present = (await self._run_remote(signal_command(self.kernel_id, signal_name, groups))).split()
         except (HostUnavailable, asyncssh.Error, OSError, TimeoutError) as err:
             self.log.warning("Kernel %s: cannot signal its processes on %s: %s", self.kernel_id, self.assigned_host,
                              err)
@@ -411,21 +427,39 @@ class DistributedProvisioner(RemoteProvisionerBase):
         if self.tunnels is not None:
             self.tunnels.close()
             self.tunnels = None
-        if self.is_remote and self.remote_log and not self.keep_remote_logs:
-            await self._remove_remote_log()
+        if self.is_remote:
+            await self._sweep_remote()
         self._release()
         self.assigned_host = self.remote_log = None
         self.launcher_pid = self.kernel_pgid = None
         await super().cleanup(restart)
 
-    async def _remove_remote_log(self) -> None:
-        assert self.assigned_host is not None and self.remote_log is not None
+    async def _run_remote(self, command: str) -> str:
+        assert self.assigned_host is not None
+        pool, settings = connection_pool(), self.ssh_settings()
+        conn = await pool.connect(self.assigned_host, settings)
+        return await run_command(conn, command, self.comm_timeout + 5, pool.sessions(self.assigned_host, settings))
+
+    async def _sweep_remote(self) -> None:
+        """One SSH command after every stop: kill what is left of the kernel's groups, remove its log.
+
+        Liveness comes from the comm port, so a launcher that hangs (stopped, wedged) looks dead
+        and is never sent a kill; this sweep is what guarantees nothing is left on the host
+        (``signal_command`` only hits groups still carrying this kernel's id).
+        """
+        assert self.assigned_host is not None
+        groups = [g for g in (self.launcher_pid, self.kernel_pgid) if g]
+        log_path = None if self.keep_remote_logs else self.remote_log
+        if not groups and not log_path:
+            return
         try:
-            conn = await connection_pool().connect(self.assigned_host, self.ssh_settings())
-            await run_command(conn, remove_command(self.remote_log), self.comm_timeout + 5)
+            killed = await self._run_remote(sweep_command(self.kernel_id, groups, log_path))
         except (HostUnavailable, asyncssh.Error, OSError, TimeoutError) as err:
-            self.log.debug("Kernel %s: log %s on %s not removed: %s", self.kernel_id, self.remote_log,
-                           self.assigned_host, err)
+            self.log.warning("Kernel %s: cannot clean up on %s: %s", self.kernel_id, self.assigned_host, err)
+            return
+        if killed.split():
+            self.log.info("Kernel %s: killed leftover process groups %s on %s", self.kernel_id, killed.split(),
+                          self.assigned_host)
 
     # ------------------------------------------------------------------------------------- persistence
     async def get_provisioner_info(self) -> dict[str, Any]:

@@ -186,13 +186,6 @@ class DockerProvisioner(DockerProvisionerBase):
             self.log.debug("Kernel %s: SIGTERM to container %s: %s", self.kernel_id, self.container_name,
                            describe_engine_error(err))
 
-    async def kill(self, restart: bool = False) -> None:
-        await self._remove(keep_engine=restart)
-
-    async def cleanup(self, restart: bool = False) -> None:
-        await self._remove(keep_engine=restart)
-        await super().cleanup(restart)
-
     async def _remove(self, keep_engine: bool = False) -> None:
         """Force-remove the container (Docker answers once it is gone) and give back the engine lease."""
         await self.settle_creation()

@@ -139,6 +139,17 @@ class DockerProvisionerBase(ContainerProvisionerBase):
             if not creating.cancelled():
                 creating.exception()  # the launch already reported it; here it only must not go unretrieved
 
+    async def _remove(self, keep_engine: bool = False) -> None:
+        """Remove what this kernel created on the engine (container or service) and wait until it is gone."""
+        raise NotImplementedError
+
+    async def kill(self, restart: bool = False) -> None:
+        await self._remove(keep_engine=restart)
+
+    async def cleanup(self, restart: bool = False) -> None:
+        await self._remove(keep_engine=restart)
+        await super().cleanup(restart)
+
     async def wait_changed(self, changed: asyncio.Event, timeout: float | None) -> None:
         """Sleep until Docker reports something about this kernel, or until ``timeout``.
 

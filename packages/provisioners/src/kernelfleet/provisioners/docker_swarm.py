@@ -224,13 +224,6 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         return 0 if self.exit_code is None else self.exit_code
 
     # ------------------------------------------------------------------------------------- stopping
-    async def kill(self, restart: bool = False) -> None:
-        await self._remove(keep_engine=restart)
-
-    async def cleanup(self, restart: bool = False) -> None:
-        await self._remove(keep_engine=restart)
-        await super().cleanup(restart)
-
     async def _remove(self, keep_engine: bool = False) -> None:
         await self.settle_creation()
         if self.service_id is not None and self.engine is not None:

@@ -33,7 +33,6 @@ from collections.abc import Iterable, Mapping
 STARTED = "KF-STARTED"
 EXITED = "KF-EXITED"
 ERROR = "KF-ERROR"
-TAIL_BYTES = 3000
 
 LAUNCH_SCRIPT = r"""umask 077
 kf_dir=${1:-${TMPDIR:-/tmp}}; kf_kid=$2; shift 2
@@ -103,18 +102,26 @@ def launch_command(argv: list[str], kernel_id: str, log_dir: str = "") -> str:
     return shlex.join(words)
 
 
-def signal_command(signal_name: str, pgids: Iterable[int]) -> str:
-    """Signal whole process groups (``0``: only test them); prints the groups that were still there."""
+def signal_command(kernel_id: str, signal_name: str, pgids: Iterable[int]) -> str:
+    """Signal (``0``: only test) process groups whose leader has ``KERNEL_ID=<kernel_id>``; prints those hit.
+
+    The identity check (read from /proc) means a pid reused since the kernel ended is never
+    signalled; on a host without /proc nothing is signalled, which is the safe side.
+    """
     if not re.fullmatch(r"[A-Z]+|0", signal_name):
         raise ValueError(f"not a signal name: {signal_name!r}")
     option = "-0" if signal_name == "0" else f"-s {signal_name}"
-    groups = [int(p) for p in pgids if int(p) > 1]
-    return "; ".join(f"if kill {option} -- -{g} 2>/dev/null; then echo {g}; fi" for g in groups) or "true"
+    owned = shlex.quote(f"KERNEL_ID={kernel_id}")
+    return "; ".join(
+        f"if tr '\\0' '\\n' </proc/{g}/environ 2>/dev/null | grep -qxF -- {owned}; then "
+        f"kill {option} -- -{g} 2>/dev/null && echo {g}; fi"
+        for g in (int(p) for p in pgids) if g > 1
+    ) or "true"
 
 
-def remove_command(path: str) -> str:
-    return shlex.join(["rm", "-f", "--", path])
-
-
-def tail_command(path: str) -> str:
-    return shlex.join(["tail", "-c", str(TAIL_BYTES), "--", path])
+def sweep_command(kernel_id: str, pgids: Iterable[int], log_path: str | None) -> str:
+    """After a stop: SIGKILL whatever is left of the kernel's groups (printed), remove its log."""
+    parts = [signal_command(kernel_id, "KILL", pgids)]
+    if log_path:
+        parts.append(shlex.join(["rm", "-f", "--", log_path]))
+    return "; ".join(parts)

@@ -106,8 +106,10 @@ async def open_connection(host: str, settings: SSHSettings) -> asyncssh.SSHClien
 class SSHConnectionPool:
     """The connections of one event loop; see the module docstring."""
 
-    def __init__(self, idle_timeout: float = 60.0) -> None:
+    def __init__(self, idle_timeout: float = 60.0, max_sessions: int = 8) -> None:
         self.idle_timeout = idle_timeout
+        self.max_sessions = max_sessions
+        self._sessions: dict[ConnectionKey, asyncio.Semaphore] = {}
         self._connections: dict[ConnectionKey, asyncssh.SSHClientConnection] = {}
         self._connecting: dict[ConnectionKey, asyncio.Task[asyncssh.SSHClientConnection]] = {}
         self._holders: Counter[ConnectionKey] = Counter()
@@ -135,6 +137,15 @@ class SSHConnectionPool:
         if not task.cancelled() and task.exception() is None:
             self._connections[key] = task.result()
             log.debug("SSH connection to %s@%s:%s opened", key[1].user, key[0], key[1].port)
+
+    def sessions(self, host: str, settings: SSHSettings) -> asyncio.Semaphore:
+        """Slots for session channels on a host's connection: sshd refuses more than MaxSessions (default
+        10) at once, which must queue a burst of launches rather than fail them over to other hosts."""
+        key = (host, settings)
+        slots = self._sessions.get(key)
+        if slots is None:
+            slots = self._sessions[key] = asyncio.Semaphore(self.max_sessions)
+        return slots
 
     def hold(self, host: str, settings: SSHSettings) -> None:
         """A kernel lives on this host: keep its connection open."""

@@ -24,9 +24,10 @@ class RemoteLaunch:
 
     def __init__(
         self, kernel_id: str, host: str, process: asyncssh.SSHClientProcess[bytes], pid: int, log_path: str,
-        log: logging.Logger,
+        log: logging.Logger, slot: asyncio.Semaphore,
     ) -> None:
         self.kernel_id = kernel_id
+        self._slot: asyncio.Semaphore | None = slot
         self.host = host
         self.process = process
         self.pid = pid
@@ -40,13 +41,26 @@ class RemoteLaunch:
     @classmethod
     async def start(
         cls, conn: asyncssh.SSHClientConnection, host: str, kernel_id: str, command: str, env_payload: bytes,
-        timeout: float, log: logging.Logger,
+        timeout: float, log: logging.Logger, slot: asyncio.Semaphore,
     ) -> RemoteLaunch:
         """Open the channel, send the environment, return once the launcher runs.
 
         Raises HostUnavailable when the host could not run the script at all (the caller tries the
         next host): a channel that cannot be opened, a missing tool, a session that ends first.
+        ``slot`` (one of the connection's session slots) is held until the launch is detached.
         """
+        await slot.acquire()
+        try:
+            return await cls._start(conn, host, kernel_id, command, env_payload, timeout, log, slot)
+        except BaseException:
+            slot.release()
+            raise
+
+    @classmethod
+    async def _start(
+        cls, conn: asyncssh.SSHClientConnection, host: str, kernel_id: str, command: str, env_payload: bytes,
+        timeout: float, log: logging.Logger, slot: asyncio.Semaphore,
+    ) -> RemoteLaunch:
         try:
             process = await conn.create_process(command, encoding=None, stderr=asyncssh.STDOUT)
         except (asyncssh.Error, OSError) as err:
@@ -81,7 +95,7 @@ class RemoteLaunch:
             process.close()
             raise
         log.debug("Kernel %s: launcher started on %s as pid %s, log %s", kernel_id, host, pid_text, log_path)
-        return cls(kernel_id, host, process, int(pid_text), log_path, log)
+        return cls(kernel_id, host, process, int(pid_text), log_path, log, slot)
 
     async def _read_exit(self) -> None:
         try:
@@ -109,9 +123,16 @@ class RemoteLaunch:
         where = f"launcher (pid {self.pid} on {self.host}, log {self.log_path}) {reason}"
         return where + (f"; its last output:\n{self.tail}" if self.tail else "")
 
+    def release_slot(self) -> None:
+        """Give the session slot back early (before signalling this launch, which needs a slot itself)."""
+        if self._slot is not None:
+            self._slot.release()
+            self._slot = None
+
     async def detach(self) -> None:
         """Stop watching; the remote watcher ends with the channel, the launcher keeps running."""
         self.process.close()
+        self.release_slot()
         self._watch.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._watch
@@ -119,7 +140,10 @@ class RemoteLaunch:
             self._exited.cancel()
 
 
-async def run_command(conn: asyncssh.SSHClientConnection, command: str, timeout: float) -> str:
-    """Run a short helper command (signal, tail, remove); returns its stdout."""
-    result = await asyncio.wait_for(conn.run(command, check=False, encoding="utf-8", errors="replace"), timeout)
+async def run_command(
+    conn: asyncssh.SSHClientConnection, command: str, timeout: float, slot: asyncio.Semaphore
+) -> str:
+    """Run a short helper command (signal, sweep) in one of the connection's session slots; returns stdout."""
+    async with asyncio.timeout(timeout), slot:
+        result = await conn.run(command, check=False, encoding="utf-8", errors="replace")
     return str(result.stdout or "")

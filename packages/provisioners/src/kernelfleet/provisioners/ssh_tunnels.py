@@ -29,12 +29,14 @@ class KernelTunnels:
         self.remote_ports = dict(remote_ports)
         self.local_ports: dict[str, int] = {}
         self._listeners: list[asyncssh.SSHListener] = []
+        self._conn: asyncssh.SSHClientConnection | None = None
 
     async def open(
         self, conn: asyncssh.SSHClientConnection, preferred: Mapping[str, int] | None = None,
         log: logging.Logger | None = None,
     ) -> dict[str, int]:
         """Open every forward; ``preferred`` local ports are tried first (a reattach keeps its ports)."""
+        self._conn = conn
         try:
             for name, remote_port in self.remote_ports.items():
                 wanted = int((preferred or {}).get(name) or 0)
@@ -53,6 +55,11 @@ class KernelTunnels:
             self.close()
             raise TunnelError(f"cannot forward a local port to {self.remote_ip} on the kernel's host: {err}") from None
         return dict(self.local_ports)
+
+    @property
+    def broken(self) -> bool:
+        """True once the connection carrying the forwards is gone (or they were never opened)."""
+        return self._conn is None or self._conn.is_closed()
 
     def close(self) -> None:
         for listener in self._listeners:
