@@ -286,3 +286,22 @@ async def test_scala_image_lifecycle(specs: Specs) -> None:
             await km.shutdown_kernel(now=True)
         if kernel_id:
             remove_leftovers(kernel_id)
+
+
+async def test_images_stop_promptly_without_dockers_init(specs: Specs) -> None:
+    """tini is each image's entrypoint: R as PID 1 would ignore docker stop's SIGTERM and wait out the timeout."""
+    java = _docker("run", "--rm", "--network", "none", SCALA_IMAGE, "java", "-version")
+    assert java.returncode == 0 and "17." in java.stderr, f"Java 17 missing from {SCALA_IMAGE}: {java.stderr}"
+    name = f"kf-rs-stop-{os.getpid()}"
+    started = _docker("run", "-d", "--rm", "--name", name, "--network", "none", R_IMAGE, "Rscript", "-e",
+                      "Sys.sleep(600)")
+    assert started.returncode == 0, started.stderr
+    try:
+        await asyncio.sleep(2)  # R is up and sleeping
+        t0 = time.monotonic()
+        stopped = _docker("stop", "-t", "30", name)
+        assert stopped.returncode == 0, stopped.stderr
+        took = time.monotonic() - t0
+        assert took < 10, f"docker stop of an R container took {took:.1f}s: SIGTERM did not reach R"
+    finally:
+        _docker("rm", "-f", name)
