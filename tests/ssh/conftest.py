@@ -8,6 +8,9 @@ machine's venv python with kernelfleet.launcher; the broker is advertised on 127
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -21,6 +24,7 @@ from kernelfleet.provisioners.broker import ResponseBroker
 from kernelfleet.provisioners.ssh_connections import close_connection_pool
 
 sys.path.insert(0, str(Path(__file__).parent))
+from ssh_testing import processes_through, wait_until
 from sshd import SshCluster, SshdMissing, start_cluster
 
 
@@ -47,17 +51,42 @@ async def ssh_test_env(monkeypatch: pytest.MonkeyPatch, ssh_cluster: SshCluster)
     broker = ResponseBroker._instances.get(asyncio.get_running_loop())
     if broker is not None:
         await broker.stop()
+    # every test must leave its "hosts" empty; whatever a failed test left is killed here
+    try:
+        await wait_until(lambda: not processes_through(ssh_cluster.port), 10, "")
+    except AssertionError:
+        left = processes_through(ssh_cluster.port)
+        described = {pid: _cmdline(pid) for pid in left}
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        pytest.fail(f"the test left processes on the SSH hosts (now killed): {described}")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:120]
+    except OSError:
+        return "?"
+
+
+@pytest.fixture(scope="session")
+def remote_log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The hosts' log directory for these tests, so kept logs (failed launches) stay out of /tmp."""
+    return tmp_path_factory.mktemp("remote-logs")
 
 
 @pytest.fixture
-def ssh_spec(make_kernelspec: Callable[..., str], ssh_cluster: SshCluster) -> Callable[..., str]:
+def ssh_spec(make_kernelspec: Callable[..., str], ssh_cluster: SshCluster, remote_log_dir: Path
+             ) -> Callable[..., str]:
     """A distributed-provisioner kernelspec for the test hosts; keyword arguments override its config."""
     counter = iter(range(1000))
 
     def make(name: str | None = None, *, argv: list[str] | None = None, env: dict[str, str] | None = None,
              **config: Any) -> str:
         return make_kernelspec(name or f"ssh_{next(counter)}", argv=argv, env=env,
-                               config={**ssh_cluster.provisioner_config(), **config})
+                               config={**ssh_cluster.provisioner_config(), "remote_log_dir": str(remote_log_dir),
+                                       **config})
 
     return make
 

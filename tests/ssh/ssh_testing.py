@@ -31,6 +31,23 @@ def processes_with_env(name: str, value: str) -> list[int]:
     return found
 
 
+def processes_through(port: int) -> list[int]:
+    """Live processes started through an sshd on ``port`` (their SSH_CONNECTION names it as server port)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            raw = Path(entry.path, "environ").read_bytes()
+            state = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        for item in raw.split(b"\0"):
+            if item.startswith(b"SSH_CONNECTION=") and item.split()[-1] == str(port).encode() and state != "Z":
+                found.append(int(entry.name))
+    return found
+
+
 def cmdlines_containing(secret: str) -> list[int]:
     hits = []
     for entry in os.scandir("/proc"):

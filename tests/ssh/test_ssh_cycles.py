@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import glob
 from collections.abc import Callable
+from pathlib import Path
 
 from jupyter_client import AsyncKernelManager
 from ssh_testing import processes_with_env, wait_until
@@ -18,6 +19,7 @@ AT_ONCE = 4
 
 async def test_no_leftover_remote_processes_after_20_cycles(
     ssh_spec: Callable[..., str], kernel_manager: Callable[..., AsyncKernelManager], ssh_cluster: SshCluster,
+    remote_log_dir: Path,
 ) -> None:
     name = ssh_spec(remote_hosts=ssh_cluster.addresses)
     kernel_ids: list[str] = []
@@ -36,6 +38,6 @@ async def test_no_leftover_remote_processes_after_20_cycles(
         return all(processes_with_env("KERNEL_ID", kid) == [] for kid in kernel_ids)
 
     await wait_until(nothing_left, 10, "processes of stopped kernels are still running")
-    assert [p for kid in kernel_ids for p in glob.glob(f"/tmp/kernelfleet-{kid}-*")] == []
+    assert [p for kid in kernel_ids for p in glob.glob(f"{remote_log_dir}/kernelfleet-{kid}-*")] == []
     pool = connection_pool()
     assert len(pool._connections) <= len(ssh_cluster.hosts)  # one shared connection per host, at most

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import glob
 import logging
 import os
 import signal
@@ -81,7 +82,7 @@ async def test_lifecycle_on_a_remote_host(
 
 
 async def test_launcher_that_dies_at_once_fails_fast_with_its_output(
-    ssh_spec: Callable[..., str], kernel_manager: Callable[..., AsyncKernelManager]
+    ssh_spec: Callable[..., str], kernel_manager: Callable[..., AsyncKernelManager], remote_log_dir: Path
 ) -> None:
     argv = [sys.executable, "-c", "import sys; sys.stderr.write('cannot find image libs\\n'); sys.exit(3)"]
     km = kernel_manager(ssh_spec(argv=argv, remote_hosts=["127.0.0.2"], launch_timeout=60))
@@ -92,6 +93,7 @@ async def test_launcher_that_dies_at_once_fails_fast_with_its_output(
     message = str(err.value)
     assert km.kernel_id in message and "exited with code 3" in message and "cannot find image libs" in message
     assert "on 127.0.0.2" in message
+    assert glob.glob(f"{remote_log_dir}/kernelfleet-{km.kernel_id}-*") == []  # its tail is in the error instead
     assert elapsed < 5, f"took {elapsed:.1f}s"  # ~1-2 s on an idle machine; far from the 60 s timeout
 
 

@@ -39,7 +39,7 @@ def test_balancers_are_per_host_list() -> None:
 def test_the_launch_command_parses_back_to_exactly_its_words() -> None:
     argv = ["/opt/py", "-c", "print('hi'); $(x) `y` \"z\"", "a b"]
     words = shlex.split(launch_command(argv, "kid-1", "/var/log/k f"))
-    assert words == ["exec", "/bin/sh", "-c", LAUNCH_SCRIPT, "kernelfleet-launch", "/var/log/k f", "kid-1", *argv]
+    assert words == ["exec", "/bin/sh", "-c", LAUNCH_SCRIPT, "kernelfleet-launch", "/var/log/k f", "kid-1", "", *argv]
 
 
 def test_the_script_exports_values_without_evaluating_them() -> None:

@@ -7,7 +7,8 @@
 The "host" is a real sshd on 127.0.0.2 started for the run (tests/ssh/sshd.py: generated keys, nothing
 of the system's touched); GP gets password-less root SSH through a private HOME holding the same key
 and known_hosts. Each variant runs tools/bench/launch_latency.py inside the venv that owns it.
-Usage: .venv/bin/python tools/bench/ssh_start.py [--runs 5] [--no-gp]
+The machine may be shared: variants are interleaved over --rounds so load drifts hit all of them alike.
+Usage: .venv/bin/python tools/bench/ssh_start.py [--runs 3] [--rounds 2] [--no-gp]
 """
 
 from __future__ import annotations
@@ -73,9 +74,26 @@ def gp_home(root: Path, cluster: object) -> Path:
     return home
 
 
+def gp_variant(root: Path, cluster: object) -> tuple[Path, Path, str, dict[str, str]]:
+    """GP's own ssh kernelspec for the host, run by GP's venv python on the host too."""
+    gp_python = ensure_gp_venv()
+    gp_prefix = root / "gp"
+    subprocess.run([str(gp_python.parent / "jupyter-ssh-spec"), "install", "--prefix", str(gp_prefix),
+                    "--kernel-name", "gp_ssh", "--remote-hosts", HOST], check=True, capture_output=True)
+    gp_kernels = gp_prefix / "share" / "jupyter" / "kernels"
+    spec_file = gp_kernels / "gp_ssh" / "kernel.json"
+    spec = json.loads(spec_file.read_text())
+    spec["argv"][0] = str(gp_python)  # over SSH "python" would be the host's PATH, not GP's venv
+    spec_file.write_text(json.dumps(spec))
+    gp_env = {**os.environ, "HOME": str(gp_home(root, cluster)), "KERNEL_USERNAME": "bench",
+              "GP_RESPONSE_IP": "127.0.0.1", "GP_SSH_PORT": str(cluster.port), "GP_REMOTE_USER": "root"}  # type: ignore[attr-defined]
+    return gp_python, gp_kernels, "gp_ssh", gp_env
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=3, help="measured runs per variant and round")
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--no-gp", action="store_true", help="skip Gateway Provisioners")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "tests" / "ssh"))
@@ -91,24 +109,19 @@ def main() -> None:
             write_spec(kernels, "kf_local", argv, {})
             write_spec(kernels, "kf_ssh", argv, {**cluster.provisioner_config(), "remote_hosts": [HOST]})
             env = {**os.environ, "KERNEL_USERNAME": "bench", "KF_RESPONSE_IP": "127.0.0.1"}
-            results = {
-                "local": measure(OUR_PYTHON, kernels, "kf_local", args.runs, env),
-                "ssh": measure(OUR_PYTHON, kernels, "kf_ssh", args.runs, env),
+            variants = {
+                "local": (OUR_PYTHON, kernels, "kf_local", env),
+                "ssh": (OUR_PYTHON, kernels, "kf_ssh", env),
             }
-            handshake = asyncio.run(handshake_seconds(cluster, 3))
             if not args.no_gp:
-                gp_python = ensure_gp_venv()
-                gp_prefix = root / "gp"
-                subprocess.run([str(gp_python.parent / "jupyter-ssh-spec"), "install", "--prefix", str(gp_prefix),
-                                "--kernel-name", "gp_ssh", "--remote-hosts", HOST], check=True, capture_output=True)
-                gp_kernels = gp_prefix / "share" / "jupyter" / "kernels"
-                spec_file = gp_kernels / "gp_ssh" / "kernel.json"
-                spec = json.loads(spec_file.read_text())
-                spec["argv"][0] = str(gp_python)  # over SSH "python" would be the host's PATH, not GP's venv
-                spec_file.write_text(json.dumps(spec))
-                gp_env = {**os.environ, "HOME": str(gp_home(root, cluster)), "KERNEL_USERNAME": "bench",
-                          "GP_RESPONSE_IP": "127.0.0.1", "GP_SSH_PORT": str(cluster.port), "GP_REMOTE_USER": "root"}
-                results["gp"] = measure(gp_python, gp_kernels, "gp_ssh", args.runs, gp_env)
+                variants["gp"] = gp_variant(root, cluster)
+            results: dict[str, dict[str, list[float]]] = {k: {"ready": [], "linger": []} for k in variants}
+            for _ in range(args.rounds):
+                for key, (python, kdir, name, venv) in variants.items():
+                    measured = measure(python, kdir, name, args.runs, venv)
+                    for metric, values in measured.items():
+                        results[key][metric] += values
+            handshake = asyncio.run(handshake_seconds(cluster, 3))
         finally:
             cluster.stop()
     ready = {k: median(v["ready"]) for k, v in results.items()}
@@ -116,8 +129,8 @@ def main() -> None:
     header = ["median of runs", "KF local", "KF over SSH"] + ([f"GP {GP_VERSION} over SSH"] if "gp" in ready else [])
     rows = [tuple(header),
             ("start to first execute", *(f"{ready[k]:.3f}s" for k in ready)),
-            ("  over the local path", *(f"+{ready[k] - ready['local']:.3f}s" for k in ready)),
-            ("kernel gone after shutdown", *(f"{linger[k]:.3f}s" for k in linger))]
+            ("  over the local path", *(f"{ready[k] - ready['local']:+.3f}s" for k in ready)),
+            ("shutdown until processes gone", *(f"{linger[k]:.3f}s" for k in linger))]
     table(rows)
     print(f"\nasyncssh handshake to a new host (paid once per host and loop): {handshake:.3f}s")
     print(f"ratios: KF ssh/local = {ready['ssh'] / ready['local']:.2f}x", end="")

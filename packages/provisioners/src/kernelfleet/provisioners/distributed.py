@@ -231,7 +231,8 @@ class DistributedProvisioner(RemoteProvisionerBase):
             inherited_envs=self.inherited_envs,
         )
         payload = encode_env(check_env(self.kernel_id, selected, trusted_names=spec_env))
-        return launch_command(self._remote_argv(cmd), self.kernel_id, self.remote_log_dir), payload
+        return launch_command(self._remote_argv(cmd), self.kernel_id, self.remote_log_dir,
+                               self.keep_remote_logs), payload
 
     def _remote_argv(self, cmd: list[str]) -> list[str]:
         """Undo jupyter_client's ``python`` → server-interpreter replacement (see module docstring)."""

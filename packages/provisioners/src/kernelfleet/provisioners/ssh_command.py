@@ -20,7 +20,8 @@ so a user name like ``bob";touch X;echo "`` ran a command on the host. Here:
 The script runs the launcher detached (``setsid nohup``) with its output in a private log file
 (``mktemp``: mode 0600, random name), prints ``KF-STARTED <pid> <log>``, and then waits: if the
 launcher exits it prints ``KF-EXITED <code>`` and the log's tail, so a launch that dies at once is
-reported at once. The watch ends when the server closes the channel's stdin: a small reader then
+reported at once (and, unless logs are kept, removes the log: its tail is in the error). The
+watch ends when the server closes the channel's stdin: a small reader then
 ends the waiting shell, leaving only the launcher (its own session and process group) running.
 """
 
@@ -35,7 +36,7 @@ EXITED = "KF-EXITED"
 ERROR = "KF-ERROR"
 
 LAUNCH_SCRIPT = r"""umask 077
-kf_dir=${1:-${TMPDIR:-/tmp}}; kf_kid=$2; shift 2
+kf_dir=${1:-${TMPDIR:-/tmp}}; kf_kid=$2; kf_keep=$3; shift 3
 kf_setsid=$(command -v setsid) || { echo "KF-ERROR setsid is not installed on this host"; exit 97; }
 kf_nohup=$(command -v nohup) || { echo "KF-ERROR nohup is not installed on this host"; exit 97; }
 kf_log=$(mktemp "$kf_dir/kernelfleet-$kf_kid-XXXXXXXXXXXX") ||
@@ -55,6 +56,7 @@ kf_code=$?
 kill "$kf_watch" 2>/dev/null
 echo "KF-EXITED $kf_code"
 tail -c 3000 "$kf_log"
+[ -n "$kf_keep" ] || rm -f "$kf_log"
 """
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -94,11 +96,16 @@ def encode_env(env: Mapping[str, str]) -> bytes:
     return "".join(f"{name}={value}\n" for name, value in env.items()).encode() + b"\n"
 
 
-def launch_command(argv: list[str], kernel_id: str, log_dir: str = "") -> str:
-    """The command line for the launch channel; it holds no secret and no environment."""
+def launch_command(argv: list[str], kernel_id: str, log_dir: str = "", keep_log: bool = False) -> str:
+    """The command line for the launch channel; it holds no secret and no environment.
+
+    Without ``keep_log`` the log of a launcher that exits during the launch is removed once its
+    tail has been sent (the tail is in the error); a running kernel's log is removed at its stop.
+    """
     if not argv:
         raise ValueError(f"Kernel {kernel_id}: the kernelspec argv is empty")
-    words = ["exec", "/bin/sh", "-c", LAUNCH_SCRIPT, "kernelfleet-launch", log_dir, kernel_id, *argv]
+    words = ["exec", "/bin/sh", "-c", LAUNCH_SCRIPT, "kernelfleet-launch", log_dir, kernel_id,
+             "keep" if keep_log else "", *argv]
     return shlex.join(words)
 
 

@@ -120,7 +120,7 @@ class RemoteLaunch:
     def describe_exit(self) -> str:
         code = self.exit_code
         reason = f"killed by signal {code - 128}" if code is not None and code > 128 else f"exited with code {code}"
-        where = f"launcher (pid {self.pid} on {self.host}, log {self.log_path}) {reason}"
+        where = f"launcher (pid {self.pid} on {self.host}) {reason}"
         return where + (f"; its last output:\n{self.tail}" if self.tail else "")
 
     def release_slot(self) -> None:
