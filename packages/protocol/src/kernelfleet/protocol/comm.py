@@ -8,11 +8,11 @@ connection and only the holder of comm_key (sent inside the sealed report) can m
 from __future__ import annotations
 
 import enum
+import hashlib
 import hmac
 import json
 from typing import Any
 
-from Crypto.Hash import HMAC, SHA256
 from Crypto.Random import get_random_bytes
 
 from kernelfleet.protocol.constants import (
@@ -44,7 +44,7 @@ class CommOp(enum.StrEnum):
 
 
 def comm_mac(comm_key: bytes, nonce: bytes, request: bytes) -> bytes:
-    return HMAC.new(comm_key, COMM_MAC_LABEL + nonce + request, digestmod=SHA256).digest()
+    return hmac.new(comm_key, COMM_MAC_LABEL + nonce + request, hashlib.sha256).digest()
 
 
 def greeting(nonce: bytes | None = None) -> tuple[bytes, bytes]:
