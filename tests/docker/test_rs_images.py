@@ -11,21 +11,17 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from jupyter_client import AsyncKernelManager
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpecManager
-
-from kernelfleet.protocol import sign_request
-from kernelfleet.protocol.comm import parse_greeting
+from rs_testing import connect, execute, execute_settled, hostile_requests_are_ignored, interrupt
 
 DOCKER = os.environ.get("DOCKER", "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker")
 R_IMAGE = os.environ.get("KF_TEST_R_IMAGE", "kernelfleet/kernel-r:dev")
@@ -33,7 +29,6 @@ SCALA_IMAGE = os.environ.get("KF_TEST_SCALA_IMAGE", "kernelfleet/kernel-scala:de
 JUPYTER = Path(sys.executable).with_name("jupyter")
 R_READY = 60.0
 SCALA_READY = 240.0
-CELL = 120.0
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -117,76 +112,6 @@ async def assert_nothing_left(kernel_id: str, within: float) -> None:
 def remove_leftovers(kernel_id: str) -> None:
     for container in leftovers(kernel_id):
         _docker("rm", "-f", container)
-
-
-async def connect(km: AsyncKernelManager, timeout: float) -> AsyncKernelClient:
-    """No heartbeat channel: IRkernel and Toree answer heartbeats from busy loops; liveness is the manager's poll."""
-    client = km.client()
-    client.start_channels(hb=False)
-    await client.wait_for_ready(timeout=timeout)
-    return client
-
-
-async def execute(client: AsyncKernelClient, code: str, timeout: float = CELL) -> dict[str, Any]:
-    """Run ``code``: the reply content plus its text/plain value (execute_result, or IRkernel's display_data)."""
-    msg_id = client.execute(code)
-    out: dict[str, Any] = {"stdout": "", "result": None, "ename": None}
-    async with asyncio.timeout(timeout):
-        while (reply := await client.get_shell_msg())["parent_header"].get("msg_id") != msg_id:
-            pass
-        if reply["content"]["status"] == "aborted":
-            return {**reply["content"], **out}
-        while True:
-            msg = await client.get_iopub_msg()
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            kind, content = msg["msg_type"], msg["content"]
-            if kind == "stream" and content["name"] == "stdout":
-                out["stdout"] += content["text"]
-            elif kind in ("execute_result", "display_data"):
-                out["result"] = content["data"].get("text/plain")
-            elif kind == "error":
-                out["ename"] = content["ename"]
-            elif kind == "status" and content["execution_state"] == "idle":
-                return {**reply["content"], **out}
-
-
-async def execute_settled(client: AsyncKernelClient, code: str) -> dict[str, Any]:
-    """IRkernel may abort the one request queued behind an interrupted cell; a second try must succeed."""
-    reply = await execute(client, code)
-    return await execute(client, code) if reply["status"] == "aborted" else reply
-
-
-async def interrupt(km: AsyncKernelManager, client: AsyncKernelClient, code: str, settle: float) -> dict[str, Any]:
-    task = asyncio.create_task(execute(client, code))
-    await asyncio.sleep(settle)
-    assert not task.done(), f"{code!r} ended before the interrupt: {task.result() if task.done() else ''}"
-    t0 = time.monotonic()
-    await km.interrupt_kernel()
-    reply = await task
-    assert time.monotonic() - t0 < 60, f"{code!r} took {time.monotonic() - t0:.1f}s to stop"
-    return reply
-
-
-async def hostile_requests_are_ignored(km: AsyncKernelManager) -> None:
-    """Gateway Provisioners' unauthenticated request and a request signed with a wrong key do nothing."""
-    host, port = km.provisioner.comm_host, km.provisioner.comm_port
-    assert host and port
-    for attempt in ("unauthenticated", "wrong key"):
-        reader, writer = await asyncio.open_connection(host, port)
-        try:
-            greeting = await asyncio.wait_for(reader.readline(), 10)
-            if attempt == "unauthenticated":
-                line = json.dumps({"signum": int(signal.SIGKILL)}).encode() + b"\n"
-            else:
-                line = sign_request(os.urandom(32), parse_greeting(greeting), "kill")
-            writer.write(line)
-            await writer.drain()
-            answer = json.loads(await asyncio.wait_for(reader.readline(), 10))
-        finally:
-            writer.close()
-        assert answer == {"ok": False, "error": "unauthenticated"}, f"{attempt}: {answer}"
-    assert await km.is_alive(), "a hostile comm request stopped the kernel"
 
 
 def manager(specs: Specs, name: str) -> AsyncKernelManager:

@@ -1,0 +1,106 @@
+"""Driving R (IRkernel) and Scala (Toree) kernels in tests: their replies differ from ipykernel's."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from typing import Any
+
+from jupyter_client import AsyncKernelManager
+from jupyter_client.asynchronous.client import AsyncKernelClient
+
+from kernelfleet.protocol import parse_greeting, sign_request
+
+CELL = 120.0
+
+
+async def connect(km: AsyncKernelManager, timeout: float) -> AsyncKernelClient:
+    """No heartbeat channel: IRkernel and Toree answer heartbeats from busy loops; liveness is the manager's poll."""
+    client = km.client()
+    client.start_channels(hb=False)
+    await client.wait_for_ready(timeout=timeout)
+    return client
+
+
+async def execute(client: AsyncKernelClient, code: str, timeout: float = CELL) -> dict[str, Any]:
+    """Run ``code``: the reply content plus its text/plain value (execute_result, or IRkernel's display_data).
+
+    The shell reply comes first: a request IRkernel aborts after an interrupt gets no iopub messages.
+    """
+    msg_id = client.execute(code)
+    out: dict[str, Any] = {"stdout": "", "result": None, "ename": None}
+    async with asyncio.timeout(timeout):
+        while (reply := await client.get_shell_msg())["parent_header"].get("msg_id") != msg_id:
+            pass
+        if reply["content"]["status"] == "aborted":
+            return {**reply["content"], **out}
+        while True:
+            msg = await client.get_iopub_msg()
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream" and content["name"] == "stdout":
+                out["stdout"] += content["text"]
+            elif kind in ("execute_result", "display_data"):
+                out["result"] = content["data"].get("text/plain")
+            elif kind == "error":
+                out["ename"] = content["ename"]
+            elif kind == "status" and content["execution_state"] == "idle":
+                if out["result"] is None and reply["content"]["status"] == "ok":
+                    out["result"] = await late_result(client, msg_id)
+                return {**reply["content"], **out}
+
+
+async def late_result(client: AsyncKernelClient, msg_id: str, wait: float = 3.0) -> str | None:
+    """Toree can publish ``idle`` before the value of a cell that first creates the SparkContext."""
+    try:
+        async with asyncio.timeout(wait):
+            while True:
+                msg = await client.get_iopub_msg()
+                ours = msg["parent_header"].get("msg_id") == msg_id
+                if ours and msg["msg_type"] in ("execute_result", "display_data"):
+                    return msg["content"]["data"].get("text/plain")
+    except TimeoutError:
+        return None
+
+
+async def execute_settled(client: AsyncKernelClient, code: str) -> dict[str, Any]:
+    """IRkernel may abort the one request queued behind an interrupted cell; a second try must succeed."""
+    reply = await execute(client, code)
+    return await execute(client, code) if reply["status"] == "aborted" else reply
+
+
+async def interrupt(km: AsyncKernelManager, client: AsyncKernelClient, code: str, settle: float) -> dict[str, Any]:
+    """Run ``code``, interrupt it through the manager (the provisioner's comm ``interrupt``), return its reply."""
+    task = asyncio.create_task(execute(client, code))
+    await asyncio.sleep(settle)
+    assert not task.done(), f"{code!r} ended before the interrupt: {task.result() if task.done() else ''}"
+    t0 = time.monotonic()
+    await km.interrupt_kernel()
+    reply = await task
+    assert time.monotonic() - t0 < 60, f"{code!r} took {time.monotonic() - t0:.1f}s to stop"
+    return reply
+
+
+async def hostile_requests_are_ignored(km: AsyncKernelManager) -> None:
+    """Gateway Provisioners' unauthenticated request and a request signed with a wrong key do nothing."""
+    host, port = km.provisioner.comm_host, km.provisioner.comm_port
+    assert host and port
+    for attempt in ("unauthenticated", "wrong key"):
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            greeting = await asyncio.wait_for(reader.readline(), 10)
+            if attempt == "unauthenticated":
+                line = json.dumps({"signum": int(signal.SIGKILL)}).encode() + b"\n"
+            else:
+                line = sign_request(os.urandom(32), parse_greeting(greeting), "kill")
+            writer.write(line)
+            await writer.drain()
+            answer = json.loads(await asyncio.wait_for(reader.readline(), 10))
+        finally:
+            writer.close()
+        assert answer == {"ok": False, "error": "unauthenticated"}, f"{attempt}: {answer}"
+    assert await km.is_alive(), "a hostile comm request stopped the kernel"
