@@ -379,6 +379,13 @@ def test_k8s_image_defaults_come_from_env(tmp_path: Path) -> None:
     assert installed(tmp_path, "flag")["metadata"]["kernel_provisioner"]["config"]["image_name"] == "flag/img:1"
 
 
+def test_docker_network_is_written_only_when_given(tmp_path: Path) -> None:
+    install_ok("docker", "--kernel-name", "plain", tmp_path=tmp_path)
+    install_ok("docker", "--kernel-name", "hostnet", "--network", "host", tmp_path=tmp_path)
+    assert "network" not in installed(tmp_path, "plain")["metadata"]["kernel_provisioner"]["config"]
+    assert installed(tmp_path, "hostnet")["metadata"]["kernel_provisioner"]["config"]["network"] == "host"
+
+
 def test_docker_swarm(tmp_path: Path) -> None:
     install_ok("docker", "--swarm", "--language", "r", tmp_path=tmp_path)
     spec = installed(tmp_path, "docker_swarm_r")

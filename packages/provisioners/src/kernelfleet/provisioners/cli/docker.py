@@ -29,8 +29,12 @@ class DockerSpecInstaller(BaseSpecInstaller):
         help="Kernel image (default $KF_IMAGE_NAME or $GP_IMAGE_NAME, else kernelfleet/kernel-<lang>:<version>)."
     ).tag(config=True)
     swarm = Bool(False, help="Run the kernel as a Docker Swarm service (docker-swarm-provisioner).").tag(config=True)
+    network = Unicode(
+        help="Docker network of the kernel containers: host, bridge or a named network (default: the "
+        "provisioner's, $KF_DOCKER_NETWORK / $GP_DOCKER_NETWORK, else bridge)."
+    ).tag(config=True)
 
-    aliases = spec_aliases({"image-name": "DockerSpecInstaller.image_name"})
+    aliases = spec_aliases({"image-name": "DockerSpecInstaller.image_name", "network": "DockerSpecInstaller.network"})
     flags = spec_flags(
         {"swarm": ({"DockerSpecInstaller": {"swarm": True}}, "Use docker-swarm-provisioner (a Swarm service).")}
     )
@@ -54,7 +58,10 @@ class DockerSpecInstaller(BaseSpecInstaller):
         return container_argv(kernel_class_name=self.kernel_class_name(), spark_init_mode=mode)
 
     def target_config(self) -> dict[str, Any]:
-        return {"image_name": self.image_name.strip() or default_image(self.lang)}
+        config: dict[str, Any] = {"image_name": self.image_name.strip() or default_image(self.lang)}
+        if self.network.strip():
+            config["network"] = self.network.strip()
+        return config
 
 
 class DockerSpecApp(BaseSpecApp):
