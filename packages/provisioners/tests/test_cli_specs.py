@@ -386,6 +386,13 @@ def test_docker_network_is_written_only_when_given(tmp_path: Path) -> None:
     assert installed(tmp_path, "hostnet")["metadata"]["kernel_provisioner"]["config"]["network"] == "host"
 
 
+def test_docker_scala_spark_init_mode(tmp_path: Path) -> None:
+    install_ok("docker", "--language", "scala", "--spark-init-mode", "lazy", tmp_path=tmp_path)
+    assert installed(tmp_path, "docker_scala")["argv"][-2:] == ["--spark-context-initialization-mode", "lazy"]
+    result = run_cli("docker", "install", "--kernel-name", "bad", "--spark-init-mode", "sometimes", tmp_path=tmp_path)
+    assert result.returncode != 0 and "--spark-init-mode 'sometimes'" in result.stderr
+
+
 def test_docker_swarm(tmp_path: Path) -> None:
     install_ok("docker", "--swarm", "--language", "r", tmp_path=tmp_path)
     spec = installed(tmp_path, "docker_swarm_r")

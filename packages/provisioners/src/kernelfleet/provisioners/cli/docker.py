@@ -9,6 +9,7 @@ from traitlets import Bool, Unicode, default
 
 from kernelfleet.provisioners.cli.base import (
     LANGUAGE_TITLES,
+    SPARK_INIT_MODES,
     BaseSpecApp,
     BaseSpecInstaller,
     default_image,
@@ -16,6 +17,7 @@ from kernelfleet.provisioners.cli.base import (
     spec_aliases,
     spec_flags,
 )
+from kernelfleet.provisioners.cli.kernelspec import SpecError
 from kernelfleet.provisioners.container_argv import container_argv
 
 
@@ -34,7 +36,15 @@ class DockerSpecInstaller(BaseSpecInstaller):
         "provisioner's, $KF_DOCKER_NETWORK / $GP_DOCKER_NETWORK, else bridge)."
     ).tag(config=True)
 
-    aliases = spec_aliases({"image-name": "DockerSpecInstaller.image_name", "network": "DockerSpecInstaller.network"})
+    spark_init_mode = Unicode(
+        "none", help="When the kernel makes its Spark context: none (default), lazy or eager (the image needs Spark)."
+    ).tag(config=True)
+
+    aliases = spec_aliases({
+        "image-name": "DockerSpecInstaller.image_name",
+        "network": "DockerSpecInstaller.network",
+        "spark-init-mode": "DockerSpecInstaller.spark_init_mode",
+    })
     flags = spec_flags(
         {"swarm": ({"DockerSpecInstaller": {"swarm": True}}, "Use docker-swarm-provisioner (a Swarm service).")}
     )
@@ -53,8 +63,15 @@ class DockerSpecInstaller(BaseSpecInstaller):
     def default_display_name(self) -> str:
         return f"Docker {'Swarm ' if self.swarm else ''}{LANGUAGE_TITLES[self.lang]}"
 
+    def check_options(self) -> None:
+        super().check_options()
+        if self.spark_init_mode.strip().lower() not in SPARK_INIT_MODES:
+            raise SpecError(f"--spark-init-mode {self.spark_init_mode!r} is not one of lazy, eager or none")
+
     def build_argv(self) -> list[str]:
-        mode = None if self.lang == "python" else "none"
+        mode: str | None = self.spark_init_mode.strip().lower()
+        if mode == "none" and self.lang == "python":
+            mode = None  # the launcher's default; keeps the argv GP wrote for Python
         return container_argv(kernel_class_name=self.kernel_class_name(), spark_init_mode=mode)
 
     def target_config(self) -> dict[str, Any]:
