@@ -15,11 +15,12 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import aiodocker
 import aiohttp
+
+from kernelfleet.provisioners.change_signals import ChangeSignals
 
 # Labels on every container and service we create.
 LABEL_KERNEL_ID = "kernel_id"  # Gateway Provisioners' key, so existing operator scripts keep working
@@ -50,7 +51,7 @@ class DockerEngine:
     def __init__(self, url: str | None = None) -> None:
         self.client = aiodocker.Docker(url=url)
         self.leases = 0
-        self._watchers: dict[str, set[asyncio.Event]] = {}
+        self._signals = ChangeSignals()
         self._since_ns = time.time_ns() - 1_000_000_000  # a second of slack for clock granularity
         self._closing = False
         self._stream = asyncio.ensure_future(self._follow_events())
@@ -82,7 +83,7 @@ class DockerEngine:
         if self._closing:
             return
         self._closing = True
-        self._wake_all()
+        self._signals.wake_all()
         for task in (self._stream, self._dispatch):
             if task is not None:
                 task.cancel()
@@ -90,27 +91,9 @@ class DockerEngine:
         await self.client.close()
 
     # ------------------------------------------------------------------------------------- events
-    @contextlib.contextmanager
-    def watch(self, kernel_id: str) -> Iterator[asyncio.Event]:
-        """An event set whenever Docker reports something about this kernel's containers.
-
-        Register first, then read the state, then wait: nothing that happens after the read is missed.
-        """
-        changed = asyncio.Event()
-        self._watchers.setdefault(kernel_id, set()).add(changed)
-        try:
-            yield changed
-        finally:
-            watchers = self._watchers.get(kernel_id)
-            if watchers is not None:
-                watchers.discard(changed)
-                if not watchers:
-                    del self._watchers[kernel_id]
-
-    def _wake_all(self) -> None:
-        for watchers in self._watchers.values():
-            for changed in watchers:
-                changed.set()
+    def watch(self, kernel_id: str) -> contextlib.AbstractContextManager[asyncio.Event]:
+        """An event set whenever Docker reports something about this kernel's containers."""
+        return self._signals.watch(kernel_id)
 
     def _on_event(self, event: dict[str, Any]) -> None:
         nano = event.get("timeNano")
@@ -120,8 +103,7 @@ class DockerEngine:
         kernel_id = attributes.get(LABEL_KERNEL_ID)
         if kernel_id:
             log.debug("Kernel %s: docker event %s %s", kernel_id, event.get("Type"), event.get("Action"))
-            for changed in self._watchers.get(kernel_id, ()):
-                changed.set()
+            self._signals.wake(kernel_id)
 
     async def _follow_events(self) -> None:
         """Keep one filtered event stream open; after a break, resume where it stopped."""
@@ -138,7 +120,7 @@ class DockerEngine:
                 raise
             except ENGINE_ERRORS as err:
                 log.warning("Docker event stream broke (%s); reconnecting in %.1fs", describe_engine_error(err), delay)
-            self._wake_all()  # whatever was missed, everyone re-reads their state
+            self._signals.wake_all()  # whatever was missed, everyone re-reads their state
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 

@@ -14,12 +14,13 @@ import contextlib
 import functools
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from kernelfleet.provisioners.change_signals import ChangeSignals
 from kernelfleet.provisioners.k8s_client import IDLE_SECONDS, KubeApi, describe_api_error
 
 log = logging.getLogger("kernelfleet.kubernetes")
@@ -43,7 +44,7 @@ class SharedWatch:
         self.error: str | None = None
         self.subscribers = 0
         self._make_call = make_call
-        self._watchers: dict[str, set[asyncio.Event]] = {}
+        self._signals = ChangeSignals()
         self._closing = False
         self._idle_close: asyncio.TimerHandle | None = None
         self._closer: asyncio.Task[None] | None = None
@@ -116,7 +117,7 @@ class SharedWatch:
         if self._closing:
             return
         self._closing = True
-        self._wake_all()
+        self._signals.wake_all()
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
 
@@ -124,22 +125,9 @@ class SharedWatch:
     def get(self, name: str) -> dict[str, Any] | None:
         return self.objects.get(name)
 
-    @contextlib.contextmanager
-    def changes(self, name: str) -> Iterator[asyncio.Event]:
-        """An event set whenever the object ``name`` changes (or the cache is rebuilt).
-
-        Register first, then read the cache, then wait: nothing that happens after the read is missed.
-        """
-        changed = asyncio.Event()
-        self._watchers.setdefault(name, set()).add(changed)
-        try:
-            yield changed
-        finally:
-            watchers = self._watchers.get(name)
-            if watchers is not None:
-                watchers.discard(changed)
-                if not watchers:
-                    del self._watchers[name]
+    def changes(self, name: str) -> contextlib.AbstractContextManager[asyncio.Event]:
+        """An event set whenever the object ``name`` changes (or the cache is rebuilt)."""
+        return self._signals.watch(name)
 
     async def until(self, name: str, done: Callable[[dict[str, Any] | None], bool], timeout: float | None = None) -> (
             dict[str, Any] | None):
@@ -155,15 +143,6 @@ class SharedWatch:
                         raise RuntimeError(f"the {self.kind} watch of namespace {self.namespace} was closed")
                     await changed.wait()
                     changed.clear()
-
-    def _wake(self, name: str) -> None:
-        for changed in self._watchers.get(name, ()):
-            changed.set()
-
-    def _wake_all(self) -> None:
-        for watchers in self._watchers.values():
-            for changed in watchers:
-                changed.set()
 
     # ------------------------------------------------------------------------------------- following
     async def _run(self) -> None:
@@ -190,7 +169,7 @@ class SharedWatch:
                 self.error = describe_api_error(err)
             log.warning("Kubernetes %s watch in namespace %s broke (%s); reconnecting in %.1fs", self.kind,
                         self.namespace, self.error, delay)
-            self._wake_all()
+            self._signals.wake_all()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
@@ -200,7 +179,7 @@ class SharedWatch:
         self.objects = {item["metadata"]["name"]: item for item in raw.get("items") or []}
         self.error = None
         self.synced.set()
-        self._wake_all()
+        self._signals.wake_all()
         return str(raw["metadata"]["resourceVersion"])
 
     async def _follow(self, call: ListCall, version: str) -> str:
@@ -230,6 +209,6 @@ class SharedWatch:
                     self.objects.pop(name, None)
                 else:
                     self.objects[name] = obj
-                self._wake(name)
+                self._signals.wake(name)
         finally:
             response.release()
