@@ -22,11 +22,11 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.connect import write_connection_file
+from rs_testing import execute, execute_settled
 
 from kernelfleet.protocol import Report, sign_request
 from kernelfleet.protocol.comm import parse_greeting
@@ -206,43 +206,6 @@ async def raw_comm(port: int, line: bytes | None) -> tuple[bytes, bytes]:
         writer.close()
 
 
-async def execute(client: AsyncKernelClient, code: str, timeout: float = 60) -> dict[str, Any]:
-    """Run ``code``; the reply content plus its stdout and text/plain output.
-
-    The shell reply is awaited first: a request IRkernel aborts (it aborts what is queued behind an
-    interrupted cell) gets an ``aborted`` reply and no iopub messages at all. IRkernel shows a value as
-    display_data rather than execute_result, so both count.
-    """
-    msg_id = client.execute(code)
-    out: dict[str, Any] = {"stdout": "", "result": None}
-    async with asyncio.timeout(timeout):
-        while True:
-            reply = await client.get_shell_msg()
-            if reply["parent_header"].get("msg_id") == msg_id:
-                break
-        if reply["content"]["status"] == "aborted":
-            return {**reply["content"], **out}
-        while True:
-            msg = await client.get_iopub_msg()
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            kind, content = msg["msg_type"], msg["content"]
-            if kind == "stream" and content["name"] == "stdout":
-                out["stdout"] += content["text"]
-            elif kind in ("execute_result", "display_data"):
-                out["result"] = content["data"].get("text/plain")
-            elif kind == "status" and content["execution_state"] == "idle":
-                return {**reply["content"], **out}
-
-
-async def execute_after_interrupt(client: AsyncKernelClient, code: str) -> dict[str, Any]:
-    """IRkernel may abort the request that follows an interrupt; a second try must then succeed."""
-    reply = await execute(client, code)
-    if reply["status"] == "aborted":
-        reply = await execute(client, code)
-    return reply
-
-
 # ------------------------------------------------------------------------------------------ tests
 
 
@@ -298,7 +261,7 @@ async def test_kernel_lifecycle(launcher: Launcher) -> None:
             took = time.monotonic() - t0
             assert reply["content"]["status"] in ("abort", "aborted", "error"), reply["content"]
             assert took < 5, f"{code!r} took {took:.1f}s to stop after the interrupt"
-            after = await execute_after_interrupt(client, "1+1")
+            after = await execute_settled(client, "1+1")
             assert after["status"] == "ok" and after["result"] == "[1] 2", after
 
         # SIGINT to the whole process group (what a local interrupt does) reaches the listener too: it

@@ -30,6 +30,7 @@ import pytest
 import pytest_asyncio
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.connect import write_connection_file
+from rs_testing import execute
 
 from kernelfleet.protocol import Report, ServerKey, open_report, sign_request
 from kernelfleet.protocol.comm import parse_greeting
@@ -214,30 +215,6 @@ async def ready_client(info: dict[str, Any]) -> AsyncKernelClient:
     client.start_channels(hb=False)
     await client.wait_for_ready(timeout=READY_TIMEOUT)
     return client
-
-
-async def execute(client: AsyncKernelClient, code: str, timeout: float = CELL_TIMEOUT) -> dict[str, Any]:
-    """Run ``code``; the reply content plus its text/plain result, stdout and error name."""
-    msg_id = client.execute(code)
-    out: dict[str, Any] = {"stdout": "", "result": None, "ename": None}
-    async with asyncio.timeout(timeout):
-        while True:
-            msg = await client.get_iopub_msg()
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            kind, content = msg["msg_type"], msg["content"]
-            if kind == "stream" and content["name"] == "stdout":
-                out["stdout"] += content["text"]
-            elif kind == "execute_result":
-                out["result"] = content["data"].get("text/plain")
-            elif kind == "error":
-                out["ename"] = content["ename"]
-            elif kind == "status" and content["execution_state"] == "idle":
-                break
-        while True:
-            reply = await client.get_shell_msg()
-            if reply["parent_header"].get("msg_id") == msg_id:
-                return {**reply["content"], **out}
 
 
 async def comm(report: Report, op: str, **params: object) -> dict[str, Any]:
