@@ -31,6 +31,8 @@ import re
 import shlex
 from collections.abc import Iterable, Mapping
 
+from kernelfleet.provisioners.kernel_env import FORBIDDEN_CHARACTERS
+
 STARTED = "KF-STARTED"
 EXITED = "KF-EXITED"
 ERROR = "KF-ERROR"
@@ -61,7 +63,6 @@ tail -c 3000 "$kf_log"
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 USERNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._@-]{0,63}\Z")
-UNSAFE_IN_LINE = ("\x00", "\n", "\r")
 UNSAFE_IN_REQUEST = ("$", "`")
 # Variables that change how the launching shell itself behaves; a kernel has no use for them.
 SHELL_NAMES = frozenset({"IFS", "ENV", "BASH_ENV", "SHELLOPTS", "BASHOPTS", "PS4", "CDPATH", "OPTIND", "PPID"})
@@ -79,7 +80,7 @@ def check_env(
     for name, value in env.items():
         if not NAME.match(name) or name in SHELL_NAMES or name.startswith("BASH_FUNC_"):
             raise RemoteEnvError(f"Kernel {kernel_id}: environment variable name {name!r} cannot be sent to a host")
-        if not isinstance(value, str) or any(ch in value for ch in UNSAFE_IN_LINE):
+        if not isinstance(value, str) or any(ch in value for ch in FORBIDDEN_CHARACTERS):
             raise RemoteEnvError(f"Kernel {kernel_id}: {name} contains a newline, carriage return or NUL character")
         if name.startswith("KERNEL_") and name not in trusted and any(ch in value for ch in UNSAFE_IN_REQUEST):
             raise RemoteEnvError(f"Kernel {kernel_id}: {name} must not contain '$' or '`'")
