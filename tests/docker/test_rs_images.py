@@ -21,7 +21,14 @@ import pytest
 from jupyter_client import AsyncKernelManager
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpecManager
-from rs_testing import connect, execute, execute_settled, hostile_requests_are_ignored, interrupt
+from rs_testing import (
+    connect,
+    execute,
+    execute_after_interrupt,
+    execute_settled,
+    hostile_requests_are_ignored,
+    interrupt,
+)
 
 DOCKER = os.environ.get("DOCKER", "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker")
 R_IMAGE = os.environ.get("KF_TEST_R_IMAGE", "kernelfleet/kernel-r:dev")
@@ -194,7 +201,8 @@ async def test_scala_image_lifecycle(specs: Specs) -> None:
 
         reply = await interrupt(km, client, "Thread.sleep(300000); 7", settle=3)
         assert reply["status"] == "error" and reply["ename"] == "java.lang.InterruptedException", reply
-        assert (await execute(client, "1+2"))["result"] == "3"
+        after = await execute_after_interrupt(client, "1+2")
+        assert after["result"] == "3", after
 
         await hostile_requests_are_ignored(km)
         assert (await execute(client, "2+3"))["result"] == "5"

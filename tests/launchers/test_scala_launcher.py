@@ -30,7 +30,7 @@ import pytest
 import pytest_asyncio
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.connect import write_connection_file
-from rs_testing import execute
+from rs_testing import execute, execute_after_interrupt
 
 from kernelfleet.protocol import Report, ServerKey, open_report, sign_request
 from kernelfleet.protocol.comm import parse_greeting
@@ -318,7 +318,7 @@ async def test_interrupt_before_spark_exists(kernel: Kernel) -> None:
     reply, took = await interrupt_cell(kernel.client, kernel.report, "Thread.sleep(300000); 7", settle=3)
     assert reply["status"] == "error" and reply["ename"] == "java.lang.InterruptedException", reply
     assert took < 90, f"the sleeping cell took {took:.1f}s to stop"
-    after = await execute(kernel.client, "1+2")
+    after = await execute_after_interrupt(kernel.client, "1+2")
     assert after["result"] == "3", after
 
 

@@ -28,6 +28,7 @@ from kernelfleet.provisioners.envconfig import env_bool, env_number, env_value
 
 ACCEPTED = dumps_line({"ok": True})
 REJECTED = dumps_line({"ok": False, "error": "rejected"})
+ACCEPT_BACKLOG = 4096  # launches that may be connecting at once; the kernel caps it at net.core.somaxconn
 
 
 class PendingLaunch:
@@ -176,13 +177,17 @@ class ResponseBroker(LoggingConfigurable):
         for port in ports:
             try:
                 # The socket is ours, not only the event loop's, so it can be closed even after its loop is gone.
-                self._socket = socket.create_server((self.bind_ip, port), family=family, backlog=1024)
+                self._socket = socket.create_server((self.bind_ip, port), family=family, backlog=ACCEPT_BACKLOG)
             except OSError as err:
                 last_error = err
                 self.log.debug("Response port %s:%s unavailable: %s", self.bind_ip, port, err)
                 continue
             self._socket.setblocking(False)
-            return await asyncio.start_server(self._serve, sock=self._socket, limit=self.max_report_bytes)
+            # The loop listen()s again on a socket it is given, with its own default backlog of 100 unless told:
+            # a burst of launches beyond that overflows the queue and waits a 1 s SYN retransmit.
+            return await asyncio.start_server(
+                self._serve, sock=self._socket, limit=self.max_report_bytes, backlog=ACCEPT_BACKLOG
+            )
         raise OSError(f"No response port could be bound on {self.bind_ip} (tried {ports}): {last_error}")
 
     def _abandon(self) -> None:
@@ -241,7 +246,8 @@ class ResponseBroker(LoggingConfigurable):
         self._connections[writer] = asyncio.current_task()
         try:
             try:
-                line = await asyncio.wait_for(reader.readline(), self.read_timeout)
+                async with asyncio.timeout(self.read_timeout):  # no extra task per connection, unlike wait_for
+                    line = await reader.readline()
             except (asyncio.LimitOverrunError, ValueError):
                 self.log.warning("Dropped a report from %s: larger than %s bytes", peer, self.max_report_bytes)
                 return
