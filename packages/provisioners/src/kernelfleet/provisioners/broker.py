@@ -1,6 +1,6 @@
 """The response broker: the one socket every launcher reports to, and the waiting room for launches.
 
-Each connection is its own task with a size cap and a read deadline, so a client that stalls,
+Each connection is read on its own with a size cap and a read deadline, so a client that stalls,
 floods or sends garbage costs only its own connection; RSA unwrapping runs on worker threads so
 many reports arriving together never block the event loop. Nothing runs while no one connects.
 """
@@ -8,14 +8,13 @@ many reports arriving together never block the event loop. Nothing runs while no
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ClassVar
+from typing import ClassVar, cast
 
 from jupyter_client.localinterfaces import public_ips
 from traitlets import Bool, Float, Integer, Unicode, default
@@ -122,7 +121,7 @@ class ResponseBroker(LoggingConfigurable):
         super().__init__(**kwargs)
         self._pending: dict[str, PendingLaunch] = {}
         self._server: asyncio.Server | None = None
-        self._connections: dict[asyncio.StreamWriter, asyncio.Task[Any] | None] = {}
+        self._connections: set[ReportConnection] = set()
         self._port_bound = 0
         self._starting: asyncio.Future[None] | None = None
         self._socket: socket.socket | None = None
@@ -185,8 +184,8 @@ class ResponseBroker(LoggingConfigurable):
             self._socket.setblocking(False)
             # The loop listen()s again on a socket it is given, with its own default backlog of 100 unless told:
             # a burst of launches beyond that overflows the queue and waits a 1 s SYN retransmit.
-            return await asyncio.start_server(
-                self._serve, sock=self._socket, limit=self.max_report_bytes, backlog=ACCEPT_BACKLOG
+            return await asyncio.get_running_loop().create_server(
+                self._connection, sock=self._socket, backlog=ACCEPT_BACKLOG
             )
         raise OSError(f"No response port could be bound on {self.bind_ip} (tried {ports}): {last_error}")
 
@@ -199,10 +198,10 @@ class ResponseBroker(LoggingConfigurable):
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-            serving = list(self._connections.items())
-            for writer, _task in serving:
-                writer.transport.abort()
-            await asyncio.gather(*(task for _w, task in serving if task is not None), return_exceptions=True)
+            serving = list(self._connections)
+            for connection in serving:
+                connection.abort()
+            await asyncio.gather(*(c.answering for c in serving if c.answering is not None), return_exceptions=True)
             await self._server.wait_closed()
             self._server = None
         self._starting = None
@@ -241,29 +240,16 @@ class ResponseBroker(LoggingConfigurable):
         return pending.token if pending is not None and not pending.done else None
 
     # ----------------------------------------------------------------------------------- connections
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        self._connections[writer] = asyncio.current_task()
+    def _connection(self) -> ReportConnection:
+        return ReportConnection(self)
+
+    async def _answer(self, connection: ReportConnection, line: bytes) -> None:
+        """Judge one report line and tell its sender; the sender may already be gone, the verdict stands."""
+        answer = b""
         try:
-            try:
-                async with asyncio.timeout(self.read_timeout):  # no extra task per connection, unlike wait_for
-                    line = await reader.readline()
-            except (asyncio.LimitOverrunError, ValueError):
-                self.log.warning("Dropped a report from %s: larger than %s bytes", peer, self.max_report_bytes)
-                return
-            except TimeoutError:
-                self.log.warning("Dropped a connection from %s: no report within %ss", peer, self.read_timeout)
-                return
-            accepted = await self._receive(line, peer)
-            writer.write(ACCEPTED if accepted else REJECTED)
-            await writer.drain()
-        except (ConnectionError, OSError) as err:
-            self.log.debug("Report connection from %s failed: %s", peer, err)
+            answer = ACCEPTED if await self._receive(line, connection.peer) else REJECTED
         finally:
-            self._connections.pop(writer, None)
-            writer.close()
-            with contextlib.suppress(OSError, ConnectionError):
-                await writer.wait_closed()
+            connection.finish(answer)
 
     async def _receive(self, line: bytes, peer: object) -> bool:
         claimed = peek_kernel_id(line)
@@ -296,3 +282,82 @@ class ResponseBroker(LoggingConfigurable):
         pending.future.set_result(report)
         self.log.debug("Kernel %s: launch report accepted from %s", report.kernel_id, peer)
         return True
+
+
+class ReportConnection(asyncio.Protocol):
+    """One launcher's connection: at most one line, within the size cap and the read deadline.
+
+    A plain protocol rather than a stream and a task per connection: hundreds of launchers report at
+    once, and until a whole line has arrived a connection costs only its buffer and one timer.
+    A launcher ends its report with a newline and waits for the answer; Gateway Provisioners' v1
+    launchers end theirs by half-closing the socket instead.
+    """
+
+    def __init__(self, broker: ResponseBroker) -> None:
+        self.broker = broker
+        self.peer: object = None
+        self.answering: asyncio.Task[None] | None = None
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's transports are not its subclasses
+        self.peer = transport.get_extra_info("peername")
+        self._deadline = asyncio.get_running_loop().call_later(self.broker.read_timeout, self._too_slow)
+        self.broker._connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.answering is not None:
+            return  # one report per connection; anything after its line is not read
+        self._buffer += data
+        end = self._buffer.find(b"\n")
+        if end < 0 and len(self._buffer) <= self.broker.max_report_bytes:
+            return
+        if end < 0 or end + 1 > self.broker.max_report_bytes:
+            self.broker.log.warning(
+                "Dropped a report from %s: larger than %s bytes", self.peer, self.broker.max_report_bytes
+            )
+            self.abort()
+            return
+        self._judge(bytes(self._buffer[: end + 1]))
+
+    def eof_received(self) -> bool:
+        if self.answering is not None:
+            return True  # keep the write half open for the answer
+        if not self._buffer:  # connected and left without a word (a port probe): nothing to judge
+            return False
+        self._judge(bytes(self._buffer))
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self.broker._connections.discard(self)
+        self._buffer.clear()
+
+    def _judge(self, line: bytes) -> None:
+        assert self._transport is not None and self._deadline is not None
+        self._deadline.cancel()
+        self._transport.pause_reading()
+        self.answering = asyncio.ensure_future(self.broker._answer(self, line))
+
+    def _too_slow(self) -> None:
+        self.broker.log.warning(
+            "Dropped a connection from %s: no report within %ss", self.peer, self.broker.read_timeout
+        )
+        self.abort()
+
+    def finish(self, answer: bytes) -> None:
+        """Send the verdict (when there is one) and close."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if answer:
+            transport.write(answer)
+        transport.close()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
