@@ -7,7 +7,9 @@ import base64
 import json
 import logging
 import secrets
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 from Crypto.Cipher import AES, PKCS1_v1_5
@@ -61,6 +63,21 @@ async def test_500_simultaneous_reports_all_arrive(broker: ResponseBroker) -> No
     reports = await asyncio.gather(*(p.wait(30) for p in launches))
     assert all(r == b'{"ok":true}\n' for r in replies)
     assert [r.kernel_id for r in reports] == [p.kernel_id for p in launches]
+
+
+async def test_listener_backlog_holds_a_burst_of_launches(broker: ResponseBroker) -> None:
+    """The event loop listen()s again on the socket it is handed, with a backlog of 100 unless told: 500
+    launchers connecting at once then overflowed the queue and waited a 1 s SYN retransmit."""
+    ss = shutil.which("ss")
+    assert ss, "ss (Debian iproute2) is needed to read the listening socket's backlog; tools/setup-machine installs it"
+    port = broker.response_address.rsplit(":", 1)[1]
+    proc = await asyncio.create_subprocess_exec(ss, "-Hltn", f"sport = :{port}", stdout=asyncio.subprocess.PIPE)
+    out = (await proc.communicate())[0].decode()
+    listening = [line.split() for line in out.splitlines() if line.startswith("LISTEN")]
+    assert len(listening) == 1, out
+    backlog = int(listening[0][2])  # a listening socket's Send-Q column is its accept backlog
+    somaxconn = int(await asyncio.to_thread(Path("/proc/sys/net/core/somaxconn").read_text))
+    assert backlog >= min(1024, somaxconn), f"accept backlog {backlog}"
 
 
 async def test_stalled_client_does_not_delay_other_launches(broker: ResponseBroker) -> None:
