@@ -14,6 +14,8 @@ import argparse
 import asyncio
 import json
 import os
+import random
+import socket
 import statistics
 import sys
 import tempfile
@@ -47,10 +49,32 @@ async def first_execute(client: AsyncKernelClient, timeout: float = 120) -> None
         raise RuntimeError(f"first execute failed: {reply['content']}")
 
 
+def unclaimed_ports(count: int = 5) -> dict[str, int]:
+    """Free ports below the ephemeral range, for a kernel that binds them only a second or two later.
+
+    Ports that ``write_connection_file`` picks come from the ephemeral range, where, with 20 kernels
+    starting on the host network, another client's outgoing connection can take one first and the kernel
+    dies on bind: a floor measurement must not lose kernels to that.
+    """
+    lowest_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    chosen: list[int] = []
+    while len(chosen) < count:
+        port = random.randrange(10000, lowest_ephemeral)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if port not in chosen:
+            chosen.append(port)
+    names = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+    return dict(zip(names, chosen, strict=True))
+
+
 async def bare_run(docker: aiodocker.Docker, image: str, workdir: Path) -> float:
     """ipykernel alone in a container of the same image: the floor no provisioner can beat."""
     conn_file = workdir / f"bare-{uuid.uuid4()}.json"
-    write_connection_file(str(conn_file), ip="127.0.0.1")
+    write_connection_file(str(conn_file), ip="127.0.0.1", **unclaimed_ports())
     conn_file.chmod(0o644)  # the kernel runs as 1000:100
     config = {
         "Image": image,
