@@ -249,14 +249,10 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
             self.log.warning("Kernel %s: could not remove service %s: %s", self.kernel_id, self.container_name,
                              describe_engine_error(err))
             return
-        # Swarm's agent takes seconds to stop a removed service's task; this node's containers go at once.
+        # A removed service's tasks live on until the agent has stopped them, and one still being scheduled
+        # gets its container only after the removal: until the kernel's tasks are gone, every container
+        # of the kernel that appears on this node is removed at once instead of waiting out its stop.
         label = json.dumps({"label": [f"{LABEL_KERNEL_ID}={self.kernel_id}"]})
-        try:
-            for container in await client.containers.list(all=True, filters=label):
-                await container.delete(force=True, v=True)
-        except ENGINE_ERRORS as err:
-            self.log.debug("Kernel %s: removing the task container of %s: %s", self.kernel_id, self.container_name,
-                           describe_engine_error(err))
         delay = FIRST_RECHECK
         loop = asyncio.get_running_loop()
         deadline = loop.time() + REMOVAL_TIMEOUT
@@ -264,20 +260,28 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
             while True:
                 try:
                     left = await client.containers.list(all=True, filters=label)
-                    tasks = await self._service_tasks()
+                    for container in left:
+                        await container.delete(force=True, v=True)
+                    tasks = await self._kernel_tasks()
                 except ENGINE_ERRORS as err:
-                    self.log.warning("Kernel %s: cannot list what is left of service %s: %s", self.kernel_id,
+                    self.log.warning("Kernel %s: cannot remove what is left of service %s: %s", self.kernel_id,
                                      self.container_name, describe_engine_error(err))
                     return
                 if not left and not tasks:
                     self.log.debug("Kernel %s: service %s removed", self.kernel_id, self.container_name)
                     return
                 if loop.time() > deadline:
-                    self.log.warning("Kernel %s: service %s removed, but its container is still present after %ss",
+                    self.log.warning("Kernel %s: service %s removed, but its task is still present after %ss",
                                      self.kernel_id, self.container_name, REMOVAL_TIMEOUT)
                     return
                 await self.wait_changed(changed, delay)
                 delay = min(delay * 2, LAST_RECHECK)
+
+    async def _kernel_tasks(self) -> list[Any]:
+        """Every task of this kernel, found by label: once its service is deleted, Docker no longer
+        resolves the service's tasks by service id although they still run."""
+        assert self.engine is not None
+        return list(await self.engine.client.tasks.list(filters={"label": [f"{LABEL_KERNEL_ID}={self.kernel_id}"]}))
 
     async def _service_tasks(self) -> list[Any]:
         """The service's tasks; for a deleted service Docker answers "not found" once none are left."""
