@@ -76,16 +76,20 @@ async def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel_image: st
 
 
 async def assert_nothing_left(server: KubeLite, kubeconfig: Path) -> None:
-    """Zero pods, zero non-system namespaces, zero SparkApplications, zero containers of this kubelite."""
+    """Zero pods, zero launch Secrets, zero non-system namespaces, zero SparkApplications, zero containers of this
+    kubelite."""
     cfg = client.Configuration()
     await config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
     async with client.ApiClient(configuration=cfg) as api:
         core = client.CoreV1Api(api)
         pods = [f"{p.metadata.namespace}/{p.metadata.name}" for p in (await core.list_pod_for_all_namespaces()).items]
+        secrets = [f"{s.metadata.namespace}/{s.metadata.name}"
+                   for s in (await core.list_secret_for_all_namespaces(label_selector="app=kernelfleet")).items]
         namespaces = {n.metadata.name for n in (await core.list_namespace()).items} - SYSTEM_NAMESPACES
         apps = await client.CustomObjectsApi(api).list_cluster_custom_object(
             "sparkoperator.k8s.io", "v1beta2", "sparkapplications")
     assert not pods, f"pods left behind: {pods}"
+    assert not secrets, f"launch Secrets left behind: {secrets}"
     assert not namespaces, f"namespaces left behind: {namespaces}"
     assert not apps["items"], f"SparkApplications left behind: {[a['metadata']['name'] for a in apps['items']]}"
     assert server.docker is not None

@@ -1,6 +1,6 @@
 """A kernel pod that can never report fails the launch within 2 s of the API saying so, with the pod's reason and
-events in the error, and the pod is deleted. The 2 s are measured from the moment the test's own watch sees the
-failure state to the moment start_kernel raises."""
+events in the error, and the pod and its launch-token Secret are deleted. The 2 s are measured from the moment
+the test's own watch sees the failure state to the moment start_kernel raises."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import aiodocker
 import pytest
-from k8s_helpers import pods_of
+from k8s_helpers import pods_of, secrets_of
 from kf_testing import manager
 from kubelite import KubeLite
 from kubelite.testing import ensure_image
@@ -56,6 +56,7 @@ async def fails_fast(core: client.CoreV1Api, kernels_dir: Path, name: str, **sta
     delay = raised - seen_at
     assert delay <= FAIL_FAST_SECONDS, f"the launch failed {delay:.2f}s after the API reported the failure"
     assert await pods_of(core, km.kernel_id) == [], "the failed pod was not deleted"
+    assert await secrets_of(core, km.kernel_id) == [], "the failed launch's Secret was not deleted"
     message = str(err.value)
     assert km.kernel_id in message
     print(f"{name}: failed {delay * 1000:.0f} ms after the API reported it:\n{message}")
@@ -91,3 +92,24 @@ async def test_oom_killed(kube: KubeLite, core: client.CoreV1Api, kernels_dir: P
     spec = k8s_spec("oom", resources={"limits": {"memory": "6Mi"}})
     message, _ = await fails_fast(core, kernels_dir, spec)
     assert "OOMKilled" in message
+
+
+@pytest.mark.parametrize("shared", [True, False])
+async def test_secret_create_refused(kube: KubeLite, core: client.CoreV1Api, kernels_dir: Path,
+                                     k8s_spec: Callable[..., str], shared: bool) -> None:
+    """Without permission to create Secrets the launch fails at once (no pod is made) with the kernel id, the API
+    server's own message and what the server's service account lacks; a made namespace goes again."""
+    kube.forbid("create", "secrets")
+    km = manager(kernels_dir, k8s_spec("nosecrets", shared_namespace=shared))
+    started = time.perf_counter()
+    with pytest.raises(LaunchError) as err:
+        await km.start_kernel()
+    assert time.perf_counter() - started < 10
+    message = str(err.value)
+    assert km.kernel_id in message
+    assert 'secrets is forbidden: User "system:serviceaccount:kernelfleet:kernelfleet" cannot create resource ' \
+           '"secrets" in API group ""' in message and "(HTTP 403)" in message
+    assert "needs the create and delete verbs on secrets" in message
+    assert await pods_of(core, km.kernel_id) == []
+    assert await secrets_of(core, km.kernel_id) == []
+    print(message)

@@ -4,6 +4,8 @@ kubelite (a real API server protocol; pods are real Docker containers running th
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from jupyter_client import AsyncKernelManager
-from k8s_helpers import pods_of, reattached
+from k8s_helpers import assert_token_by_reference, pods_of, reattached, secrets_of
 from kf_testing import connect, execute, interrupt_busy_cell, manager
 from kubelite import KubeLite
 from kubernetes_asyncio import client
@@ -20,7 +22,9 @@ pytestmark = pytest.mark.timeout(120)
 
 
 async def lifecycle(km: AsyncKernelManager, core: client.CoreV1Api, tokens: list[str] | None = None) -> client.V1Pod:
-    """Start, execute, interrupt, restart, shutdown; returns the pod the kernel ran in."""
+    """Start, execute, interrupt, restart, shutdown; returns the pod the kernel ran in.
+
+    The launch token reaches each pod only through its Secret, and that Secret is gone once the kernel reported."""
     await km.start_kernel()
     kc = await connect(km)
     secrets = tokens if tokens is not None else []
@@ -29,6 +33,9 @@ async def lifecycle(km: AsyncKernelManager, core: client.CoreV1Api, tokens: list
         pods = await pods_of(core, km.kernel_id)
         assert len(pods) == 1 and pods[0].status.phase == "Running"
         pod = pods[0]
+        stored = await core.read_namespaced_pod(pod.metadata.name, pod.metadata.namespace)
+        assert_token_by_reference(core, stored, km.provisioner.launch_env["LAUNCH_TOKEN"])
+        assert await secrets_of(core, km.kernel_id) == []  # deleted as soon as the report was accepted
         reply = await execute(kc, "import os; x = 6 * 7; (x, os.getuid(), os.environ['KERNEL_POD_NAME'])")
         assert reply["status"] == "ok"
         assert reply["result"] == f"(42, 1000, '{pod.metadata.name}')"
@@ -43,12 +50,16 @@ async def lifecycle(km: AsyncKernelManager, core: client.CoreV1Api, tokens: list
         after = await pods_of(core, km.kernel_id)
         assert len(after) == 1 and after[0].metadata.uid != pod.metadata.uid  # a fresh pod, same name
         assert after[0].metadata.name == pod.metadata.name
+        assert_token_by_reference(core, after[0], km.provisioner.launch_env["LAUNCH_TOKEN"])  # a fresh token
+        assert secrets[-1] != secrets[0]
+        assert await secrets_of(core, km.kernel_id) == []
     finally:
         kc.stop_channels()
     started = time.perf_counter()
     await km.shutdown_kernel()
     assert not km.has_kernel
     assert await pods_of(core, km.kernel_id) == []  # gone when shutdown returns, not eventually
+    assert await secrets_of(core, km.kernel_id) == []
     assert time.perf_counter() - started < 15
     return pod
 
@@ -60,7 +71,7 @@ async def test_shared_namespace_lifecycle(kube: KubeLite, core: client.CoreV1Api
     tokens: list[str] = []
     pod = await lifecycle(km, core, tokens)
     assert tokens and "Kernel" in caplog.text
-    for secret in tokens:  # the launch tokens are in the pod spec, but never in a log line at any level
+    for secret in tokens:  # the launch tokens are in no pod spec and never in a log line at any level
         assert secret not in caplog.text
     assert pod.metadata.namespace == "default"
     assert pod.spec.host_network is True
@@ -126,3 +137,57 @@ async def test_reattach_after_host_restart(kube: KubeLite, core: client.CoreV1Ap
     assert await pods_of(core, km.kernel_id) == []
     assert info["kernel_namespace"] not in {n.metadata.name for n in (await core.list_namespace()).items}
     await km.provisioner.release()  # the "old server" had died; give back its watch and client lease
+
+
+async def secret_events(core: client.CoreV1Api, kernel_id: str, seen: list[tuple[str, dict]]) -> None:
+    """Every change to the kernel's Secrets, as the test's own watch sees it, until one is deleted."""
+    listed = await core.list_secret_for_all_namespaces(label_selector=f"kernel_id={kernel_id}")
+    version = listed.metadata.resource_version
+    seen.extend(("ADDED", core.api_client.sanitize_for_serialization(item)) for item in listed.items)
+    while True:
+        response = await core.list_secret_for_all_namespaces(
+            label_selector=f"kernel_id={kernel_id}", watch=True, resource_version=version, timeout_seconds=60,
+            _preload_content=False)
+        try:
+            while line := await response.content.readline():
+                event = json.loads(line)
+                seen.append((event["type"], event["object"]))
+                if event["type"] == "DELETED":
+                    return
+                version = event["object"]["metadata"]["resourceVersion"]
+        finally:
+            response.release()
+
+
+async def test_launch_secret_lives_only_until_the_report(kube: KubeLite, core: client.CoreV1Api,
+                                                         kernels_dir: Path, k8s_spec: Callable[..., str]) -> None:
+    """The token's Secret is made in the pod's own (per-kernel) namespace before the pod, holds the token under
+    one key, and is deleted once the kernel has reported; the kernel keeps its token."""
+    km = manager(kernels_dir, k8s_spec(shared_namespace=False, labels={"team": "data"}))
+    seen: list[tuple[str, dict]] = []
+    watcher = asyncio.ensure_future(secret_events(core, km.kernel_id, seen))
+    try:
+        await km.start_kernel()
+        token = km.provisioner.launch_env["LAUNCH_TOKEN"]
+        (pod,) = await pods_of(core, km.kernel_id)
+        await asyncio.wait_for(asyncio.shield(watcher), 5)
+    finally:
+        watcher.cancel()
+    try:
+        assert [kind for kind, _ in seen] == ["ADDED", "DELETED"]
+        secret = seen[0][1]
+        assert secret["metadata"]["name"] == f"{pod.metadata.name}-launch"
+        assert secret["metadata"]["namespace"] == pod.metadata.namespace != "default"
+        assert secret["type"] == "Opaque" and secret["immutable"] is True
+        assert secret["metadata"]["labels"] == {"team": "data", "kernel_id": km.kernel_id, "app": "kernelfleet",
+                                                "component": "kernel"}
+        assert secret["data"] == {"launch-token": base64.b64encode(token.encode()).decode()}
+        assert_token_by_reference(core, pod, token)
+        kc = await connect(km)
+        try:  # the variable was resolved when the container started: the kernel does not need the Secret any more
+            assert (await execute(kc, "6 * 7"))["result"] == "42"
+        finally:
+            kc.stop_channels()
+    finally:
+        await km.shutdown_kernel()
+    assert await secrets_of(core, km.kernel_id) == []

@@ -14,11 +14,14 @@ from kernelfleet.provisioners.k8s_pod import (
     PodSettings,
     PodSpecError,
     Resources,
+    SecretKeyRef,
     build_pod,
     check_pod,
     check_volume,
+    merge_env,
     parse_quantity,
 )
+from kernelfleet.provisioners.k8s_secret import build_launch_secret, check_token_absent, launch_token_ref
 from kernelfleet.provisioners.k8s_template import render_pod_template
 
 K8S_VERSION = "1.33"
@@ -199,3 +202,60 @@ def test_template_must_be_one_pod(tmp_path: Path) -> None:
     path.write_text("kind: Pod\nname: {{ undefined_thing }}\n")
     with pytest.raises(PodSpecError, match="undefined"):
         render_pod_template(KID, path, {})
+
+
+TOKEN = "s3cr3t-launch-token_value"
+REF = SecretKeyRef("alice-3f1c-launch", "launch-token")
+
+
+def test_launch_token_goes_by_secret_reference() -> None:
+    pod = build_pod(settings(secret_env={"LAUNCH_TOKEN": REF}))
+    validate(pod)
+    check_pod(pod, policy(secret_env={"LAUNCH_TOKEN": REF}))
+    env = pod["spec"]["containers"][0]["env"]
+    assert env[:2] == [{"name": "KERNEL_ID", "value": KID}, {"name": "KERNEL_LANGUAGE", "value": "python"}]
+    assert env[2] == {"name": "LAUNCH_TOKEN",
+                      "valueFrom": {"secretKeyRef": {"name": "alice-3f1c-launch", "key": "launch-token"}}}
+    check_token_absent(KID, pod, TOKEN)
+
+
+def test_launch_secret_manifest_is_valid() -> None:
+    assert launch_token_ref(KID, "alice-3f1c") == SecretKeyRef("alice-3f1c-launch", "launch-token")
+    ref = launch_token_ref(KID, "u" * 63)  # the longest pod name: the Secret's name is cut like a pod name
+    assert len(ref.name) == 63 and ref.name != launch_token_ref(KID, "u" * 62).name
+    secret = build_launch_secret(ref, "default", KID, TOKEN, {"team": "data"})
+    validate(secret)
+    assert secret["type"] == "Opaque" and secret["immutable"] is True
+    assert secret["metadata"]["labels"] == {"team": "data", "kernel_id": KID, "app": "kernelfleet",
+                                            "component": "kernel"}
+    assert set(secret["data"]) == {"launch-token"} and TOKEN not in str(secret)  # base64, as the API stores it
+
+
+@pytest.mark.parametrize("entry", [
+    {"name": "LAUNCH_TOKEN", "value": TOKEN},
+    {"name": "LAUNCH_TOKEN", "valueFrom": {"secretKeyRef": {"name": "someone-elses", "key": "launch-token"}}},
+    {"name": "LAUNCH_TOKEN", "value": "", "valueFrom": {"secretKeyRef": {"name": REF.name, "key": REF.key}}},
+])
+@pytest.mark.parametrize("kind", ["containers", "initContainers"])
+def test_policy_refuses_a_launch_token_that_is_not_the_reference(entry: dict, kind: str) -> None:
+    pod = build_pod(settings(secret_env={"LAUNCH_TOKEN": REF}))
+    if kind == "containers":
+        pod["spec"]["containers"][0]["env"][-1] = entry
+    else:
+        pod["spec"]["initContainers"] = [{"name": "init", "image": "busybox", "env": [entry]}]
+    with pytest.raises(PodSpecError, match="LAUNCH_TOKEN may only be the reference"):
+        check_pod(pod, policy(secret_env={"LAUNCH_TOKEN": REF}))
+
+
+def test_template_env_gets_the_reference_instead_of_its_literal() -> None:
+    container = {"name": "k", "image": "i", "env": [{"name": "LAUNCH_TOKEN", "value": "from-the-template"},
+                                                     {"name": "EXTRA", "value": "kept"}]}
+    merge_env(container, {"KERNEL_ID": KID}, {"LAUNCH_TOKEN": REF})
+    assert container["env"] == [{"name": "EXTRA", "value": "kept"}, {"name": "KERNEL_ID", "value": KID},
+                                REF.env_entry("LAUNCH_TOKEN")]
+
+
+def test_a_manifest_carrying_the_token_is_refused() -> None:
+    pod = build_pod(settings(annotations={"leak": TOKEN}))
+    with pytest.raises(PodSpecError, match="contains the launch token"):
+        check_token_absent(KID, pod, TOKEN)

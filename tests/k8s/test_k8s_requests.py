@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from k8s_helpers import pods_of
+from k8s_helpers import assert_token_by_reference, pods_of
 from kf_testing import connect, execute, manager
 from kubelite import KubeLite
 from kubernetes_asyncio import client
@@ -212,6 +212,7 @@ async def test_gp_written_kernelspec_works_unchanged(kube: KubeLite, core: clien
         env = {e.name: e.value for e in container.env}
         assert env["KERNEL_ID"] == km.kernel_id and env["KERNEL_CLASS_NAME"] == "ipykernel.ipkernel.IPythonKernel"
         assert "PATH" not in env and "KUBECONFIG" not in env  # the server's environment stays on the server
+        assert_token_by_reference(core, pod, km.provisioner.launch_env["LAUNCH_TOKEN"])  # templates too
         kc = await connect(km)
         try:
             assert (await execute(kc, "import os; os.environ['KERNEL_POD_NAME']"))["result"] == repr(pod.metadata.name)

@@ -3,6 +3,7 @@ validation, selectors, RBAC and custom objects, as the Kubernetes API documents 
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -290,3 +291,50 @@ async def test_discovery_and_version(api: client.ApiClient) -> None:
     assert "rbac.authorization.k8s.io" in {g.name for g in groups.groups}
     resources = await client.CoreV1Api(api).get_api_resources()
     assert {"pods", "namespaces", "events", "serviceaccounts", "pods/status"} <= {r.name for r in resources.resources}
+
+
+async def test_secrets_store_string_data_as_base64_data(core: client.CoreV1Api, namespace: str) -> None:
+    created = await core.create_namespaced_secret(namespace, {
+        "metadata": {"name": "s"}, "type": "Opaque", "immutable": True,
+        "data": {"a": base64.b64encode(b"one").decode(), "b": base64.b64encode(b"old").decode()},
+        "stringData": {"b": "two", "c.key_x-y": "three"}})
+    assert created.string_data is None
+    assert {k: base64.b64decode(v).decode() for k, v in created.data.items()} == {
+        "a": "one", "b": "two", "c.key_x-y": "three"}  # stringData wins over data on a shared key
+    stored = await core.read_namespaced_secret("s", namespace)
+    assert stored.data == created.data and stored.string_data is None
+
+    with pytest.raises(ApiException) as exc:
+        await core.patch_namespaced_secret("s", namespace, {"stringData": {"a": "changed"}})
+    body = status_of(exc.value)
+    assert exc.value.status == 422
+    assert body["details"]["causes"] == [{"reason": "FieldValueForbidden", "field": "data",
+                                          "message": "Forbidden: field is immutable when `immutable` is set"}]
+    with pytest.raises(ApiException) as exc:
+        await core.create_namespaced_secret(namespace, {"metadata": {"name": "bad"}, "data": {"k": "not base64!"}})
+    assert exc.value.status == 400 and "illegal base64 data" in status_of(exc.value)["message"]
+    with pytest.raises(ApiException) as exc:
+        await core.create_namespaced_secret(namespace, {"metadata": {"name": "bad"}, "stringData": {"a b": "x"}})
+    assert exc.value.status == 422
+    assert status_of(exc.value)["details"]["causes"][0]["field"] == "data[a b]"
+
+
+async def test_forbidden_verbs_answer_like_rbac(kube: KubeLite, core: client.CoreV1Api, namespace: str) -> None:
+    kube.forbid("create", "secrets", namespace=namespace)
+    kube.forbid("delete", "secrets")
+    with pytest.raises(ApiException) as exc:
+        await core.create_namespaced_secret(namespace, {"metadata": {"name": "s"}, "stringData": {"k": "v"}})
+    body = status_of(exc.value)
+    assert exc.value.status == 403 and body["reason"] == "Forbidden" and body["details"] == {"kind": "secrets"}
+    assert body["message"] == ('secrets is forbidden: User "system:serviceaccount:kernelfleet:kernelfleet" cannot '
+                               f'create resource "secrets" in API group "" in the namespace "{namespace}"')
+    await core.create_namespaced_secret("default", {"metadata": {"name": "s"}, "stringData": {"k": "v"}})
+    with pytest.raises(ApiException) as exc:
+        await core.delete_namespaced_secret("s", "default")
+    assert status_of(exc.value)["message"].startswith('secrets "s" is forbidden: User ')
+    assert status_of(exc.value)["details"] == {"name": "s", "kind": "secrets"}
+    assert (await core.read_namespaced_secret("s", "default")).metadata.name == "s"  # other verbs still work
+    kube.permit("delete", "secrets")
+    await core.delete_namespaced_secret("s", "default")
+    kube.permit("create", "secrets", namespace=namespace)
+    await core.create_namespaced_secret(namespace, {"metadata": {"name": "s"}, "stringData": {"k": "v"}})

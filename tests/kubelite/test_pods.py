@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -319,3 +320,53 @@ async def test_runs_as_a_process_with_a_kubeconfig(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
 
+
+
+def waiting(event: dict[str, Any]) -> dict[str, Any]:
+    statuses = (event["object"].get("status") or {}).get("containerStatuses") or [{}]
+    return (statuses[0].get("state") or {}).get("waiting") or {}
+
+
+async def test_env_from_secrets_and_config_maps(core: client.CoreV1Api, namespace: str, image: str) -> None:
+    await core.create_namespaced_secret(namespace, {
+        "metadata": {"name": "creds"}, "data": {"token": base64.b64encode(b"t0ken").decode()},
+        "stringData": {"user": "alice"}})
+    await core.create_namespaced_config_map(namespace, {"metadata": {"name": "settings"}, "data": {"mode": "fast"}})
+    env = [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
+           {"name": "WHO", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "user"}}},
+           {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}},
+           {"name": "MAYBE", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "x", "optional": True}}},
+           {"name": "PLAIN", "value": "p"}]
+    manifest = pod_manifest("env", image, ["sh", "-c", 'echo "$TOKEN $WHO $MODE ${MAYBE-unset} $PLAIN $(WHO)"'],
+                            container={"env": env})
+    await core.create_namespaced_pod(namespace, manifest)
+    await watch_until(core, namespace, "env", lambda e: phase(e) == "Succeeded")
+    assert (await core.read_namespaced_pod_log("env", namespace)).strip() == "t0ken alice fast unset p alice"
+
+
+async def test_missing_secret_is_a_create_container_config_error(
+        core: client.CoreV1Api, namespace: str, image: str, docker: aiodocker.Docker) -> None:
+    """As a kubelet: the container is not created while its Secret or key is missing, and is once it exists."""
+    ref = {"name": "later", "key": "token"}
+    manifest = pod_manifest("waits", image, ["sh", "-c", "echo $TOKEN"],
+                            container={"env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": ref}}]})
+    created = await core.create_namespaced_pod(namespace, manifest)
+    seen = await watch_until(core, namespace, "waits",
+                             lambda e: waiting(e).get("reason") == "CreateContainerConfigError")
+    assert waiting(seen[-1])["message"] == 'secret "later" not found'
+    assert phase(seen[-1]) == "Pending"
+    events = await pod_events(core, namespace, "waits")
+    assert ("Warning", "Failed", 'Error: secret "later" not found') in events
+    assert await docker.containers.list(
+        all=True, filters={"label": [f"io.kubernetes.pod.uid={created.metadata.uid}"]}) == []
+
+    await core.create_namespaced_secret(namespace, {"metadata": {"name": "later"}, "stringData": {"other": "x"}})
+    await watch_until(core, namespace, "waits", lambda e: "couldn't find key" in waiting(e).get("message", ""))
+    pod = await core.read_namespaced_pod("waits", namespace)
+    message = pod.status.container_statuses[0].state.waiting.message
+    assert message == f"couldn't find key token in Secret {namespace}/later"
+
+    await core.delete_namespaced_secret("later", namespace)
+    await core.create_namespaced_secret(namespace, {"metadata": {"name": "later"}, "stringData": {"token": "now"}})
+    await watch_until(core, namespace, "waits", lambda e: phase(e) == "Succeeded")
+    assert (await core.read_namespaced_pod_log("waits", namespace)).strip() == "now"

@@ -19,7 +19,8 @@ from aiodocker.containers import DockerContainer
 from .clock import docker_time, now
 from .events import EventRecorder
 from .quantity import parse_quantity
-from .resources import ResourceType
+from .resources import BUILTINS, ResourceType
+from .secret_data import EnvConfigError, container_env
 from .store import Store
 
 log = logging.getLogger("kubelite.kubelet")
@@ -36,6 +37,9 @@ LABEL_POD_NAME = "io.kubernetes.pod.name"
 LABEL_POD_NAMESPACE = "io.kubernetes.pod.namespace"
 LABEL_POD_UID = "io.kubernetes.pod.uid"
 LABEL_CONTAINER_NAME = "io.kubernetes.container.name"
+
+#: The core types a container's environment may refer to (secretKeyRef, configMapKeyRef).
+_CORE_TYPES = {rt.plural: rt for rt in BUILTINS if not rt.group and rt.plural in ("secrets", "configmaps")}
 
 _PREEMPTION = "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
 
@@ -222,8 +226,7 @@ class PodWorker:
             for c in self.containers:
                 await self._ensure_image(c)
             for i, c in enumerate(self.containers):
-                if not await self._create(c, network_of=self.containers[0] if i else None):
-                    return
+                await self._create_when_configured(c, network_of=self.containers[0] if i else None)
             for c in self.containers:
                 await self._start(c)
             await asyncio.gather(*(self._supervise(c) for c in self.containers))
@@ -331,18 +334,37 @@ class PodWorker:
             return f"{user or 0}:{gid}", None
         return (user or None), None
 
+    async def _create_when_configured(self, c: _Container, network_of: _Container | None) -> None:
+        """Like a kubelet, retry (with back-off) a container whose configuration is refused: it is created once
+        the missing Secret appears or the pod is deleted, never with a half-made environment."""
+        delay, cap = self.k.node.restart_backoff
+        while not await self._create(c, network_of):
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, cap)
+
+    def _lookup(self, plural: str, name: str) -> dict[str, Any] | None:
+        return self.k.store.find(_CORE_TYPES[plural], self.ns, name)
+
+    def _config_error(self, c: _Container, message: str) -> None:
+        """The container cannot be created as configured: CreateContainerConfigError, worded as the kubelet's."""
+        c.state = {"waiting": {"reason": "CreateContainerConfigError", "message": message}}
+        self._event("Warning", "Failed", f"Error: {message}", c.name)
+        self.publish()
+
     async def _create(self, c: _Container, network_of: _Container | None) -> bool:
         spec = c.spec
-        env = {e["name"]: str(e.get("value", "")) for e in spec.get("env") or [] if "name" in e}
+        try:
+            env = container_env(list(spec.get("env") or []), self.ns, self._lookup)
+        except EnvConfigError as err:
+            self._config_error(c, str(err))
+            return False
         command = [expand(x, env) for x in spec.get("command") or []]
         args = [expand(x, env) for x in spec.get("args") or []]
         image_info = await self._docker(lambda: self.k.docker.images.inspect(str(spec["image"])))
         c.image_id = str(image_info.get("Id", c.image_id))
         user, refusal = self._user(c, str((image_info.get("Config") or {}).get("User") or ""))
         if refusal:
-            c.state = {"waiting": {"reason": "CreateContainerConfigError", "message": refusal}}
-            self._event("Warning", "Failed", f"Error: {refusal}", c.name)
-            self.publish()
+            self._config_error(c, refusal)
             return False
         pod_sc = self.spec.get("securityContext") or {}
         sc = spec.get("securityContext") or {}

@@ -20,11 +20,12 @@ from aiohttp import web
 
 from . import validation
 from .clock import now
-from .errors import ApiError, bad_request, conflict, forbidden, not_found, resource_missing
+from .errors import ApiError, bad_request, conflict, forbidden, not_found, resource_missing, resource_name
 from .events import EventRecorder
 from .kubelet import Kubelet, NodeConfig, remove_containers
 from .patch import json_patch, merge_patch
 from .resources import BUILTINS, SPARK_APPLICATIONS, ResourceType
+from .secret_data import check_immutable, normalize_secret
 from .selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
 from .store import Change, Store
 
@@ -76,6 +77,10 @@ class KubeLite:
         self.pods_rt = self.types[("", "pods")]
         self.sa_rt = self.types[("", "serviceaccounts")]
         self.events_rt = self.types[("", "events")]
+        self.secrets_rt = self.types[("", "secrets")]
+        self.configmaps_rt = self.types[("", "configmaps")]
+        #: Requests answered 403 as RBAC would: (verb, group, plural, namespace or None for any) -> user.
+        self._forbidden: dict[tuple[str, str, str, str | None], str] = {}
         self.node = NodeConfig(
             name=node_name, ip=node_ip, instance=secrets.token_hex(6), unschedulable=unschedulable,
             pull_backoff=pull_backoff, restart_backoff=restart_backoff,
@@ -191,6 +196,32 @@ class KubeLite:
         assert self.kubelet is not None
         self.kubelet.set_unschedulable(value)
 
+    def forbid(self, verb: str, plural: str, *, group: str = "", namespace: str | None = None,
+               user: str = "system:serviceaccount:kernelfleet:kernelfleet") -> None:
+        """Answer ``verb`` on ``plural`` (``pods/log`` for a subresource) with RBAC's 403, in ``namespace`` or
+        in any, as for a service account without that permission; ``permit`` lifts it."""
+        self._forbidden[(verb, group, plural, namespace)] = user
+
+    def permit(self, verb: str, plural: str, *, group: str = "", namespace: str | None = None) -> None:
+        self._forbidden.pop((verb, group, plural, namespace), None)
+
+    def _authorize(self, verb: str, rt: ResourceType, namespace: str | None, name: str | None,
+                   sub: str | None) -> None:
+        """The authorizer's refusal, worded as the API server words an RBAC denial."""
+        resource = f"{rt.plural}/{sub}" if sub else rt.plural
+        user = self._forbidden.get((verb, rt.group, resource, namespace)) or self._forbidden.get(
+            (verb, rt.group, resource, None))
+        if user is None:
+            return
+        scope = f'in the namespace "{namespace}"' if namespace is not None else "at the cluster scope"
+        subject = f'{resource_name(rt.plural, rt.group)} "{name}"' if name else resource_name(rt.plural, rt.group)
+        details: dict[str, Any] = {"name": name} if name else {}
+        if rt.group:
+            details["group"] = rt.group
+        details["kind"] = rt.plural
+        raise ApiError(403, f'{subject} is forbidden: User "{user}" cannot {verb} resource "{resource}" in API '
+                       f'group "{rt.group}" {scope}', "Forbidden", details)
+
     async def remove_all_containers(self) -> int:
         assert self.docker is not None
         return await remove_containers(self.docker, {"kubelite.instance": self.node.instance})
@@ -237,6 +268,8 @@ class KubeLite:
             meta["namespace"] = namespace
         else:
             meta.pop("namespace", None)
+        if rt is self.secrets_rt:
+            normalize_secret(body)
         if rt.builtin:
             validation.validate(body, strict=strict, name_is_label=rt.name_is_label)
         else:
@@ -454,6 +487,10 @@ class KubeLite:
                     result.pop("status", None)
             if rt is self.pods_rt:
                 self._check_pod_update(current, result)
+            if rt is self.secrets_rt:
+                normalize_secret(result)
+            if rt in (self.secrets_rt, self.configmaps_rt):
+                check_immutable(rt.kind, current, result)
             if "generation" in meta and result.get("spec") != current.get("spec"):
                 meta["generation"] = int(meta["generation"]) + 1
         if rt.builtin:
@@ -535,6 +572,7 @@ class KubeLite:
         if rt.namespaced and namespace is None and (name is not None or request.method == "POST"):
             raise resource_missing()
         method = request.method
+        self._authorize(_verb(method, name, request), rt, namespace, name, sub)
         if name is None:
             if method == "GET":
                 return await self._list(request, rt, namespace)
@@ -748,6 +786,17 @@ class KubeLite:
             raise resource_missing()
         gv = f"{group}/{version}" if group else version
         return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
+
+
+def _verb(method: str, name: str | None, request: web.Request) -> str:
+    """The RBAC verb of a request."""
+    if method == "GET":
+        if name is not None:
+            return "get"
+        return "watch" if _truthy(request.query.get("watch")) else "list"
+    if method == "DELETE":
+        return "delete" if name is not None else "deletecollection"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
 
 
 def _translate(change: Change, match: Any) -> str | None:

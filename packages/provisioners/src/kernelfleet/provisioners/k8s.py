@@ -6,6 +6,8 @@ typed settings (``k8s_pod``) or from the kernelspec's own ``scripts/kernel-pod.y
 (``k8s_template``), both checked against the operator's policy before anything is sent. The pod is followed by
 its namespace's shared watch (``k8s_watch``): an image that cannot be pulled, a pod that cannot be scheduled or a
 container that ends fails the launch at once, with the pod's events in the error, and the pod is deleted.
+The launch token never appears in the pod spec: it travels in a per-launch Secret (``k8s_secret``) that the pod
+refers to and that is deleted as soon as the kernel has reported or the launch has failed.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from kernelfleet.provisioners.k8s_pod import (
     PodSettings,
     PodSpecError,
     Resources,
+    SecretKeyRef,
     build_pod,
     check_mount,
     check_pod,
@@ -43,6 +46,12 @@ from kernelfleet.provisioners.k8s_pod import (
     merge_env,
     parse_quantity,
     parse_resources,
+)
+from kernelfleet.provisioners.k8s_secret import (
+    LAUNCH_TOKEN,
+    build_launch_secret,
+    check_token_absent,
+    launch_token_ref,
 )
 from kernelfleet.provisioners.k8s_status import exit_code, pod_ended, pod_failure, pod_ip
 from kernelfleet.provisioners.k8s_template import render_pod_template
@@ -153,6 +162,9 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         self.created_namespace = False
         self.service_account: str | None = None
         self.manifest: dict[str, Any] | None = None
+        self.token_ref: SecretKeyRef | None = None
+        self.secret_manifest: dict[str, Any] | None = None
+        self.launch_secret: str | None = None  # the Secret this launch created and has not deleted yet
         self.api: KubeApi | None = None
         self.pods: SharedWatch | None = None
 
@@ -172,12 +184,16 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         self.container_env["KERNEL_SERVICE_ACCOUNT_NAME"] = self.service_account
         for key, value in self.labels.items():
             check_label(kid, key, value)
+        token = self.container_env.get(LAUNCH_TOKEN, "")
+        self.token_ref = launch_token_ref(kid, self.pod_name)
+        self.secret_manifest = build_launch_secret(self.token_ref, self.kernel_namespace, kid, token, self.labels)
         settings = PodSettings(
             name=self.pod_name,
             namespace=self.kernel_namespace,
             kernel_id=kid,
             image=self.image,
-            env=self.container_env,
+            env={name: value for name, value in self.container_env.items() if name != LAUNCH_TOKEN},
+            secret_env={LAUNCH_TOKEN: self.token_ref},
             uid=self.uid,
             gid=self.gid,
             fs_group=self.fs_group,
@@ -200,6 +216,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         template = self._template_path()
         pod = self._render(template, settings, env) if template else build_pod(settings)
         self.manifest = check_pod(pod, self.policy())
+        check_token_absent(kid, self.manifest, token)
 
     def policy(self) -> PodPolicy:
         assert self.pod_name and self.kernel_namespace
@@ -207,6 +224,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
             name=self.pod_name, namespace=self.kernel_namespace, kernel_id=self.kernel_id,
             prohibited_uids=frozenset(self.prohibited_uids), prohibited_gids=frozenset(self.prohibited_gids),
             allow_host_path=self.allow_host_path_volumes, host_network=self.host_network,
+            secret_env={LAUNCH_TOKEN: self.token_ref} if self.token_ref else {},
         )
 
     def _choose_namespace(self, env: dict[str, str]) -> tuple[str, bool]:
@@ -342,7 +360,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
                 spec.setdefault("dnsPolicy", "ClusterFirstWithHostNet")
             containers = spec.get("containers")
             if isinstance(containers, list) and containers and isinstance(containers[0], dict):
-                merge_env(containers[0], settings.env)
+                merge_env(containers[0], settings.env, settings.secret_env)
         return pod
 
     # ------------------------------------------------------------------------------------- launch
@@ -362,10 +380,12 @@ class KubernetesProvisioner(ContainerProvisionerBase):
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
         try:
-            return await super().launch_kernel(cmd, **kwargs)
+            info = await super().launch_kernel(cmd, **kwargs)
         except BaseException:
             await self._teardown(delete_namespace=True)
             raise
+        await self.delete_launch_secret()  # the report is in: the token has served its purpose
+        return info
 
     async def start_launcher(self, cmd: list[str], env: dict[str, str], **kwargs: Any) -> None:
         assert self.manifest is not None and self.kernel_namespace and self.pod_name
@@ -380,8 +400,10 @@ class KubernetesProvisioner(ContainerProvisionerBase):
                       self.image)
 
     async def create_object(self, core: client.CoreV1Api) -> None:
-        """Create the pod; a leftover pod of this kernel (a crashed server, a restart) is removed first."""
+        """Create the token's Secret, then the pod; a leftover of this kernel (a crashed server, a restart) is
+        removed first."""
         assert self.manifest is not None and self.kernel_namespace and self.pod_name
+        await self.create_launch_secret(core)
         for attempt in (1, 2):
             try:
                 await core.create_namespaced_pod(self.kernel_namespace, self.manifest)
@@ -393,6 +415,58 @@ class KubernetesProvisioner(ContainerProvisionerBase):
                     f"Kernel {self.kernel_id}: Kubernetes refused pod {self.kernel_namespace}/{self.pod_name}: "
                     f"{describe_api_error(err)}"
                 ) from None
+
+    async def create_launch_secret(self, core: client.CoreV1Api) -> None:
+        """The Secret the pod reads ``LAUNCH_TOKEN`` from; it must exist before the pod, or the kubelet refuses to
+        start the container (CreateContainerConfigError)."""
+        assert self.secret_manifest is not None and self.token_ref is not None and self.kernel_namespace
+        ns, name = self.kernel_namespace, self.token_ref.name
+        for attempt in (1, 2):
+            self.launch_secret = name  # if the answer is lost, cleanup still deletes what may have been made
+            try:
+                await core.create_namespaced_secret(ns, self.secret_manifest)
+                self.log.debug("Kernel %s: launch Secret %s/%s created", self.kernel_id, ns, name)
+                return
+            except ApiException as err:
+                self.launch_secret = None  # the API answered: nothing was created
+                if err.status == 409 and attempt == 1 and await self._remove_leftover_secret(core):
+                    continue
+                hint = (f"; the server's service account needs the create and delete verbs on secrets in namespace "
+                        f"{ns}" if err.status == 403 else "")
+                raise LaunchError(
+                    f"Kernel {self.kernel_id}: Kubernetes refused the launch-token Secret {ns}/{name}: "
+                    f"{describe_api_error(err)}{hint}"
+                ) from None
+
+    async def _remove_leftover_secret(self, core: client.CoreV1Api) -> bool:
+        """A Secret of the same name is replaced only if it is this kernel's (left by a crash before its deletion)."""
+        assert self.kernel_namespace and self.token_ref
+        try:
+            existing = await core.read_namespaced_secret(self.token_ref.name, self.kernel_namespace)
+        except ApiException:
+            return False
+        if (existing.metadata.labels or {}).get(LABEL_KERNEL_ID) != self.kernel_id:
+            return False
+        self.log.info("Kernel %s: removing leftover launch Secret %s", self.kernel_id, self.token_ref.name)
+        self.launch_secret = self.token_ref.name
+        await self.delete_launch_secret()
+        return self.launch_secret is None
+
+    async def delete_launch_secret(self) -> None:
+        """Delete this launch's Secret (gone already is fine); a failure is logged and retried at cleanup."""
+        name, ns = self.launch_secret, self.kernel_namespace
+        if not name or not ns or self.api is None:
+            return
+        try:
+            core = await self.core()
+            await core.delete_namespaced_secret(name, ns)
+        except ApiException as err:
+            if err.status != 404:
+                self.log.warning("Kernel %s: could not delete the launch Secret %s/%s: %s", self.kernel_id, ns, name,
+                                 describe_api_error(err))
+                return
+        self.launch_secret = None
+        self.log.debug("Kernel %s: launch Secret %s/%s deleted", self.kernel_id, ns, name)
 
     async def _remove_leftover(self, core: client.CoreV1Api) -> bool:
         assert self.kernel_namespace and self.pod_name
@@ -584,6 +658,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         """Remove what this kernel has on Kubernetes, then give back the watch and the client."""
         namespace_gone = False
         try:
+            await self.delete_launch_secret()
             await self.delete_resources()
             if delete_namespace and self.created_namespace:
                 await self.delete_namespace()
@@ -611,7 +686,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
     async def get_provisioner_info(self) -> dict[str, Any]:
         info = await super().get_provisioner_info()
         info.update(kernel_namespace=self.kernel_namespace, pod_name=self.pod_name,
-                    created_namespace=self.created_namespace)
+                    created_namespace=self.created_namespace, launch_secret=self.launch_secret)
         return info
 
     async def load_provisioner_info(self, provisioner_info: dict[str, Any]) -> None:
@@ -619,6 +694,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         self.kernel_namespace = provisioner_info.get("kernel_namespace")
         self.pod_name = provisioner_info.get("pod_name")
         self.created_namespace = bool(provisioner_info.get("created_namespace"))
+        self.launch_secret = provisioner_info.get("launch_secret")
         if self.kernel_namespace and self.pod_name:
             self.follow_pods()
 

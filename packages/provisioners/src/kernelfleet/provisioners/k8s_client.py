@@ -66,7 +66,7 @@ async def load_configuration() -> client.Configuration:
 
 
 class _NoBodies(logging.Filter):
-    """kubernetes_asyncio logs whole response bodies at debug level; a kernel pod's body holds its launch token."""
+    """kubernetes_asyncio logs whole response bodies at debug level; a launch Secret's body holds the token."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith("response body")

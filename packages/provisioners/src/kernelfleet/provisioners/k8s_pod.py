@@ -111,6 +111,18 @@ def check_toleration(kernel_id: str, toleration: object) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class SecretKeyRef:
+    """An environment variable whose value the kubelet reads from a Secret: the pod spec holds only this reference,
+    so whoever may read pods cannot read the value."""
+
+    name: str
+    key: str
+
+    def env_entry(self, variable: str) -> dict[str, Any]:
+        return {"name": variable, "valueFrom": {"secretKeyRef": {"name": self.name, "key": self.key}}}
+
+
+@dataclass(frozen=True)
 class PodSettings:
     """Everything a kernel pod is made of; every field already validated by the provisioner."""
 
@@ -137,6 +149,8 @@ class PodSettings:
     volume_mounts: tuple[Mapping[str, Any], ...] = ()
     termination_grace_period: int = 5
     container_name: str = "kernel"
+    #: Variables passed by reference to a Secret instead of by value (the launch token).
+    secret_env: Mapping[str, SecretKeyRef] = field(default_factory=dict)
 
 
 def kernel_labels(kernel_id: str, extra: Mapping[str, str] = ()) -> dict[str, str]:  # type: ignore[assignment]
@@ -144,8 +158,12 @@ def kernel_labels(kernel_id: str, extra: Mapping[str, str] = ()) -> dict[str, st
     return {**dict(extra), LABEL_KERNEL_ID: kernel_id, "app": APP, "component": COMPONENT}
 
 
-def env_list(env: Mapping[str, str]) -> list[dict[str, str]]:
-    return [{"name": name, "value": value} for name, value in env.items()]
+def env_list(env: Mapping[str, str], secret_env: Mapping[str, SecretKeyRef] | None = None) -> list[dict[str, Any]]:
+    """Container ``env`` entries: plain values, then the references to Secrets (a name in both goes by reference)."""
+    refs = dict(secret_env or {})
+    return [{"name": name, "value": value} for name, value in env.items() if name not in refs] + [
+        ref.env_entry(name) for name, ref in refs.items()
+    ]
 
 
 def build_pod(s: PodSettings) -> dict[str, Any]:
@@ -153,7 +171,7 @@ def build_pod(s: PodSettings) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": s.container_name,
         "image": s.image,
-        "env": env_list(s.env),
+        "env": env_list(s.env, s.secret_env),
         "securityContext": {"allowPrivilegeEscalation": False},
     }
     resources = s.resources.manifest()
@@ -210,6 +228,8 @@ class PodPolicy:
     allow_host_path: bool = False
     host_network: bool = False
     allow_privileged: bool = False
+    #: Variables that may only come from their Secret, never as a literal value (the launch token).
+    secret_env: Mapping[str, SecretKeyRef] = field(default_factory=dict)
 
 
 def _ids(kernel_id: str, where: str, security: Mapping[str, Any], policy: PodPolicy) -> None:
@@ -269,6 +289,7 @@ def check_pod(pod: object, policy: PodPolicy) -> dict[str, Any]:
             _ids(kid, f"{where}.securityContext", security, policy)
             for mount in container.get("volumeMounts") or []:
                 check_mount(kid, mount)
+            _check_secret_env(kid, where, container.get("env"), policy)
             resources = container.get("resources") or {}
             for section in ("requests", "limits"):
                 for key, amount in (resources.get(section) or {}).items():
@@ -276,7 +297,26 @@ def check_pod(pod: object, policy: PodPolicy) -> dict[str, Any]:
     return pod
 
 
-def merge_env(container: dict[str, Any], env: Mapping[str, str]) -> None:
+def _check_secret_env(kernel_id: str, where: str, env: object, policy: PodPolicy) -> None:
+    """A secret variable (the launch token) is only ever a reference to its Secret: a literal value in the pod
+    spec can be read by anyone allowed to get pods."""
+    if not policy.secret_env or env is None:
+        return
+    if not isinstance(env, list):
+        raise PodSpecError(f"Kernel {kernel_id}: {where}.env must be a list")
+    for entry in env:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        ref = policy.secret_env.get(name) if isinstance(name, str) else None
+        if ref is None:
+            continue
+        if entry != ref.env_entry(name):
+            raise PodSpecError(f"Kernel {kernel_id}: {where}.env {name} may only be the reference to Secret "
+                               f"{ref.name} (key {ref.key}), never a value")
+
+
+def merge_env(container: dict[str, Any], env: Mapping[str, str],
+              secret_env: Mapping[str, SecretKeyRef] | None = None) -> None:
     """Give a template's container our variables (ours replace same-named ones; the template's others stay)."""
-    kept = [e for e in container.get("env") or [] if isinstance(e, dict) and e.get("name") not in env]
-    container["env"] = kept + env_list(env)
+    ours = set(env) | set(secret_env or {})
+    kept = [e for e in container.get("env") or [] if isinstance(e, dict) and e.get("name") not in ours]
+    container["env"] = kept + env_list(env, secret_env)
