@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from jupyter_client import AsyncKernelManager
 from jupyter_client.provisioning import KernelProvisionerFactory
@@ -13,6 +15,27 @@ from kubernetes_asyncio import client
 
 async def pods_of(core: client.CoreV1Api, kernel_id: str) -> list[client.V1Pod]:
     return (await core.list_pod_for_all_namespaces(label_selector=f"kernel_id={kernel_id}")).items
+
+
+async def kernel_events(core: client.CoreV1Api, kind: str, kernel_id: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """The kernel's ``kind`` objects (``pod``, ``secret``) as the test's own watch sees them: those that exist
+    as ADDED, then every change; a watch the server ends is resumed from the last version seen."""
+    list_all = getattr(core, f"list_{kind}_for_all_namespaces")
+    label = f"kernel_id={kernel_id}"
+    listed = await list_all(label_selector=label)
+    version = listed.metadata.resource_version
+    for item in listed.items:
+        yield "ADDED", core.api_client.sanitize_for_serialization(item)
+    while True:
+        response = await list_all(label_selector=label, watch=True, resource_version=version, timeout_seconds=60,
+                                  _preload_content=False)
+        try:
+            while line := await response.content.readline():
+                event = json.loads(line)
+                yield event["type"], event["object"]
+                version = event["object"]["metadata"]["resourceVersion"]
+        finally:
+            response.release()
 
 
 async def reattached(km: AsyncKernelManager, kernels_dir: Path, name: str) -> AsyncKernelManager:

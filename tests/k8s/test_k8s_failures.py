@@ -5,7 +5,6 @@ the test's own watch sees the failure state to the moment start_kernel raises.""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 
 import aiodocker
 import pytest
-from k8s_helpers import pods_of, secrets_of
+from k8s_helpers import kernel_events, pods_of, secrets_of
 from kf_testing import manager
 from kubelite import KubeLite
 from kubelite.testing import ensure_image
@@ -27,23 +26,12 @@ FAIL_FAST_SECONDS = 2.0
 
 
 async def first_failure_seen(core: client.CoreV1Api, kernel_id: str) -> float:
-    """When the test's own watch first sees the kernel's pod in a state it cannot recover from."""
-    while True:
-        listed = await core.list_pod_for_all_namespaces(label_selector=f"kernel_id={kernel_id}")
-        version = listed.metadata.resource_version
-        for pod in listed.items:
-            if pod_failure(core.api_client.sanitize_for_serialization(pod)) not in (None, "the pod was deleted"):
-                return time.perf_counter()
-        response = await core.list_pod_for_all_namespaces(
-            label_selector=f"kernel_id={kernel_id}", watch=True, resource_version=version, timeout_seconds=60,
-            _preload_content=False)
-        try:
-            while line := await response.content.readline():
-                event = json.loads(line)
-                if event["type"] in ("ADDED", "MODIFIED") and pod_failure(event["object"]) is not None:
-                    return time.perf_counter()
-        finally:
-            response.release()
+    """When the test's own watch first sees the kernel's pod in a state it cannot recover from (its deletion,
+    our own doing, does not count)."""
+    async for kind, pod in kernel_events(core, "pod", kernel_id):
+        if kind in ("ADDED", "MODIFIED") and pod_failure(pod) not in (None, "the pod was deleted"):
+            return time.perf_counter()
+    raise AssertionError("the watch ended")
 
 
 async def fails_fast(core: client.CoreV1Api, kernels_dir: Path, name: str, **start: Any) -> tuple[str, float]:
@@ -112,4 +100,3 @@ async def test_secret_create_refused(kube: KubeLite, core: client.CoreV1Api, ker
     assert "needs the create and delete verbs on secrets" in message
     assert await pods_of(core, km.kernel_id) == []
     assert await secrets_of(core, km.kernel_id) == []
-    print(message)

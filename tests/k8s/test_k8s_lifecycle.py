@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from jupyter_client import AsyncKernelManager
-from k8s_helpers import assert_token_by_reference, pods_of, reattached, secrets_of
+from k8s_helpers import assert_token_by_reference, kernel_events, pods_of, reattached, secrets_of
 from kf_testing import connect, execute, interrupt_busy_cell, manager
 from kubelite import KubeLite
 from kubernetes_asyncio import client
@@ -141,22 +140,10 @@ async def test_reattach_after_host_restart(kube: KubeLite, core: client.CoreV1Ap
 
 async def secret_events(core: client.CoreV1Api, kernel_id: str, seen: list[tuple[str, dict]]) -> None:
     """Every change to the kernel's Secrets, as the test's own watch sees it, until one is deleted."""
-    listed = await core.list_secret_for_all_namespaces(label_selector=f"kernel_id={kernel_id}")
-    version = listed.metadata.resource_version
-    seen.extend(("ADDED", core.api_client.sanitize_for_serialization(item)) for item in listed.items)
-    while True:
-        response = await core.list_secret_for_all_namespaces(
-            label_selector=f"kernel_id={kernel_id}", watch=True, resource_version=version, timeout_seconds=60,
-            _preload_content=False)
-        try:
-            while line := await response.content.readline():
-                event = json.loads(line)
-                seen.append((event["type"], event["object"]))
-                if event["type"] == "DELETED":
-                    return
-                version = event["object"]["metadata"]["resourceVersion"]
-        finally:
-            response.release()
+    async for event in kernel_events(core, "secret", kernel_id):
+        seen.append(event)
+        if event[0] == "DELETED":
+            return
 
 
 async def test_launch_secret_lives_only_until_the_report(kube: KubeLite, core: client.CoreV1Api,
