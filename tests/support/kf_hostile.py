@@ -1,0 +1,30 @@
+"""pytest plugin: what a hostile test defends against, carried into the JUnit report.
+
+Loaded for every run (pytest.ini ``-p kf_hostile``). A test marked ``@pytest.mark.hostile`` states the
+attack in the first line of its docstring; the plugin records that line as the ``attack`` property,
+and the test records what it measured with ``record_property("measured", ...)``.
+``tools/security-report`` runs the hostile tests and turns those properties into the table in
+docs/security.md, so the table always shows what the current code did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "hostile: an attack or hostile input, reported by tools/security-report")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, None, None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if report.when != "call" or item.get_closest_marker("hostile") is None:
+        return
+    doc = getattr(getattr(item, "function", None), "__doc__", None) or item.name
+    attack = " ".join(doc.strip().splitlines()[0].split()) if doc.strip() else item.name
+    if not any(name == "attack" for name, _ in report.user_properties):
+        report.user_properties.append(("attack", attack))
