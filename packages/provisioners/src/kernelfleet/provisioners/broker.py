@@ -169,7 +169,7 @@ class ResponseBroker(LoggingConfigurable):
     max_report_bytes = Integer(MAX_REPORT_BYTES, help="Largest report accepted, in bytes.").tag(config=True)
     max_connections = Integer(
         0, help="Most report connections held at once; at the cap the oldest one without a whole line is closed. "
-        f"0: a quarter of the descriptor limit, {MIN_CONNECTION_CAP}–{MAX_CONNECTION_CAP}.",
+        f"0: a quarter of the descriptor limit, at least {MIN_CONNECTION_CAP} and at most {MAX_CONNECTION_CAP}.",
     ).tag(config=True)
 
     _instances: ClassVar[dict[asyncio.AbstractEventLoop, ResponseBroker]] = {}
@@ -557,7 +557,7 @@ class ReportConnection:
     waits for the answer; Gateway Provisioners' v1 launchers end theirs by half-closing the socket instead.
     """
 
-    __slots__ = ("broker", "sock", "peer", "_buffer", "_deadline", "_reading")
+    __slots__ = ("_buffer", "_deadline", "_reading", "broker", "peer", "sock")
 
     def __init__(self, broker: ResponseBroker, sock: socket.socket, peer: object) -> None:
         self.broker = broker
