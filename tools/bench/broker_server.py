@@ -64,10 +64,14 @@ async def gp_broker(kernel_ids: list[str]):
 
 
 def process_stats() -> dict:
-    """Resident memory (kB) and open descriptors of this process, from /proc."""
-    status = Path("/proc/self/status").read_text()
-    rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
-    return {"rss_kb": rss, "fds": len(os.listdir("/proc/self/fd"))}
+    """Resident memory (kB) and open descriptors of this process, from /proc; -1 descriptors when the process
+    has none left to read /proc with (then the RSS is the peak, which needs no descriptor)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+        return {"rss_kb": rss, "fds": len(os.listdir("/proc/self/fd"))}
+    except OSError:
+        return {"rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "fds": -1}
 
 
 async def serve(args: argparse.Namespace) -> None:
