@@ -471,9 +471,21 @@ class ResponseBroker(LoggingConfigurable):
         listener.backoff = min(listener.backoff * 2, ACCEPT_BACKOFF_MAX)
 
     def _judge(self, connection: ReportConnection, line: bytes) -> None:
+        """A whole line arrived: the cheap checks answer at once; only a line that passes them gets a task
+        and, on a worker thread, the private key."""
         self._waiting.pop(connection, None)
+        v1 = is_v1_payload(line)
+        try:
+            worth_opening = self._v1_worth_opening(connection.peer) if v1 else self._v2_worth_opening(
+                line, connection.peer)
+        except Exception as err:  # a bug must cost this report only, never the broker
+            self._unexpected(connection.peer, err)
+            worth_opening = False
+        if not worth_opening:
+            connection.finish(REJECTED)
+            return
         self._judging.add(connection)
-        task = asyncio.ensure_future(self._answer(connection, line))
+        task = asyncio.ensure_future(self._answer(connection, line, v1))
         self._answers.add(task)
         task.add_done_callback(self._answers.discard)
 
@@ -481,30 +493,32 @@ class ResponseBroker(LoggingConfigurable):
         self._waiting.pop(connection, None)
         self._judging.discard(connection)
 
-    async def _answer(self, connection: ReportConnection, line: bytes) -> None:
-        """Judge one report line and tell its sender; the sender may already be gone, the verdict stands."""
+    async def _answer(self, connection: ReportConnection, line: bytes, v1: bool) -> None:
+        """Open one report that passed the cheap checks and tell its sender; the verdict stands if it left."""
         answer = b""
         try:
-            answer = ACCEPTED if await self._receive(line, connection.peer) else REJECTED
+            answer = ACCEPTED if await self._open(line, connection.peer, v1) else REJECTED
         except Exception as err:  # a bug must cost this report only, never the broker
             answer = REJECTED
-            self.limited_log.log(logging.ERROR, "unexpected", "Rejected a report from %s: unexpected %s: %s",
-                                 connection.peer, type(err).__name__, err)
+            self._unexpected(connection.peer, err)
         finally:
             connection.finish(answer)
 
-    async def _receive(self, line: bytes, peer: object) -> bool:
-        v1 = is_v1_payload(line)
-        if v1 and not self._v1_worth_opening(peer):
-            return False
-        if not v1:
-            claimed = peek_kernel_id(line)
-            if claimed is None or self._token_for(claimed) is None:
-                # No cryptography is spent on reports for kernels nobody is launching.
-                self.counters["ignored"] += 1
-                self.limited_log.warning("ignored", "Ignored a report from %s for kernel %s: no launch is waiting "
-                                         "for it", peer, claimed)
-                return False
+    def _unexpected(self, peer: object, err: Exception) -> None:
+        self.limited_log.log(logging.ERROR, "unexpected", "Rejected a report from %s: unexpected %s: %s", peer,
+                             type(err).__name__, err)
+
+    def _v2_worth_opening(self, line: bytes, peer: object) -> bool:
+        """No cryptography is spent on reports for kernels nobody is launching."""
+        claimed = peek_kernel_id(line)
+        if claimed is not None and self._token_for(claimed) is not None:
+            return True
+        self.counters["ignored"] += 1
+        self.limited_log.warning("ignored", "Ignored a report from %s for kernel %s: no launch is waiting for it",
+                                 peer, claimed)
+        return False
+
+    async def _open(self, line: bytes, peer: object, v1: bool) -> bool:
         server_key = self._server_key
         assert server_key is not None
         self.counters["opened"] += 1  # the only path to the private key
