@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
 import secrets
 import shutil
@@ -12,12 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from Crypto.Cipher import AES, PKCS1_v1_5
-from Crypto.PublicKey import RSA
-from Crypto.Util.Padding import pad
+from report_clients import REJECTED, connection_info, gp_v1_payload, sealed_report, v1_info
+from report_clients import send as send_to
 
 from kernelfleet.protocol import seal_report
-from kernelfleet.protocol.encoding import b64encode
 from kernelfleet.provisioners.broker import PendingLaunch, ResponseBroker
 
 
@@ -29,31 +25,12 @@ async def broker() -> ResponseBroker:
     await b.stop()
 
 
-def connection_info(pending: PendingLaunch, token: str | None = None) -> dict[str, object]:
-    return {
-        "shell_port": 50001, "iopub_port": 50002, "stdin_port": 50003, "control_port": 50004, "hb_port": 50005,
-        "ip": "127.0.0.1", "key": "secret-hmac-" + secrets.token_hex(8), "transport": "tcp",
-        "signature_scheme": "hmac-sha256", "kernel_name": "", "comm_port": 50006,
-        "comm_key": b64encode(secrets.token_bytes(32)), "launch_token": token or pending.token,
-        "kernel_id": pending.kernel_id,
-    }
-
-
 def sealed(broker: ResponseBroker, pending: PendingLaunch, token: str | None = None) -> bytes:
-    return seal_report(connection_info(pending, token), kernel_id=pending.kernel_id, public_key_b64=broker.public_key)
+    return sealed_report(broker.public_key, pending.kernel_id, token or pending.token)
 
 
 async def send(broker: ResponseBroker, payload: bytes, *, close_after: bool = False) -> bytes:
-    host, port = broker.response_address.rsplit(":", 1)
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(payload)
-    if close_after:
-        writer.write_eof()
-    await writer.drain()
-    try:
-        return await reader.read()
-    finally:
-        writer.close()
+    return await send_to(broker.response_address, payload, close_after=close_after)
 
 
 async def test_500_simultaneous_reports_all_arrive(broker: ResponseBroker) -> None:
@@ -147,31 +124,25 @@ async def test_report_for_unknown_kernel_is_refused(broker: ResponseBroker) -> N
     assert not pending.done
 
 
-def gp_v1_payload(public_key_b64: str, info: dict[str, object]) -> bytes:
-    """A Gateway Provisioners 0.5 launcher's report (predecessor.md section 3.3)."""
-    aes_key = secrets.token_bytes(16)
-    conn = base64.b64encode(AES.new(aes_key, AES.MODE_ECB).encrypt(pad(json.dumps(info).encode(), 16)))
-    rsa = PKCS1_v1_5.new(RSA.import_key(base64.b64decode(public_key_b64)))
-    envelope = {"version": 1, "key": base64.b64encode(rsa.encrypt(aes_key)).decode(), "conn_info": conn.decode()}
-    return base64.b64encode(json.dumps(envelope).encode())
-
-
-async def test_v1_report_fails_the_launch_fast_with_the_switch_named(broker: ResponseBroker) -> None:
+async def test_v1_report_is_refused_unread_and_the_timeout_names_the_switch(broker: ResponseBroker) -> None:
+    """An old (Gateway Provisioners) image's report: refused without a private-key operation, the launch stays
+    pending (a v1 payload proves nothing), and the launch's timeout error tells the operator which switch
+    accepts such images."""
     pending = broker.expect("kernel-v1")
-    info = connection_info(pending)
-    del info["comm_key"], info["launch_token"]
-    reply = await send(broker, gp_v1_payload(broker.public_key, info), close_after=True)
-    assert reply == b'{"ok":false,"error":"rejected"}\n'
-    with pytest.raises(RuntimeError, match=r"kernel-v1.*accept_v1_reports = True"):
-        await pending.wait(1)
+    reply = await send(broker, gp_v1_payload(broker.public_key, v1_info("kernel-v1")), close_after=True)
+    assert reply == REJECTED
+    assert not pending.done
+    assert broker.counters["opened"] == 0
+    hint = pending.timeout_hint()
+    assert "127.0.0.1" in hint
+    assert "c.ResponseBroker.accept_v1_reports = True (environment: KF_ACCEPT_V1_REPORTS=true)" in hint
+    assert broker.expect("kernel-later").timeout_hint() == "", "a launch begun after the v1 payload gets no hint"
 
 
 async def test_v1_report_accepted_when_switched_on(broker: ResponseBroker) -> None:
     broker.accept_v1_reports = True
     pending = broker.expect("kernel-v1ok")
-    info = connection_info(pending)
-    del info["comm_key"], info["launch_token"]
-    await send(broker, gp_v1_payload(broker.public_key, info), close_after=True)
+    await send(broker, gp_v1_payload(broker.public_key, v1_info("kernel-v1ok")), close_after=True)
     report = await pending.wait(5)
     assert report.version == 1 and report.comm_key is None and report.comm_port == 50006
 
@@ -179,7 +150,7 @@ async def test_v1_report_accepted_when_switched_on(broker: ResponseBroker) -> No
 async def test_no_secret_reaches_the_log(broker: ResponseBroker, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     pending = broker.expect("kernel-s")
-    info = connection_info(pending)
+    info = connection_info(pending.kernel_id, pending.token)
     line = seal_report(info, kernel_id=pending.kernel_id, public_key_b64=broker.public_key)
     await send(broker, sealed(broker, pending, token="wrong"))
     await send(broker, line)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any
+
+# Deepest JSON nesting any protocol message may have. Protocol messages are flat objects; the limit only
+# stops a line of brackets from driving the parser into RecursionError (which no caller expects).
+MAX_JSON_DEPTH = 16
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_BRACKET_KIND = bytes.maketrans(b"[{]}", b"(())")  # opening and closing brackets, whatever their shape
 
 
 class DecodeError(ValueError):
@@ -33,7 +41,30 @@ def dumps_line(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=True).encode("ascii") + b"\n"
 
 
+def json_nesting_exceeds(data: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when ``data`` nests arrays/objects deeper than ``limit`` or its brackets do not pair up (then it
+    is no JSON anyway); brackets inside strings do not count.
+
+    Called by ``loads_object`` before ``json.loads``, whose C scanner recurses once per level. Every step is
+    a C-speed pass over the line: two ``count`` calls clear any protocol message, and each further pass
+    removes one innermost level of bracket pairs, so a hostile line costs at most ``limit`` passes.
+    """
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    brackets = _JSON_STRING.sub(b"", data).translate(_BRACKET_KIND, _NOT_BRACKET)
+    for _ in range(limit):
+        inner_removed = brackets.replace(b"()", b"")
+        if len(inner_removed) == len(brackets):
+            break
+        brackets = inner_removed
+    return bool(brackets)
+
+
 def loads_object(line: bytes | str, what: str) -> dict[str, Any]:
+    """Parse one JSON object; DecodeError (never RecursionError) for anything else, however it is nested."""
+    raw = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
+    if json_nesting_exceeds(raw):
+        raise DecodeError(f"{what} is not JSON nested at most {MAX_JSON_DEPTH} levels deep")
     try:
         obj = json.loads(line)
     except (ValueError, UnicodeDecodeError) as err:

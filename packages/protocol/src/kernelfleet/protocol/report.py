@@ -47,6 +47,16 @@ class LegacyReportError(ReportError):
     """A Gateway Provisioners (protocol v1) report arrived while v1 is not accepted."""
 
 
+# What an operator must read when an old (Gateway Provisioners) kernel image reports: kept word for word,
+# because it names the switch. The broker puts it in the launch's timeout error (see broker.py).
+V1_REFUSED_MESSAGE = (
+    "the kernel's launcher sent an unauthenticated protocol-v1 (Gateway Provisioners) report, which "
+    "this server refuses by default. Rebuild the kernel image with Kernel Fleet's launchers, or "
+    "accept v1 reports from old images with c.ResponseBroker.accept_v1_reports = True "
+    "(environment: KF_ACCEPT_V1_REPORTS=true)"
+)
+
+
 @dataclass
 class Report:
     """A verified report: what jupyter_client needs, plus what the provisioner keeps for itself."""
@@ -128,7 +138,7 @@ def open_report(
     stripped = line.strip()
     if not stripped:
         raise ReportError("empty report")
-    if not stripped.startswith(b"{"):
+    if is_v1_payload(stripped):
         return _open_legacy(stripped, server_key, expected_token=expected_token, accept_v1=accept_v1)
     try:
         envelope = loads_object(stripped, "report")
@@ -216,6 +226,13 @@ def _optional_int(value: Any) -> int | None:
         return None
 
 
+def is_v1_payload(line: bytes) -> bool:
+    """True for a line shaped like Gateway Provisioners' v1 payload (base64, not a JSON object): a cheap test
+    the server makes before deciding whether such a line is worth any cryptography at all."""
+    stripped = line.strip()
+    return bool(stripped) and not stripped.startswith(b"{")
+
+
 def _open_legacy(
     stripped: bytes,
     server_key: ServerKey,
@@ -225,8 +242,11 @@ def _open_legacy(
 ) -> Report:
     """Gateway Provisioners' v1 report: base64 JSON {version:1, key, conn_info}, RSA-PKCS#1 v1.5 + AES-ECB.
 
-    It is decrypted even when refused, so the refusal can name the kernel that sent it.
+    Refused unread while v1 is off: the kernel id sits inside the RSA-wrapped part, so naming it would
+    cost a private-key operation for every line anyone sends, and a v1 payload proves nothing anyway.
     """
+    if not accept_v1:
+        raise LegacyReportError(V1_REFUSED_MESSAGE)
     try:
         envelope = loads_object(b64decode(stripped.decode("ascii", "replace"), "payload"), "v1 report")
     except DecodeError:
@@ -246,14 +266,6 @@ def _open_legacy(
     kernel_id = info.get("kernel_id")
     if not isinstance(kernel_id, str) or not KERNEL_ID_PATTERN.match(kernel_id):
         raise ReportError("v1 report has no valid kernel_id")
-    if not accept_v1:
-        raise LegacyReportError(
-            "the kernel's launcher sent an unauthenticated protocol-v1 (Gateway Provisioners) report, which "
-            "this server refuses by default. Rebuild the kernel image with Kernel Fleet's launchers, or "
-            "accept v1 reports from old images with c.ResponseBroker.accept_v1_reports = True "
-            "(environment: KF_ACCEPT_V1_REPORTS=true)",
-            kernel_id,
-        )
     if expected_token(kernel_id) is None:
         raise ReportError("no launch is waiting for this kernel id", kernel_id)
     return _to_report(kernel_id, 1, info, require_comm_key=False)

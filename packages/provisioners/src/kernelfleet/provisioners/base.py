@@ -101,6 +101,11 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         """What to tell the user when the report never came (engine state, last log lines)."""
         return "no further information from the engine"
 
+    def launches_on_this_host(self) -> bool:
+        """True when every launcher this provisioner starts runs on the server's host: its report then goes to
+        the broker's loopback listener, and no listener the network reaches is opened for it."""
+        return False
+
     def kernel_address(self, report: Report) -> str:
         """Where the kernel's ports are reachable from this server."""
         return str(report.connection_info.get("ip") or "127.0.0.1")
@@ -125,6 +130,7 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
             raise ValueError(f"Kernel {kernel_id}: invalid port_range in the kernelspec: {err}") from None
         self._effective_timeout = self._launch_timeout_for(env)
         broker = await ResponseBroker.instance()
+        response_address = await broker.response_address_for(local=self.launches_on_this_host())
         if self.pending is not None:
             self.pending.cancel()
         self.pending = broker.expect(kernel_id)
@@ -132,7 +138,7 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         self.launch_env = {
             "KERNEL_ID": kernel_id,
             "KERNEL_LANGUAGE": env.get("KERNEL_LANGUAGE") or language.lower(),
-            "RESPONSE_ADDRESS": broker.response_address,
+            "RESPONSE_ADDRESS": response_address,
             "PUBLIC_KEY": broker.public_key,
             "PORT_RANGE": str(port_range),
             "LAUNCH_TOKEN": self.pending.token,
@@ -140,7 +146,7 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         env.update(self.launch_env)
         substitutions = {
             "kernel_id": kernel_id,
-            "response_address": broker.response_address,
+            "response_address": response_address,
             "public_key": broker.public_key,
             "port_range": str(port_range),
         }
@@ -199,7 +205,7 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
             )
         raise TimeoutError(
             f"Kernel {self.kernel_id}: no launch report within {self._effective_timeout:g}s "
-            f"({await self.launch_diagnostics()})"
+            f"({await self.launch_diagnostics()}){self.pending.timeout_hint()}"
         )
 
     async def _abandon_launch(self) -> None:

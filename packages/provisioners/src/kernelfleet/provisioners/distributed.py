@@ -171,6 +171,9 @@ class DistributedProvisioner(RemoteProvisionerBase):
     def is_remote(self) -> bool:
         return self.assigned_host is not None and not is_local_host(self.assigned_host)
 
+    def launches_on_this_host(self) -> bool:
+        return all(is_local_host(host) for host in self.remote_hosts or ["localhost"])
+
     def candidate_hosts(self, env: dict[str, str]) -> list[str]:
         """Hosts to try, in order: the client's KERNEL_REMOTE_HOST (only if listed), else the balancer's order."""
         hosts = list(self.remote_hosts) or ["localhost"]
