@@ -201,3 +201,15 @@ def test_an_image_without_token_file_support_is_named_as_the_cause() -> None:
     assert "predates LAUNCH_TOKEN_FILE" in old and "rebuild the image" in old
     new = tail_text(["bootstrap-kernel.sh: LAUNCH_TOKEN_FILE names no file this user (1000:100) can read\n"])
     assert "predates" not in new
+
+
+async def test_a_mount_over_the_token_directory_is_refused_before_anything_is_created(
+    docker_spec: Callable[..., str], kernels_dir: Path
+) -> None:
+    """A tmpfs on /tmp would hide the token file copied in before start: refused with the setting named."""
+    spec = docker_spec("docker-provisioner", mounts=[{"Type": "tmpfs", "Target": "/tmp"}])
+    km = manager(kernels_dir, spec)
+    with pytest.raises(ValueError, match="launch_token_dir") as failure:
+        await km.start_kernel(env={**os.environ})
+    assert km.kernel_id in str(failure.value)
+    assert await leftovers(km.kernel_id) == []
