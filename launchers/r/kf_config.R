@@ -1,7 +1,7 @@
 # The launcher's inputs: Gateway Provisioners' R launcher arguments, each falling back to its
 # environment variable (docs/protocol.md, section 2). Errors name the argument and variable, never a
-# secret's value; LAUNCH_TOKEN is taken from the environment only and removed from it at once, so the
-# kernel's user code cannot read it.
+# secret's value; LAUNCH_TOKEN is taken from the environment (or the file LAUNCH_TOKEN_FILE names) only and
+# removed from it at once, so the kernel's user code cannot read it.
 
 KF_SPARK_INIT_MODES <- c("none", "lazy", "eager")
 KF_KNOWN_OPTIONS <- c(
@@ -107,6 +107,40 @@ kf_log_level <- function(text) {
   unname(level)
 }
 
+KF_MAX_TOKEN_FILE_BYTES <- 4096L
+
+kf_read_token_file <- function(path) {
+  # LAUNCH_TOKEN_FILE: container provisioners hand the token over as a file, so that it is in no object
+  # the engine shows and in no process environment. The file is removed once read where that is
+  # possible (a Swarm secret is a read-only mount; it goes with the service, the token being void by then).
+  size <- file.size(path)
+  if (is.na(size) || file.access(path, 4L) != 0L) {
+    stop(kf_config_error(sprintf("LAUNCH_TOKEN_FILE %s cannot be read", kf_quote(path))))
+  }
+  if (size > KF_MAX_TOKEN_FILE_BYTES) {
+    stop(kf_config_error(sprintf("LAUNCH_TOKEN_FILE %s is larger than %d bytes: not a token file",
+                                 kf_quote(path), KF_MAX_TOKEN_FILE_BYTES)))
+  }
+  bytes <- tryCatch(readBin(path, "raw", n = KF_MAX_TOKEN_FILE_BYTES), error = function(e) NULL)
+  if (is.null(bytes)) stop(kf_config_error(sprintf("LAUNCH_TOKEN_FILE %s cannot be read", kf_quote(path))))
+  suppressWarnings(unlink(path))
+  token <- trimws(rawToChar(bytes[bytes != as.raw(0L)]))
+  if (!nzchar(token)) stop(kf_config_error(sprintf("LAUNCH_TOKEN_FILE %s is empty", kf_quote(path))))
+  token
+}
+
+kf_launch_token <- function(env) {
+  # LAUNCH_TOKEN from the environment, else from the file LAUNCH_TOKEN_FILE names; never from argv.
+  token <- if ("LAUNCH_TOKEN" %in% names(env)) trimws(env[["LAUNCH_TOKEN"]]) else ""
+  if (nzchar(token)) return(token)
+  path <- if ("LAUNCH_TOKEN_FILE" %in% names(env)) trimws(env[["LAUNCH_TOKEN_FILE"]]) else ""
+  if (nzchar(path)) return(kf_read_token_file(path))
+  stop(kf_config_error(paste(
+    "LAUNCH_TOKEN is required in the environment, or LAUNCH_TOKEN_FILE naming a file that holds it",
+    "(the server sets one of them for each launch; the token is never taken from the command line)"
+  )))
+}
+
 kf_load_config <- function(argv, env = Sys.getenv()) {
   parsed <- kf_parse_argv(argv)
   a <- parsed$values
@@ -121,13 +155,7 @@ kf_load_config <- function(argv, env = Sys.getenv()) {
   ))
   public_key <- kf_required(kf_pick(a[["public-key"]], c("PUBLIC_KEY", "EG_PUBLIC_KEY"), env),
                             "--public-key", "PUBLIC_KEY")
-  token <- if ("LAUNCH_TOKEN" %in% names(env)) trimws(env[["LAUNCH_TOKEN"]]) else ""
-  if (!nzchar(token)) {
-    stop(kf_config_error(paste(
-      "LAUNCH_TOKEN is required in the environment (the server sets it for each launch;",
-      "it is never taken from the command line)"
-    )))
-  }
+  token <- kf_launch_token(env)
   spark_mode <- tolower(kf_pick(a[["spark-context-initialization-mode"]], "KERNEL_SPARK_CONTEXT_INIT_MODE", env) %||% "none")
   if (!(spark_mode %in% KF_SPARK_INIT_MODES)) {
     stop(kf_config_error(sprintf("--spark-context-initialization-mode / KERNEL_SPARK_CONTEXT_INIT_MODE must be one of %s, not %s",

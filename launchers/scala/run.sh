@@ -3,7 +3,7 @@
 #
 #   run.sh --kernel-id ID --port-range R --response-address A --public-key K --spark-context-initialization-mode M [toree options...]
 #
-# LAUNCH_TOKEN comes from the environment only. Installed layout: kernel-launchers/scala/bin/run.sh with the jars in
+# LAUNCH_TOKEN comes from the environment (or the file LAUNCH_TOKEN_FILE names, read by the launcher) only. Installed layout: kernel-launchers/scala/bin/run.sh with the jars in
 # kernel-launchers/scala/lib/ (kernelfleet-toree-launcher.jar, toree-assembly-*.jar). From the repository it uses
 # launchers/scala/dist/ and the toree / pyspark Python packages.
 #

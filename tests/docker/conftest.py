@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
+from kf_docker import DOCKER, IMAGE
 
 from kernelfleet.provisioners.broker import ResponseBroker
 from kernelfleet.provisioners.container_argv import container_argv
 from kernelfleet.provisioners.docker_engine import DockerEngine, close_docker_engine
 
-IMAGE = os.environ.get("KF_TEST_IMAGE", "kernelfleet/kernel-py:dev")
-DOCKER = os.environ.get("DOCKER", "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker")
 PROVISIONERS = ["docker-provisioner", "docker-swarm-provisioner"]
 
 

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,37 +18,16 @@ from typing import Any
 
 import pytest
 from jupyter_client.provisioning import KernelProvisionerFactory
+from kf_docker import docker_cli, leftovers
 from kf_testing import connect, execute, interrupt_busy_cell, manager
 
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.broker import ResponseBroker
 
-DOCKER = os.environ.get("DOCKER", "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker")
 UID_CORPUS = ["0", "00", "+0", "0x0", "-1", "abc", "4294967296", " 1000", "1e3", "٣"]
 
 
 # ----------------------------------------------------------------------------------------- helpers
-async def docker_cli(*args: str, check: bool = True) -> str:
-    """The docker CLI, without blocking the loop: the test's view of Docker, independent of our client."""
-    if shutil.which(DOCKER) is None:
-        pytest.fail(f"the docker CLI ({DOCKER}) is not installed; run tools/setup-machine")
-    proc = await asyncio.create_subprocess_exec(
-        DOCKER, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await proc.communicate()
-    if check and proc.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)} failed ({proc.returncode}): {err.decode().strip()}")
-    return out.decode()
-
-
-async def leftovers(kernel_id: str) -> list[str]:
-    """Containers and services that still carry this kernel's label."""
-    label = f"label=kernel_id={kernel_id}"
-    containers = (await docker_cli("ps", "-aq", "--filter", label)).split()
-    services = (await docker_cli("service", "ls", "-q", "--filter", label)).split()
-    return [f"container {c}" for c in containers] + [f"service {s}" for s in services]
-
-
 async def running_containers(kernel_id: str) -> list[str]:
     return (await docker_cli("ps", "-q", "--filter", f"label=kernel_id={kernel_id}")).split()
 

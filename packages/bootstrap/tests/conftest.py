@@ -61,7 +61,7 @@ def installed(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def recorder(tmp_path: Path) -> Callable[[Path], Path]:
-    """Makes an executable stand-in at a path that records its argv and LAUNCH_TOKEN as JSON.
+    """Makes an executable stand-in at a path that records its argv, LAUNCH_TOKEN and LAUNCH_TOKEN_FILE as JSON.
 
     It stands in for an interpreter or for another helper's launcher, so the bootstrap's own
     command line can be checked exactly; returns the path of the JSON record.
@@ -74,7 +74,8 @@ def recorder(tmp_path: Path) -> Callable[[Path], Path]:
             "#!/usr/bin/env python3\n"
             "import json, os, sys\n"
             f"with open({str(out)!r}, 'w') as f:\n"
-            "    json.dump({'argv': sys.argv[1:], 'token': os.environ.get('LAUNCH_TOKEN')}, f)\n"
+            "    json.dump({'argv': sys.argv[1:], 'token': os.environ.get('LAUNCH_TOKEN'),\n"
+            "               'token_file': os.environ.get('LAUNCH_TOKEN_FILE')}, f)\n"
         )
         path.chmod(0o755)
         return out

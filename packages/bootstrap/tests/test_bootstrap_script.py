@@ -72,7 +72,33 @@ def test_all_missing_variables_are_named_at_once(installed: Path, clean_env: Env
 def test_empty_variable_counts_as_missing(installed: Path, clean_env: EnvMaker) -> None:
     result = run_script(installed / SCRIPT_NAME, clean_env(**{**REQUIRED, "LAUNCH_TOKEN": ""}))
     assert result.returncode == 1
-    assert "required environment variable LAUNCH_TOKEN is not set" in result.stderr
+    assert "required environment variable LAUNCH_TOKEN (or LAUNCH_TOKEN_FILE) is not set" in result.stderr
+
+
+def test_token_file_is_handed_to_the_launcher_unread(
+    installed: Path, recorder: Callable[[Path], Path], tmp_path: Path, clean_env: EnvMaker
+) -> None:
+    """Container provisioners name a token file: the script passes its name on and never puts the token in an
+    environment (the launcher reads and removes the file)."""
+    out = recorder(tmp_path / "fake-python")
+    token_file = tmp_path / "launch-token"
+    token_file.write_text(FAKE_TOKEN)
+    token_file.chmod(0o400)
+    env = clean_env(**{k: v for k, v in REQUIRED.items() if k != "LAUNCH_TOKEN"},
+                    LAUNCH_TOKEN_FILE=str(token_file), KERNEL_PYTHON=str(tmp_path / "fake-python"))
+    result = run_script(installed / SCRIPT_NAME, env)
+    assert result.returncode == 0, result.stderr
+    record = read_record(out)
+    assert record["token"] is None and record["token_file"] == str(token_file)
+    assert FAKE_TOKEN not in json.dumps(record)
+
+
+def test_unreadable_token_file_is_named(installed: Path, tmp_path: Path, clean_env: EnvMaker) -> None:
+    env = clean_env(**{k: v for k, v in REQUIRED.items() if k != "LAUNCH_TOKEN"},
+                    LAUNCH_TOKEN_FILE=str(tmp_path / "no-such-file"))
+    result = run_script(installed / SCRIPT_NAME, env)
+    assert result.returncode == 1
+    assert "LAUNCH_TOKEN_FILE names no file this user" in result.stderr
 
 
 @pytest.mark.parametrize("language", ["cobol", "PYTHON3", "java;rm -rf /"])

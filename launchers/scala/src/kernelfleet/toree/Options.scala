@@ -68,7 +68,8 @@ object Options {
       throw new UsageError(s"spark context initialization mode must be one of none, lazy, eager")
     val token = nonEmpty(env("LAUNCH_TOKEN"))
       .orElse(nonEmpty(env(TokenFdVariable)).flatMap(readTokenFd))
-      .getOrElse(throw new UsageError("LAUNCH_TOKEN is not set in the environment"))
+      .orElse(nonEmpty(env(TokenFileVariable)).map(readTokenFile))
+      .getOrElse(throw new UsageError(s"LAUNCH_TOKEN (or $TokenFileVariable) is not set in the environment"))
     val kernelIp = nonEmpty(env("KERNEL_IP")).getOrElse("0.0.0.0")
 
     Options(kernelId, responseAddress, publicKey, portRange, mode, token, kernelIp, passThrough.result())
@@ -84,6 +85,33 @@ object Options {
     try CommServer.readLine(in, 1024).toOption.map(_.trim).filter(_.nonEmpty)
     catch { case _: java.io.IOException => None }
     finally in.close()
+  }
+
+  /** Container provisioners hand the token over as a file named here, so that it is in no object the engine shows
+   * and in no process environment. */
+  val TokenFileVariable = "LAUNCH_TOKEN_FILE"
+  val MaxTokenFileBytes = 4096
+
+  /** The token from the file, which is then removed where possible (a Swarm secret is a read-only mount: it goes
+   * with the service, and the token is void once the report is accepted). */
+  private def readTokenFile(path: String): String = {
+    val file = java.nio.file.Paths.get(path)
+    val bytes =
+      try {
+        val in = java.nio.file.Files.newInputStream(file)
+        try in.readNBytes(MaxTokenFileBytes + 1)
+        finally in.close()
+      } catch {
+        case e: java.io.IOException =>
+          throw new UsageError(s"$TokenFileVariable '$path' cannot be read (${e.getClass.getSimpleName})")
+      }
+    try java.nio.file.Files.deleteIfExists(file)
+    catch { case _: java.io.IOException | _: SecurityException => () }
+    if (bytes.length > MaxTokenFileBytes)
+      throw new UsageError(s"$TokenFileVariable '$path' is larger than $MaxTokenFileBytes bytes: not a token file")
+    val token = new String(bytes, java.nio.charset.StandardCharsets.US_ASCII).trim
+    if (token.isEmpty) throw new UsageError(s"$TokenFileVariable '$path' is empty")
+    token
   }
 
   /** Toree's arguments: ours translated (`none` -> --nosparkcontext), the alternate interrupt signal defaulted to USR2

@@ -3,8 +3,10 @@
 # variables only; this script checks them and execs the launcher for KERNEL_LANGUAGE, so the
 # launcher becomes the container's main process and receives its signals.
 #
-# Secrets (LAUNCH_TOKEN) stay in the environment and never reach argv or output; nothing here
-# prints the environment or any value of PUBLIC_KEY / LAUNCH_TOKEN. Do not add `set -x`.
+# Secrets never reach argv or output: LAUNCH_TOKEN stays in the environment, or (container
+# provisioners) LAUNCH_TOKEN_FILE names a file the launcher reads and removes itself, so the token is
+# in no engine object and in no process environment. Nothing here reads the token, prints the
+# environment or any value of PUBLIC_KEY / LAUNCH_TOKEN. Do not add `set -x`.
 set -euo pipefail
 
 # `jupyter image-bootstrap install` replaces the token below with the install directory.
@@ -45,9 +47,17 @@ need KERNEL_ID "$kernel_id"
 need KERNEL_LANGUAGE "$language"
 need RESPONSE_ADDRESS "$response_address" EG_RESPONSE_ADDRESS
 need PUBLIC_KEY "$public_key" EG_PUBLIC_KEY
-# LAUNCH_TOKEN is read by the launcher itself; only its presence is checked here.
-need LAUNCH_TOKEN "${LAUNCH_TOKEN:-}"
+# The token is read by the launcher itself; only its presence is checked here.
+token_file=""
+if [[ -z "${LAUNCH_TOKEN:-}" ]]; then
+  token_file="${LAUNCH_TOKEN_FILE:-}"
+  need LAUNCH_TOKEN "$token_file" LAUNCH_TOKEN_FILE
+fi
 [[ $missing -eq 0 ]] || exit 1
+if [[ -n "$token_file" ]]; then
+  [[ -f "$token_file" && -r "$token_file" ]] ||
+    fail "LAUNCH_TOKEN_FILE names no file this user ($(id -u):$(id -g)) can read"
+fi
 
 # Values go to the launcher as separate arguments, so none may pass for an option.
 [[ "$kernel_id" =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$ ]] ||

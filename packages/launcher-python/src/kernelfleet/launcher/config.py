@@ -8,7 +8,9 @@ sealed (the protocol owns those rules).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ DEFAULT_KERNEL_CLASS = "ipykernel.ipkernel.IPythonKernel"
 SPARK_INIT_MODES = ("none", "lazy", "eager")
 CLUSTER_TYPES = ("spark", "dask", "none")
 PROG = "kernelfleet-launcher"
+MAX_TOKEN_FILE_BYTES = 4096  # a token is 43 characters; anything much larger is not a token file
 
 
 class ConfigError(ValueError):
@@ -123,6 +126,43 @@ def _class_name(value: str) -> str:
     return value
 
 
+def read_token_file(path: str) -> str:
+    """The launch token from ``LAUNCH_TOKEN_FILE``, then the file removed where that is possible.
+
+    Container provisioners deliver the token as a file so that it is in no object the engine
+    shows (``docker inspect``, service specs) and in no process environment. A plain container's
+    file is the launcher's own and goes at once; a Swarm secret is mounted read-only and stays
+    until the service is removed (the token is void once the report is accepted).
+    """
+    try:
+        with open(path, "rb") as token_file:
+            data = token_file.read(MAX_TOKEN_FILE_BYTES + 1)
+    except OSError as err:
+        raise ConfigError(f"LAUNCH_TOKEN_FILE {path!r} cannot be read: {err.strerror or err}") from None
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    if len(data) > MAX_TOKEN_FILE_BYTES:
+        raise ConfigError(f"LAUNCH_TOKEN_FILE {path!r} is larger than {MAX_TOKEN_FILE_BYTES} bytes: not a token file")
+    token = data.decode("ascii", errors="replace").strip()
+    if not token:
+        raise ConfigError(f"LAUNCH_TOKEN_FILE {path!r} is empty")
+    return token
+
+
+def _launch_token(env: Mapping[str, str]) -> str:
+    """LAUNCH_TOKEN from the environment, else from the file LAUNCH_TOKEN_FILE names; never from argv."""
+    token = env.get("LAUNCH_TOKEN", "").strip()
+    if token:
+        return token
+    path = env.get("LAUNCH_TOKEN_FILE", "").strip()
+    if path:
+        return read_token_file(path)
+    raise ConfigError(
+        "LAUNCH_TOKEN is required in the environment, or LAUNCH_TOKEN_FILE naming a file that holds it "
+        "(the server sets one of them; the token is never taken from the command line)"
+    )
+
+
 def load_config(argv: Sequence[str], env: Mapping[str, str]) -> LauncherConfig:
     """Build the configuration or raise ConfigError with a one-line, secret-free message."""
     args = _parser().parse_args(list(argv))
@@ -137,11 +177,7 @@ def load_config(argv: Sequence[str], env: Mapping[str, str]) -> LauncherConfig:
     except ValueError as err:
         raise ConfigError(str(err)) from None
     public_key = _required(_pick(args.public_key, env, "PUBLIC_KEY", "EG_PUBLIC_KEY"), "--public-key", "PUBLIC_KEY")
-    token = env.get("LAUNCH_TOKEN", "").strip()
-    if not token:
-        raise ConfigError(
-            "LAUNCH_TOKEN is required in the environment (the server sets it; it is never taken from the command line)"
-        )
+    token = _launch_token(env)
     try:
         port_range = PortRange.parse(_pick(args.port_range, env, "PORT_RANGE", "EG_PORT_RANGE"))
     except PortRangeError as err:

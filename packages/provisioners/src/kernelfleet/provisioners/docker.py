@@ -4,32 +4,81 @@ The container is followed through the shared Docker event stream (``docker_engin
 that dies before its launcher reports fails the launch at once with its exit code and last log
 lines; ``poll`` and ``wait`` ask Docker, not the launcher. Stopping removes the container, so a
 kernel leaves nothing behind, whether it ended well, badly or never started.
+
+The launch token is copied into the created container as a 0400 file of the kernel's user before
+the container starts (the spec names only its path). Only the container this launch created, known
+by the id Docker returned, is ever removed: a name already taken fails the launch and the holder
+is left alone, whoever it belongs to.
 """
 
 from __future__ import annotations
 
+import io
+import posixpath
 import signal
+import tarfile
+import time
 from typing import Any
 
 import aiodocker
+from traitlets import TraitError, Unicode, validate
 
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.docker_common import LOG_TAIL_LINES, DockerProvisionerBase, tail_text
-from kernelfleet.provisioners.docker_engine import ENGINE_ERRORS, LABEL_KERNEL_ID, describe_engine_error
+from kernelfleet.provisioners.docker_engine import ENGINE_ERRORS, describe_engine_error
 from kernelfleet.provisioners.docker_swarm import DockerSwarmProvisioner
 
 __all__ = ["DockerProvisioner", "DockerSwarmProvisioner"]
 
 ENDED = frozenset({"exited", "dead"})
+TOKEN_FILE_NAME = "kernelfleet-launch-token"
+
+
+def token_archive(name: str, token: str, uid: int, gid: int) -> bytes:
+    """A tar stream of one file ``name`` holding ``token``, mode 0400, owned by ``uid:gid`` (Docker keeps both)."""
+    data = token.encode("ascii")
+    entry = tarfile.TarInfo(name)
+    entry.size, entry.mode, entry.uid, entry.gid, entry.mtime = len(data), 0o400, uid, gid, int(time.time())
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(entry, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 class DockerProvisioner(DockerProvisionerBase):
+    launch_token_dir = Unicode(
+        "/tmp",
+        help="Existing directory of the image, writable by the kernel's user, where the launch token file is put "
+        "before the container starts (the launcher removes it). Not below a configured mount: a mount would hide it.",
+    ).tag(config=True)
+
+    @validate("launch_token_dir")
+    def _check_launch_token_dir(self, proposal: dict[str, Any]) -> str:
+        value = str(proposal["value"])
+        if not posixpath.isabs(value) or "\x00" in value:
+            raise TraitError(f"launch_token_dir must be an absolute path, not {value!r}")
+        return posixpath.normpath(value)
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.container_id: str | None = None
         self.exit_code: int | None = None
 
     # ------------------------------------------------------------------------------------- launch
+    @property
+    def launch_token_path(self) -> str:
+        return posixpath.join(self.launch_token_dir, TOKEN_FILE_NAME)
+
+    def _settle(self, env: dict[str, str], cmd: list[str]) -> None:
+        super()._settle(env, cmd)
+        for mount in self.mounts:
+            target = posixpath.normpath(str(mount.get("Target")))
+            if self.launch_token_dir == target or self.launch_token_dir.startswith(target.rstrip("/") + "/"):
+                raise ValueError(
+                    f"Kernel {self.kernel_id}: the mount at {target} would hide the launch token file in "
+                    f"{self.launch_token_dir}; set launch_token_dir to a directory of the image outside the mounts"
+                )
+
     def container_config(self) -> dict[str, Any]:
         host_config: dict[str, Any] = {"NetworkMode": self.network, "Init": self.init}
         if self.mounts:
@@ -60,6 +109,16 @@ class DockerProvisioner(DockerProvisionerBase):
                 f"{describe_engine_error(err)}"
             ) from None
         try:
+            await container.put_archive(
+                self.launch_token_dir,
+                token_archive(TOKEN_FILE_NAME, self.launch_env["LAUNCH_TOKEN"], self.uid, self.gid),
+            )
+        except ENGINE_ERRORS as err:
+            raise LaunchError(
+                f"Kernel {self.kernel_id}: Docker could not put the launch token file into container "
+                f"{self.container_name} (launch_token_dir {self.launch_token_dir!r}): {describe_engine_error(err)}"
+            ) from None
+        try:
             await container.start()
         except ENGINE_ERRORS as err:
             raise LaunchError(
@@ -73,24 +132,14 @@ class DockerProvisioner(DockerProvisionerBase):
         self.container_id = container.id
 
     async def _create(self, client: aiodocker.Docker, config: dict[str, Any]) -> aiodocker.docker.DockerContainer:
+        """Create the container; a taken name fails the launch. Labels prove nothing (anyone can set them), so a
+        container holding the name is never removed here, even one that claims to be this kernel's."""
         try:
             return await client.containers.create(config, name=self.container_name)
         except aiodocker.DockerError as err:
-            if err.status != 409 or not await self._remove_leftover(client):
-                raise
-        return await client.containers.create(config, name=self.container_name)
-
-    async def _remove_leftover(self, client: aiodocker.Docker) -> bool:
-        """A container of this kernel left by a crashed server holds the name: remove it, never anyone else's."""
-        try:
-            leftover = await client.containers.get(self.container_name or "")
-        except aiodocker.DockerError:
-            return False
-        if leftover["Config"]["Labels"].get(LABEL_KERNEL_ID) != self.kernel_id:
-            return False
-        self.log.info("Kernel %s: removing leftover container %s", self.kernel_id, self.container_name)
-        await leftover.delete(force=True)
-        return True
+            if err.status == 409:
+                raise self.name_taken("container") from None
+            raise
 
     async def launch_failure(self) -> str:
         code = await self._wait_exit()

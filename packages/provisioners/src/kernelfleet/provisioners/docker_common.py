@@ -1,5 +1,14 @@
 """What the Docker and Swarm provisioners share: network and mount settings, labels, the engine lease,
-and the one check Docker cannot do for us — whether a container can reach the response address."""
+the launch token's way into the container, and the one check Docker cannot do for us — whether a
+container can reach the response address.
+
+The launch token never goes into a container's or service's spec: ``docker inspect``, ``docker
+service inspect`` and the event stream show those to everyone with access to the engine's API, and
+Docker keeps them for as long as the object exists. The spec carries only ``LAUNCH_TOKEN_FILE``, the
+path of a file with the token that the provisioner puts there by other means (``docker.py``: an
+archive copied into the created container before it starts; ``docker_swarm.py``: a per-launch
+Docker secret). The launcher reads the file and removes it where it can (docs/protocol.md, section 2).
+"""
 
 from __future__ import annotations
 
@@ -26,13 +35,26 @@ from kernelfleet.provisioners.envconfig import env_value
 MOUNT_TYPES = frozenset({"bind", "volume", "tmpfs", "npipe"})
 HOST_NETWORK = "host"
 LOG_TAIL_LINES = 20
+LAUNCH_TOKEN = "LAUNCH_TOKEN"
+LAUNCH_TOKEN_FILE = "LAUNCH_TOKEN_FILE"
 T = TypeVar("T")
 
 
 def tail_text(lines: list[str]) -> str:
-    """The last log lines, one string, for an error message."""
+    """The last log lines, one string, for an error message; says so when the image cannot read a token file.
+
+    A bootstrap or launcher from before ``LAUNCH_TOKEN_FILE`` complains about a missing ``LAUNCH_TOKEN`` and
+    never names the file: the user learns that the image, not the request, must change.
+    """
     text = "".join(lines).rstrip()
-    return f"; its last output:\n{text}" if text else "; it wrote no output"
+    if not text:
+        return "; it wrote no output"
+    hint = ""
+    if LAUNCH_TOKEN in text and LAUNCH_TOKEN_FILE not in text:
+        hint = (f"\n(the image's bootstrap or launcher predates {LAUNCH_TOKEN_FILE}: Docker and Swarm kernels get the "
+                "launch token only as a file; rebuild the image with this Kernel Fleet's kernelfleet-bootstrap and "
+                "launchers, see docs/protocol.md section 2)")
+    return f"; its last output:\n{text}{hint}"
 
 
 class DockerProvisionerBase(ContainerProvisionerBase):
@@ -91,10 +113,26 @@ class DockerProvisionerBase(ContainerProvisionerBase):
             raise
 
     # ------------------------------------------------------------------------------------- launch helpers
+    @property
+    def launch_token_path(self) -> str:
+        """Where the container finds the launch token file (the subclass puts it there)."""
+        raise NotImplementedError
+
     def _settle(self, env: dict[str, str], cmd: list[str]) -> None:
         super()._settle(env, cmd)
         if self.init:  # our images start under tini, which warns when it is not PID 1 unless it may subreap
             self.container_env.setdefault("TINI_SUBREAPER", "1")
+        # Only the token's path goes into the spec (see the module docstring); the token stays in launch_env.
+        self.container_env.pop(LAUNCH_TOKEN, None)
+        self.container_env[LAUNCH_TOKEN_FILE] = self.launch_token_path
+
+    def name_taken(self, kind: str) -> LaunchError:
+        """The error for a name held by an object this launch did not create; that object is never touched."""
+        return LaunchError(
+            f"Kernel {self.kernel_id}: Docker already has a {kind} named {self.container_name} that this launch did "
+            f"not create; it was left untouched. The name is made of KERNEL_USERNAME and the kernel id: start the "
+            f"kernel under another kernel id (or KERNEL_USERNAME), or have the {kind}'s owner remove it"
+        )
 
     @property
     def labels(self) -> dict[str, str]:

@@ -3,12 +3,23 @@
 Swarm has no task events: container events of this node wake the kernel's waiters, and because a
 task on another node (or one rejected before it had a container, such as a missing image) makes no
 local event, the task list is re-read with a growing interval (50 ms up to 1 s) while someone waits.
+
+The launch token reaches the task as a per-launch Docker secret, mounted as a 0400 file of the
+kernel's user; Docker never returns a secret's data, and the service spec names only the secret.
+Swarm refuses to remove a secret while a service refers to it (and changing the service would
+restart the kernel), so the secret goes with the service: at once when the launch fails, and when
+the kernel stops. The token it holds is void from the moment the report is accepted.
+
+Only what this launch created, known by the ids Docker returned (service, secret) and the task
+containers Swarm labels with that service id, is ever removed: a taken service name fails the
+launch and its holder is left alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from typing import Any
 
 import aiodocker
@@ -21,6 +32,15 @@ from kernelfleet.provisioners.docker_engine import ENGINE_ERRORS, LABEL_KERNEL_I
 LIVE_STATES = frozenset({"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"})
 FIRST_RECHECK, LAST_RECHECK = 0.05, 1.0
 REMOVAL_TIMEOUT = 30.0
+SECRETS_DIR = "/run/secrets"
+TOKEN_SECRET_FILE = "kernelfleet-launch-token"
+LABEL_SWARM_SERVICE_ID = "com.docker.swarm.service.id"  # Swarm's own label on a task's container
+MAX_SECRET_NAME = 64
+
+
+def token_secret_name(kernel_id: str) -> str:
+    """``kf-launch-<random>-<kernel id>``: unique per launch, so no one else's secret can ever hold the name."""
+    return f"kf-launch-{secrets.token_hex(4)}-{kernel_id}"[:MAX_SECRET_NAME].rstrip("-._")
 
 
 def latest_task(tasks: list[Any]) -> dict[str, Any] | None:
@@ -34,9 +54,15 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.service_id: str | None = None
+        self.secret_id: str | None = None
+        self.secret_name: str | None = None
         self.exit_code: int | None = None
 
     # ------------------------------------------------------------------------------------- launch
+    @property
+    def launch_token_path(self) -> str:
+        return f"{SECRETS_DIR}/{TOKEN_SECRET_FILE}"
+
     def task_template(self) -> dict[str, Any]:
         spec: dict[str, Any] = {
             "Image": self.image,
@@ -44,6 +70,11 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
             "Labels": self.labels,
             "User": f"{self.uid}:{self.gid}",
             "Init": self.init,
+            "Secrets": [{
+                "SecretID": self.secret_id,
+                "SecretName": self.secret_name,
+                "File": {"Name": TOKEN_SECRET_FILE, "UID": str(self.uid), "GID": str(self.gid), "Mode": 0o400},
+            }],
         }
         if self.mounts:
             spec["Mounts"] = [dict(m) for m in self.mounts]
@@ -58,6 +89,18 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         self.check_response_reachable()
         self.exit_code = None
         client = self.lease_engine().client
+        name = token_secret_name(self.kernel_id)
+        try:
+            await self.create_resource(
+                lambda: client.secrets.create(name, self.launch_env["LAUNCH_TOKEN"], labels=self.labels),
+                self._record_secret,
+            )
+        except ENGINE_ERRORS as err:
+            raise LaunchError(
+                f"Kernel {self.kernel_id}: Docker Swarm could not create the launch token secret {name}: "
+                f"{describe_engine_error(err)}"
+            ) from None
+        self.secret_name = name
         try:
             await self.create_resource(lambda: self._create(client), self._record)
         except ENGINE_ERRORS as err:
@@ -72,26 +115,17 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
     def _record(self, service: Any) -> None:
         self.service_id = str(service["ID"])
 
+    def _record_secret(self, secret: Any) -> None:
+        self.secret_id = str(secret["ID"])
+
     async def _create(self, client: aiodocker.Docker) -> Any:
+        """Create the service; a taken name fails the launch and the holder is never removed (labels prove nothing)."""
         try:
             return await client.services.create(self.task_template(), name=self.container_name, labels=self.labels)
         except aiodocker.DockerError as err:
-            if err.status != 409 or not await self._remove_leftover(client):
-                raise
-        return await client.services.create(self.task_template(), name=self.container_name, labels=self.labels)
-
-    async def _remove_leftover(self, client: aiodocker.Docker) -> bool:
-        """A service of this kernel left by a crashed server holds the name: remove it, never anyone else's."""
-        try:
-            leftover = await client.services.inspect(self.container_name or "")
-        except aiodocker.DockerError:
-            return False
-        if (leftover.get("Spec", {}).get("Labels") or {}).get(LABEL_KERNEL_ID) != self.kernel_id:
-            return False
-        self.log.info("Kernel %s: removing leftover service %s", self.kernel_id, self.container_name)
-        self.service_id = leftover["ID"]
-        await self._remove_service()
-        return True
+            if err.status == 409:
+                raise self.name_taken("service") from None
+            raise
 
     async def launch_failure(self) -> str:
         task = await self._wait_task_end()
@@ -231,6 +265,9 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
             if self.exit_code is None:
                 self.exit_code = -9
         self.service_id = None
+        if self.secret_id is not None and self.engine is not None:
+            await self._remove_secret()
+        self.secret_id = self.secret_name = None
         if not keep_engine:  # a restart launches again at once: keep the client and its event stream
             await self.release_engine()
 
@@ -250,9 +287,10 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
                              describe_engine_error(err))
             return
         # A removed service's tasks live on until the agent has stopped them, and one still being scheduled
-        # gets its container only after the removal: until the kernel's tasks are gone, every container
-        # of the kernel that appears on this node is removed at once instead of waiting out its stop.
-        label = json.dumps({"label": [f"{LABEL_KERNEL_ID}={self.kernel_id}"]})
+        # gets its container only after the removal: until the service's tasks are gone, every container
+        # of the service that appears on this node is removed at once instead of waiting out its stop.
+        # Swarm labels them with the service's id; the kernel id label alone could be anyone's container.
+        label = json.dumps({"label": [f"{LABEL_SWARM_SERVICE_ID}={self.service_id}"]})
         delay = FIRST_RECHECK
         loop = asyncio.get_running_loop()
         deadline = loop.time() + REMOVAL_TIMEOUT
@@ -278,10 +316,26 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
                 delay = min(delay * 2, LAST_RECHECK)
 
     async def _kernel_tasks(self) -> list[Any]:
-        """Every task of this kernel, found by label: once its service is deleted, Docker no longer
-        resolves the service's tasks by service id although they still run."""
+        """Every task of this kernel's service, found by label: once its service is deleted, Docker no longer
+        resolves the service's tasks by service id although they still run. Another service's tasks with the
+        same label are not waited for."""
         assert self.engine is not None
-        return list(await self.engine.client.tasks.list(filters={"label": [f"{LABEL_KERNEL_ID}={self.kernel_id}"]}))
+        tasks = await self.engine.client.tasks.list(filters={"label": [f"{LABEL_KERNEL_ID}={self.kernel_id}"]})
+        return [task for task in tasks if task.get("ServiceID") == self.service_id]
+
+    async def _remove_secret(self) -> None:
+        """Delete this launch's token secret by the id Docker gave it (its service, which used it, is gone)."""
+        assert self.engine is not None and self.secret_id is not None
+        try:
+            await self.engine.client.secrets.delete(self.secret_id)
+            self.log.debug("Kernel %s: launch token secret %s removed", self.kernel_id, self.secret_name)
+        except aiodocker.DockerError as err:
+            if err.status != 404:
+                self.log.warning("Kernel %s: could not remove launch token secret %s: %s", self.kernel_id,
+                                 self.secret_name, describe_engine_error(err))
+        except ENGINE_ERRORS as err:
+            self.log.warning("Kernel %s: could not remove launch token secret %s: %s", self.kernel_id,
+                             self.secret_name, describe_engine_error(err))
 
     async def _service_tasks(self) -> list[Any]:
         """The service's tasks; for a deleted service Docker answers "not found" once none are left."""
@@ -297,10 +351,14 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
     async def get_provisioner_info(self) -> dict[str, Any]:
         info = await super().get_provisioner_info()
         info["service_id"] = self.service_id
+        info["secret_id"] = self.secret_id
+        info["secret_name"] = self.secret_name
         return info
 
     async def load_provisioner_info(self, provisioner_info: dict[str, Any]) -> None:
         await super().load_provisioner_info(provisioner_info)
         self.service_id = provisioner_info.get("service_id")
-        if self.service_id:
+        self.secret_id = provisioner_info.get("secret_id")
+        self.secret_name = provisioner_info.get("secret_name")
+        if self.service_id or self.secret_id:
             self.lease_engine()
