@@ -175,6 +175,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         self.created_namespace = False  # the namespace is the kernel's own (made for it, deleted with it)
         self.requested_pod_name: str | None = None  # the request's KERNEL_POD_NAME, for error messages
         self.owned: dict[str, Owned] = {}  # what this kernel created and has not deleted yet, by kind (k8s_owned)
+        self.pod_uid: str | None = None  # the kernel pod's uid, kept after its deletion (see kernel_pod)
         self.service_account: str | None = None
         self.manifest: dict[str, Any] | None = None
         self.token_ref: SecretKeyRef | None = None
@@ -424,8 +425,17 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         assert self.manifest is not None and self.kernel_namespace and self.pod_name
         ns, name = self.kernel_namespace, self.pod_name
         await self.create_launch_secret(core)
+        self.pod_uid = None
         await self.create_owned(POD, "pod", name, lambda: core.create_namespaced_pod(ns, self.manifest),
                                 lambda: core.read_namespaced_pod(name, ns), self.delete_pod)
+        self.pod_uid = self.owned[POD].uid
+
+    def kernel_pod(self, pod: dict[str, Any] | None) -> dict[str, Any] | None:
+        """``pod`` (the watch's object of the kernel's pod name) if it is the kernel's own: a pod of the same name
+        with another uid (someone else's, made after ours was deleted) is not, and is never taken for the kernel."""
+        if pod is not None and self.pod_uid and uid_of(pod) != self.pod_uid:
+            return None
+        return pod
 
     async def create_owned(self, kind: str, what: str, name: str, create: Callable[[], Awaitable[Any]],
                            read: Callable[[], Awaitable[Any]], remove: Callable[[], Awaitable[Any]] | None,
@@ -580,12 +590,13 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         pods = self.follow_pods()
         unschedulable = self.fail_on_unschedulable
         await pods.until(self.pod_name, lambda p: p is not None)  # the watch has seen the pod we created
-        pod = await pods.until(self.pod_name, lambda p: pod_failure(p, fail_unschedulable=unschedulable) is not None)
+        pod = await pods.until(self.pod_name, lambda p: pod_failure(self.kernel_pod(p),
+                                                                    fail_unschedulable=unschedulable) is not None)
         reason = pod_failure(pod, fail_unschedulable=unschedulable)
         return f"pod {self.kernel_namespace}/{self.pod_name}: {reason}{await self._log_tail(pod)}{await self._events()}"
 
     async def launch_diagnostics(self) -> str:
-        pod = self.pods.get(self.pod_name or "") if self.pods else None
+        pod = self.kernel_pod(self.pods.get(self.pod_name or "")) if self.pods else None
         if pod is None:
             return f"pod {self.kernel_namespace}/{self.pod_name} does not exist"
         phase = (pod.get("status") or {}).get("phase")
@@ -621,7 +632,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         return f"; its last output:\n{text}" if text else ""
 
     def kernel_address(self, report: Report) -> str:
-        ip = pod_ip(self.pods.get(self.pod_name or "") if self.pods else None)
+        ip = pod_ip(self.kernel_pod(self.pods.get(self.pod_name or "")) if self.pods else None)
         return ip or super().kernel_address(report)
 
     # ------------------------------------------------------------------------------------- state
@@ -638,15 +649,15 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         pods = await self._synced()
         if pods is None or not self.pod_name:
             return 0 if self.pods is None else None  # unknown is not dead
-        pod = pods.get(self.pod_name)
+        pod = self.kernel_pod(pods.get(self.pod_name))
         return exit_code(pod) if pod_ended(pod) else None
 
     async def wait(self) -> int | None:
         pods = await self._synced()
         if pods is None or not self.pod_name:
             return 0
-        pod = await pods.until(self.pod_name, pod_ended)
-        return exit_code(pod)
+        pod = await pods.until(self.pod_name, lambda p: pod_ended(self.kernel_pod(p)))
+        return exit_code(self.kernel_pod(pod))
 
     # ------------------------------------------------------------------------------------- stopping
     async def kill(self, restart: bool = False) -> None:
@@ -730,7 +741,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
     async def get_provisioner_info(self) -> dict[str, Any]:
         info = await super().get_provisioner_info()
         info.update(kernel_namespace=self.kernel_namespace, pod_name=self.pod_name,
-                    created_namespace=self.created_namespace,
+                    created_namespace=self.created_namespace, pod_uid=self.pod_uid,
                     owned={kind: owned.info() for kind, owned in self.owned.items()})
         return info
 
@@ -741,6 +752,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         self.kernel_namespace = provisioner_info.get("kernel_namespace")
         self.pod_name = provisioner_info.get("pod_name")
         self.created_namespace = bool(provisioner_info.get("created_namespace"))
+        self.pod_uid = provisioner_info.get("pod_uid") or None
         recorded = provisioner_info.get("owned")
         if isinstance(recorded, dict):
             self.owned = {kind: owned for kind, info in recorded.items() if (owned := Owned.from_info(info))}
