@@ -54,7 +54,7 @@ async def victims(core: client.CoreV1Api) -> AsyncIterator[list[tuple[str, str |
             assert err.status == 404
     for kind, _, name in made:
         if kind == "namespace":  # its content goes first; no test may leave it behind
-            await wait_namespace_gone(core, name, None, 60)
+            await wait_namespace_gone(core, name, 60)
 
 
 async def still_there(core: client.CoreV1Api, pod: client.V1Pod) -> None:
@@ -79,8 +79,8 @@ async def test_pod_name_collision_leaves_the_other_pod_alone(
     km = manager(kernels_dir, k8s_spec())
     with pytest.raises(LaunchError) as err:
         await km.start_kernel(env={**os.environ, "KERNEL_POD_NAME": VICTIM})
-    assert_collision_error(err, km.kernel_id, f'pods "{VICTIM}" already exists')
     await still_there(core, theirs)
+    assert_collision_error(err, km.kernel_id, f'pods "{VICTIM}" already exists')
     assert await pods_of(core, km.kernel_id) == []
     assert await secrets_of(core, km.kernel_id) == []  # our launch Secret (made first) is gone again
 
@@ -97,10 +97,10 @@ async def test_namespace_collision_leaves_the_other_namespace_alone(
     km = manager(kernels_dir, k8s_spec(shared_namespace=False))
     with pytest.raises(LaunchError) as err:
         await km.start_kernel(env={**os.environ, "KERNEL_POD_NAME": VICTIM})
-    assert_collision_error(err, km.kernel_id, f'namespaces "{VICTIM}" already exists')
     now = await core.read_namespace(VICTIM)
     assert now.metadata.uid == ns.metadata.uid and now.status.phase == "Active"
     await still_there(core, theirs)
+    assert_collision_error(err, km.kernel_id, f'namespaces "{VICTIM}" already exists')
     assert await secrets_of(core, km.kernel_id) == []
 
 
@@ -126,10 +126,10 @@ async def test_spark_application_collision_leaves_the_other_application_alone(
     km = manager(kernels_dir, spec)
     with pytest.raises(LaunchError) as err:
         await km.start_kernel(env={**os.environ, "KERNEL_POD_NAME": VICTIM})
-    assert_collision_error(err, km.kernel_id, f'sparkapplications.sparkoperator.k8s.io "{VICTIM}" already exists')
     now = await custom.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, VICTIM)
     assert now["metadata"]["uid"] == theirs["metadata"]["uid"] and not now["metadata"].get("deletionTimestamp")
     await still_there(core, driver)
+    assert_collision_error(err, km.kernel_id, f'sparkapplications.sparkoperator.k8s.io "{VICTIM}" already exists')
     assert await secrets_of(core, km.kernel_id) == []
 
 

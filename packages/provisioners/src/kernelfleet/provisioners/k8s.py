@@ -704,7 +704,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         if outcome is not Deletion.DELETED:
             return
         try:
-            await wait_namespace_gone(core, owned.name, owned.uid, self.delete_timeout)
+            await wait_namespace_gone(core, owned.name, self.delete_timeout, owned.uid)
         except TimeoutError:
             self.log.warning("Kernel %s: namespace %s still exists %ss after its deletion", self.kernel_id,
                              owned.name, self.delete_timeout)
@@ -773,7 +773,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         return owned
 
 
-async def wait_namespace_gone(core: client.CoreV1Api, name: str, uid: str | None, timeout: float) -> None:
+async def wait_namespace_gone(core: client.CoreV1Api, name: str, timeout: float, uid: str | None = None) -> None:
     """Follow one namespace until the API has deleted it (its content goes first); a namespace of the same name
     with another uid is not it."""
     async with asyncio.timeout(timeout):
