@@ -446,7 +446,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         create retried once, or kept as it is when there is no ``remove`` (a per-kernel namespace across a
         restart); taken by anything else, the launch fails with the API server's 409 and the setting the name
         came from, and the object is not touched (it is not in ``owned``, so no cleanup deletes it)."""
-        ns = self.kernel_namespace
+        where = name if kind == NAMESPACE else f"{self.kernel_namespace}/{name}"
         for attempt in (1, 2):
             self.owned[kind] = Owned(name, None)  # if the answer is lost, cleanup still finds what may have been made
             try:
@@ -460,11 +460,10 @@ class KubernetesProvisioner(ContainerProvisionerBase):
                     await remove()
                     if kind not in self.owned:
                         continue
-                raise LaunchError(f"Kernel {self.kernel_id}: Kubernetes refused {what} {ns}/{name}: "
+                raise LaunchError(f"Kernel {self.kernel_id}: Kubernetes refused {what} {where}: "
                                   f"{describe_api_error(err)}{self._collision_hint(err)}{hint(err)}") from None
             self.owned[kind] = Owned(name, uid_of(created))
-            self.log.debug("Kernel %s: %s %s/%s created (uid %s)", self.kernel_id, what, ns, name,
-                           self.owned[kind].uid)
+            self.log.debug("Kernel %s: %s %s created (uid %s)", self.kernel_id, what, where, self.owned[kind].uid)
             return
 
     async def _adopt_leftover(self, kind: str, name: str, what: str, read: Callable[[], Awaitable[Any]], *,
