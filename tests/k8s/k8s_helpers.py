@@ -55,10 +55,11 @@ async def secrets_of(core: client.CoreV1Api, kernel_id: str) -> list[client.V1Se
     return (await core.list_secret_for_all_namespaces(label_selector=f"kernel_id={kernel_id}")).items
 
 
-def assert_token_by_reference(core: client.CoreV1Api, pod: client.V1Pod, token: str) -> None:
-    """LAUNCH_TOKEN reaches the kernel container only as a secretKeyRef; the token is nowhere in the pod."""
+def assert_token_by_reference(core: client.CoreV1Api, pod: client.V1Pod, token: str, secret: str | None = None) -> None:
+    """LAUNCH_TOKEN reaches the kernel container only as a secretKeyRef to the launch Secret (``<pod>-launch``
+    unless named); the token is nowhere in the pod."""
     (entry,) = [e for e in pod.spec.containers[0].env if e.name == "LAUNCH_TOKEN"]
     assert entry.value is None
     ref = entry.value_from.secret_key_ref
-    assert ref.name == f"{pod.metadata.name}-launch" and ref.key == "launch-token" and not ref.optional
+    assert ref.name == (secret or f"{pod.metadata.name}-launch") and ref.key == "launch-token" and not ref.optional
     assert token and token not in json.dumps(core.api_client.sanitize_for_serialization(pod))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from k8s_helpers import pods_of, reattached
+from k8s_helpers import assert_token_by_reference, pods_of, reattached, secrets_of
 from kf_testing import connect, execute, interrupt_busy_cell, manager
 from kubelite import KubeLite
 from kubernetes_asyncio import client
@@ -46,11 +46,17 @@ async def test_create_execute_reattach_delete(kube: KubeLite, core: client.CoreV
     app = apps[0]
     assert app["metadata"]["labels"]["kernel_id"] == km.kernel_id
     assert app["status"]["applicationState"]["state"] == "RUNNING"
-    driver_env = {e["name"]: e["value"] for e in app["spec"]["driver"]["env"]}
-    assert driver_env["KERNEL_ID"] == km.kernel_id and "LAUNCH_TOKEN" in driver_env
-    assert all(km.provisioner.launch_env["LAUNCH_TOKEN"] not in arg for arg in app["spec"].get("arguments") or [])
+    driver_env = {e["name"]: e for e in app["spec"]["driver"]["env"]}
+    assert driver_env["KERNEL_ID"]["value"] == km.kernel_id
     pods = await pods_of(core, km.kernel_id)
     assert [p.metadata.name for p in pods] == [f"{app['metadata']['name']}-driver"]
+    # the driver reads the token from the launch's Secret (gone once the kernel reported); executors never get it
+    assert driver_env["LAUNCH_TOKEN"] == {"name": "LAUNCH_TOKEN", "valueFrom": {"secretKeyRef": {
+        "name": f"{app['metadata']['name']}-launch", "key": "launch-token"}}}
+    assert "LAUNCH_TOKEN" not in {e["name"] for e in app["spec"]["executor"]["env"]}
+    assert_token_by_reference(core, pods[0], km.provisioner.launch_env["LAUNCH_TOKEN"],
+                              secret=f"{app['metadata']['name']}-launch")
+    assert await secrets_of(core, km.kernel_id) == []
 
     kc = await connect(km)
     try:

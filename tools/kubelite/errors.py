@@ -77,6 +77,14 @@ def conflict(plural: str, group: str, name: str, why: str) -> ApiError:
                     "Conflict", _details(name, plural, group))
 
 
+def precondition_failed(plural: str, group: str, key: str, name: str, field: str, wanted: str, actual: str) -> ApiError:
+    """A DeleteOptions precondition that does not hold: the API server answers its storage layer's "invalid object"
+    error as a 409 Conflict, so a client that deletes "the object I created" never deletes a replacement."""
+    why = (f"StorageError: invalid object, Code: 4, Key: {key}, ResourceVersion: 0, AdditionalErrorMsg: "
+           f"Precondition failed: {field} in precondition: {wanted}, {field} in object meta: {actual}")
+    return conflict(plural, group, name, why)
+
+
 def forbidden(plural: str, group: str, name: str, why: str) -> ApiError:
     return ApiError(403, f'{resource_name(plural, group)} "{name}" is forbidden: {why}', "Forbidden",
                     _details(name, plural, group))

@@ -11,6 +11,7 @@ import json
 import logging
 import secrets
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,16 @@ from aiohttp import web
 
 from . import validation
 from .clock import now
-from .errors import ApiError, bad_request, conflict, forbidden, not_found, resource_missing, resource_name
+from .errors import (
+    ApiError,
+    bad_request,
+    conflict,
+    forbidden,
+    not_found,
+    precondition_failed,
+    resource_missing,
+    resource_name,
+)
 from .events import EventRecorder
 from .kubelet import Kubelet, NodeConfig, remove_containers
 from .patch import json_patch, merge_patch
@@ -36,6 +46,14 @@ KUBERNETES_VERSION = {"major": "1", "minor": "36", "gitVersion": "v1.36.0-kubeli
                       "compiler": "python", "platform": "linux/amd64"}
 _PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+@dataclass(frozen=True)
+class Preconditions:
+    """DeleteOptions.preconditions: delete only if the stored object still has this uid / resourceVersion."""
+
+    uid: str | None = None
+    resource_version: str | None = None
 
 
 class DockerUnavailable(RuntimeError):
@@ -349,9 +367,15 @@ class KubeLite:
                             f'serviceaccount "{account}" not found')
 
     def delete_object(self, rt: ResourceType, namespace: str | None, name: str, grace: int | None = None,
-                      dry_run: bool = False) -> tuple[dict[str, Any], bool]:
-        """Delete as the API does; returns (object or Status, whether the object itself is the answer)."""
+                      dry_run: bool = False, preconditions: Preconditions | None = None
+                      ) -> tuple[dict[str, Any], bool]:
+        """Delete as the API does; returns (object or Status, whether the object itself is the answer).
+
+        ``preconditions`` (DeleteOptions.preconditions) must hold for the stored object, else 409 Conflict with the
+        storage layer's wording, and nothing is deleted."""
         obj = self.store.get(rt, namespace or "", name)
+        if preconditions is not None:
+            self._check_preconditions(rt, obj, preconditions)
         if dry_run:
             return obj, rt.returns_deleted_object
         if rt is self.pods_rt:
@@ -366,6 +390,16 @@ class KubeLite:
         details["kind"] = rt.plural
         details["uid"] = removed["metadata"]["uid"]
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}, False
+
+    def _check_preconditions(self, rt: ResourceType, obj: dict[str, Any], wanted: Preconditions) -> None:
+        meta = obj["metadata"]
+        name, namespace = meta["name"], meta.get("namespace")
+        prefix = f"/registry/{rt.group}/{rt.plural}" if not rt.builtin else f"/registry/{rt.plural}"
+        key = f"{prefix}/{namespace}/{name}" if rt.namespaced else f"{prefix}/{name}"
+        for field, value, actual in (("UID", wanted.uid, meta.get("uid", "")),
+                                     ("ResourceVersion", wanted.resource_version, meta.get("resourceVersion", ""))):
+            if value is not None and value != actual:
+                raise precondition_failed(rt.plural, rt.group, key, name, field, value, actual)
 
     def _delete_pod(self, pod: dict[str, Any], grace: int | None) -> dict[str, Any]:
         assert self.kubelet is not None
@@ -588,8 +622,8 @@ class KubeLite:
             if method == "GET":
                 return _json(self.store.get(rt, namespace or "", name))
             if method == "DELETE":
-                grace, dry = await self._delete_options(request)
-                obj, _ = self.delete_object(rt, namespace, name, grace, dry)
+                grace, dry, preconditions = await self._delete_options(request)
+                obj, _ = self.delete_object(rt, namespace, name, grace, dry, preconditions)
                 return _json(obj, 200)
             if method in ("PUT", "PATCH"):
                 return await self._update(request, rt, namespace, name, None)
@@ -618,14 +652,23 @@ class KubeLite:
             raise bad_request(f"the body of the request was in an unknown format - accepted media types include: "
                               f"application/json, application/yaml ({err})") from None
 
-    async def _delete_options(self, request: web.Request) -> tuple[int | None, bool]:
+    async def _delete_options(self, request: web.Request) -> tuple[int | None, bool, Preconditions | None]:
+        """(gracePeriodSeconds, dry run, preconditions) from the query and the DeleteOptions body."""
         options = await self._body(request) if request.can_read_body else {}
-        grace: Any = request.query.get("gracePeriodSeconds", (options or {}).get("gracePeriodSeconds"))
-        dry = self._dry_run(request) or "All" in ((options or {}).get("dryRun") or [])
+        if not isinstance(options, dict):
+            raise bad_request("the body of the request was not a JSON object for a DeleteOptions")
+        grace: Any = request.query.get("gracePeriodSeconds", options.get("gracePeriodSeconds"))
+        dry = self._dry_run(request) or "All" in (options.get("dryRun") or [])
         try:
-            return (int(grace) if grace is not None else None), dry
+            grace = int(grace) if grace is not None else None
         except ValueError:
             raise bad_request(f"invalid gracePeriodSeconds: {grace}") from None
+        raw = options.get("preconditions")
+        if raw is None:
+            return grace, dry, None
+        if not isinstance(raw, dict) or not all(isinstance(raw.get(k), str | None) for k in ("uid", "resourceVersion")):
+            raise bad_request("DeleteOptions.preconditions: uid and resourceVersion must be strings")
+        return grace, dry, Preconditions(uid=raw.get("uid"), resource_version=raw.get("resourceVersion"))
 
     async def _update(self, request: web.Request, rt: ResourceType, namespace: str | None, name: str,
                       sub: str | None) -> web.Response:
@@ -714,13 +757,13 @@ class KubeLite:
     async def _delete_collection(self, request: web.Request, rt: ResourceType,
                                  namespace: str | None) -> web.Response:
         match = self._selectors(request, rt)
-        grace, dry = await self._delete_options(request)
+        grace, dry, preconditions = await self._delete_options(request)
         deleted = []
         for obj in self.store.list(rt, namespace):
             if match(obj):
                 with contextlib.suppress(ApiError):
                     self.delete_object(rt, obj["metadata"].get("namespace"), obj["metadata"]["name"],
-                                       grace, dry)
+                                       grace, dry, preconditions)
                     deleted.append(obj)
         return _json({"kind": f"{rt.kind}List", "apiVersion": rt.api_version,
                       "metadata": {"resourceVersion": str(self.store.revision)}, "items": deleted})

@@ -5,7 +5,10 @@ account, namespace), created through ``CustomObjectsApi`` and followed by the na
 resource type; the operator's driver pod is followed by the pod watch, as a kernel pod is. A failure state of the
 resource fails the launch at once with the operator's own message (Gateway Provisioners only logged it at debug
 level and waited for the timeout). Stopping deletes the resource and waits until it and its driver pod are gone.
-The resource name is persisted, so a restarted server can still poll and delete it.
+The launch token reaches the driver as a kernel pod gets it, from the per-launch Secret (``k8s_secret``), which is
+made before the resource. The resource is deleted by the uid its create answered and the driver pod only if it
+names that resource as its owner (``k8s_owned``): a request whose name collides with someone else's application
+fails and leaves it alone. Name and uid are persisted, so a restarted server can still poll and delete it.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from typing import Any, ClassVar
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.k8s import KubernetesProvisioner
-from kernelfleet.provisioners.k8s_client import describe_api_error
 from kernelfleet.provisioners.k8s_names import dns_label
+from kernelfleet.provisioners.k8s_owned import POD, RESOURCE, Deletion, Owned, owner_uids, uid_of
+from kernelfleet.provisioners.k8s_secret import LAUNCH_TOKEN, check_token_absent
 from kernelfleet.provisioners.k8s_status import pod_failure, pod_ip
 from kernelfleet.provisioners.k8s_watch import SharedWatch
 
@@ -59,6 +62,7 @@ class CustomResourceProvisioner(KubernetesProvisioner):
         assert self.pod_name
         self.resource_name = dns_label(self.pod_name, max_length=56)  # room for the operator's "-driver" suffix
         self.resource = self.build_resource()
+        check_token_absent(self.kernel_id, self.resource, self.container_env.get(LAUNCH_TOKEN, ""))
 
     # ------------------------------------------------------------------------------------- launch
     def follow_resources(self) -> SharedWatch:
@@ -72,38 +76,24 @@ class CustomResourceProvisioner(KubernetesProvisioner):
         return client.CustomObjectsApi(await self.lease_api().client())
 
     async def create_object(self, core: client.CoreV1Api) -> None:
+        """The launch Secret, then the resource; a leftover of this kernel is removed first, someone else's resource
+        of the same name fails the launch and is left alone."""
         assert self.resource is not None and self.kernel_namespace and self.resource_name
+        ns, name = self.kernel_namespace, self.resource_name
         self.follow_resources()
         self.pod_name = self.driver_pod_name(None)
         api = await self.custom_objects()
-        for attempt in (1, 2):
-            try:
-                await api.create_namespaced_custom_object(self.group, self.version, self.kernel_namespace, self.plural,
-                                                          self.resource)
-                break
-            except ApiException as err:
-                if err.status == 409 and attempt == 1 and await self._remove_leftover_resource(api):
-                    continue
-                hint = f" (is the {self.kind} operator installed?)" if err.status == 404 else ""
-                raise LaunchError(
-                    f"Kernel {self.kernel_id}: Kubernetes refused {self.kind} {self.kernel_namespace}/"
-                    f"{self.resource_name}: {describe_api_error(err)}{hint}"
-                ) from None
-        self.log.info("Kernel %s: %s %s/%s created", self.kernel_id, self.kind, self.kernel_namespace,
-                      self.resource_name)
+        await self.create_launch_secret(core)
 
-    async def _remove_leftover_resource(self, api: client.CustomObjectsApi) -> bool:
-        assert self.kernel_namespace and self.resource_name
-        try:
-            existing = await api.get_namespaced_custom_object(self.group, self.version, self.kernel_namespace,
-                                                              self.plural, self.resource_name)
-        except ApiException:
-            return False
-        if ((existing.get("metadata") or {}).get("labels") or {}).get("kernel_id") != self.kernel_id:
-            return False
-        self.log.info("Kernel %s: removing leftover %s %s", self.kernel_id, self.kind, self.resource_name)
-        await self.delete_resources()
-        return True
+        def hint(err: ApiException) -> str:
+            return f" (is the {self.kind} operator installed?)" if err.status == 404 else ""
+
+        await self.create_owned(
+            RESOURCE, self.kind, name,
+            lambda: api.create_namespaced_custom_object(self.group, self.version, ns, self.plural, self.resource),
+            lambda: api.get_namespaced_custom_object(self.group, self.version, ns, self.plural, name),
+            self.delete_resources, hint)
+        self.log.info("Kernel %s: %s %s/%s created", self.kernel_id, self.kind, ns, name)
 
     async def launch_failure(self) -> str:
         assert self.resource_name
@@ -172,27 +162,41 @@ class CustomResourceProvisioner(KubernetesProvisioner):
         await self.delete_resources()
 
     async def delete_resources(self) -> None:
-        """Delete the resource (the operator's pods go with it) and wait until it and the driver pod are gone."""
-        if not self.resource_name or not self.kernel_namespace or self.api is None:
+        """Delete the resource this kernel created (by its uid; the operator's pods go with it) and wait until it
+        and the driver pod are gone."""
+        owned, ns = self.owned.get(RESOURCE), self.kernel_namespace
+        if owned is None or not ns or self.api is None:
             return
+        api = await self.custom_objects()
+        outcome = await self.delete_owned(
+            RESOURCE, f"{self.kind} {ns}/{owned.name}",
+            lambda options: api.delete_namespaced_custom_object(self.group, self.version, ns, self.plural, owned.name,
+                                                                body=options),
+            lambda: api.get_namespaced_custom_object(self.group, self.version, ns, self.plural, owned.name),
+            grace_period_seconds=0, propagation_policy="Background")
+        if outcome is not Deletion.DELETED:
+            return
+
+        def gone(obj: dict[str, Any] | None) -> bool:
+            return obj is None or (owned.uid is not None and uid_of(obj) != owned.uid)
+
         try:
-            api = await self.custom_objects()
-            await api.delete_namespaced_custom_object(self.group, self.version, self.kernel_namespace, self.plural,
-                                                      self.resource_name, grace_period_seconds=0,
-                                                      propagation_policy="Background")
-        except ApiException as err:
-            if err.status != 404:
-                self.log.warning("Kernel %s: could not delete %s %s: %s", self.kernel_id, self.kind,
-                                 self.resource_name, describe_api_error(err))
-                return
-        try:
-            await self.follow_resources().until(self.resource_name, lambda o: o is None, timeout=self.delete_timeout)
-            if self.pod_name:  # owner references take the driver pod away; make sure it is gone now
-                await super().delete_pod()
+            await self.follow_resources().until(owned.name, gone, timeout=self.delete_timeout)
         except TimeoutError:
             self.log.warning("Kernel %s: %s %s still exists %ss after its deletion", self.kernel_id, self.kind,
-                             self.resource_name, self.delete_timeout)
-        self.log.debug("Kernel %s: %s %s deleted", self.kernel_id, self.kind, self.resource_name)
+                             owned.name, self.delete_timeout)
+            return
+        await self._delete_driver_pod(owned)
+
+    async def _delete_driver_pod(self, application: Owned) -> None:
+        """Owner references take the driver pod away; make sure it is gone now, deleting it (by its uid) only if
+        it names our application as its owner."""
+        pods = await self._synced()
+        driver = pods.get(self.pod_name or "") if pods is not None else None
+        if driver is None or application.uid is None or application.uid not in owner_uids(driver):
+            return
+        self.owned[POD] = Owned(str(self.pod_name), uid_of(driver))
+        await super().delete_pod()
 
     async def release(self, *, linger: bool = True) -> None:
         watch, self.resources_watch = self.resources_watch, None
@@ -205,6 +209,13 @@ class CustomResourceProvisioner(KubernetesProvisioner):
         info = await super().get_provisioner_info()
         info["resource_name"] = self.resource_name
         return info
+
+    def legacy_owned(self, provisioner_info: dict[str, Any]) -> dict[str, Owned]:
+        owned = super().legacy_owned(provisioner_info)
+        owned.pop(POD, None)  # the operator's driver pod, not ours
+        if provisioner_info.get("resource_name"):
+            owned[RESOURCE] = Owned(str(provisioner_info["resource_name"]), None)
+        return owned
 
     async def load_provisioner_info(self, provisioner_info: dict[str, Any]) -> None:
         await super().load_provisioner_info(provisioner_info)

@@ -7,7 +7,9 @@ typed settings (``k8s_pod``) or from the kernelspec's own ``scripts/kernel-pod.y
 its namespace's shared watch (``k8s_watch``): an image that cannot be pulled, a pod that cannot be scheduled or a
 container that ends fails the launch at once, with the pod's events in the error, and the pod is deleted.
 The launch token never appears in the pod spec: it travels in a per-launch Secret (``k8s_secret``) that the pod
-refers to and that is deleted as soon as the kernel has reported or the launch has failed.
+refers to and that is deleted as soon as the kernel has reported or the launch has failed. Every object is deleted
+by the uid its create answered (``k8s_owned``), so a request that names someone else's pod, Secret or namespace
+fails its launch and leaves that object alone.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import posixpath
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +32,19 @@ from kernelfleet.provisioners.container import ContainerProvisionerBase
 from kernelfleet.provisioners.envconfig import env_bool, env_value
 from kernelfleet.provisioners.k8s_client import KubeApi, describe_api_error
 from kernelfleet.provisioners.k8s_names import check_dns_label, check_dns_subdomain, check_label, dns_label
+from kernelfleet.provisioners.k8s_owned import (
+    NAMESPACE,
+    POD,
+    SECRET,
+    Deletion,
+    Owned,
+    delete_by_uid,
+    deletion_started,
+    kernel_uid,
+    uid_of,
+)
 from kernelfleet.provisioners.k8s_pod import (
     GPU_RESOURCE,
-    LABEL_KERNEL_ID,
     PodPolicy,
     PodSettings,
     PodSpecError,
@@ -159,12 +172,14 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         super().__init__(**kwargs)
         self.kernel_namespace: str | None = None
         self.pod_name: str | None = None
-        self.created_namespace = False
+        self.created_namespace = False  # the namespace is the kernel's own (made for it, deleted with it)
+        self.requested_pod_name: str | None = None  # the request's KERNEL_POD_NAME, for error messages
+        self.owned: dict[str, Owned] = {}  # what this kernel created and has not deleted yet, by kind (k8s_owned)
+        self.pod_uid: str | None = None  # the kernel pod's uid, kept after its deletion (see kernel_pod)
         self.service_account: str | None = None
         self.manifest: dict[str, Any] | None = None
         self.token_ref: SecretKeyRef | None = None
         self.secret_manifest: dict[str, Any] | None = None
-        self.launch_secret: str | None = None  # the Secret this launch created and has not deleted yet
         self.api: KubeApi | None = None
         self.pods: SharedWatch | None = None
 
@@ -174,6 +189,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         kid = self.kernel_id
         username = env.get("KERNEL_USERNAME", "")
         requested_pod = env.get("KERNEL_POD_NAME")
+        self.requested_pod_name = requested_pod or None
         self.pod_name = dns_label(requested_pod or f"{username}-{kid}")
         self.kernel_namespace, self.created_namespace = self._choose_namespace(env)
         self.service_account = self._choose_service_account(env)
@@ -192,7 +208,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
             namespace=self.kernel_namespace,
             kernel_id=kid,
             image=self.image,
-            env={name: value for name, value in self.container_env.items() if name != LAUNCH_TOKEN},
+            env=self.plain_env(),
             secret_env={LAUNCH_TOKEN: self.token_ref},
             uid=self.uid,
             gid=self.gid,
@@ -217,6 +233,10 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         pod = self._render(template, settings, env) if template else build_pod(settings)
         self.manifest = check_pod(pod, self.policy())
         check_token_absent(kid, self.manifest, token)
+
+    def plain_env(self) -> dict[str, str]:
+        """The kernel's variables that may appear in an object's spec: all but the launch token."""
+        return {name: value for name, value in self.container_env.items() if name != LAUNCH_TOKEN}
 
     def policy(self) -> PodPolicy:
         assert self.pod_name and self.kernel_namespace
@@ -401,84 +421,128 @@ class KubernetesProvisioner(ContainerProvisionerBase):
 
     async def create_object(self, core: client.CoreV1Api) -> None:
         """Create the token's Secret, then the pod; a leftover of this kernel (a crashed server, a restart) is
-        removed first."""
+        removed first, someone else's pod of the same name fails the launch and is left alone."""
         assert self.manifest is not None and self.kernel_namespace and self.pod_name
+        ns, name = self.kernel_namespace, self.pod_name
         await self.create_launch_secret(core)
+        self.pod_uid = None
+        await self.create_owned(POD, "pod", name, lambda: core.create_namespaced_pod(ns, self.manifest),
+                                lambda: core.read_namespaced_pod(name, ns), self.delete_pod)
+        self.pod_uid = self.owned[POD].uid
+
+    def kernel_pod(self, pod: dict[str, Any] | None) -> dict[str, Any] | None:
+        """``pod`` (the watch's object of the kernel's pod name) if it is the kernel's own: a pod of the same name
+        with another uid (someone else's, made after ours was deleted) is not, and is never taken for the kernel."""
+        if pod is not None and self.pod_uid and uid_of(pod) != self.pod_uid:
+            return None
+        return pod
+
+    async def create_owned(self, kind: str, what: str, name: str, create: Callable[[], Awaitable[Any]],
+                           read: Callable[[], Awaitable[Any]], remove: Callable[[], Awaitable[Any]] | None,
+                           hint: Callable[[ApiException], str] = lambda err: "") -> None:
+        """Create one object and record its uid as this kernel's (``owned[kind]``).
+
+        A name already taken by a leftover of this kernel (its ``kernel_id`` label) is freed by ``remove`` and the
+        create retried once, or kept as it is when there is no ``remove`` (a per-kernel namespace across a
+        restart); taken by anything else, the launch fails with the API server's 409 and the setting the name
+        came from, and the object is not touched (it is not in ``owned``, so no cleanup deletes it)."""
+        where = name if kind == NAMESPACE else f"{self.kernel_namespace}/{name}"
         for attempt in (1, 2):
+            self.owned[kind] = Owned(name, None)  # if the answer is lost, cleanup still finds what may have been made
             try:
-                await core.create_namespaced_pod(self.kernel_namespace, self.manifest)
-                return
+                created = await create()
             except ApiException as err:
-                if err.status == 409 and attempt == 1 and await self._remove_leftover(core):
-                    continue
-                raise LaunchError(
-                    f"Kernel {self.kernel_id}: Kubernetes refused pod {self.kernel_namespace}/{self.pod_name}: "
-                    f"{describe_api_error(err)}"
-                ) from None
+                del self.owned[kind]  # the API answered: nothing was created
+                if err.status == 409 and attempt == 1 and await self._adopt_leftover(kind, name, what, read,
+                                                                                     keep=remove is None):
+                    if remove is None:
+                        return
+                    await remove()
+                    if kind not in self.owned:
+                        continue
+                raise LaunchError(f"Kernel {self.kernel_id}: Kubernetes refused {what} {where}: "
+                                  f"{describe_api_error(err)}{self._collision_hint(err)}{hint(err)}") from None
+            self.owned[kind] = Owned(name, uid_of(created))
+            self.log.debug("Kernel %s: %s %s created (uid %s)", self.kernel_id, what, where, self.owned[kind].uid)
+            return
+
+    async def _adopt_leftover(self, kind: str, name: str, what: str, read: Callable[[], Awaitable[Any]], *,
+                              keep: bool) -> bool:
+        """Take over an existing object of the name if it is this kernel's own leftover (by its label; its uid is
+        recorded). One to ``keep`` must not be on its way out already."""
+        try:
+            existing = await read()
+        except ApiException:
+            return False
+        uid = kernel_uid(existing, self.kernel_id)
+        if uid is None or (keep and deletion_started(existing)):
+            return False
+        self.log.info("Kernel %s: %s its leftover %s %s (uid %s)", self.kernel_id, "keeping" if keep else "removing",
+                      what, name, uid)
+        self.owned[kind] = Owned(name, uid)
+        return True
+
+    def _collision_hint(self, err: ApiException) -> str:
+        """Why a name is taken, for a 409: the request chose it (or the namespace it made) with KERNEL_POD_NAME."""
+        if err.status != 409 or not self.requested_pod_name:
+            return ""
+        return (f"; the name comes from the request's KERNEL_POD_NAME={self.requested_pod_name!r} and belongs to an "
+                "object this kernel did not create, which is left as it is: choose another KERNEL_POD_NAME")
 
     async def create_launch_secret(self, core: client.CoreV1Api) -> None:
         """The Secret the pod reads ``LAUNCH_TOKEN`` from; it must exist before the pod, or the kubelet refuses to
         start the container (CreateContainerConfigError)."""
         assert self.secret_manifest is not None and self.token_ref is not None and self.kernel_namespace
         ns, name = self.kernel_namespace, self.token_ref.name
-        for attempt in (1, 2):
-            self.launch_secret = name  # if the answer is lost, cleanup still deletes what may have been made
-            try:
-                await core.create_namespaced_secret(ns, self.secret_manifest)
-                self.log.debug("Kernel %s: launch Secret %s/%s created", self.kernel_id, ns, name)
-                return
-            except ApiException as err:
-                self.launch_secret = None  # the API answered: nothing was created
-                if err.status == 409 and attempt == 1 and await self._remove_leftover_secret(core):
-                    continue
-                hint = (f"; the server's service account needs the create and delete verbs on secrets in namespace "
-                        f"{ns}" if err.status == 403 else "")
-                raise LaunchError(
-                    f"Kernel {self.kernel_id}: Kubernetes refused the launch-token Secret {ns}/{name}: "
-                    f"{describe_api_error(err)}{hint}"
-                ) from None
 
-    async def _remove_leftover_secret(self, core: client.CoreV1Api) -> bool:
-        """A Secret of the same name is replaced only if it is this kernel's (left by a crash before its deletion)."""
-        assert self.kernel_namespace and self.token_ref
-        try:
-            existing = await core.read_namespaced_secret(self.token_ref.name, self.kernel_namespace)
-        except ApiException:
-            return False
-        if (existing.metadata.labels or {}).get(LABEL_KERNEL_ID) != self.kernel_id:
-            return False
-        self.log.info("Kernel %s: removing leftover launch Secret %s", self.kernel_id, self.token_ref.name)
-        self.launch_secret = self.token_ref.name
-        await self.delete_launch_secret()
-        return self.launch_secret is None
+        def hint(err: ApiException) -> str:
+            return (f"; the server's service account needs the create and delete verbs on secrets in namespace "
+                    f"{ns}" if err.status == 403 else "")
+
+        await self.create_owned(SECRET, "the launch-token Secret", name,
+                                lambda: core.create_namespaced_secret(ns, self.secret_manifest),
+                                lambda: core.read_namespaced_secret(name, ns), self.delete_launch_secret, hint)
 
     async def delete_launch_secret(self) -> None:
         """Delete this launch's Secret (gone already is fine); a failure is logged and retried at cleanup."""
-        name, ns = self.launch_secret, self.kernel_namespace
-        if not name or not ns or self.api is None:
+        owned, ns = self.owned.get(SECRET), self.kernel_namespace
+        if owned is None or not ns or self.api is None:
             return
-        try:
-            core = await self.core()
-            await core.delete_namespaced_secret(name, ns)
-        except ApiException as err:
-            if err.status != 404:
-                self.log.warning("Kernel %s: could not delete the launch Secret %s/%s: %s", self.kernel_id, ns, name,
-                                 describe_api_error(err))
-                return
-        self.launch_secret = None
-        self.log.debug("Kernel %s: launch Secret %s/%s deleted", self.kernel_id, ns, name)
+        core = await self.core()
+        await self.delete_owned(SECRET, f"launch Secret {ns}/{owned.name}",
+                                lambda options: core.delete_namespaced_secret(owned.name, ns, body=options),
+                                lambda: core.read_namespaced_secret(owned.name, ns))
 
-    async def _remove_leftover(self, core: client.CoreV1Api) -> bool:
-        assert self.kernel_namespace and self.pod_name
+    async def delete_owned(self, kind: str, what: str, delete: Callable[[client.V1DeleteOptions], Awaitable[Any]],
+                           read: Callable[[], Awaitable[Any]], **options: Any) -> Deletion | None:
+        """Delete ``owned[kind]`` by its uid and forget it; None (and a warning) when the API refused, so that a
+        later cleanup tries again. An object whose create answer was lost is deleted only if it is labelled with
+        this kernel's id."""
+        owned = self.owned.get(kind)
+        if owned is None:
+            return None
+        uid = owned.uid
         try:
-            pod = await core.read_namespaced_pod(self.pod_name, self.kernel_namespace)
-        except ApiException:
-            return False
-        if (pod.metadata.labels or {}).get(LABEL_KERNEL_ID) != self.kernel_id:
-            return False
-        self.log.info("Kernel %s: removing leftover pod %s", self.kernel_id, self.pod_name)
-        await self.delete_pod()
-        return True
+            if uid is None:
+                try:
+                    uid = kernel_uid(await read(), self.kernel_id)
+                except ApiException as err:
+                    if err.status != 404:
+                        raise
+                if uid is None:
+                    self.owned.pop(kind, None)
+                    return Deletion.GONE
+            outcome = await delete_by_uid(delete, uid, **options)
+        except ApiException as err:
+            self.log.warning("Kernel %s: could not delete %s: %s", self.kernel_id, what, describe_api_error(err))
+            return None
+        self.owned.pop(kind, None)
+        if outcome is Deletion.REPLACED:
+            self.log.warning("Kernel %s: %s is no longer the object this kernel created (uid %s); left alone",
+                             self.kernel_id, what, uid)
+        else:
+            self.log.debug("Kernel %s: %s %s", self.kernel_id, what, outcome.value)
+        return outcome
 
     async def ensure_namespace(self, core: client.CoreV1Api) -> None:
         """A per-kernel namespace is made (with its RoleBinding); any other must already exist."""
@@ -493,26 +557,14 @@ class KubernetesProvisioner(ContainerProvisionerBase):
                 ) from None
             return
         body = {"metadata": {"name": ns, "labels": kernel_labels(self.kernel_id)}}
-        try:
-            await core.create_namespace(body)
-            self.log.info("Kernel %s: namespace %s created", self.kernel_id, ns)
-        except ApiException as err:
-            if err.status != 409 or not await self._own_namespace(core):
-                self.created_namespace = False  # not ours: never delete it
-                raise LaunchError(
-                    f"Kernel {self.kernel_id}: namespace {ns!r} could not be created: {describe_api_error(err)}"
-                ) from None
+        try:  # kept across a restart; a leftover of this kernel is kept too
+            await self.create_owned(NAMESPACE, "namespace", ns, lambda: core.create_namespace(body),
+                                    lambda: core.read_namespace(ns), None)
+        except LaunchError:
+            self.created_namespace = False  # not ours: never delete it
+            raise
+        self.log.info("Kernel %s: namespace %s ready", self.kernel_id, ns)
         await self._bind_role(ns)
-
-    async def _own_namespace(self, core: client.CoreV1Api) -> bool:
-        """A 409 is fine only for this kernel's own namespace (kept by a restart)."""
-        assert self.kernel_namespace
-        try:
-            existing = await core.read_namespace(self.kernel_namespace)
-        except ApiException:
-            return False
-        labels = existing.metadata.labels or {}
-        return labels.get(LABEL_KERNEL_ID) == self.kernel_id and not existing.metadata.deletion_timestamp
 
     async def _bind_role(self, ns: str) -> None:
         rbac = client.RbacAuthorizationV1Api(await self.lease_api().client())
@@ -537,12 +589,13 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         pods = self.follow_pods()
         unschedulable = self.fail_on_unschedulable
         await pods.until(self.pod_name, lambda p: p is not None)  # the watch has seen the pod we created
-        pod = await pods.until(self.pod_name, lambda p: pod_failure(p, fail_unschedulable=unschedulable) is not None)
+        pod = await pods.until(self.pod_name, lambda p: pod_failure(self.kernel_pod(p),
+                                                                    fail_unschedulable=unschedulable) is not None)
         reason = pod_failure(pod, fail_unschedulable=unschedulable)
         return f"pod {self.kernel_namespace}/{self.pod_name}: {reason}{await self._log_tail(pod)}{await self._events()}"
 
     async def launch_diagnostics(self) -> str:
-        pod = self.pods.get(self.pod_name or "") if self.pods else None
+        pod = self.kernel_pod(self.pods.get(self.pod_name or "")) if self.pods else None
         if pod is None:
             return f"pod {self.kernel_namespace}/{self.pod_name} does not exist"
         phase = (pod.get("status") or {}).get("phase")
@@ -578,7 +631,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         return f"; its last output:\n{text}" if text else ""
 
     def kernel_address(self, report: Report) -> str:
-        ip = pod_ip(self.pods.get(self.pod_name or "") if self.pods else None)
+        ip = pod_ip(self.kernel_pod(self.pods.get(self.pod_name or "")) if self.pods else None)
         return ip or super().kernel_address(report)
 
     # ------------------------------------------------------------------------------------- state
@@ -595,15 +648,15 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         pods = await self._synced()
         if pods is None or not self.pod_name:
             return 0 if self.pods is None else None  # unknown is not dead
-        pod = pods.get(self.pod_name)
+        pod = self.kernel_pod(pods.get(self.pod_name))
         return exit_code(pod) if pod_ended(pod) else None
 
     async def wait(self) -> int | None:
         pods = await self._synced()
         if pods is None or not self.pod_name:
             return 0
-        pod = await pods.until(self.pod_name, pod_ended)
-        return exit_code(pod)
+        pod = await pods.until(self.pod_name, lambda p: pod_ended(self.kernel_pod(p)))
+        return exit_code(self.kernel_pod(pod))
 
     # ------------------------------------------------------------------------------------- stopping
     async def kill(self, restart: bool = False) -> None:
@@ -614,56 +667,57 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         await super().cleanup(restart)
 
     async def delete_pod(self) -> None:
-        """Delete the pod and wait (on the watch) until the API no longer has it, i.e. its containers have stopped."""
-        if not self.pod_name or not self.kernel_namespace or self.api is None:
-            return
-        try:
-            core = await self.core()
-            await core.delete_namespaced_pod(self.pod_name, self.kernel_namespace,
-                                             grace_period_seconds=self.delete_grace_period,
-                                             propagation_policy="Background")
-        except ApiException as err:
-            if err.status != 404:
-                self.log.warning("Kernel %s: could not delete pod %s: %s", self.kernel_id, self.pod_name,
-                                 describe_api_error(err))
-                return
-        pods = self.follow_pods()
-        try:
-            await pods.until(self.pod_name, lambda p: p is None, timeout=self.delete_timeout)
-        except TimeoutError:
-            self.log.warning("Kernel %s: pod %s still exists %ss after its deletion", self.kernel_id, self.pod_name,
-                             self.delete_timeout)
-        self.log.debug("Kernel %s: pod %s deleted", self.kernel_id, self.pod_name)
-
-    async def delete_namespace(self) -> None:
-        ns = self.kernel_namespace
-        if not ns or self.api is None:
+        """Delete the pod this kernel created (by its uid) and wait (on the watch) until the API no longer has it,
+        i.e. its containers have stopped."""
+        owned, ns = self.owned.get(POD), self.kernel_namespace
+        if owned is None or not ns or self.api is None:
             return
         core = await self.core()
+        outcome = await self.delete_owned(
+            POD, f"pod {ns}/{owned.name}",
+            lambda options: core.delete_namespaced_pod(owned.name, ns, body=options),
+            lambda: core.read_namespaced_pod(owned.name, ns),
+            grace_period_seconds=self.delete_grace_period, propagation_policy="Background")
+        if outcome is not Deletion.DELETED:
+            return
+
+        def gone(pod: dict[str, Any] | None) -> bool:  # a pod of the name with another uid is not ours
+            return pod is None or (owned.uid is not None and uid_of(pod) != owned.uid)
+
         try:
-            await core.delete_namespace(ns)
-        except ApiException as err:
-            if err.status != 404:
-                self.log.warning("Kernel %s: could not delete namespace %s: %s", self.kernel_id, ns,
-                                 describe_api_error(err))
+            await self.follow_pods().until(owned.name, gone, timeout=self.delete_timeout)
+        except TimeoutError:
+            self.log.warning("Kernel %s: pod %s still exists %ss after its deletion", self.kernel_id, owned.name,
+                             self.delete_timeout)
+
+    async def delete_namespace(self) -> None:
+        """Delete the namespace this kernel created (by its uid; its content goes with it) and wait until it is
+        gone."""
+        owned = self.owned.get(NAMESPACE)
+        if owned is None or self.api is None:
+            return
+        core = await self.core()
+        outcome = await self.delete_owned(NAMESPACE, f"namespace {owned.name}",
+                                          lambda options: core.delete_namespace(owned.name, body=options),
+                                          lambda: core.read_namespace(owned.name))
+        if outcome is not Deletion.DELETED:
             return
         try:
-            await wait_namespace_gone(core, ns, self.delete_timeout)
+            await wait_namespace_gone(core, owned.name, self.delete_timeout, owned.uid)
         except TimeoutError:
-            self.log.warning("Kernel %s: namespace %s still exists %ss after its deletion", self.kernel_id, ns,
-                             self.delete_timeout)
-        self.log.debug("Kernel %s: namespace %s deleted", self.kernel_id, ns)
+            self.log.warning("Kernel %s: namespace %s still exists %ss after its deletion", self.kernel_id,
+                             owned.name, self.delete_timeout)
 
     async def _teardown(self, *, delete_namespace: bool) -> None:
-        """Remove what this kernel has on Kubernetes, then give back the watch and the client."""
+        """Remove what this kernel created on Kubernetes, then give back the watch and the client."""
         namespace_gone = False
         try:
             await self.delete_launch_secret()
             await self.delete_resources()
-            if delete_namespace and self.created_namespace:
+            if delete_namespace and NAMESPACE in self.owned:
                 await self.delete_namespace()
-                self.created_namespace = False
-                namespace_gone = True
+                namespace_gone = NAMESPACE not in self.owned
+                self.created_namespace = not namespace_gone
         except Exception as err:  # the kernel is going away whatever Kubernetes says
             self.log.warning("Kernel %s: cleanup on Kubernetes failed: %s", self.kernel_id, describe_api_error(err))
         finally:
@@ -686,24 +740,44 @@ class KubernetesProvisioner(ContainerProvisionerBase):
     async def get_provisioner_info(self) -> dict[str, Any]:
         info = await super().get_provisioner_info()
         info.update(kernel_namespace=self.kernel_namespace, pod_name=self.pod_name,
-                    created_namespace=self.created_namespace, launch_secret=self.launch_secret)
+                    created_namespace=self.created_namespace, pod_uid=self.pod_uid,
+                    owned={kind: owned.info() for kind, owned in self.owned.items()})
         return info
 
     async def load_provisioner_info(self, provisioner_info: dict[str, Any]) -> None:
+        """A restarted server takes over the kernel with the uids of what it created; info written before uids were
+        recorded names objects that count as the kernel's only if they carry its label (``k8s_owned``)."""
         await super().load_provisioner_info(provisioner_info)
         self.kernel_namespace = provisioner_info.get("kernel_namespace")
         self.pod_name = provisioner_info.get("pod_name")
         self.created_namespace = bool(provisioner_info.get("created_namespace"))
-        self.launch_secret = provisioner_info.get("launch_secret")
+        self.pod_uid = provisioner_info.get("pod_uid") or None
+        recorded = provisioner_info.get("owned")
+        if isinstance(recorded, dict):
+            self.owned = {kind: owned for kind, info in recorded.items() if (owned := Owned.from_info(info))}
+        else:
+            self.owned = self.legacy_owned(provisioner_info)
         if self.kernel_namespace and self.pod_name:
             self.follow_pods()
 
+    def legacy_owned(self, provisioner_info: dict[str, Any]) -> dict[str, Owned]:
+        """What provisioner info without uids (an older Kernel Fleet) says the kernel made: label-checked later."""
+        owned: dict[str, Owned] = {}
+        if self.pod_name:
+            owned[POD] = Owned(self.pod_name, None)
+        if provisioner_info.get("launch_secret"):
+            owned[SECRET] = Owned(str(provisioner_info["launch_secret"]), None)
+        if self.created_namespace and self.kernel_namespace:
+            owned[NAMESPACE] = Owned(self.kernel_namespace, None)
+        return owned
 
-async def wait_namespace_gone(core: client.CoreV1Api, name: str, timeout: float) -> None:
-    """Follow one namespace until the API has deleted it (its content goes first)."""
+
+async def wait_namespace_gone(core: client.CoreV1Api, name: str, timeout: float, uid: str | None = None) -> None:
+    """Follow one namespace until the API has deleted it (its content goes first); a namespace of the same name
+    with another uid is not it."""
     async with asyncio.timeout(timeout):
         listed = await core.list_namespace(field_selector=f"metadata.name={name}")
-        if not listed.items:
+        if not listed.items or (uid and listed.items[0].metadata.uid != uid):
             return
         version = listed.metadata.resource_version
         while True:
@@ -713,8 +787,9 @@ async def wait_namespace_gone(core: client.CoreV1Api, name: str, timeout: float)
             try:
                 while line := await response.content.readline():
                     event = json.loads(line)
-                    if event.get("type") == "DELETED":
+                    obj = event.get("object") or {}
+                    if event.get("type") == "DELETED" or (uid and uid_of(obj) not in (None, uid)):
                         return
-                    version = (event.get("object") or {}).get("metadata", {}).get("resourceVersion", version)
+                    version = obj.get("metadata", {}).get("resourceVersion", version)
             finally:
                 response.release()

@@ -2,8 +2,11 @@
 (sparkoperator.k8s.io/v1beta2).
 
 The application is built from validated values only: images, ids, service account, labels and the kernel's
-environment (the launch variables travel in ``spec.driver.env``, never as arguments, so the launch token is not
-on a command line). ``SUBMISSION_FAILED`` and ``FAILED`` fail the launch with the operator's ``errorMessage``.
+environment (the launch variables travel in ``spec.driver.env``, never as arguments). The launch token is in no
+field of the application, which everyone allowed to get SparkApplications can read: the driver's ``LAUNCH_TOKEN``
+is a ``valueFrom.secretKeyRef`` to the launch's own Secret, as a kernel pod's is, and executors do not get it
+(only the driver reports). ``SUBMISSION_FAILED`` and ``FAILED`` fail the launch with the operator's
+``errorMessage``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from kernelfleet.provisioners.custom_resource import CustomResourceProvisioner
 from kernelfleet.provisioners.envconfig import env_value
 from kernelfleet.provisioners.k8s_names import check_dns_subdomain
 from kernelfleet.provisioners.k8s_pod import APP, LABEL_KERNEL_ID, PodSpecError, env_list, kernel_labels
+from kernelfleet.provisioners.k8s_secret import LAUNCH_TOKEN
 
 LAUNCHER_FILE = "local:///usr/local/bin/kernel-launchers/python/launch_ipykernel.py"
 JVM_MEMORY = re.compile(r"[1-9][0-9]{0,6}[kmgtKMGT]?")
@@ -64,7 +68,7 @@ class SparkOperatorProvisioner(CustomResourceProvisioner):
 
     def build_resource(self) -> dict[str, Any]:
         kid = self.kernel_id
-        assert self.resource_name and self.kernel_namespace
+        assert self.resource_name and self.kernel_namespace and self.token_ref
         memory = {name: jvm_memory(kid, name, value)
                   for name, value in (("driver_memory", self.driver_memory), ("executor_memory", self.executor_memory))}
         executor_image = self.executor_image_name.strip() or self.image
@@ -75,7 +79,7 @@ class SparkOperatorProvisioner(CustomResourceProvisioner):
             "labels": kernel_labels(kid, self.labels),
             "annotations": dict(self.annotations),
             "serviceAccount": self.service_account,
-            "env": env_list(self.container_env),
+            "env": env_list(self.plain_env(), {LAUNCH_TOKEN: self.token_ref}),
             "securityContext": {**security, "allowPrivilegeEscalation": False},
             "podSecurityContext": dict(security),
         }
@@ -99,7 +103,7 @@ class SparkOperatorProvisioner(CustomResourceProvisioner):
                 "memory": memory["executor_memory"],
                 "image": executor_image,
                 "labels": {LABEL_KERNEL_ID: kid, "app": APP, "component": "worker"},
-                "env": env_list(self.container_env),
+                "env": env_list(self.plain_env()),
                 "securityContext": {**security, "allowPrivilegeEscalation": False},
             },
         }
