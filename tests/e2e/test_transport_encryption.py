@@ -30,6 +30,10 @@ def cli_kernelspec(prefix: Path, *args: str) -> Path:
     return prefix / "share" / "jupyter" / "kernels"
 
 
+def launcher_argv(pid: int) -> list[bytes]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+
+
 def manager(kernels: Path, name: str, policy: str) -> AsyncKernelManager:
     return AsyncKernelManager(kernel_name=name, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]),
                               transport_encryption=policy)
@@ -58,7 +62,7 @@ async def test_gp_transport_encryption_placeholder_is_filled(
         await km.start_kernel()
         try:
             pid = km.provisioner.local_process.pid
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            cmdline = launcher_argv(pid)
             value = cmdline[cmdline.index(b"--transport-encryption") + 1].decode()
             assert value == expected
             assert ("curve_publickey" in km.get_connection_info()) == (policy == "required")

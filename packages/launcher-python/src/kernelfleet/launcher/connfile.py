@@ -1,7 +1,7 @@
 """The kernel's connection file: written where only this user can read it, removed when the launcher ends.
 
-The file holds the kernel's HMAC key (and its CurveZMQ secret key when encrypted), so it lives in a fresh 0700 directory and is created 0600 with
-O_EXCL; nobody else on the host can read it or swap it for their own.
+The file holds the kernel's HMAC key (and its CurveZMQ secret key when encrypted), so it lives in a fresh
+0700 directory and is created 0600 with O_EXCL; nobody else on the host can read it or swap it for their own.
 """
 
 from __future__ import annotations

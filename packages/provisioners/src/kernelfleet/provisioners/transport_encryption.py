@@ -46,7 +46,9 @@ def spec_declares_curve(metadata: dict[str, Any] | None) -> bool:
 def normalise_policy(kernel_id: str, value: object) -> str:
     policy = str(value or "disabled").strip().lower()
     if policy not in POLICIES:
-        raise ValueError(f"Kernel {kernel_id}: transport_encryption must be one of {', '.join(POLICIES)}, not {value!r}")
+        raise ValueError(
+            f"Kernel {kernel_id}: transport_encryption must be one of {', '.join(POLICIES)}, not {value!r}"
+        )
     return policy
 
 
