@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager
+from kf_testing import connect, execute
 from wire_capture import assert_wire, run_cell_on_the_wire
 
 BIN = Path(sys.executable).parent
@@ -96,3 +97,24 @@ async def test_required_is_refused_at_once_for_kernels_without_curve(tmp_path: P
             await km.shutdown_kernel(now=True)
     assert not km.has_kernel
     assert km.provisioner is None or km.provisioner.pending is None  # no launch was ever waited for
+
+
+async def test_restart_makes_a_new_key_pair(tmp_path: Path) -> None:
+    """Each launch has its own keys; after a restart jupyter_client's client and control socket use the new
+    ones (a stale pair would leave every channel silent), and a graceful shutdown goes over the control channel."""
+    kernels = cli_kernelspec(tmp_path, "--kernel-name", "local_fleet")
+    km = manager(kernels, "local_fleet", "required")
+    await km.start_kernel()
+    try:
+        first = km.get_connection_info()["curve_publickey"]
+        client = await connect(km)
+        assert (await execute(client, "6 * 7"))["result"] == "42"
+        client.stop_channels()
+        await km.restart_kernel(now=True)
+        assert km.get_connection_info()["curve_publickey"] != first
+        client = await connect(km)
+        assert (await execute(client, "6 * 8"))["result"] == "48"
+        client.stop_channels()
+    finally:
+        await km.shutdown_kernel()
+    assert not km.has_kernel
