@@ -25,7 +25,7 @@ from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpecManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import median, table  # noqa: E402
+from common import median, table
 
 POLICIES = ("disabled", "required")
 CELLS = {"print 1 KiB": "print('x' * 1024)", "return 1 MiB": "'y' * (1 << 20)"}
