@@ -70,18 +70,14 @@ async def one_kernel(kernels: Path, policy: str, round_trips: int) -> dict[str, 
     return {"start": start, "samples": samples}
 
 
-async def run(starts: int, round_trips: int) -> dict[str, object]:
-    with tempfile.TemporaryDirectory(prefix="kf-bench-curve-") as prefix:
-        subprocess.run([str(Path(sys.executable).parent / "jupyter-ssh-spec"), "install", "--prefix", prefix,
-                        "--kernel-name", "bench_curve"], check=True, capture_output=True)
-        kernels = Path(prefix) / "share" / "jupyter" / "kernels"
-        results: dict[str, dict[str, list[float]]] = {p: {"start": []} for p in POLICIES}
-        for _ in range(starts):
-            for policy in POLICIES:  # alternate, so drift on a shared machine hits both alike
-                measured = await one_kernel(kernels, policy, round_trips)
-                results[policy]["start"].append(measured["start"])  # type: ignore[arg-type]
-                for label, values in measured["samples"].items():  # type: ignore[union-attr]
-                    results[policy].setdefault(label, []).extend(values)
+async def run(kernels: Path, starts: int, round_trips: int) -> dict[str, dict[str, list[float]]]:
+    results: dict[str, dict[str, list[float]]] = {p: {"start": []} for p in POLICIES}
+    for _ in range(starts):
+        for policy in POLICIES:  # alternate, so drift on a shared machine hits both alike
+            measured = await one_kernel(kernels, policy, round_trips)
+            results[policy]["start"].append(measured["start"])  # type: ignore[arg-type]
+            for label, values in measured["samples"].items():  # type: ignore[union-attr]
+                results[policy].setdefault(label, []).extend(values)
     return results
 
 
@@ -91,7 +87,11 @@ def main() -> int:
     parser.add_argument("--round-trips", type=int, default=200, help="small round trips per kernel (default 200)")
     parser.add_argument("--json", action="store_true", help="also print the medians as one JSON line")
     args = parser.parse_args()
-    results = asyncio.run(run(args.starts, args.round_trips))
+    with tempfile.TemporaryDirectory(prefix="kf-bench-curve-") as prefix:
+        subprocess.run([str(Path(sys.executable).parent / "jupyter-ssh-spec"), "install", "--prefix", prefix,
+                        "--kernel-name", "bench_curve"], check=True, capture_output=True)
+        kernels = Path(prefix) / "share" / "jupyter" / "kernels"
+        results = asyncio.run(run(kernels, args.starts, args.round_trips))
     medians = {p: {label: median(v) for label, v in measured.items()} for p, measured in results.items()}
     rows = [("median", "disabled", "required", "cost")]
     for label in medians["disabled"]:
