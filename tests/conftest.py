@@ -36,6 +36,7 @@ def make_kernelspec(kernels_dir: Path) -> Callable[..., str]:
         config: dict[str, Any] | None = None,
         language: str = "python",
         env: dict[str, str] | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> str:
         spec_dir = kernels_dir / name
         spec_dir.mkdir()
@@ -45,7 +46,10 @@ def make_kernelspec(kernels_dir: Path) -> Callable[..., str]:
             "display_name": f"Kernel Fleet test {name}",
             "language": language,
             "interrupt_mode": "signal",
-            "metadata": {"kernel_provisioner": {"provisioner_name": provisioner, "config": config or {}}},
+            "metadata": {
+                **(metadata or {}),
+                "kernel_provisioner": {"provisioner_name": provisioner, "config": config or {}},
+            },
         }
         (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=2) + "\n")
         return name

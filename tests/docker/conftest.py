@@ -76,6 +76,7 @@ def docker_spec(make_kernelspec: Callable[..., str]) -> Callable[..., str]:
         *,
         kernel_class_name: str | None = None,
         spark_init_mode: str | None = None,
+        metadata: dict[str, Any] | None = None,
         **config: Any,
     ) -> str:
         return make_kernelspec(
@@ -83,6 +84,7 @@ def docker_spec(make_kernelspec: Callable[..., str]) -> Callable[..., str]:
             argv=container_argv(kernel_class_name=kernel_class_name, spark_init_mode=spark_init_mode),
             provisioner=provisioner,
             config={"image_name": IMAGE, "network": "host", **config},
+            metadata=metadata,
         )
 
     return make

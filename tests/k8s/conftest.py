@@ -9,6 +9,7 @@ reaches it; kubeconfig, broker address and host networking come from the environ
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import sys
@@ -30,23 +31,28 @@ from kernelfleet.provisioners.k8s_watch import SharedWatch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # k8s_helpers, under --import-mode=importlib
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGE = "kernelfleet/kernel-py:dev"
+DEFAULT_IMAGE = "kernelfleet/kernel-py:dev"
 DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
 SYSTEM_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease"}
 
 
 @pytest.fixture(scope="session")
 def kernel_image() -> str:
-    """The kernel image, built with tools/build-images when it is missing."""
+    """The kernel image (KF_TEST_IMAGE, as for the Docker tests; default the shared :dev tag), built with
+    tools/build-images when it is missing."""
+    image = os.environ.get("KF_TEST_IMAGE") or DEFAULT_IMAGE
     if shutil.which(DOCKER) is None:
         pytest.fail(f"the docker CLI ({DOCKER}) is not installed; run tools/setup-machine")
-    inspect = [DOCKER, "image", "inspect", IMAGE]
+    inspect = [DOCKER, "image", "inspect", image]
     if subprocess.run(inspect, capture_output=True, check=False).returncode != 0:
+        if image != DEFAULT_IMAGE:
+            pytest.fail(f"the kernel image {image} (KF_TEST_IMAGE) is missing; build it with "
+                        "KF_IMAGE_TAG=<tag> tools/build-images")
         built = subprocess.run([str(ROOT / "tools" / "build-images")], capture_output=True, text=True, check=False)
         if built.returncode != 0 or subprocess.run(inspect, capture_output=True, check=False).returncode != 0:
-            pytest.fail(f"the kernel image {IMAGE} is missing and tools/build-images could not build it:\n"
+            pytest.fail(f"the kernel image {image} is missing and tools/build-images could not build it:\n"
                         f"{built.stderr[-3000:]}")
-    return IMAGE
+    return image
 
 
 @pytest.fixture
@@ -116,12 +122,14 @@ async def core(kube: KubeLite, tmp_path: Path) -> AsyncIterator[client.CoreV1Api
 def k8s_spec(make_kernelspec: Callable[..., str], kernel_image: str) -> Callable[..., str]:
     """A kubernetes-provisioner kernelspec as `jupyter k8s-spec install` writes it, plus extra config."""
 
-    def make(name: str = "k8s_python", *, provisioner: str = "kubernetes-provisioner", **config: Any) -> str:
+    def make(name: str = "k8s_python", *, provisioner: str = "kubernetes-provisioner",
+             metadata: dict[str, Any] | None = None, **config: Any) -> str:
         return make_kernelspec(
             name,
             argv=container_argv(kernel_class_name="ipykernel.ipkernel.IPythonKernel"),
             provisioner=provisioner,
             config={"image_name": kernel_image, "launch_timeout": 60, **config},
+            metadata=metadata,
         )
 
     return make

@@ -109,6 +109,8 @@ def test_seed_command_matches_gp_output_except_argv(tmp_path: Path) -> None:
 
     assert text == json.dumps(spec, indent=2) + "\n"  # 2-space indent, trailing newline
     assert list(spec) == list(GP_K8S_KERNEL_JSON)  # same keys, same order, no kernel_protocol_version
+    # Our Python launcher serves CurveZMQ, so the kernelspec says so (jupyter_client's transport_encryption).
+    assert spec["metadata"].pop("supported_encryption") == ["curve"]
     assert {k: v for k, v in spec.items() if k != "argv"} == {
         k: v for k, v in GP_K8S_KERNEL_JSON.items() if k != "argv"
     }
@@ -291,6 +293,8 @@ def test_each_language_of_each_tool(
     assert spec["env"] == {}
     assert spec["interrupt_mode"] == "signal"
     assert ("debugger" in spec["metadata"]) == (json_language == "python")
+    # Only the Python launcher can serve CurveZMQ; IRkernel and Toree bind plaintext sockets.
+    assert spec["metadata"].get("supported_encryption") == (["curve"] if json_language == "python" else None)
     kp = spec["metadata"]["kernel_provisioner"]
     assert kp["provisioner_name"] == provisioner
     expected_config: dict[str, Any] = {"launch_timeout": 30}

@@ -21,6 +21,8 @@ from kernelfleet.protocol.ports import PortRange, PortRangeError
 DEFAULT_KERNEL_CLASS = "ipykernel.ipkernel.IPythonKernel"
 SPARK_INIT_MODES = ("none", "lazy", "eager")
 CLUSTER_TYPES = ("spark", "dask", "none")
+# The server's jupyter_client policy; an empty value (GP's placeholder when encryption is off) means disabled.
+TRANSPORT_ENCRYPTION_POLICIES = ("disabled", "auto", "required")
 PROG = "kernelfleet-launcher"
 MAX_TOKEN_FILE_BYTES = 4096  # a token is 43 characters; anything much larger is not a token file
 
@@ -43,6 +45,7 @@ class LauncherConfig:
     kernel_class_name: str
     kernel_ip: str
     log_level: int
+    transport_encryption: str = "disabled"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,6 +68,7 @@ def _parser() -> _Parser:
     p.add_argument("--spark-context-initialization-mode", dest="spark_init_mode")
     p.add_argument("--cluster-type", dest="cluster_type")
     p.add_argument("--kernel-class-name", dest="kernel_class_name")
+    p.add_argument("--transport-encryption", dest="transport_encryption")
     return p
 
 
@@ -196,6 +200,13 @@ def load_config(argv: Sequence[str], env: Mapping[str, str]) -> LauncherConfig:
         "--cluster-type",
         "KERNEL_CLUSTER_TYPE",
     )
+    encryption = _choice(
+        _pick(args.transport_encryption, env, "TRANSPORT_ENCRYPTION"),
+        "disabled",
+        TRANSPORT_ENCRYPTION_POLICIES,
+        "--transport-encryption",
+        "TRANSPORT_ENCRYPTION",
+    )
     class_name = _class_name(_pick(args.kernel_class_name, env, "KERNEL_CLASS_NAME") or DEFAULT_KERNEL_CLASS)
     return LauncherConfig(
         kernel_id=kernel_id,
@@ -208,4 +219,5 @@ def load_config(argv: Sequence[str], env: Mapping[str, str]) -> LauncherConfig:
         kernel_class_name=class_name,
         kernel_ip=_kernel_ip(_pick(None, env, "KERNEL_IP")),
         log_level=_log_level(_pick(None, env, "LOG_LEVEL")),
+        transport_encryption=encryption,
     )

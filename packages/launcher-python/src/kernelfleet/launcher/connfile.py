@@ -1,7 +1,7 @@
 """The kernel's connection file: written where only this user can read it, removed when the launcher ends.
 
-The file holds the kernel's HMAC key, so it lives in a fresh 0700 directory and is created 0600 with
-O_EXCL; nobody else on the host can read it or swap it for their own.
+The file holds the kernel's HMAC key (and its CurveZMQ secret key when encrypted), so it lives in a fresh
+0700 directory and is created 0600 with O_EXCL; nobody else on the host can read it or swap it for their own.
 """
 
 from __future__ import annotations
@@ -20,9 +20,12 @@ def new_hmac_key() -> str:
     return os.urandom(32).hex()
 
 
-def connection_info(ip: str, ports: list[int], key: str) -> dict[str, Any]:
+def connection_info(ip: str, ports: list[int], key: str, curve: dict[str, str] | None = None) -> dict[str, Any]:
+    """The connection file's fields; with ``curve`` (curve.curve_keys) ipykernel serves every channel encrypted."""
     info: dict[str, Any] = dict(zip(KERNEL_PORT_NAMES, ports, strict=True))
     info.update(ip=ip, key=key, transport="tcp", signature_scheme="hmac-sha256", kernel_name="")
+    if curve:
+        info.update(curve)
     return info
 
 

@@ -95,6 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = IPKernelApp.instance(kernel_class=_load_kernel_class(params["kernel_class_name"]))
     app.initialize(["-f", params["connection_file"]])
     _forget_connection_file(params["connection_file"])
+    if params.get("curve") and getattr(app, "curve_secretkey", None) is None:
+        # The report promises curve keys: a kernel serving plaintext would never answer the server.
+        raise SystemExit("kernelfleet-launcher: error: this ipykernel did not apply the CurveZMQ keys")
     shell = getattr(app, "shell", None)
     if shell is not None and (spark or params["cluster_type"] == "dask"):
         from kernelfleet.launcher.namespace import install

@@ -42,7 +42,7 @@ class EarlyKernel:
         finally:
             os.close(read_fd)
 
-    def send(self, params: dict[str, str]) -> bool:
+    def send(self, params: dict[str, str | bool]) -> bool:
         """Hand over the launch parameters; False when the kernel process has already died."""
         data = json.dumps(params).encode() + b"\n"
         try:

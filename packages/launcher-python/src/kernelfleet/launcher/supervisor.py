@@ -18,6 +18,7 @@ from typing import Any
 
 from kernelfleet.launcher.config import ConfigError, LauncherConfig, load_config
 from kernelfleet.launcher.connfile import connection_info, new_hmac_key, write_connection_file
+from kernelfleet.launcher.curve import CurveUnavailable, curve_keys
 from kernelfleet.launcher.fastimport import prefer_ctypes_crypto
 from kernelfleet.launcher.ports import PortError, bind_ports, port_of
 from kernelfleet.launcher.spawn import EarlyKernel
@@ -88,11 +89,15 @@ def _prepare(kernel: EarlyKernel, argv: Sequence[str]) -> Prepared | int:
         return 128 + _early_signals[0]
     kid = config.kernel_id
     try:
+        curve = curve_keys(config.transport_encryption, kid)
+    except CurveUnavailable as err:
+        return fail(str(err), EXIT_FAILURE)
+    try:
         sockets = bind_ports(config.kernel_ip, config.port_range)
     except PortError as err:
         return fail(f"kernel {kid}: {err}", EXIT_FAILURE)
     ports = [port_of(s) for s in sockets]
-    info = connection_info(config.kernel_ip, ports[:5], new_hmac_key())
+    info = connection_info(config.kernel_ip, ports[:5], new_hmac_key(), curve)
     try:
         path = write_connection_file(info)
     except OSError as err:
@@ -112,9 +117,11 @@ def _prepare(kernel: EarlyKernel, argv: Sequence[str]) -> Prepared | int:
         "kernel_class_name": config.kernel_class_name,
         "spark_mode": config.spark_init_mode,
         "cluster_type": config.cluster_type,
+        "curve": curve is not None,
     }
     if kernel.send(params):  # if not, the kernel process already died; the lifecycle reports its status
-        log.info("kernel %s: kernel started (pid %d, class %s)", kid, kernel.pid, config.kernel_class_name)
+        log.info("kernel %s: kernel started (pid %d, class %s, %s)", kid, kernel.pid, config.kernel_class_name,
+                 "CurveZMQ-encrypted" if curve else "unencrypted")
     return Prepared(config, sockets[5], info, path)
 
 

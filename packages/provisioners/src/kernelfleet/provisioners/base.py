@@ -23,6 +23,7 @@ from kernelfleet.protocol.comm_client import send_legacy_request, send_request
 from kernelfleet.provisioners.authorization import check_user
 from kernelfleet.provisioners.broker import PendingLaunch, ResponseBroker
 from kernelfleet.provisioners.envconfig import env_list, env_number, env_value
+from kernelfleet.provisioners.transport_encryption import CurvePlan, normalise_policy
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]+)\}")
 LEGACY_SIGNALS = {CommOp.INTERRUPT: signal.SIGINT, CommOp.TERMINATE: signal.SIGTERM, CommOp.KILL: signal.SIGKILL}
@@ -86,6 +87,7 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         self.remote_pid: int | None = None
         self.launch_env: dict[str, str] = {}
         self._effective_timeout = 0.0
+        self.curve_plan: CurvePlan | None = None
 
     # ------------------------------------------------------------------------------------- hooks
     async def start_launcher(self, cmd: list[str], env: dict[str, str], **kwargs: Any) -> None:
@@ -113,6 +115,7 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
     # ------------------------------------------------------------------------------------- launch
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         extra_arguments = kwargs.pop("extra_arguments", None)
+        policy = kwargs.pop("transport_encryption", None) or getattr(self.parent, "transport_encryption", None)
         kwargs = await super().pre_launch(**kwargs)
         env: dict[str, str] = kwargs["env"]
         kernel_id = self.kernel_id
@@ -129,12 +132,19 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         except PortRangeError as err:
             raise ValueError(f"Kernel {kernel_id}: invalid port_range in the kernelspec: {err}") from None
         self._effective_timeout = self._launch_timeout_for(env)
+        language = (self.kernel_spec.language if self.kernel_spec else "") or "python"
+        self.curve_plan = CurvePlan.for_launch(
+            kernel_id,
+            normalise_policy(kernel_id, policy),
+            metadata=self.kernel_spec.metadata if self.kernel_spec else None,
+            language=language,
+            log=self.log,
+        )
         broker = await ResponseBroker.instance()
         response_address = await broker.response_address_for(local=self.launches_on_this_host())
         if self.pending is not None:
             self.pending.cancel()
         self.pending = broker.expect(kernel_id)
-        language = (self.kernel_spec.language if self.kernel_spec else "") or "python"
         self.launch_env = {
             "KERNEL_ID": kernel_id,
             "KERNEL_LANGUAGE": env.get("KERNEL_LANGUAGE") or language.lower(),
@@ -142,6 +152,7 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
             "PUBLIC_KEY": broker.public_key,
             "PORT_RANGE": str(port_range),
             "LAUNCH_TOKEN": self.pending.token,
+            "TRANSPORT_ENCRYPTION": self.curve_plan.launcher_value,
         }
         env.update(self.launch_env)
         substitutions = {
@@ -149,6 +160,7 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
             "response_address": response_address,
             "public_key": broker.public_key,
             "port_range": str(port_range),
+            "transport_encryption": self.curve_plan.launcher_value,
         }
         kwargs["cmd"] = [PLACEHOLDER.sub(lambda m: substitutions.get(m[1], m[0]), arg)
                          for arg in self._base_cmd(extra_arguments)]
@@ -180,10 +192,10 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         try:
             await self.start_launcher(cmd, env, **kwargs)
             report = await self._await_report()
+            self._accept_report(report)
         except BaseException:
             await self._abandon_launch()
             raise
-        self._accept_report(report)
         self.log.info("Kernel %s: connected (%s:%s)", self.kernel_id, self.connection_info["ip"],
                       self.connection_info["shell_port"])
         return self.connection_info
@@ -226,6 +238,14 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         self.remote_pid = report.pid
         if report.extra.get("launcher"):
             self.log.debug("Kernel %s: launcher %s", self.kernel_id, report.extra["launcher"])
+        plan = self.curve_plan or CurvePlan(self.kernel_id, "disabled", False)
+        curve = plan.accept(report.extra, str(report.extra.get("launcher") or ""), self.log)
+        info.update(curve)
+        if hasattr(self.parent, "curve_publickey"):
+            # jupyter_client keeps a previous launch's keys when the new connection info has none.
+            self.parent.curve_publickey = curve["curve_publickey"].encode() if curve else None
+            self.parent.curve_secretkey = curve["curve_secretkey"].encode() if curve else None
+        self.log.debug("Kernel %s: transport %s", self.kernel_id, "CurveZMQ-encrypted" if curve else "unencrypted")
         self.connection_info = info
 
     # ------------------------------------------------------------------------------------- comm port

@@ -233,6 +233,8 @@ class BaseSpecInstaller(Application):
         metadata: dict[str, Any] = {}
         if self.lang == "python":
             metadata["debugger"] = True
+            # Our Python launcher serves CurveZMQ (KernelManager.transport_encryption); IRkernel and Toree cannot.
+            metadata["supported_encryption"] = ["curve"]
         metadata["kernel_provisioner"] = {
             "provisioner_name": self.provisioner_name(),
             "config": self.provisioner_config(),
