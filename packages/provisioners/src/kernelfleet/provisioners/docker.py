@@ -9,7 +9,7 @@ kernel leaves nothing behind, whether it ended well, badly or never started.
 from __future__ import annotations
 
 import signal
-from typing import Any
+from typing import Any, ClassVar
 
 import aiodocker
 
@@ -17,6 +17,7 @@ from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.docker_common import LOG_TAIL_LINES, DockerProvisionerBase, tail_text
 from kernelfleet.provisioners.docker_engine import ENGINE_ERRORS, LABEL_KERNEL_ID, describe_engine_error
 from kernelfleet.provisioners.docker_swarm import DockerSwarmProvisioner
+from kernelfleet.provisioners.request_env import Engine
 
 __all__ = ["DockerProvisioner", "DockerSwarmProvisioner"]
 
@@ -24,6 +25,8 @@ ENDED = frozenset({"exited", "dead"})
 
 
 class DockerProvisioner(DockerProvisionerBase):
+    request_engine: ClassVar[Engine | None] = Engine.DOCKER
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.container_id: str | None = None
