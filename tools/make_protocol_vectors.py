@@ -21,6 +21,25 @@ def fixed(byte: int, n: int) -> bytes:
     return bytes((byte + i) % 256 for i in range(n))
 
 
+def kernel_id_cases(kernel_id: str) -> dict[str, object]:
+    """Ids every implementation must accept and refuse; a trailing newline passed Python's old ``$`` anchor."""
+    return {
+        "valid": [kernel_id, "a", "K" * 128, "k.1_2-3"],
+        "invalid": [
+            {"why": "trailing newline", "id": kernel_id + "\n"},
+            {"why": "trailing carriage return", "id": kernel_id + "\r"},
+            {"why": "newline inside", "id": "abc\ndef"},
+            {"why": "empty", "id": ""},
+            {"why": "129 characters", "id": "K" * 129},
+            {"why": "starts with a dash", "id": "-" + kernel_id},
+            {"why": "starts with a dot", "id": ".hidden"},
+            {"why": "path separator", "id": "../etc"},
+            {"why": "space", "id": "a b"},
+            {"why": "non-ASCII digit", "id": "abc\u0663"},
+        ],
+    }
+
+
 def main() -> None:
     key = RSA.generate(2048)
     server = ServerKey(key)
@@ -74,6 +93,7 @@ def main() -> None:
             {"why": "version 1 envelope field", "line": json.dumps(dict(envelope, version=1), separators=(",", ":"))},
             {"why": "comm request MAC made for another nonce", "comm_line": other_nonce_line},
         ],
+        "kernel_ids": kernel_id_cases(kernel_id),
     }
     json.dump(vectors, sys.stdout, indent=2)
     sys.stdout.write("\n")

@@ -23,6 +23,7 @@ from kf_testing import connect, execute, interrupt_busy_cell, manager
 
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.broker import ResponseBroker
+from kernelfleet.provisioners.request_env import OperatorOnlyError
 
 UID_CORPUS = ["0", "00", "+0", "0x0", "-1", "abc", "4294967296", " 1000", "1e3", "٣"]
 
@@ -316,3 +317,38 @@ async def test_unreachable_docker_daemon_is_a_clear_error(
     message = str(err.value)
     assert km.kernel_id in message and "Cannot connect to Docker Engine" in message, message
     assert time.perf_counter() - started < 5
+
+
+# ----------------------------------------------------------------------------------------- operator-only names
+@pytest.mark.parametrize(("name", "value"), [("KERNEL_PYTHON", "/bin/echo"), ("KERNEL_LAUNCHERS_DIR", "/tmp"),
+                                             ("KERNEL_LANGUAGE", "r")])
+async def test_request_cannot_choose_what_the_bootstrap_execs(
+    provisioner: str, docker_spec: Callable[..., str], kernels_dir: Path, name: str, value: str
+) -> None:
+    """The image's bootstrap-kernel.sh execs KERNEL_PYTHON / runs launchers from KERNEL_LAUNCHERS_DIR /
+    picks the launcher by KERNEL_LANGUAGE: a request naming them is refused before any container exists."""
+    km = manager(kernels_dir, docker_spec(provisioner))
+    with pytest.raises(OperatorOnlyError) as err:
+        await km.start_kernel(env={**os.environ, name: value})
+    message = str(err.value)
+    assert km.kernel_id in message and name in message and "kernelspec" in message, message
+    assert await leftovers(km.kernel_id) == []
+
+
+async def test_kernelspec_env_still_chooses_the_python(
+    docker_spec: Callable[..., str], kernels_dir: Path
+) -> None:
+    name = docker_spec("docker-provisioner")
+    spec_file = kernels_dir / name / "kernel.json"
+    spec = json.loads(spec_file.read_text())
+    spec["env"] = {"KERNEL_PYTHON": "/opt/kernel/bin/python3.11"}
+    spec_file.write_text(json.dumps(spec))
+    km = manager(kernels_dir, name)
+    await km.start_kernel()
+    try:
+        client = await connect(km)
+        assert (await execute(client, "import sys; sys.executable"))["result"] == "'/opt/kernel/bin/python3.11'"
+        client.stop_channels()
+    finally:
+        await km.shutdown_kernel(now=True)
+    assert await leftovers(km.kernel_id) == []

@@ -16,6 +16,7 @@ from jupyter_client import AsyncKernelManager
 from ssh_testing import process_env
 
 from kernelfleet.provisioners.kernel_env import KernelEnvError
+from kernelfleet.provisioners.request_env import OperatorOnlyError
 from kernelfleet.provisioners.ssh_command import RemoteEnvError
 
 REFUSED = [
@@ -65,3 +66,18 @@ async def test_shell_metacharacters_reach_the_kernel_as_plain_data(
     finally:
         await km.shutdown_kernel(now=True)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(("name", "value"), [("KERNEL_CLASS_NAME", "ipykernel.kernelbase.Kernel"),
+                                             ("KERNEL_CLUSTER_TYPE", "dask"),
+                                             ("KERNEL_SPARK_CONTEXT_INIT_MODE", "eager")])
+async def test_request_cannot_choose_what_the_remote_launcher_imports(
+    name: str, value: str, ssh_spec: Callable[..., str], kernel_manager: Callable[..., AsyncKernelManager],
+) -> None:
+    """Over SSH the launcher reads these from the environment it is sent; a request may not choose them."""
+    km = kernel_manager(ssh_spec(remote_hosts=["127.0.0.2"]))
+    with pytest.raises(OperatorOnlyError) as err:
+        await km.start_kernel(env={**os.environ, name: value})
+    message = str(err.value)
+    assert km.kernel_id in message and name in message and "kernelspec" in message and value not in message
+    assert km.provisioner is None or km.provisioner.launcher_pid is None  # nothing was started on the host

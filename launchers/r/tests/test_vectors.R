@@ -140,5 +140,17 @@ check(kf_constant_time_equal(as.raw(1:32), as.raw(1:32)) && !kf_constant_time_eq
 check(is.null(kf_b64decode("YWJj\n")) && is.null(kf_b64decode("YWJ")) && identical(kf_b64decode("YWJj"), charToRaw("abc")),
       "strict base64")
 
+# ---- kernel ids: the same accept/refuse verdicts as the Python and Scala launchers (a trailing newline included)
+ids <- v$kernel_ids
+check(length(ids$invalid) >= 1L, "vectors hold invalid kernel ids")
+for (id in ids$valid) check(grepl(KF_KERNEL_ID_PATTERN, id), paste("kernel id accepted:", id))
+for (bad in ids$invalid) {
+  refused <- tryCatch({
+    kf_seal_report(r$plaintext, bad$id, v$public_key)
+    FALSE
+  }, error = function(e) grepl("not a valid protocol kernel id", conditionMessage(e), fixed = TRUE))
+  check(!grepl(KF_KERNEL_ID_PATTERN, bad$id) && refused, paste("kernel id refused:", bad$why))
+}
+
 cat(sprintf("%d checks, %d failed\n", checks, failures))
 if (failures > 0L) quit(status = 1L, save = "no")

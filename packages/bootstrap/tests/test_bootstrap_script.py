@@ -261,3 +261,40 @@ def test_uninstalled_script_uses_its_own_directory(tmp_path: Path, clean_env: En
     result = run_script(script, clean_env(**{**REQUIRED, "KERNEL_LANGUAGE": "r"}))
     assert result.returncode == 1
     assert str(tmp_path / "kernel-launchers" / "r" / "launch_IRkernel.R") in result.stderr
+
+
+# A relative KERNEL_PYTHON / KERNEL_LAUNCHERS_DIR would be resolved in the working directory, which a request may
+# choose (KERNEL_WORKING_DIR with mirror_working_dirs): the bootstrap refuses both.
+@pytest.mark.parametrize(
+    ("language", "name", "value", "stand_in"),
+    [
+        ("python", "KERNEL_PYTHON", "bin/python", "bin/python"),
+        ("python", "KERNEL_PYTHON", "./python", "python"),
+        ("scala", "KERNEL_LAUNCHERS_DIR", "launchers", "launchers/scala/bin/run.sh"),
+        ("scala", "KERNEL_LAUNCHERS_DIR", "./launchers", "launchers/scala/bin/run.sh"),
+    ],
+)
+def test_relative_code_paths_are_refused(
+    installed: Path, recorder: Callable[[Path], Path], tmp_path: Path, clean_env: EnvMaker,
+    language: str, name: str, value: str, stand_in: str,
+) -> None:
+    workdir = tmp_path / "work"
+    out = recorder(workdir / stand_in)
+    env = clean_env(**{**REQUIRED, "KERNEL_LANGUAGE": language, name: value})
+    result = subprocess.run([str(installed / SCRIPT_NAME)], env=env, cwd=workdir, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert f"{name} must be an absolute path" in result.stderr
+    assert FAKE_TOKEN not in result.stdout + result.stderr
+    assert not out.exists(), "the bootstrap ran a program from the working directory"
+
+
+def test_python_command_name_is_looked_up_on_path(
+    installed: Path, recorder: Callable[[Path], Path], tmp_path: Path, clean_env: EnvMaker
+) -> None:
+    out = recorder(tmp_path / "path-bin" / "kf-fake-python")
+    env = clean_env(**REQUIRED, KERNEL_PYTHON="kf-fake-python")
+    env["PATH"] = f"{tmp_path / 'path-bin'}{os.pathsep}{env['PATH']}"
+    result = run_script(installed / SCRIPT_NAME, env)
+    assert result.returncode == 0, result.stderr
+    assert read_record(out)["argv"][:2] == ["-m", "kernelfleet.launcher"]

@@ -324,6 +324,8 @@ def run_launcher(env: dict[str, str | None], *args: str) -> tuple[int, str]:
     [
         ({"LAUNCH_TOKEN": None}, [], "LAUNCH_TOKEN"),
         ({"KERNEL_ID": None}, [], "KERNEL_ID"),
+        ({"KERNEL_ID": "../kernel"}, [], "KERNEL_ID"),
+        ({"KERNEL_ID": "a\nb"}, [], "KERNEL_ID"),
         ({"RESPONSE_ADDRESS": None}, [], "RESPONSE_ADDRESS"),
         ({"RESPONSE_ADDRESS": "no-port"}, [], "RESPONSE_ADDRESS"),
         ({"PUBLIC_KEY": None}, [], "PUBLIC_KEY"),

@@ -19,6 +19,7 @@ from kernelfleet.protocol import (
     sign_request,
     verify_request,
 )
+from kernelfleet.protocol.constants import KERNEL_ID_PATTERN
 
 VECTORS = json.loads((Path(__file__).parents[3] / "docs" / "protocol-vectors.json").read_text())
 REPORT = VECTORS["report"]
@@ -119,3 +120,18 @@ def test_unknown_op_is_refused_even_when_signed() -> None:
     line = dumps_line({"request": request, "mac": b64encode(comm_mac(key, nonce, request.encode()))})
     with pytest.raises(CommProtocolError, match="no known op"):
         verify_request(key, nonce, line)
+
+
+KERNEL_IDS = VECTORS["kernel_ids"]
+
+
+@pytest.mark.parametrize("kernel_id", KERNEL_IDS["valid"])
+def test_valid_kernel_ids_are_accepted(kernel_id: str) -> None:
+    assert KERNEL_ID_PATTERN.match(kernel_id)
+
+
+@pytest.mark.parametrize("case", KERNEL_IDS["invalid"], ids=lambda c: c["why"])
+def test_invalid_kernel_ids_are_refused(server_key: ServerKey, case: dict[str, str]) -> None:
+    assert not KERNEL_ID_PATTERN.match(case["id"])
+    with pytest.raises(ValueError, match="not a valid protocol kernel id"):
+        seal_report(json.loads(REPORT["plaintext"]), kernel_id=case["id"], public_key_b64=server_key.public_key_b64)

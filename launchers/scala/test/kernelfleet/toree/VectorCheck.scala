@@ -171,6 +171,19 @@ object VectorCheck {
       catch { case _: Options.UsageError => () }
     }
 
+    val kernelIds = obj(vectors, "kernel_ids")
+    check("kernel ids: the vectors' valid ids are accepted") {
+      kernelIds("valid").asInstanceOf[Vector[Any]].foreach { id =>
+        if (!Protocol.validKernelId(id.toString)) throw new AssertionError(s"refused ${id}")
+      }
+    }
+    kernelIds("invalid").asInstanceOf[Vector[Map[String, Any]]].foreach { c =>
+      check(s"kernel id refused: ${s(c, "why")}") {
+        val id = Json.str(c, "id").getOrElse(throw new AssertionError("vector field id"))
+        if (Protocol.validKernelId(id)) throw new AssertionError("accepted")
+      }
+    }
+
     check("response address parsing") {
       expectEq("v4", Report.parseAddress("10.0.0.1:8877"), ("10.0.0.1", 8877))
       expectEq("v6", Report.parseAddress("[::1]:8877"), ("::1", 8877))

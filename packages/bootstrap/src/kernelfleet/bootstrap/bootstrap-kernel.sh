@@ -30,6 +30,10 @@ port_range="${PORT_RANGE:-${EG_PORT_RANGE:-0..0}}"
 spark_mode="${KERNEL_SPARK_CONTEXT_INIT_MODE:-none}"
 class_name="${KERNEL_CLASS_NAME:-}"
 cluster_type="${KERNEL_CLUSTER_TYPE:-}"
+# KERNEL_PYTHON and KERNEL_LAUNCHERS_DIR choose what runs: they come from the image's ENV or the
+# kernelspec's env (the server refuses them in start requests). A relative path would be looked up
+# in the working directory, which a request may choose (KERNEL_WORKING_DIR): only absolute paths
+# (or, for KERNEL_PYTHON, a bare command name found on the image's PATH) are accepted.
 launchers_dir="${KERNEL_LAUNCHERS_DIR:-$install_dir/kernel-launchers}"
 
 missing=0
@@ -66,6 +70,8 @@ fi
   fail "PORT_RANGE must look like LOWER..UPPER (for example 40000..41000, or 0..0 for any port)"
 [[ "$response_address" != -* ]] || fail "RESPONSE_ADDRESS must be host:port"
 [[ "$public_key" =~ ^[A-Za-z0-9+/=]+$ ]] || fail "PUBLIC_KEY must be base64 (DER, no PEM armour)"
+[[ "$launchers_dir" == /* ]] ||
+  fail "KERNEL_LAUNCHERS_DIR must be an absolute path (set it in the image's ENV or the kernelspec's env)"
 spark_mode="${spark_mode,,}"
 case "$spark_mode" in
   none | lazy | eager) ;;
@@ -95,6 +101,9 @@ case "${language,,}" in
     fi
     args+=(--spark-context-initialization-mode "$spark_mode")
     python="${KERNEL_PYTHON:-}"
+    if [[ -n "$python" && "$python" != /* && ! "$python" =~ ^[A-Za-z0-9_][A-Za-z0-9._+-]*$ ]]; then
+      fail "KERNEL_PYTHON must be an absolute path or a command name on PATH (set it in the image's ENV or the kernelspec's env)"
+    fi
     if [[ -z "$python" ]]; then  # Debian and Ubuntu system Pythons ship only python3
       python="$(command -v python || command -v python3 || true)"
       [[ -n "$python" ]] || fail "no python or python3 on PATH (set KERNEL_PYTHON to the interpreter with kernelfleet-launcher-python)"

@@ -1,8 +1,9 @@
 """The launcher's inputs: Gateway Provisioners' arguments, each falling back to its environment variable.
 
 Only what can be checked without the protocol's cryptography is checked here, so the kernel can be
-spawned before the slow crypto imports; the kernel id and PUBLIC_KEY are checked when the report is
-sealed (the protocol owns those rules).
+spawned before the slow crypto imports; PUBLIC_KEY is checked when the report is sealed (the
+protocol owns that rule). The kernel id is checked here, with the protocol's own pattern, because
+it names the kernel's files and log lines from the start.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from kernelfleet.protocol.address import ResponseAddress
+from kernelfleet.protocol.constants import KERNEL_ID_PATTERN
 from kernelfleet.protocol.ports import PortRange, PortRangeError
 
 DEFAULT_KERNEL_CLASS = "ipykernel.ipkernel.IPythonKernel"
@@ -171,6 +173,11 @@ def load_config(argv: Sequence[str], env: Mapping[str, str]) -> LauncherConfig:
     """Build the configuration or raise ConfigError with a one-line, secret-free message."""
     args = _parser().parse_args(list(argv))
     kernel_id = _required(_pick(args.kernel_id, env, "KERNEL_ID"), "--kernel-id", "KERNEL_ID")
+    if not KERNEL_ID_PATTERN.match(kernel_id):
+        raise ConfigError(
+            f"--kernel-id / KERNEL_ID {kernel_id[:140]!r} must be 1-128 characters of [A-Za-z0-9._-], "
+            "starting with a letter or digit"
+        )
     address_text = _required(
         _pick(args.response_address, env, "RESPONSE_ADDRESS", "EG_RESPONSE_ADDRESS"),
         "--response-address",

@@ -40,5 +40,6 @@ REQUIRED_CONNECTION_FIELDS = (
 )
 PORT_FIELDS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port", "comm_port")
 
-# What a kernel id may look like on the wire (it is also part of MAC input and file names).
-KERNEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# What a kernel id may look like on the wire (it is also part of MAC input and file names). ``\Z``, not ``$``:
+# ``$`` also matches before a trailing newline, so "id\n" passed ``.match`` and reached grep patterns and logs.
+KERNEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")

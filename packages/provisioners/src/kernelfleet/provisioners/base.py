@@ -10,19 +10,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import getpass
+import math
+import os
 import re
 import signal
-from typing import Any
+from typing import Any, ClassVar
 
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import KernelProvisionerBase
-from traitlets import Float, Integer, List, Set, Unicode, default
+from traitlets import Float, Integer, List, Set, TraitError, Unicode, default, validate
 
 from kernelfleet.protocol import CommOp, CommProtocolError, PortRange, PortRangeError, Report
 from kernelfleet.protocol.comm_client import send_legacy_request, send_request
+from kernelfleet.protocol.constants import KERNEL_ID_PATTERN
 from kernelfleet.provisioners.authorization import check_user
 from kernelfleet.provisioners.broker import PendingLaunch, ResponseBroker
 from kernelfleet.provisioners.envconfig import env_list, env_number, env_value
+from kernelfleet.provisioners.request_env import Engine, check_request_env, positive_seconds
 from kernelfleet.provisioners.transport_encryption import CurvePlan, normalise_policy
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]+)\}")
@@ -34,9 +38,16 @@ class LaunchError(RuntimeError):
 
 
 class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
+    # Which request-settable KERNEL_* names this provisioner interprets (request_env.REQUEST_VARIABLES).
+    request_engine: ClassVar[Engine | None] = None
+
     launch_timeout = Float(
         help="Seconds to wait for the launcher's report (env KF_LAUNCH_TIMEOUT / GP_LAUNCH_TIMEOUT; "
-        "a request's KERNEL_LAUNCH_TIMEOUT overrides it for that launch).",
+        "a request's KERNEL_LAUNCH_TIMEOUT overrides it for that launch, up to max_launch_timeout).",
+    ).tag(config=True)
+    max_launch_timeout = Float(
+        help="The longest launch timeout a request may ask for with KERNEL_LAUNCH_TIMEOUT; larger values are "
+        "lowered to it (env KF_MAX_LAUNCH_TIMEOUT; default 600 s).",
     ).tag(config=True)
     port_range = Unicode(help="Ports the kernel may use, 'lower..upper' or '0..0' (env GP_PORT_RANGE).").tag(
         config=True
@@ -56,6 +67,17 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
     @default("launch_timeout")
     def _launch_timeout_default(self) -> float:
         return env_number(("KF_LAUNCH_TIMEOUT", "GP_LAUNCH_TIMEOUT"), 30.0)
+
+    @default("max_launch_timeout")
+    def _max_launch_timeout_default(self) -> float:
+        return env_number(("KF_MAX_LAUNCH_TIMEOUT",), 600.0)
+
+    @validate("max_launch_timeout")
+    def _check_max_launch_timeout(self, proposal: dict[str, Any]) -> float:
+        value = float(proposal["value"])
+        if not math.isfinite(value) or value <= 0:
+            raise TraitError(f"max_launch_timeout must be a finite number of seconds above 0, not {value!r}")
+        return value
 
     @default("port_range")
     def _port_range_default(self) -> str:
@@ -119,6 +141,16 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         kwargs = await super().pre_launch(**kwargs)
         env: dict[str, str] = kwargs["env"]
         kernel_id = self.kernel_id
+        if not isinstance(kernel_id, str) or not KERNEL_ID_PATTERN.match(kernel_id):
+            raise ValueError(
+                f"Kernel {str(kernel_id)[:140]!r}: the kernel id must be 1-128 characters of [A-Za-z0-9._-], "
+                "starting with a letter or digit"
+            )
+        # Before anything reads a request value: operator-only names, then each interpreted name's type.
+        check_request_env(
+            kernel_id, env, engine=self.request_engine,
+            operator_env=self.kernel_spec.env if self.kernel_spec is not None else {}, server_env=os.environ,
+        )
         named = env.get("KERNEL_USERNAME")
         username = named or getpass.getuser()
         env["KERNEL_USERNAME"] = username
@@ -147,7 +179,7 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         self.pending = broker.expect(kernel_id)
         self.launch_env = {
             "KERNEL_ID": kernel_id,
-            "KERNEL_LANGUAGE": env.get("KERNEL_LANGUAGE") or language.lower(),
+            "KERNEL_LANGUAGE": env.get("KERNEL_LANGUAGE") or language.lower(),  # the kernelspec's: checked above
             "RESPONSE_ADDRESS": response_address,
             "PUBLIC_KEY": broker.public_key,
             "PORT_RANGE": str(port_range),
@@ -173,17 +205,21 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         return list(self.kernel_spec.argv) + list(extra_arguments or [])
 
     def _launch_timeout_for(self, env: dict[str, str]) -> float:
-        requested = env.get("KERNEL_LAUNCH_TIMEOUT")
-        if requested:
-            try:
-                value = float(requested)
-            except ValueError:
-                raise ValueError(
-                    f"Kernel {self.kernel_id}: KERNEL_LAUNCH_TIMEOUT={requested!r} is not a number"
-                ) from None
-            if value > 0:
-                return value
-        return float(self.launch_timeout)
+        """The kernelspec's launch_timeout, or the request's KERNEL_LAUNCH_TIMEOUT lowered to max_launch_timeout.
+
+        A request must not hold a host slot, container or pod for ever: malformed values (words, inf,
+        nan, 0, negatives) were refused by check_request_env; a finite value above the operator's
+        maximum is lowered to it, with one log line.
+        """
+        requested = (env.get("KERNEL_LAUNCH_TIMEOUT") or "").strip()
+        if not requested:
+            return float(self.launch_timeout)
+        value = positive_seconds(self.kernel_id, "KERNEL_LAUNCH_TIMEOUT", requested)
+        if value > self.max_launch_timeout:
+            self.log.warning("Kernel %s: KERNEL_LAUNCH_TIMEOUT=%s lowered to max_launch_timeout %gs", self.kernel_id,
+                             requested[:40], self.max_launch_timeout)
+            return float(self.max_launch_timeout)
+        return value
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         env = kwargs.pop("env")

@@ -19,27 +19,11 @@ from kernelfleet.provisioners.base import RemoteProvisionerBase
 from kernelfleet.provisioners.container_argv import parse_container_argv
 from kernelfleet.provisioners.envconfig import env_bool, env_value
 from kernelfleet.provisioners.kernel_env import remote_kernel_env
+from kernelfleet.provisioners.request_env import DECIMAL, MAX_ID, parse_id
 
-MAX_ID = 2**32 - 1
-DECIMAL = re.compile(r"0|[1-9][0-9]{0,9}")
 NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]+")
 # Variables the kernelspec argv may set for the bootstrap; the protocol's own ones come from the server.
 ARGV_SETTINGS = ("KERNEL_CLASS_NAME", "KERNEL_SPARK_CONTEXT_INIT_MODE", "KERNEL_CLUSTER_TYPE")
-
-
-def parse_id(kernel_id: str, name: str, value: str, prohibited: Iterable[int]) -> int:
-    """A user or group id as a plain decimal, so that spellings such as "00", "+0" or "0x0" cannot mean root."""
-    if not DECIMAL.fullmatch(value):
-        raise ValueError(
-            f"Kernel {kernel_id}: {name}={value[:32]!r} is not a user/group id: use a plain decimal number "
-            f"from 0 to {MAX_ID} without sign or leading zeros"
-        )
-    number = int(value)
-    if number > MAX_ID:
-        raise ValueError(f"Kernel {kernel_id}: {name}={value!r} is larger than {MAX_ID}")
-    if number in set(prohibited):
-        raise PermissionError(f"Kernel {kernel_id}: {name}={number} is prohibited for kernels on this server")
-    return number
 
 
 def parse_id_list(names: tuple[str, ...], default: Iterable[int]) -> set[int]:

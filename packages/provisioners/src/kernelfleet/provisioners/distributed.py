@@ -26,7 +26,7 @@ import asyncio
 import getpass
 import signal
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 import asyncssh
 from jupyter_client.connect import KernelConnectionInfo
@@ -37,6 +37,7 @@ from kernelfleet.provisioners.base import LaunchError, RemoteProvisionerBase
 from kernelfleet.provisioners.envconfig import env_bool, env_list, env_number, env_value
 from kernelfleet.provisioners.kernel_env import remote_kernel_env
 from kernelfleet.provisioners.local_process import LocalLauncherProcess
+from kernelfleet.provisioners.request_env import Engine
 from kernelfleet.provisioners.ssh_command import (
     check_env,
     encode_env,
@@ -64,6 +65,8 @@ def _is_loopback(ip: str) -> bool:
 
 
 class DistributedProvisioner(RemoteProvisionerBase):
+    request_engine: ClassVar[Engine | None] = Engine.SSH
+
     remote_hosts = List(
         Unicode(), help="Hosts kernels may run on (env GP_REMOTE_HOSTS, comma-separated). Default: localhost."
     ).tag(config=True)

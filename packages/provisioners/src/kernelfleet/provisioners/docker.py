@@ -18,7 +18,7 @@ import posixpath
 import signal
 import tarfile
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import aiodocker
 from traitlets import TraitError, Unicode, validate
@@ -27,6 +27,7 @@ from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.docker_common import LOG_TAIL_LINES, DockerProvisionerBase, tail_text
 from kernelfleet.provisioners.docker_engine import ENGINE_ERRORS, describe_engine_error
 from kernelfleet.provisioners.docker_swarm import DockerSwarmProvisioner
+from kernelfleet.provisioners.request_env import Engine
 
 __all__ = ["DockerProvisioner", "DockerSwarmProvisioner"]
 
@@ -46,6 +47,7 @@ def token_archive(name: str, token: str, uid: int, gid: int) -> bytes:
 
 
 class DockerProvisioner(DockerProvisionerBase):
+    request_engine: ClassVar[Engine | None] = Engine.DOCKER
     launch_token_dir = Unicode(
         "/tmp",
         help="Existing directory of the image, writable by the kernel's user, where the launch token file is put "
@@ -58,6 +60,7 @@ class DockerProvisioner(DockerProvisionerBase):
         if not posixpath.isabs(value) or "\x00" in value:
             raise TraitError(f"launch_token_dir must be an absolute path, not {value!r}")
         return posixpath.normpath(value)
+
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -20,13 +20,14 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from typing import Any
+from typing import Any, ClassVar
 
 import aiodocker
 
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.docker_common import LOG_TAIL_LINES, DockerProvisionerBase, tail_text
 from kernelfleet.provisioners.docker_engine import ENGINE_ERRORS, LABEL_KERNEL_ID, describe_engine_error
+from kernelfleet.provisioners.request_env import Engine
 
 # https://docs.docker.com/engine/swarm/how-swarm-mode-works/swarm-task-states/
 LIVE_STATES = frozenset({"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"})
@@ -51,6 +52,8 @@ def latest_task(tasks: list[Any]) -> dict[str, Any] | None:
 
 
 class DockerSwarmProvisioner(DockerProvisionerBase):
+    request_engine: ClassVar[Engine | None] = Engine.SWARM
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.service_id: str | None = None

@@ -19,9 +19,8 @@ import json
 import posixpath
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import yaml
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
@@ -47,7 +46,6 @@ from kernelfleet.provisioners.k8s_pod import (
     GPU_RESOURCE,
     PodPolicy,
     PodSettings,
-    PodSpecError,
     Resources,
     SecretKeyRef,
     build_pod,
@@ -69,6 +67,7 @@ from kernelfleet.provisioners.k8s_secret import (
 from kernelfleet.provisioners.k8s_status import exit_code, pod_ended, pod_failure, pod_ip
 from kernelfleet.provisioners.k8s_template import render_pod_template
 from kernelfleet.provisioners.k8s_watch import SharedWatch
+from kernelfleet.provisioners.request_env import Engine, mapping_list
 
 TEMPLATE_NAME = "scripts/kernel-pod.yaml.j2"
 EVENT_LINES = 8
@@ -85,6 +84,8 @@ CLIENT_RESOURCES: dict[str, tuple[str, str]] = {
 
 
 class KubernetesProvisioner(ContainerProvisionerBase):
+    request_engine: ClassVar[Engine | None] = Engine.KUBERNETES
+
     namespace = Unicode(
         help="Namespace of kernel pods when namespaces are shared (env KF_NAMESPACE / GP_NAMESPACE; default 'default')."
     ).tag(config=True)
@@ -302,12 +303,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
             raw = env.get(name)
             if not raw:
                 continue
-            try:
-                items = yaml.safe_load(raw)  # JSON, or GP's YAML flow lists
-            except yaml.YAMLError:
-                items = None
-            if not isinstance(items, list):
-                raise PodSpecError(f"Kernel {kid}: {name} must be a JSON list of mappings")
+            items = mapping_list(kid, name, raw)  # JSON, or GP's YAML flow lists
             checked = [check_volume(kid, v, allow_host_path=self.allow_host_path_volumes) if name == "KERNEL_VOLUMES"
                        else check_mount(kid, v) for v in items]
             if not self.allow_client_volumes:

@@ -2,8 +2,9 @@
 
 Gateway Provisioners copied the server's entire environment into every pod and container (cloud
 credentials included). A remote kernel here gets the kernelspec's ``env``, the protocol variables,
-the request's ``KERNEL_*`` values (checked to be plain single-line strings) and the server
-variables an operator lists in ``inherited_envs``.
+the request's ``KERNEL_*`` values (checked to be plain single-line strings; which names a request
+may set at all, and with what type, is ``request_env``'s policy, applied in ``pre_launch``) and the
+server variables an operator lists in ``inherited_envs``.
 """
 
 from __future__ import annotations

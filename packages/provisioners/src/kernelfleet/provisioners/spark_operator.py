@@ -21,6 +21,7 @@ from kernelfleet.provisioners.envconfig import env_value
 from kernelfleet.provisioners.k8s_names import check_dns_subdomain
 from kernelfleet.provisioners.k8s_pod import APP, LABEL_KERNEL_ID, PodSpecError, env_list, kernel_labels
 from kernelfleet.provisioners.k8s_secret import LAUNCH_TOKEN
+from kernelfleet.provisioners.request_env import Engine
 
 LAUNCHER_FILE = "local:///usr/local/bin/kernel-launchers/python/launch_ipykernel.py"
 JVM_MEMORY = re.compile(r"[1-9][0-9]{0,6}[kmgtKMGT]?")
@@ -34,6 +35,8 @@ def jvm_memory(kernel_id: str, name: str, value: str) -> str:
 
 
 class SparkOperatorProvisioner(CustomResourceProvisioner):
+    request_engine: ClassVar[Engine | None] = Engine.SPARK_OPERATOR
+
     group: ClassVar[str] = "sparkoperator.k8s.io"
     version: ClassVar[str] = "v1beta2"
     plural: ClassVar[str] = "sparkapplications"

@@ -32,6 +32,7 @@ import shlex
 from collections.abc import Iterable, Mapping
 
 from kernelfleet.provisioners.kernel_env import FORBIDDEN_CHARACTERS
+from kernelfleet.provisioners.request_env import USERNAME
 
 STARTED = "KF-STARTED"
 EXITED = "KF-EXITED"
@@ -62,7 +63,6 @@ tail -c 3000 "$kf_log"
 """
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-USERNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._@-]{0,63}\Z")
 UNSAFE_IN_REQUEST = ("$", "`")
 # Variables that change how the launching shell itself behaves; a kernel has no use for them.
 SHELL_NAMES = frozenset({"IFS", "ENV", "BASH_ENV", "SHELLOPTS", "BASHOPTS", "PS4", "CDPATH", "OPTIND", "PPID"})
