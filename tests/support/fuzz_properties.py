@@ -503,6 +503,14 @@ def write_pod_template(directory: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ launch timeout
+def known_launch_timeout_finding(text: str) -> bool:
+    """A spelling of infinity (inf, Infinity, 1e400): test_finding_launch_timeout_unbounded keeps it."""
+    try:
+        return math.isinf(float(text))
+    except ValueError:
+        return False
+
+
 def check_launch_timeout(text: str) -> None:
     """KERNEL_LAUNCH_TIMEOUT: a finite positive number of seconds is the launch's deadline; anything else is
     refused with an error naming the kernel and the variable, or (not positive) leaves the kernelspec's."""
