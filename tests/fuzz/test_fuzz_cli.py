@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from fuzz_properties import check_kernel_name, check_port_range
-from hypothesis import HealthCheck, assume, given, settings
+from fuzz_properties import budget, check_kernel_name, check_port_range
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from jupyter_client.kernelspec import KernelSpecManager
 
@@ -29,9 +29,8 @@ from kernelfleet.provisioners.cli.k8s import K8sSpecApp
 from kernelfleet.provisioners.cli.ssh import SshSpecApp
 from kernelfleet.provisioners.container_argv import PLACEHOLDERS
 
-GRAMMAR = settings(max_examples=2000, deadline=None, derandomize=True, database=None)
-INSTALLS = settings(max_examples=150, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+GRAMMAR = budget(500)
+INSTALLS = budget(100)
 BIN = Path(sys.executable).parent
 ARGV_FIELD = re.compile(r"\{([^{}]*)\}")
 

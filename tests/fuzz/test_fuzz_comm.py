@@ -19,18 +19,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fuzz_properties import COMM_KEY, KERNEL_ID, check_comm_line, check_signed_request, comm_line, signed
-from hypothesis import HealthCheck, given, settings
+from fuzz_properties import COMM_KEY, KERNEL_ID, budget, check_comm_line, check_signed_request, comm_line, signed
+from hypothesis import given
 from hypothesis import strategies as st
 
 from kernelfleet.launcher.comm_server import CommServer
 from kernelfleet.protocol import CommOp, CommProtocolError, parse_greeting, parse_reply, verify_request
 
-PARSERS = settings(max_examples=2000, deadline=None, derandomize=True, database=None)
-STRUCTURED = settings(max_examples=400, deadline=None, derandomize=True, database=None,
-                      suppress_health_check=[HealthCheck.too_slow])
-SOCKETS = settings(max_examples=400, deadline=None, derandomize=True, database=None,
-                   suppress_health_check=[HealthCheck.too_slow])
+PARSERS = budget(500)
+STRUCTURED = budget(200)
+SOCKETS = budget(200)
 
 json_leaves = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
 json_values = st.recursive(json_leaves, lambda inner: st.lists(inner, max_size=3)

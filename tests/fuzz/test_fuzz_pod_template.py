@@ -13,12 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fuzz_properties import KERNEL_ID, check_k8s_request, check_pod_template, write_pod_template
-from hypothesis import HealthCheck, assume, given, settings
+from fuzz_properties import KERNEL_ID, budget, check_k8s_request, check_pod_template, write_pod_template
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
-TEMPLATES = settings(max_examples=300, deadline=None, derandomize=True, database=None,
-                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+TEMPLATES = budget(150)
 
 hostile = st.sampled_from([
     '"', "'", '"\nhostPID: true\n"', "x\n  hostPID: true", "}}", "{{ kernel_id }}", "{% raw %}", "- a", ": b", "#",

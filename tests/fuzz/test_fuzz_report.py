@@ -17,6 +17,7 @@ from fuzz_properties import (
     KERNEL_ID,
     LAUNCH_TOKEN,
     PORT_FIELDS,
+    budget,
     check_legacy_info,
     check_report_line,
     check_report_mutation,
@@ -27,15 +28,13 @@ from fuzz_properties import (
     server_key,
     valid_connection_info,
 )
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from kernelfleet.protocol import ReportError, open_report, peek_kernel_id, seal_report
 
-FAST = settings(max_examples=1000, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow])
-RSA_BOUND = settings(max_examples=300, deadline=None, derandomize=True, database=None,
-                     suppress_health_check=[HealthCheck.too_slow])
+FAST = budget(500)
+RSA_BOUND = budget(200)
 
 json_leaves = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)
 json_values = st.recursive(json_leaves, lambda inner: st.lists(inner, max_size=4)

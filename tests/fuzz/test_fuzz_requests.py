@@ -16,6 +16,7 @@ import tracemalloc
 import pytest
 from fuzz_properties import (
     KERNEL_ID,
+    budget,
     check_docker_request,
     check_k8s_request,
     check_kernel_env,
@@ -26,7 +27,7 @@ from fuzz_properties import (
     known_launch_timeout_finding,
     settle,
 )
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from kernelfleet.provisioners.container import parse_id
@@ -34,9 +35,8 @@ from kernelfleet.provisioners.docker import DockerProvisioner
 from kernelfleet.provisioners.k8s import KubernetesProvisioner
 from kernelfleet.provisioners.k8s_names import K8sNameError, check_dns_label, check_dns_subdomain
 
-GRAMMAR = settings(max_examples=1500, deadline=None, derandomize=True, database=None)
-REQUESTS = settings(max_examples=500, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+GRAMMAR = budget(500)
+REQUESTS = budget(200)
 
 REQUEST_NAMES = st.sampled_from([
     "KERNEL_UID", "KERNEL_GID", "KERNEL_IMAGE", "KERNEL_WORKING_DIR", "KERNEL_NAMESPACE", "KERNEL_SERVICE_ACCOUNT_NAME",

@@ -197,11 +197,20 @@ def known_connection_info_finding(info: Mapping[str, Any]) -> bool:
     return ports or ids
 
 
-def legacy_report(info: Mapping[str, Any], *, aes_key: bytes = b"k" * 16) -> bytes:
-    """A Gateway Provisioners v1 payload, made as its launchers make it, for the fuzzed connection info."""
+LEGACY_AES_KEY = b"fuzz-v1-aes-key!"
+
+
+@functools.cache
+def legacy_wrapped_key() -> bytes:
+    """The v1 key block, made once: GP's launchers wrap their AES key with RSA PKCS#1 v1.5."""
     public = RSA.import_key(base64.b64decode(server_key().public_key_b64))
-    wrapped = PKCS1_v1_5.new(public).encrypt(aes_key)
-    body = AES.new(aes_key, AES.MODE_ECB).encrypt(pad(json.dumps(info).encode(), 16))
+    return PKCS1_v1_5.new(public).encrypt(LEGACY_AES_KEY)
+
+
+def legacy_report(info: Mapping[str, Any]) -> bytes:
+    """A Gateway Provisioners v1 payload, made as its launchers make it, for the fuzzed connection info."""
+    wrapped = legacy_wrapped_key()
+    body = AES.new(LEGACY_AES_KEY, AES.MODE_ECB).encrypt(pad(json.dumps(info).encode(), 16))
     envelope = {"version": 1, "key": base64.b64encode(wrapped).decode(), "conn_info": base64.b64encode(body).decode()}
     return base64.b64encode(json.dumps(envelope).encode())
 
@@ -523,3 +532,14 @@ def check_launch_timeout(text: str) -> None:
         assert "KERNEL_LAUNCH_TIMEOUT" in str(error)
         return
     assert math.isfinite(chosen[0]) and chosen[0] > 0, f"KERNEL_LAUNCH_TIMEOUT={text!r} gave a {chosen[0]} s deadline"
+
+
+# ------------------------------------------------------------------------------------------------ hypothesis
+def budget(examples: int) -> Any:
+    """The settings of every hypothesis fuzz test: a fixed number of examples, derandomized so a CI run is
+    reproducible, no example database, no per-example deadline (the machine is shared and slow inputs are the
+    code's cost, not the test's). The 10,000-case budgets per target are the atheris runs'."""
+    from hypothesis import HealthCheck, settings
+
+    return settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
