@@ -1,7 +1,7 @@
 """The bounded atheris campaign starts as soon as its tests are collected and runs beside the hypothesis
-tests (one atheris process and the pytest process: the machine's two cores); its tests run last and
-collect the results. KF_FUZZ_RUNS changes the per-target budget, KF_FUZZ_PARALLEL the number of targets
-fuzzed at once."""
+tests (two targets at a time by default; the atheris runs are most of the suite's CPU); its tests run last
+and collect the results. KF_FUZZ_RUNS changes the per-target budget, KF_FUZZ_PARALLEL the number of
+targets fuzzed at once."""
 
 from __future__ import annotations
 
@@ -18,15 +18,20 @@ ATHERIS_TEST = "test_atheris_target_runs_clean"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    atheris = [item for item in items if item.originalname == ATHERIS_TEST]
+    """The atheris tests only collect results: they go last, so the hypothesis tests run meanwhile."""
+    items.sort(key=lambda item: item.originalname == ATHERIS_TEST)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the runs of the atheris targets that survived selection (-k, node ids), once collection is final."""
+    atheris = [item for item in session.items if item.originalname == ATHERIS_TEST]
     if not atheris:
         return
-    items[:] = [item for item in items if item.originalname != ATHERIS_TEST] + atheris
     runs = int(os.environ.get("KF_FUZZ_RUNS") or CI_RUNS)
-    parallel = int(os.environ.get("KF_FUZZ_PARALLEL") or 1)
+    parallel = int(os.environ.get("KF_FUZZ_PARALLEL") or 2)
     targets = [item.callspec.params["target"] for item in atheris]
-    config.stash[RUNS] = runs
-    config.stash[CAMPAIGN] = start_bounded(targets, runs, Path(tempfile.mkdtemp(prefix="kf-fuzz-")), parallel)
+    session.config.stash[RUNS] = runs
+    session.config.stash[CAMPAIGN] = start_bounded(targets, runs, Path(tempfile.mkdtemp(prefix="kf-fuzz-")), parallel)
 
 
 @pytest.fixture
