@@ -174,7 +174,9 @@ def main(argv: list[str]) -> None:
         sys.exit(f"usage: python -m fuzz_atheris {{{','.join(TARGETS)}}} [libFuzzer flags] [corpus dirs]")
     target = TARGETS[argv[1]]
     props.server_key()  # made before fuzzing starts, so key generation is not counted against each input
-    atheris.Setup([argv[0], *argv[2:]], target)
+    # libFuzzer re-runs argv[0] through the shell for -merge and -fork: make it this very command.
+    rerun = f"{sys.executable} -m fuzz_atheris {argv[1]}"
+    atheris.Setup([rerun, *argv[2:]], target)
     atheris.Fuzz()
 
 
