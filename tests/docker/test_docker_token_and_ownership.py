@@ -27,6 +27,8 @@ from kernelfleet.provisioners.container import resource_name
 # Run inside the kernel: every process environment it can read, and whether the token file is still there.
 PROBE = """
 import glob, json, os
+
+pytestmark = pytest.mark.hostile
 environs = []
 for path in glob.glob('/proc/[0-9]*/environ'):
     try:

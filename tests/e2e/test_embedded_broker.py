@@ -23,6 +23,8 @@ from report_clients import ACCEPTED, sealed_report, send
 
 from kernelfleet.provisioners.broker import ResponseBroker
 
+pytestmark = pytest.mark.hostile
+
 SUPPORT = Path(__file__).resolve().parents[1] / "support"
 RESPONSE_SETTINGS = ("KF_RESPONSE_IP", "GP_RESPONSE_IP", "KF_RESPONSE_BIND_IP", "GP_RESPONSE_ADDR_ANY")
 

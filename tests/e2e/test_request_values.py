@@ -28,6 +28,8 @@ import pathlib
 pathlib.Path(__file__).with_name("imported-by-the-launcher").write_text("the request chose this code")
 from ipykernel.ipkernel import IPythonKernel
 
+pytestmark = pytest.mark.hostile
+
 
 class ProbeKernel(IPythonKernel):
     pass

@@ -19,6 +19,8 @@ from jupyter_client.kernelspec import KernelSpecManager
 from kf_testing import connect, execute
 from wire_capture import assert_wire, run_cell_on_the_wire
 
+pytestmark = pytest.mark.hostile
+
 BIN = Path(sys.executable).parent
 LAUNCHERS = Path(__file__).resolve().parents[2] / "launchers"
 

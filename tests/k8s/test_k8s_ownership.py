@@ -23,7 +23,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.k8s import wait_namespace_gone
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.hostile, pytest.mark.timeout(120)]
 GROUP, VERSION, PLURAL = "sparkoperator.k8s.io", "v1beta2", "sparkapplications"
 VICTIM = "victim"
 VICTIM_KERNEL = "0c0ffee0-0000-4000-8000-000000000000"  # the other user's kernel

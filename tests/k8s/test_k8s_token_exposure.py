@@ -24,7 +24,7 @@ from kubelite import KubeLite
 from kubelite.resources import ResourceType
 from kubernetes_asyncio import client
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.hostile, pytest.mark.timeout(120)]
 
 
 def collection_path(rt: ResourceType) -> str:

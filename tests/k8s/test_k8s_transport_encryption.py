@@ -15,7 +15,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from kubelite import KubeLite
 from wire_capture import assert_wire, run_cell_on_the_wire
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.hostile, pytest.mark.timeout(180)]
 
 
 @pytest.mark.parametrize(("policy", "encrypted"), [("disabled", False), ("auto", True), ("required", True)])

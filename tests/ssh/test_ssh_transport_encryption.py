@@ -15,6 +15,8 @@ from jupyter_client.kernelspec import KernelSpecManager
 from sshd import SshCluster
 from wire_capture import assert_wire, run_cell_on_the_wire
 
+pytestmark = pytest.mark.hostile
+
 
 @pytest.mark.parametrize(("policy", "encrypted"), [("disabled", False), ("auto", True), ("required", True)])
 async def test_ssh_kernel_traffic_on_the_wire(

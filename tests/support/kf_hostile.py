@@ -24,7 +24,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report: pytest.TestReport = outcome.get_result()
     if report.when != "call" or item.get_closest_marker("hostile") is None:
         return
-    doc = getattr(getattr(item, "function", None), "__doc__", None) or item.name
-    attack = " ".join(doc.strip().splitlines()[0].split()) if doc.strip() else item.name
+    doc = (getattr(getattr(item, "function", None), "__doc__", None) or "").strip()
+    if doc:
+        attack = " ".join(doc.splitlines()[0].split())
+    else:  # the test's name says it: test_taken_name_fails[docker] -> "taken name fails (docker)"
+        name, _, param = item.name.partition("[")
+        attack = name.removeprefix("test_").replace("_", " ") + (f" ({param.rstrip(']')})" if param else "")
     if not any(name == "attack" for name, _ in report.user_properties):
         report.user_properties.append(("attack", attack))

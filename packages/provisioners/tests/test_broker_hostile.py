@@ -20,6 +20,8 @@ from report_clients import ACCEPTED, REJECTED, gp_v1_payload, sealed_report, sen
 
 from kernelfleet.provisioners.broker import ResponseBroker
 
+pytestmark = pytest.mark.hostile
+
 BROKER_SERVER = Path(__file__).resolve().parents[3] / "tools" / "bench" / "broker_server.py"
 
 
