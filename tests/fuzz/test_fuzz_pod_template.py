@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from fuzz_properties import KERNEL_ID, budget, check_k8s_request, check_pod_template, write_pod_template
 from hypothesis import given
 from hypothesis import strategies as st

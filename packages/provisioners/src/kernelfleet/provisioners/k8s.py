@@ -46,6 +46,7 @@ from kernelfleet.provisioners.k8s_pod import (
     GPU_RESOURCE,
     PodPolicy,
     PodSettings,
+    PodSpecError,
     Resources,
     SecretKeyRef,
     build_pod,

@@ -147,7 +147,7 @@ def mapping_list(kernel_id: str, name: str, value: str) -> list[dict[str, Any]]:
     """
     check_value(kernel_id, name, value)
     try:
-        items = yaml.load(value, Loader=_RequestYamlLoader)  # noqa: S506 - a SafeLoader subclass
+        items = yaml.load(value, Loader=_RequestYamlLoader)
     except _RefusedYaml as err:
         raise KernelEnvError(f"Kernel {kernel_id}: {name} must be a JSON list of mappings: {err}") from None
     except yaml.YAMLError:  # its message quotes the value
