@@ -36,7 +36,10 @@ from kernelfleet.protocol import ReportError, open_report, peek_kernel_id, seal_
 FAST = budget(500)
 RSA_BOUND = budget(200)
 
-json_leaves = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)
+# Lone surrogates too: JSON can carry them and json.loads keeps them (test_finding_report_lone_surrogate).
+surrogates = st.text(st.characters(min_codepoint=0xD7FF, max_codepoint=0xE000, exclude_categories=()), max_size=3)
+json_leaves = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)
+               | surrogates)
 json_values = st.recursive(json_leaves, lambda inner: st.lists(inner, max_size=4)
                            | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=12) | st.builds(
     nested, json_leaves, st.lists(st.booleans(), min_size=10, max_size=40))  # around the 16-level bound
@@ -151,3 +154,29 @@ def test_finding_report_infinite_pid() -> None:
     line = legacy_report(valid_connection_info(kernel_id=KERNEL_ID, pid=float("inf")))
     report = open_report(line, server_key(), expected_token=lambda _kid: LAUNCH_TOKEN, accept_v1=True)
     assert report.pid is None
+
+
+@pytest.mark.parametrize("field", ["key", "launch_token"])
+def test_finding_report_lone_surrogate(field: str) -> None:
+    """JSON can carry a lone surrogate ('\\ud800'), which json.loads keeps and UTF-8 cannot encode: a v2 report's
+    launch_token (no secret needed, only the public key) or key made open_report raise UnicodeEncodeError."""
+    line = seal_report(valid_connection_info(**{field: "\ud800"}), kernel_id=KERNEL_ID,
+                       public_key_b64=server_key().public_key_b64)
+    with pytest.raises(ReportError):
+        open_report(line, server_key(), expected_token=lambda _kid: LAUNCH_TOKEN)
+
+
+@pytest.mark.parametrize("pid", [0, -1, 2**31, 4242.5, float("nan"), "9" * 5000, True])
+def test_finding_report_pid_is_a_process_id_or_none(pid: object) -> None:
+    """pid/pgid are process ids (signals go to them) or None; a 5,000-digit string made int() raise ValueError."""
+    report = check_report_line(seal_report(valid_connection_info(pid=pid, pgid=pid), kernel_id=KERNEL_ID,
+                                           public_key_b64=server_key().public_key_b64))
+    assert report is not None and report.pid is None and report.pgid is None
+
+
+def test_finding_report_long_digit_port() -> None:
+    """A port of 5,000 ASCII digits passed isdigit() and made int() raise ValueError (Python's digit limit)."""
+    line = seal_report(valid_connection_info(shell_port="9" * 5000), kernel_id=KERNEL_ID,
+                       public_key_b64=server_key().public_key_b64)
+    with pytest.raises(ReportError, match="shell_port"):
+        open_report(line, server_key(), expected_token=lambda _kid: LAUNCH_TOKEN)

@@ -50,7 +50,7 @@ def _json_value(fdp: atheris.FuzzedDataProvider, depth: int = 0) -> Any:
     if kind == 3:
         return fdp.ConsumeRegularFloat()
     if kind == 4:
-        return fdp.ConsumeUnicodeNoSurrogates(fdp.ConsumeIntInRange(0, 24))
+        return fdp.ConsumeUnicode(fdp.ConsumeIntInRange(0, 24))  # lone surrogates too: JSON carries them
     if kind == 5:
         return [_json_value(fdp, depth + 1) for _ in range(fdp.ConsumeIntInRange(0, 3))]
     return {fdp.ConsumeUnicodeNoSurrogates(8): _json_value(fdp, depth + 1) for _ in range(fdp.ConsumeIntInRange(0, 3))}
