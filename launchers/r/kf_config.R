@@ -61,14 +61,18 @@ kf_required <- function(value, option, var) {
   value
 }
 
+# PORT_RANGE as docs/protocol.md section 5 writes it: "lower..upper", each end 1-5 ASCII digits, blanks only around
+# the whole value (as.integer alone also took "+1024", "1e3", "0x400" and blanks around ".."). The cases all three
+# launchers are checked against are docs/protocol-vectors.json "port_ranges".
 kf_parse_port_range <- function(text) {
-  if (is.null(text) || text %in% c("", "0..0")) return(c(0L, 0L))
-  parts <- strsplit(text, "..", fixed = TRUE)[[1L]]
-  bounds <- suppressWarnings(as.integer(parts))
-  if (length(parts) != 2L || anyNA(bounds)) {
-    stop(kf_config_error(sprintf("--port-range / PORT_RANGE %s must look like 'lower..upper', e.g. '40000..41000'",
-                                 kf_quote(text))))
+  body <- if (is.null(text)) "" else gsub("^[ \t\r\n]+|[ \t\r\n]+$", "", text, useBytes = TRUE)
+  if (body %in% c("", "0..0")) return(c(0L, 0L))
+  if (!grepl("^[0123456789]{1,5}[.][.][0123456789]{1,5}$", body, useBytes = TRUE)) {
+    stop(kf_config_error(sprintf(
+      "--port-range / PORT_RANGE %s must look like 'lower..upper' with both ends written in digits 0-9, e.g. '40000..41000'",
+      kf_quote(text))))
   }
+  bounds <- as.integer(strsplit(body, "..", fixed = TRUE)[[1L]])
   if (!(1024L <= bounds[1L] && bounds[1L] <= bounds[2L] && bounds[2L] <= 65535L)) {
     stop(kf_config_error(sprintf("--port-range / PORT_RANGE %s: need 1024 <= lower <= upper <= 65535", kf_quote(text))))
   }

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from fuzz_properties import budget, check_kernel_name, check_port_range
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 from jupyter_client.kernelspec import KernelSpecManager
 
@@ -40,7 +40,6 @@ name_text = st.text(alphabet=st.sampled_from("abcXYZ019._- \t\n/\\\u212a\u0130")
 @GRAMMAR
 @given(name_text)
 def test_kernel_names_accept_exactly_one_directory_name(name: str) -> None:
-    assume(name.strip().replace(" ", "_").lower() not in (".", ".."))  # test_finding_kernel_name_dot_*
     check_kernel_name(name)
 
 
@@ -68,8 +67,6 @@ flags = st.lists(st.sampled_from(["--spark", "--swarm", "--crd", "--replace"]), 
 @INSTALLS
 @given(st.sampled_from(sorted(APPS)), options, flags)
 def test_install_writes_one_loadable_kernelspec_or_nothing(tool: str, chosen: dict[str, str], flag: list[str]) -> None:
-    name = chosen.get("--kernel-name", "")
-    assume(name.strip().replace(" ", "_").lower() not in (".", ".."))  # test_finding_kernel_name_dot_*
     prefix = Path(tempfile.mkdtemp(prefix="kf-fuzz-cli-"))
     try:
         argv = ["install", "--prefix", str(prefix), *flag]
@@ -112,8 +109,7 @@ def install_named(prefix: Path, name: str) -> subprocess.CompletedProcess[str]:
                            "--replace"], capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet: normalise_kernel_name accepts '.' and '..'")
-@pytest.mark.parametrize("name", [".", ".."])
+@pytest.mark.parametrize("name", [".", "..", " . ", "..\n"])
 def test_finding_kernel_name_dot_deletes_kernelspecs(tmp_path: Path, name: str) -> None:
     """'.' and '..' match [a-z0-9._-]+, so `--kernel-name . --replace` made jupyter_client rmtree the whole
     kernels directory (every other kernelspec), and '..' the whole share/jupyter directory, before failing."""
@@ -127,7 +123,6 @@ def test_finding_kernel_name_dot_deletes_kernelspecs(tmp_path: Path, name: str) 
     assert result.returncode == 1 and "kernel name" in result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet: PortRange.parse uses int(), which is wider than the grammar")
 @pytest.mark.parametrize("text", ["+1024..2024", "1_024..2_024", "\u0661\u0660\u0662\u0664..\u0662\u0660\u0662\u0664",
                                   "1024 .. 2024"])
 def test_finding_port_range_wider_than_its_grammar(text: str) -> None:

@@ -19,7 +19,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fuzz_properties import COMM_KEY, KERNEL_ID, budget, check_comm_line, check_signed_request, comm_line, signed
+from fuzz_properties import (
+    COMM_KEY,
+    KERNEL_ID,
+    budget,
+    check_comm_line,
+    check_signed_request,
+    comm_line,
+    nested,
+    signed,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -32,7 +41,8 @@ SOCKETS = budget(200)
 
 json_leaves = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
 json_values = st.recursive(json_leaves, lambda inner: st.lists(inner, max_size=3)
-                           | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=10)
+                           | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=10) | st.builds(
+    nested, json_leaves, st.lists(st.booleans(), min_size=10, max_size=40))  # around the 16-level bound
 
 
 @PARSERS
@@ -166,7 +176,6 @@ def test_server_acts_once_on_each_signed_request(comm_port: ServedCommPort, op: 
 DEEP = b'{"request":' + b"[" * 3000 + b"\n"
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError, reason="fixed by bounded JSON depth (issue 12, item 8)")
 def test_finding_comm_parsers_deep_json_nesting() -> None:
     """A 3 KiB line of nested arrays (under the 4 KiB cap) raised RecursionError from verify_request,
     parse_greeting and parse_reply instead of CommProtocolError."""
@@ -175,7 +184,6 @@ def test_finding_comm_parsers_deep_json_nesting() -> None:
             parse(DEEP)
 
 
-@pytest.mark.xfail(strict=True, reason="fixed by bounded JSON depth (issue 12, item 8)")
 def test_finding_comm_server_deep_json_nesting(comm_port: ServedCommPort) -> None:
     """The same line sent to the launcher's comm server before any authentication: the RecursionError
     escaped the connection handler (asyncio logged it as unhandled) and the peer got no reply at all."""

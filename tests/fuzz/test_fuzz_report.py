@@ -2,7 +2,7 @@
 
 Properties (fuzz_properties): nothing but ReportError escapes, no secret in any message, a report is only
 ever accepted for the pending kernel with sane ports, a sealed report survives no meaningful single-byte
-change, and a v1 payload (which anyone with the public key can make) is refused by name while v1 is off.
+change, and a v1 payload (which anyone with the public key can make) is refused unread while v1 is off.
 The test_finding_* tests are the fuzzers' findings on the code this suite was written against.
 """
 
@@ -22,13 +22,13 @@ from fuzz_properties import (
     check_report_line,
     check_report_mutation,
     check_sealed_info,
-    known_connection_info_finding,
     legacy_report,
+    nested,
     sealed_report,
     server_key,
     valid_connection_info,
 )
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from kernelfleet.protocol import ReportError, open_report, peek_kernel_id, seal_report
@@ -36,9 +36,13 @@ from kernelfleet.protocol import ReportError, open_report, peek_kernel_id, seal_
 FAST = budget(500)
 RSA_BOUND = budget(200)
 
-json_leaves = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)
+# Lone surrogates too: JSON can carry them and json.loads keeps them (test_finding_report_lone_surrogate).
+surrogates = st.text(st.characters(min_codepoint=0xD7FF, max_codepoint=0xE000, exclude_categories=()), max_size=3)
+json_leaves = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)
+               | surrogates)
 json_values = st.recursive(json_leaves, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=12)
+                           | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=12) | st.builds(
+    nested, json_leaves, st.lists(st.booleans(), min_size=10, max_size=40))  # around the 16-level bound
 envelope_fields = st.sampled_from(["protocol", "version", "kernel_id", "key", "iv", "ciphertext", "mac", "other"])
 
 
@@ -108,7 +112,6 @@ connection_info = st.fixed_dictionaries({}, optional={
 @given(connection_info, st.booleans())
 def test_sealed_connection_info_of_any_shape(partial: dict[str, Any], start_valid: bool) -> None:
     info = {**valid_connection_info(), **partial} if start_valid else partial
-    assume(not known_connection_info_finding(info))
     check_sealed_info(info)
 
 
@@ -116,12 +119,10 @@ def test_sealed_connection_info_of_any_shape(partial: dict[str, Any], start_vali
 @given(connection_info, st.booleans())
 def test_v1_payloads_of_any_shape(partial: dict[str, Any], start_valid: bool) -> None:
     info = {**valid_connection_info(kernel_id=KERNEL_ID), **partial} if start_valid else partial
-    assume(not known_connection_info_finding(info))
     check_legacy_info(info)
 
 
 # ------------------------------------------------------------------------------------------------ findings
-@pytest.mark.xfail(strict=True, raises=RecursionError, reason="fixed by bounded JSON depth (issue 12, item 8)")
 def test_finding_report_deep_json_nesting() -> None:
     """A report line of nested arrays (well under the 64 KiB cap) raised RecursionError from peek_kernel_id
     and open_report, before any authentication; the broker lets it escape its connection's task."""
@@ -131,7 +132,6 @@ def test_finding_report_deep_json_nesting() -> None:
         open_report(line, server_key(), expected_token=lambda _kid: LAUNCH_TOKEN)
 
 
-@pytest.mark.xfail(strict=True, reason="fixed by KERNEL_ID validation with \\Z (issue 12, item 8)")
 def test_finding_report_kernel_id_with_trailing_newline() -> None:
     """KERNEL_ID_PATTERN ends in '$', so 'id\\n' passed as a protocol kernel id (peek, open, seal)."""
     line = json.dumps({"protocol": "kernelfleet", "version": 2, "kernel_id": f"{KERNEL_ID}\n"}).encode()
@@ -140,7 +140,6 @@ def test_finding_report_kernel_id_with_trailing_newline() -> None:
         seal_report(valid_connection_info(), kernel_id=f"{KERNEL_ID}\n", public_key_b64=server_key().public_key_b64)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="not fixed yet: _to_report trusts str.isdigit()")
 def test_finding_report_non_ascii_digit_port() -> None:
     """A port written as '²' passes str.isdigit() but not int(): ValueError (not ReportError) escapes
     open_report. Reachable without any secret through a v1 payload when v1 reports are accepted."""
@@ -149,10 +148,35 @@ def test_finding_report_non_ascii_digit_port() -> None:
         open_report(line, server_key(), expected_token=lambda _kid: LAUNCH_TOKEN, accept_v1=True)
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError, reason="not fixed yet: _optional_int lets OverflowError out")
 def test_finding_report_infinite_pid() -> None:
     """A pid of 1e999 (or Infinity) decodes to inf; int(inf) raises OverflowError, which escapes open_report
     (through a v1 payload without any secret when v1 is accepted; in v2 from the kernel's own launcher)."""
     line = legacy_report(valid_connection_info(kernel_id=KERNEL_ID, pid=float("inf")))
     report = open_report(line, server_key(), expected_token=lambda _kid: LAUNCH_TOKEN, accept_v1=True)
     assert report.pid is None
+
+
+@pytest.mark.parametrize("field", ["key", "launch_token"])
+def test_finding_report_lone_surrogate(field: str) -> None:
+    """JSON can carry a lone surrogate ('\\ud800'), which json.loads keeps and UTF-8 cannot encode: a v2 report's
+    launch_token (no secret needed, only the public key) or key made open_report raise UnicodeEncodeError."""
+    line = seal_report(valid_connection_info(**{field: "\ud800"}), kernel_id=KERNEL_ID,
+                       public_key_b64=server_key().public_key_b64)
+    with pytest.raises(ReportError):
+        open_report(line, server_key(), expected_token=lambda _kid: LAUNCH_TOKEN)
+
+
+@pytest.mark.parametrize("pid", [0, -1, 2**31, 4242.5, float("nan"), "9" * 5000, True])
+def test_finding_report_pid_is_a_process_id_or_none(pid: object) -> None:
+    """pid/pgid are process ids (signals go to them) or None; a 5,000-digit string made int() raise ValueError."""
+    report = check_report_line(seal_report(valid_connection_info(pid=pid, pgid=pid), kernel_id=KERNEL_ID,
+                                           public_key_b64=server_key().public_key_b64))
+    assert report is not None and report.pid is None and report.pgid is None
+
+
+def test_finding_report_long_digit_port() -> None:
+    """A port of 5,000 ASCII digits passed isdigit() and made int() raise ValueError (Python's digit limit)."""
+    line = seal_report(valid_connection_info(shell_port="9" * 5000), kernel_id=KERNEL_ID,
+                       public_key_b64=server_key().public_key_b64)
+    with pytest.raises(ReportError, match="shell_port"):
+        open_report(line, server_key(), expected_token=lambda _kid: LAUNCH_TOKEN)

@@ -24,10 +24,9 @@ from fuzz_properties import (
     is_dns_label,
     is_dns_subdomain,
     is_plain_id,
-    known_launch_timeout_finding,
     settle,
 )
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from kernelfleet.provisioners.container import parse_id
@@ -92,7 +91,6 @@ def test_kubernetes_names_accept_exactly_dns_names(text: str) -> None:
 @GRAMMAR
 @given(st.from_regex(r"\A[+-]?([0-9]{1,4}(\.[0-9]*)?|inf|nan|1e[0-9]{1,3}|0x1)\Z") | st.text(max_size=12))
 def test_launch_timeout_is_finite_or_refused(text: str) -> None:
-    assume(not known_launch_timeout_finding(text))
     check_launch_timeout(text)
 
 
@@ -117,15 +115,17 @@ def alias_bomb(levels: int) -> str:
     return "[[" + ", ".join(anchors) + "]]"
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet: k8s _choose_volumes str()s a request's YAML before refusing")
+@pytest.mark.parametrize("permissive", [False, True], ids=["volumes-off", "volumes-on"])
 @pytest.mark.parametrize("name", ["KERNEL_VOLUMES", "KERNEL_VOLUME_MOUNTS"])
-def test_finding_k8s_volumes_yaml_alias_bomb(name: str) -> None:
+def test_finding_k8s_volumes_yaml_alias_bomb(name: str, permissive: bool) -> None:
     """KERNEL_VOLUMES / KERNEL_VOLUME_MOUNTS are parsed with yaml.safe_load, whose aliases share objects;
     check_volume/check_mount then build their error with str(item)[:80], which expands every alias first.
     A 290-byte request at level 6 costs ~7 MB (level 7: 60 MB; each level nine times more, so a 4 KiB value
     exhausts any server's memory and CPU) even when the kernelspec does not allow client volumes at all (the
-    permission check comes after). The refusal also does not name the variable (the rule for bad input)."""
-    provisioner = KubernetesProvisioner(kernel_id=KERNEL_ID, kernel_spec=None, parent=None, image_name="i:1")
+    permission check comes after). The refusal also does not name the variable (the rule for bad input).
+    Now: refused by permission before parsing when volumes are off, and by the alias-free loader when on."""
+    provisioner = KubernetesProvisioner(kernel_id=KERNEL_ID, kernel_spec=None, parent=None, image_name="i:1",
+                                        allow_client_volumes=permissive)
     tracemalloc.start()
     try:
         error = settle(provisioner, {name: alias_bomb(6)})
@@ -136,16 +136,18 @@ def test_finding_k8s_volumes_yaml_alias_bomb(name: str) -> None:
     assert error is not None and name in str(error), "the refusal must name the variable"
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError, reason="not fixed yet: k8s _choose_volumes YAML depth")
-def test_finding_k8s_volumes_deep_nesting() -> None:
+@pytest.mark.parametrize("permissive", [False, True], ids=["volumes-off", "volumes-on"])
+@pytest.mark.parametrize("text", ["[" * 3000, "[" * 20 + "]" * 20, "- " * 2000])
+def test_finding_k8s_volumes_deep_nesting(text: str, permissive: bool) -> None:
     """KERNEL_VOLUMES of 3,000 '[' made yaml.safe_load raise RecursionError, which escaped pre_launch
     instead of the documented PodSpecError (whether or not client volumes are allowed)."""
-    provisioner = KubernetesProvisioner(kernel_id=KERNEL_ID, kernel_spec=None, parent=None, image_name="i:1")
-    error = settle(provisioner, {"KERNEL_VOLUMES": "[" * 3000})
+    provisioner = KubernetesProvisioner(kernel_id=KERNEL_ID, kernel_spec=None, parent=None, image_name="i:1",
+                                        allow_client_volumes=permissive)
+    error = settle(provisioner, {"KERNEL_VOLUMES": text})
     assert error is not None and "KERNEL_VOLUMES" in str(error)
+    assert isinstance(error, PermissionError) != permissive, error
 
 
-@pytest.mark.xfail(strict=True, reason="fixed by request-settable KERNEL_* names (issue 12, item 7)")
 @pytest.mark.parametrize("name", ["KERNEL_PYTHON", "KERNEL_LAUNCHERS_DIR"])
 def test_finding_request_selects_executables(name: str) -> None:
     """Any KERNEL_* name passes kernel_env, so a request's KERNEL_PYTHON / KERNEL_LAUNCHERS_DIR reached the
@@ -158,7 +160,6 @@ def test_finding_request_selects_executables(name: str) -> None:
         assert name in str(error)
 
 
-@pytest.mark.xfail(strict=True, reason="fixed by bounded KERNEL_LAUNCH_TIMEOUT (issue 12, item 8)")
 @pytest.mark.parametrize("text", ["inf", "Infinity", "1e400", "1e308"])
 def test_finding_launch_timeout_unbounded(text: str) -> None:
     """KERNEL_LAUNCH_TIMEOUT=inf (or 1e400, found by the fuzzer, or 1e308) became the launch's deadline: a

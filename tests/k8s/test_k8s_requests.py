@@ -35,9 +35,11 @@ INJECTIONS: list[tuple[dict[str, str], str]] = [
     ({"KERNEL_UID": "0x0"}, "plain decimal"),
     ({"KERNEL_GID": "00"}, "plain decimal"),
     ({"KERNEL_GID": "0"}, "prohibited"),
-    ({"KERNEL_VOLUMES": '[{"name": "root", "hostPath": {"path": "/"}}]'}, "allow_host_path_volumes is off"),
+    # Client volumes are off: refused by that setting before the value is parsed at all.
+    ({"KERNEL_VOLUMES": '[{"name": "root", "hostPath": {"path": "/"}}]'}, "allow_client_volumes is off"),
     ({"KERNEL_VOLUMES": '[{"name": "data", "emptyDir": {}}]'}, "allow_client_volumes is off"),
-    ({"KERNEL_VOLUME_MOUNTS": '{"name": "x"}'}, "JSON list"),
+    ({"KERNEL_VOLUME_MOUNTS": '{"name": "x"}'}, "allow_client_volumes is off"),
+    ({"KERNEL_VOLUMES": "[" * 3000}, "allow_client_volumes is off"),
     ({"KERNEL_IMAGE": "attacker/miner:latest"}, "allow_client_image is off"),
 ]
 
@@ -54,6 +56,40 @@ async def test_request_values_are_refused_before_any_pod(kube: KubeLite, core: c
     assert await pods_of(core, km.kernel_id) == []
     assert {n.metadata.name for n in (await core.list_namespace()).items} == {
         "default", "kube-system", "kube-public", "kube-node-lease"}
+
+
+def yaml_alias_bomb(levels: int) -> str:
+    """A YAML flow list of nine-fold nested aliases: ~300 bytes meaning 9**levels items to whatever walks them."""
+    anchors = ["&a0 [x, x, x, x, x, x, x, x, x]"]
+    anchors += [f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "[[" + ", ".join(anchors) + "]]"
+
+
+VOLUME_REQUESTS: list[tuple[dict[str, str], str]] = [
+    ({"KERNEL_VOLUMES": '[{"name": "root", "hostPath": {"path": "/"}}]'}, "allow_host_path_volumes is off"),
+    ({"KERNEL_VOLUMES": '[{"name": "root", "hostPath": {"path": "/"}}]'}, "(in KERNEL_VOLUMES)"),
+    ({"KERNEL_VOLUME_MOUNTS": '[{"name": "x"}]'}, "(in KERNEL_VOLUME_MOUNTS)"),
+    ({"KERNEL_VOLUME_MOUNTS": '{"name": "x"}'}, "KERNEL_VOLUME_MOUNTS must be a JSON list"),
+    ({"KERNEL_VOLUMES": yaml_alias_bomb(7)}, "KERNEL_VOLUMES must be a JSON list of mappings: YAML aliases"),
+    ({"KERNEL_VOLUME_MOUNTS": yaml_alias_bomb(7)}, "KERNEL_VOLUME_MOUNTS must be a JSON list of mappings: YAML"),
+    ({"KERNEL_VOLUMES": "[" * 3000}, "KERNEL_VOLUMES must be a JSON list of mappings: nested deeper"),
+    ({"KERNEL_VOLUMES": "- " * 2000}, "KERNEL_VOLUMES must be a JSON list of mappings: nested deeper"),
+]
+
+
+@pytest.mark.parametrize(("env", "error"), VOLUME_REQUESTS, ids=[f"{next(iter(e))}-{i}" for i, (e, _) in
+                                                                enumerate(VOLUME_REQUESTS)])
+async def test_request_volumes_are_checked_when_allowed(kube: KubeLite, core: client.CoreV1Api, kernels_dir: Path,
+                                                        k8s_spec: Callable[..., str], env: dict[str, str],
+                                                        error: str) -> None:
+    """With allow_client_volumes on, a request's volumes are parsed: a YAML alias bomb (a level-7 one meant ~60 MB
+    and seconds of CPU once an error message str()ed it) or deep nesting (RecursionError out of pre_launch) is
+    refused cheaply, and every refusal names the variable; no pod is created."""
+    km = manager(kernels_dir, k8s_spec(allow_client_volumes=True))
+    with pytest.raises((ValueError, PermissionError)) as err:
+        await km.start_kernel(env={**os.environ, "KERNEL_USERNAME": "alice", **env})
+    assert error in str(err.value) and km.kernel_id in str(err.value)
+    assert await pods_of(core, km.kernel_id) == []
 
 
 async def test_host_path_from_the_kernelspec_needs_the_trait(kube: KubeLite, core: client.CoreV1Api,

@@ -17,7 +17,7 @@ import functools
 import json
 import math
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,17 +113,23 @@ def is_plain_id(text: str) -> bool:
 
 
 def is_port_range(text: str, min_size: int) -> bool:
-    """README: 'lower..upper' of whole numbers with 1024 <= lower <= upper <= 65535 and >= min_size ports, or 0..0.
-
-    Whole numbers are written in ASCII digits (surrounding blanks tolerated, as in a config file).
-    """
-    body = text.strip()
+    """docs/protocol.md section 5: 'lower..upper', each end 1-5 ASCII digits, 1024 <= lower <= upper <= 65535
+    and >= min_size ports, or 0..0 (or nothing). Blanks (space, tab, CR, LF) around the whole value are ignored."""
+    body = text.strip(" \t\r\n")
     if body in ("", "0..0"):
         return True
     lower, sep, upper = body.partition("..")
-    if not sep or not all(part and all(ch in string.digits for ch in part) for part in (lower, upper)):
+    if not sep or not all(0 < len(part) <= 5 and all(ch in string.digits for ch in part) for part in (lower, upper)):
         return False
     return 1024 <= int(lower) <= int(upper) <= 65535 and int(upper) - int(lower) + 1 >= min_size
+
+
+def nested(value: Any, shape: Sequence[bool]) -> Any:
+    """``value`` wrapped once per entry of ``shape``, in a list (True) or a one-key object (False): JSON deeper
+    than the protocol's bound (16 levels) for the report and comm fuzzers."""
+    for in_list in shape:
+        value = [value] if in_list else {"k": value}
+    return value
 
 
 # ------------------------------------------------------------------------------------------------ reports
@@ -136,7 +142,9 @@ def check_report_line(line: bytes, *, accept_v1: bool = False) -> Report | None:
         report = open_report(line, server_key(), expected_token=expected_token, accept_v1=accept_v1)
     except LegacyReportError as err:
         assert not accept_v1, "a v1 report was refused while v1 reports are accepted"
-        assert err.kernel_id and is_protocol_kernel_id(err.kernel_id), "a v1 refusal must name its kernel"
+        # docs/protocol.md section 6: refused unread (naming its kernel would cost an RSA operation per line),
+        # with the switch that accepts old images.
+        assert err.kernel_id is None and "accept_v1_reports" in str(err), "a v1 refusal must be unread"
         assert_no_secret(str(err))
         return None
     except ReportError as err:
@@ -188,15 +196,6 @@ def check_sealed_info(info: dict[str, Any]) -> None:
         assert info["kernel_id"] == KERNEL_ID
 
 
-def known_connection_info_finding(info: Mapping[str, Any]) -> bool:
-    """Connection info that trips the opener's known findings (test_finding_report_non_ascii_digit_port,
-    test_finding_report_infinite_pid): fuzzers skip it until the fix lands, the regression tests keep it."""
-    ports = any(isinstance(info.get(name), str) and info[name].isdigit() and not info[name].isascii()
-                for name in PORT_FIELDS)
-    ids = any(isinstance(info.get(name), float) and not math.isfinite(info[name]) for name in ("pid", "pgid"))
-    return ports or ids
-
-
 LEGACY_AES_KEY = b"fuzz-v1-aes-key!"
 
 
@@ -216,8 +215,8 @@ def legacy_report(info: Mapping[str, Any]) -> bytes:
 
 
 def check_legacy_info(info: dict[str, Any]) -> None:
-    """A v1 payload (anyone holding the public key can make one): refused by name when v1 is off, and only
-    ever a Report or a ReportError when it is on."""
+    """A v1 payload (anyone holding the public key can make one): refused unread, naming the switch, when v1 is
+    off, and only ever a Report or a ReportError when it is on."""
     try:
         line = legacy_report(info)
     except (TypeError, ValueError):
@@ -305,13 +304,20 @@ def launch_env() -> dict[str, str]:
 
 
 def settle(provisioner: Any, request: Mapping[str, str]) -> BaseException | None:
-    """Run a container provisioner's request checks exactly as ``pre_launch`` orders them: the request's
-    variables, then the server's own ones on top (KERNEL_USERNAME as pre_launch sets it)."""
+    """Run a container provisioner's request checks exactly as ``pre_launch`` orders them: ``check_request_env``
+    on the request (no kernelspec env, nothing from the server's environment), then the provisioner's own checks
+    with the server's variables on top (KERNEL_USERNAME as pre_launch sets it)."""
     from kernelfleet.provisioners.container_argv import container_argv
+    from kernelfleet.provisioners.request_env import check_request_env
 
-    provisioner.launch_env = launch_env()
-    env = {**request, "KERNEL_USERNAME": request.get("KERNEL_USERNAME") or "jovyan", **provisioner.launch_env}
-    return refused(lambda: provisioner._settle(env, container_argv()))
+    def checks() -> None:
+        check_request_env(KERNEL_ID, request, engine=provisioner.request_engine, operator_env={}, server_env={},
+                          closed=provisioner.closed_request_names())
+        provisioner.launch_env = launch_env()
+        env = {**request, "KERNEL_USERNAME": request.get("KERNEL_USERNAME") or "jovyan", **provisioner.launch_env}
+        provisioner._settle(env, container_argv())
+
+    return refused(checks)
 
 
 def check_kernel_env(request: Mapping[str, Any]) -> None:
@@ -501,7 +507,7 @@ def check_port_range(text: str, min_size: int = 1000) -> None:
     canonical = str(parsed)
     assert is_port_range(canonical, min_size), f"{text!r} parsed to {canonical!r}"
     if is_port_range(text, min_size) and not parsed.unrestricted:
-        lower, _, upper = text.strip().partition("..")
+        lower, _, upper = text.strip(" \t\r\n").partition("..")
         assert (parsed.lower, parsed.upper) == (int(lower), int(upper))
 
 
@@ -512,17 +518,10 @@ def write_pod_template(directory: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ launch timeout
-def known_launch_timeout_finding(text: str) -> bool:
-    """A spelling of infinity (inf, Infinity, 1e400): test_finding_launch_timeout_unbounded keeps it."""
-    try:
-        return math.isinf(float(text))
-    except ValueError:
-        return False
-
-
 def check_launch_timeout(text: str) -> None:
-    """KERNEL_LAUNCH_TIMEOUT: a finite positive number of seconds is the launch's deadline; anything else is
-    refused with an error naming the kernel and the variable, or (not positive) leaves the kernelspec's."""
+    """KERNEL_LAUNCH_TIMEOUT: a finite positive number of seconds is the launch's deadline, lowered to the
+    operator's max_launch_timeout; anything else (words, inf, nan, 0, negatives) is refused with an error naming
+    the kernel and the variable."""
     from kernelfleet.provisioners.distributed import DistributedProvisioner
 
     provisioner = DistributedProvisioner(kernel_id=KERNEL_ID, kernel_spec=None, parent=None, launch_timeout=30.0)
@@ -531,7 +530,9 @@ def check_launch_timeout(text: str) -> None:
     if error is not None:
         assert "KERNEL_LAUNCH_TIMEOUT" in str(error)
         return
-    assert math.isfinite(chosen[0]) and chosen[0] > 0, f"KERNEL_LAUNCH_TIMEOUT={text!r} gave a {chosen[0]} s deadline"
+    deadline = chosen[0]
+    assert math.isfinite(deadline) and 0 < deadline <= provisioner.max_launch_timeout, (
+        f"KERNEL_LAUNCH_TIMEOUT={text!r} gave a {deadline} s deadline")
 
 
 # ------------------------------------------------------------------------------------------------ hypothesis

@@ -18,15 +18,21 @@ final case class PortRange(lower: Int, upper: Int) {
 object PortRange {
   val MinPort = 1024
   val MaxPort = 65535
+  /** docs/protocol.md section 5: each end 1-5 ASCII digits (toInt alone also took '+1024' and other scripts' digits). */
+  private val Grammar = "([0-9]{1,5})\\.\\.([0-9]{1,5})".r
+  /** Blanks around the whole value are ignored (String.trim would also drop control characters). */
+  private val Blanks = "^[ \t\r\n]+|[ \t\r\n]+$"
 
-  def parse(text: Option[String]): PortRange = text.map(_.trim).filter(t => t.nonEmpty && t != "0..0") match {
+  /** The launcher's --port-range / PORT_RANGE; the cases all three launchers must agree on are
+   * docs/protocol-vectors.json "port_ranges". */
+  def parse(text: Option[String]): PortRange = text.map(_.replaceAll(Blanks, "")).filter(t => t.nonEmpty && t != "0..0") match {
     case None => PortRange(0, 0)
     case Some(t) =>
-      val parts = t.split("\\.\\.", -1)
-      if (parts.length != 2) throw new IllegalArgumentException(s"port range '$t' must look like 'lower..upper'")
-      val (lo, hi) =
-        try { (parts(0).trim.toInt, parts(1).trim.toInt) }
-        catch { case _: NumberFormatException => throw new IllegalArgumentException(s"port range '$t': both ends must be whole numbers") }
+      val (lo, hi) = t match {
+        case Grammar(lower, upper) => (lower.toInt, upper.toInt)
+        case _ => throw new IllegalArgumentException(
+          s"port range '$t' must look like 'lower..upper' with both ends written in digits 0-9, e.g. '40000..41000'")
+      }
       if (!(MinPort <= lo && lo <= hi && hi <= MaxPort))
         throw new IllegalArgumentException(s"port range '$t': need $MinPort <= lower <= upper <= $MaxPort")
       PortRange(lo, hi)

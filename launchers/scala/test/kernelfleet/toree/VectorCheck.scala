@@ -184,6 +184,19 @@ object VectorCheck {
       }
     }
 
+    val portRanges = obj(vectors, "port_ranges")
+    portRanges("valid").asInstanceOf[Vector[Map[String, Any]]].foreach { c =>
+      check(s"port range accepted: ${Json.encode(Seq("text" -> s(c, "text")))}") {
+        expectEq("bounds", PortRange.parse(Some(s(c, "text"))), PortRange(n(c, "lower"), n(c, "upper")))
+      }
+    }
+    portRanges("invalid").asInstanceOf[Vector[Map[String, Any]]].foreach { c =>
+      check(s"port range refused: ${s(c, "why")}") {
+        try { PortRange.parse(Some(s(c, "text"))); throw new AssertionError("accepted") }
+        catch { case _: IllegalArgumentException => () }
+      }
+    }
+
     check("response address parsing") {
       expectEq("v4", Report.parseAddress("10.0.0.1:8877"), ("10.0.0.1", 8877))
       expectEq("v6", Report.parseAddress("[::1]:8877"), ("::1", 8877))

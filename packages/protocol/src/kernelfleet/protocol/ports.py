@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 MIN_PORT = 1024
 MAX_PORT = 65535
+#: docs/protocol.md section 5: ``lower..upper``, each end 1-5 ASCII digits (no sign, no '_', no other script's
+#: digits, no blanks around '..'). The R and Scala launchers use the same rule; docs/protocol-vectors.json
+#: ("port_ranges") holds the cases all three are checked against.
+_PORT_RANGE = re.compile(r"([0-9]{1,5})\.\.([0-9]{1,5})")
+#: Blanks around the whole value are ignored (a value read from a config file); nothing else is.
+_BLANKS = " \t\r\n"
 
 
 class PortRangeError(ValueError):
@@ -29,15 +36,18 @@ class PortRange:
 
     @classmethod
     def parse(cls, text: str | None, *, min_size: int = 0) -> PortRange:
-        if text is None or text.strip() in ("", "0..0"):
+        """Parse ``PORT_RANGE`` / ``port_range``: the server (kernelspec config, ``*-spec install``) and the
+        Python launcher call it; ``min_size`` is the server's minimum, launchers pass none."""
+        body = "" if text is None else text.strip(_BLANKS)
+        if body in ("", "0..0"):
             return cls()
-        lower_s, sep, upper_s = text.strip().partition("..")
-        if not sep:
-            raise PortRangeError(f"port range {text!r} must look like 'lower..upper', e.g. '40000..41000'")
-        try:
-            lower, upper = int(lower_s), int(upper_s)
-        except ValueError as err:
-            raise PortRangeError(f"port range {text!r}: both ends must be whole numbers") from err
+        match = _PORT_RANGE.fullmatch(body)
+        if match is None:
+            raise PortRangeError(
+                f"port range {text!r} must look like 'lower..upper' with both ends whole numbers written in"
+                f" digits 0-9, e.g. '40000..41000'"
+            )
+        lower, upper = int(match[1]), int(match[2])
         if not (MIN_PORT <= lower <= upper <= MAX_PORT):
             raise PortRangeError(
                 f"port range {text!r}: need {MIN_PORT} <= lower <= upper <= {MAX_PORT}"

@@ -178,7 +178,9 @@ def open_report(
     except (ValueError, DecodeError):
         raise ReportError("report connection info does not decrypt to a JSON object", kernel_id) from None
     sent_token = info.pop("launch_token", None)
-    if not isinstance(sent_token, str) or not hmac.compare_digest(sent_token.encode(), token.encode()):
+    # surrogatepass: JSON can carry a lone surrogate, which plain UTF-8 encoding would raise on.
+    if not isinstance(sent_token, str) or not hmac.compare_digest(sent_token.encode("utf-8", "surrogatepass"),
+                                                                  token.encode()):
         raise ReportError("report launch token does not match this launch", kernel_id)
     info.setdefault("kernel_id", kernel_id)
     if info["kernel_id"] != kernel_id:
@@ -195,12 +197,16 @@ def _to_report(kernel_id: str, version: int, info: dict[str, Any], *, require_co
         raise ReportError(f"connection info lacks {', '.join(missing)}", kernel_id)
     for name in PORT_FIELDS:
         value = info[name]
-        if isinstance(value, str) and value.isdigit():
+        if _is_decimal(value, max_digits=5):
             value = info[name] = int(value)
         if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
             raise ReportError(f"connection info field {name} is not a port number", kernel_id)
     if not isinstance(info["key"], str):
         raise ReportError("connection info key must be a string", kernel_id)
+    try:
+        key = info["key"].encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, which JSON can carry
+        raise ReportError("connection info key is not valid Unicode text", kernel_id) from None
     comm_key = None
     if require_comm_key:
         try:
@@ -211,7 +217,7 @@ def _to_report(kernel_id: str, version: int, info: dict[str, Any], *, require_co
     pid = _optional_int(info.pop("pid", None))
     pgid = _optional_int(info.pop("pgid", None))
     launcher = info.pop("launcher", None)
-    info["key"] = info["key"].encode("utf-8")
+    info["key"] = key
     allowed = {"ip", "transport", "signature_scheme", "kernel_name", "key", "kernel_id", *PORT_FIELDS}
     extra = {k: info.pop(k) for k in list(info) if k not in allowed}
     if launcher is not None:
@@ -219,11 +225,26 @@ def _to_report(kernel_id: str, version: int, info: dict[str, Any], *, require_co
     return Report(kernel_id, version, info, comm_port, comm_key, pid, pgid, extra)
 
 
+def _is_decimal(value: Any, *, max_digits: int) -> bool:
+    """A string of at most ``max_digits`` ASCII digits: what launchers that write numbers as text send.
+
+    ``str.isdigit`` alone also accepts characters such as '²' that ``int`` refuses, and a long digit string
+    makes ``int`` raise; both would let a ValueError out of ``open_report`` instead of a ReportError.
+    """
+    return isinstance(value, str) and 0 < len(value) <= max_digits and value.isascii() and value.isdigit()
+
+
 def _optional_int(value: Any) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+    """The launcher's pid / pgid (``_to_report`` for both report versions): a process id, i.e. a whole
+    number in 1..2**31-1, or None for anything else (a fraction, infinity, text that is not decimal, a
+    number no process can have) rather than an exception or a value that would signal the wrong processes."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    elif _is_decimal(value, max_digits=10):
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**31:
+        return value
+    return None
 
 
 def is_v1_payload(line: bytes) -> bool:

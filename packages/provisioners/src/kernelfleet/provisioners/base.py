@@ -134,6 +134,11 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         """Where the kernel's ports are reachable from this server."""
         return str(report.connection_info.get("ip") or "127.0.0.1")
 
+    def closed_request_names(self) -> dict[str, str]:
+        """Request-settable names this kernelspec's configuration closes, each with the setting that opens it:
+        ``pre_launch`` refuses a request that sets one before reading its value. None by default."""
+        return {}
+
     # ------------------------------------------------------------------------------------- launch
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         extra_arguments = kwargs.pop("extra_arguments", None)
@@ -150,6 +155,7 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         check_request_env(
             kernel_id, env, engine=self.request_engine,
             operator_env=self.kernel_spec.env if self.kernel_spec is not None else {}, server_env=os.environ,
+            closed=self.closed_request_names(),
         )
         named = env.get("KERNEL_USERNAME")
         username = named or getpass.getuser()

@@ -46,6 +46,7 @@ from kernelfleet.provisioners.k8s_pod import (
     GPU_RESOURCE,
     PodPolicy,
     PodSettings,
+    PodSpecError,
     Resources,
     SecretKeyRef,
     build_pod,
@@ -67,7 +68,7 @@ from kernelfleet.provisioners.k8s_secret import (
 from kernelfleet.provisioners.k8s_status import exit_code, pod_ended, pod_failure, pod_ip
 from kernelfleet.provisioners.k8s_template import render_pod_template
 from kernelfleet.provisioners.k8s_watch import SharedWatch
-from kernelfleet.provisioners.request_env import Engine, mapping_list
+from kernelfleet.provisioners.request_env import Engine, mapping_list, refuse_closed
 
 TEMPLATE_NAME = "scripts/kernel-pod.yaml.j2"
 EVENT_LINES = 8
@@ -295,21 +296,30 @@ class KubernetesProvisioner(ContainerProvisionerBase):
             (requests if section == "requests" else limits)[resource] = amount
         return Resources(requests, limits)
 
+    def closed_request_names(self) -> dict[str, str]:
+        if self.allow_client_volumes:
+            return {}
+        return {"KERNEL_VOLUMES": "allow_client_volumes", "KERNEL_VOLUME_MOUNTS": "allow_client_volumes"}
+
     def _choose_volumes(self, env: dict[str, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The kernelspec's volumes and mounts, plus a request's when the kernelspec allows them: the permission
+        first, then the value (bounded, alias-free YAML), each item's error naming the variable."""
         kid = self.kernel_id
         volumes = [check_volume(kid, v, allow_host_path=self.allow_host_path_volumes) for v in self.volumes]
         mounts = [check_mount(kid, m) for m in self.volume_mounts]
+        closed = self.closed_request_names()
         for name, target in (("KERNEL_VOLUMES", volumes), ("KERNEL_VOLUME_MOUNTS", mounts)):
             raw = env.get(name)
             if not raw:
                 continue
+            if name in closed:
+                refuse_closed(kid, name, closed[name])
             items = mapping_list(kid, name, raw)  # JSON, or GP's YAML flow lists
-            checked = [check_volume(kid, v, allow_host_path=self.allow_host_path_volumes) if name == "KERNEL_VOLUMES"
-                       else check_mount(kid, v) for v in items]
-            if not self.allow_client_volumes:
-                raise PermissionError(f"Kernel {kid}: {name} was requested, but this kernelspec does not let "
-                                      "requests add volumes (allow_client_volumes is off)")
-            target.extend(checked)
+            try:
+                target.extend(check_volume(kid, v, allow_host_path=self.allow_host_path_volumes)
+                              if name == "KERNEL_VOLUMES" else check_mount(kid, v) for v in items)
+            except ValueError as err:  # PodSpecError, K8sNameError
+                raise PodSpecError(f"{err} (in {name})") from None
         return volumes, mounts
 
     def _template_path(self) -> Path | None:

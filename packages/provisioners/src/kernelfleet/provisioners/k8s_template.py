@@ -27,6 +27,9 @@ from kernelfleet.provisioners.k8s_pod import PodSpecError
 MAX_TEMPLATE_BYTES = 256 * 1024
 # "{{ expr }}" or '{{ expr }}' exactly: the quotes go, the value is quoted by finalize instead.
 QUOTED_EXPRESSION = re.compile(r"""(["'])(\{\{(?:(?!\}\}|\n).)*\}\})\1""")
+# In json.dumps' ASCII output: a surrogate-pair escape (group 1, 2), or any other escape, consumed whole so that an
+# escaped backslash followed by "ud83d" is never mistaken for an escape.
+JSON_ESCAPE = re.compile(r"\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})|\\.")
 
 
 def yaml_scalar(value: Any) -> str:
@@ -40,8 +43,18 @@ def yaml_scalar(value: Any) -> str:
     if isinstance(value, int | float):
         return json.dumps(value)
     if isinstance(value, str | Mapping | list | tuple):
-        return json.dumps(value, sort_keys=False)
+        return JSON_ESCAPE.sub(_astral_escape, json.dumps(value, sort_keys=False))
     raise PodSpecError(f"a pod template value of type {type(value).__name__} cannot be written into YAML")
+
+
+def _astral_escape(match: re.Match[str]) -> str:
+    """A JSON surrogate pair as YAML's ``\\UXXXXXXXX`` escape, for ``yaml_scalar``: YAML decodes each ``\\uXXXX``
+    of a pair into a lone surrogate, so a character above U+FFFF (an emoji in a user name) would not come back
+    as itself. Every other escape means the same in JSON and YAML and stays."""
+    if match[1] is None:
+        return match[0]
+    high, low = int(match[1], 16), int(match[2], 16)
+    return f"\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08x}"
 
 
 def _environment() -> SandboxedEnvironment:

@@ -108,12 +108,50 @@ def parse_id(kernel_id: str, name: str, value: str, prohibited: Iterable[int] = 
     return number
 
 
+#: How deep a request's volume list may nest: a volume source is a few levels (list, volume, source, items, ...).
+MAX_MAPPING_LIST_DEPTH = 16
+
+
+class _RefusedYaml(yaml.YAMLError):
+    """A construct ``_RequestYamlLoader`` does not accept; its message names no part of the value."""
+
+
+class _RequestYamlLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` for request values (``mapping_list``), without aliases and with bounded nesting.
+
+    Aliases make a few hundred bytes mean billions of nodes to whoever walks the result (``str()`` in an error
+    message did), and deep nesting makes the composer recurse until RecursionError: both are refused while the
+    document is composed, before any object exists.
+    """
+
+    depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise _RefusedYaml("YAML aliases are not allowed")
+        if self.depth >= MAX_MAPPING_LIST_DEPTH:
+            raise _RefusedYaml(f"nested deeper than {MAX_MAPPING_LIST_DEPTH} levels")
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
 def mapping_list(kernel_id: str, name: str, value: str) -> list[dict[str, Any]]:
-    """A JSON list of mappings (Gateway Provisioners' YAML flow lists are accepted too)."""
+    """A JSON list of mappings (Gateway Provisioners' YAML flow lists are accepted too, without aliases).
+
+    Called by ``check_request_env`` (every Kubernetes launch's request) and by the Kubernetes provisioner; the
+    value is bounded by ``check_value`` first, so parsing it costs at most a few KiB of YAML. The error names
+    the kernel and the variable, never the value.
+    """
+    check_value(kernel_id, name, value)
     try:
-        items = yaml.safe_load(value)
-    except yaml.YAMLError:
-        items = None
+        items = yaml.load(value, Loader=_RequestYamlLoader)
+    except _RefusedYaml as err:
+        raise KernelEnvError(f"Kernel {kernel_id}: {name} must be a JSON list of mappings: {err}") from None
+    except yaml.YAMLError:  # its message quotes the value
+        raise KernelEnvError(f"Kernel {kernel_id}: {name} must be a JSON list of mappings") from None
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise KernelEnvError(f"Kernel {kernel_id}: {name} must be a JSON list of mappings")
     return items
@@ -183,6 +221,13 @@ OPERATOR_ONLY: Mapping[str, tuple[str, str]] = {
 }
 
 
+def refuse_closed(kernel_id: str, name: str, setting: str) -> None:
+    """The refusal of a request value the kernelspec does not open to requests (``check_request_env``, and the
+    provisioner itself before it parses such a value)."""
+    raise PermissionError(f"Kernel {kernel_id}: the start request sets {name}, but this kernelspec does not let "
+                          f"requests set it ({setting} is off)")
+
+
 def request_variables(engine: Engine | None) -> dict[str, RequestVariable]:
     """The names ``engine`` interprets, each with its check (none for a provisioner that names no engine)."""
     return {v.name: v for v in REQUEST_VARIABLES if engine in v.engines}
@@ -195,6 +240,7 @@ def check_request_env(
     engine: Engine | None,
     operator_env: Mapping[str, str],
     server_env: Mapping[str, str],
+    closed: Mapping[str, str] | None = None,
 ) -> None:
     """Refuse a launch whose request set an operator-only name or gave an interpreted name a wrong value.
 
@@ -202,8 +248,13 @@ def check_request_env(
     (``operator_env``) over the request's; ``server_env`` is the server's own environment, which
     jupyter_server merges under the request's values. A name counts as set by the operator when
     the kernelspec's env names it or its value is the server's own; any other value is the request's.
+    ``closed`` maps names this kernelspec does not let requests set to the setting that would (the
+    provisioner's ``closed_request_names``): such a name is refused before its value is even parsed.
     Called by ``RemoteProvisionerBase.pre_launch`` before anything is started.
     """
+    for name, setting in (closed or {}).items():
+        if env.get(name):
+            refuse_closed(kernel_id, name, setting)
     for name, (selects, where) in OPERATOR_ONLY.items():
         value = env.get(name)
         if value is None or name in operator_env or value == server_env.get(name):

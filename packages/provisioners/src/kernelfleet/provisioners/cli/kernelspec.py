@@ -19,7 +19,8 @@ from jupyter_core.paths import SYSTEM_JUPYTER_PATH
 
 from kernelfleet.provisioners.container_argv import PLACEHOLDERS
 
-_KERNEL_NAME = re.compile(r"^[a-z0-9._-]+$")
+#: jupyter_client's kernelspec name rule (letters, digits, '.', '_', '-'), after lower-casing.
+_KERNEL_NAME = re.compile(r"[a-z0-9._-]+")
 _TEMPLATE_VARIABLE = re.compile(r"\$\{[^}]*\}")
 _ARGV_FIELD = re.compile(r"\{([^{}]*)\}")
 
@@ -29,12 +30,20 @@ class SpecError(Exception):
 
 
 def normalise_kernel_name(name: str) -> str:
-    """GP turned spaces into ``_``; jupyter_client lowercases; both happen before any check."""
+    """GP turned spaces into ``_``; jupyter_client lowercases; both happen before any check.
+
+    Called by every ``*-spec install`` before anything is written or removed. The name becomes one
+    directory under the kernels directory, which ``--replace`` removes first: ``.`` would be the kernels
+    directory itself (every other kernelspec) and ``..`` the whole ``share/jupyter``, so both are refused
+    along with everything jupyter_client's own name rule refuses.
+    """
     normalised = name.strip().replace(" ", "_").lower()
-    if not _KERNEL_NAME.match(normalised):
+    if not _KERNEL_NAME.fullmatch(normalised):
         raise SpecError(
             f"kernel name {name!r} is not valid: use only letters, digits, '.', '_' and '-' (spaces become '_')"
         )
+    if normalised in (".", ".."):
+        raise SpecError(f"kernel name {name!r} is not valid: it names a directory outside the kernelspec's own")
     return normalised
 
 
