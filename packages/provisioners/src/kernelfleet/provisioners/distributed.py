@@ -15,8 +15,10 @@ Remote launches (see ``ssh_command`` for the command and why the environment goe
   them in remote specs.
 * The kernel gets only its own variables (``kernel_env.remote_kernel_env``), never the server's
   environment.
-* Liveness, interrupt and shutdown use the launcher's authenticated comm port; when that is gone,
-  terminate and kill signal the launcher's and the kernel's process groups over SSH.
+* Liveness, interrupt and shutdown use the launcher's authenticated comm port; when that does not
+  answer, liveness is asked of the host (are the launcher's or the kernel's process groups still
+  there?) and terminate and kill signal those groups over SSH. A host that cannot be reached either
+  leaves the kernel "alive": only the launcher or the host may declare it dead.
 * Password authentication (``GP_REMOTE_PWD``) is not supported: use keys or an agent.
 """
 
@@ -362,6 +364,18 @@ class DistributedProvisioner(RemoteProvisionerBase):
             await self._repair_tunnels()
         return await super().poll()
 
+    async def engine_poll(self) -> int | None:
+        """The comm port did not answer: the host itself says whether the launcher's or the kernel's process
+        group is still there (the launch channel is closed once the kernel reported, so this asks over a
+        short SSH command). A host that cannot be reached is "unknown", never "dead"."""
+        if not self.is_remote:
+            return None
+        present = await self._signal_remote("0")
+        if present is None or present:
+            return None
+        self.log.info("Kernel %s: its processes are gone from %s", self.kernel_id, self.assigned_host)
+        return 0
+
     async def wait(self) -> int | None:
         if self.local_process is not None:
             return await self.local_process.wait()
@@ -400,10 +414,10 @@ class DistributedProvisioner(RemoteProvisionerBase):
         except (TimeoutError, asyncio.CancelledError):
             await self._signal_remote("KILL")
 
-    async def _signal_remote(self, signal_name: str) -> list[str]:
+    async def _signal_remote(self, signal_name: str) -> list[str] | None:
         """The fallback when the comm port is gone: signal (``0``: test) the process groups over SSH.
 
-        Returns the groups that were still there; empty when none were or the host cannot be reached.
+        Returns the groups that were still there (empty when none were), None when the host cannot be reached.
         """
         groups = [g for g in (self.launcher_pid, self.kernel_pgid) if g]
         if not groups or self.assigned_host is None:
@@ -413,7 +427,7 @@ class DistributedProvisioner(RemoteProvisionerBase):
         except (HostUnavailable, asyncssh.Error, OSError, TimeoutError) as err:
             self.log.warning("Kernel %s: cannot signal its processes on %s: %s", self.kernel_id, self.assigned_host,
                              err)
-            return []
+            return None
         self.log.debug("Kernel %s: signal %s over SSH to groups %s on %s (present: %s)", self.kernel_id,
                        signal_name, groups, self.assigned_host, present or "none")
         return present
@@ -444,8 +458,8 @@ class DistributedProvisioner(RemoteProvisionerBase):
     async def _sweep_remote(self) -> None:
         """One SSH command after every stop: kill what is left of the kernel's groups, remove its log.
 
-        Liveness comes from the comm port, so a launcher that hangs (stopped, wedged) looks dead
-        and is never sent a kill; this sweep is what guarantees nothing is left on the host
+        A launcher that hangs (stopped, wedged) never acts on the comm port's kill; this sweep is
+        what guarantees nothing is left on the host
         (``signal_command`` only hits groups still carrying this kernel's id).
         """
         assert self.assigned_host is not None
