@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import os
 import signal
 import sys
 from typing import Any
@@ -54,6 +55,11 @@ from kernelfleet.provisioners.ssh_tunnels import KERNEL_PORTS, LOCAL_ADDRESS, Ke
 LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "127.0.0.1", "::1", ""})
 UNROUTABLE = frozenset({"", "0.0.0.0", "::"})
 STOP_GRACE = 3.0  # seconds an unreported launcher gets between SIGTERM and SIGKILL
+
+
+# Launchers whose kernel leads its own process group and takes SIGINT to that group as an interrupt (the R
+# launcher's comm listener ignores it). Toree's kernel is the launcher's JVM, which SIGINT would end.
+SIGINT_GROUP_LAUNCHERS = ("python/", "r/")
 
 
 def is_local_host(host: str) -> bool:
@@ -153,6 +159,7 @@ class DistributedProvisioner(RemoteProvisionerBase):
         self.remote_launch: RemoteLaunch | None = None
         self.launcher_pid: int | None = None  # remote: the launcher's pid, also its process group (setsid)
         self.kernel_pgid: int | None = None
+        self.launcher_name = ""  # the report's "launcher" ("python/0.1.0", "r/0.1.0", "scala/0.1.0")
         self.remote_log: str | None = None
         self.tunnels: KernelTunnels | None = None
         self._reserved: str | None = None  # host counted in the balancer (and held in the pool if remote)
@@ -303,6 +310,7 @@ class DistributedProvisioner(RemoteProvisionerBase):
     def _accept_report(self, report: Report) -> None:
         super()._accept_report(report)
         self.kernel_pgid = report.pgid
+        self.launcher_name = str(report.extra.get("launcher") or "")
 
     # ------------------------------------------------------------------------------------- tunnels
     async def _open_tunnels(self, preferred: dict[str, int] | None = None,
@@ -381,6 +389,40 @@ class DistributedProvisioner(RemoteProvisionerBase):
             return await self.local_process.wait()
         return await super().wait()
 
+    async def send_signal(self, signum: int) -> None:
+        """An interrupt the comm port could not carry (it did not answer within comm_timeout: a flood, or a
+        launcher that accepts slowly) goes to the kernel's own process group through the engine: the local
+        process group, or a signal over SSH. Only for launchers whose kernel takes that signal as an
+        interrupt (SIGINT_GROUP_LAUNCHERS); everything else is the base class's comm-port path."""
+        fallback = signum == signal.SIGINT and self.kernel_pgid and self.launcher_name.startswith(
+            SIGINT_GROUP_LAUNCHERS)
+        if not fallback:
+            await super().send_signal(signum)
+            return
+        reply = await self.comm_request(CommOp.INTERRUPT)
+        if reply and reply.get("ok"):
+            self.log.info("Kernel %s: interrupted", self.kernel_id)
+        elif await self._interrupt_group():
+            self.log.info("Kernel %s: interrupted through its process group (the comm port did not answer)",
+                          self.kernel_id)
+        else:
+            self.log.warning("Kernel %s: interrupt could not be delivered", self.kernel_id)
+
+    async def _interrupt_group(self) -> bool:
+        assert self.kernel_pgid
+        if self.local_process is not None:
+            if self.local_process.returncode is not None:
+                return False  # the launcher is gone; its kernel's group id may name someone else by now
+            try:
+                os.killpg(self.kernel_pgid, signal.SIGINT)
+            except OSError:
+                return False
+            return True
+        if not self.is_remote:
+            return False
+        present = await self._run_signal_remote("INT", [self.kernel_pgid])
+        return bool(present)
+
     async def terminate(self, restart: bool = False) -> None:
         if self.local_process is not None:
             self.local_process.signal_group(signal.SIGTERM)
@@ -419,7 +461,9 @@ class DistributedProvisioner(RemoteProvisionerBase):
 
         Returns the groups that were still there (empty when none were), None when the host cannot be reached.
         """
-        groups = [g for g in (self.launcher_pid, self.kernel_pgid) if g]
+        return await self._run_signal_remote(signal_name, [g for g in (self.launcher_pid, self.kernel_pgid) if g])
+
+    async def _run_signal_remote(self, signal_name: str, groups: list[int]) -> list[str] | None:
         if not groups or self.assigned_host is None:
             return []
         try:
