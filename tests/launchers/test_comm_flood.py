@@ -80,7 +80,7 @@ async def loopback_broker(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None
 def ssh_kernelspec(make_kernelspec: Callable[..., str], cluster: SshCluster, language: str,
                    installed_spec: Path | None = None) -> str:
     """A distributed-provisioner kernelspec for the SSH host; R and Scala take argv and env from our CLIs' specs."""
-    config: dict[str, Any] = {**cluster.provisioner_config(), "remote_hosts": [HOST], "launch_timeout": 240, "keep_remote_logs": True, "remote_log_dir": "/tmp/commdbg"}
+    config: dict[str, Any] = {**cluster.provisioner_config(), "remote_hosts": [HOST], "launch_timeout": 240}
     if installed_spec is None:
         return make_kernelspec(f"flood_{language}", config=config, env={"KERNEL_IP": HOST})
     spec = json.loads(installed_spec.read_text())
@@ -136,7 +136,6 @@ async def flood_a_live_kernel(km: AsyncIOLoopKernelManager, language: str, caplo
             async with Attacker(HOST, prov.comm_port, connections, trickle, ATTACKER_ADDRESS) as attacker:
                 outcomes = results.setdefault(name, [])
                 for _ in range(INTERRUPTS_PER_ATTACK):
-                    print(name, file=sys.stderr)
                     reply = await interrupt_busy_cell(km, client, language)
                     assert interrupted(language, reply), f"{language}, {name}: {reply}"
                     assert await prov.poll() is None, f"{language}, {name}: poll() called the live kernel dead"
