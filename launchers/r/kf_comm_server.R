@@ -5,9 +5,11 @@
 # KF_MAX_COMM_CONNECTIONS wait for their request at once; a new connection evicts the oldest waiting
 # one (R does not tell a connection's peer address, so unlike the Python and Scala launchers this
 # cannot prefer the busiest peer). The server's request arrives one round trip after its greeting, on
-# the newest connection; each step reads what has arrived before it accepts at most
-# KF_MAX_ACCEPTS_PER_STEP new connections, so that request is evicted only if a flood outruns it for
-# KF_MAX_COMM_CONNECTIONS / KF_MAX_ACCEPTS_PER_STEP steps (the server then retries once). Refused and evicted connections are
+# the newest connection; each step reads what has arrived before it accepts one new connection, so
+# that request is evicted only if a flood outruns it for KF_MAX_COMM_CONNECTIONS steps (the server
+# then retries once). R's socketAccept looks up the peer's name, which can take ~0.1 s per connection
+# from an address without quick reverse DNS: a flood from there can delay the port for longer than
+# the server waits, and the server then interrupts R kernels through their process group. Refused and evicted connections are
 # counted into rate-limited warnings (kf_log_limited), never one line each.
 # The loop also watches the kernel: it wakes at least every KF_LIVENESS_INTERVAL seconds and ends as
 # soon as the kernel process is gone. Signals aimed at the kernel's process group (SIGINT) are caught
@@ -16,7 +18,6 @@
 
 KF_COMM_TIMEOUT <- 5
 KF_MAX_COMM_CONNECTIONS <- 64L
-KF_MAX_ACCEPTS_PER_STEP <- 8L
 KF_LIVENESS_INTERVAL <- 0.5
 KF_TERM_TO_KILL <- 3
 KF_WARNING_INTERVAL <- 10
@@ -107,12 +108,6 @@ kf_serve_comm <- function(server, comm_key, kernel_pid, log) {
     if (!ok) drop(id)
     TRUE
   }
-  accept_ready <- function() {
-    # Take what is queued (bounded per step, so waiting requests are read between batches).
-    for (i in seq_len(KF_MAX_ACCEPTS_PER_STEP)) {
-      if (!accept() || !socketSelect(list(server), timeout = 0)[[1L]]) break
-    }
-  }
   receive <- function(id) {
     chunk <- tryCatch(readBin(conns[[id]]$con, "raw", n = KF_MAX_COMM_LINE_BYTES + 1L), error = function(e) raw(0))
     if (length(chunk) == 0L) {  # readable with nothing to read: the peer closed
@@ -167,7 +162,7 @@ kf_serve_comm <- function(server, comm_key, kernel_pid, log) {
         drop(id)
       })
     }
-    if (ready[[1L]]) accept_ready()
+    if (ready[[1L]]) accept()  # one per step: a second socketAccept could block when nothing is queued
   }
 
   repeat {
