@@ -80,7 +80,8 @@ async def loopback_broker(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None
 def ssh_kernelspec(make_kernelspec: Callable[..., str], cluster: SshCluster, language: str,
                    installed_spec: Path | None = None) -> str:
     """A distributed-provisioner kernelspec for the SSH host; R and Scala take argv and env from our CLIs' specs."""
-    config: dict[str, Any] = {**cluster.provisioner_config(), "remote_hosts": [HOST], "launch_timeout": 240}
+    config: dict[str, Any] = {**cluster.provisioner_config(), "remote_hosts": [HOST], "launch_timeout": 240,
+                              "ssh_connect_timeout": 60}
     if installed_spec is None:
         return make_kernelspec(f"flood_{language}", config=config, env={"KERNEL_IP": HOST})
     spec = json.loads(installed_spec.read_text())
