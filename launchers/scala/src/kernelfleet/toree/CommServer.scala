@@ -4,7 +4,8 @@ import java.io.{ByteArrayOutputStream, InputStream, OutputStream}
 import java.net.{ServerSocket, Socket, SocketTimeoutException}
 import java.nio.charset.StandardCharsets.UTF_8
 import java.security.SecureRandom
-import java.util.concurrent.Semaphore
+import java.util.concurrent.{Executors, TimeUnit}
+import scala.collection.JavaConverters._
 import scala.util.Try
 
 /** What the comm port may do to the kernel; the only actions protocol v2 allows (no raw signal numbers). */
@@ -20,11 +21,25 @@ trait KernelControl {
  *
  * Each connection gets a fresh nonce; a request is acted on only after its MAC over that nonce verifies in constant
  * time, so a recorded request is useless later and nobody without the comm key can interrupt or stop the kernel.
+ *
+ * Nobody who can merely reach the port may keep the server's requests out: one deadline covers a connection's whole
+ * request (a scheduler closes it then, however slowly its bytes trickle in; the per-read timeout is only a backstop),
+ * at most `MaxWaiting` connections wait for their request, and a new one evicts the oldest waiting one of the peer
+ * address that holds the most. The server's connection sends its request one round trip after the greeting, so idle
+ * or slow connections only ever evict each other (from the server's own address: unless `MaxWaiting` new ones arrive
+ * within that round trip; the server then retries once). Refused and evicted connections go into rate-limited warnings with a count.
  */
 final class CommServer(socket: ServerSocket, commKey: Array[Byte], kernel: KernelControl, random: SecureRandom) {
-  private val TimeoutMillis = 5000
-  private val MaxConcurrent = 8
-  private val slots = new Semaphore(MaxConcurrent)
+  import CommServer._
+
+  /** Connections still waiting for their request line, oldest first; guarded by itself. */
+  private val waiting = new java.util.LinkedHashMap[Socket, java.lang.Boolean]()
+  private val deadlines = Executors.newSingleThreadScheduledExecutor { (r: Runnable) =>
+    val t = new Thread(r, "kernelfleet-comm-deadlines")
+    t.setDaemon(true)
+    t
+  }
+  private val warnings = new LogLimiter(WarningIntervalMillis)
 
   def port: Int = socket.getLocalPort
 
@@ -36,47 +51,96 @@ final class CommServer(socket: ServerSocket, commKey: Array[Byte], kernel: Kerne
 
   private def acceptLoop(): Unit =
     while (!socket.isClosed) {
-      val conn = Try(socket.accept()).toOption
-      conn.foreach { c =>
-        if (slots.tryAcquire()) {
-          val t = new Thread(() => try handle(c) finally slots.release(), "kernelfleet-comm-conn")
-          t.setDaemon(true)
-          t.start()
-        } else Try(c.close()) // too many open requests at once: someone is flooding the port
+      Try(socket.accept()).toOption.foreach { c =>
+        admit(c)
+        deadlines.schedule((() => expire(c)): Runnable, TimeoutMillis.toLong, TimeUnit.MILLISECONDS)
+        val t = new Thread(() => handle(c), "kernelfleet-comm-conn")
+        t.setDaemon(true)
+        t.start()
       }
+    }
+
+  /** Make room for `conn` by evicting the oldest connections that have not delivered a request. */
+  private def admit(conn: Socket): Unit = {
+    val evicted = waiting.synchronized {
+      val out = scala.collection.mutable.ArrayBuffer.empty[Socket]
+      while (waiting.size >= MaxWaiting) {
+        val victim = oldestOfBusiestPeer()
+        waiting.remove(victim)
+        out += victim
+      }
+      waiting.put(conn, java.lang.Boolean.TRUE)
+      out
+    }
+    evicted.foreach { old =>
+      warnings.warn("evicted", s"comm port full ($MaxWaiting connections without a request); closed the oldest, from ${peer(old)}")
+      abort(old)
+    }
+  }
+
+  /** The oldest waiting connection of the peer address holding the most waiting connections (caller holds the lock).
+   * An attacker elsewhere on the network thus only evicts its own connections, never the server's. */
+  private def oldestOfBusiestPeer(): Socket = {
+    val conns = waiting.keySet.asScala.toVector
+    val counts = conns.groupBy(peer).map { case (k, v) => k -> v.size }
+    val most = counts.values.max
+    conns.find(c => counts(peer(c)) == most).get
+  }
+
+  /** True when `conn` was still waiting (and no longer is). */
+  private def delivered(conn: Socket): Boolean = waiting.synchronized(waiting.remove(conn) != null)
+
+  private def expire(conn: Socket): Unit =
+    if (delivered(conn)) {
+      warnings.warn("timed out", s"comm connection from ${peer(conn)} sent no complete request within ${TimeoutMillis / 1000}s; closed")
+      abort(conn)
     }
 
   private def handle(conn: Socket): Unit = {
     var after: Option[() => Unit] = None
     try {
-      conn.setSoTimeout(TimeoutMillis)
+      conn.setSoTimeout(TimeoutMillis) // a backstop only: `expire` closes the connection at its deadline
       val out = conn.getOutputStream
       val nonce = Protocol.randomBytes(random, Protocol.NonceBytes)
       write(out, Protocol.greeting(nonce))
       val line = CommServer.readLine(conn.getInputStream, Protocol.MaxCommLineBytes)
-      val answer = line match {
-        case Left(CommServer.TooLong) => Some(Protocol.reply(ok = false, "error" -> "request too long"))
-        case Left(_)                  => None // the peer closed or was too slow: nobody to answer
-        case Right(l) =>
-          try {
-            val req = Protocol.verifyRequest(commKey, nonce, l)
-            Log.debug(s"comm request: ${req.op}")
-            after = act(req)
-            Some(Protocol.reply(ok = true, "alive" -> kernel.alive))
-          } catch {
-            case e: Protocol.ProtocolError =>
-              if (e.getMessage == "unauthenticated") Log.warn(s"refused an unauthenticated comm request from ${conn.getInetAddress.getHostAddress}")
-              Some(Protocol.reply(ok = false, "error" -> e.getMessage))
-          }
+      if (delivered(conn)) { // else evicted or expired meanwhile: the socket is closed, nobody to answer
+        val answer = line match {
+          case Left(CommServer.TooLong) => Some(refuse(conn, "request too long"))
+          case Left(_)                  => None // the peer closed or was too slow: nobody to answer
+          case Right(l) =>
+            try {
+              val req = Protocol.verifyRequest(commKey, nonce, l)
+              Log.debug(s"comm request: ${req.op}")
+              after = act(req)
+              Some(Protocol.reply(ok = true, "alive" -> kernel.alive))
+            } catch {
+              case e: Protocol.ProtocolError => Some(refuse(conn, e.getMessage))
+            }
+        }
+        answer.foreach(a => write(out, a))
       }
-      answer.foreach(a => write(out, a))
     } catch {
       case _: java.io.IOException => ()
     } finally {
+      delivered(conn)
       Try(conn.close())
     }
     // Actions that end this process run only after the reply went out, so the server hears it.
     after.foreach(f => f())
+  }
+
+  private def refuse(conn: Socket, error: String): String = {
+    warnings.warn(s"refused: $error", s"refused a comm request from ${peer(conn)}: $error")
+    Protocol.reply(ok = false, "error" -> error)
+  }
+
+  private def peer(conn: Socket): String = Try(conn.getInetAddress.getHostAddress).getOrElse("?")
+
+  /** Close at once with a reset, so the peer (and the server's retry) learns immediately. */
+  private def abort(conn: Socket): Unit = {
+    Try(conn.setSoLinger(true, 0))
+    Try(conn.close())
   }
 
   /** Run the op (or return what to run after replying). */
@@ -104,6 +168,33 @@ final class CommServer(socket: ServerSocket, commKey: Array[Byte], kernel: Kerne
 }
 
 object CommServer {
+  val TimeoutMillis = 5000
+  val MaxWaiting = 64
+  val WarningIntervalMillis = 10000L
+
+  /** At most one warning per key and interval; the next line that gets through says how many were left out.
+   * Keys are a small fixed set (the refusal reasons), so the state stays small. */
+  final class LogLimiter(intervalMillis: Long) {
+    private val last = scala.collection.mutable.Map.empty[String, Long]
+    private val suppressed = scala.collection.mutable.Map.empty[String, Int]
+
+    def warn(key: String, message: String): Boolean = {
+      val line = synchronized {
+        val now = System.nanoTime() / 1000000L
+        if (last.get(key).exists(now - _ < intervalMillis)) {
+          suppressed(key) = suppressed.getOrElse(key, 0) + 1
+          None
+        } else {
+          last(key) = now
+          val skipped = suppressed.remove(key).getOrElse(0)
+          Some(if (skipped > 0) s"$message ($skipped similar events in the last ${intervalMillis / 1000} s not logged)" else message)
+        }
+      }
+      line.foreach(l => Log.warn(l))
+      line.isDefined
+    }
+  }
+
   sealed trait ReadFailure
   case object Closed extends ReadFailure
   case object TooLong extends ReadFailure

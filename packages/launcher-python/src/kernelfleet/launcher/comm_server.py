@@ -1,8 +1,24 @@
 """The comm port (docs/protocol.md, section 4): authenticated interrupt/ping/terminate/kill/shutdown requests.
 
 Every connection gets its own nonce, so only a request MACed for that nonce with the comm key is acted
-on; anything else is answered ``ok:false`` and ignored. Each connection has a hard deadline and a line
-cap, and only a few may be open at once, so a slow or hostile peer cannot tie the launcher up.
+on; anything else is answered ``ok:false`` and ignored.
+
+Nobody who can merely reach the port may keep the server from being served (an unreachable comm port
+once made the server declare a live kernel dead and restart it):
+
+* one deadline covers the whole conversation, from accept to the request line, however the bytes
+  trickle in (one byte every few seconds buys nothing);
+* a line is at most ``MAX_COMM_LINE_BYTES``; JSON nesting is bounded by the protocol's parser;
+* at most ``MAX_CONNECTIONS`` connections wait for their request; a new one evicts the oldest waiting
+  connection of the peer address that holds the most. An attacker elsewhere on the network therefore
+  only ever evicts its own connections, never the server's (one connection, sent its request one round
+  trip after the greeting). From the server's own address (same host, same NAT) the server's
+  connection is the newest, so it is evicted only if the port gets ``MAX_CONNECTIONS`` new connections
+  within that round trip; the server then retries once (comm_client);
+* refused and evicted connections are counted into rate-limited warnings, not one line each.
+
+Requests are handled synchronously in the protocol callbacks (verify, act, reply): there is no gap
+between a complete request arriving and it being acted on in which it could be evicted.
 """
 
 from __future__ import annotations
@@ -10,13 +26,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections import Counter
 from typing import Any, Protocol
 
 from kernelfleet.protocol import CommOp, CommProtocolError, UnknownOpError, greeting, reply, verify_request
 from kernelfleet.protocol.constants import MAX_COMM_LINE_BYTES
+from kernelfleet.protocol.loglimit import LogLimiter
 
-CONNECTION_DEADLINE = 5.0
-MAX_CONNECTIONS = 16
+REQUEST_DEADLINE = 5.0
+MAX_CONNECTIONS = 64
 DEFAULT_GRACE = 5.0
 MAX_GRACE = 60.0
 
@@ -45,58 +63,82 @@ def _grace(params: dict[str, Any]) -> float:
 
 
 class CommServer:
-    def __init__(self, comm_key: bytes, actions: CommActions, *, kernel_id: str) -> None:
+    """Serves the comm port for the launcher's supervisor (lifecycle.py), which owns the listening socket."""
+
+    def __init__(
+        self,
+        comm_key: bytes,
+        actions: CommActions,
+        *,
+        kernel_id: str,
+        max_connections: int = MAX_CONNECTIONS,
+        deadline: float = REQUEST_DEADLINE,
+    ) -> None:
         self._key = comm_key
         self._actions = actions
         self._kernel_id = kernel_id
+        self._max_connections = max_connections
+        self._deadline = deadline
         self._server: asyncio.Server | None = None
-        self._open = 0
+        self._waiting: dict[_CommConnection, None] = {}  # insertion order: the oldest first
+        self._warnings = LogLimiter(log)
 
     async def start(self, sock: socket.socket) -> None:
         """Serve on an already bound socket (the one that reserved the comm port)."""
-        self._server = await asyncio.start_server(self._handle, sock=sock, limit=MAX_COMM_LINE_BYTES)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _CommConnection(self), sock=sock, backlog=1024)
 
     def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        for conn in list(self._waiting):
+            conn.abort()
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._open >= MAX_CONNECTIONS:
-            writer.transport.abort()
-            return
-        self._open += 1
-        peer = writer.get_extra_info("peername")
-        try:
-            await asyncio.wait_for(self._converse(reader, writer, peer), CONNECTION_DEADLINE)
-        except TimeoutError:
-            log.warning("kernel %s: comm connection from %s timed out", self._kernel_id, peer)
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            self._open -= 1
-            writer.close()
+    # -- called by the connections ---------------------------------------------------------------
 
-    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: Any) -> None:
-        line, nonce = greeting()
-        writer.write(line)
-        await writer.drain()
+    def admit(self, conn: _CommConnection) -> None:
+        """Make room for a new connection by evicting the oldest ones still waiting for their request."""
+        while len(self._waiting) >= self._max_connections:
+            victim = self._victim()
+            self._warnings.warning(
+                "evicted", "kernel %s: comm port full (%d connections without a request); closed the oldest from %s",
+                self._kernel_id, len(self._waiting), victim.peer,
+            )
+            victim.abort()
+        self._waiting[conn] = None
+
+    def _victim(self) -> _CommConnection:
+        """The oldest waiting connection of the peer address holding the most waiting connections."""
+        counts = Counter(conn.host for conn in self._waiting)
+        most = max(counts.values())
+        return next(conn for conn in self._waiting if counts[conn.host] == most)
+
+    def forget(self, conn: _CommConnection) -> None:
+        self._waiting.pop(conn, None)
+
+    def timed_out(self, conn: _CommConnection) -> None:
+        self._warnings.warning(
+            "timed out", "kernel %s: comm connection from %s sent no complete request within %g s; closed",
+            self._kernel_id, conn.peer, self._deadline,
+        )
+
+    def answer(self, nonce: bytes, line: bytes, peer: Any) -> bytes:
+        """The reply to one request line; a line over the cap (no newline within it) is refused here."""
         try:
+            if len(line) > MAX_COMM_LINE_BYTES:
+                raise RequestRefused("request line too long")
             try:
-                request = await reader.readline()
-            except ValueError:  # the stream's limit: a line longer than the protocol allows
-                raise RequestRefused("request line too long") from None
-            try:
-                op, params = verify_request(self._key, nonce, request)
+                op, params = verify_request(self._key, nonce, line)
             except UnknownOpError:  # only a request that verified can get this far
                 raise RequestRefused("unknown op") from None
             except CommProtocolError:
                 raise RequestRefused("unauthenticated") from None
-            answer = self._act(op, params)
+            return self._act(op, params)
         except RequestRefused as refused:
-            log.warning("kernel %s: refused comm request from %s: %s", self._kernel_id, peer, refused)
-            answer = reply(False, error=str(refused))
-        writer.write(answer)
-        await writer.drain()
+            self._warnings.warning(
+                f"refused: {refused}", "kernel %s: refused comm request from %s: %s", self._kernel_id, peer, refused
+            )
+            return reply(False, error=str(refused))
 
     def _act(self, op: CommOp, params: dict[str, Any]) -> bytes:
         actions = self._actions
@@ -111,3 +153,78 @@ class CommServer:
         elif op is CommOp.SHUTDOWN:
             actions.shutdown(_grace(params))
         return reply(True, alive=actions.alive())
+
+    @property
+    def deadline(self) -> float:
+        return self._deadline
+
+    @property
+    def waiting(self) -> int:
+        """Connections that have not yet delivered a request (for tests and the benchmark)."""
+        return len(self._waiting)
+
+
+class _CommConnection(asyncio.Protocol):
+    """One connection: greeting out, one line in (before the deadline), one reply out, closed."""
+
+    def __init__(self, server: CommServer) -> None:
+        self._server = server
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._nonce = b""
+        self._deadline: asyncio.TimerHandle | None = None
+        self.peer: Any = None
+        self.host: str = ""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self.peer = transport.get_extra_info("peername")
+        self.host = str(self.peer[0]) if isinstance(self.peer, tuple) and self.peer else ""
+        self._server.admit(self)
+        line, self._nonce = greeting()
+        transport.write(line)
+        self._deadline = asyncio.get_running_loop().call_later(self._server.deadline, self._expire)
+
+    def data_received(self, data: bytes) -> None:
+        if self._transport is None or self._transport.is_closing():
+            return
+        self._buffer += data
+        end = self._buffer.find(b"\n")
+        if end < 0 and len(self._buffer) <= MAX_COMM_LINE_BYTES:
+            return
+        line = bytes(self._buffer[: end + 1]) if end >= 0 else bytes(self._buffer)
+        self._finish(self._server.answer(self._nonce, line, self.peer))
+
+    def eof_received(self) -> bool:
+        return False  # a peer that stops sending before its request line gets nothing: close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server.forget(self)
+        self._stop_timer()
+        self._transport = None
+
+    def _finish(self, answer: bytes) -> None:
+        assert self._transport is not None
+        self._server.forget(self)
+        self._stop_timer()
+        self._transport.pause_reading()
+        self._transport.write(answer)
+        self._transport.close()  # after the reply is flushed
+
+    def _expire(self) -> None:
+        self._deadline = None
+        self._server.timed_out(self)
+        self.abort()
+
+    def _stop_timer(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def abort(self) -> None:
+        """Drop the connection at once (RST): eviction, deadline, server stop."""
+        self._server.forget(self)
+        self._stop_timer()
+        if self._transport is not None:
+            self._transport.abort()

@@ -69,6 +69,8 @@ def loads_object(line: bytes | str, what: str) -> dict[str, Any]:
         obj = json.loads(line)
     except (ValueError, UnicodeDecodeError) as err:
         raise DecodeError(f"{what} is not JSON") from err
+    except RecursionError:  # deep nesting ("[[[[..."): json's own depth guard, reached before any check of ours
+        raise DecodeError(f"{what} is nested too deeply") from None
     if not isinstance(obj, dict):
         raise DecodeError(f"{what} must be a JSON object")
     return obj

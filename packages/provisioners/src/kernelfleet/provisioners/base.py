@@ -324,8 +324,25 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         return self.comm_port is not None
 
     async def poll(self) -> int | None:
+        """None while the kernel may be alive; an exit status only when the launcher or the engine says it ended.
+
+        A comm port that does not answer proves nothing: anyone who can reach it can keep it busy, and
+        jupyter_client's restarter replaces a kernel that polls as dead, losing the user's state. So an
+        unanswered ping asks the engine (``engine_poll``), and when the engine cannot tell either, the
+        kernel counts as alive.
+        """
+        if not self.comm_port:
+            return 0  # never launched, or cleaned up
         reply = await self.comm_request(CommOp.PING)
-        return None if reply is not None and reply.get("alive", True) else 0
+        if reply is not None and reply.get("ok"):
+            return None if reply.get("alive", True) else 0
+        return await self.engine_poll()
+
+    async def engine_poll(self) -> int | None:
+        """The engine's word on a launcher whose comm port did not answer: an exit status once it knows the
+        launcher is gone, None while it runs or when the engine cannot tell. Engines that poll their own
+        state (containers, pods) never get here; the base class has no engine to ask."""
+        return None
 
     async def wait(self) -> int | None:
         """Engines without an exit event end up here: ask the launcher with a growing interval."""

@@ -15,8 +15,10 @@ Remote launches (see ``ssh_command`` for the command and why the environment goe
   them in remote specs.
 * The kernel gets only its own variables (``kernel_env.remote_kernel_env``), never the server's
   environment.
-* Liveness, interrupt and shutdown use the launcher's authenticated comm port; when that is gone,
-  terminate and kill signal the launcher's and the kernel's process groups over SSH.
+* Liveness, interrupt and shutdown use the launcher's authenticated comm port; when that does not
+  answer, liveness is asked of the host (are the launcher's or the kernel's process groups still
+  there?) and terminate and kill signal those groups over SSH. A host that cannot be reached either
+  leaves the kernel "alive": only the launcher or the host may declare it dead.
 * Password authentication (``GP_REMOTE_PWD``) is not supported: use keys or an agent.
 """
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import os
 import signal
 import sys
 from typing import Any, ClassVar
@@ -53,6 +56,11 @@ from kernelfleet.provisioners.ssh_tunnels import KERNEL_PORTS, LOCAL_ADDRESS, Ke
 LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "127.0.0.1", "::1", ""})
 UNROUTABLE = frozenset({"", "0.0.0.0", "::"})
 STOP_GRACE = 3.0  # seconds an unreported launcher gets between SIGTERM and SIGKILL
+
+
+# Launchers whose kernel leads its own process group and takes SIGINT to that group as an interrupt (the R
+# launcher's comm listener ignores it). Toree's kernel is the launcher's JVM, which SIGINT would end.
+SIGINT_GROUP_LAUNCHERS = ("python/", "r/")
 
 
 def is_local_host(host: str) -> bool:
@@ -154,6 +162,7 @@ class DistributedProvisioner(RemoteProvisionerBase):
         self.remote_launch: RemoteLaunch | None = None
         self.launcher_pid: int | None = None  # remote: the launcher's pid, also its process group (setsid)
         self.kernel_pgid: int | None = None
+        self.launcher_name = ""  # the report's "launcher" ("python/0.1.0", "r/0.1.0", "scala/0.1.0")
         self.remote_log: str | None = None
         self.tunnels: KernelTunnels | None = None
         self._reserved: str | None = None  # host counted in the balancer (and held in the pool if remote)
@@ -307,6 +316,7 @@ class DistributedProvisioner(RemoteProvisionerBase):
     def _accept_report(self, report: Report) -> None:
         super()._accept_report(report)
         self.kernel_pgid = report.pgid
+        self.launcher_name = str(report.extra.get("launcher") or "")
 
     # ------------------------------------------------------------------------------------- tunnels
     async def _open_tunnels(self, preferred: dict[str, int] | None = None,
@@ -368,10 +378,56 @@ class DistributedProvisioner(RemoteProvisionerBase):
             await self._repair_tunnels()
         return await super().poll()
 
+    async def engine_poll(self) -> int | None:
+        """The comm port did not answer: the host itself says whether the launcher's or the kernel's process
+        group is still there (the launch channel is closed once the kernel reported, so this asks over a
+        short SSH command). A host that cannot be reached is "unknown", never "dead"."""
+        if not self.is_remote:
+            return None
+        present = await self._signal_remote("0")
+        if present is None or present:
+            return None
+        self.log.info("Kernel %s: its processes are gone from %s", self.kernel_id, self.assigned_host)
+        return 0
+
     async def wait(self) -> int | None:
         if self.local_process is not None:
             return await self.local_process.wait()
         return await super().wait()
+
+    async def send_signal(self, signum: int) -> None:
+        """An interrupt the comm port could not carry (it did not answer within comm_timeout: a flood, or a
+        launcher that accepts slowly) goes to the kernel's own process group through the engine: the local
+        process group, or a signal over SSH. Only for launchers whose kernel takes that signal as an
+        interrupt (SIGINT_GROUP_LAUNCHERS); everything else is the base class's comm-port path."""
+        fallback = signum == signal.SIGINT and self.kernel_pgid and self.launcher_name.startswith(
+            SIGINT_GROUP_LAUNCHERS)
+        if not fallback:
+            await super().send_signal(signum)
+            return
+        reply = await self.comm_request(CommOp.INTERRUPT)
+        if reply and reply.get("ok"):
+            self.log.info("Kernel %s: interrupted", self.kernel_id)
+        elif await self._interrupt_group():
+            self.log.info("Kernel %s: interrupted through its process group (the comm port did not answer)",
+                          self.kernel_id)
+        else:
+            self.log.warning("Kernel %s: interrupt could not be delivered", self.kernel_id)
+
+    async def _interrupt_group(self) -> bool:
+        assert self.kernel_pgid
+        if self.local_process is not None:
+            if self.local_process.returncode is not None:
+                return False  # the launcher is gone; its kernel's group id may name someone else by now
+            try:
+                os.killpg(self.kernel_pgid, signal.SIGINT)
+            except OSError:
+                return False
+            return True
+        if not self.is_remote:
+            return False
+        present = await self._run_signal_remote("INT", [self.kernel_pgid])
+        return bool(present)
 
     async def terminate(self, restart: bool = False) -> None:
         if self.local_process is not None:
@@ -406,12 +462,14 @@ class DistributedProvisioner(RemoteProvisionerBase):
         except (TimeoutError, asyncio.CancelledError):
             await self._signal_remote("KILL")
 
-    async def _signal_remote(self, signal_name: str) -> list[str]:
+    async def _signal_remote(self, signal_name: str) -> list[str] | None:
         """The fallback when the comm port is gone: signal (``0``: test) the process groups over SSH.
 
-        Returns the groups that were still there; empty when none were or the host cannot be reached.
+        Returns the groups that were still there (empty when none were), None when the host cannot be reached.
         """
-        groups = [g for g in (self.launcher_pid, self.kernel_pgid) if g]
+        return await self._run_signal_remote(signal_name, [g for g in (self.launcher_pid, self.kernel_pgid) if g])
+
+    async def _run_signal_remote(self, signal_name: str, groups: list[int]) -> list[str] | None:
         if not groups or self.assigned_host is None:
             return []
         try:
@@ -419,7 +477,7 @@ class DistributedProvisioner(RemoteProvisionerBase):
         except (HostUnavailable, asyncssh.Error, OSError, TimeoutError) as err:
             self.log.warning("Kernel %s: cannot signal its processes on %s: %s", self.kernel_id, self.assigned_host,
                              err)
-            return []
+            return None
         self.log.debug("Kernel %s: signal %s over SSH to groups %s on %s (present: %s)", self.kernel_id,
                        signal_name, groups, self.assigned_host, present or "none")
         return present
@@ -450,8 +508,8 @@ class DistributedProvisioner(RemoteProvisionerBase):
     async def _sweep_remote(self) -> None:
         """One SSH command after every stop: kill what is left of the kernel's groups, remove its log.
 
-        Liveness comes from the comm port, so a launcher that hangs (stopped, wedged) looks dead
-        and is never sent a kill; this sweep is what guarantees nothing is left on the host
+        A launcher that hangs (stopped, wedged) never acts on the comm port's kill; this sweep is
+        what guarantees nothing is left on the host
         (``signal_command`` only hits groups still carrying this kernel's id).
         """
         assert self.assigned_host is not None

@@ -1,0 +1,102 @@
+"""The Python launcher's comm server under hostile input, on real sockets (issue 12, items 1 and 8).
+
+Each test fails on the comm server before the fix: a 4 KiB line of ``[`` raised an unhandled
+RecursionError (no answer at all), 100 idle connections took all 16 slots so the server's ping was
+dropped, and every refused request was its own WARNING line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from kernelfleet.launcher.comm_server import CommServer
+from kernelfleet.protocol import CommOp
+from kernelfleet.protocol.comm_client import send_request
+
+
+@dataclass
+class Recorder:
+    """The supervisor's side: what the comm server asked it to do."""
+
+    calls: list[str] = field(default_factory=list)
+
+    def alive(self) -> bool:
+        return True
+
+    def interrupt(self) -> None:
+        self.calls.append("interrupt")
+
+    def terminate(self) -> None:
+        self.calls.append("terminate")
+
+    def kill(self) -> None:
+        self.calls.append("kill")
+
+    def shutdown(self, grace: float) -> None:
+        self.calls.append("shutdown")
+
+
+@dataclass
+class Served:
+    port: int
+    key: bytes
+    actions: Recorder
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[Served]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    key = os.urandom(32)
+    actions = Recorder()
+    server = CommServer(key, actions, kernel_id="k-limits")
+    await server.start(sock)
+    yield Served(sock.getsockname()[1], key, actions)
+    server.close()
+
+
+async def one_line_exchange(port: int, line: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        await asyncio.wait_for(reader.readline(), 10)
+        writer.write(line)
+        await writer.drain()
+        return await asyncio.wait_for(reader.readline(), 10)
+    finally:
+        writer.close()
+
+
+async def test_deeply_nested_json_is_refused_with_an_answer(served: Served) -> None:
+    answer = await one_line_exchange(served.port, b"[" * 4000 + b"\n")
+    assert answer == b'{"ok":false,"error":"unauthenticated"}\n'
+    assert (await send_request("127.0.0.1", served.port, served.key, CommOp.PING))["ok"] is True
+
+
+@pytest.mark.parametrize("attacker", ["127.0.0.1", "127.0.0.9"], ids=["same address", "another address"])
+async def test_idle_connections_never_keep_the_server_out(served: Served, attacker: str) -> None:
+    idle = [await asyncio.open_connection("127.0.0.1", served.port, local_addr=(attacker, 0)) for _ in range(100)]
+    try:
+        for _ in range(5):
+            reply = await send_request("127.0.0.1", served.port, served.key, CommOp.INTERRUPT)
+            assert reply == {"ok": True, "alive": True}
+        assert served.actions.calls == ["interrupt"] * 5
+    finally:
+        for _, writer in idle:
+            writer.close()
+
+
+async def test_refused_requests_are_logged_at_a_bounded_rate(served: Served, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="kernelfleet.launcher")
+    for _ in range(200):
+        answer = await one_line_exchange(served.port, b'{"request":"{}","mac":"AAAA"}\n')
+        assert answer == b'{"ok":false,"error":"unauthenticated"}\n'
+    refused = [r for r in caplog.records if "refused comm request" in r.getMessage()]
+    assert len(refused) == 1, [r.getMessage() for r in refused]
+    assert served.actions.calls == []
