@@ -18,8 +18,15 @@ ATHERIS_TEST = "test_atheris_target_runs_clean"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The atheris tests only collect results: they go last, so the hypothesis tests run meanwhile."""
+    """The atheris tests only collect results: they go last, so the hypothesis tests run meanwhile.
+
+    Each ``test_finding_*`` regression test replays an input a fuzzer found: it is a hostile-input test
+    and goes into docs/security.md's table (tools/security_report.py).
+    """
     items.sort(key=lambda item: item.originalname == ATHERIS_TEST)
+    for item in items:
+        if item.originalname.startswith("test_finding_") and item.path.parent == Path(__file__).parent:
+            item.add_marker(pytest.mark.hostile)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -28,7 +35,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if not atheris:
         return
     runs = int(os.environ.get("KF_FUZZ_RUNS") or CI_RUNS)
-    parallel = int(os.environ.get("KF_FUZZ_PARALLEL") or 2)
+    parallel = int(os.environ.get("KF_FUZZ_PARALLEL") or 1)  # one core stays for the rest of the suite
     targets = [item.callspec.params["target"] for item in atheris]
     session.config.stash[RUNS] = runs
     session.config.stash[CAMPAIGN] = start_bounded(targets, runs, Path(tempfile.mkdtemp(prefix="kf-fuzz-")), parallel)

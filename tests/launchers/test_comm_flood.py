@@ -51,7 +51,7 @@ BUSY_CELL = {
 STATE = {"python": ("x = 41", "x + 1", "42"), "R": ("x <- 41", "x + 1", "[1] 42"),
          "scala": ("val x = 41", "x + 1", "42")}
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.hostile, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")

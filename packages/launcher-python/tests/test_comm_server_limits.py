@@ -20,6 +20,8 @@ from kernelfleet.launcher.comm_server import CommServer
 from kernelfleet.protocol import CommOp
 from kernelfleet.protocol.comm_client import send_request
 
+pytestmark = pytest.mark.hostile
+
 
 @dataclass
 class Recorder:
