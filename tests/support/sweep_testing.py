@@ -51,3 +51,28 @@ def listed_kernels(table: str) -> dict[str, set[str]]:
         kernels.setdefault(line[kernel_at:age_at].strip(), set()).add(
             f"{line[:kind_at].strip()} {line[kind_at:name_at].strip()}")
     return kernels
+
+
+SILENT_LAUNCHER = [sys.executable, "-c", "import time; time.sleep(600)"]  # a launcher that has not reported yet
+
+
+def expected_table(kernels: dict[str, set[str]]) -> dict[str, set[str]]:
+    """For readable assertion messages: the same shape as ``listed_kernels``."""
+    return {kid: set(kinds) for kid, kinds in kernels.items()}
+
+
+async def until_made_something(provisioner_of: object, task: asyncio.Future[object]) -> None:
+    """Wait until an in-progress launch (``task``) has made its first engine object."""
+    from crashing_server import made_something
+
+    async with asyncio.timeout(60):
+        while not (getattr(provisioner_of, "provisioner", None) is not None
+                   and made_something(provisioner_of.provisioner)):  # type: ignore[attr-defined]
+            assert not task.done(), f"the launch ended before it made anything: {task}"
+            await asyncio.sleep(0.01)
+
+
+def write_session(store: Path, kernel_id: str) -> None:
+    """A session file as the session store keeps it: one JSON file per kernel."""
+    store.mkdir(mode=0o700, exist_ok=True)
+    (store / f"{kernel_id}.json").write_text(json.dumps({"kernel_id": kernel_id}))
