@@ -25,7 +25,6 @@ from sweep_testing import (
 
 from kernelfleet.provisioners.sweep import claimed_kernel_ids, find_orphans, ssh_targets_from_kernelspecs
 
-
 ENGINES = ("--engine", "local", "--engine", "ssh")
 
 
@@ -61,10 +60,12 @@ async def test_sweep_finds_and_removes_what_a_killed_server_left_locally_and_on_
     ])
     # This test process is the restarted server: one kernel its sessions claim, one launch in progress.
     monkeypatch.setenv("KF_SERVER_ID", server)
+    # Everything younger than this mark is left alone below: the claimed kernel's start puts seconds between
+    # the crashed server's objects and the launch in progress.
+    in_progress_since = time.monotonic()
     claimed = manager(kernels_dir, local_spec, kernel_id=kid["claimed"])
     await claimed.start_kernel()
     write_session(store, kid["claimed"])
-    in_progress_since = time.monotonic()
     young = manager(kernels_dir, local_silent, kernel_id=kid["young"])
     launching = asyncio.ensure_future(young.start_kernel())
     try:
