@@ -76,3 +76,14 @@ def write_session(store: Path, kernel_id: str) -> None:
     """A session file as the session store keeps it: one JSON file per kernel."""
     store.mkdir(mode=0o700, exist_ok=True)
     (store / f"{kernel_id}.json").write_text(json.dumps({"kernel_id": kernel_id}))
+
+
+async def sweep_away(server_ids: list[str], engines: list[str], ssh_targets: list[object] | None = None) -> None:
+    """After a failed test: remove whatever the crashed servers' identities still mark, so the next test starts
+    clean (a passing test has removed it all already)."""
+    from kernelfleet.provisioners.sweep import find_orphans, remove_orphans
+
+    for server_id in server_ids:
+        found = await find_orphans(set(), server_id=server_id, engines=engines,
+                                   ssh_targets=ssh_targets)  # type: ignore[arg-type]
+        await remove_orphans(found)
