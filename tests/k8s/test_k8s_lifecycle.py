@@ -17,6 +17,8 @@ from kf_testing import connect, execute, interrupt_busy_cell, manager
 from kubelite import KubeLite
 from kubernetes_asyncio import client
 
+from kernelfleet.provisioners.server_identity import server_id_of
+
 pytestmark = pytest.mark.timeout(120)
 
 
@@ -167,7 +169,7 @@ async def test_launch_secret_lives_only_until_the_report(kube: KubeLite, core: c
         assert secret["metadata"]["namespace"] == pod.metadata.namespace != "default"
         assert secret["type"] == "Opaque" and secret["immutable"] is True
         assert secret["metadata"]["labels"] == {"team": "data", "kernel_id": km.kernel_id, "app": "kernelfleet",
-                                                "component": "kernel"}
+                                                "component": "kernel", "kernelfleet.io/server": server_id_of()}
         assert secret["data"] == {"launch-token": base64.b64encode(token.encode()).decode()}
         assert_token_by_reference(core, pod, token)
         kc = await connect(km)

@@ -27,6 +27,7 @@ from kernelfleet.provisioners.authorization import check_user
 from kernelfleet.provisioners.broker import PendingLaunch, ResponseBroker
 from kernelfleet.provisioners.envconfig import env_list, env_number, env_value
 from kernelfleet.provisioners.request_env import Engine, check_request_env, positive_seconds
+from kernelfleet.provisioners.server_identity import SERVER_ID_ENV, server_id_of
 from kernelfleet.provisioners.transport_encryption import CurvePlan, normalise_policy
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]+)\}")
@@ -110,6 +111,7 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         self.launch_env: dict[str, str] = {}
         self._effective_timeout = 0.0
         self.curve_plan: CurvePlan | None = None
+        self.server_id = ""  # this server's identity, on everything the launch creates (server_identity)
 
     # ------------------------------------------------------------------------------------- hooks
     async def start_launcher(self, cmd: list[str], env: dict[str, str], **kwargs: Any) -> None:
@@ -183,6 +185,7 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         if self.pending is not None:
             self.pending.cancel()
         self.pending = broker.expect(kernel_id)
+        self.server_id = server_id_of(self)
         self.launch_env = {
             "KERNEL_ID": kernel_id,
             "KERNEL_LANGUAGE": env.get("KERNEL_LANGUAGE") or language.lower(),  # the kernelspec's: checked above
@@ -191,6 +194,7 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
             "PORT_RANGE": str(port_range),
             "LAUNCH_TOKEN": self.pending.token,
             "TRANSPORT_ENCRYPTION": self.curve_plan.launcher_value,
+            SERVER_ID_ENV: self.server_id,
         }
         env.update(self.launch_env)
         substitutions = {

@@ -41,6 +41,7 @@ from kernelfleet.provisioners.envconfig import env_bool, env_list, env_number, e
 from kernelfleet.provisioners.kernel_env import remote_kernel_env
 from kernelfleet.provisioners.local_process import LocalLauncherProcess
 from kernelfleet.provisioners.request_env import Engine
+from kernelfleet.provisioners.server_identity import LOCAL_LAUNCH_ENV
 from kernelfleet.provisioners.ssh_command import (
     check_env,
     encode_env,
@@ -222,6 +223,7 @@ class DistributedProvisioner(RemoteProvisionerBase):
             self._reserve(host)
             if is_local_host(host):
                 env.setdefault("KERNEL_IP", "127.0.0.1")
+                env[LOCAL_LAUNCH_ENV] = "1"  # tells the orphan sweep's local and SSH views apart
                 self.local_process = await LocalLauncherProcess.start(
                     self.kernel_id, cmd, env, kwargs.get("cwd"), self.log
                 )

@@ -31,6 +31,7 @@ from kernelfleet.provisioners.docker_engine import (
     DockerEngine,
 )
 from kernelfleet.provisioners.envconfig import env_value
+from kernelfleet.provisioners.server_identity import LABEL_SERVER
 
 MOUNT_TYPES = frozenset({"bind", "volume", "tmpfs", "npipe"})
 HOST_NETWORK = "host"
@@ -136,7 +137,8 @@ class DockerProvisionerBase(ContainerProvisionerBase):
 
     @property
     def labels(self) -> dict[str, str]:
-        return {LABEL_KERNEL_ID: self.kernel_id, LABEL_APP: APP, LABEL_COMPONENT: COMPONENT}
+        return {LABEL_KERNEL_ID: self.kernel_id, LABEL_APP: APP, LABEL_COMPONENT: COMPONENT,
+                LABEL_SERVER: self.server_id}  # the orphan sweep finds a crashed server's objects by it
 
     def check_response_reachable(self) -> None:
         """Refuse a launch whose container could never report: loopback is the container's own on other networks."""

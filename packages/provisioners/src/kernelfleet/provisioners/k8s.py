@@ -15,9 +15,8 @@ fails its launch and leaves that object alone.
 from __future__ import annotations
 
 import asyncio
-import json
 import posixpath
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -41,6 +40,7 @@ from kernelfleet.provisioners.k8s_owned import (
     deletion_started,
     kernel_uid,
     uid_of,
+    wait_object_gone,
 )
 from kernelfleet.provisioners.k8s_pod import (
     GPU_RESOURCE,
@@ -69,6 +69,7 @@ from kernelfleet.provisioners.k8s_status import exit_code, pod_ended, pod_failur
 from kernelfleet.provisioners.k8s_template import render_pod_template
 from kernelfleet.provisioners.k8s_watch import SharedWatch
 from kernelfleet.provisioners.request_env import Engine, mapping_list, refuse_closed
+from kernelfleet.provisioners.server_identity import LABEL_SERVER
 
 TEMPLATE_NAME = "scripts/kernel-pod.yaml.j2"
 EVENT_LINES = 8
@@ -204,7 +205,8 @@ class KubernetesProvisioner(ContainerProvisionerBase):
             check_label(kid, key, value)
         token = self.container_env.get(LAUNCH_TOKEN, "")
         self.token_ref = launch_token_ref(kid, self.pod_name)
-        self.secret_manifest = build_launch_secret(self.token_ref, self.kernel_namespace, kid, token, self.labels)
+        self.secret_manifest = build_launch_secret(self.token_ref, self.kernel_namespace, kid, token,
+                                                   self.object_labels())
         settings = PodSettings(
             name=self.pod_name,
             namespace=self.kernel_namespace,
@@ -219,7 +221,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
             resources=resources,
             working_dir=self.working_dir,
             host_network=self.host_network,
-            labels=dict(self.labels),
+            labels=self.object_labels(),
             annotations=dict(self.annotations),
             node_selector=dict(self.node_selector),
             tolerations=tuple(check_toleration(kid, t) for t in self.tolerations),
@@ -235,6 +237,12 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         pod = self._render(template, settings, env) if template else build_pod(settings)
         self.manifest = check_pod(pod, self.policy())
         check_token_absent(kid, self.manifest, token)
+
+    def object_labels(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The labels of every object this kernel creates (``extra``: default the kernelspec's ``labels``), with this
+        server's identity, by which the orphan sweep finds what a crashed server left."""
+        labels = self.labels if extra is None else extra
+        return kernel_labels(self.kernel_id, {**labels, LABEL_SERVER: self.server_id})
 
     def plain_env(self) -> dict[str, str]:
         """The kernel's variables that may appear in an object's spec: all but the launch token."""
@@ -374,7 +382,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         meta = pod.setdefault("metadata", {})
         if isinstance(meta, dict):
             meta.setdefault("namespace", settings.namespace)
-            meta["labels"] = kernel_labels(self.kernel_id, meta.get("labels") or {})
+            meta["labels"] = self.object_labels(meta.get("labels") or {})
         spec = pod.get("spec")
         if isinstance(spec, dict):
             security = spec.setdefault("securityContext", {}) or {}
@@ -562,7 +570,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
                     f"Kernel {self.kernel_id}: namespace {ns!r} is not usable: {describe_api_error(err)}"
                 ) from None
             return
-        body = {"metadata": {"name": ns, "labels": kernel_labels(self.kernel_id)}}
+        body = {"metadata": {"name": ns, "labels": self.object_labels({})}}
         try:  # kept across a restart; a leftover of this kernel is kept too
             await self.create_owned(NAMESPACE, "namespace", ns, lambda: core.create_namespace(body),
                                     lambda: core.read_namespace(ns), None)
@@ -576,7 +584,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         rbac = client.RbacAuthorizationV1Api(await self.lease_api().client())
         role = self.kernel_cluster_role
         body = {
-            "metadata": {"name": dns_label(f"kernel-{role}"), "namespace": ns, "labels": kernel_labels(self.kernel_id)},
+            "metadata": {"name": dns_label(f"kernel-{role}"), "namespace": ns, "labels": self.object_labels({})},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
             "subjects": [{"kind": "ServiceAccount", "name": self.service_account or "default", "namespace": ns}],
         }
@@ -779,23 +787,5 @@ class KubernetesProvisioner(ContainerProvisionerBase):
 
 
 async def wait_namespace_gone(core: client.CoreV1Api, name: str, timeout: float, uid: str | None = None) -> None:
-    """Follow one namespace until the API has deleted it (its content goes first); a namespace of the same name
-    with another uid is not it."""
-    async with asyncio.timeout(timeout):
-        listed = await core.list_namespace(field_selector=f"metadata.name={name}")
-        if not listed.items or (uid and listed.items[0].metadata.uid != uid):
-            return
-        version = listed.metadata.resource_version
-        while True:
-            response = await core.list_namespace(field_selector=f"metadata.name={name}", watch=True,
-                                                 resource_version=version, timeout_seconds=int(timeout) + 1,
-                                                 _preload_content=False)
-            try:
-                while line := await response.content.readline():
-                    event = json.loads(line)
-                    obj = event.get("object") or {}
-                    if event.get("type") == "DELETED" or (uid and uid_of(obj) not in (None, uid)):
-                        return
-                    version = obj.get("metadata", {}).get("resourceVersion", version)
-            finally:
-                response.release()
+    """Follow one namespace until the API has deleted it (its content goes first)."""
+    await wait_object_gone(core.list_namespace, name, uid, timeout)

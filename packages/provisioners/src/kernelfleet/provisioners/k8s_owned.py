@@ -13,7 +13,9 @@ The kubernetes and spark-operator provisioners (``k8s``, ``custom_resource``) ar
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -108,3 +110,27 @@ async def delete_by_uid(delete: Callable[[client.V1DeleteOptions], Awaitable[Any
             return Deletion.REPLACED if is_precondition_failure(err) else Deletion.DELETED
         raise
     return Deletion.DELETED
+
+
+async def wait_object_gone(list_objects: Callable[..., Awaitable[Any]], name: str, uid: str | None,
+                           timeout: float) -> None:
+    """Follow the object ``name`` (listed by ``list_objects``) until the API has deleted it; an object of the same
+    name with another uid is not it."""
+    async with asyncio.timeout(timeout):
+        listed = await list_objects(field_selector=f"metadata.name={name}")
+        if not listed.items or (uid and listed.items[0].metadata.uid != uid):
+            return
+        version = listed.metadata.resource_version
+        while True:
+            response = await list_objects(field_selector=f"metadata.name={name}", watch=True,
+                                          resource_version=version, timeout_seconds=int(timeout) + 1,
+                                          _preload_content=False)
+            try:
+                while line := await response.content.readline():
+                    event = json.loads(line)
+                    obj = event.get("object") or {}
+                    if event.get("type") == "DELETED" or (uid and uid_of(obj) not in (None, uid)):
+                        return
+                    version = obj.get("metadata", {}).get("resourceVersion", version)
+            finally:
+                response.release()

@@ -19,7 +19,7 @@ from traitlets import Dict, Integer, List, Unicode, default
 from kernelfleet.provisioners.custom_resource import CustomResourceProvisioner
 from kernelfleet.provisioners.envconfig import env_value
 from kernelfleet.provisioners.k8s_names import check_dns_subdomain
-from kernelfleet.provisioners.k8s_pod import APP, LABEL_KERNEL_ID, PodSpecError, env_list, kernel_labels
+from kernelfleet.provisioners.k8s_pod import PodSpecError, env_list
 from kernelfleet.provisioners.k8s_secret import LAUNCH_TOKEN
 from kernelfleet.provisioners.request_env import Engine
 
@@ -79,7 +79,7 @@ class SparkOperatorProvisioner(CustomResourceProvisioner):
         driver: dict[str, Any] = {
             "cores": self.driver_cores,
             "memory": memory["driver_memory"],
-            "labels": kernel_labels(kid, self.labels),
+            "labels": self.object_labels(),
             "annotations": dict(self.annotations),
             "serviceAccount": self.service_account,
             "env": env_list(self.plain_env(), {LAUNCH_TOKEN: self.token_ref}),
@@ -105,7 +105,7 @@ class SparkOperatorProvisioner(CustomResourceProvisioner):
                 "cores": self.executor_cores,
                 "memory": memory["executor_memory"],
                 "image": executor_image,
-                "labels": {LABEL_KERNEL_ID: kid, "app": APP, "component": "worker"},
+                "labels": {**self.object_labels({}), "component": "worker"},
                 "env": env_list(self.plain_env()),
                 "securityContext": {**security, "allowPrivilegeEscalation": False},
             },
@@ -124,7 +124,7 @@ class SparkOperatorProvisioner(CustomResourceProvisioner):
             "apiVersion": f"{self.group}/{self.version}",
             "kind": self.kind,
             "metadata": {"name": self.resource_name, "namespace": self.kernel_namespace,
-                         "labels": kernel_labels(kid, self.labels)},
+                         "labels": self.object_labels()},
             "spec": spec,
         }
 
