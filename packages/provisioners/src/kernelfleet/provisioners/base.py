@@ -26,6 +26,7 @@ from kernelfleet.protocol.constants import KERNEL_ID_PATTERN
 from kernelfleet.provisioners.authorization import check_user
 from kernelfleet.provisioners.broker import PendingLaunch, ResponseBroker
 from kernelfleet.provisioners.envconfig import env_list, env_number, env_value
+from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine, check_request_env, positive_seconds
 from kernelfleet.provisioners.transport_encryption import CurvePlan, normalise_policy
 
@@ -320,6 +321,20 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
     async def poll(self) -> int | None:
         reply = await self.comm_request(CommOp.PING)
         return None if reply is not None and reply.get("alive", True) else 0
+
+    async def presence(self) -> Presence:
+        """After ``load_provisioner_info``: is the kernel still there? The sessions extension asks before it
+        re-registers a saved kernel. Engines that know override this; here only the launcher can answer."""
+        if not self.comm_port or not self.comm_host:
+            return Presence.GONE
+        reply = await self.comm_request(CommOp.PING)
+        if reply is None:
+            return Presence.UNREACHABLE
+        return Presence.RUNNING if reply.get("alive", True) else Presence.GONE
+
+    async def detach(self) -> None:
+        """Let go of a kernel without stopping it: give back shared clients, watches and host counts. The sessions
+        extension calls it for a saved kernel it cannot reach yet, before it tries again with a new provisioner."""
 
     async def wait(self) -> int | None:
         """Engines without an exit event end up here: ask the launcher with a growing interval."""
