@@ -100,6 +100,7 @@ async def register(mkm: MappingKernelManager, km: KernelManager, session: Kernel
     env = dict(session.launch.get("env") or {})
     km._launch_args = {"cwd": session.launch.get("cwd"), **({"env": {**os.environ, **env}} if env else {})}
     km.write_connection_file()
+    km._attempted_start = True  # so that a shutdown or restart makes itself a fresh "ready" future
     if not km.ready.done():
         km.ready.set_result(None)
     km.start_restarter()
