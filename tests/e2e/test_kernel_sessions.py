@@ -210,7 +210,10 @@ async def test_gone_kernel_is_forgotten_and_unreachable_one_retried(
         await wait_until(lambda: "cannot be reached yet" in process.log(), 30, "no unreachable line in the log")
         await wait_until(lambda: gone_id not in saved(tmp_path), 10, "the gone kernel's session was kept")
         lines = [line for line in process.log().splitlines() if gone_id in line]
-        assert len(lines) == 1 and "gone" in lines[0], f"log lines about the gone kernel: {lines}"
+        removal = [line for line in lines if "session" in line]
+        assert len(removal) == 1 and "gone" in removal[0], f"log lines about the gone kernel: {lines}"
+        assert all(line.startswith("[I ") for line in lines), f"log lines about the gone kernel: {lines}"
+        assert "Traceback" not in process.log()
         assert away_id in saved(tmp_path)
         assert away_id not in {k["id"] for k in await server.call("GET", "/api/kernels")}
 
