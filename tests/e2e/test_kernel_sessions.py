@@ -167,13 +167,19 @@ async def test_kernels_survive_a_killed_server_on_every_engine(
         for kernel_id, value in values.items():
             assert await read_back(server, kernel_id) == repr(value), f"kernel {kernel_id} lost its state"
 
-        local_launcher = launcher_of(tmp_path, started[0][0])
+        # A taken-over kernel restarts like any other, and its new session replaces the saved one.
+        local_id = started[0][0]
+        local_launcher = launcher_of(tmp_path, local_id)
+        await server.call("POST", f"/api/kernels/{local_id}/restart")
+        ws = await server.channels(local_id)
+        assert (await run_cell(ws, "'survivor' in globals()", timeout=60))["result"] == "False"
+        ws.close()
+        await wait_until(lambda: launcher_of(tmp_path, local_id) != local_launcher, 10, "restart not saved")
         for kernel_id in values:
             await server.call("DELETE", f"/api/kernels/{kernel_id}")
             # Shutdown answers once the kernel is gone: no wait here.
             assert not processes_with_env("KERNEL_ID", kernel_id), f"kernel {kernel_id} outlived its shutdown"
             assert not await leftovers(kernel_id), f"kernel {kernel_id} left {await leftovers(kernel_id)}"
-        assert not processes_with_env("KERNEL_ID", started[0][0]) and local_launcher
         assert await server.call("GET", "/api/kernels") == []
         assert saved(tmp_path) == {}
         log = (tmp_path / "jupyter_server.log").read_text(errors="replace")
