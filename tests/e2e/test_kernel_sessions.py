@@ -240,3 +240,24 @@ async def test_gone_kernel_is_forgotten_and_unreachable_one_retried(
         for kernel_id in [*saved(tmp_path)]:
             for pid in processes_with_env("KERNEL_ID", kernel_id):
                 os.kill(pid, signal.SIGKILL)
+
+
+async def test_on_start_shutdown_stops_the_saved_kernels(
+    tmp_path: Path, make_kernelspec: Callable[..., str],
+) -> None:
+    make_kernelspec("kf_local")
+    log_path = tmp_path / "jupyter_server.log"
+    process = ServerProcess(tmp_path, server_env(tmp_path), log_path)
+    try:
+        server = await process.start()
+        kernel_id, _ = await start_kernel(server, "kf_local")
+        await process.kill()
+        assert processes_with_env("KERNEL_ID", kernel_id), "the kernel did not outlive the killed server"
+
+        process = ServerProcess(tmp_path, server_env(tmp_path), log_path, "--KernelSessions.on_start=shutdown")
+        server = await process.start()
+        await wait_until(lambda: not saved(tmp_path), 30, "the saved session was kept")
+        await wait_until(lambda: not processes_with_env("KERNEL_ID", kernel_id), 10, "the kernel was not stopped")
+        assert await server.call("GET", "/api/kernels") == []
+    finally:
+        await process.stop()
