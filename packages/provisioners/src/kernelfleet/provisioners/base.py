@@ -26,6 +26,7 @@ from kernelfleet.protocol.constants import KERNEL_ID_PATTERN
 from kernelfleet.provisioners.authorization import check_user
 from kernelfleet.provisioners.broker import PendingLaunch, ResponseBroker
 from kernelfleet.provisioners.envconfig import env_list, env_number, env_value
+from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine, check_request_env, positive_seconds
 from kernelfleet.provisioners.server_identity import SERVER_ID_ENV, server_id_of
 from kernelfleet.provisioners.transport_encryption import CurvePlan, normalise_policy
@@ -331,22 +332,27 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         """None while the kernel may be alive; an exit status only when the launcher or the engine says it ended.
 
         A comm port that does not answer proves nothing: anyone who can reach it can keep it busy, and
-        jupyter_client's restarter replaces a kernel that polls as dead, losing the user's state. So an
-        unanswered ping asks the engine (``engine_poll``), and when the engine cannot tell either, the
-        kernel counts as alive.
+        jupyter_client's restarter replaces a kernel that polls as dead, losing the user's state. So only
+        ``Presence.GONE`` (the launcher's own word, or the engine's) counts as dead; unreachable is alive.
         """
         if not self.comm_port:
             return 0  # never launched, or cleaned up
-        reply = await self.comm_request(CommOp.PING)
-        if reply is not None and reply.get("ok"):
-            return None if reply.get("alive", True) else 0
-        return await self.engine_poll()
+        return 0 if await self.presence() is Presence.GONE else None
 
-    async def engine_poll(self) -> int | None:
-        """The engine's word on a launcher whose comm port did not answer: an exit status once it knows the
-        launcher is gone, None while it runs or when the engine cannot tell. Engines that poll their own
-        state (containers, pods) never get here; the base class has no engine to ask."""
-        return None
+    async def presence(self) -> Presence:
+        """Is the kernel still there? ``poll()`` asks on every restarter tick, and the sessions extension asks
+        before it re-registers a saved kernel. Here only the launcher can answer; engines that know override
+        this, and engines that can ask the host when the launcher does not answer extend it."""
+        if not self.comm_port or not self.comm_host:
+            return Presence.GONE
+        reply = await self.comm_request(CommOp.PING)
+        if reply is None or not reply.get("ok"):
+            return Presence.UNREACHABLE
+        return Presence.RUNNING if reply.get("alive", True) else Presence.GONE
+
+    async def detach(self) -> None:
+        """Let go of a kernel without stopping it: give back shared clients, watches and host counts. The sessions
+        extension calls it for a saved kernel it cannot reach yet, before it tries again with a new provisioner."""
 
     async def wait(self) -> int | None:
         """Engines without an exit event end up here: ask the launcher with a growing interval."""

@@ -36,10 +36,12 @@ from jupyter_client.connect import KernelConnectionInfo
 from traitlets import Bool, Enum, Float, Integer, List, Unicode, default
 
 from kernelfleet.protocol import CommOp, Report
+from kernelfleet.provisioners.adopted_process import AdoptedLocalProcess, run_local_shell
 from kernelfleet.provisioners.base import LaunchError, RemoteProvisionerBase
 from kernelfleet.provisioners.envconfig import env_bool, env_list, env_number, env_value
 from kernelfleet.provisioners.kernel_env import remote_kernel_env
-from kernelfleet.provisioners.local_process import LocalLauncherProcess
+from kernelfleet.provisioners.local_process import LauncherGroup, LocalLauncherProcess
+from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
 from kernelfleet.provisioners.server_identity import LOCAL_LAUNCH_ENV
 from kernelfleet.provisioners.ssh_command import (
@@ -159,7 +161,7 @@ class DistributedProvisioner(RemoteProvisionerBase):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.assigned_host: str | None = None
-        self.local_process: LocalLauncherProcess | None = None
+        self.local_process: LauncherGroup | None = None  # started here, or adopted after a server restart
         self.remote_launch: RemoteLaunch | None = None
         self.launcher_pid: int | None = None  # remote: the launcher's pid, also its process group (setsid)
         self.kernel_pgid: int | None = None
@@ -380,18 +382,6 @@ class DistributedProvisioner(RemoteProvisionerBase):
             await self._repair_tunnels()
         return await super().poll()
 
-    async def engine_poll(self) -> int | None:
-        """The comm port did not answer: the host itself says whether the launcher's or the kernel's process
-        group is still there (the launch channel is closed once the kernel reported, so this asks over a
-        short SSH command). A host that cannot be reached is "unknown", never "dead"."""
-        if not self.is_remote:
-            return None
-        present = await self._signal_remote("0")
-        if present is None or present:
-            return None
-        self.log.info("Kernel %s: its processes are gone from %s", self.kernel_id, self.assigned_host)
-        return 0
-
     async def wait(self) -> int | None:
         if self.local_process is not None:
             return await self.local_process.wait()
@@ -430,6 +420,26 @@ class DistributedProvisioner(RemoteProvisionerBase):
             return False
         present = await self._run_signal_remote("INT", [self.kernel_pgid])
         return bool(present)
+
+    async def presence(self) -> Presence:
+        """Local: the launcher process itself. Remote: its comm port, else its process groups tested over SSH."""
+        if self.assigned_host is None:
+            return await super().presence()
+        if not self.is_remote:
+            running = self.local_process is not None and self.local_process.returncode is None
+            return Presence.RUNNING if running else Presence.GONE
+        answer = await super().presence()
+        if answer is not Presence.UNREACHABLE:
+            return answer
+        # The comm port did not answer: the host itself says whether the launcher's or the kernel's process group
+        # is still there (the launch channel is closed once the kernel reported). An unreachable host is unknown.
+        present = await self._signal_remote("0")
+        if present is None:
+            return Presence.UNREACHABLE
+        if not present:
+            self.log.info("Kernel %s: its processes are gone from %s", self.kernel_id, self.assigned_host)
+            return Presence.GONE
+        return Presence.RUNNING
 
     async def terminate(self, restart: bool = False) -> None:
         if self.local_process is not None:
@@ -487,6 +497,8 @@ class DistributedProvisioner(RemoteProvisionerBase):
     async def cleanup(self, restart: bool = False) -> None:
         if self.local_process is not None and self.local_process.returncode is None:
             await self.local_process.stop()
+        if isinstance(self.local_process, AdoptedLocalProcess):
+            await self._sweep_adopted(self.local_process)
         self.local_process = None
         if self.remote_launch is not None:
             await self.remote_launch.detach()
@@ -500,6 +512,23 @@ class DistributedProvisioner(RemoteProvisionerBase):
         self.assigned_host = self.remote_log = None
         self.launcher_pid = self.kernel_pgid = None
         await super().cleanup(restart)
+
+    async def detach(self) -> None:
+        if isinstance(self.local_process, AdoptedLocalProcess):
+            self.local_process.close()
+        self.local_process = None
+        if self.tunnels is not None:
+            self.tunnels.close()
+            self.tunnels = None
+        self._release()
+
+    async def _sweep_adopted(self, launcher: AdoptedLocalProcess) -> None:
+        """An adopted launcher has exited; its kernel's group, which a child launcher takes along, may not have."""
+        launcher.close()
+        if self.kernel_pgid:
+            killed = (await run_local_shell(sweep_command(self.kernel_id, [self.kernel_pgid], None))).split()
+            if killed:
+                self.log.info("Kernel %s: killed leftover process group %s", self.kernel_id, killed)
 
     async def _run_remote(self, command: str) -> str:
         assert self.assigned_host is not None
@@ -550,8 +579,12 @@ class DistributedProvisioner(RemoteProvisionerBase):
         if not host:
             return
         self._reserve(host)
+        if is_local_host(host):
+            if self.remote_pid:  # the launcher's pid (it reported its own)
+                self.local_process = await AdoptedLocalProcess.adopt(self.kernel_id, int(self.remote_pid), self.log)
+            return
         tunnel = provisioner_info.get("tunnel")
-        if is_local_host(host) or not tunnel:
+        if not tunnel:
             return
         try:
             await self._open_tunnels(preferred=dict(tunnel.get("local_ports") or {}), state=tunnel)

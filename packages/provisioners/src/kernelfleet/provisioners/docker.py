@@ -27,6 +27,7 @@ from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.docker_common import LOG_TAIL_LINES, DockerProvisionerBase, tail_text
 from kernelfleet.provisioners.docker_engine import ENGINE_ERRORS, describe_engine_error
 from kernelfleet.provisioners.docker_swarm import DockerSwarmProvisioner
+from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
 
 __all__ = ["DockerProvisioner", "DockerSwarmProvisioner"]
@@ -209,18 +210,22 @@ class DockerProvisioner(DockerProvisionerBase):
     def has_process(self) -> bool:
         return self.container_id is not None
 
-    async def poll(self) -> int | None:
+    async def presence(self) -> Presence:
+        """Docker's word on the container: missing or stopped is gone; no answer from dockerd is unreachable."""
         if self.container_id is None or self.engine is None:
-            return 0 if self.exit_code is None else self.exit_code
+            return Presence.GONE
         try:
             state = await self._state()
         except ENGINE_ERRORS as err:
             self.log.warning("Kernel %s: cannot inspect container %s: %s", self.kernel_id, self.container_name,
                              describe_engine_error(err))
+            return Presence.UNREACHABLE
+        return Presence.GONE if state is None or state.get("Status") in ENDED else Presence.RUNNING
+
+    async def poll(self) -> int | None:
+        if await self.presence() is not Presence.GONE:
             return None  # unknown is not dead: a restarter must not replace a kernel over a daemon hiccup
-        if state is None or state.get("Status") in ENDED:
-            return self.exit_code if self.exit_code is not None else 0
-        return None
+        return self.exit_code if self.exit_code is not None else 0
 
     async def wait(self) -> int | None:
         if self.container_id is None:

@@ -190,6 +190,9 @@ class DockerProvisionerBase(ContainerProvisionerBase):
         await self._remove(keep_engine=restart)
         await super().cleanup(restart)
 
+    async def detach(self) -> None:
+        await self.release_engine()
+
     async def wait_changed(self, changed: asyncio.Event, timeout: float | None) -> None:
         """Sleep until Docker reports something about this kernel, or until ``timeout``.
 

@@ -27,6 +27,7 @@ import aiodocker
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.docker_common import LOG_TAIL_LINES, DockerProvisionerBase, tail_text
 from kernelfleet.provisioners.docker_engine import ENGINE_ERRORS, LABEL_KERNEL_ID, describe_engine_error
+from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
 
 # https://docs.docker.com/engine/swarm/how-swarm-mode-works/swarm-task-states/
@@ -240,20 +241,26 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
     def has_process(self) -> bool:
         return self.service_id is not None
 
-    async def poll(self) -> int | None:
+    async def presence(self) -> Presence:
+        """Swarm's word on the service and its task: a removed service or an ended task is gone."""
         if self.service_id is None or self.engine is None:
-            return 0 if self.exit_code is None else self.exit_code
+            return Presence.GONE
         try:
             task = await self._task()
             if task is None and not await self._service_exists():
-                return 0 if self.exit_code is None else self.exit_code
+                return Presence.GONE
         except ENGINE_ERRORS as err:
             self.log.warning("Kernel %s: cannot inspect service %s: %s", self.kernel_id, self.container_name,
                              describe_engine_error(err))
-            return None
+            return Presence.UNREACHABLE
         if task is None or (task.get("Status") or {}).get("State") in LIVE_STATES:
+            return Presence.RUNNING
+        return Presence.GONE
+
+    async def poll(self) -> int | None:
+        if await self.presence() is not Presence.GONE:
             return None
-        return self.exit_code
+        return 0 if self.exit_code is None else self.exit_code
 
     async def wait(self) -> int | None:
         if self.service_id is not None:

@@ -68,6 +68,7 @@ from kernelfleet.provisioners.k8s_secret import (
 from kernelfleet.provisioners.k8s_status import exit_code, pod_ended, pod_failure, pod_ip
 from kernelfleet.provisioners.k8s_template import render_pod_template
 from kernelfleet.provisioners.k8s_watch import SharedWatch
+from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine, mapping_list, refuse_closed
 from kernelfleet.provisioners.server_identity import LABEL_SERVER
 
@@ -665,6 +666,15 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         pod = self.kernel_pod(pods.get(self.pod_name))
         return exit_code(pod) if pod_ended(pod) else None
 
+    async def presence(self) -> Presence:
+        """The pod watch's word: no pod of ours, or an ended one, is gone; a watch that cannot sync is unreachable."""
+        if self.pods is None:
+            return Presence.GONE
+        pods = await self._synced()
+        if pods is None or not self.pod_name:
+            return Presence.UNREACHABLE
+        return Presence.GONE if pod_ended(self.kernel_pod(pods.get(self.pod_name))) else Presence.RUNNING
+
     async def wait(self) -> int | None:
         pods = await self._synced()
         if pods is None or not self.pod_name:
@@ -740,6 +750,9 @@ class KubernetesProvisioner(ContainerProvisionerBase):
     async def delete_resources(self) -> None:
         """What a stop removes; the Spark operator provisioner removes its application instead."""
         await self.delete_pod()
+
+    async def detach(self) -> None:
+        await self.release()
 
     async def release(self, *, linger: bool = True) -> None:
         """Give back the watches and the client (kept open a while for the next kernel unless ``linger`` is off)."""

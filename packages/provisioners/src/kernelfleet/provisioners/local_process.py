@@ -1,4 +1,5 @@
-"""A launcher running as a child process of this server: started, watched and stopped without blocking."""
+"""A launcher running as a local process: started (a child of this server) or adopted (``adopted_process``),
+watched and stopped without blocking."""
 
 from __future__ import annotations
 
@@ -10,8 +11,54 @@ import os
 import signal
 
 
-class LocalLauncherProcess:
-    """The launcher in its own session, so one signal to its group reaches the launcher and its kernel."""
+class LauncherGroup:
+    """A local launcher leading its own session, so one signal to its group reaches the launcher and its kernel.
+
+    The distributed provisioner drives both kinds (started here, adopted after a server restart) through this.
+    """
+
+    kernel_id: str
+    stderr_tail: collections.deque[str]
+
+    @property
+    def pid(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def returncode(self) -> int | None:
+        raise NotImplementedError
+
+    async def wait(self) -> int:
+        """Until the launcher has exited (and, for a child, been reaped): its exit status."""
+        raise NotImplementedError
+
+    def describe_exit(self, code: int) -> str:
+        reason = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        tail = "\n".join(self.stderr_tail)
+        return f"launcher (pid {self.pid}) {reason}" + (f"; its last output:\n{tail}" if tail else "")
+
+    def signal_group(self, signum: int) -> bool:
+        """Signal the launcher's whole process group; False when it is already gone."""
+        if self.returncode is not None:
+            return False
+        try:
+            os.killpg(self.pid, signum)
+        except ProcessLookupError:
+            return False
+        return True
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds; returns once the process has exited."""
+        if self.signal_group(signal.SIGTERM):
+            try:
+                await asyncio.wait_for(self.wait(), grace)
+            except TimeoutError:
+                self.signal_group(signal.SIGKILL)
+        await self.wait()
+
+
+class LocalLauncherProcess(LauncherGroup):
+    """A launcher this server started as its child."""
 
     def __init__(self, kernel_id: str, process: asyncio.subprocess.Process, log: logging.Logger) -> None:
         self.kernel_id = kernel_id
@@ -60,27 +107,3 @@ class LocalLauncherProcess:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._drain), 1.0)
         return code
-
-    def describe_exit(self, code: int) -> str:
-        reason = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
-        tail = "\n".join(self.stderr_tail)
-        return f"launcher (pid {self.pid}) {reason}" + (f"; its last output:\n{tail}" if tail else "")
-
-    def signal_group(self, signum: int) -> bool:
-        """Signal the launcher's whole process group; False when it is already gone."""
-        if self.process.returncode is not None:
-            return False
-        try:
-            os.killpg(self.process.pid, signum)
-        except ProcessLookupError:
-            return False
-        return True
-
-    async def stop(self, grace: float = 2.0) -> None:
-        """SIGTERM, then SIGKILL after ``grace`` seconds; returns once the process is reaped."""
-        if self.signal_group(signal.SIGTERM):
-            try:
-                await asyncio.wait_for(self.process.wait(), grace)
-            except TimeoutError:
-                self.signal_group(signal.SIGKILL)
-        await self.wait()

@@ -118,7 +118,7 @@ def signal_command(kernel_id: str, signal_name: str, pgids: Iterable[int]) -> st
     """
     if not re.fullmatch(r"[A-Z]+|0", signal_name):
         raise ValueError(f"not a signal name: {signal_name!r}")
-    option = "-0" if signal_name == "0" else f"-s {signal_name}"
+    option = f"-s {signal_name}"  # not "-0 --": dash's kill reads "--" as a pid after "-0"
     owned = shlex.quote(f"KERNEL_ID={kernel_id}")
     return "; ".join(
         f"if tr '\\0' '\\n' </proc/{g}/environ 2>/dev/null | grep -qxF -- {owned}; then "

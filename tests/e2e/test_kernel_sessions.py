@@ -1,0 +1,263 @@
+"""Kernels that survive the server: a real jupyter_server with the sessions extension, ``kill -9``-ed and started
+again, on every engine that runs here (local process, SSH hosts, Docker, Swarm, kubelite).
+
+A variable set over the websocket before the kill is read back over a new websocket after it; shutting the
+kernels down afterwards leaves no process, container, service, secret, pod or session file, and the kernel's
+processes are gone by the time DELETE /api/kernels/<id> has answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import signal
+import stat
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyter_server_process import Server, ServerProcess, run_cell
+from kf_docker import DOCKER, IMAGE, docker_cli, leftovers
+from kubelite import KubeLite
+from kubelite.testing import docker_or_fail
+
+from kernelfleet.provisioners.container_argv import container_argv
+
+TESTS = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(TESTS / "ssh"))
+from ssh_testing import processes_with_env, wait_until  # noqa: E402
+from sshd import SshCluster, SshdMissing, start_cluster  # noqa: E402
+
+# kubelite's leftover check lives in tests/k8s/conftest.py; loaded under its own name, not as a conftest.
+_k8s_spec = importlib.util.spec_from_file_location("k8s_conftest", TESTS / "k8s" / "conftest.py")
+assert _k8s_spec is not None and _k8s_spec.loader is not None
+k8s_conftest = importlib.util.module_from_spec(_k8s_spec)
+_k8s_spec.loader.exec_module(k8s_conftest)
+
+EXTENSION = "kernelfleet.provisioners.sessions"
+
+
+@pytest.fixture(scope="module")
+def ssh_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshCluster]:
+    try:
+        cluster = start_cluster(tmp_path_factory.mktemp("sshd"))
+    except SshdMissing as err:
+        pytest.fail(str(err))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+async def engines_ready() -> None:
+    """dockerd answers, the kernel image is there and the swarm is active: fail with what is missing otherwise."""
+    try:
+        state = (await docker_cli("info", "--format", "{{json .Swarm.LocalNodeState}}")).strip()
+    except AssertionError as err:
+        pytest.fail(f"dockerd is unreachable ({err}); start it with tools/setup-machine")
+    if json.loads(state or '""') != "active":
+        pytest.fail(f"Docker Swarm is not active (state {state}); run {DOCKER} swarm init --advertise-addr 127.0.0.1")
+    await docker_cli("image", "inspect", IMAGE)
+
+
+@pytest.fixture
+async def kube(tmp_path: Path, engines_ready: None) -> AsyncIterator[KubeLite]:
+    docker = await docker_or_fail()
+    await docker.close()
+    server = KubeLite(pull_backoff=(0.3, 2.0), restart_backoff=(0.3, 2.0))
+    await server.start()
+    server.write_kubeconfig(tmp_path / "kubeconfig")
+    try:
+        yield server
+        await k8s_conftest.assert_nothing_left(server, tmp_path / "kubeconfig")
+    finally:
+        await server.stop()
+
+
+def server_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The server's environment: private Jupyter dirs, the extension enabled by one config line, the broker on
+    loopback (kernels in host-network containers and pods reach it there)."""
+    config_dir = tmp_path / "config"
+    config_dir.mkdir(exist_ok=True)
+    (config_dir / "jupyter_server_config.py").write_text(
+        f'c.ServerApp.jpserver_extensions = {{"{EXTENSION}": True}}\n'
+        "c.KernelSessions.max_retry_delay = 2.0\n"
+    )
+    return {**os.environ, "JUPYTER_PATH": str(tmp_path / "share" / "jupyter"), "JUPYTER_RUNTIME_DIR": str(tmp_path),
+            "JUPYTER_CONFIG_DIR": str(config_dir), "KF_RESPONSE_IP": "127.0.0.1", "KF_RESPONSE_PORT": "0", **extra}
+
+
+def session_dir(tmp_path: Path) -> Path:
+    return tmp_path / "kernelfleet-sessions"
+
+
+def saved(tmp_path: Path) -> dict[str, dict[str, Any]]:
+    return {p.stem: json.loads(p.read_text()) for p in session_dir(tmp_path).glob("*.json")}
+
+
+async def start_kernel(server: Server, name: str) -> tuple[str, str]:
+    """Start a kernel of kernelspec ``name`` and set a variable in it; (kernel id, the variable's value)."""
+    kernel_id = (await server.call("POST", "/api/kernels", {"name": name}))["id"]
+    ws = await server.channels(kernel_id)
+    value = f"{name}-{kernel_id[:8]}"
+    reply = await run_cell(ws, f"survivor = {value!r}", timeout=90)
+    assert reply["reply"]["status"] == "ok", f"kernel {name}: {reply}"
+    ws.close()
+    return kernel_id, value
+
+
+async def read_back(server: Server, kernel_id: str) -> str:
+    ws = await server.channels(kernel_id)
+    try:
+        return str((await run_cell(ws, "survivor", timeout=60))["result"])
+    finally:
+        ws.close()
+
+
+async def listed(server: Server, kernel_ids: set[str], within: float) -> None:
+    """Until GET /api/kernels lists every one of ``kernel_ids`` (the extension takes them over after the server
+    began answering)."""
+    deadline = time.monotonic() + within
+    while not kernel_ids <= {k["id"] for k in await server.call("GET", "/api/kernels")}:
+        assert time.monotonic() < deadline, f"kernels {kernel_ids} not all listed after {within}s"
+        await asyncio.sleep(0.2)
+
+
+def launcher_of(tmp_path: Path, kernel_id: str) -> int:
+    """The launcher's pid as the provisioner saved it (a local launcher reports its own pid)."""
+    info = saved(tmp_path)[kernel_id]["provisioner_info"]
+    return int(info.get("launcher_pid") or info["remote_pid"])
+
+
+async def test_kernels_survive_a_killed_server_on_every_engine(
+    tmp_path: Path, make_kernelspec: Callable[..., str], ssh_cluster: SshCluster, kube: KubeLite,
+) -> None:
+    container = {"argv": container_argv(kernel_class_name="ipykernel.ipkernel.IPythonKernel")}
+    specs = {
+        "kf_local": make_kernelspec("kf_local"),
+        "kf_ssh": make_kernelspec("kf_ssh", config={**ssh_cluster.provisioner_config(), "remote_hosts": ["127.0.0.3"]}),
+        "kf_docker": make_kernelspec("kf_docker", provisioner="docker-provisioner", **container,
+                                     config={"image_name": IMAGE, "network": "host"}),
+        "kf_swarm": make_kernelspec("kf_swarm", provisioner="docker-swarm-provisioner", **container,
+                                    config={"image_name": IMAGE, "network": "host"}),
+        "kf_k8s": make_kernelspec("kf_k8s", provisioner="kubernetes-provisioner", **container,
+                                  config={"image_name": IMAGE, "launch_timeout": 60}),
+    }
+    env = server_env(tmp_path, KUBECONFIG=str(tmp_path / "kubeconfig"), KF_KUBERNETES_HOST_NETWORK="true")
+    process = ServerProcess(tmp_path, env, tmp_path / "jupyter_server.log")
+    try:
+        server = await process.start()
+        started = await asyncio.gather(*(start_kernel(server, name) for name in specs))
+        values = dict(started)
+        files = saved(tmp_path)
+        assert set(files) == set(values), f"sessions saved: {sorted(files)}, kernels: {sorted(values)}"
+        assert stat.S_IMODE(session_dir(tmp_path).stat().st_mode) == 0o700
+        for kernel_id in values:
+            assert stat.S_IMODE((session_dir(tmp_path) / f"{kernel_id}.json").stat().st_mode) == 0o600
+        secrets = [s["connection_info"]["key"] for s in files.values()]
+        secrets += [s["provisioner_info"]["comm_key"] for s in files.values()]
+
+        await process.kill()
+        server = await process.start()
+        await listed(server, set(values), within=60)
+        for kernel_id, value in values.items():
+            assert await read_back(server, kernel_id) == repr(value), f"kernel {kernel_id} lost its state"
+
+        # A taken-over kernel restarts like any other, and its new session replaces the saved one.
+        local_id = started[0][0]
+        local_launcher = launcher_of(tmp_path, local_id)
+        await server.call("POST", f"/api/kernels/{local_id}/restart")
+        ws = await server.channels(local_id)
+        assert (await run_cell(ws, "'survivor' in globals()", timeout=60))["result"] == "False"
+        ws.close()
+        await wait_until(lambda: launcher_of(tmp_path, local_id) != local_launcher, 10, "restart not saved")
+        for kernel_id in values:
+            await server.call("DELETE", f"/api/kernels/{kernel_id}")
+            # Shutdown answers once the kernel is gone: no wait here.
+            assert not processes_with_env("KERNEL_ID", kernel_id), f"kernel {kernel_id} outlived its shutdown"
+            assert not await leftovers(kernel_id), f"kernel {kernel_id} left {await leftovers(kernel_id)}"
+        assert await server.call("GET", "/api/kernels") == []
+        assert saved(tmp_path) == {}
+        log = (tmp_path / "jupyter_server.log").read_text(errors="replace")
+        assert all(secret not in log for secret in secrets), "a kernel secret reached the server log"
+    finally:
+        await process.stop()
+
+
+async def test_gone_kernel_is_forgotten_and_unreachable_one_retried(
+    tmp_path: Path, make_kernelspec: Callable[..., str], ssh_cluster: SshCluster, engines_ready: None,
+) -> None:
+    make_kernelspec("kf_local")
+    host = ssh_cluster.host("127.0.0.4")
+    make_kernelspec("kf_ssh", config={**ssh_cluster.provisioner_config(), "remote_hosts": [host.address],
+                                      "comm_timeout": 1.0})
+    process = ServerProcess(tmp_path, server_env(tmp_path), tmp_path / "jupyter_server.log")
+    stopped_launcher: int | None = None
+    try:
+        server = await process.start()
+        (gone_id, _), (away_id, away_value) = await asyncio.gather(
+            start_kernel(server, "kf_local"), start_kernel(server, "kf_ssh"))
+        await process.kill()
+
+        # While no server runs: the local kernel is killed, the SSH kernel's launcher stops answering and its
+        # host's sshd goes down.
+        for pid in processes_with_env("KERNEL_ID", gone_id):
+            os.kill(pid, signal.SIGKILL)
+        await wait_until(lambda: not processes_with_env("KERNEL_ID", gone_id), 10, "the local kernel did not die")
+        stopped_launcher = launcher_of(tmp_path, away_id)
+        os.kill(stopped_launcher, signal.SIGSTOP)
+        host.stop()
+
+        server = await process.start()
+        await wait_until(lambda: "cannot be reached yet" in process.log(), 30, "no unreachable line in the log")
+        await wait_until(lambda: gone_id not in saved(tmp_path), 10, "the gone kernel's session was kept")
+        lines = [line for line in process.log().splitlines() if gone_id in line]
+        removal = [line for line in lines if "session" in line]
+        assert len(removal) == 1 and "gone" in removal[0], f"log lines about the gone kernel: {lines}"
+        assert all(line.startswith("[I ") for line in lines), f"log lines about the gone kernel: {lines}"
+        assert "Traceback" not in process.log()
+        assert away_id in saved(tmp_path)
+        assert away_id not in {k["id"] for k in await server.call("GET", "/api/kernels")}
+
+        # The host and the launcher come back: a retry takes the kernel over, state intact.
+        os.kill(stopped_launcher, signal.SIGCONT)
+        stopped_launcher = None
+        host.start()
+        await listed(server, {away_id}, within=30)
+        assert await read_back(server, away_id) == repr(away_value)
+        await server.call("DELETE", f"/api/kernels/{away_id}")
+        assert not processes_with_env("KERNEL_ID", away_id)
+        assert saved(tmp_path) == {}
+    finally:
+        if stopped_launcher is not None:
+            os.kill(stopped_launcher, signal.SIGCONT)
+        host.start()
+        await process.stop()
+        for kernel_id in [*saved(tmp_path)]:
+            for pid in processes_with_env("KERNEL_ID", kernel_id):
+                os.kill(pid, signal.SIGKILL)
+
+
+async def test_on_start_shutdown_stops_the_saved_kernels(
+    tmp_path: Path, make_kernelspec: Callable[..., str],
+) -> None:
+    make_kernelspec("kf_local")
+    log_path = tmp_path / "jupyter_server.log"
+    process = ServerProcess(tmp_path, server_env(tmp_path), log_path)
+    try:
+        server = await process.start()
+        kernel_id, _ = await start_kernel(server, "kf_local")
+        await process.kill()
+        assert processes_with_env("KERNEL_ID", kernel_id), "the kernel did not outlive the killed server"
+
+        process = ServerProcess(tmp_path, server_env(tmp_path), log_path, "--KernelSessions.on_start=shutdown")
+        server = await process.start()
+        await wait_until(lambda: not saved(tmp_path), 30, "the saved session was kept")
+        await wait_until(lambda: not processes_with_env("KERNEL_ID", kernel_id), 10, "the kernel was not stopped")
+        assert await server.call("GET", "/api/kernels") == []
+    finally:
+        await process.stop()
