@@ -9,6 +9,7 @@ processes are gone by the time DELETE /api/kernels/<id> has answered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -16,6 +17,7 @@ import signal
 import stat
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS / "ssh"))
 from ssh_testing import processes_with_env, wait_until  # noqa: E402
 from sshd import SshCluster, SshdMissing, start_cluster  # noqa: E402
+from sweep_testing import crash_server  # noqa: E402
 
 # kubelite's leftover check lives in tests/k8s/conftest.py; loaded under its own name, not as a conftest.
 _k8s_spec = importlib.util.spec_from_file_location("k8s_conftest", TESTS / "k8s" / "conftest.py")
@@ -242,22 +245,35 @@ async def test_gone_kernel_is_forgotten_and_unreachable_one_retried(
                 os.kill(pid, signal.SIGKILL)
 
 
-async def test_on_start_shutdown_stops_the_saved_kernels(
-    tmp_path: Path, make_kernelspec: Callable[..., str],
+async def test_on_start_shutdown_stops_the_saved_kernels_and_sweeps_orphans(
+    tmp_path: Path, make_kernelspec: Callable[..., str], kernels_dir: Path,
 ) -> None:
+    """A restarted server shuts its saved kernels down (on_start=shutdown) and removes, by itself, the kernel a
+    crashed run of the same server left with no saved session (killed in the middle of that launch's report)."""
     make_kernelspec("kf_local")
+    server_id = f"sessions-{os.getpid()}-{int(time.monotonic() * 1000) % 100000}"
+    env = server_env(tmp_path, KF_SERVER_ID=server_id)
     log_path = tmp_path / "jupyter_server.log"
-    process = ServerProcess(tmp_path, server_env(tmp_path), log_path)
+    process = ServerProcess(tmp_path, env, log_path)
+    orphan_id = f"orphan-{uuid.uuid4().hex[:8]}"
     try:
         server = await process.start()
         kernel_id, _ = await start_kernel(server, "kf_local")
         await process.kill()
         assert processes_with_env("KERNEL_ID", kernel_id), "the kernel did not outlive the killed server"
+        # The same server identity, killed after starting a kernel it never saved: the sweep's business.
+        await crash_server(kernels_dir, server_id, [{"spec": "kf_local", "kernel_id": orphan_id, "mode": "after"}])
+        assert processes_with_env("KERNEL_ID", orphan_id), "the crashed run's kernel is not running"
 
-        process = ServerProcess(tmp_path, server_env(tmp_path), log_path, "--KernelSessions.on_start=shutdown")
+        process = ServerProcess(tmp_path, env, log_path, "--KernelSessions.on_start=shutdown")
         server = await process.start()
         await wait_until(lambda: not saved(tmp_path), 30, "the saved session was kept")
         await wait_until(lambda: not processes_with_env("KERNEL_ID", kernel_id), 10, "the kernel was not stopped")
+        await wait_until(lambda: not processes_with_env("KERNEL_ID", orphan_id), 30, "the orphan was not swept")
+        assert "object(s) a previous run left" in process.log()
         assert await server.call("GET", "/api/kernels") == []
     finally:
         await process.stop()
+        for pid in processes_with_env("KERNEL_ID", orphan_id):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from jupyter_client.manager import KernelManager
 from jupyter_server.serverapp import ServerApp
-from traitlets import Enum, Float, Type
+from traitlets import Bool, Enum, Float, Type
 from traitlets.config import LoggingConfigurable
 
 from kernelfleet.provisioners.presence import Presence
@@ -40,6 +41,12 @@ class KernelSessions(LoggingConfigurable):
     retry_delay = Float(1.0, help="Seconds before the first new attempt at a saved kernel that could not be "
                         "reached; doubled after each attempt up to max_retry_delay.").tag(config=True)
     max_retry_delay = Float(60.0, help="Longest wait between attempts at an unreachable saved kernel.").tag(config=True)
+    sweep_on_start = Bool(
+        True, help="At start, remove what a previous run of this server left that no saved session claims (kernels of "
+        "launches it was in the middle of, or whose session was lost): processes, containers, services, pods, "
+        "Secrets, namespaces and SparkApplications carrying this server's identity (ServerIdentity.server_id), as "
+        "`jupyter kernelfleet sweep --yes` would. Runs in the background; objects younger than this server are left.",
+    ).tag(config=True)
 
     def __init__(self, serverapp: ServerApp, **kwargs: Any) -> None:
         super().__init__(parent=serverapp, log=serverapp.log, **kwargs)
@@ -119,7 +126,27 @@ class KernelSessions(LoggingConfigurable):
             return
         self.log.info("Kernel sessions: %d saved kernel(s) in %s (on_start=%s)", len(sessions),
                       self.store.describe(), self.on_start)
+        if self.sweep_on_start:
+            self._spawn(self._sweep({session.kernel_id for session in sessions}, started=time.monotonic()))
         await asyncio.gather(*(self._take_over(session, first=True) for session in sessions))
+
+    async def _sweep(self, claimed: set[str], *, started: float) -> None:
+        """Remove the previous run's orphans: what carries this server's identity and no saved session claims.
+
+        Anything younger than this server may be a launch it is making right now, so the age limit grows with
+        the time since start; saved sessions are claimed whether or not they can be taken over."""
+        from kernelfleet.provisioners.sweep import find_orphans, remove_orphans  # engines' clients: only if used
+
+        try:
+            orphans = await find_orphans(claimed, parent=self.serverapp, min_age=time.monotonic() - started + 1.0)
+        except Exception as err:  # a sweep that fails must not take the server down; the command can be run by hand
+            self.log.warning("Kernel sessions: the orphan sweep failed: %s", err)
+            return
+        for engine, reason in orphans.unavailable.items():
+            self.log.debug("Kernel sessions: orphan sweep did not search %s: %s", engine, reason)
+        if orphans:
+            self.log.info("Kernel sessions: removing %d object(s) a previous run left", len(orphans))
+            await remove_orphans(orphans)
 
     async def _take_over(self, session: KernelSession, *, first: bool) -> bool:
         """One attempt at a saved kernel; False when it could not be reached (a retry is scheduled)."""
