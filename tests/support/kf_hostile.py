@@ -30,5 +30,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     else:  # the test's name says it: test_taken_name_fails[docker] -> "taken name fails (docker)"
         name, _, param = item.name.partition("[")
         attack = name.removeprefix("test_").replace("_", " ") + (f" ({param.rstrip(']')})" if param else "")
-    if not any(name == "attack" for name, _ in report.user_properties):
-        report.user_properties.append(("attack", attack))
+    # JUnit reads the properties of the teardown report, which copies the item's: record them on the item.
+    if not any(name == "attack" for name, _ in item.user_properties):
+        item.user_properties.append(("attack", attack))
