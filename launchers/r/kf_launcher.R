@@ -1,5 +1,6 @@
-# The launcher's steps (see launch_IRkernel.R for the whole story): choose ports, write the connection
-# file, fork the comm listener, send the sealed report, then become the kernel.
+# The launcher's steps (see launch_IRkernel.R for the whole story): choose the comm port, fork the comm
+# listener, build IRkernel's kernel with its ports bound, send the sealed report naming those ports,
+# then run the kernel.
 
 KF_LAUNCHER_VERSION <- "r/0.1.0"
 KF_REPORT_TIMEOUT <- 30
@@ -21,17 +22,20 @@ kf_fatal <- function(fmt, ...) {
   quit(save = "no", status = 1L)
 }
 
-kf_write_connection_file <- function(info) {
-  # A fresh 0700 directory in this session's temp dir (which R removes when the kernel quits) and a
-  # 0600 file: the kernel's HMAC key is readable by this user only.
-  old <- Sys.umask("077")
-  on.exit(Sys.umask(old))
+kf_connection_file_path <- function() {
+  # A fresh 0700 directory in this session's temp dir (which R removes when the kernel quits): the
+  # kernel's HMAC key is readable by this user only.
   dir <- tempfile("kernelfleet-")
   dir.create(dir, mode = "0700")
-  path <- file.path(dir, "kernel.json")
+  file.path(dir, "kernel.json")
+}
+
+kf_write_connection_file <- function(info, path) {
+  old <- Sys.umask("077")
+  on.exit(Sys.umask(old))
   writeLines(as.character(jsonlite::toJSON(info, auto_unbox = TRUE, digits = NA)), path)
   Sys.chmod(path, "0600")
-  path
+  invisible(path)
 }
 
 kf_report_ip <- function(kernel_ip) {
@@ -120,7 +124,7 @@ kf_main <- function(argv = commandArgs(trailingOnly = TRUE)) {
   Sys.unsetenv("LAUNCH_TOKEN")  # read once; the kernel's users have no business with it
   kf_log_threshold <<- config$log_level
   for (arg in config$unknown_args) kf_log("WARNING", "ignoring unknown argument %s", kf_quote(arg))
-  # Found, not loaded: loading IRkernel takes most of R's start-up, and it can overlap the report.
+  # Found, not loaded yet: the comm listener must be forked before IRkernel creates its ZMQ context.
   if (!nzchar(system.file(package = "IRkernel"))) kf_fatal("the IRkernel package is not installed")
   kf_check_spark(config$spark_init_mode)
   kernel_id <- config$kernel_id
@@ -131,35 +135,44 @@ kf_main <- function(argv = commandArgs(trailingOnly = TRUE)) {
            kernel_id)
   }
 
-  bound <- tryCatch(kf_bind_ports(config$port_range), error = function(e) kf_fatal("kernel %s: %s", kernel_id,
-                                                                                    conditionMessage(e)))
-  ports <- bound$ports
+  comm <- tryCatch(kf_bind_ports(config$port_range, count = 1L),
+                   error = function(e) kf_fatal("kernel %s: %s", kernel_id, conditionMessage(e)))
+  comm_port <- comm$ports[[1L]]
   comm_key <- kf_random_bytes(32L)
   conn_info <- list(
-    shell_port = ports[[1L]], iopub_port = ports[[2L]], stdin_port = ports[[3L]], control_port = ports[[4L]],
-    hb_port = ports[[5L]], ip = config$kernel_ip, key = paste(format(kf_random_bytes(32L)), collapse = ""),
+    ip = config$kernel_ip, key = paste(format(kf_random_bytes(32L)), collapse = ""),
     transport = "tcp", signature_scheme = "hmac-sha256", kernel_name = ""
   )
-  conn_file <- kf_write_connection_file(conn_info)
+  conn_file <- kf_connection_file_path()
   kernel_pid <- Sys.getpid()
-  reported <- conn_info
+  listener_pid <- kf_start_listener(comm$sockets[[1L]], comm_key, kernel_pid, conn_file)
+  close(comm$sockets[[1L]])
+  stop_listener <- function() {
+    kf_signal(listener_pid, tools::SIGTERM)
+    unlink(dirname(conn_file), recursive = TRUE)
+  }
+  started <- tryCatch(kf_start_kernel(conn_info, conn_file, config$port_range, comm_port, kernel_id),
+                      error = function(e) {
+                        stop_listener()
+                        kf_fatal("kernel %s: %s", kernel_id, conditionMessage(e))
+                      })
+  ports <- started$ports
+  reported <- c(as.list(ports), conn_info)
   reported$ip <- kf_report_ip(config$kernel_ip)
   reported <- c(reported, list(
-    comm_port = ports[[6L]], comm_key = kf_b64encode(comm_key), launch_token = config$launch_token,
+    comm_port = comm_port, comm_key = kf_b64encode(comm_key), launch_token = config$launch_token,
     kernel_id = kernel_id, pid = kernel_pid, pgid = kf_pgid(), launcher = KF_LAUNCHER_VERSION
   ))
   if (is.na(reported$pgid)) reported$pgid <- NULL
   line <- tryCatch(kf_seal_report(kf_connection_plaintext(reported), kernel_id, config$public_key),
-                   error = function(e) kf_fatal("kernel %s: %s", kernel_id, conditionMessage(e)))
-  rm(reported)
-
-  for (s in bound$sockets[1:5]) close(s)  # the kernel binds these; the comm socket goes to the listener
-  listener_pid <- kf_start_listener(bound$sockets[[6L]], comm_key, kernel_pid, conn_file)
-  close(bound$sockets[[6L]])
-  rm(comm_key)  # only the listener needs it; user code in the kernel could otherwise find it on the stack
+                   error = function(e) {
+                     stop_listener()
+                     kf_fatal("kernel %s: %s", kernel_id, conditionMessage(e))
+                   })
+  rm(reported, comm_key)  # only the listener needs the key; user code could otherwise find it on the stack
   config$launch_token <- NULL
-  kf_log("INFO", "kernel %s: ports %s, comm port %d, listener pid %d", kernel_id,
-         paste(ports[1:5], collapse = ","), ports[[6L]], listener_pid)
+  kf_log("INFO", "kernel %s: kernel bound ports %s, comm port %d, listener pid %d", kernel_id,
+         paste(ports, collapse = ","), comm_port, listener_pid)
 
   accepted <- tryCatch(kf_send_report(config$response_host, config$response_port, line, kernel_id),
                        error = function(e) {
@@ -168,12 +181,11 @@ kf_main <- function(argv = commandArgs(trailingOnly = TRUE)) {
                        })
   if (!isTRUE(accepted)) {
     if (identical(accepted, FALSE)) kf_log("ERROR", "kernel %s: the server rejected the launch report", kernel_id)
-    kf_signal(listener_pid, tools::SIGTERM)
-    unlink(dirname(conn_file), recursive = TRUE)
+    stop_listener()
     quit(save = "no", status = 1L)
   }
   kf_log("INFO", "kernel %s: report accepted; starting IRkernel", kernel_id)
   kf_init_spark(config$spark_init_mode, config$app_name)
-  IRkernel::main(conn_file)
+  started$kernel$run()
 }
 

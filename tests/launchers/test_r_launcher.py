@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from bench.port_contention import port_thief
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.connect import write_connection_file
 from rs_testing import execute, execute_settled
@@ -308,6 +309,24 @@ async def test_kernel_lifecycle(launcher: Launcher) -> None:
     assert "refused a comm request" in stderr
     for secret in (launch.token, report.connection_info["key"].decode(), base64.b64encode(report.comm_key).decode()):
         assert secret not in stderr, "a secret reached the launcher's log"
+
+
+@pytest.mark.parametrize("port_range", ["0..0", f"{PORT_RANGE[0]}..{PORT_RANGE[1]}"])
+async def test_reported_ports_cannot_be_taken(launcher: Launcher, port_range: str) -> None:
+    """A neighbour binds every reported kernel port the moment the report arrives: the kernel must already hold
+    them all. Before the fix IRkernel bound them only after the report, so the neighbour always won and the kernel
+    ran deaf (pbdZMQ only warns when a bind fails)."""
+    launch = await launcher.start(port_range=port_range)
+    async with port_thief() as thief:
+        report = await launch.report()
+        thief.want(report.connection_info[f"{n}_port"] for n in ("shell", "iopub", "stdin", "control", "hb"))
+        client = await connect(report)
+        try:
+            reply = await execute(client, "1+1")
+        finally:
+            client.stop_channels()
+    assert reply["status"] == "ok" and reply["result"] == "[1] 2", reply
+    assert not thief.taken, f"the neighbour took reported ports {sorted(thief.taken)}"
 
 
 async def test_comm_shutdown_stops_a_kernel_that_does_not_exit(launcher: Launcher) -> None:

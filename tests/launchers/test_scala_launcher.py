@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from bench.port_contention import port_thief
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.connect import write_connection_file
 from rs_testing import execute, execute_after_interrupt
@@ -422,11 +423,34 @@ async def test_wrong_launch_token_exits_nonzero(
 
 
 @pytest.mark.asyncio(loop_scope="module")
+async def test_reported_ports_cannot_be_taken(
+    broker: ResponseBroker, toolchain: Toolchain, jars: Path, tmp_path: Path
+) -> None:
+    """A neighbour binds every reported kernel port the moment the report arrives: Toree must already hold them all.
+    Before the fix the launcher released the ports and reported them before Toree had started, so the neighbour
+    always won and Toree never answered."""
+    launch = await start_launcher(broker, toolchain, tmp_path, mode="none")
+    client = None
+    try:
+        async with port_thief() as thief:
+            report = await launch.pending.wait(timeout=READY_TIMEOUT)
+            thief.want(report.connection_info[f"{n}_port"] for n in ("shell", "iopub", "stdin", "control", "hb"))
+            client = await ready_client(report.connection_info)
+            reply = await execute(client, "1+1")
+        assert reply["result"] == "2", reply
+        assert not thief.taken, f"the neighbour took reported ports {sorted(thief.taken)}"
+    finally:
+        if client is not None:
+            client.stop_channels()
+        await kill_group(launch.proc)
+
+
+@pytest.mark.asyncio(loop_scope="module")
 async def test_comm_terminate_and_kill(
     broker: ResponseBroker, toolchain: Toolchain, jars: Path, tmp_path: Path
 ) -> None:
     """terminate exits through the shutdown hooks (143), kill halts (137); both leave nothing behind. Sent as soon as
-    the report arrives, i.e. while Toree is still starting."""
+    the report arrives."""
     launches = [await start_launcher(broker, toolchain, tmp_path, mode="none") for _ in range(2)]
     try:
         reports = await asyncio.gather(*(launch.pending.wait(timeout=READY_TIMEOUT) for launch in launches))

@@ -1,6 +1,7 @@
 package kernelfleet.toree
 
-import java.net.{InetAddress, InetSocketAddress, ServerSocket}
+import java.net.{InetAddress, InetSocketAddress, ServerSocket, Socket, StandardSocketOptions}
+import java.nio.channels.SocketChannel
 import java.security.SecureRandom
 import scala.util.Try
 
@@ -68,14 +69,44 @@ object Ports {
     }
   }
 
-  /** `count` distinct free port numbers; the probe sockets are closed so Toree can bind the ports itself. */
-  def pick(bindAddress: InetAddress, range: PortRange, count: Int, taken: Set[Int], random: SecureRandom): Seq[Int] = {
-    val sockets = scala.collection.mutable.ArrayBuffer.empty[ServerSocket]
+  /** `count` distinct free ports for Toree, each held by a reservation that the caller keeps open while Toree runs.
+   *
+   * A reservation is bound without SO_REUSEADDR (so the bind proves nobody else, another launcher's reservation
+   * included, holds the port), then gets SO_REUSEADDR and never listens. On Linux that keeps every other bind and
+   * every bind(0)/connect() ephemeral pick off the port, while Toree's JeroMQ listener, whose server socket sets
+   * SO_REUSEADDR, binds on top of it: no other process can take the port between the choice and Toree's bind.
+   * The Python launcher's ports.py does the same; tests/launchers/test_port_race.py checks the claims. */
+  def reserve(bindAddress: InetAddress, range: PortRange, count: Int, taken: Set[Int], random: SecureRandom): Seq[SocketChannel] = {
+    val reserved = scala.collection.mutable.ArrayBuffer.empty[SocketChannel]
+    def tryReserve(port: Int): Option[SocketChannel] = {
+      val channel = SocketChannel.open()
+      channel.setOption[java.lang.Boolean](StandardSocketOptions.SO_REUSEADDR, false)
+      Try(channel.bind(new InetSocketAddress(bindAddress, port))).toOption.map { _ =>
+        channel.setOption[java.lang.Boolean](StandardSocketOptions.SO_REUSEADDR, true)
+        channel
+      }.orElse { channel.close(); None }
+    }
     try {
       (1 to count).foreach { _ =>
-        sockets += listen(bindAddress, range, taken ++ sockets.map(_.getLocalPort), random)
+        val used = taken ++ reserved.map(portOf)
+        val (candidates, attempts) =
+          if (range.unrestricted) (Iterator.continually(0), MaxAttemptsPerPort) // bind(0) never picks a held port
+          else (Iterator.continually(range.lower + random.nextInt(range.size)), math.min(MaxAttemptsPerPort, range.size * 4))
+        reserved += candidates.take(attempts).filterNot(used.contains).flatMap(tryReserve).toStream.headOption
+          .getOrElse(throw new IllegalStateException(
+            if (range.unrestricted) "no free port found" else s"no free port in $range after $attempts attempts"))
       }
-      sockets.map(_.getLocalPort).toVector
-    } finally sockets.foreach(s => Try(s.close()))
+      reserved.toVector
+    } catch { case e: Throwable => reserved.foreach(c => Try(c.close())); throw e }
+  }
+
+  def portOf(channel: SocketChannel): Int = channel.getLocalAddress.asInstanceOf[InetSocketAddress].getPort
+
+  /** True once something listens on every port: Toree's listeners, since the reservations keep everyone else off. */
+  def allListening(address: InetAddress, ports: Seq[Int]): Boolean = ports.forall { port =>
+    val probe = new Socket()
+    try { probe.connect(new InetSocketAddress(address, port), 1000); true }
+    catch { case _: java.io.IOException => false }
+    finally Try(probe.close())
   }
 }

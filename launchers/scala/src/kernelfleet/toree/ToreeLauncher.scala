@@ -9,8 +9,8 @@ import java.util.concurrent.{CountDownLatch, TimeUnit}
 import scala.collection.JavaConverters._
 import scala.util.Try
 
-/** Entry point (`spark-submit --class kernelfleet.toree.ToreeLauncher`): picks the ports, starts the comm port,
- * sends the sealed report, then runs Apache Toree's main in this JVM.
+/** Entry point (`spark-submit --class kernelfleet.toree.ToreeLauncher`): reserves the ports, starts the comm port,
+ * runs Apache Toree's main in this JVM and sends the sealed report once Toree listens on every kernel port.
  *
  * Toree runs in-process, so "the kernel" of protocol v2 is this JVM: interrupt raises Toree's alternate interrupt
  * signal on ourselves, terminate exits with shutdown hooks (Toree's included), kill halts.
@@ -18,6 +18,8 @@ import scala.util.Try
 object ToreeLauncher {
   val LauncherVersion = "scala/0.1.0"
   private val TerminateWatchdogSeconds = 10L
+  private val FirstListenProbeMillis = 20L
+  private val MaxListenProbeMillis = 250L
 
   def main(args: Array[String]): Unit = {
     Log.configure(sys.env.get("LOG_LEVEL"))
@@ -42,7 +44,9 @@ object ToreeLauncher {
 
     val commKey = Protocol.randomBytes(random, Protocol.CommKeyBytes)
     val commSocket = Ports.listen(bindAddr, opts.portRange, Set.empty, random)
-    val Seq(shell, iopub, stdin, control, hb) = Ports.pick(bindAddr, opts.portRange, 5, Set(commSocket.getLocalPort), random)
+    // Held until the JVM exits: Toree binds on top of them (Ports.reserve), so the ports are never free in between.
+    val reservations = Ports.reserve(bindAddr, opts.portRange, 5, Set(commSocket.getLocalPort), random)
+    val Seq(shell, iopub, stdin, control, hb) = reservations.map(Ports.portOf)
     val info = ConnectionInfo(
       shellPort = shell,
       iopubPort = iopub,
@@ -67,11 +71,39 @@ object ToreeLauncher {
 
     new CommServer(commSocket, commKey, kernel, random).start()
     Log.info(s"kernel $kid: ports shell=$shell iopub=$iopub stdin=$stdin control=$control hb=$hb comm=${commSocket.getLocalPort}")
-    Report.send(opts.responseAddress, Protocol.sealReport(info.reportJson, kid, publicKey, random), kid)
-    Log.info(s"kernel $kid: report accepted; starting Apache Toree (spark context: ${opts.sparkInitMode})")
+    val sealedReport = Protocol.sealReport(info.reportJson, kid, publicKey, random)
+    val probeAddr = if (bindAddr.isAnyLocalAddress) InetAddress.getLoopbackAddress else bindAddr
+    val reporter = new Thread(() => reportOnceListening(kernel, opts.responseAddress, sealedReport, kid, probeAddr,
+      Seq(shell, iopub, stdin, control, hb)), "kernelfleet-report")
+    reporter.setDaemon(true)
+    reporter.start()
+    Log.info(s"kernel $kid: starting Apache Toree (spark context: ${opts.sparkInitMode})")
     kernel.runToree(toreeArgs)
     Log.info(s"kernel $kid: Apache Toree stopped")
     0
+  }
+
+  /** Send the report once Toree listens on all five ports, never before: a Toree that stops first is not reported
+   * (the launcher exits and the server fails the launch with our output). Toree binds from its own actor threads and
+   * says nothing when it is done, so this probes with a growing interval; it runs once per launch, on this thread. */
+  private def reportOnceListening(kernel: InProcessToree, address: String, sealedReport: String, kid: String,
+                                  probeAddr: InetAddress, ports: Seq[Int]): Unit = {
+    var wait = FirstListenProbeMillis
+    while (!Ports.allListening(probeAddr, ports)) {
+      if (!kernel.alive) return
+      Thread.sleep(wait)
+      wait = math.min(wait * 2, MaxListenProbeMillis)
+    }
+    Log.debug(s"kernel $kid: Apache Toree listens on ${ports.mkString(",")}")
+    try {
+      Report.send(address, sealedReport, kid)
+      Log.info(s"kernel $kid: report accepted")
+    } catch {
+      case e: Report.Rejected =>
+        Log.error(e.getMessage); System.exit(1)
+      case e: Exception =>
+        Log.error(s"launcher failed: ${e.getClass.getSimpleName}: ${e.getMessage}"); System.exit(1)
+    }
   }
 
   private def hex(bytes: Array[Byte]): String = bytes.map(b => f"${b & 0xff}%02x").mkString

@@ -142,14 +142,21 @@ object VectorCheck {
       val base = probe.getLocalPort
       probe.close()
       val range = PortRange(math.max(1024, base - 3), math.max(1024, base - 3) + 9)
-      val ports = Ports.pick(lo, range, 6, Set.empty, new SecureRandom())
+      val reserved = Ports.reserve(lo, range, 6, Set.empty, new SecureRandom())
+      val ports = reserved.map(Ports.portOf)
       expectEq("distinct", ports.distinct.size, 6)
+      val rival = new ServerSocket()
+      rival.setReuseAddress(false) // the JDK's default on Linux is true, which would share the port, as Toree does
+      try { rival.bind(new InetSocketAddress(lo, ports.head)); throw new AssertionError("a reserved port was taken") }
+      catch { case _: java.io.IOException => () }
+      finally rival.close()
+      reserved.foreach(_.close())
       if (!ports.forall(p => p >= range.lower && p <= range.upper)) throw new AssertionError(s"$ports outside $range")
       val holder = new ServerSocket()
       holder.bind(new InetSocketAddress(lo, 0))
       val full = PortRange(holder.getLocalPort, holder.getLocalPort)
       val started = System.nanoTime()
-      try { Ports.pick(lo, full, 1, Set.empty, new SecureRandom()); throw new AssertionError("picked a taken port") }
+      try { Ports.reserve(lo, full, 1, Set.empty, new SecureRandom()); throw new AssertionError("picked a taken port") }
       catch { case _: IllegalStateException => () }
       finally holder.close()
       if (System.nanoTime() - started > 5e9) throw new AssertionError("retries on a full range took too long")

@@ -56,6 +56,25 @@ def _forget_connection_file(path: str) -> None:
         pass
 
 
+def _announce_bound_ports(fd: int, app: Any) -> None:
+    """Tell the supervisor, which sends the report only after this line, which ports ipykernel now holds.
+
+    initialize() has bound shell, iopub, stdin and control; the heartbeat thread binds hb on its own,
+    on a port the supervisor keeps reserved for it (ports.py), so it cannot be lost in between.
+    """
+    if fd < 0:
+        return
+    from kernelfleet.launcher.connfile import KERNEL_PORT_NAMES
+
+    ports = {name: int(getattr(app, name)) for name in KERNEL_PORT_NAMES}
+    try:
+        os.write(fd, json.dumps(ports).encode() + b"\n")
+    except OSError:
+        pass  # the supervisor is gone; prctl's SIGKILL follows
+    finally:
+        os.close(fd)
+
+
 def _load_kernel_class(name: str) -> type:
     from ipykernel.kernelbase import Kernel
     from traitlets.utils.importstring import import_item
@@ -72,6 +91,7 @@ def _load_kernel_class(name: str) -> type:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m kernelfleet.launcher.kernel")
     p.add_argument("--parent-pid", type=int, default=0)
+    p.add_argument("--bound-fd", type=int, default=-1)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     # The launcher follows each interrupt of a Spark kernel with SIGUSR2 (cancel Spark jobs); until the
     # namespace installs its handler, SIGUSR2's default action would kill the kernel.
@@ -98,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if params.get("curve") and getattr(app, "curve_secretkey", None) is None:
         # The report promises curve keys: a kernel serving plaintext would never answer the server.
         raise SystemExit("kernelfleet-launcher: error: this ipykernel did not apply the CurveZMQ keys")
+    _announce_bound_ports(args.bound_fd, app)
     shell = getattr(app, "shell", None)
     if shell is not None and (spark or params["cluster_type"] == "dask"):
         from kernelfleet.launcher.namespace import install

@@ -1,5 +1,8 @@
 """The supervisor's life after the spawn: report, serve the comm port, stop the kernel, exit with its status.
 
+The report goes out only once the kernel has said which ports it has bound (kernel.py): a kernel that
+dies first is never reported, and the server fails the launch with the kernel's own output instead.
+
 Every path ends the same way: the kernel exits (by itself, or because we signalled it), the comm port
 closes, the kernel's process group is swept and the connection file removed. Nothing polls: the
 kernel's exit arrives through its pidfd, requests through the comm socket, stop requests as signals.
@@ -8,6 +11,7 @@ kernel's exit arrives through its pidfd, requests through the comm socket, stop 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -16,7 +20,7 @@ from typing import Any
 from kernelfleet.launcher import __version__
 from kernelfleet.launcher.comm_server import CommServer
 from kernelfleet.launcher.config import LauncherConfig
-from kernelfleet.launcher.connfile import remove_connection_file
+from kernelfleet.launcher.connfile import KERNEL_PORT_NAMES, remove_connection_file
 from kernelfleet.launcher.kernelproc import KernelProcess
 from kernelfleet.launcher.report import ReportFailed, send_report
 from kernelfleet.launcher.supervisor import EXIT_FAILURE, EXIT_USAGE, fail, log
@@ -32,6 +36,7 @@ STOP_GRACE = 0.5
 # Same, after the server's shutdown grace ran out or the report was refused.
 TERMINATE_GRACE = 2.0
 WILDCARD_IPS = ("0.0.0.0", "::")
+MAX_BOUND_LINE = 1024
 
 
 class InvalidInput(ValueError):
@@ -48,6 +53,8 @@ class Supervisor:
         connection_file: str,
         *,
         early_signals: list[int],
+        bound_fd: int,
+        reservations: list[socket.socket],
     ) -> None:
         self.config = config
         self.kernel = KernelProcess(kernel_pid)
@@ -57,6 +64,9 @@ class Supervisor:
         self.connection_file = connection_file
         self.comm_key = os.urandom(COMM_KEY_BYTES)
         self._early_signals = early_signals
+        self._bound_fd = bound_fd
+        # Held until the launcher exits: the heartbeat thread binds its port after the report (see kernel.py).
+        self._reservations = reservations
         self._exit_override: int | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -70,6 +80,8 @@ class Supervisor:
             self.kernel.kill_and_reap()
             self.kernel.sweep()
             remove_connection_file(self.connection_file)
+            for sock in self._reservations:
+                sock.close()
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -135,6 +147,10 @@ class Supervisor:
             fail(str(err), EXIT_USAGE)
             await self._stop_with(EXIT_USAGE, TERMINATE_GRACE)
             return
+        bound = await self._kernel_bound_ports()
+        if bound is None:
+            return
+        self.info.update(bound)
         try:
             await send_report(self.config.response_address, self._seal)
         except ReportFailed as err:
@@ -142,6 +158,35 @@ class Supervisor:
             await self._stop_with(EXIT_FAILURE, TERMINATE_GRACE)
             return
         log.info("kernel %s: report accepted by %s", kid, self.config.response_address)
+
+    async def _kernel_bound_ports(self) -> dict[str, int] | None:
+        """The kernel's line naming the ports it holds; None, having logged why, if it never comes."""
+        kid = self.config.kernel_id
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=MAX_BOUND_LINE)
+        pipe = os.fdopen(self._bound_fd, "rb", buffering=0)
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+        try:
+            line = await reader.readline()
+        except ValueError:
+            line = b""
+        finally:
+            transport.close()
+        try:
+            ports = json.loads(line) if line else None
+        except ValueError:
+            ports = None
+        if isinstance(ports, dict) and set(ports) == set(KERNEL_PORT_NAMES) and all(
+            isinstance(p, int) for p in ports.values()
+        ):
+            log.debug("kernel %s: kernel bound its ports %s", kid, sorted(ports.values()))
+            return ports
+        if self.kernel.alive:
+            log.error("kernel %s: the kernel did not say which ports it bound; stopping it, no report sent", kid)
+            await self._stop_with(EXIT_FAILURE, TERMINATE_GRACE)
+        else:
+            log.error("kernel %s: the kernel exited before binding its ports (its output is above); no report", kid)
+        return None
 
     # -- stopping ------------------------------------------------------------------------------
 

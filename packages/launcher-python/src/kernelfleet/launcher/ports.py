@@ -1,8 +1,13 @@
 """Choosing the kernel's five ports and the comm port (docs/protocol.md, section 5).
 
-Each chosen port is held by a bound socket until the kernel is spawned, so two picks can never collide
-and nothing else on the host grabs a port while the others are being chosen. The comm port's socket
-is kept and becomes the comm server's listener, so that one has no race at all.
+Every port is bound here without SO_REUSEADDR, so the bind itself proves nobody else holds it (another
+launcher's reservation included). The comm port's socket becomes the comm server's listener. The five
+kernel ports are never released while the kernel runs: ``open_to_kernel`` turns each into a
+reservation, a socket that stays bound but never listens, with SO_REUSEADDR set after the bind. On
+Linux such a socket makes every other bind of the port fail (unless it too sets SO_REUSEADDR and
+names the port explicitly) and keeps it out of bind(0) and connect() ephemeral picks, while the
+kernel's ZMQ listener, which sets SO_REUSEADDR, binds on top of it. So no other process can take a
+port between the choice and the kernel's bind (tests/launchers/test_port_race.py checks each claim).
 """
 
 from __future__ import annotations
@@ -67,6 +72,14 @@ def _bind_one(ip: str, port_range: PortRange) -> socket.socket:
             if err.errno not in _BUSY:
                 raise PortError(f"cannot bind a port on KERNEL_IP {ip}: {err.strerror}") from None
     raise PortError(f"no free port found in PORT_RANGE {port_range} after {TRIES_PER_PORT} tries")
+
+
+def open_to_kernel(sock: socket.socket) -> None:
+    """Let the kernel's ZMQ listener bind on top of this still-bound socket; see the module docstring.
+
+    Called by the supervisor for the five kernel ports; the socket must stay open until the kernel exits.
+    """
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 
 
 def port_of(sock: socket.socket) -> int:

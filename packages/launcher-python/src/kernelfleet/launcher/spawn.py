@@ -33,7 +33,10 @@ class EarlyKernel:
         # "Ctrl-C will not work" banner meant for a kernel started by hand.
         env["JPY_PARENT_PID"] = str(os.getpid())
         read_fd, self._pipe = os.pipe()  # both close-on-exec; the dup2 below makes the child's fd 0 inheritable
-        argv = [sys.executable, "-m", KERNEL_MODULE, f"--parent-pid={os.getpid()}"]
+        # The kernel's answer: one line with the ports it has bound (kernel.py), EOF if it dies first.
+        self.bound_fd, bound_write_fd = os.pipe()
+        os.set_inheritable(bound_write_fd, True)
+        argv = [sys.executable, "-m", KERNEL_MODULE, f"--parent-pid={os.getpid()}", f"--bound-fd={bound_write_fd}"]
         try:
             # setsid: the kernel leads its own session and process group (see kernelproc.py).
             self.pid = os.posix_spawn(
@@ -41,6 +44,7 @@ class EarlyKernel:
             )
         finally:
             os.close(read_fd)
+            os.close(bound_write_fd)
 
     def send(self, params: dict[str, str | bool]) -> bool:
         """Hand over the launch parameters; False when the kernel process has already died."""
@@ -56,10 +60,11 @@ class EarlyKernel:
 
     def abandon(self) -> None:
         """The launch is not going ahead: end the process now rather than let it finish importing."""
-        try:
-            os.close(self._pipe)
-        except OSError:
-            pass
+        for fd in (self._pipe, self.bound_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         try:
             os.killpg(self.pid, signal.SIGKILL)
         except ProcessLookupError:

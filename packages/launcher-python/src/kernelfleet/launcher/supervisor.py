@@ -20,7 +20,7 @@ from kernelfleet.launcher.config import ConfigError, LauncherConfig, load_config
 from kernelfleet.launcher.connfile import connection_info, new_hmac_key, write_connection_file
 from kernelfleet.launcher.curve import CurveUnavailable, curve_keys
 from kernelfleet.launcher.fastimport import prefer_ctypes_crypto
-from kernelfleet.launcher.ports import PortError, bind_ports, port_of
+from kernelfleet.launcher.ports import PortError, bind_ports, open_to_kernel, port_of
 from kernelfleet.launcher.spawn import EarlyKernel
 
 EXIT_USAGE = 2
@@ -54,8 +54,16 @@ def _setup_logging(level: int) -> None:
 class Prepared:
     """What the supervisor hands from the preparation to the lifecycle."""
 
-    def __init__(self, config: LauncherConfig, comm_sock: socket.socket, info: dict[str, Any], path: str) -> None:
+    def __init__(
+        self,
+        config: LauncherConfig,
+        comm_sock: socket.socket,
+        info: dict[str, Any],
+        path: str,
+        reservations: list[socket.socket],
+    ) -> None:
         self.config, self.comm_sock, self.info, self.path = config, comm_sock, info, path
+        self.reservations = reservations
 
 
 def main(argv: Sequence[str] | None = None, *, kernel: EarlyKernel | None = None) -> int:
@@ -105,13 +113,13 @@ def _prepare(kernel: EarlyKernel, argv: Sequence[str]) -> Prepared | int:
             sock.close()
         return fail(f"kernel {kid}: cannot write the connection file: {err}", EXIT_FAILURE)
     log.info(
-        "kernel %s: ports chosen on %s: shell %d, iopub %d, stdin %d, control %d, hb %d, comm %d",
+        "kernel %s: ports chosen and reserved on %s: shell %d, iopub %d, stdin %d, control %d, hb %d, comm %d",
         kid,
         config.kernel_ip,
         *ports,
     )
     for sock in sockets[:5]:
-        sock.close()  # the kernel binds these itself
+        open_to_kernel(sock)  # the kernel binds these on top of our still-bound sockets
     params = {
         "connection_file": path,
         "kernel_class_name": config.kernel_class_name,
@@ -122,7 +130,7 @@ def _prepare(kernel: EarlyKernel, argv: Sequence[str]) -> Prepared | int:
     if kernel.send(params):  # if not, the kernel process already died; the lifecycle reports its status
         log.info("kernel %s: kernel started (pid %d, class %s, %s)", kid, kernel.pid, config.kernel_class_name,
                  "CurveZMQ-encrypted" if curve else "unencrypted")
-    return Prepared(config, sockets[5], info, path)
+    return Prepared(config, sockets[5], info, path, sockets[:5])
 
 
 def _supervise(kernel: EarlyKernel, prepared: Prepared) -> int:
@@ -130,6 +138,13 @@ def _supervise(kernel: EarlyKernel, prepared: Prepared) -> int:
     from kernelfleet.launcher.lifecycle import Supervisor  # asyncio and crypto load while the kernel boots
 
     supervisor = Supervisor(
-        kernel.pid, prepared.config, prepared.comm_sock, prepared.info, prepared.path, early_signals=_early_signals
+        kernel.pid,
+        prepared.config,
+        prepared.comm_sock,
+        prepared.info,
+        prepared.path,
+        early_signals=_early_signals,
+        bound_fd=kernel.bound_fd,
+        reservations=prepared.reservations,
     )
     return supervisor.run_forever()
