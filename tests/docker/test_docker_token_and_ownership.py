@@ -24,11 +24,11 @@ from kf_testing import connect, execute, manager
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.container import resource_name
 
+pytestmark = pytest.mark.hostile
+
 # Run inside the kernel: every process environment it can read, and whether the token file is still there.
 PROBE = """
 import glob, json, os
-
-pytestmark = pytest.mark.hostile
 environs = []
 for path in glob.glob('/proc/[0-9]*/environ'):
     try:

@@ -20,6 +20,8 @@ from kf_testing import connect, execute, manager
 from kernelfleet.provisioners.kernel_env import KernelEnvError
 from kernelfleet.provisioners.request_env import OPERATOR_ONLY, OperatorOnlyError
 
+pytestmark = pytest.mark.hostile
+
 NEVER_REPORTS = [sys.executable, "-c", "import time; time.sleep(120)"]
 # Stands for any module installed on the host whose import does something (every site-packages has some): the
 # request picks which one the launcher imports.
@@ -27,8 +29,6 @@ PROBE_MODULE = """\
 import pathlib
 pathlib.Path(__file__).with_name("imported-by-the-launcher").write_text("the request chose this code")
 from ipykernel.ipkernel import IPythonKernel
-
-pytestmark = pytest.mark.hostile
 
 
 class ProbeKernel(IPythonKernel):
