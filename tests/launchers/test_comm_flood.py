@@ -107,7 +107,23 @@ async def interrupt_busy_cell(km: AsyncIOLoopKernelManager, client: Any, languag
                 pass
     except TimeoutError:
         raise AssertionError(f"{language}: the interrupt never reached the kernel (the cell still runs)") from None
+    await until_idle(client, msg_id, CELL[language])
     return dict(reply["content"])
+
+
+async def until_idle(client: Any, msg_id: str, timeout: float) -> None:
+    """Wait for the kernel's "idle" status for ``msg_id``: the kernel is done with that request.
+
+    IRkernel sends an interrupted cell's reply, then aborts whatever already waits on its shell socket
+    (an ``aborted`` reply, no iopub output), and only then says idle. A cell sent between the reply and
+    that idle would be aborted, and its output awaited forever; so the next cell waits for this event.
+    """
+    async with asyncio.timeout(timeout):
+        while True:
+            msg = await client.get_iopub_msg()
+            if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
+                    and msg["content"].get("execution_state") == "idle"):
+                return
 
 
 def interrupted(language: str, reply: dict[str, Any]) -> bool:
