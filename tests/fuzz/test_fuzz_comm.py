@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from comm_recorder import RecordedActions
 from fuzz_properties import (
     COMM_KEY,
     KERNEL_ID,
@@ -65,33 +66,11 @@ def test_signed_requests_of_any_body(body: Any) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ the server
-class Recorder:
-    """Stands in for the supervisor: records which actions the comm server asked for."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def alive(self) -> bool:
-        return True
-
-    def interrupt(self) -> None:
-        self.calls.append("interrupt")
-
-    def terminate(self) -> None:
-        self.calls.append("terminate")
-
-    def kill(self) -> None:
-        self.calls.append("kill")
-
-    def shutdown(self, grace: float) -> None:
-        self.calls.append(f"shutdown {grace}")
-
-
 class ServedCommPort:
     """A CommServer on 127.0.0.1, served by an event loop on its own thread for the whole module."""
 
     def __init__(self) -> None:
-        self.actions = Recorder()
+        self.actions = RecordedActions()
         self.loop = asyncio.new_event_loop()
         self.server = CommServer(COMM_KEY, self.actions, kernel_id=KERNEL_ID)
         self.sock = socket.socket()

@@ -12,9 +12,10 @@ import logging
 import os
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
+from comm_recorder import RecordedActions
 
 from kernelfleet.launcher.comm_server import CommServer
 from kernelfleet.protocol import CommOp
@@ -24,32 +25,10 @@ pytestmark = pytest.mark.hostile
 
 
 @dataclass
-class Recorder:
-    """The supervisor's side: what the comm server asked it to do."""
-
-    calls: list[str] = field(default_factory=list)
-
-    def alive(self) -> bool:
-        return True
-
-    def interrupt(self) -> None:
-        self.calls.append("interrupt")
-
-    def terminate(self) -> None:
-        self.calls.append("terminate")
-
-    def kill(self) -> None:
-        self.calls.append("kill")
-
-    def shutdown(self, grace: float) -> None:
-        self.calls.append("shutdown")
-
-
-@dataclass
 class Served:
     port: int
     key: bytes
-    actions: Recorder
+    actions: RecordedActions
 
 
 @pytest.fixture
@@ -57,7 +36,7 @@ async def served() -> AsyncIterator[Served]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     key = os.urandom(32)
-    actions = Recorder()
+    actions = RecordedActions()
     server = CommServer(key, actions, kernel_id="k-limits")
     await server.start(sock)
     yield Served(sock.getsockname()[1], key, actions)

@@ -247,16 +247,8 @@ class DockerProvisioner(DockerProvisionerBase):
         """Force-remove the container (Docker answers once it is gone) and give back the engine lease."""
         await self.settle_creation()
         if self.container_id is not None and self.engine is not None:
-            try:
-                await self.engine.client.containers.container(self.container_id).delete(force=True, v=True)
-                self.log.debug("Kernel %s: container %s removed", self.kernel_id, self.container_name)
-            except aiodocker.DockerError as err:
-                if err.status != 404:
-                    self.log.warning("Kernel %s: could not remove container %s: %s", self.kernel_id,
-                                     self.container_name, describe_engine_error(err))
-            except ENGINE_ERRORS as err:
-                self.log.warning("Kernel %s: could not remove container %s: %s", self.kernel_id,
-                                 self.container_name, describe_engine_error(err))
+            container = self.engine.client.containers.container(self.container_id)
+            await self.delete_created("container", self.container_name, container.delete(force=True, v=True))
             if self.exit_code is None:
                 self.exit_code = -int(signal.SIGKILL)
         self.container_id = None

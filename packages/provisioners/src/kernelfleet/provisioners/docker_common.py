@@ -17,6 +17,7 @@ import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import aiodocker
 from traitlets import Bool, Dict, List, TraitError, Unicode, default, validate
 
 from kernelfleet.protocol.address import ResponseAddress
@@ -25,10 +26,12 @@ from kernelfleet.provisioners.container import ContainerProvisionerBase
 from kernelfleet.provisioners.docker_engine import (
     APP,
     COMPONENT,
+    ENGINE_ERRORS,
     LABEL_APP,
     LABEL_COMPONENT,
     LABEL_KERNEL_ID,
     DockerEngine,
+    describe_engine_error,
 )
 from kernelfleet.provisioners.envconfig import env_value
 from kernelfleet.provisioners.server_identity import LABEL_SERVER
@@ -105,6 +108,24 @@ class DockerProvisionerBase(ContainerProvisionerBase):
         engine, self.engine = self.engine, None
         if engine is not None:
             await engine.release()
+
+    async def delete_created(self, what: str, name: str, delete: Awaitable[Any]) -> bool:
+        """Await ``delete`` of an object this launch created (by the id Docker gave it). True once it is gone,
+        "not found" included (someone removed it first); any other failure is logged with the engine's message
+        and False returned, so removal goes on with what is left."""
+        try:
+            await delete
+        except aiodocker.DockerError as err:
+            if err.status != 404:
+                self.log.warning("Kernel %s: could not remove %s %s: %s", self.kernel_id, what, name,
+                                 describe_engine_error(err))
+                return False
+        except ENGINE_ERRORS as err:
+            self.log.warning("Kernel %s: could not remove %s %s: %s", self.kernel_id, what, name,
+                             describe_engine_error(err))
+            return False
+        self.log.debug("Kernel %s: %s %s removed", self.kernel_id, what, name)
+        return True
 
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         try:

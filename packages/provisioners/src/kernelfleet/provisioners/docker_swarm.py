@@ -285,16 +285,7 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         """Delete the service, then wait until its task and container are gone too (the name is reused on restart)."""
         assert self.engine is not None and self.service_id is not None
         client = self.engine.client
-        try:
-            await client.services.delete(self.service_id)
-        except aiodocker.DockerError as err:
-            if err.status != 404:
-                self.log.warning("Kernel %s: could not remove service %s: %s", self.kernel_id, self.container_name,
-                                 describe_engine_error(err))
-                return
-        except ENGINE_ERRORS as err:
-            self.log.warning("Kernel %s: could not remove service %s: %s", self.kernel_id, self.container_name,
-                             describe_engine_error(err))
+        if not await self.delete_created("service", self.container_name, client.services.delete(self.service_id)):
             return
         # A removed service's tasks live on until the agent has stopped them, and one still being scheduled
         # gets its container only after the removal: until the service's tasks are gone, every container
@@ -336,16 +327,8 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
     async def _remove_secret(self) -> None:
         """Delete this launch's token secret by the id Docker gave it (its service, which used it, is gone)."""
         assert self.engine is not None and self.secret_id is not None
-        try:
-            await self.engine.client.secrets.delete(self.secret_id)
-            self.log.debug("Kernel %s: launch token secret %s removed", self.kernel_id, self.secret_name)
-        except aiodocker.DockerError as err:
-            if err.status != 404:
-                self.log.warning("Kernel %s: could not remove launch token secret %s: %s", self.kernel_id,
-                                 self.secret_name, describe_engine_error(err))
-        except ENGINE_ERRORS as err:
-            self.log.warning("Kernel %s: could not remove launch token secret %s: %s", self.kernel_id,
-                             self.secret_name, describe_engine_error(err))
+        delete = self.engine.client.secrets.delete(self.secret_id)
+        await self.delete_created("launch token secret", self.secret_name, delete)
 
     async def _service_tasks(self) -> list[Any]:
         """The service's tasks; for a deleted service Docker answers "not found" once none are left."""

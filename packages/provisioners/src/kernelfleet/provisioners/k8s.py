@@ -69,7 +69,7 @@ from kernelfleet.provisioners.k8s_status import exit_code, pod_ended, pod_failur
 from kernelfleet.provisioners.k8s_template import render_pod_template
 from kernelfleet.provisioners.k8s_watch import SharedWatch
 from kernelfleet.provisioners.presence import Presence
-from kernelfleet.provisioners.request_env import Engine, mapping_list, refuse_closed
+from kernelfleet.provisioners.request_env import Engine, mapping_list
 from kernelfleet.provisioners.server_identity import LABEL_SERVER
 
 TEMPLATE_NAME = "scripts/kernel-pod.yaml.j2"
@@ -311,18 +311,16 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         return {"KERNEL_VOLUMES": "allow_client_volumes", "KERNEL_VOLUME_MOUNTS": "allow_client_volumes"}
 
     def _choose_volumes(self, env: dict[str, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The kernelspec's volumes and mounts, plus a request's when the kernelspec allows them: the permission
-        first, then the value (bounded, alias-free YAML), each item's error naming the variable."""
+        """The kernelspec's volumes and mounts, plus a request's: pre_launch has already refused the request names
+        closed by the kernelspec (``closed_request_names``) before any value was parsed; here the value is parsed
+        (bounded, alias-free YAML) and each item's error names the variable."""
         kid = self.kernel_id
         volumes = [check_volume(kid, v, allow_host_path=self.allow_host_path_volumes) for v in self.volumes]
         mounts = [check_mount(kid, m) for m in self.volume_mounts]
-        closed = self.closed_request_names()
         for name, target in (("KERNEL_VOLUMES", volumes), ("KERNEL_VOLUME_MOUNTS", mounts)):
             raw = env.get(name)
             if not raw:
                 continue
-            if name in closed:
-                refuse_closed(kid, name, closed[name])
             items = mapping_list(kid, name, raw)  # JSON, or GP's YAML flow lists
             try:
                 target.extend(check_volume(kid, v, allow_host_path=self.allow_host_path_volumes)
