@@ -20,9 +20,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+
+from doc_tables import TestOutcome, parse_junit, replace_between_markers
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "security.md"
@@ -32,7 +33,7 @@ END = "<!-- hostile-results:end -->"
 
 @dataclass(frozen=True)
 class HostileResult:
-    """One hostile test's outcome as the JUnit report gives it."""
+    """One hostile test's outcome with the attack it defends against and what it measured."""
 
     test: str
     attack: str
@@ -50,24 +51,13 @@ def run_hostile_tests(extra_args: list[str]) -> tuple[int, list[HostileResult]]:
         code = subprocess.call(cmd, cwd=ROOT)
         if not junit.exists():
             raise SystemExit(f"security-report: pytest wrote no report (exit {code})")
-        return code, parse_junit(junit.read_text())
+        return code, hostile_results(parse_junit(junit.read_text()))
 
 
-def parse_junit(xml_text: str) -> list[HostileResult]:
-    """Pure: the JUnit XML of a run -> one result per test case."""
-    results = []
-    for case in ET.fromstring(xml_text).iter("testcase"):
-        props = {p.get("name"): p.get("value") or "" for p in case.iter("property")}
-        if case.find("failure") is not None or case.find("error") is not None:
-            outcome = "FAILED"
-        elif case.find("skipped") is not None:
-            outcome = "skipped"
-        else:
-            outcome = "passed"
-        name = f"{case.get('classname', '')}::{case.get('name', '')}".strip(":")
-        results.append(HostileResult(name, props.get("attack", case.get("name", "")), outcome,
-                                     float(case.get("time") or 0.0), props.get("measured", "")))
-    return results
+def hostile_results(outcomes: list[TestOutcome]) -> list[HostileResult]:
+    """Pure: JUnit outcomes -> hostile results (the attack defaults to the test's name)."""
+    return [HostileResult(o.test, o.properties.get("attack", o.test.rsplit("::", 1)[-1]), o.outcome, o.seconds,
+                          o.properties.get("measured", "")) for o in outcomes]
 
 
 def render_table(results: list[HostileResult]) -> str:
@@ -88,15 +78,6 @@ def render_table(results: list[HostileResult]) -> str:
     return "\n".join(lines)
 
 
-def rewrite_doc(doc: str, table: str) -> str:
-    """Pure: ``doc`` with the text between the markers replaced by ``table``."""
-    if START not in doc or END not in doc:
-        raise ValueError(f"{DOC} lacks the {START} / {END} markers")
-    head, rest = doc.split(START, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{START}\n{table}\n{END}{tail}"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only run; exit 1 if any hostile test failed")
@@ -109,7 +90,7 @@ def main() -> int:
     table = render_table(results)
     print(table)
     if not args.check:
-        DOC.write_text(rewrite_doc(DOC.read_text(), table))
+        DOC.write_text(replace_between_markers(DOC.read_text(), (START, END), table))
         print(f"security-report: wrote {len(results)} results into {DOC.relative_to(ROOT)}", file=sys.stderr)
     return 0 if code == 0 else 1
 
