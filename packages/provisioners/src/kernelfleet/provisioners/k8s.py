@@ -24,7 +24,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
 
-from kernelfleet.protocol import Report
+from kernelfleet.protocol import Report, contract
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.container import ContainerProvisionerBase
 from kernelfleet.provisioners.envconfig import env_bool, env_value
@@ -354,9 +354,9 @@ class KubernetesProvisioner(ContainerProvisionerBase):
             kernel_gid=settings.gid,
             kernel_image=settings.image,
             kernel_name=posixpath.basename(str(spec_dir).rstrip("/")) if spec_dir else "",
-            port_range=self.launch_env.get("PORT_RANGE"),
-            response_address=self.launch_env.get("RESPONSE_ADDRESS"),
-            public_key=self.launch_env.get("PUBLIC_KEY"),
+            port_range=self.launch_env.get(contract.PORT_RANGE),
+            response_address=self.launch_env.get(contract.RESPONSE_ADDRESS),
+            public_key=self.launch_env.get(contract.PUBLIC_KEY),
         )
         values.pop("kernel_working_dir", None)
         if settings.working_dir:
