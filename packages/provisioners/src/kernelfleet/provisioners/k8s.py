@@ -25,6 +25,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
 
 from kernelfleet.protocol import Report, contract
+from kernelfleet.protocol.contract import LAUNCH_TOKEN
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.container import ContainerProvisionerBase
 from kernelfleet.provisioners.envconfig import env_bool, env_value
@@ -60,7 +61,6 @@ from kernelfleet.provisioners.k8s_pod import (
     parse_resources,
 )
 from kernelfleet.provisioners.k8s_secret import (
-    LAUNCH_TOKEN,
     build_launch_secret,
     check_token_absent,
     launch_token_ref,
