@@ -1,5 +1,8 @@
 """The launcher's inputs: Gateway Provisioners' arguments, each falling back to its environment variable.
 
+Names, precedence and defaults are the launcher contract's (``kernelfleet.protocol.contract``); the R and
+Scala launchers follow the same cases (docs/launcher-vectors.json, tests/test_contract_vectors.py here).
+
 Only what can be checked without the protocol's cryptography is checked here, so the kernel can be
 spawned before the slow crypto imports; PUBLIC_KEY is checked when the report is sealed (the
 protocol owns that rule). The kernel id is checked here, with the protocol's own pattern, because
@@ -56,6 +59,7 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
+#: argparse destination -> the contract's input; each is also accepted as --RemoteProcessProxy.<name>.
 _OPTIONS = {
     "kernel_id": c.KERNEL_ID_INPUT,
     "response_address": c.RESPONSE_ADDRESS_INPUT,
