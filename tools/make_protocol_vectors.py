@@ -40,40 +40,6 @@ def kernel_id_cases(kernel_id: str) -> dict[str, object]:
     }
 
 
-def port_range_cases() -> dict[str, object]:
-    """PORT_RANGE values every launcher must parse alike (docs/protocol.md section 5): ``lower..upper`` of
-    ASCII digits, blanks only around the whole value. The invalid ones passed int()/toInt/as.integer once."""
-    return {
-        "valid": [
-            {"text": "40000..41000", "lower": 40000, "upper": 41000},
-            {"text": " 40000..41000\n", "lower": 40000, "upper": 41000},
-            {"text": "1024..65535", "lower": 1024, "upper": 65535},
-            {"text": "01024..01024", "lower": 1024, "upper": 1024},
-            {"text": "0..0", "lower": 0, "upper": 0},
-            {"text": "", "lower": 0, "upper": 0},
-        ],
-        "invalid": [
-            {"why": "plus sign", "text": "+1024..2024"},
-            {"why": "minus sign", "text": "-1024..2024"},
-            {"why": "digit-group underscores", "text": "1_024..2_024"},
-            {"why": "non-ASCII digits", "text": "\u0661\u0660\u0662\u0664..\u0662\u0660\u0662\u0664"},
-            {"why": "blanks around '..'", "text": "1024 .. 2024"},
-            {"why": "non-ASCII blank around the value", "text": "\u00a01024..2024"},
-            {"why": "exponent", "text": "1e3..2024"},
-            {"why": "hexadecimal", "text": "0x400..2024"},
-            {"why": "fraction", "text": "1024.5..2024"},
-            {"why": "more than five digits", "text": "001024..2024"},
-            {"why": "three dots", "text": "1024...2024"},
-            {"why": "three ends", "text": "1024..2024..3024"},
-            {"why": "no upper end", "text": "1024.."},
-            {"why": "dash instead of '..'", "text": "1024-2024"},
-            {"why": "below 1024", "text": "1023..2024"},
-            {"why": "above 65535", "text": "1024..65536"},
-            {"why": "lower above upper", "text": "2024..1024"},
-        ],
-    }
-
-
 def main() -> None:
     key = RSA.generate(2048)
     server = ServerKey(key)
@@ -128,7 +94,6 @@ def main() -> None:
             {"why": "comm request MAC made for another nonce", "comm_line": other_nonce_line},
         ],
         "kernel_ids": kernel_id_cases(kernel_id),
-        "port_ranges": port_range_cases(),
     }
     json.dump(vectors, sys.stdout, indent=2)
     sys.stdout.write("\n")

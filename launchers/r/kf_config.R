@@ -1,5 +1,6 @@
 # The launcher's inputs: Gateway Provisioners' R launcher arguments, each falling back to its
-# environment variable (docs/protocol.md, section 2). Errors name the argument and variable, never a
+# environment variable (docs/protocol.md, section 2: the contract is kernelfleet.protocol.contract, and
+# tests/test_contract.R runs docs/launcher-vectors.json's cases here). Errors name the argument and variable, never a
 # secret's value; LAUNCH_TOKEN is taken from the environment (or the file LAUNCH_TOKEN_FILE names) only and
 # removed from it at once, so the kernel's user code cannot read it.
 
@@ -39,13 +40,16 @@ kf_parse_argv <- function(argv) {
       value <- if (has_value) argv[[i + 1L]] else NA_character_
       i <- i + if (has_value) 2L else 1L
     }
-    if (name %in% KF_KNOWN_OPTIONS) values[[name]] <- value else unknown <- c(unknown, paste0("--", name))
+    # Enterprise Gateway's kernelspecs spell the options --RemoteProcessProxy.<name>.
+    option <- sub("^RemoteProcessProxy[.]", "", name)
+    if (option %in% KF_KNOWN_OPTIONS) values[[option]] <- value else unknown <- c(unknown, paste0("--", name))
   }
   list(values = values, unknown = unknown)
 }
 
 kf_pick <- function(arg, env_names, env = Sys.getenv()) {
   # The argument if given, else the first non-empty variable; unfilled "{placeholders}" count as unset.
+  # trimws() trims exactly the contract's blanks (space, tab, CR, LF).
   candidates <- c(if (!is.null(arg)) arg, unname(env[intersect(env_names, names(env))]))
   for (value in candidates) {
     if (is.na(value)) next

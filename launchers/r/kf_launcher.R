@@ -3,8 +3,12 @@
 # then run the kernel.
 
 KF_LAUNCHER_VERSION <- "r/0.1.0"
-KF_REPORT_TIMEOUT <- 30
-KF_CONNECT_ATTEMPTS <- 3L
+# docs/launcher-vectors.json "report" (tests/test_contract.R checks these): a refused connection is retried, with a
+# pause doubling from 0.05 s to at most 0.5 s, until KF_REPORT_CONNECT_WINDOW s after the first try; one attempt
+# without any answer fails after KF_REPORT_CONNECT_TIMEOUT s; the verdict must come KF_REPORT_REPLY_TIMEOUT s after.
+KF_REPORT_CONNECT_WINDOW <- 5
+KF_REPORT_CONNECT_TIMEOUT <- 10
+KF_REPORT_REPLY_TIMEOUT <- 30
 
 kf_log_threshold <- 20L
 
@@ -49,25 +53,30 @@ kf_report_ip <- function(kernel_ip) {
 kf_send_report <- function(host, port, line, kernel_id) {
   # Returns TRUE when the server accepted the report, FALSE when it answered ok:false; stops when the
   # server cannot be reached or does not answer.
-  con <- NULL
-  for (attempt in seq_len(KF_CONNECT_ATTEMPTS)) {
+  deadline <- kf_now() + KF_REPORT_CONNECT_WINDOW
+  pause <- 0.05
+  repeat {
     con <- tryCatch(
-      suppressWarnings(socketConnection(host, port, blocking = TRUE, open = "a+b", timeout = KF_REPORT_TIMEOUT)),
+      suppressWarnings(socketConnection(host, port, blocking = TRUE, open = "a+b", timeout = KF_REPORT_CONNECT_TIMEOUT)),
       error = function(e) e
     )
     if (!inherits(con, "error")) break
-    kf_log("WARNING", "kernel %s: cannot reach the response address %s:%d (attempt %d of %d): %s",
-           kernel_id, host, port, attempt, KF_CONNECT_ATTEMPTS, conditionMessage(con))
-    if (attempt < KF_CONNECT_ATTEMPTS) Sys.sleep(attempt)
+    if (kf_now() + pause > deadline) {
+      stop(sprintf("cannot reach the response address %s:%d for %g s: %s", host, port, KF_REPORT_CONNECT_WINDOW,
+                   conditionMessage(con)), call. = FALSE)
+    }
+    kf_log("DEBUG", "kernel %s: the response address %s:%d refused the connection; retrying", kernel_id, host, port)
+    Sys.sleep(pause)
+    pause <- min(pause * 2, 0.5)
   }
-  if (inherits(con, "error")) stop(sprintf("cannot reach the response address %s:%d", host, port), call. = FALSE)
   on.exit(close(con))
+  socketTimeout(con, KF_REPORT_REPLY_TIMEOUT)
   writeBin(c(charToRaw(line), as.raw(10L)), con)
   flush(con)
   reply <- tryCatch(suppressWarnings(readLines(con, n = 1L, ok = TRUE, warn = FALSE)), error = function(e) character())
   parsed <- if (length(reply) == 1L) kf_parse_broker_reply(reply) else NULL
   if (is.null(parsed)) {
-    stop(sprintf("the server at %s:%d did not answer the report within %d s", host, port, KF_REPORT_TIMEOUT), call. = FALSE)
+    stop(sprintf("the server at %s:%d did not answer the report within %d s", host, port, KF_REPORT_REPLY_TIMEOUT), call. = FALSE)
   }
   isTRUE(parsed$ok)
 }

@@ -210,11 +210,19 @@ async def raw_comm(port: int, line: bytes | None) -> tuple[bytes, bytes]:
 # ------------------------------------------------------------------------------------------ tests
 
 
-@pytest.mark.parametrize("script", ["test_vectors.R", "test_config.R"])
-def test_r_unit_scripts(rscript: str, script: str) -> None:
-    """test_vectors.R reproduces docs/protocol-vectors.json byte for byte; test_config.R covers inputs and ports."""
+@pytest.mark.parametrize(
+    ("script", "vectors"),
+    [
+        ("test_vectors.R", "protocol-vectors.json"),
+        ("test_config.R", None),
+        ("test_contract.R", "launcher-vectors.json"),
+    ],
+)
+def test_r_unit_scripts(rscript: str, script: str, vectors: str | None) -> None:
+    """test_vectors.R reproduces docs/protocol-vectors.json byte for byte; test_config.R covers inputs and ports;
+    test_contract.R runs docs/launcher-vectors.json's argv/environment cases and compares retries and timeouts."""
     run = subprocess.run(
-        [rscript, str(R_LAUNCHER_DIR / "tests" / script), str(REPO / "docs" / "protocol-vectors.json")],
+        [rscript, str(R_LAUNCHER_DIR / "tests" / script), *([str(REPO / "docs" / vectors)] if vectors else [])],
         capture_output=True, text=True, timeout=60,
     )
     assert run.returncode == 0, f"{script} failed:\n{run.stdout}\n{run.stderr}"
@@ -222,6 +230,9 @@ def test_r_unit_scripts(rscript: str, script: str) -> None:
     assert "FAIL" not in run.stdout
     if script == "test_vectors.R":
         assert "ok    report line reproduced byte for byte" in run.stdout
+    if script == "test_contract.R":
+        assert "ok    resolves: an option wins over its variable" in run.stdout
+        assert "ok    port range refused: plus sign" in run.stdout
 
 
 async def test_kernel_lifecycle(launcher: Launcher) -> None:

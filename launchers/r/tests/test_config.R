@@ -10,15 +10,9 @@ local({
   for (name in c("kf_protocol.R", "kf_config.R", "kf_ports.R", "kf_process.R")) {
     sys.source(file.path(here, "..", name), envir = globalenv())
   }
+  sys.source(file.path(here, "kf_check.R"), envir = globalenv())
 })
 
-failures <- 0L
-checks <- 0L
-check <- function(ok, what) {
-  checks <<- checks + 1L
-  if (!isTRUE(ok)) failures <<- failures + 1L
-  cat(if (isTRUE(ok)) "ok   " else "FAIL ", what, "\n")
-}
 config_error <- function(argv, env) {
   tryCatch({
     kf_load_config(argv, env)
@@ -95,26 +89,4 @@ check(grepl("no free port found in PORT_RANGE 46999..46999", err), "a full range
 check(identical(kf_pgid(), as.integer(strsplit(sub("^.*\\) ", "", readLines("/proc/self/stat")), " ")[[1L]][3L])),
       "process group read from /proc")
 
-# ---- PORT_RANGE: the same accept/refuse verdicts as the Python and Scala launchers (docs/protocol-vectors.json)
-local({
-  args <- commandArgs(trailingOnly = FALSE)
-  here <- dirname(normalizePath(sub("^--file=", "", args[startsWith(args, "--file=")][1L])))
-  rest <- commandArgs(trailingOnly = TRUE)
-  path <- if (length(rest) >= 1L) rest[[1L]] else file.path(here, "..", "..", "..", "docs", "protocol-vectors.json")
-  ranges <- jsonlite::read_json(path, simplifyVector = FALSE)$port_ranges
-  check(length(ranges$invalid) >= 1L, "vectors hold invalid port ranges")
-  for (good in ranges$valid) {
-    check(identical(kf_parse_port_range(good$text), c(as.integer(good$lower), as.integer(good$upper))),
-          paste("port range accepted:", encodeString(good$text)))
-  }
-  for (bad in ranges$invalid) {
-    message <- tryCatch({
-      kf_parse_port_range(bad$text)
-      NA_character_
-    }, kf_config_error = function(e) conditionMessage(e))
-    check(grepl("PORT_RANGE", message, fixed = TRUE), paste("port range refused:", bad$why))
-  }
-})
-
-cat(sprintf("%d checks, %d failed\n", checks, failures))
-if (failures > 0L) quit(status = 1L, save = "no")
+kf_finish()

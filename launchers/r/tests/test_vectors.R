@@ -9,21 +9,11 @@ local({
   script <- sub("^--file=", "", args[startsWith(args, "--file=")][1L])
   here <- dirname(normalizePath(script))
   source(file.path(here, "..", "kf_protocol.R"), local = FALSE)
+  source(file.path(here, "kf_check.R"), local = FALSE)
   rest <- commandArgs(trailingOnly = TRUE)
   vectors_path <<- if (length(rest) >= 1L) rest[[1L]] else file.path(here, "..", "..", "..", "docs", "protocol-vectors.json")
 })
 
-failures <- 0L
-checks <- 0L
-check <- function(ok, what) {
-  checks <<- checks + 1L
-  if (isTRUE(ok)) {
-    cat("ok   ", what, "\n")
-  } else {
-    failures <<- failures + 1L
-    cat("FAIL ", what, "\n")
-  }
-}
 hex <- function(text) as.raw(strtoi(substring(text, seq(1L, nchar(text), 2L), seq(2L, nchar(text), 2L)), 16L))
 
 v <- jsonlite::read_json(vectors_path, simplifyVector = FALSE)
@@ -152,5 +142,4 @@ for (bad in ids$invalid) {
   check(!grepl(KF_KERNEL_ID_PATTERN, bad$id) && refused, paste("kernel id refused:", bad$why))
 }
 
-cat(sprintf("%d checks, %d failed\n", checks, failures))
-if (failures > 0L) quit(status = 1L, save = "no")
+kf_finish()

@@ -10,8 +10,6 @@ import pytest
 from kernelfleet.protocol import (
     CommOp,
     CommProtocolError,
-    PortRange,
-    PortRangeError,
     ReportError,
     ServerKey,
     greeting,
@@ -137,19 +135,3 @@ def test_invalid_kernel_ids_are_refused(server_key: ServerKey, case: dict[str, s
     assert not KERNEL_ID_PATTERN.match(case["id"])
     with pytest.raises(ValueError, match="not a valid protocol kernel id"):
         seal_report(json.loads(REPORT["plaintext"]), kernel_id=case["id"], public_key_b64=server_key.public_key_b64)
-
-
-PORT_RANGES = VECTORS["port_ranges"]
-
-
-@pytest.mark.parametrize("case", PORT_RANGES["valid"], ids=lambda c: repr(c["text"]))
-def test_valid_port_ranges_are_accepted(case: dict[str, object]) -> None:
-    parsed = PortRange.parse(case["text"])
-    assert (parsed.lower, parsed.upper) == (case["lower"], case["upper"])
-
-
-@pytest.mark.parametrize("case", PORT_RANGES["invalid"], ids=lambda c: c["why"])
-def test_invalid_port_ranges_are_refused(case: dict[str, str]) -> None:
-    """The launchers' rule (the Python launcher calls PortRange.parse without a minimum size)."""
-    with pytest.raises(PortRangeError, match="port range"):
-        PortRange.parse(case["text"])

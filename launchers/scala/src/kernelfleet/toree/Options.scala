@@ -1,9 +1,11 @@
 package kernelfleet.toree
 
-/** The launcher's command line and environment.
+/** The launcher's command line and environment (docs/protocol.md section 2; the contract is
+ * kernelfleet.protocol.contract, and ContractCheck runs docs/launcher-vectors.json's cases here).
  *
- * The launcher consumes its own options and passes everything else to Toree unchanged. LAUNCH_TOKEN is read from the
- * environment only: a command line is visible to every user of the host.
+ * The launcher consumes its own options and passes everything else to Toree unchanged. An option wins over its
+ * variable, the variable over its EG_ name; empty, blank and unfilled `{placeholder}` values count as unset.
+ * LAUNCH_TOKEN is read from the environment only: a command line is visible to every user of the host.
  */
 final case class Options(
     kernelId: String,
@@ -20,7 +22,15 @@ object Options {
   final class UsageError(message: String) extends Exception(message)
 
   private val Consumed = Set("kernel-id", "port-range", "response-address", "public-key", "spark-context-initialization-mode")
-  val SparkModes: Set[String] = Set("none", "lazy", "eager")
+  val SparkModes: Seq[String] = Seq("none", "lazy", "eager")
+
+  /** The contract's blanks (space, tab, CR, LF): what is trimmed from every value, and nothing else (String.trim
+   * would also drop control characters). */
+  private val Blanks = "^[ \t\r\n]+|[ \t\r\n]+$"
+
+  /** A value as read: trimmed; None when empty or an unfilled `{placeholder}` the server left in the argv. */
+  def setValue(v: Option[String]): Option[String] =
+    v.map(_.replaceAll(Blanks, "")).filter(x => x.nonEmpty && !(x.startsWith("{") && x.endsWith("}")))
 
   def parse(args: Array[String], env: String => Option[String]): Options = {
     val given = scala.collection.mutable.Map.empty[String, String]
@@ -40,7 +50,7 @@ object Options {
           if (i >= args.length) throw new UsageError(s"option --$name needs a value")
           args(i)
         }
-        given(name) = value.trim
+        given(name) = value
       } else if (arg == "--profile") {
         // The launcher writes Toree's connection file itself; a caller's profile would bypass the chosen ports.
         i += 1
@@ -49,28 +59,33 @@ object Options {
       i += 1
     }
 
-    def nonEmpty(v: Option[String]): Option[String] = v.map(_.trim).filter(_.nonEmpty)
     def pick(opt: String, vars: String*): Option[String] =
-      nonEmpty(given.get(opt)).orElse(vars.iterator.map(v => nonEmpty(env(v))).collectFirst { case Some(x) => x })
-    def required(opt: String, vars: String*): String =
-      pick(opt, vars: _*).getOrElse(throw new UsageError(s"--$opt (or ${vars.mkString(" / ")}) is required"))
+      setValue(given.get(opt)).orElse(vars.iterator.map(v => setValue(env(v))).collectFirst { case Some(x) => x })
+    def required(opt: String, variable: String, legacy: String*): String =
+      pick(opt, variable +: legacy: _*).getOrElse(throw new UsageError(
+        s"$variable is required (give --$opt or set the $variable environment variable)"))
 
     val kernelId = required("kernel-id", "KERNEL_ID")
     if (!Protocol.validKernelId(kernelId))
-      throw new UsageError("kernel id must be 1-128 characters of [A-Za-z0-9._-], starting with a letter or digit")
+      throw new UsageError(s"--kernel-id / KERNEL_ID '${kernelId.take(140)}' must be 1-128 characters of [A-Za-z0-9._-], " +
+        "starting with a letter or digit")
     val responseAddress = required("response-address", "RESPONSE_ADDRESS", "EG_RESPONSE_ADDRESS")
     val publicKey = required("public-key", "PUBLIC_KEY", "EG_PUBLIC_KEY")
     val portRange =
       try PortRange.parse(pick("port-range", "PORT_RANGE", "EG_PORT_RANGE"))
-      catch { case e: IllegalArgumentException => throw new UsageError(e.getMessage) }
-    val mode = pick("spark-context-initialization-mode", "KERNEL_SPARK_CONTEXT_INIT_MODE").getOrElse("none").toLowerCase
+      catch { case e: IllegalArgumentException => throw new UsageError(s"--port-range / PORT_RANGE: ${e.getMessage}") }
+    val modeText = pick("spark-context-initialization-mode", "KERNEL_SPARK_CONTEXT_INIT_MODE").getOrElse("none")
+    val mode = modeText.toLowerCase
     if (!SparkModes.contains(mode))
-      throw new UsageError(s"spark context initialization mode must be one of none, lazy, eager")
-    val token = nonEmpty(env("LAUNCH_TOKEN"))
-      .orElse(nonEmpty(env(TokenFdVariable)).flatMap(readTokenFd))
-      .orElse(nonEmpty(env(TokenFileVariable)).map(readTokenFile))
-      .getOrElse(throw new UsageError(s"LAUNCH_TOKEN (or $TokenFileVariable) is not set in the environment"))
-    val kernelIp = nonEmpty(env("KERNEL_IP")).getOrElse("0.0.0.0")
+      throw new UsageError(s"--spark-context-initialization-mode / KERNEL_SPARK_CONTEXT_INIT_MODE must be one of " +
+        s"${SparkModes.mkString(", ")}, not '$modeText'")
+    val token = setValue(env("LAUNCH_TOKEN"))
+      .orElse(setValue(env(TokenFdVariable)).flatMap(readTokenFd))
+      .orElse(setValue(env(TokenFileVariable)).map(readTokenFile))
+      .getOrElse(throw new UsageError(
+        s"LAUNCH_TOKEN is required in the environment, or $TokenFileVariable naming a file that holds it " +
+          "(the server sets one of them; the token is never taken from the command line)"))
+    val kernelIp = setValue(env("KERNEL_IP")).getOrElse("0.0.0.0")
 
     Options(kernelId, responseAddress, publicKey, portRange, mode, token, kernelIp, passThrough.result())
   }

@@ -21,12 +21,10 @@ object PortRange {
   val MaxPort = 65535
   /** docs/protocol.md section 5: each end 1-5 ASCII digits (toInt alone also took '+1024' and other scripts' digits). */
   private val Grammar = "([0-9]{1,5})\\.\\.([0-9]{1,5})".r
-  /** Blanks around the whole value are ignored (String.trim would also drop control characters). */
-  private val Blanks = "^[ \t\r\n]+|[ \t\r\n]+$"
 
   /** The launcher's --port-range / PORT_RANGE; the cases all three launchers must agree on are
    * docs/protocol-vectors.json "port_ranges". */
-  def parse(text: Option[String]): PortRange = text.map(_.replaceAll(Blanks, "")).filter(t => t.nonEmpty && t != "0..0") match {
+  def parse(text: Option[String]): PortRange = Options.setValue(text).filter(_ != "0..0") match {
     case None => PortRange(0, 0)
     case Some(t) =>
       val (lo, hi) = t match {
@@ -41,7 +39,9 @@ object PortRange {
 }
 
 object Ports {
-  val MaxAttemptsPerPort = 200
+  /** docs/launcher-vectors.json "ports": five kernel ports and the comm port; random picks per port inside a range. */
+  val PortCount = 6
+  val TriesPerPort = 50
 
   /** A listening socket on a free port: bound to 0 when unrestricted, else to random ports inside the range. */
   def listen(bindAddress: InetAddress, range: PortRange, taken: Set[Int], random: SecureRandom): ServerSocket = {
@@ -53,19 +53,18 @@ object Ports {
     if (range.unrestricted) {
       // Port 0: the OS picks; it never repeats a port already bound by this process, but a port probed and released
       // earlier could come back, so skip those.
-      Iterator.continually(tryBind(0)).take(MaxAttemptsPerPort).flatten.find { s =>
+      Iterator.continually(tryBind(0)).take(TriesPerPort).flatten.find { s =>
         if (taken.contains(s.getLocalPort)) { s.close(); false } else true
       }.getOrElse(throw new IllegalStateException("no free port found"))
     } else {
-      val attempts = math.min(MaxAttemptsPerPort, range.size * 4)
       Iterator
         .continually(range.lower + random.nextInt(range.size))
-        .take(attempts)
+        .take(TriesPerPort)
         .filterNot(taken.contains)
         .flatMap(tryBind)
         .toStream
         .headOption
-        .getOrElse(throw new IllegalStateException(s"no free port in $range after $attempts attempts"))
+        .getOrElse(throw new IllegalStateException(s"no free port found in PORT_RANGE $range after $TriesPerPort tries"))
     }
   }
 
@@ -89,12 +88,12 @@ object Ports {
     try {
       (1 to count).foreach { _ =>
         val used = taken ++ reserved.map(portOf)
-        val (candidates, attempts) =
-          if (range.unrestricted) (Iterator.continually(0), MaxAttemptsPerPort) // bind(0) never picks a held port
-          else (Iterator.continually(range.lower + random.nextInt(range.size)), math.min(MaxAttemptsPerPort, range.size * 4))
-        reserved += candidates.take(attempts).filterNot(used.contains).flatMap(tryReserve).toStream.headOption
+        val candidates =
+          if (range.unrestricted) Iterator.continually(0) // bind(0) never picks a held port
+          else Iterator.continually(range.lower + random.nextInt(range.size))
+        reserved += candidates.take(TriesPerPort).filterNot(used.contains).flatMap(tryReserve).toStream.headOption
           .getOrElse(throw new IllegalStateException(
-            if (range.unrestricted) "no free port found" else s"no free port in $range after $attempts attempts"))
+            if (range.unrestricted) "no free port found" else s"no free port found in PORT_RANGE $range after $TriesPerPort tries"))
       }
       reserved.toVector
     } catch { case e: Throwable => reserved.foreach(c => Try(c.close())); throw e }

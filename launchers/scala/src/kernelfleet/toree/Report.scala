@@ -8,9 +8,12 @@ object Report {
   final class Rejected(message: String) extends Exception(message)
   private final class NotConnected(message: String) extends java.io.IOException(message)
 
-  private val ConnectTimeoutMillis = 10000
-  private val ReplyTimeoutMillis = 30000
-  private val Attempts = 5
+  /** docs/launcher-vectors.json "report": a refused connection is retried, the pause doubling from 50 ms to at most
+   * 500 ms, until ConnectWindowMillis after the first try; one attempt without any answer fails after
+   * ConnectTimeoutMillis; the verdict must arrive within ReplyTimeoutMillis. */
+  val ConnectWindowMillis = 5000
+  val ConnectTimeoutMillis = 10000
+  val ReplyTimeoutMillis = 30000
 
   /** `host:port` or `[v6]:port`. */
   def parseAddress(address: String): (String, Int) = {
@@ -36,15 +39,16 @@ object Report {
    * broker may be restarting); a rejection is final. */
   def send(address: String, line: String, kernelId: String): Unit = {
     val (host, port) = parseAddress(address)
-    var attempt = 1
+    val deadline = System.nanoTime() + ConnectWindowMillis * 1000000L
+    var pause = 50L
     while (true) {
       try return deliver(host, port, line)
       catch {
         // Only a failed connect is retried: once the line is sent, a second copy would be refused as a replay.
-        case e: NotConnected if attempt < Attempts =>
-          Log.warn(s"kernel $kernelId: cannot reach the response address $host:$port (${e.getMessage}); retrying")
-          Thread.sleep(500L * attempt)
-          attempt += 1
+        case e: NotConnected if System.nanoTime() + pause * 1000000L <= deadline =>
+          Log.debug(s"kernel $kernelId: cannot reach the response address $host:$port (${e.getMessage}); retrying")
+          Thread.sleep(pause)
+          pause = math.min(pause * 2, 500L)
       }
     }
   }

@@ -11,7 +11,7 @@ import java.security.SecureRandom
  * (a report sealed with real randomness for the vectors' public key, for the Python side to open) and
  * `ESCAPES <json>` (for the Python side to compare with json.dumps). Exits 1 if any check failed.
  */
-object VectorCheck {
+object VectorCheck extends Checks {
 
   /** A "random" source that returns the vectors' fixed OAEP seed, so RSA-OAEP becomes deterministic. */
   final class FixedSeed(seed: Array[Byte]) extends SecureRandom {
@@ -23,25 +23,9 @@ object VectorCheck {
     }
   }
 
-  private var failures = 0
-
-  private def check(name: String)(body: => Unit): Unit =
-    try { body; println(s"ok $name") }
-    catch {
-      case e: Throwable =>
-        failures += 1
-        println(s"FAIL $name: ${e.getClass.getSimpleName}: ${e.getMessage}")
-    }
-
-  private def expectEq(what: String, got: Any, want: Any): Unit =
-    if (got != want) throw new AssertionError(s"$what: got $got, want $want")
-
   private def unhex(s: String): Array[Byte] = s.grouped(2).map(Integer.parseInt(_, 16).toByte).toArray
   private def hex(b: Array[Byte]): String = b.map(x => f"${x & 0xff}%02x").mkString
 
-  private def obj(m: Map[String, Any], k: String): Map[String, Any] = m(k).asInstanceOf[Map[String, Any]]
-  private def s(m: Map[String, Any], k: String): String = Json.str(m, k).getOrElse(throw new AssertionError(s"vector field $k"))
-  private def n(m: Map[String, Any], k: String): Int = Json.int(m, k).getOrElse(throw new AssertionError(s"vector field $k"))
 
   def main(args: Array[String]): Unit = {
     val vectors = Json.parseObject(new String(Files.readAllBytes(Paths.get(args(0))), UTF_8))
@@ -138,10 +122,10 @@ object VectorCheck {
 
     check("ports inside a range, distinct, bounded retries on a full range") {
       val lo = InetAddress.getLoopbackAddress
-      val probe = new ServerSocket(0, 1, lo)
-      val base = probe.getLocalPort
-      probe.close()
-      val range = PortRange(math.max(1024, base - 3), math.max(1024, base - 3) + 9)
+      // Ten ports below Linux's ephemeral range (32768-60999): on a busy host a window next to a just-used ephemeral
+      // port is full of other connections' ports (and TIME_WAIT ones, which a bind without SO_REUSEADDR refuses).
+      val lower = 20000 + new SecureRandom().nextInt(10000)
+      val range = PortRange(lower, lower + 9)
       val reserved = Ports.reserve(lo, range, 6, Set.empty, new SecureRandom())
       val ports = reserved.map(Ports.portOf)
       expectEq("distinct", ports.distinct.size, 6)
@@ -191,19 +175,6 @@ object VectorCheck {
       }
     }
 
-    val portRanges = obj(vectors, "port_ranges")
-    portRanges("valid").asInstanceOf[Vector[Map[String, Any]]].foreach { c =>
-      check(s"port range accepted: ${Json.encode(Seq("text" -> s(c, "text")))}") {
-        expectEq("bounds", PortRange.parse(Some(s(c, "text"))), PortRange(n(c, "lower"), n(c, "upper")))
-      }
-    }
-    portRanges("invalid").asInstanceOf[Vector[Map[String, Any]]].foreach { c =>
-      check(s"port range refused: ${s(c, "why")}") {
-        try { PortRange.parse(Some(s(c, "text"))); throw new AssertionError("accepted") }
-        catch { case _: IllegalArgumentException => () }
-      }
-    }
-
     check("response address parsing") {
       expectEq("v4", Report.parseAddress("10.0.0.1:8877"), ("10.0.0.1", 8877))
       expectEq("v6", Report.parseAddress("[::1]:8877"), ("::1", 8877))
@@ -213,8 +184,7 @@ object VectorCheck {
       }
     }
 
-    System.out.flush()
-    System.exit(if (failures == 0) 0 else 1)
+    finish()
   }
 
   private def expectRefused(body: => Any): Unit =

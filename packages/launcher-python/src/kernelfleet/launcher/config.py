@@ -1,5 +1,8 @@
 """The launcher's inputs: Gateway Provisioners' arguments, each falling back to its environment variable.
 
+Names, precedence and defaults are the launcher contract's (``kernelfleet.protocol.contract``); the R and
+Scala launchers follow the same cases (docs/launcher-vectors.json, tests/test_contract_vectors.py here).
+
 Only what can be checked without the protocol's cryptography is checked here, so the kernel can be
 spawned before the slow crypto imports; PUBLIC_KEY is checked when the report is sealed (the
 protocol owns that rule). The kernel id is checked here, with the protocol's own pattern, because
@@ -16,17 +19,12 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from kernelfleet.protocol import contract as c
 from kernelfleet.protocol.address import ResponseAddress
 from kernelfleet.protocol.constants import KERNEL_ID_PATTERN
 from kernelfleet.protocol.ports import PortRange, PortRangeError
 
-DEFAULT_KERNEL_CLASS = "ipykernel.ipkernel.IPythonKernel"
-SPARK_INIT_MODES = ("none", "lazy", "eager")
-CLUSTER_TYPES = ("spark", "dask", "none")
-# The server's jupyter_client policy; an empty value (GP's placeholder when encryption is off) means disabled.
-TRANSPORT_ENCRYPTION_POLICIES = ("disabled", "auto", "required")
 PROG = "kernelfleet-launcher"
-MAX_TOKEN_FILE_BYTES = 4096  # a token is 43 characters; anything much larger is not a token file
 
 
 class ConfigError(ValueError):
@@ -61,43 +59,40 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
+#: argparse destination -> the contract's input; each is also accepted as --RemoteProcessProxy.<name>.
+_OPTIONS = {
+    "kernel_id": c.KERNEL_ID_INPUT,
+    "response_address": c.RESPONSE_ADDRESS_INPUT,
+    "public_key": c.PUBLIC_KEY_INPUT,
+    "port_range": c.PORT_RANGE_INPUT,
+    "spark_init_mode": c.SPARK_MODE_INPUT,
+    "cluster_type": c.CLUSTER_TYPE_INPUT,
+    "kernel_class_name": c.KERNEL_CLASS_INPUT,
+    "transport_encryption": c.TRANSPORT_ENCRYPTION_INPUT,
+}
+
+
 def _parser() -> _Parser:
     p = _Parser(prog=PROG, description="Start an IPython kernel and report it to a Kernel Fleet server.")
-    p.add_argument("--kernel-id", dest="kernel_id")
-    p.add_argument("--response-address", dest="response_address")
-    p.add_argument("--public-key", dest="public_key")
-    p.add_argument("--port-range", dest="port_range")
-    p.add_argument("--spark-context-initialization-mode", dest="spark_init_mode")
-    p.add_argument("--cluster-type", dest="cluster_type")
-    p.add_argument("--kernel-class-name", dest="kernel_class_name")
-    p.add_argument("--transport-encryption", dest="transport_encryption")
+    for dest, spec in _OPTIONS.items():
+        # Enterprise Gateway's kernelspecs spell each option --RemoteProcessProxy.<name>.
+        option = str(spec.option)
+        p.add_argument(option, c.LEGACY_OPTION_PREFIX + option.removeprefix("--"), dest=dest)
     return p
 
 
-def _pick(arg: str | None, env: Mapping[str, str], *names: str) -> str | None:
-    """The argument if given, else the first non-empty variable; unfilled ``{placeholders}`` count as unset."""
-    candidates = [arg, *(env.get(n) for n in names)]
-    for value in candidates:
-        if value is None:
-            continue
-        value = value.strip()
-        if value and not (value.startswith("{") and value.endswith("}")):
-            return value
-    return None
-
-
-def _required(value: str | None, option: str, var: str) -> str:
+def _required(value: str | None, spec: c.LauncherInput) -> str:
     if value is None:
-        raise ConfigError(f"{var} is required (give {option} or set the {var} environment variable)")
+        raise ConfigError(c.missing_message(spec))
     return value
 
 
-def _choice(value: str | None, default: str, choices: Sequence[str], option: str, var: str) -> str:
+def _choice(value: str | None, default: str, choices: Sequence[str], spec: c.LauncherInput) -> str:
     if value is None:
         return default
     lowered = value.lower()
     if lowered not in choices:
-        raise ConfigError(f"{option} / {var} must be one of {', '.join(choices)}, not {value!r}")
+        raise ConfigError(c.choice_message(spec, tuple(choices), value))
     return lowered
 
 
@@ -113,7 +108,7 @@ def _log_level(value: str | None) -> int:
 
 
 def _kernel_ip(value: str | None) -> str:
-    ip = value or "0.0.0.0"
+    ip = value or c.KERNEL_IP_INPUT.default or "0.0.0.0"
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
             socket.inet_pton(family, ip)
@@ -142,13 +137,15 @@ def read_token_file(path: str) -> str:
     """
     try:
         with open(path, "rb") as token_file:
-            data = token_file.read(MAX_TOKEN_FILE_BYTES + 1)
+            data = token_file.read(c.MAX_TOKEN_FILE_BYTES + 1)
     except OSError as err:
         raise ConfigError(f"LAUNCH_TOKEN_FILE {path!r} cannot be read: {err.strerror or err}") from None
     with contextlib.suppress(OSError):
         os.unlink(path)
-    if len(data) > MAX_TOKEN_FILE_BYTES:
-        raise ConfigError(f"LAUNCH_TOKEN_FILE {path!r} is larger than {MAX_TOKEN_FILE_BYTES} bytes: not a token file")
+    if len(data) > c.MAX_TOKEN_FILE_BYTES:
+        raise ConfigError(
+            f"LAUNCH_TOKEN_FILE {path!r} is larger than {c.MAX_TOKEN_FILE_BYTES} bytes: not a token file"
+        )
     token = data.decode("ascii", errors="replace").strip()
     if not token:
         raise ConfigError(f"LAUNCH_TOKEN_FILE {path!r} is empty")
@@ -157,64 +154,49 @@ def read_token_file(path: str) -> str:
 
 def _launch_token(env: Mapping[str, str]) -> str:
     """LAUNCH_TOKEN from the environment, else from the file LAUNCH_TOKEN_FILE names; never from argv."""
-    token = env.get("LAUNCH_TOKEN", "").strip()
+    token = env.get(c.LAUNCH_TOKEN, "").strip()
     if token:
         return token
-    path = env.get("LAUNCH_TOKEN_FILE", "").strip()
+    path = env.get(c.LAUNCH_TOKEN_FILE, "").strip()
     if path:
         return read_token_file(path)
-    raise ConfigError(
-        "LAUNCH_TOKEN is required in the environment, or LAUNCH_TOKEN_FILE naming a file that holds it "
-        "(the server sets one of them; the token is never taken from the command line)"
-    )
+    raise ConfigError(c.MISSING_TOKEN_MESSAGE)
 
 
 def load_config(argv: Sequence[str], env: Mapping[str, str]) -> LauncherConfig:
-    """Build the configuration or raise ConfigError with a one-line, secret-free message."""
+    """Build the configuration or raise ConfigError with a one-line, secret-free message.
+
+    Every value is read by the contract's rule (``contract.pick``: option, then variable, then its ``EG_`` name).
+    """
     args = _parser().parse_args(list(argv))
-    kernel_id = _required(_pick(args.kernel_id, env, "KERNEL_ID"), "--kernel-id", "KERNEL_ID")
+
+    def pick(dest: str) -> str | None:
+        return c.pick(getattr(args, dest), env, _OPTIONS[dest])
+
+    kernel_id = _required(pick("kernel_id"), c.KERNEL_ID_INPUT)
     if not KERNEL_ID_PATTERN.match(kernel_id):
         raise ConfigError(
-            f"--kernel-id / KERNEL_ID {kernel_id[:140]!r} must be 1-128 characters of [A-Za-z0-9._-], "
+            f"{c.KERNEL_ID_INPUT.label} {kernel_id[:140]!r} must be 1-128 characters of [A-Za-z0-9._-], "
             "starting with a letter or digit"
         )
-    address_text = _required(
-        _pick(args.response_address, env, "RESPONSE_ADDRESS", "EG_RESPONSE_ADDRESS"),
-        "--response-address",
-        "RESPONSE_ADDRESS",
-    )
     try:
-        response_address = ResponseAddress.parse(address_text)
+        response_address = ResponseAddress.parse(_required(pick("response_address"), c.RESPONSE_ADDRESS_INPUT))
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    public_key = _required(_pick(args.public_key, env, "PUBLIC_KEY", "EG_PUBLIC_KEY"), "--public-key", "PUBLIC_KEY")
+    public_key = _required(pick("public_key"), c.PUBLIC_KEY_INPUT)
     token = _launch_token(env)
     try:
-        port_range = PortRange.parse(_pick(args.port_range, env, "PORT_RANGE", "EG_PORT_RANGE"))
+        port_range = PortRange.parse(pick("port_range"))
     except PortRangeError as err:
-        raise ConfigError(f"--port-range / PORT_RANGE: {err}") from None
-    spark_mode = _choice(
-        _pick(args.spark_init_mode, env, "KERNEL_SPARK_CONTEXT_INIT_MODE"),
-        "none",
-        SPARK_INIT_MODES,
-        "--spark-context-initialization-mode",
-        "KERNEL_SPARK_CONTEXT_INIT_MODE",
-    )
+        raise ConfigError(f"{c.PORT_RANGE_INPUT.label}: {err}") from None
+    spark_mode = _choice(pick("spark_init_mode"), "none", c.SPARK_INIT_MODES, c.SPARK_MODE_INPUT)
     cluster_type = _choice(
-        _pick(args.cluster_type, env, "KERNEL_CLUSTER_TYPE"),
-        "spark" if spark_mode != "none" else "none",
-        CLUSTER_TYPES,
-        "--cluster-type",
-        "KERNEL_CLUSTER_TYPE",
+        pick("cluster_type"), "spark" if spark_mode != "none" else "none", c.CLUSTER_TYPES, c.CLUSTER_TYPE_INPUT
     )
     encryption = _choice(
-        _pick(args.transport_encryption, env, "TRANSPORT_ENCRYPTION"),
-        "disabled",
-        TRANSPORT_ENCRYPTION_POLICIES,
-        "--transport-encryption",
-        "TRANSPORT_ENCRYPTION",
+        pick("transport_encryption"), "disabled", c.TRANSPORT_ENCRYPTION_POLICIES, c.TRANSPORT_ENCRYPTION_INPUT
     )
-    class_name = _class_name(_pick(args.kernel_class_name, env, "KERNEL_CLASS_NAME") or DEFAULT_KERNEL_CLASS)
+    class_name = _class_name(pick("kernel_class_name") or c.DEFAULT_KERNEL_CLASS)
     return LauncherConfig(
         kernel_id=kernel_id,
         response_address=response_address,
@@ -224,7 +206,7 @@ def load_config(argv: Sequence[str], env: Mapping[str, str]) -> LauncherConfig:
         spark_init_mode=spark_mode,
         cluster_type=cluster_type,
         kernel_class_name=class_name,
-        kernel_ip=_kernel_ip(_pick(None, env, "KERNEL_IP")),
-        log_level=_log_level(_pick(None, env, "LOG_LEVEL")),
+        kernel_ip=_kernel_ip(c.pick(None, env, c.KERNEL_IP_INPUT)),
+        log_level=_log_level(c.pick(None, env, c.LOG_LEVEL_INPUT)),
         transport_encryption=encryption,
     )

@@ -16,10 +16,9 @@ import errno
 import os
 import socket
 
+from kernelfleet.protocol.contract import PORT_COUNT, TRIES_PER_PORT
 from kernelfleet.protocol.ports import PortRange
 
-PORT_COUNT = 6
-TRIES_PER_PORT = 50
 _BUSY = {errno.EADDRINUSE, errno.EACCES}
 
 

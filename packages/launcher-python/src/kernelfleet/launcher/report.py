@@ -13,10 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 from kernelfleet.protocol.address import ResponseAddress
+from kernelfleet.protocol.contract import (
+    REPORT_CONNECT_TIMEOUT,
+    REPORT_CONNECT_WINDOW,
+    REPORT_REPLY_TIMEOUT,
+    REPORT_RETRY_FIRST_PAUSE,
+    REPORT_RETRY_MAX_PAUSE,
+)
 
-CONNECT_WINDOW = 5.0  # keep retrying a refused connection this long: the server may still be binding
-CONNECT_TIMEOUT = 5.0
-REPLY_TIMEOUT = 15.0
 MAX_REPLY_BYTES = 4096
 
 log = logging.getLogger("kernelfleet.launcher")
@@ -28,21 +32,21 @@ class ReportFailed(RuntimeError):
 
 async def _connect(address: ResponseAddress) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + CONNECT_WINDOW
-    delay = 0.05
+    deadline = loop.time() + REPORT_CONNECT_WINDOW
+    delay = REPORT_RETRY_FIRST_PAUSE
     while True:
         try:
             return await asyncio.wait_for(
-                asyncio.open_connection(address.host, address.port, limit=MAX_REPLY_BYTES), CONNECT_TIMEOUT
+                asyncio.open_connection(address.host, address.port, limit=MAX_REPLY_BYTES), REPORT_CONNECT_TIMEOUT
             )
         except ConnectionRefusedError:
             if loop.time() + delay > deadline:
                 raise ReportFailed(
-                    f"RESPONSE_ADDRESS {address} refused the connection for {CONNECT_WINDOW:.0f} s"
+                    f"RESPONSE_ADDRESS {address} refused the connection for {REPORT_CONNECT_WINDOW:.0f} s"
                 ) from None
             log.debug("response address %s refused the connection; retrying", address)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.5)
+            delay = min(delay * 2, REPORT_RETRY_MAX_PAUSE)
         except TimeoutError:
             raise ReportFailed(f"connecting to RESPONSE_ADDRESS {address} timed out") from None
         except OSError as err:
@@ -60,9 +64,9 @@ async def send_report(address: ResponseAddress, seal: Callable[[str], bytes]) ->
         writer.write(seal(local_ip))
         await writer.drain()
         try:
-            line = await asyncio.wait_for(reader.readline(), REPLY_TIMEOUT)
+            line = await asyncio.wait_for(reader.readline(), REPORT_REPLY_TIMEOUT)
         except TimeoutError:
-            raise ReportFailed(f"the server at {address} did not answer within {REPLY_TIMEOUT:.0f} s") from None
+            raise ReportFailed(f"the server at {address} did not answer within {REPORT_REPLY_TIMEOUT:.0f} s") from None
         except ValueError:
             raise ReportFailed(f"the server at {address} answered with an over-long line") from None
     except (ConnectionError, OSError) as err:

@@ -1,7 +1,8 @@
 """Kernel Fleet launch protocol v2: the one implementation shared by the server and the Python launcher.
 
 The wire format is specified in ``docs/protocol.md``; ``docs/protocol-vectors.json`` pins it byte for
-byte so the R and Scala launchers can prove they speak the same protocol.
+byte so the R and Scala launchers can prove they speak the same protocol; ``contract`` names what a
+launcher receives (section 2), pinned for every launcher by ``docs/launcher-vectors.json``.
 
 Names are imported on first use (PEP 562), so a launcher that needs only ``PortRange`` before it
 spawns its kernel does not pay for loading the cryptography first.

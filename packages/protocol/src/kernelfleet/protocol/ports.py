@@ -5,14 +5,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+#: Blanks around the whole value are ignored (a value read from a config file); nothing else is.
+from kernelfleet.protocol.contract import BLANKS
+
 MIN_PORT = 1024
 MAX_PORT = 65535
 #: docs/protocol.md section 5: ``lower..upper``, each end 1-5 ASCII digits (no sign, no '_', no other script's
-#: digits, no blanks around '..'). The R and Scala launchers use the same rule; docs/protocol-vectors.json
+#: digits, no blanks around '..'). The R and Scala launchers use the same rule; docs/launcher-vectors.json
 #: ("port_ranges") holds the cases all three are checked against.
 _PORT_RANGE = re.compile(r"([0-9]{1,5})\.\.([0-9]{1,5})")
-#: Blanks around the whole value are ignored (a value read from a config file); nothing else is.
-_BLANKS = " \t\r\n"
 
 
 class PortRangeError(ValueError):
@@ -38,7 +39,7 @@ class PortRange:
     def parse(cls, text: str | None, *, min_size: int = 0) -> PortRange:
         """Parse ``PORT_RANGE`` / ``port_range``: the server (kernelspec config, ``*-spec install``) and the
         Python launcher call it; ``min_size`` is the server's minimum, launchers pass none."""
-        body = "" if text is None else text.strip(_BLANKS)
+        body = "" if text is None else text.strip(BLANKS)
         if body in ("", "0..0"):
             return cls()
         match = _PORT_RANGE.fullmatch(body)

@@ -20,7 +20,7 @@ from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import KernelProvisionerBase
 from traitlets import Float, Integer, List, Set, TraitError, Unicode, default, validate
 
-from kernelfleet.protocol import CommOp, CommProtocolError, PortRange, PortRangeError, Report
+from kernelfleet.protocol import CommOp, CommProtocolError, PortRange, PortRangeError, Report, contract
 from kernelfleet.protocol.comm_client import send_legacy_request, send_request
 from kernelfleet.protocol.constants import KERNEL_ID_PATTERN
 from kernelfleet.provisioners.authorization import check_user
@@ -188,13 +188,13 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         self.pending = broker.expect(kernel_id)
         self.server_id = server_id_of(self)
         self.launch_env = {
-            "KERNEL_ID": kernel_id,
+            contract.KERNEL_ID: kernel_id,
             "KERNEL_LANGUAGE": env.get("KERNEL_LANGUAGE") or language.lower(),  # the kernelspec's: checked above
-            "RESPONSE_ADDRESS": response_address,
-            "PUBLIC_KEY": broker.public_key,
-            "PORT_RANGE": str(port_range),
-            "LAUNCH_TOKEN": self.pending.token,
-            "TRANSPORT_ENCRYPTION": self.curve_plan.launcher_value,
+            contract.RESPONSE_ADDRESS: response_address,
+            contract.PUBLIC_KEY: broker.public_key,
+            contract.PORT_RANGE: str(port_range),
+            contract.LAUNCH_TOKEN: self.pending.token,
+            contract.TRANSPORT_ENCRYPTION: self.curve_plan.launcher_value,
             SERVER_ID_ENV: self.server_id,
         }
         env.update(self.launch_env)

@@ -15,6 +15,7 @@ from typing import Any
 
 from traitlets import Bool, Integer, Set, Unicode, default
 
+from kernelfleet.protocol import contract
 from kernelfleet.provisioners.base import RemoteProvisionerBase
 from kernelfleet.provisioners.container_argv import parse_container_argv
 from kernelfleet.provisioners.envconfig import env_bool, env_value
@@ -23,7 +24,7 @@ from kernelfleet.provisioners.request_env import DECIMAL, MAX_ID, parse_id
 
 NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]+")
 # Variables the kernelspec argv may set for the bootstrap; the protocol's own ones come from the server.
-ARGV_SETTINGS = ("KERNEL_CLASS_NAME", "KERNEL_SPARK_CONTEXT_INIT_MODE", "KERNEL_CLUSTER_TYPE")
+ARGV_SETTINGS = (contract.KERNEL_CLASS_NAME, contract.KERNEL_SPARK_CONTEXT_INIT_MODE, contract.KERNEL_CLUSTER_TYPE)
 
 
 def parse_id_list(names: tuple[str, ...], default: Iterable[int]) -> set[int]:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import sys
 
+from kernelfleet.protocol import contract
+
 MODULE = "kernelfleet.provisioners.container_argv"
 
 # The four values the server fills in for every launch (docs/protocol.md, "argv placeholders").
@@ -38,17 +40,12 @@ CONTAINER_PROVISIONERS: tuple[str, ...] = (
 )
 
 # Launcher flag -> launcher environment variable (docs/protocol.md section 2).
+# (TRANSPORT_ENCRYPTION is the server's, from its own policy, never the kernelspec argv's.)
 _FLAG_TO_ENV: dict[str, str] = {
-    "--kernel-id": "KERNEL_ID",
-    "--port-range": "PORT_RANGE",
-    "--response-address": "RESPONSE_ADDRESS",
-    "--public-key": "PUBLIC_KEY",
-    KERNEL_CLASS_FLAG: "KERNEL_CLASS_NAME",
-    SPARK_MODE_FLAG: "KERNEL_SPARK_CONTEXT_INIT_MODE",
-    "--cluster-type": "KERNEL_CLUSTER_TYPE",
+    flag: name for flag, name in contract.OPTION_VARIABLES.items() if name != contract.TRANSPORT_ENCRYPTION
 }
 # Enterprise Gateway spelled the same flags as traitlets options of its process proxy.
-_EG_PREFIX = "--RemoteProcessProxy."
+_EG_PREFIX = contract.LEGACY_OPTION_PREFIX
 
 
 def launcher_args(*, kernel_class_name: str | None = None, spark_init_mode: str | None = None) -> list[str]:
@@ -106,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     """Refuse to run: a container kernelspec's argv only describes what its provisioner starts."""
     args = sys.argv[1:] if argv is None else argv
     try:
-        kernel_id = parse_container_argv(args).get("KERNEL_ID", "")
+        kernel_id = parse_container_argv(args).get(contract.KERNEL_ID, "")
     except ValueError:
         kernel_id = ""
     subject = f"kernel {kernel_id}" if kernel_id and "{" not in kernel_id else "this kernel"

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import aiodocker
 from traitlets import TraitError, Unicode, validate
 
+from kernelfleet.protocol.contract import LAUNCH_TOKEN
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.docker_common import LOG_TAIL_LINES, DockerProvisionerBase, tail_text
 from kernelfleet.provisioners.docker_engine import ENGINE_ERRORS, describe_engine_error
@@ -115,7 +116,7 @@ class DockerProvisioner(DockerProvisionerBase):
         try:
             await container.put_archive(
                 self.launch_token_dir,
-                token_archive(TOKEN_FILE_NAME, self.launch_env["LAUNCH_TOKEN"], self.uid, self.gid),
+                token_archive(TOKEN_FILE_NAME, self.launch_env[LAUNCH_TOKEN], self.uid, self.gid),
             )
         except ENGINE_ERRORS as err:
             raise LaunchError(

@@ -21,6 +21,7 @@ import aiodocker
 from traitlets import Bool, Dict, List, TraitError, Unicode, default, validate
 
 from kernelfleet.protocol.address import ResponseAddress
+from kernelfleet.protocol.contract import LAUNCH_TOKEN, LAUNCH_TOKEN_FILE, RESPONSE_ADDRESS
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.container import ContainerProvisionerBase
 from kernelfleet.provisioners.docker_engine import (
@@ -39,8 +40,6 @@ from kernelfleet.provisioners.server_identity import LABEL_SERVER
 MOUNT_TYPES = frozenset({"bind", "volume", "tmpfs", "npipe"})
 HOST_NETWORK = "host"
 LOG_TAIL_LINES = 20
-LAUNCH_TOKEN = "LAUNCH_TOKEN"
-LAUNCH_TOKEN_FILE = "LAUNCH_TOKEN_FILE"
 T = TypeVar("T")
 
 
@@ -165,7 +164,7 @@ class DockerProvisionerBase(ContainerProvisionerBase):
         """Refuse a launch whose container could never report: loopback is the container's own on other networks."""
         if self.network == HOST_NETWORK:
             return
-        host = ResponseAddress.parse(self.launch_env["RESPONSE_ADDRESS"]).host
+        host = ResponseAddress.parse(self.launch_env[RESPONSE_ADDRESS]).host
         try:
             loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
         except ValueError:

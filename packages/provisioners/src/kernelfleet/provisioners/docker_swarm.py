@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import aiodocker
 
+from kernelfleet.protocol.contract import LAUNCH_TOKEN
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.docker_common import LOG_TAIL_LINES, DockerProvisionerBase, tail_text
 from kernelfleet.provisioners.docker_engine import ENGINE_ERRORS, LABEL_KERNEL_ID, describe_engine_error
@@ -96,7 +97,7 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         name = token_secret_name(self.kernel_id)
         try:
             await self.create_resource(
-                lambda: client.secrets.create(name, self.launch_env["LAUNCH_TOKEN"], labels=self.labels),
+                lambda: client.secrets.create(name, self.launch_env[LAUNCH_TOKEN], labels=self.labels),
                 self._record_secret,
             )
         except ENGINE_ERRORS as err:

@@ -24,7 +24,8 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
 
-from kernelfleet.protocol import Report
+from kernelfleet.protocol import Report, contract
+from kernelfleet.protocol.contract import LAUNCH_TOKEN
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.container import ContainerProvisionerBase
 from kernelfleet.provisioners.envconfig import env_bool, env_value
@@ -60,7 +61,6 @@ from kernelfleet.provisioners.k8s_pod import (
     parse_resources,
 )
 from kernelfleet.provisioners.k8s_secret import (
-    LAUNCH_TOKEN,
     build_launch_secret,
     check_token_absent,
     launch_token_ref,
@@ -354,9 +354,9 @@ class KubernetesProvisioner(ContainerProvisionerBase):
             kernel_gid=settings.gid,
             kernel_image=settings.image,
             kernel_name=posixpath.basename(str(spec_dir).rstrip("/")) if spec_dir else "",
-            port_range=self.launch_env.get("PORT_RANGE"),
-            response_address=self.launch_env.get("RESPONSE_ADDRESS"),
-            public_key=self.launch_env.get("PUBLIC_KEY"),
+            port_range=self.launch_env.get(contract.PORT_RANGE),
+            response_address=self.launch_env.get(contract.RESPONSE_ADDRESS),
+            public_key=self.launch_env.get(contract.PUBLIC_KEY),
         )
         values.pop("kernel_working_dir", None)
         if settings.working_dir:

@@ -16,10 +16,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from kernelfleet.protocol.contract import LAUNCH_TOKEN
 from kernelfleet.provisioners.k8s_names import check_dns_subdomain, dns_label
 from kernelfleet.provisioners.k8s_pod import PodSpecError, SecretKeyRef, kernel_labels
 
-LAUNCH_TOKEN = "LAUNCH_TOKEN"
 TOKEN_KEY = "launch-token"
 SECRET_SUFFIX = "-launch"
 

@@ -21,6 +21,7 @@ from traitlets import Bool, Int, List, Unicode, default
 from traitlets.config import Application
 
 from kernelfleet.protocol import PortRange, PortRangeError
+from kernelfleet.protocol.contract import DEFAULT_KERNEL_CLASS, SPARK_INIT_MODES
 from kernelfleet.provisioners.cli.kernelspec import (
     SpecError,
     install_kernel_json,
@@ -32,9 +33,7 @@ from kernelfleet.provisioners.envconfig import env_value
 # Language as typed (any case) -> the spelling kernel.json uses (GP's, and IRkernel's "R").
 LANGUAGES: dict[str, str] = {"python": "python", "r": "R", "scala": "scala"}
 LANGUAGE_TITLES: dict[str, str] = {"python": "Python", "r": "R", "scala": "Scala"}
-DEFAULT_KERNEL_CLASS = "ipykernel.ipkernel.IPythonKernel"
 MIN_PORT_RANGE_SIZE = 1000
-SPARK_INIT_MODES: tuple[str, ...] = ("lazy", "eager", "none")
 _DOTTED_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 
 _ALIASES: dict[str, str] = {

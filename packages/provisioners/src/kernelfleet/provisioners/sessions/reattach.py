@@ -17,13 +17,14 @@ from jupyter_client.provisioning import KernelProvisionerFactory
 from jupyter_server._tz import utcnow
 from jupyter_server.services.kernels.kernelmanager import MappingKernelManager
 
+from kernelfleet.protocol.contract import KERNEL_ID
 from kernelfleet.provisioners.base import RemoteProvisionerBase
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.sessions.store import KernelSession, SessionError
 
 # Request values worth keeping for a restart of a taken-over kernel; the rest of its environment is the server's.
 KEPT_ENV_PREFIXES = ("KERNEL_", "JPY_")
-NOT_KEPT_ENV = frozenset({"KERNEL_ID"})
+NOT_KEPT_ENV = frozenset({KERNEL_ID})
 
 
 def provisioner_name(km: KernelManager) -> str:

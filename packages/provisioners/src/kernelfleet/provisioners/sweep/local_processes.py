@@ -17,6 +17,7 @@ import signal
 from pathlib import Path
 
 from kernelfleet.protocol.constants import KERNEL_ID_PATTERN
+from kernelfleet.protocol.contract import KERNEL_ID
 from kernelfleet.provisioners.server_identity import LOCAL_LAUNCH_ENV, SERVER_ID_ENV
 from kernelfleet.provisioners.sweep.model import LOCAL, EngineUnavailable, Orphan, Outcome, Removal
 
@@ -51,7 +52,7 @@ def _kernel_of(pid: int, server_id: str) -> str | None:
     if fields[0] == "Z" or int(fields[2]) != pid:
         return None
     env = _environment(pid)
-    kernel_id = env.get("KERNEL_ID", "")
+    kernel_id = env.get(KERNEL_ID, "")
     if env.get(SERVER_ID_ENV) != server_id or env.get(LOCAL_LAUNCH_ENV) != "1" or \
             not KERNEL_ID_PATTERN.match(kernel_id):
         return None
