@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "ssh"))
 from dockerd_testing import DockerdMissing, PrivateDockerd, check_tools
 from kf_docker import IMAGE
+from netns_testing import Netns, NetnsMissing
 from sshd import SshCluster, SshdMissing, start_cluster
 
 
@@ -118,3 +119,33 @@ def fault_ssh_spec(make_kernelspec: Callable[..., str], fault_ssh_cluster: SshCl
             **fault_ssh_cluster.provisioner_config(), "remote_log_dir": str(fault_log_dir), **config})
 
     return make
+
+
+# ----------------------------------------------------------------------------------------- a partitionable host
+@pytest.fixture
+async def partitionable_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                             ) -> AsyncIterator[tuple[Netns, SshCluster]]:
+    """An sshd "host" inside a network namespace of its own (see netns_testing.py); the broker listens on our end of
+    the veth pair, which is the address launchers in the namespace reach. Everything is removed afterwards."""
+    try:
+        ns = Netns.create()
+    except NetnsMissing as err:
+        pytest.fail(f"the network namespace for the partition tests could not be made: {err}")
+    try:
+        cluster = start_cluster(tmp_path / "sshd", (ns.inner_ip,), prefix=ns.prefix, port=2222)
+    except (SshdMissing, RuntimeError) as err:
+        ns.destroy()
+        pytest.fail(f"sshd in the network namespace did not start: {err}")
+    monkeypatch.setenv("KF_RESPONSE_IP", ns.outer_ip)
+    monkeypatch.setenv("KF_RESPONSE_PORT", "0")
+    await ResponseBroker.instance()
+    try:
+        yield ns, cluster
+    finally:
+        ns.heal()
+        await close_connection_pool()
+        broker = ResponseBroker._instances.get(asyncio.get_running_loop())
+        if broker is not None:
+            await broker.stop()
+        cluster.stop()
+        ns.destroy()
