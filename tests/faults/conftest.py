@@ -28,6 +28,13 @@ from netns_testing import Netns, NetnsMissing
 from sshd import SshCluster, SshdMissing, start_cluster
 
 
+async def stop_broker() -> None:
+    """Stop this loop's response broker, if a test started one."""
+    broker = ResponseBroker._instances.get(asyncio.get_running_loop())
+    if broker is not None:
+        await broker.stop()
+
+
 @pytest.fixture(scope="session")
 def private_dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateDockerd]:
     """Our own dockerd (see dockerd_testing.py) with the kernel image loaded; removed with all it made."""
@@ -58,11 +65,8 @@ async def on_private_dockerd(private_dockerd: PrivateDockerd, monkeypatch: pytes
     await ResponseBroker.instance()
     yield private_dockerd
     await close_docker_engine()
-    loop = asyncio.get_running_loop()
-    broker = ResponseBroker._instances.get(loop)
-    if broker is not None:
-        await broker.stop()
-    assert loop not in DockerEngine._instances
+    assert asyncio.get_running_loop() not in DockerEngine._instances
+    await stop_broker()
 
 
 @pytest.fixture
@@ -98,9 +102,7 @@ async def ssh_fault_env(monkeypatch: pytest.MonkeyPatch, fault_ssh_cluster: SshC
     await ResponseBroker.instance()
     yield fault_ssh_cluster
     await close_connection_pool()
-    broker = ResponseBroker._instances.get(asyncio.get_running_loop())
-    if broker is not None:
-        await broker.stop()
+    await stop_broker()
 
 
 @pytest.fixture(scope="session")
@@ -144,8 +146,6 @@ async def partitionable_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     finally:
         ns.heal()
         await close_connection_pool()
-        broker = ResponseBroker._instances.get(asyncio.get_running_loop())
-        if broker is not None:
-            await broker.stop()
+        await stop_broker()
         cluster.stop()
         ns.destroy()

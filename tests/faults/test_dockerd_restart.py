@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 from dockerd_testing import PrivateDockerd
+from jupyter_client import AsyncKernelManager
+from jupyter_client.asynchronous.client import AsyncKernelClient
 from kf_testing import connect, execute, interrupt_busy_cell, manager
 from reliability_figures import record_figure
 from ssh_testing import gone, processes_with_env, wait_until
@@ -29,20 +31,35 @@ def kernel_containers(daemon: PrivateDockerd, kernel_id: str, every: bool = Fals
     return daemon.cli(*([*args, "-a"] if every else args)).split()
 
 
+async def running_kernel(daemon: PrivateDockerd, live_restore: bool, spec: str, kernels_dir: Path
+                         ) -> tuple[AsyncKernelManager, AsyncKernelClient]:
+    """A kernel on the private dockerd in the wanted live-restore mode, connected, with ``x = 42`` set."""
+    if daemon.live_restore != live_restore:
+        await asyncio.to_thread(daemon.restart, live_restore)
+    km = manager(kernels_dir, spec)
+    await km.start_kernel()
+    try:
+        client = await connect(km)
+        assert (await execute(client, "x = 42\nx"))["result"] == "42"
+    except BaseException:
+        await km.shutdown_kernel(now=True)
+        raise
+    return km, client
+
+
+def end_lines(caplog: pytest.LogCaptureFixture, kernel_id: str) -> list[str]:
+    """The provisioner's log lines that report the kernel's container ended."""
+    return [r.getMessage() for r in caplog.records if kernel_id in r.getMessage() and "exited" in r.getMessage()]
+
+
 async def test_live_restore_restart_keeps_the_kernel_and_the_event_stream(
     on_private_dockerd: PrivateDockerd, private_docker_spec: Callable[..., str], kernels_dir: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     daemon = on_private_dockerd
-    if not daemon.live_restore:
-        await asyncio.to_thread(daemon.restart, True)
-    km = manager(kernels_dir, private_docker_spec())
-    await km.start_kernel()
+    km, client = await running_kernel(daemon, True, private_docker_spec(), kernels_dir)
     kernel_id = km.kernel_id
     try:
-        client = await connect(km)
-        assert (await execute(client, "x = 42\nx"))["result"] == "42"
-
         await asyncio.to_thread(daemon.stop)
         # Docker cannot answer: the kernel's state is unknown, which is not dead
         assert await km.provisioner.poll() is None
@@ -87,14 +104,9 @@ async def test_restart_without_live_restore_reports_the_kernel_dead_with_its_exi
 ) -> None:
     caplog.set_level(logging.INFO)
     daemon = on_private_dockerd
-    if daemon.live_restore:
-        await asyncio.to_thread(daemon.restart, False)
-    km = manager(kernels_dir, private_docker_spec())
-    await km.start_kernel()
+    km, client = await running_kernel(daemon, False, private_docker_spec(), kernels_dir)
     kernel_id = km.kernel_id
     try:
-        client = await connect(km)
-        assert (await execute(client, "1 + 1"))["result"] == "2"
         waiter = asyncio.ensure_future(km.provisioner.wait())
 
         fault = time.monotonic()
@@ -109,7 +121,7 @@ async def test_restart_without_live_restore_reports_the_kernel_dead_with_its_exi
                       seen - fault)
         assert code is not None and await km.provisioner.poll() == code
         assert not await km.is_alive()
-        ended = [r.getMessage() for r in caplog.records if kernel_id in r.getMessage() and "exited" in r.getMessage()]
+        ended = end_lines(caplog, kernel_id)
         assert ended and f"code {code}" in ended[0], caplog.text
         client.stop_channels()
 
@@ -129,14 +141,9 @@ async def test_kernel_that_died_while_dockerd_was_down_is_reported_when_it_is_ba
 ) -> None:
     caplog.set_level(logging.INFO)
     daemon = on_private_dockerd
-    if not daemon.live_restore:
-        await asyncio.to_thread(daemon.restart, True)
-    km = manager(kernels_dir, private_docker_spec())
-    await km.start_kernel()
+    km, client = await running_kernel(daemon, True, private_docker_spec(), kernels_dir)
     kernel_id = km.kernel_id
     try:
-        client = await connect(km)
-        assert (await execute(client, "1 + 1"))["result"] == "2"
         client.stop_channels()
         waiter = asyncio.ensure_future(km.provisioner.wait())
         await asyncio.to_thread(daemon.stop)
@@ -157,7 +164,7 @@ async def test_kernel_that_died_while_dockerd_was_down_is_reported_when_it_is_ba
                       "kernel died while dockerd was down (live-restore)",
                       "seconds from dockerd answering to the kernel reported dead", time.monotonic() - up)
         assert code == 137 and await km.provisioner.poll() == 137
-        ended = [r.getMessage() for r in caplog.records if kernel_id in r.getMessage() and "exited" in r.getMessage()]
+        ended = end_lines(caplog, kernel_id)
         assert ended and "code 137" in ended[0], caplog.text
     finally:
         await km.shutdown_kernel(now=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from jupyter_client import AsyncKernelManager
+from jupyter_client.asynchronous.client import AsyncKernelClient
 from kf_testing import connect, execute, interrupt_busy_cell, manager
 from reliability_figures import record_figure
 from ssh_testing import processes_through, wait_until
@@ -54,17 +55,27 @@ async def start_on(kernels_dir: Path, name: str, host: str) -> AsyncKernelManage
     return km
 
 
+async def kernel_with_state(kernels_dir: Path, name: str, host: str) -> tuple[AsyncKernelManager, AsyncKernelClient]:
+    """A kernel on ``host``, connected, with ``x = 7`` set (the state every fault must leave intact)."""
+    km = await start_on(kernels_dir, name, host)
+    try:
+        client = await connect(km)
+        assert (await execute(client, "x = 7\nx"))["result"] == "7"
+    except BaseException:
+        await km.shutdown_kernel(now=True)
+        raise
+    return km, client
+
+
 async def test_dropped_connection_leaves_the_kernel_alone_and_the_pool_reconnects(
     ssh_fault_env: SshCluster, fault_ssh_spec: Callable[..., str], kernels_dir: Path
 ) -> None:
     cluster = ssh_fault_env
     host = cluster.hosts[0]
     name = fault_ssh_spec()
-    km = await start_on(kernels_dir, name, host.address)
+    km, client = await kernel_with_state(kernels_dir, name, host.address)
     second: AsyncKernelManager | None = None
     try:
-        client = await connect(km)
-        assert (await execute(client, "x = 7\nx"))["result"] == "7"
         dropped = drop_connections(host)
         assert dropped, "no sshd child served the pool's connection"
         assert await km.provisioner.poll() is None
@@ -94,11 +105,9 @@ async def test_sshd_stopped_then_started_again(
     cluster = ssh_fault_env
     host = cluster.hosts[0]
     name = fault_ssh_spec()
-    km = await start_on(kernels_dir, name, host.address)
+    km, client = await kernel_with_state(kernels_dir, name, host.address)
     later: AsyncKernelManager | None = None
     try:
-        client = await connect(km)
-        assert (await execute(client, "x = 7\nx"))["result"] == "7"
         serving = sshd_children(host)
         host.stop()  # the listener; the connections it forked go down with it as in a host's crash
         for pid in serving:
