@@ -33,6 +33,7 @@ class SshHost:
     config: Path
     host_key: Path
     process: subprocess.Popen[bytes] | None = None
+    prefix: tuple[str, ...] = ()  # what sshd runs under, e.g. ("ip", "netns", "exec", name) for a network namespace
 
     def known_hosts_line(self) -> str:
         public = Path(f"{self.host_key}.pub").read_text().split()
@@ -41,7 +42,7 @@ class SshHost:
     def start(self) -> None:
         if self.process is not None and self.process.poll() is None:
             return
-        self.process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(self.config)],
+        self.process = subprocess.Popen([*self.prefix, str(SSHD), "-D", "-e", "-f", str(self.config)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_listening(self.address, self.port, self.process)
 
@@ -136,8 +137,10 @@ def keygen(path: Path, comment: str) -> None:
     subprocess.run([SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)], check=True)
 
 
-def start_cluster(root: Path, addresses: tuple[str, ...] = DEFAULT_ADDRESSES) -> SshCluster:
-    """Generate keys and configs under ``root`` and start one sshd per address."""
+def start_cluster(root: Path, addresses: tuple[str, ...] = DEFAULT_ADDRESSES, prefix: tuple[str, ...] = (),
+                  port: int | None = None) -> SshCluster:
+    """Generate keys and configs under ``root`` and start one sshd per address (each under ``prefix``; ``port``
+    for addresses this network namespace cannot bind to probe a free one)."""
     check_tools()
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # the privilege-separation directory sshd requires
     root.mkdir(parents=True, exist_ok=True)
@@ -145,7 +148,7 @@ def start_cluster(root: Path, addresses: tuple[str, ...] = DEFAULT_ADDRESSES) ->
     keygen(client_key, "kernelfleet-test-client")
     authorized = root / "authorized_keys"
     authorized.write_text(Path(f"{client_key}.pub").read_text())
-    port = free_port(addresses)
+    port = port or free_port(addresses)
     cluster = SshCluster(root=root, client_key=client_key, known_hosts=root / "known_hosts")
     for address in addresses:
         host_key = root / f"host_{address}_ed25519"
@@ -160,7 +163,7 @@ def start_cluster(root: Path, addresses: tuple[str, ...] = DEFAULT_ADDRESSES) ->
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nAllowTcpForwarding yes\n"
             "MaxSessions 64\nMaxStartups 64:30:128\nLogLevel ERROR\nPrintMotd no\nUseDNS no\n"
         )
-        cluster.hosts.append(SshHost(address=address, port=port, config=config, host_key=host_key))
+        cluster.hosts.append(SshHost(address=address, port=port, config=config, host_key=host_key, prefix=prefix))
     cluster.known_hosts.write_text("".join(h.known_hosts_line() for h in cluster.hosts))
     try:
         for host in cluster.hosts:

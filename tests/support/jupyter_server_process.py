@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 TOKEN = secrets.token_hex(16)
@@ -69,7 +69,7 @@ class ServerProcess:
             try:
                 await self.server.call("GET", "/api/status")
                 return self.server
-            except (ConnectionError, OSError, AssertionError):
+            except (ConnectionError, OSError, AssertionError, HTTPClientError):  # 599: not serving yet
                 if self.process.returncode is not None:
                     raise RuntimeError(f"jupyter_server exited: {self.log()[-3000:]}") from None
                 await asyncio.sleep(0.1)

@@ -142,6 +142,16 @@ class KubeLite:
         self.kubelet = Kubelet(self.store, self.pods_rt, self.recorder, docker, self.node)
         for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.create_object(self.namespaces_rt, None, {"metadata": {"name": name}})
+        await self.start_api()
+        if self._spark_enabled:
+            from .spark import SparkOperator
+
+            self.add_controller(SparkOperator(self))
+        log.info("kubelite: API server listening on %s", self.url)
+        return self
+
+    async def start_api(self) -> None:
+        """Serve the API (at start, and again after ``stop_api`` on the same port)."""
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
@@ -151,12 +161,14 @@ class KubeLite:
         server = site._server
         assert server is not None
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        if self._spark_enabled:
-            from .spark import SparkOperator
 
-            self.add_controller(SparkOperator(self))
-        log.info("kubelite: API server listening on %s", self.url)
-        return self
+    async def stop_api(self) -> None:
+        """Stop serving the API: open watches end and connections are refused; the store (objects, resourceVersions,
+        watch history) and the kubelet's pods stay, as when an API server restarts over the same etcd."""
+        self.store.close_watches()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
 
     def add_controller(self, controller: Any) -> None:
         """Run a controller (an object with ``async run()``) for the server's lifetime."""

@@ -200,7 +200,16 @@ class DistributedProvisioner(RemoteProvisionerBase):
                     f"remote_hosts {hosts}"
                 )
             return [requested]
-        return balancer_for(hosts).candidates(self.load_balancing_algorithm)
+        return self._down_hosts_last(balancer_for(hosts).candidates(self.load_balancing_algorithm))
+
+    def _down_hosts_last(self, hosts: list[str]) -> list[str]:
+        """The balancer's order, with hosts whose last SSH connect failed recently moved to the end (see
+        ``SSHConnectionPool.recently_failed``)."""
+        pool, settings = connection_pool(), self.ssh_settings()
+        down = [h for h in hosts if not is_local_host(h) and pool.recently_failed(h, settings)]
+        if down:
+            self.log.debug("Kernel %s: hosts %s failed recently; tried last", self.kernel_id, down)
+        return [h for h in hosts if h not in down] + down
 
     def _reserve(self, host: str) -> None:
         self._release()

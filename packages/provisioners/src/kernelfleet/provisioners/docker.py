@@ -48,6 +48,16 @@ def token_archive(name: str, token: str, uid: int, gid: int) -> bytes:
     return buffer.getvalue()
 
 
+def end_reason(state: dict[str, Any]) -> str:
+    """What Docker says about why a container ended, for the log line that reports it (empty: nothing said)."""
+    reasons = ["killed for lack of memory (OOM)"] if state.get("OOMKilled") else []
+    if state.get("Error"):
+        reasons.append(str(state["Error"]))
+    if state.get("FinishedAt"):
+        reasons.append(f"at {state['FinishedAt']}")
+    return f" ({'; '.join(reasons)})" if reasons else ""
+
+
 class DockerProvisioner(DockerProvisionerBase):
     request_engine: ClassVar[Engine | None] = Engine.DOCKER
     launch_token_dir = Unicode(
@@ -184,6 +194,9 @@ class DockerProvisioner(DockerProvisionerBase):
             raise
         state: dict[str, Any] = info["State"]
         if state.get("Status") in ENDED:
+            if self.exit_code is None:  # the first time this container is seen ended: one line with the cause
+                self.log.info("Kernel %s: container %s exited with code %s%s", self.kernel_id, self.container_name,
+                              state.get("ExitCode", 0), end_reason(state))
             self.exit_code = int(state.get("ExitCode", 0))
         return state
 

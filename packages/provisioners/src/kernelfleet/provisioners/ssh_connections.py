@@ -106,9 +106,11 @@ async def open_connection(host: str, settings: SSHSettings) -> asyncssh.SSHClien
 class SSHConnectionPool:
     """The connections of one event loop; see the module docstring."""
 
-    def __init__(self, idle_timeout: float = 60.0, max_sessions: int = 8) -> None:
+    def __init__(self, idle_timeout: float = 60.0, max_sessions: int = 8, down_for: float = 30.0) -> None:
         self.idle_timeout = idle_timeout
         self.max_sessions = max_sessions
+        self.down_for = down_for
+        self._failed: dict[ConnectionKey, float] = {}  # loop time of a host's last failed connect
         self._sessions: dict[ConnectionKey, asyncio.Semaphore] = {}
         self._connections: dict[ConnectionKey, asyncssh.SSHClientConnection] = {}
         self._connecting: dict[ConnectionKey, asyncio.Task[asyncssh.SSHClientConnection]] = {}
@@ -134,9 +136,21 @@ class SSHConnectionPool:
     def _connected(self, key: ConnectionKey, task: asyncio.Task[asyncssh.SSHClientConnection]) -> None:
         if self._connecting.get(key) is task:
             del self._connecting[key]
-        if not task.cancelled() and task.exception() is None:
+        if task.cancelled():
+            return
+        if task.exception() is not None:
+            self._failed[key] = asyncio.get_running_loop().time()
+        else:
+            self._failed.pop(key, None)
             self._connections[key] = task.result()
             log.debug("SSH connection to %s@%s:%s opened", key[1].user, key[0], key[1].port)
+
+    def recently_failed(self, host: str, settings: SSHSettings) -> bool:
+        """True while a host's last connect failed less than ``down_for`` seconds ago: launches try it last, so a
+        host that is down or hangs until the connect timeout does not hold up every launch it would come first in;
+        after ``down_for`` it takes its turn again (and is tried anyway when every other host fails)."""
+        failed = self._failed.get((host, settings))
+        return failed is not None and asyncio.get_running_loop().time() - failed < self.down_for
 
     def sessions(self, host: str, settings: SSHSettings) -> asyncio.Semaphore:
         """Slots for session channels on a host's connection: sshd refuses more than MaxSessions (default
