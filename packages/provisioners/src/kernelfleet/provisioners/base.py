@@ -25,6 +25,7 @@ from kernelfleet.protocol.comm_client import send_legacy_request, send_request
 from kernelfleet.protocol.constants import KERNEL_ID_PATTERN
 from kernelfleet.provisioners.authorization import check_user
 from kernelfleet.provisioners.broker import PendingLaunch, ResponseBroker
+from kernelfleet.provisioners.config_check import check_provisioner_config
 from kernelfleet.provisioners.envconfig import env_list, env_number, env_value
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine, check_request_env, positive_seconds
@@ -40,6 +41,10 @@ class LaunchError(RuntimeError):
 
 
 class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
+    """Settings every Kernel Fleet provisioner shares: launch timeouts, the kernel's port range, who may start
+    the kernel, which server variables it inherits. Set them per kernelspec or as ``c.<Provisioner>.*``;
+    jupyter_client's provisioner factory creates one instance per kernel."""
+
     # Which request-settable KERNEL_* names this provisioner interprets (request_env.REQUEST_VARIABLES).
     request_engine: ClassVar[Engine | None] = None
 
@@ -102,6 +107,7 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         return env_list(("KF_INHERITED_ENVS",), ())
 
     def __init__(self, **kwargs: Any) -> None:
+        check_provisioner_config(type(self), kwargs)  # a kernelspec's typo fails here, not silently
         super().__init__(**kwargs)
         self.pending: PendingLaunch | None = None
         self.comm_host: str | None = None
@@ -181,7 +187,9 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
             language=language,
             log=self.log,
         )
-        broker = await ResponseBroker.instance()
+        # The server's config (c.ResponseBroker.*) reaches the broker through ours: jupyter_client makes us
+        # with the kernel manager as parent. The first launch on a loop creates the broker.
+        broker = await ResponseBroker.instance(config=self.config)
         response_address = await broker.response_address_for(local=self.launches_on_this_host())
         if self.pending is not None:
             self.pending.cancel()

@@ -224,7 +224,12 @@ class ResponseBroker(LoggingConfigurable):
     # ----------------------------------------------------------------------------------- lifecycle
     @classmethod
     async def instance(cls, **config: object) -> ResponseBroker:
-        """The started broker of the running event loop (one per server process and loop)."""
+        """The started broker of the running event loop (one per server process and loop).
+
+        Called by every launch (``RemoteProvisionerBase.pre_launch``) with ``config=`` the server's traitlets
+        config, so ``c.ResponseBroker.*`` applies; the keyword arguments only matter to the call that creates
+        the loop's broker.
+        """
         loop = asyncio.get_running_loop()
         for stale in [lp for lp in cls._instances if lp.is_closed()]:
             cls._instances.pop(stale)._abandon()

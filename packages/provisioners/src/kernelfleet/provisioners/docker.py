@@ -48,6 +48,9 @@ def token_archive(name: str, token: str, uid: int, gid: int) -> bytes:
 
 
 class DockerProvisioner(DockerProvisionerBase):
+    """``docker-provisioner``: the kernel in its own Docker container, created from the kernelspec's image and
+    removed when the kernel stops. Configured per kernelspec or as ``c.DockerProvisioner.*``."""
+
     request_engine: ClassVar[Engine | None] = Engine.DOCKER
     launch_token_dir = Unicode(
         "/tmp",
