@@ -50,22 +50,27 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
 
     launch_timeout = Float(
         help="Seconds to wait for the launcher's report (env KF_LAUNCH_TIMEOUT / GP_LAUNCH_TIMEOUT; "
-        "a request's KERNEL_LAUNCH_TIMEOUT overrides it for that launch, up to max_launch_timeout).",
+        "a request's KERNEL_LAUNCH_TIMEOUT overrides it for that launch, up to max_launch_timeout; default 30).",
     ).tag(config=True)
     max_launch_timeout = Float(
         help="The longest launch timeout a request may ask for with KERNEL_LAUNCH_TIMEOUT; larger values are "
         "lowered to it (env KF_MAX_LAUNCH_TIMEOUT; default 600 s).",
     ).tag(config=True)
-    port_range = Unicode(help="Ports the kernel may use, 'lower..upper' or '0..0' (env GP_PORT_RANGE).").tag(
-        config=True
-    )
-    min_port_range_size = Integer(help="Smallest non-zero port range accepted (env GP_MIN_PORT_RANGE_SIZE).").tag(
-        config=True
-    )
-    authorized_users = Set(Unicode(), help="If not empty, only these users may start this kernel.").tag(config=True)
-    unauthorized_users = Set(Unicode(), help="Users who may never start this kernel (default: root).").tag(
-        config=True
-    )
+    port_range = Unicode(
+        help="Ports the kernel may use, 'lower..upper' or '0..0' (env KF_PORT_RANGE / GP_PORT_RANGE; "
+        "default 0..0: any)."
+    ).tag(config=True)
+    min_port_range_size = Integer(
+        help="Smallest non-zero port range accepted (env GP_MIN_PORT_RANGE_SIZE; default 1000)."
+    ).tag(config=True)
+    authorized_users = Set(
+        Unicode(), help="If not empty, only these users may start this kernel (env KF_AUTHORIZED_USERS / "
+        "GP_AUTHORIZED_USERS)."
+    ).tag(config=True)
+    unauthorized_users = Set(
+        Unicode(), help="Users who may never start this kernel (env KF_UNAUTHORIZED_USERS / GP_UNAUTHORIZED_USERS; "
+        "default: root)."
+    ).tag(config=True)
     inherited_envs = List(
         Unicode(), help="Server environment variables passed on to remote kernels (env KF_INHERITED_ENVS)."
     ).tag(config=True)
