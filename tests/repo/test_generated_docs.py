@@ -29,3 +29,26 @@ def test_every_documented_class_and_setting_is_in_the_file() -> None:
         assert cls.__dict__.get("__doc__"), f"{cls.__name__} has no class docstring"
         for name in cls.class_trait_names(config=True):
             assert f"| `{name}` |" in text, f"{cls.__name__}.{name} is not documented"
+
+
+def test_no_configurable_is_left_out() -> None:
+    """Every class of kernelfleet.provisioners with settings of its own has a section, wherever its module moves;
+    the ``jupyter *-spec`` command-line applications are documented by their ``--help`` instead."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    from traitlets.config import Application, Configurable
+
+    import kernelfleet.provisioners
+
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    missing = []
+    for info in pkgutil.walk_packages(kernelfleet.provisioners.__path__, "kernelfleet.provisioners."):
+        module = importlib.import_module(info.name)
+        for cls in vars(module).values():
+            if (inspect.isclass(cls) and cls.__module__ == info.name and issubclass(cls, Configurable)
+                    and not issubclass(cls, Application) and cls.class_own_traits(config=True)
+                    and f"\n## {cls.__name__}\n" not in text):
+                missing.append(f"{info.name}.{cls.__name__}")
+    assert not missing, f"not in docs/configuration.md (add them to tools/config_docs.py): {missing}"
