@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 from jupyter_server_process import Server, ServerProcess, run_cell
 from kf_docker import DOCKER, IMAGE, docker_cli, leftovers
-from kubelite import KubeLite
-from kubelite.testing import docker_or_fail
 
+from kernelfleet.kubelite import KubeLite
+from kernelfleet.kubelite.testing import docker_or_fail
 from kernelfleet.provisioners.container_argv import container_argv
 
 TESTS = Path(__file__).resolve().parents[1]

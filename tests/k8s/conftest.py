@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubelite import KubeLite
-from kubelite.testing import docker_or_fail
 from kubernetes_asyncio import client, config
 
+from kernelfleet.kubelite import KubeLite
+from kernelfleet.kubelite.testing import docker_or_fail
 from kernelfleet.provisioners.broker import ResponseBroker
 from kernelfleet.provisioners.container_argv import container_argv
 from kernelfleet.provisioners.k8s_client import KubeApi, close_kubernetes

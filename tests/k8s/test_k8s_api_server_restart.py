@@ -18,7 +18,7 @@ import pytest
 from jupyter_client.ioloop import AsyncIOLoopKernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 from kf_testing import connect, execute, interrupt_busy_cell
-from kubelite import KubeLite
+from kernelfleet.kubelite import KubeLite
 from kubernetes_asyncio import client
 from reliability_figures import record_figure
 from traitlets.config import Config

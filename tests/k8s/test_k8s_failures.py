@@ -14,10 +14,10 @@ import aiodocker
 import pytest
 from k8s_helpers import kernel_events, pods_of, secrets_of
 from kf_testing import manager
-from kubelite import KubeLite
-from kubelite.testing import ensure_image
 from kubernetes_asyncio import client
 
+from kernelfleet.kubelite import KubeLite
+from kernelfleet.kubelite.testing import ensure_image
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.k8s_status import pod_failure
 

@@ -14,9 +14,9 @@ import pytest
 from jupyter_client import AsyncKernelManager
 from k8s_helpers import assert_token_by_reference, kernel_events, pods_of, reattached, secrets_of
 from kf_testing import connect, execute, interrupt_busy_cell, manager
-from kubelite import KubeLite
 from kubernetes_asyncio import client
 
+from kernelfleet.kubelite import KubeLite
 from kernelfleet.provisioners.server_identity import server_id_of
 
 pytestmark = pytest.mark.timeout(120)

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from k8s_helpers import kernel_events, pods_of, reattached, secrets_of
 from kf_testing import manager
-from kubelite import UNSCHEDULABLE_ANNOTATION, KubeLite
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from kernelfleet.kubelite import UNSCHEDULABLE_ANNOTATION, KubeLite
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.k8s import wait_namespace_gone
 

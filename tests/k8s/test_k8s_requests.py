@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from k8s_helpers import assert_token_by_reference, pods_of
 from kf_testing import connect, execute, manager
-from kubelite import KubeLite
 from kubernetes_asyncio import client
+
+from kernelfleet.kubelite import KubeLite
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 from k8s_helpers import pods_of, secrets_of
-from kubelite import KubeLite
 from kubernetes_asyncio import client
 from sweep_testing import crash_server, listed_kernels, sweep_away, sweep_cli, write_session
+
+from kernelfleet.kubelite import KubeLite
 
 pytestmark = pytest.mark.timeout(180)
 ENGINES = ("--engine", "kubernetes")

@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 from k8s_helpers import pods_of, secrets_of
 from kf_testing import connect, execute, manager
-from kubelite import KubeLite
-from kubelite.resources import ResourceType
 from kubernetes_asyncio import client
+
+from kernelfleet.kubelite import KubeLite
+from kernelfleet.kubelite.resources import ResourceType
 
 pytestmark = [pytest.mark.hostile, pytest.mark.timeout(120)]
 

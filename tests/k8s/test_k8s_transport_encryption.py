@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager
-from kubelite import KubeLite
 from wire_capture import assert_wire, run_cell_on_the_wire
+
+from kernelfleet.kubelite import KubeLite
 
 pytestmark = [pytest.mark.hostile, pytest.mark.timeout(180)]
 

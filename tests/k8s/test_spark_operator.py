@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from k8s_helpers import assert_token_by_reference, pods_of, reattached, secrets_of
 from kf_testing import connect, execute, interrupt_busy_cell, manager
-from kubelite import KubeLite
 from kubernetes_asyncio import client
 
+from kernelfleet.kubelite import KubeLite
 from kernelfleet.provisioners.base import LaunchError
 
 pytestmark = pytest.mark.timeout(120)

@@ -22,11 +22,10 @@ from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import median, table
-from kubelite import KubeLite
 
+from kernelfleet.kubelite import KubeLite
 from kernelfleet.provisioners.broker import ResponseBroker
 from kernelfleet.provisioners.container_argv import container_argv
 from kernelfleet.provisioners.docker_engine import close_docker_engine

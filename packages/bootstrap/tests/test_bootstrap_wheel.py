@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from kernelfleet.bootstrap import __version__
+
 EnvMaker = Callable[..., dict[str, str]]
 REPO = Path(__file__).resolve().parents[3]
 PACKAGE = REPO / "packages" / "bootstrap"
@@ -26,7 +28,7 @@ def build(outdir: Path, *flags: str) -> list[Path]:
         timeout=600,
     )
     assert result.returncode == 0, f"build failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return sorted(outdir.glob("kernelfleet_bootstrap-0.1.0-*.whl"))
+    return sorted(outdir.glob(f"kernelfleet_bootstrap-{__version__}-*.whl"))
 
 
 def r_files() -> list[str]:
@@ -91,7 +93,7 @@ def test_wheel_built_from_sdist_still_has_r_launcher(tmp_path: Path) -> None:
     expected_r = r_files()
     wheels = build(tmp_path / "dist")  # sdist first, then the wheel from the unpacked sdist
     assert len(wheels) == 1
-    assert list((tmp_path / "dist").glob("kernelfleet_bootstrap-0.1.0.tar.gz"))
+    assert list((tmp_path / "dist").glob(f"kernelfleet_bootstrap-{__version__}.tar.gz"))
     with zipfile.ZipFile(wheels[0]) as wheel:
         names = wheel.namelist()
     packed_r = sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("kernelfleet/bootstrap/launchers/r/"))

@@ -24,6 +24,7 @@ from launcher_support import (
     wait_gone,
 )
 
+from kernelfleet.launcher import __version__
 from kernelfleet.launcher.connfile import connection_info, new_hmac_key, remove_connection_file, write_connection_file
 from kernelfleet.protocol.comm import comm_mac
 from kernelfleet.protocol.encoding import b64encode, dumps_line
@@ -78,7 +79,7 @@ async def test_execute_interrupt_ping_and_shutdown(launcher: Launcher) -> None:
     report = launch.report
     assert report is not None
     assert report.pid == launch.proc.pid
-    assert report.extra["launcher"] == "python/0.1.0"
+    assert report.extra["launcher"] == f"python/{__version__}"
     assert report.connection_info["ip"] == "127.0.0.1"  # KERNEL_IP 0.0.0.0: the address that reached the broker
     assert process_running(launch.kernel_pid)
     assert os.getpgid(launch.kernel_pid) == launch.kernel_pid != os.getpgid(launch.proc.pid)

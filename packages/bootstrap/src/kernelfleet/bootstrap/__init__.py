@@ -4,4 +4,6 @@ Kernel images are started by the container provisioners with environment variabl
 bootstrap script installed by this package turns them into the right launcher's command line.
 """
 
-__version__ = "0.1.0"
+from kernelfleet.bootstrap._version import __version__
+
+__all__ = ["__version__"]

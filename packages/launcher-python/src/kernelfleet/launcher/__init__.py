@@ -4,4 +4,6 @@ Kept empty on purpose: both the supervisor and the kernel child import this pack
 millisecond spent here delays the kernel's start.
 """
 
-__version__ = "0.1.0"
+from kernelfleet.launcher._version import __version__
+
+__all__ = ["__version__"]

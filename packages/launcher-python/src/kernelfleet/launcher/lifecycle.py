@@ -17,7 +17,7 @@ import signal
 import socket
 from typing import Any
 
-from kernelfleet.launcher import __version__
+from kernelfleet.launcher._version import __version__
 from kernelfleet.launcher.comm_server import CommServer
 from kernelfleet.launcher.config import LauncherConfig
 from kernelfleet.launcher.connfile import KERNEL_PORT_NAMES, remove_connection_file

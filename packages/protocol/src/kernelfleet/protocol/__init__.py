@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from kernelfleet.protocol._version import __version__
+
 PROTOCOL_VERSION = 2
 
 _EXPORTS = {
@@ -49,6 +51,7 @@ __all__ = [
     "ResponseAddress",
     "ServerKey",
     "UnknownOpError",
+    "__version__",
     "greeting",
     "open_report",
     "parse_greeting",

@@ -25,6 +25,7 @@ from kernelfleet.protocol.comm_client import send_legacy_request, send_request
 from kernelfleet.protocol.constants import KERNEL_ID_PATTERN
 from kernelfleet.provisioners.authorization import check_user
 from kernelfleet.provisioners.broker import PendingLaunch, ResponseBroker
+from kernelfleet.provisioners.config_check import check_provisioner_config
 from kernelfleet.provisioners.envconfig import env_list, env_number, env_value
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine, check_request_env, positive_seconds
@@ -40,27 +41,36 @@ class LaunchError(RuntimeError):
 
 
 class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
+    """Settings every Kernel Fleet provisioner shares: launch timeouts, the kernel's port range, who may start
+    the kernel, which server variables it inherits. Set them per kernelspec or as ``c.<Provisioner>.*``;
+    jupyter_client's provisioner factory creates one instance per kernel."""
+
     # Which request-settable KERNEL_* names this provisioner interprets (request_env.REQUEST_VARIABLES).
     request_engine: ClassVar[Engine | None] = None
 
     launch_timeout = Float(
         help="Seconds to wait for the launcher's report (env KF_LAUNCH_TIMEOUT / GP_LAUNCH_TIMEOUT; "
-        "a request's KERNEL_LAUNCH_TIMEOUT overrides it for that launch, up to max_launch_timeout).",
+        "a request's KERNEL_LAUNCH_TIMEOUT overrides it for that launch, up to max_launch_timeout; default 30).",
     ).tag(config=True)
     max_launch_timeout = Float(
         help="The longest launch timeout a request may ask for with KERNEL_LAUNCH_TIMEOUT; larger values are "
         "lowered to it (env KF_MAX_LAUNCH_TIMEOUT; default 600 s).",
     ).tag(config=True)
-    port_range = Unicode(help="Ports the kernel may use, 'lower..upper' or '0..0' (env GP_PORT_RANGE).").tag(
-        config=True
-    )
-    min_port_range_size = Integer(help="Smallest non-zero port range accepted (env GP_MIN_PORT_RANGE_SIZE).").tag(
-        config=True
-    )
-    authorized_users = Set(Unicode(), help="If not empty, only these users may start this kernel.").tag(config=True)
-    unauthorized_users = Set(Unicode(), help="Users who may never start this kernel (default: root).").tag(
-        config=True
-    )
+    port_range = Unicode(
+        help="Ports the kernel may use, 'lower..upper' or '0..0' (env KF_PORT_RANGE / GP_PORT_RANGE; "
+        "default 0..0: any)."
+    ).tag(config=True)
+    min_port_range_size = Integer(
+        help="Smallest non-zero port range accepted (env GP_MIN_PORT_RANGE_SIZE; default 1000)."
+    ).tag(config=True)
+    authorized_users = Set(
+        Unicode(), help="If not empty, only these users may start this kernel (env KF_AUTHORIZED_USERS / "
+        "GP_AUTHORIZED_USERS)."
+    ).tag(config=True)
+    unauthorized_users = Set(
+        Unicode(), help="Users who may never start this kernel (env KF_UNAUTHORIZED_USERS / GP_UNAUTHORIZED_USERS; "
+        "default: root)."
+    ).tag(config=True)
     inherited_envs = List(
         Unicode(), help="Server environment variables passed on to remote kernels (env KF_INHERITED_ENVS)."
     ).tag(config=True)
@@ -102,6 +112,7 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         return env_list(("KF_INHERITED_ENVS",), ())
 
     def __init__(self, **kwargs: Any) -> None:
+        check_provisioner_config(type(self), kwargs)  # a kernelspec's typo fails here, not silently
         super().__init__(**kwargs)
         self.pending: PendingLaunch | None = None
         self.comm_host: str | None = None
@@ -181,7 +192,9 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
             language=language,
             log=self.log,
         )
-        broker = await ResponseBroker.instance()
+        # The server's config (c.ResponseBroker.*) reaches the broker through ours: jupyter_client makes us
+        # with the kernel manager as parent. The first launch on a loop creates the broker.
+        broker = await ResponseBroker.instance(config=self.config)
         response_address = await broker.response_address_for(local=self.launches_on_this_host())
         if self.pending is not None:
             self.pending.cancel()

@@ -155,15 +155,15 @@ class ResponseBroker(LoggingConfigurable):
         help="Address launchers are told to report to (env KF_RESPONSE_IP or GP_RESPONSE_IP; default: "
         "127.0.0.1 for launches on this host, this host's first public address for the others).",
     ).tag(config=True)
-    port = Integer(help="Response port; 0 picks a free one (env KF_RESPONSE_PORT or GP_RESPONSE_PORT).").tag(
-        config=True
-    )
+    port = Integer(
+        help="Response port; 0 picks a free one (env KF_RESPONSE_PORT or GP_RESPONSE_PORT; default 8877)."
+    ).tag(config=True)
     port_retries = Integer(
-        help="How many further ports to try when the port is taken (env GP_RESPONSE_PORT_RETRIES)."
+        help="How many further ports to try when the port is taken (env GP_RESPONSE_PORT_RETRIES; default 10)."
     ).tag(config=True)
     accept_v1_reports = Bool(
         help="Accept Gateway Provisioners' unauthenticated protocol-v1 reports from old kernel images "
-        "(env KF_ACCEPT_V1_REPORTS). Anyone who can reach the response port can forge those.",
+        "(env KF_ACCEPT_V1_REPORTS; default off). Anyone who can reach the response port can forge those.",
     ).tag(config=True)
     read_timeout = Float(5.0, help="Seconds a reporting client may take to send its whole report.").tag(config=True)
     max_report_bytes = Integer(MAX_REPORT_BYTES, help="Largest report accepted, in bytes.").tag(config=True)
@@ -224,7 +224,12 @@ class ResponseBroker(LoggingConfigurable):
     # ----------------------------------------------------------------------------------- lifecycle
     @classmethod
     async def instance(cls, **config: object) -> ResponseBroker:
-        """The started broker of the running event loop (one per server process and loop)."""
+        """The started broker of the running event loop (one per server process and loop).
+
+        Called by every launch (``RemoteProvisionerBase.pre_launch``) with ``config=`` the server's traitlets
+        config, so ``c.ResponseBroker.*`` applies; the keyword arguments only matter to the call that creates
+        the loop's broker.
+        """
         loop = asyncio.get_running_loop()
         for stale in [lp for lp in cls._instances if lp.is_closed()]:
             cls._instances.pop(stale)._abandon()

@@ -50,6 +50,9 @@ def resource_name(username: str, kernel_id: str) -> str:
 
 
 class ContainerProvisionerBase(RemoteProvisionerBase):
+    """Settings every container provisioner (Docker, Swarm, Kubernetes) shares: the image, whether a request may
+    choose another, and the user and group the kernel runs as."""
+
     image_name = Unicode(help="The kernel image (env KF_IMAGE_NAME / GP_IMAGE_NAME).").tag(config=True)
     allow_client_image = Bool(
         help="Let a start request choose the image with KERNEL_IMAGE (env KF_ALLOW_CLIENT_IMAGE; default off).",

@@ -76,6 +76,10 @@ def _is_loopback(ip: str) -> bool:
 
 
 class DistributedProvisioner(RemoteProvisionerBase):
+    """``distributed-provisioner``: a kernel on one of ``remote_hosts``, over SSH, or as a local process for
+    ``localhost`` (the embedded default). Configured per kernelspec in ``metadata.kernel_provisioner.config``
+    or for the whole server as ``c.DistributedProvisioner.*``."""
+
     request_engine: ClassVar[Engine | None] = Engine.SSH
 
     remote_hosts = List(

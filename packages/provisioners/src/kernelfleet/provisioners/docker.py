@@ -59,6 +59,9 @@ def end_reason(state: dict[str, Any]) -> str:
 
 
 class DockerProvisioner(DockerProvisionerBase):
+    """``docker-provisioner``: the kernel in its own Docker container, created from the kernelspec's image and
+    removed when the kernel stops. Configured per kernelspec or as ``c.DockerProvisioner.*``."""
+
     request_engine: ClassVar[Engine | None] = Engine.DOCKER
     launch_token_dir = Unicode(
         "/tmp",

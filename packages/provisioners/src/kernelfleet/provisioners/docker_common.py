@@ -61,6 +61,8 @@ def tail_text(lines: list[str]) -> str:
 
 
 class DockerProvisionerBase(ContainerProvisionerBase):
+    """Settings the Docker and Swarm provisioners share: the network kernels join and what they may mount."""
+
     network = Unicode(
         help="Docker network of kernel containers: 'host', 'bridge' or a named network (env KF_DOCKER_NETWORK / "
         "GP_DOCKER_NETWORK; default bridge). On any network but host, the response broker must advertise an "

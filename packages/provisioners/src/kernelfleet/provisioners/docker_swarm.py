@@ -54,6 +54,10 @@ def latest_task(tasks: list[Any]) -> dict[str, Any] | None:
 
 
 class DockerSwarmProvisioner(DockerProvisionerBase):
+    """``docker-swarm-provisioner``: the kernel as a one-task Docker Swarm service that is never restarted,
+    removed with its launch secret when the kernel stops. Configured per kernelspec or as
+    ``c.DockerSwarmProvisioner.*``."""
+
     request_engine: ClassVar[Engine | None] = Engine.SWARM
 
     def __init__(self, **kwargs: Any) -> None:

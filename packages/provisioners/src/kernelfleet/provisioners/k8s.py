@@ -87,6 +87,10 @@ CLIENT_RESOURCES: dict[str, tuple[str, str]] = {
 
 
 class KubernetesProvisioner(ContainerProvisionerBase):
+    """``kubernetes-provisioner``: the kernel in its own pod, in a shared or a per-kernel namespace, built from
+    validated settings or the kernelspec's pod template. Configured per kernelspec or as
+    ``c.KubernetesProvisioner.*``."""
+
     request_engine: ClassVar[Engine | None] = Engine.KUBERNETES
 
     namespace = Unicode(

@@ -35,6 +35,9 @@ def jvm_memory(kernel_id: str, name: str, value: str) -> str:
 
 
 class SparkOperatorProvisioner(CustomResourceProvisioner):
+    """``spark-operator-provisioner``: the kernel as the driver of a Spark operator ``SparkApplication``.
+    Configured per kernelspec or as ``c.SparkOperatorProvisioner.*``."""
+
     request_engine: ClassVar[Engine | None] = Engine.SPARK_OPERATOR
 
     group: ClassVar[str] = "sparkoperator.k8s.io"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,14 +14,14 @@ from typing import Any
 
 import aiodocker
 import pytest
-from kubelite import PULL_ERROR_ANNOTATION, UNSCHEDULABLE_ANNOTATION, DockerUnavailable, KubeLite
-from kubelite.testing import pod_manifest
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from kernelfleet.kubelite import PULL_ERROR_ANNOTATION, UNSCHEDULABLE_ANNOTATION, DockerUnavailable, KubeLite
+from kernelfleet.kubelite.testing import pod_manifest
+
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(90)]
 
-TOOLS = str(Path(__file__).resolve().parents[2] / "tools")
 
 
 async def pod_events(core: client.CoreV1Api, namespace: str, name: str) -> list[tuple[str, str, str]]:
@@ -300,9 +299,8 @@ async def test_unreachable_dockerd_fails_clearly() -> None:
 
 async def test_runs_as_a_process_with_a_kubeconfig(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kubeconfig"
-    env = {**os.environ, "PYTHONPATH": TOOLS}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kubelite", "--port", "0", "--kubeconfig", str(kubeconfig), env=env,
+        sys.executable, "-m", "kernelfleet.kubelite", "--port", "0", "--kubeconfig", str(kubeconfig),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         assert proc.stdout is not None

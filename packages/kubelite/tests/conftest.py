@@ -4,7 +4,6 @@ busybox image built locally (nothing can be pulled here)."""
 from __future__ import annotations
 
 import asyncio
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,10 +13,8 @@ import pytest
 import pytest_asyncio
 from kubernetes_asyncio import client, config
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-
-from kubelite import KubeLite, remove_containers
-from kubelite.testing import docker_or_fail, ensure_image
+from kernelfleet.kubelite import KubeLite, remove_containers
+from kernelfleet.kubelite.testing import docker_or_fail, ensure_image
 
 
 @pytest_asyncio.fixture

@@ -1,7 +1,7 @@
 """kubelite: a small, faithful single-node Kubernetes for tests.
 
 The real ``kubernetes_asyncio`` client talks to it over HTTP through a kubeconfig; each pod runs as a real Docker
-container. See ``tools/kubelite/README.md``.
+container. See ``packages/kubelite/README.md``.
 """
 
 from __future__ import annotations

@@ -8,10 +8,11 @@ import json
 from typing import Any
 
 import pytest
-from kubelite import UNSCHEDULABLE_ANNOTATION, KubeLite
-from kubelite.testing import pod_manifest
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
+
+from kernelfleet.kubelite import UNSCHEDULABLE_ANNOTATION, KubeLite
+from kernelfleet.kubelite.testing import pod_manifest
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
 
