@@ -18,11 +18,11 @@ import pytest
 from jupyter_client.ioloop import AsyncIOLoopKernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 from kf_testing import connect, execute, interrupt_busy_cell
-from kernelfleet.kubelite import KubeLite
 from kubernetes_asyncio import client
 from reliability_figures import record_figure
 from traitlets.config import Config
 
+from kernelfleet.kubelite import KubeLite
 from kernelfleet.provisioners.k8s_watch import log as watch_log
 
 
