@@ -26,6 +26,7 @@ from traitlets import TraitError, Unicode, validate
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.docker_common import LOG_TAIL_LINES, DockerProvisionerBase, tail_text
 from kernelfleet.provisioners.docker_engine import ENGINE_ERRORS, describe_engine_error
+from kernelfleet.provisioners.docker_exit import describe_container_end
 from kernelfleet.provisioners.docker_swarm import DockerSwarmProvisioner
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
@@ -89,6 +90,8 @@ class DockerProvisioner(DockerProvisionerBase):
             host_config["Mounts"] = [dict(m) for m in self.mounts]
         if self.no_new_privileges:
             host_config["SecurityOpt"] = ["no-new-privileges"]
+        if self.memory_bytes:  # swap as large as memory: no swapping, the limit is where the kernel is OOM-killed
+            host_config.update(Memory=self.memory_bytes, MemorySwap=self.memory_bytes)
         config: dict[str, Any] = {
             "Image": self.image,
             "Env": [f"{name}={value}" for name, value in self.container_env.items()],
@@ -147,10 +150,9 @@ class DockerProvisioner(DockerProvisionerBase):
 
     async def launch_failure(self) -> str:
         code = await self._wait_exit()
-        where = f"container {self.container_name} ({(self.container_id or '')[:12]})"
         if code is None:
-            return f"{where} was removed before the kernel reported"
-        return f"{where} exited with code {code}{await self._log_tail()}"
+            return f"{self._where} was removed before the kernel reported"
+        return f"{self.end_reason or f'{self._where} exited with code {code}'}{await self._log_tail()}"
 
     async def launch_diagnostics(self) -> str:
         try:
@@ -172,18 +174,27 @@ class DockerProvisioner(DockerProvisionerBase):
         return tail_text(lines)
 
     # ------------------------------------------------------------------------------------- state
+    @property
+    def _where(self) -> str:
+        return f"container {self.container_name} ({(self.container_id or '')[:12]})"
+
     async def _state(self) -> dict[str, Any] | None:
-        """The container's State from Docker; None once it is gone."""
+        """The container's State from Docker; None once it is gone. The first answer that it ended (or vanished
+        under us: someone else removed it) is noted with its cause (``note_end``)."""
         assert self.engine is not None and self.container_id is not None
         try:
             info = await self.engine.client.containers.get(self.container_id)
         except aiodocker.DockerError as err:
             if err.status == 404:
+                if not self.removing:
+                    self.note_end(f"{self._where} no longer exists: it was removed outside this server", False)
                 return None
             raise
         state: dict[str, Any] = info["State"]
         if state.get("Status") in ENDED:
             self.exit_code = int(state.get("ExitCode", 0))
+            inspected = {"State": state, "HostConfig": info["HostConfig"]}
+            self.note_end(describe_container_end(self._where, inspected), bool(state.get("OOMKilled")))
         return state
 
     async def _wait_exit(self) -> int | None:
@@ -247,11 +258,13 @@ class DockerProvisioner(DockerProvisionerBase):
         """Force-remove the container (Docker answers once it is gone) and give back the engine lease."""
         await self.settle_creation()
         if self.container_id is not None and self.engine is not None:
+            self.removing = True
             container = self.engine.client.containers.container(self.container_id)
             await self.delete_created("container", self.container_name, container.delete(force=True, v=True))
             if self.exit_code is None:
                 self.exit_code = -int(signal.SIGKILL)
         self.container_id = None
+        self.removing = False
         if not keep_engine:  # a restart launches again at once: keep the client and its event stream
             await self.release_engine()
 

@@ -27,6 +27,7 @@ import aiodocker
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.docker_common import LOG_TAIL_LINES, DockerProvisionerBase, tail_text
 from kernelfleet.provisioners.docker_engine import ENGINE_ERRORS, LABEL_KERNEL_ID, describe_engine_error
+from kernelfleet.provisioners.docker_exit import describe_container_end
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
 
@@ -85,6 +86,8 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         if self.working_dir:
             spec["Dir"] = self.working_dir
         template: dict[str, Any] = {"ContainerSpec": spec, "RestartPolicy": {"Condition": "none", "MaxAttempts": 0}}
+        if self.memory_bytes:
+            template["Resources"] = {"Limits": {"MemoryBytes": self.memory_bytes}}
         if self.network and self.network != "bridge":  # swarm tasks are on the node's bridge by default
             template["Networks"] = [{"Target": self.network}]
         return template
@@ -135,7 +138,7 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         task = await self._wait_task_end()
         if task is None:
             return f"service {self.container_name} was removed before the kernel reported"
-        return self._describe_task(task) + await self._log_tail(task)
+        return (self.end_reason or self._describe_task(task)) + await self._log_tail(task)
 
     async def launch_diagnostics(self) -> str:
         try:
@@ -188,24 +191,32 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
             return None
         status = task.setdefault("Status", {})
         container = status.get("ContainerStatus") or {}
-        if status.get("State") in LIVE_STATES and container.get("ContainerID"):
-            ended = await self._local_container_end(container["ContainerID"])
-            if ended is not None:
-                status.update(State="complete" if ended == 0 else "failed", Err="its container stopped",
-                              ContainerStatus={**container, "ExitCode": ended})
+        if container.get("ContainerID") and (status.get("State") in LIVE_STATES or self.end_reason is None):
+            inspected = await self._local_container_end(container["ContainerID"])
+            if inspected is not None:
+                ended = int(inspected["State"].get("ExitCode", 0))
+                if status.get("State") in LIVE_STATES:
+                    status.update(State="complete" if ended == 0 else "failed", Err="its container stopped",
+                                  ContainerStatus={**container, "ExitCode": ended})
+                self.note_end(describe_container_end(f"service {self.container_name}'s container", inspected),
+                              bool(inspected["State"].get("OOMKilled")))
         if status.get("State") not in LIVE_STATES:
             self.exit_code = int((status.get("ContainerStatus") or {}).get("ExitCode") or 0)
+            if not self.removing:
+                self.note_end(self._describe_task(task), False)
         return task
 
-    async def _local_container_end(self, container_id: str) -> int | None:
-        """Exit code of the task's container if it is on this node and has stopped; None otherwise."""
+    async def _local_container_end(self, container_id: str) -> dict[str, Any] | None:
+        """State and HostConfig of the task's container if it is on this node and has stopped; None otherwise."""
         assert self.engine is not None
         try:
             info = await self.engine.client.containers.get(container_id)
         except aiodocker.DockerError:
             return None  # on another node, or already removed: the task state decides
         state = info["State"]
-        return int(state.get("ExitCode", 0)) if state.get("Status") in ("exited", "dead") else None
+        if state.get("Status") not in ("exited", "dead"):
+            return None
+        return {"State": state, "HostConfig": info["HostConfig"]}
 
     async def _service_exists(self) -> bool:
         assert self.engine is not None and self.service_id is not None
@@ -248,6 +259,9 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         try:
             task = await self._task()
             if task is None and not await self._service_exists():
+                if not self.removing:
+                    self.note_end(f"service {self.container_name} no longer exists: it was removed outside this "
+                                  "server", False)
                 return Presence.GONE
         except ENGINE_ERRORS as err:
             self.log.warning("Kernel %s: cannot inspect service %s: %s", self.kernel_id, self.container_name,
@@ -271,10 +285,12 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
     async def _remove(self, keep_engine: bool = False) -> None:
         await self.settle_creation()
         if self.service_id is not None and self.engine is not None:
+            self.removing = True
             await self._remove_service()
             if self.exit_code is None:
                 self.exit_code = -9
         self.service_id = None
+        self.removing = False
         if self.secret_id is not None and self.engine is not None:
             await self._remove_secret()
         self.secret_id = self.secret_name = None

@@ -1,0 +1,91 @@
+"""What every engine's death tests share: measure how soon ``poll()`` reports a fault, and drive
+jupyter_client's own restarter through a real ``AsyncIOLoopKernelManager`` with autorestart.
+
+A detection is measured from the moment the fault was dealt to the moment the provisioner's ``wait()``
+(woken by the engine: a process exit, a Docker event, a pod watch event) returned and ``poll()`` agreed.
+Tests assert generous deadlines; the 1 s target is checked by ``tools/bench/death_detection.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.ioloop import AsyncIOLoopKernelManager
+from jupyter_client.kernelspec import KernelSpecManager
+from kf_testing import execute
+from reliability_figures import record_figure
+from traitlets.config import Config
+
+DEADLINE = 10.0  # a test's limit for noticing a death; the benchmark holds the 1 s target
+
+
+async def detection_time(provisioner: Any, fault: Callable[[], Awaitable[Any]], within: float = DEADLINE) -> float:
+    """Deal ``fault``; seconds until the provisioner's ``wait()`` returned and ``poll()`` said exited."""
+    started = time.perf_counter()
+    await fault()
+    try:
+        await asyncio.wait_for(provisioner.wait(), within)
+    except TimeoutError:
+        raise AssertionError(f"the kernel was not reported dead within {within}s of the fault") from None
+    elapsed = time.perf_counter() - started
+    code = await provisioner.poll()
+    assert code is not None, "wait() returned but poll() still says the kernel runs"
+    return elapsed
+
+
+def figure(request: Any, engine: str, fault: str, value: float, metric: str = "detect_s") -> None:
+    record_figure(request.node.nodeid, engine, fault, metric, value)
+
+
+class ObservedKernelManager(AsyncIOLoopKernelManager):  # type: ignore[misc]
+    """jupyter_client's asyncio kernel manager, telling the test when a restart (the restarter's) has finished."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.restarts: asyncio.Queue[float] = asyncio.Queue()
+
+    async def restart_kernel(self, now: bool = False, newports: bool = False, **kw: Any) -> None:
+        await super().restart_kernel(now=now, newports=newports, **kw)
+        self.restarts.put_nowait(time.perf_counter())
+
+
+def restarting_manager(kernels_dir: Path, name: str) -> ObservedKernelManager:
+    """A manager whose restarter checks every second (jupyter_server's default is 3 s)."""
+    config = Config({"KernelRestarter": {"time_to_dead": 1.0, "restart_limit": 3}})
+    return ObservedKernelManager(kernel_name=name, config=config, autorestart=True,
+                                 kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels_dir)]))
+
+
+async def restarted_after(km: ObservedKernelManager, fault: Callable[[], Awaitable[Any]],
+                          within: float = 120.0) -> float:
+    """Deal ``fault`` to a running kernel with the restarter on; once jupyter_client restarted it, the new kernel
+    must run code. Returns seconds from the fault to the restarted kernel's first result."""
+    died: list[str] = []
+    km.add_restart_callback(lambda: died.append("dead"), "dead")
+    km.start_restarter()
+    started = time.perf_counter()
+    await fault()
+    try:
+        await asyncio.wait_for(km.restarts.get(), within)
+    except TimeoutError:
+        raise AssertionError(f"jupyter_client did not restart the kernel within {within}s (dead: {died})") from None
+    client = km.client()
+    client.start_channels()
+    try:
+        await client.wait_for_ready(timeout=60)
+        reply = await execute(client, "import os\n6 * 7", timeout=30)
+        assert reply["status"] == "ok" and reply["result"] == "42", reply
+    finally:
+        client.stop_channels()
+    return time.perf_counter() - started
+
+
+def kill9(pid: int) -> Callable[[], Awaitable[None]]:
+    async def fault() -> None:
+        os.kill(pid, 9)
+    return fault
