@@ -52,6 +52,7 @@ from kernelfleet.provisioners.ssh_command import (
     sweep_command,
 )
 from kernelfleet.provisioners.ssh_connections import HostUnavailable, SSHSettings, connection_pool
+from kernelfleet.provisioners.ssh_exit_watch import HostExitWatch
 from kernelfleet.provisioners.ssh_hosts import ALGORITHMS, balancer_for
 from kernelfleet.provisioners.ssh_launch import RemoteLaunch, run_command
 from kernelfleet.provisioners.ssh_tunnels import KERNEL_PORTS, LOCAL_ADDRESS, KernelTunnels, TunnelError
@@ -385,7 +386,26 @@ class DistributedProvisioner(RemoteProvisionerBase):
     async def wait(self) -> int | None:
         if self.local_process is not None:
             return await self.local_process.wait()
+        if self.is_remote and self.launcher_pid:
+            return await self._wait_remote()
         return await super().wait()
+
+    async def _wait_remote(self) -> int:
+        """Until ``poll()`` says the kernel ended, woken by the host's exit watch (``ssh_exit_watch``) the moment
+        the launcher exits. A watch that cannot be opened or breaks proves nothing: ask again after a pause."""
+        pause = 0.05
+        while await self.poll() is None:
+            if self.assigned_host is None or not self.launcher_pid:
+                break
+            try:
+                exited = await HostExitWatch.of(self.assigned_host, self.ssh_settings()).until_gone(self.launcher_pid)
+            except (HostUnavailable, asyncssh.Error, OSError) as err:
+                self.log.debug("Kernel %s: no exit watch on %s: %s", self.kernel_id, self.assigned_host, err)
+                exited = False
+            if not exited:  # the host is not answering: ask less and less often
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+        return 0
 
     async def send_signal(self, signum: int) -> None:
         """An interrupt the comm port could not carry (it did not answer within comm_timeout: a flood, or a
