@@ -14,11 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from death_testing import DEADLINE, detection_time, figure, restarted_after, restarting_manager
+from death_testing import (
+    DEADLINE,
+    detection_time,
+    figure,
+    host_pid,
+    oom_detection,
+    pid_in_container,
+    restarted_after,
+    restarting_manager,
+)
 from jupyter_client import AsyncKernelManager
 from jupyter_client.provisioning import KernelProvisionerFactory
 from kf_docker import docker_cli, leftovers
-from kf_testing import connect, execute, manager
+from kf_testing import manager
 
 ENGINES = {"docker-provisioner": "docker", "docker-swarm-provisioner": "swarm"}
 MEMORY_LIMIT = "160m"
@@ -31,21 +40,9 @@ async def kernel_container(km: AsyncKernelManager) -> str:
     return ids[0]
 
 
-def innermost_pid(pid: str) -> int | None:
-    """The pid a process has in its innermost pid namespace (``NSpid``); None once it is gone."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return None
-    return int(next(row.split()[-1] for row in status.splitlines() if row.startswith("NSpid:")))
-
-
-async def host_pid(container: str, pid_in_container: int) -> int:
+async def container_pid(container: str, pid_in_container: int) -> int:
     """The host pid of a process the container's pid namespace calls ``pid_in_container``."""
-    for line in (await docker_cli("top", container, "-eo", "pid")).split()[1:]:
-        if innermost_pid(line) == pid_in_container:
-            return int(line)
-    raise AssertionError(f"no process {pid_in_container} in container {container[:12]}")
+    return host_pid((await docker_cli("top", container, "-eo", "pid")).split()[1:], pid_in_container)
 
 
 async def fault_for(km: AsyncKernelManager, victim: str) -> Callable[[], Awaitable[Any]]:
@@ -53,15 +50,7 @@ async def fault_for(km: AsyncKernelManager, victim: str) -> Callable[[], Awaitab
     prov = km.provisioner
     container = await kernel_container(km)
     if victim in ("kernel", "launcher"):
-        if victim == "kernel":
-            client = await connect(km)
-            try:
-                inner = int((await execute(client, "import os\nos.getpid()"))["result"])
-            finally:
-                client.stop_channels()
-        else:
-            inner = int(prov.remote_pid)
-        pid = await host_pid(container, inner)
+        pid = await container_pid(container, await pid_in_container(km, victim))
 
         async def kill() -> None:
             os.kill(pid, signal.SIGKILL)
@@ -113,22 +102,8 @@ async def test_oom_kill_is_reported_with_its_reason(provisioner: str, docker_spe
         container = await kernel_container(km)
         limit = (await docker_cli("inspect", "-f", "{{.HostConfig.Memory}}", container)).strip()
         assert limit == str(160 * 1024**2), f"the container's memory limit is {limit}"
-        client = await connect(km)
-
-        async def allocate() -> None:
-            client.execute("block = b'x' * (1024 ** 3)")
-
-        try:
-            elapsed = await detection_time(km.provisioner, allocate)
-        finally:
-            client.stop_channels()
+        elapsed = await oom_detection(km, caplog, "160 MiB")
         figure(request, ENGINES[provisioner], "OOM kill", elapsed)
-        reason = km.provisioner.end_reason or ""
-        assert "OOMKilled" in reason and "160 MiB" in reason and "137" in reason, reason
-        assert await km.provisioner.poll() == 137
-        lines = [r for r in caplog.records if "OOMKilled" in r.getMessage()]
-        assert len(lines) == 1 and lines[0].levelno == logging.WARNING, [r.getMessage() for r in lines]
-        assert str(km.kernel_id) in lines[0].getMessage()
     finally:
         await stop(km)
 

@@ -13,22 +13,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from death_testing import detection_time, figure, restarted_after, restarting_manager
+from death_testing import (
+    detection_time,
+    figure,
+    host_pid,
+    oom_detection,
+    pid_in_container,
+    restarted_after,
+    restarting_manager,
+)
 from jupyter_client import AsyncKernelManager
 from kf_docker import docker_cli
-from kf_testing import connect, execute, manager
+from kf_testing import manager
 from kubelite import KubeLite
 from kubernetes_asyncio import client
 
 ENGINE = "kubernetes"
-
-
-def innermost_pid(pid: str) -> int | None:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return None
-    return int(next(row.split()[-1] for row in status.splitlines() if row.startswith("NSpid:")))
 
 
 async def pod_container(km: AsyncKernelManager) -> str:
@@ -46,17 +46,9 @@ async def fault_for(km: AsyncKernelManager, core: client.CoreV1Api, victim: str)
         async def delete() -> None:
             await core.delete_namespaced_pod(prov.pod_name, prov.kernel_namespace, grace_period_seconds=0)
         return delete
-    if victim == "kernel":
-        client_ = await connect(km)
-        try:
-            inner = int((await execute(client_, "import os\nos.getpid()"))["result"])
-        finally:
-            client_.stop_channels()
-    else:
-        inner = int(prov.remote_pid)
+    inner = await pid_in_container(km, victim)
     container = await pod_container(km)
-    pid = next(int(p) for p in (await docker_cli("top", container, "-eo", "pid")).split()[1:]
-               if innermost_pid(p) == inner)
+    pid = host_pid((await docker_cli("top", container, "-eo", "pid")).split()[1:], inner)
 
     async def kill() -> None:
         os.kill(pid, signal.SIGKILL)
@@ -95,21 +87,8 @@ async def test_oom_kill_is_reported_with_its_reason(kube: KubeLite, kernels_dir:
     km = manager(kernels_dir, k8s_spec())
     await km.start_kernel(env={**os.environ, "KERNEL_MEMORY_LIMIT": "160Mi"})
     try:
-        client_ = await connect(km)
-
-        async def allocate() -> None:
-            client_.execute("block = b'x' * (1024 ** 3)")
-
-        try:
-            elapsed = await detection_time(km.provisioner, allocate)
-        finally:
-            client_.stop_channels()
+        elapsed = await oom_detection(km, caplog, "160Mi")
         figure(request, ENGINE, "OOM kill", elapsed)
-        reason = km.provisioner.end_reason or ""
-        assert "OOMKilled" in reason and "160Mi" in reason and "137" in reason, reason
-        assert await km.provisioner.poll() == 137
-        lines = [r for r in caplog.records if "OOMKilled" in r.getMessage()]
-        assert len(lines) == 1 and lines[0].levelno == logging.WARNING, [r.getMessage() for r in lines]
     finally:
         await stop(km)
 

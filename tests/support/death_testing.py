@@ -9,6 +9,7 @@ Tests assert generous deadlines; the 1 s target is checked by ``tools/bench/deat
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -95,3 +96,60 @@ def kill9(pid: int) -> Callable[[], Awaitable[None]]:
     async def fault() -> None:
         os.kill(pid, 9)
     return fault
+
+
+ALLOCATE = "block = b'x' * (1024 ** 3)"  # far beyond the tests' memory limits
+
+
+async def oom_detection(km: Any, caplog: Any, limit_text: str) -> float:
+    """Run a cell that allocates past the kernel's memory limit; seconds until the OOM kill was reported, after
+    checking that the provisioner named the reason and ``limit_text`` and logged it once, as a warning."""
+    client = km.client()
+    client.start_channels()
+    await client.wait_for_ready(timeout=60)
+
+    async def allocate() -> None:
+        client.execute(ALLOCATE)
+
+    try:
+        elapsed = await detection_time(km.provisioner, allocate)
+    finally:
+        client.stop_channels()
+    reason = km.provisioner.end_reason or ""
+    assert "OOMKilled" in reason and limit_text in reason and "137" in reason, reason
+    assert await km.provisioner.poll() == 137
+    lines = [r for r in caplog.records if "OOMKilled" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == logging.WARNING, [r.getMessage() for r in lines]
+    assert str(km.kernel_id) in lines[0].getMessage()
+    return elapsed
+
+
+async def pid_in_container(km: Any, victim: str) -> int:
+    """The pid the container's own namespace gives the kernel (asked of the kernel) or its launcher (reported)."""
+    if victim == "launcher":
+        return int(km.provisioner.remote_pid)
+    client = km.client()
+    client.start_channels()
+    try:
+        await client.wait_for_ready(timeout=60)
+        return int((await execute(client, "import os\nos.getpid()"))["result"])
+    finally:
+        client.stop_channels()
+
+
+def innermost_pid(pid: str) -> int | None:
+    """The pid a process has in its innermost pid namespace (``NSpid``); None once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return None
+    return int(next(row.split()[-1] for row in status.splitlines() if row.startswith("NSpid:")))
+
+
+def host_pid(top_pids: list[str], pid_in_container: int) -> int:
+    """Among a container's processes (host pids, as ``docker top -eo pid`` lists them), the one its own pid
+    namespace calls ``pid_in_container``."""
+    for pid in top_pids:
+        if innermost_pid(pid) == pid_in_container:
+            return int(pid)
+    raise AssertionError(f"no process {pid_in_container} among the container's processes {top_pids}")

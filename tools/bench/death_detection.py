@@ -46,7 +46,6 @@ FAULTS = {
     "swarm": ("kernel", "launcher", "removed", "oom"),
     "kubernetes": ("kernel", "launcher", "removed", "oom"),
 }
-ALLOCATE = "block = b'x' * (1024 ** 3)"
 
 
 # ----------------------------------------------------------------------------------------- GP (its own venv)
@@ -62,7 +61,7 @@ async def gp_probe(kernel_dir: str, name: str, runs: int) -> None:
         try:
             os.kill(int(km.provisioner.pid), signal.SIGKILL)
             started = time.perf_counter()
-            while await km.provisioner.poll() is None:
+            while await km.provisioner.poll() is None:  # noqa: ASYNC110 - GP has nothing to wait on
                 await asyncio.sleep(SAMPLE)
             times.append(time.perf_counter() - started)
         finally:
@@ -88,30 +87,8 @@ def gp_local(runs: int) -> list[float]:
 
 
 # ----------------------------------------------------------------------------------------- ours
-def innermost_pid(pid: str) -> int | None:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return None
-    return int(next(row.split()[-1] for row in status.splitlines() if row.startswith("NSpid:")))
-
-
 def docker(*args: str) -> str:
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
-
-
-async def kernel_pid_in_kernel(km: Any) -> int:
-    client = km.client()
-    client.start_channels()
-    try:
-        await client.wait_for_ready(timeout=60)
-        msg_id = client.execute("import os\nos.getpid()")
-        while True:
-            msg = await client.get_iopub_msg(timeout=30)
-            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "execute_result":
-                return int(msg["content"]["data"]["text/plain"])
-    finally:
-        client.stop_channels()
 
 
 async def container_of(engine: str, km: Any) -> str:
@@ -125,6 +102,8 @@ async def container_of(engine: str, km: Any) -> str:
 
 async def prepare_fault(engine: str, fault: str, km: Any) -> tuple[Callable[[], Awaitable[Any]], Any]:
     """The fault as one call, and a client to stop afterwards (the OOM cell's)."""
+    from death_testing import ALLOCATE, host_pid, pid_in_container
+
     prov = km.provisioner
     if engine in ("local", "ssh"):
         pid = prov.kernel_pgid if fault == "kernel" else (prov.local_process.pid if engine == "local"
@@ -145,9 +124,9 @@ async def prepare_fault(engine: str, fault: str, km: Any) -> tuple[Callable[[], 
             return (lambda: prov.engine.client.services.delete(prov.service_id)), None
         core = await prov.core()
         return (lambda: core.delete_namespaced_pod(prov.pod_name, prov.kernel_namespace, grace_period_seconds=0)), None
-    inner = await kernel_pid_in_kernel(km) if fault == "kernel" else int(prov.remote_pid)
+    inner = await pid_in_container(km, fault)
     container = await container_of(engine, km)
-    pid = next(int(p) for p in docker("top", container, "-eo", "pid").split()[1:] if innermost_pid(p) == inner)
+    pid = host_pid(docker("top", container, "-eo", "pid").split()[1:], inner)
     return _kill(pid), None
 
 
@@ -173,7 +152,7 @@ async def one_run(engine: str, fault: str, ksm: Any) -> tuple[float, float]:
         polled: list[float] = []
 
         async def sample(started: float) -> None:
-            while await prov.poll() is None:
+            while await prov.poll() is None:  # noqa: ASYNC110 - sampling is what this figure measures
                 await asyncio.sleep(SAMPLE)
             polled.append(time.perf_counter() - started)
 
@@ -198,7 +177,10 @@ def write_spec(kernels: Path, name: str, argv: list[str], provisioner: str, conf
         "metadata": {"kernel_provisioner": {"provisioner_name": provisioner, "config": config}}}))
 
 
-async def ours(engines: list[str], runs: int, image: str, root: Path) -> dict[tuple[str, str], list[tuple[float, float]]]:
+Results = dict[tuple[str, str], list[tuple[float, float]]]
+
+
+async def ours(engines: list[str], runs: int, image: str, root: Path) -> Results:
     from jupyter_client.kernelspec import KernelSpecManager
 
     from kernelfleet.provisioners.broker import ResponseBroker
@@ -214,7 +196,7 @@ async def ours(engines: list[str], runs: int, image: str, root: Path) -> dict[tu
                 "{port_range}", "--response-address", "{response_address}", "--public-key", "{public_key}"]
     containers = container_argv(kernel_class_name="ipykernel.ipkernel.IPythonKernel")
     cluster = kube = None
-    results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    results: Results = {}
     try:
         write_spec(kernels, "local", launcher, "distributed-provisioner", {})
         if "ssh" in engines:
@@ -267,7 +249,7 @@ def main() -> None:
     if args.gp_probe:
         asyncio.run(gp_probe(args.gp_probe[0], args.gp_probe[1], int(args.gp_probe[2])))
         return
-    sys.path.insert(0, str(HERE))
+    sys.path[:0] = [str(HERE), str(ROOT / "tests" / "support")]
     from common import GP_VERSION, median, table
 
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
