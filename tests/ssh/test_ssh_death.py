@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from death_testing import detection_time, figure, kill9, restarted_after, restarting_manager
 from jupyter_client import AsyncKernelManager
+from jupyter_client.provisioning import KernelProvisionerFactory
 from kf_testing import connect, execute
 from ssh_testing import processes_with_env, wait_until
 from sshd import SshCluster
@@ -92,3 +93,26 @@ async def test_unreachable_host_is_not_a_dead_kernel(ssh_spec: Callable[..., str
         if km.has_kernel:
             await km.shutdown_kernel(now=True)
     await wait_until(lambda: not processes_with_env("KERNEL_ID", str(km.kernel_id)), 10, "the kernel was left")
+
+
+async def test_reattached_remote_kernel_death_is_reported(ssh_spec: Callable[..., str],
+                                                         kernel_manager: Callable[..., AsyncKernelManager],
+                                                         request: pytest.FixtureRequest) -> None:
+    """After ``load_provisioner_info`` (a new server), ``poll()`` and ``wait()`` follow the host's word."""
+    km = kernel_manager(ssh_spec(remote_hosts=[HOST]))
+    await km.start_kernel()
+    try:
+        saved = await km.provisioner.get_provisioner_info()
+        fresh = KernelProvisionerFactory.instance().create_provisioner_instance(
+            str(km.kernel_id), km.kernel_spec, parent=km)
+        await fresh.load_provisioner_info(saved)
+        try:
+            assert fresh.is_remote and await fresh.poll() is None
+            elapsed = await detection_time(fresh, kill9(fresh.launcher_pid))
+            figure(request, ENGINE, "kill -9 launcher (reattached)", elapsed)
+        finally:
+            await fresh.detach()
+    finally:
+        if km.has_kernel:
+            await km.shutdown_kernel(now=True)
+    assert not processes_with_env("KERNEL_ID", str(km.kernel_id))

@@ -186,8 +186,7 @@ class DockerProvisioner(DockerProvisionerBase):
             info = await self.engine.client.containers.get(self.container_id)
         except aiodocker.DockerError as err:
             if err.status == 404:
-                if not self.removing:
-                    self.note_end(f"{self._where} no longer exists: it was removed outside this server", False)
+                self.note_end(f"{self._where} no longer exists: it was removed outside this server", False)
                 return None
             raise
         state: dict[str, Any] = info["State"]
@@ -248,6 +247,7 @@ class DockerProvisioner(DockerProvisionerBase):
     async def terminate(self, restart: bool = False) -> None:
         if self.container_id is None or self.engine is None:
             return
+        self.stopping = True
         try:
             await self.engine.client.containers.container(self.container_id).kill(signal=signal.SIGTERM.name)
         except ENGINE_ERRORS as err:  # already stopped or gone: nothing left to terminate
@@ -258,13 +258,12 @@ class DockerProvisioner(DockerProvisionerBase):
         """Force-remove the container (Docker answers once it is gone) and give back the engine lease."""
         await self.settle_creation()
         if self.container_id is not None and self.engine is not None:
-            self.removing = True
+            self.stopping = True
             container = self.engine.client.containers.container(self.container_id)
             await self.delete_created("container", self.container_name, container.delete(force=True, v=True))
             if self.exit_code is None:
                 self.exit_code = -int(signal.SIGKILL)
         self.container_id = None
-        self.removing = False
         if not keep_engine:  # a restart launches again at once: keep the client and its event stream
             await self.release_engine()
 

@@ -106,7 +106,7 @@ class DockerProvisionerBase(ContainerProvisionerBase):
         self.engine: DockerEngine | None = None
         self.memory_bytes = 0
         self.end_reason: str | None = None  # how the kernel's container ended, once Docker said so (docker_exit)
-        self.removing = False  # this server is removing the container or service: its absence is no news
+        self.stopping = False  # this server stops or removes the kernel: how its container ends is no news
         self._creating: asyncio.Future[Any] | None = None
 
     # ------------------------------------------------------------------------------------- engine lease
@@ -155,7 +155,7 @@ class DockerProvisionerBase(ContainerProvisionerBase):
     def _settle(self, env: dict[str, str], cmd: list[str]) -> None:
         super()._settle(env, cmd)
         self.memory_bytes = parse_memory_limit(self.kernel_id, self.memory_limit)
-        self.end_reason = None
+        self.end_reason, self.stopping = None, False
         if self.init:  # our images start under tini, which warns when it is not PID 1 unless it may subreap
             self.container_env.setdefault("TINI_SUBREAPER", "1")
         # Only the token's path goes into the spec (see the module docstring); the token stays in launch_env.
@@ -216,7 +216,7 @@ class DockerProvisionerBase(ContainerProvisionerBase):
 
     def note_end(self, reason: str, oom: bool) -> None:
         """Keep (and log once) how the kernel's container ended: the cause a user needs, an OOM kill above all."""
-        if self.end_reason is not None:
+        if self.end_reason is not None or self.stopping:
             return
         self.end_reason = reason
         if oom:
@@ -227,6 +227,10 @@ class DockerProvisionerBase(ContainerProvisionerBase):
     async def _remove(self, keep_engine: bool = False) -> None:
         """Remove what this kernel created on the engine (container or service) and wait until it is gone."""
         raise NotImplementedError
+
+    async def shutdown_requested(self, restart: bool = False) -> None:
+        self.stopping = True
+        await super().shutdown_requested(restart)
 
     async def kill(self, restart: bool = False) -> None:
         await self._remove(keep_engine=restart)

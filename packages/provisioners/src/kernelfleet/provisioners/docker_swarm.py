@@ -191,7 +191,8 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
             return None
         status = task.setdefault("Status", {})
         container = status.get("ContainerStatus") or {}
-        if container.get("ContainerID") and (status.get("State") in LIVE_STATES or self.end_reason is None):
+        unexplained = self.end_reason is None and not self.stopping  # an end whose cause is still to be noted
+        if container.get("ContainerID") and (status.get("State") in LIVE_STATES or unexplained):
             inspected = await self._local_container_end(container["ContainerID"])
             if inspected is not None:
                 ended = int(inspected["State"].get("ExitCode", 0))
@@ -202,8 +203,7 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
                               bool(inspected["State"].get("OOMKilled")))
         if status.get("State") not in LIVE_STATES:
             self.exit_code = int((status.get("ContainerStatus") or {}).get("ExitCode") or 0)
-            if not self.removing:
-                self.note_end(self._describe_task(task), False)
+            self.note_end(self._describe_task(task), False)
         return task
 
     async def _local_container_end(self, container_id: str) -> dict[str, Any] | None:
@@ -259,9 +259,8 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         try:
             task = await self._task()
             if task is None and not await self._service_exists():
-                if not self.removing:
-                    self.note_end(f"service {self.container_name} no longer exists: it was removed outside this "
-                                  "server", False)
+                self.note_end(f"service {self.container_name} no longer exists: it was removed outside this server",
+                              False)
                 return Presence.GONE
         except ENGINE_ERRORS as err:
             self.log.warning("Kernel %s: cannot inspect service %s: %s", self.kernel_id, self.container_name,
@@ -285,12 +284,11 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
     async def _remove(self, keep_engine: bool = False) -> None:
         await self.settle_creation()
         if self.service_id is not None and self.engine is not None:
-            self.removing = True
+            self.stopping = True
             await self._remove_service()
             if self.exit_code is None:
                 self.exit_code = -9
         self.service_id = None
-        self.removing = False
         if self.secret_id is not None and self.engine is not None:
             await self._remove_secret()
         self.secret_id = self.secret_name = None

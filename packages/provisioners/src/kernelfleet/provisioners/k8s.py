@@ -187,12 +187,12 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         self.api: KubeApi | None = None
         self.pods: SharedWatch | None = None
         self.end_reason: str | None = None  # how the running kernel's pod ended, once the watch said so
-        self.deleting = False  # this server deletes the pod: its end is no news
+        self.stopping = False  # this server stops or deletes the kernel: how its pod ends is no news
 
     # ------------------------------------------------------------------------------------- settling
     def _settle(self, env: dict[str, str], cmd: list[str]) -> None:
         super()._settle(env, cmd)
-        self.end_reason, self.deleting = None, False
+        self.end_reason, self.stopping = None, False
         kid = self.kernel_id
         username = env.get("KERNEL_USERNAME", "")
         requested_pod = env.get("KERNEL_POD_NAME")
@@ -672,7 +672,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
 
     def note_end(self, pod: dict[str, Any] | None) -> None:
         """Keep (and log once) why the running kernel's pod ended, an OOM kill with the container's memory limit."""
-        if self.end_reason is not None or self.deleting:
+        if self.end_reason is not None or self.stopping:
             return
         reason = pod_failure(pod, fail_unschedulable=False) or "the pod ended"
         if pod is None:
@@ -707,6 +707,10 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         return exit_code(pod)
 
     # ------------------------------------------------------------------------------------- stopping
+    async def shutdown_requested(self, restart: bool = False) -> None:
+        self.stopping = True
+        await super().shutdown_requested(restart)
+
     async def kill(self, restart: bool = False) -> None:
         await self.delete_pod()
 
@@ -720,7 +724,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         owned, ns = self.owned.get(POD), self.kernel_namespace
         if owned is None or not ns or self.api is None:
             return
-        self.deleting = True
+        self.stopping = True
         core = await self.core()
         outcome = await self.delete_owned(
             POD, f"pod {ns}/{owned.name}",
