@@ -21,11 +21,11 @@ from death_testing import (
     host_pid,
     oom_detection,
     pid_in_container,
+    reloaded,
     restarted_after,
     restarting_manager,
 )
 from jupyter_client import AsyncKernelManager
-from jupyter_client.provisioning import KernelProvisionerFactory
 from kf_docker import docker_cli, leftovers
 from kf_testing import manager
 
@@ -132,16 +132,13 @@ async def test_reattached_poll_asks_docker(provisioner: str, docker_spec: Callab
     """After ``load_provisioner_info`` (a new server), ``poll()`` follows the engine's events, not the launcher."""
     km = await start(provisioner, docker_spec, kernels_dir)
     try:
-        saved = await km.provisioner.get_provisioner_info()
-        fresh = KernelProvisionerFactory.instance().create_provisioner_instance(
-            str(km.kernel_id), km.kernel_spec, parent=km)
-        await fresh.load_provisioner_info(saved)
+        fresh = await reloaded(km)
         try:
             assert await fresh.poll() is None
             fault = await fault_for(km, "launcher")
             elapsed = await detection_time(fresh, fault, within=DEADLINE)
             figure(request, ENGINES[provisioner], "kill -9 launcher (reattached)", elapsed)
         finally:
-            await fresh.release_engine()
+            await fresh.detach()
     finally:
         await stop(km)

@@ -11,9 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from death_testing import detection_time, figure, kill9, restarted_after, restarting_manager
+from death_testing import detection_time, figure, kill9, reloaded, restarted_after, restarting_manager
 from jupyter_client import AsyncKernelManager
-from jupyter_client.provisioning import KernelProvisionerFactory
 from kf_testing import connect, execute
 from ssh_testing import processes_with_env, wait_until
 from sshd import SshCluster
@@ -102,10 +101,7 @@ async def test_reattached_remote_kernel_death_is_reported(ssh_spec: Callable[...
     km = kernel_manager(ssh_spec(remote_hosts=[HOST]))
     await km.start_kernel()
     try:
-        saved = await km.provisioner.get_provisioner_info()
-        fresh = KernelProvisionerFactory.instance().create_provisioner_instance(
-            str(km.kernel_id), km.kernel_spec, parent=km)
-        await fresh.load_provisioner_info(saved)
+        fresh = await reloaded(km)
         try:
             assert fresh.is_remote and await fresh.poll() is None
             elapsed = await detection_time(fresh, kill9(fresh.launcher_pid))

@@ -18,6 +18,7 @@ from typing import Any
 
 from jupyter_client.ioloop import AsyncIOLoopKernelManager
 from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.provisioning import KernelProvisionerFactory
 from kf_testing import execute
 from reliability_figures import record_figure
 from traitlets.config import Config
@@ -43,6 +44,16 @@ async def detection_time(provisioner: Any, fault: Callable[[], Awaitable[Any]], 
     code = await provisioner.poll()
     assert code is not None, "wait() returned but poll() still says the kernel runs"
     return elapsed
+
+
+async def reloaded(km: Any) -> Any:
+    """A second provisioner for ``km``'s kernel that knows only its saved info, as a restarted server's would be
+    (``load_provisioner_info``); the caller lets go of it with ``detach()``."""
+    saved = await km.provisioner.get_provisioner_info()
+    fresh = KernelProvisionerFactory.instance().create_provisioner_instance(str(km.kernel_id), km.kernel_spec,
+                                                                          parent=km)
+    await fresh.load_provisioner_info(saved)
+    return fresh
 
 
 def figure(request: Any, engine: str, fault: str, value: float, metric: str = "detect_s") -> None:
