@@ -1,18 +1,20 @@
-"""Measured reliability figures from the fault tests, one JSON line each, for docs/reliability.md.
+"""Measured figures for docs/reliability.md: each test appends what it measured as one JSON line.
 
-Tests call ``record_figure`` with what they measured (seconds to recover, to report a dead kernel, ...);
-``tools/`` turns the lines into the table of docs/reliability.md. Nothing is written unless the
-environment names a file in ``KF_RELIABILITY_FIGURES``, so ordinary test runs leave no trace.
+Tests call ``record_figure`` with what they measured (and print it); when ``KF_RELIABILITY_FIGURES`` names a
+file, the figure is appended to it as one JSON object, and ``tools/`` turns those lines into the document's
+table. Without the variable only the printed line remains.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 
 
 def record_figure(test: str, engine: str, fault: str, metric: str, value: float) -> None:
-    """Append one figure as a JSON line to the file named by ``KF_RELIABILITY_FIGURES``, when it is set."""
+    """Print one measurement and append it to ``$KF_RELIABILITY_FIGURES`` (if set) as one JSON line."""
+    print(f"\n[figure] {engine} / {fault}: {metric} = {value:.3f} ({test})", file=sys.stderr)
     path = os.environ.get("KF_RELIABILITY_FIGURES")
     if not path:
         return

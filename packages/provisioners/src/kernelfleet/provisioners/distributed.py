@@ -52,6 +52,7 @@ from kernelfleet.provisioners.ssh_command import (
     sweep_command,
 )
 from kernelfleet.provisioners.ssh_connections import HostUnavailable, SSHSettings, connection_pool
+from kernelfleet.provisioners.ssh_exit_watch import HostExitWatch
 from kernelfleet.provisioners.ssh_hosts import ALGORITHMS, balancer_for
 from kernelfleet.provisioners.ssh_launch import RemoteLaunch, run_command
 from kernelfleet.provisioners.ssh_tunnels import KERNEL_PORTS, LOCAL_ADDRESS, KernelTunnels, TunnelError
@@ -173,6 +174,8 @@ class DistributedProvisioner(RemoteProvisionerBase):
         self.remote_log: str | None = None
         self.tunnels: KernelTunnels | None = None
         self._reserved: str | None = None  # host counted in the balancer (and held in the pool if remote)
+        self._exit_follower: asyncio.Task[None] | None = None  # the host's exit watch on a remote launcher
+        self.launcher_gone = False  # the host said the remote launcher exited (its kernel goes with it)
 
     # ------------------------------------------------------------------------------------- hosts
     def ssh_settings(self) -> SSHSettings:
@@ -393,12 +396,55 @@ class DistributedProvisioner(RemoteProvisionerBase):
             return self.local_process.returncode
         if self.tunnels is not None and self.tunnels.broken:
             await self._repair_tunnels()
-        return await super().poll()
+        code = await super().poll()
+        if code is None:
+            self._follow_remote_exit()  # from now on the host tells us at once when the launcher exits
+        return code
 
     async def wait(self) -> int | None:
         if self.local_process is not None:
             return await self.local_process.wait()
+        if self.is_remote and self.launcher_pid:
+            while await self.poll() is None:
+                follower = self._follow_remote_exit()
+                if follower is None:
+                    break
+                await asyncio.wait({follower})  # ends when the launcher exited, or cleanup stopped following
+            return 0
         return await super().wait()
+
+    def _follow_remote_exit(self) -> asyncio.Task[None] | None:
+        """The task that learns from the host's exit watch (``ssh_exit_watch``) when the remote launcher exits;
+        started by the first ``poll()`` or ``wait()`` of a reported remote kernel, ended by its cleanup."""
+        if not (self.is_remote and self.launcher_pid and self.comm_port) or self.launcher_gone:
+            return None
+        if self._exit_follower is None or self._exit_follower.done():
+            self._exit_follower = asyncio.ensure_future(self._await_remote_exit(self.launcher_pid))
+        return self._exit_follower
+
+    async def _await_remote_exit(self, pid: int) -> None:
+        """Only the host's word that the launcher exited counts; a watch that cannot be opened or breaks proves
+        nothing, and is tried again less and less often while the host does not answer."""
+        pause = 0.05
+        assert self.assigned_host is not None
+        watch = HostExitWatch.of(self.assigned_host, self.ssh_settings())
+        while True:
+            try:
+                if await watch.until_gone(pid):
+                    break
+            except (HostUnavailable, asyncssh.Error, OSError) as err:
+                self.log.debug("Kernel %s: no exit watch on %s: %s", self.kernel_id, self.assigned_host, err)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
+        if pid == self.launcher_pid:
+            self.launcher_gone = True
+            self.log.info("Kernel %s: its launcher (pid %s) exited on %s", self.kernel_id, pid, self.assigned_host)
+
+    def _stop_following(self) -> None:
+        follower, self._exit_follower = self._exit_follower, None
+        if follower is not None:
+            follower.cancel()
+        self.launcher_gone = False
 
     async def send_signal(self, signum: int) -> None:
         """An interrupt the comm port could not carry (it did not answer within comm_timeout: a flood, or a
@@ -441,12 +487,25 @@ class DistributedProvisioner(RemoteProvisionerBase):
         if not self.is_remote:
             running = self.local_process is not None and self.local_process.returncode is None
             return Presence.RUNNING if running else Presence.GONE
+        if self.launcher_gone:
+            return Presence.GONE
         answer = await super().presence()
         if answer is not Presence.UNREACHABLE:
             return answer
         # The comm port did not answer: the host itself says whether the launcher's or the kernel's process group
         # is still there (the launch channel is closed once the kernel reported). An unreachable host is unknown.
-        present = await self._signal_remote("0")
+        # The host's exit watch may say it sooner than that command: whichever answers first.
+        check = asyncio.ensure_future(self._signal_remote("0"))
+        follower = self._exit_follower
+        try:
+            await asyncio.wait({check} | ({follower} if follower is not None else set()),
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if self.launcher_gone:
+                check.cancel()
+        if self.launcher_gone:
+            return Presence.GONE
+        present = await check
         if present is None:
             return Presence.UNREACHABLE
         if not present:
@@ -508,6 +567,7 @@ class DistributedProvisioner(RemoteProvisionerBase):
         return present
 
     async def cleanup(self, restart: bool = False) -> None:
+        self._stop_following()
         if self.local_process is not None and self.local_process.returncode is None:
             await self.local_process.stop()
         if isinstance(self.local_process, AdoptedLocalProcess):
@@ -527,6 +587,7 @@ class DistributedProvisioner(RemoteProvisionerBase):
         await super().cleanup(restart)
 
     async def detach(self) -> None:
+        self._stop_following()
         if isinstance(self.local_process, AdoptedLocalProcess):
             self.local_process.close()
         self.local_process = None

@@ -27,6 +27,7 @@ from kernelfleet.protocol.contract import LAUNCH_TOKEN
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.docker_common import LOG_TAIL_LINES, DockerProvisionerBase, tail_text
 from kernelfleet.provisioners.docker_engine import ENGINE_ERRORS, describe_engine_error
+from kernelfleet.provisioners.docker_exit import describe_container_end
 from kernelfleet.provisioners.docker_swarm import DockerSwarmProvisioner
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
@@ -46,16 +47,6 @@ def token_archive(name: str, token: str, uid: int, gid: int) -> bytes:
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         tar.addfile(entry, io.BytesIO(data))
     return buffer.getvalue()
-
-
-def end_reason(state: dict[str, Any]) -> str:
-    """What Docker says about why a container ended, for the log line that reports it (empty: nothing said)."""
-    reasons = ["killed for lack of memory (OOM)"] if state.get("OOMKilled") else []
-    if state.get("Error"):
-        reasons.append(str(state["Error"]))
-    if state.get("FinishedAt"):
-        reasons.append(f"at {state['FinishedAt']}")
-    return f" ({'; '.join(reasons)})" if reasons else ""
 
 
 class DockerProvisioner(DockerProvisionerBase):
@@ -103,6 +94,8 @@ class DockerProvisioner(DockerProvisionerBase):
             host_config["Mounts"] = [dict(m) for m in self.mounts]
         if self.no_new_privileges:
             host_config["SecurityOpt"] = ["no-new-privileges"]
+        if self.memory_bytes:  # swap as large as memory: no swapping, the limit is where the kernel is OOM-killed
+            host_config.update(Memory=self.memory_bytes, MemorySwap=self.memory_bytes)
         config: dict[str, Any] = {
             "Image": self.image,
             "Env": [f"{name}={value}" for name, value in self.container_env.items()],
@@ -161,10 +154,9 @@ class DockerProvisioner(DockerProvisionerBase):
 
     async def launch_failure(self) -> str:
         code = await self._wait_exit()
-        where = f"container {self.container_name} ({(self.container_id or '')[:12]})"
         if code is None:
-            return f"{where} was removed before the kernel reported"
-        return f"{where} exited with code {code}{await self._log_tail()}"
+            return f"{self._where} was removed before the kernel reported"
+        return f"{self.end_reason or f'{self._where} exited with code {code}'}{await self._log_tail()}"
 
     async def launch_diagnostics(self) -> str:
         try:
@@ -186,21 +178,26 @@ class DockerProvisioner(DockerProvisionerBase):
         return tail_text(lines)
 
     # ------------------------------------------------------------------------------------- state
+    @property
+    def _where(self) -> str:
+        return f"container {self.container_name} ({(self.container_id or '')[:12]})"
+
     async def _state(self) -> dict[str, Any] | None:
-        """The container's State from Docker; None once it is gone."""
+        """The container's State from Docker; None once it is gone. The first answer that it ended (or vanished
+        under us: someone else removed it) is noted with its cause (``note_end``)."""
         assert self.engine is not None and self.container_id is not None
         try:
             info = await self.engine.client.containers.get(self.container_id)
         except aiodocker.DockerError as err:
             if err.status == 404:
+                self.note_end(f"{self._where} no longer exists: it was removed outside this server", False)
                 return None
             raise
         state: dict[str, Any] = info["State"]
         if state.get("Status") in ENDED:
-            if self.exit_code is None:  # the first time this container is seen ended: one line with the cause
-                self.log.info("Kernel %s: container %s exited with code %s%s", self.kernel_id, self.container_name,
-                              state.get("ExitCode", 0), end_reason(state))
             self.exit_code = int(state.get("ExitCode", 0))
+            inspected = {"State": state, "HostConfig": info["HostConfig"]}
+            self.note_end(describe_container_end(self._where, inspected), bool(state.get("OOMKilled")))
         return state
 
     async def _wait_exit(self) -> int | None:
@@ -254,6 +251,7 @@ class DockerProvisioner(DockerProvisionerBase):
     async def terminate(self, restart: bool = False) -> None:
         if self.container_id is None or self.engine is None:
             return
+        self.stopping = True
         try:
             await self.engine.client.containers.container(self.container_id).kill(signal=signal.SIGTERM.name)
         except ENGINE_ERRORS as err:  # already stopped or gone: nothing left to terminate
@@ -264,6 +262,7 @@ class DockerProvisioner(DockerProvisionerBase):
         """Force-remove the container (Docker answers once it is gone) and give back the engine lease."""
         await self.settle_creation()
         if self.container_id is not None and self.engine is not None:
+            self.stopping = True
             container = self.engine.client.containers.container(self.container_id)
             await self.delete_created("container", self.container_name, container.delete(force=True, v=True))
             if self.exit_code is None:

@@ -34,6 +34,7 @@ from kernelfleet.provisioners.docker_engine import (
     DockerEngine,
     describe_engine_error,
 )
+from kernelfleet.provisioners.docker_exit import parse_memory_limit
 from kernelfleet.provisioners.envconfig import env_value
 from kernelfleet.provisioners.server_identity import LABEL_SERVER
 
@@ -79,10 +80,18 @@ class DockerProvisionerBase(ContainerProvisionerBase):
         "then runs as a subreaper below it: TINI_SUBREAPER is set).",
     ).tag(config=True)
     no_new_privileges = Bool(True, help="Forbid setuid privilege gains inside kernel containers.").tag(config=True)
+    memory_limit = Unicode(
+        help="Memory limit of each kernel container, as `docker run --memory` takes it (e.g. 512m, 2g; env "
+        "KF_DOCKER_MEMORY_LIMIT; default: none). A kernel that crosses it is OOM-killed, and its end names the limit.",
+    ).tag(config=True)
 
     @default("network")
     def _network_default(self) -> str:
         return env_value(("KF_DOCKER_NETWORK", "GP_DOCKER_NETWORK")) or "bridge"
+
+    @default("memory_limit")
+    def _memory_limit_default(self) -> str:
+        return env_value(("KF_DOCKER_MEMORY_LIMIT",)) or ""
 
     @validate("mounts")
     def _check_mounts(self, proposal: dict[str, Any]) -> list[dict[str, Any]]:
@@ -96,6 +105,9 @@ class DockerProvisionerBase(ContainerProvisionerBase):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.engine: DockerEngine | None = None
+        self.memory_bytes = 0
+        self.end_reason: str | None = None  # how the kernel's container ended, once Docker said so (docker_exit)
+        self.stopping = False  # this server stops or removes the kernel: how its container ends is no news
         self._creating: asyncio.Future[Any] | None = None
 
     # ------------------------------------------------------------------------------------- engine lease
@@ -143,6 +155,8 @@ class DockerProvisionerBase(ContainerProvisionerBase):
 
     def _settle(self, env: dict[str, str], cmd: list[str]) -> None:
         super()._settle(env, cmd)
+        self.memory_bytes = parse_memory_limit(self.kernel_id, self.memory_limit)
+        self.end_reason, self.stopping = None, False
         if self.init:  # our images start under tini, which warns when it is not PID 1 unless it may subreap
             self.container_env.setdefault("TINI_SUBREAPER", "1")
         # Only the token's path goes into the spec (see the module docstring); the token stays in launch_env.
@@ -201,9 +215,23 @@ class DockerProvisionerBase(ContainerProvisionerBase):
             if not creating.cancelled():
                 creating.exception()  # the launch already reported it; here it only must not go unretrieved
 
+    def note_end(self, reason: str, oom: bool) -> None:
+        """Keep (and log once) how the kernel's container ended: the cause a user needs, an OOM kill above all."""
+        if self.end_reason is not None or self.stopping:
+            return
+        self.end_reason = reason
+        if oom:
+            self.log.warning("Kernel %s: %s", self.kernel_id, reason)
+        else:
+            self.log.info("Kernel %s: %s", self.kernel_id, reason)
+
     async def _remove(self, keep_engine: bool = False) -> None:
         """Remove what this kernel created on the engine (container or service) and wait until it is gone."""
         raise NotImplementedError
+
+    async def shutdown_requested(self, restart: bool = False) -> None:
+        self.stopping = True
+        await super().shutdown_requested(restart)
 
     async def kill(self, restart: bool = False) -> None:
         await self._remove(keep_engine=restart)

@@ -28,6 +28,7 @@ from kernelfleet.protocol.contract import LAUNCH_TOKEN
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.docker_common import LOG_TAIL_LINES, DockerProvisionerBase, tail_text
 from kernelfleet.provisioners.docker_engine import ENGINE_ERRORS, LABEL_KERNEL_ID, describe_engine_error
+from kernelfleet.provisioners.docker_exit import describe_container_end
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
 
@@ -90,6 +91,8 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         if self.working_dir:
             spec["Dir"] = self.working_dir
         template: dict[str, Any] = {"ContainerSpec": spec, "RestartPolicy": {"Condition": "none", "MaxAttempts": 0}}
+        if self.memory_bytes:
+            template["Resources"] = {"Limits": {"MemoryBytes": self.memory_bytes}}
         if self.network and self.network != "bridge":  # swarm tasks are on the node's bridge by default
             template["Networks"] = [{"Target": self.network}]
         return template
@@ -140,7 +143,7 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         task = await self._wait_task_end()
         if task is None:
             return f"service {self.container_name} was removed before the kernel reported"
-        return self._describe_task(task) + await self._log_tail(task)
+        return (self.end_reason or self._describe_task(task)) + await self._log_tail(task)
 
     async def launch_diagnostics(self) -> str:
         try:
@@ -193,24 +196,32 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
             return None
         status = task.setdefault("Status", {})
         container = status.get("ContainerStatus") or {}
-        if status.get("State") in LIVE_STATES and container.get("ContainerID"):
-            ended = await self._local_container_end(container["ContainerID"])
-            if ended is not None:
-                status.update(State="complete" if ended == 0 else "failed", Err="its container stopped",
-                              ContainerStatus={**container, "ExitCode": ended})
+        unexplained = self.end_reason is None and not self.stopping  # an end whose cause is still to be noted
+        if container.get("ContainerID") and (status.get("State") in LIVE_STATES or unexplained):
+            inspected = await self._local_container_end(container["ContainerID"])
+            if inspected is not None:
+                ended = int(inspected["State"].get("ExitCode", 0))
+                if status.get("State") in LIVE_STATES:
+                    status.update(State="complete" if ended == 0 else "failed", Err="its container stopped",
+                                  ContainerStatus={**container, "ExitCode": ended})
+                self.note_end(describe_container_end(f"service {self.container_name}'s container", inspected),
+                              bool(inspected["State"].get("OOMKilled")))
         if status.get("State") not in LIVE_STATES:
             self.exit_code = int((status.get("ContainerStatus") or {}).get("ExitCode") or 0)
+            self.note_end(self._describe_task(task), False)
         return task
 
-    async def _local_container_end(self, container_id: str) -> int | None:
-        """Exit code of the task's container if it is on this node and has stopped; None otherwise."""
+    async def _local_container_end(self, container_id: str) -> dict[str, Any] | None:
+        """State and HostConfig of the task's container if it is on this node and has stopped; None otherwise."""
         assert self.engine is not None
         try:
             info = await self.engine.client.containers.get(container_id)
         except aiodocker.DockerError:
             return None  # on another node, or already removed: the task state decides
         state = info["State"]
-        return int(state.get("ExitCode", 0)) if state.get("Status") in ("exited", "dead") else None
+        if state.get("Status") not in ("exited", "dead"):
+            return None
+        return {"State": state, "HostConfig": info["HostConfig"]}
 
     async def _service_exists(self) -> bool:
         assert self.engine is not None and self.service_id is not None
@@ -253,6 +264,8 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         try:
             task = await self._task()
             if task is None and not await self._service_exists():
+                self.note_end(f"service {self.container_name} no longer exists: it was removed outside this server",
+                              False)
                 return Presence.GONE
         except ENGINE_ERRORS as err:
             self.log.warning("Kernel %s: cannot inspect service %s: %s", self.kernel_id, self.container_name,
@@ -276,6 +289,7 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
     async def _remove(self, keep_engine: bool = False) -> None:
         await self.settle_creation()
         if self.service_id is not None and self.engine is not None:
+            self.stopping = True
             await self._remove_service()
             if self.exit_code is None:
                 self.exit_code = -9

@@ -190,10 +190,13 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         self.secret_manifest: dict[str, Any] | None = None
         self.api: KubeApi | None = None
         self.pods: SharedWatch | None = None
+        self.end_reason: str | None = None  # how the running kernel's pod ended, once the watch said so
+        self.stopping = False  # this server stops or deletes the kernel: how its pod ends is no news
 
     # ------------------------------------------------------------------------------------- settling
     def _settle(self, env: dict[str, str], cmd: list[str]) -> None:
         super()._settle(env, cmd)
+        self.end_reason, self.stopping = None, False
         kid = self.kernel_id
         username = env.get("KERNEL_USERNAME", "")
         requested_pod = env.get("KERNEL_POD_NAME")
@@ -666,7 +669,29 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         if pods is None or not self.pod_name:
             return 0 if self.pods is None else None  # unknown is not dead
         pod = self.kernel_pod(pods.get(self.pod_name))
-        return exit_code(pod) if pod_ended(pod) else None
+        if not pod_ended(pod):
+            return None
+        self.note_end(pod)
+        return exit_code(pod)
+
+    def note_end(self, pod: dict[str, Any] | None) -> None:
+        """Keep (and log once) why the running kernel's pod ended, an OOM kill with the container's memory limit."""
+        if self.end_reason is not None or self.stopping:
+            return
+        reason = pod_failure(pod, fail_unschedulable=False) or "the pod ended"
+        if pod is None:
+            reason = "the pod was deleted outside this server"
+        oom = "OOMKilled" in reason
+        if oom:
+            limits = [((c.get("resources") or {}).get("limits") or {}).get("memory")
+                      for c in ((pod or {}).get("spec") or {}).get("containers") or []]
+            limit = next((str(value) for value in limits if value), None)
+            reason += f"; its memory limit is {limit}" if limit else "; it has no memory limit (the node ran out)"
+        self.end_reason = f"pod {self.kernel_namespace}/{self.pod_name}: {reason}"
+        if oom:
+            self.log.warning("Kernel %s: %s", self.kernel_id, self.end_reason)
+        else:
+            self.log.info("Kernel %s: %s", self.kernel_id, self.end_reason)
 
     async def presence(self) -> Presence:
         """The pod watch's word: no pod of ours, or an ended one, is gone; a watch that cannot sync is unreachable."""
@@ -681,10 +706,15 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         pods = await self._synced()
         if pods is None or not self.pod_name:
             return 0
-        pod = await pods.until(self.pod_name, lambda p: pod_ended(self.kernel_pod(p)))
-        return exit_code(self.kernel_pod(pod))
+        pod = self.kernel_pod(await pods.until(self.pod_name, lambda p: pod_ended(self.kernel_pod(p))))
+        self.note_end(pod)
+        return exit_code(pod)
 
     # ------------------------------------------------------------------------------------- stopping
+    async def shutdown_requested(self, restart: bool = False) -> None:
+        self.stopping = True
+        await super().shutdown_requested(restart)
+
     async def kill(self, restart: bool = False) -> None:
         await self.delete_pod()
 
@@ -698,6 +728,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         owned, ns = self.owned.get(POD), self.kernel_namespace
         if owned is None or not ns or self.api is None:
             return
+        self.stopping = True
         core = await self.core()
         outcome = await self.delete_owned(
             POD, f"pod {ns}/{owned.name}",
