@@ -49,11 +49,43 @@ async def connect(km: AsyncKernelManager) -> AsyncKernelClient:
     return client
 
 
-async def interrupt_busy_cell(km: AsyncKernelManager, client: AsyncKernelClient) -> None:
-    busy = client.execute("import time\nwhile True: time.sleep(0.01)")
-    await asyncio.sleep(0.5)
-    await km.interrupt_kernel()
-    async with asyncio.timeout(10):
-        while (msg := await client.get_shell_msg())["parent_header"].get("msg_id") != busy:
+STARTED = "KF-CELL-STARTED"
+BUSY_CELL = f"import time\nprint({STARTED!r}, flush=True)\nwhile True: time.sleep(0.01)"
+
+
+async def start_busy_cell(client: AsyncKernelClient, code: str = BUSY_CELL, marker: str = STARTED,
+                          timeout: float = 30) -> str:
+    """Execute ``code`` and return its msg_id once its output shows ``marker``: the cell is running its own code.
+
+    A SIGINT that arrives before the cell started (between execute_input and the first line) can be lost in the
+    kernel's machinery, so interrupts are sent only after the cell said it runs.
+    """
+    msg_id = client.execute(code)
+    async with asyncio.timeout(timeout):
+        seen = ""
+        while marker not in seen:
+            msg = await client.get_iopub_msg()
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "stream":
+                seen += msg["content"]["text"]
+            elif msg["msg_type"] == "error" or (msg["msg_type"] == "status"
+                                                 and msg["content"]["execution_state"] == "idle"):
+                raise AssertionError(f"the cell ended before printing {marker!r}: {msg['content']}")
+    return msg_id
+
+
+async def interrupted_reply(client: AsyncKernelClient, msg_id: str, timeout: float = 30) -> dict[str, Any]:
+    """The execute_reply of ``msg_id``, which an interrupt must have ended with KeyboardInterrupt."""
+    async with asyncio.timeout(timeout):
+        while (msg := await client.get_shell_msg())["parent_header"].get("msg_id") != msg_id:
             pass
-    assert msg["content"]["status"] == "error" and msg["content"]["ename"] == "KeyboardInterrupt"
+    content: dict[str, Any] = msg["content"]
+    assert content["status"] == "error" and content["ename"] == "KeyboardInterrupt", content
+    return content
+
+
+async def interrupt_busy_cell(km: AsyncKernelManager, client: AsyncKernelClient) -> None:
+    busy = await start_busy_cell(client)
+    await km.interrupt_kernel()
+    await interrupted_reply(client, busy)

@@ -1,0 +1,178 @@
+"""Mixed lifecycle cycles against one engine, and the leak measurement around them (issue 11, item 5).
+
+One cycle does what users and faults do to a kernel, through one ``AsyncMultiKernelManager`` as a Jupyter server
+holds its kernels: start, execute, interrupt a running cell, restart (graceful or immediate), ``kill -9`` of the
+kernel (it kills itself with SIGKILL, which works the same on every engine), wait until the provisioner says it is
+dead, restart it as jupyter_client's restarter would (every other cycle), shut it down (graceful or immediate), and
+one launch that fails before its kernel reports. ``measure_leaks`` runs a warm-up cycle (shared clients and
+connection pools open on first use and stay), takes the server's footprint, runs the cycles, and reports what grew
+and what the engine still holds. Used by ``tests/leaks`` (a few cycles) and ``tools/bench/leak_cycles.py`` (100).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.multikernelmanager import AsyncMultiKernelManager
+from kf_testing import connect, execute, interrupted_reply, start_busy_cell
+from leak_probe import Footprint, footprint, processes_of_server, settled_footprint, wait_for_nothing
+from reliability_figures import record_figure
+
+DEFAULT_CYCLES = 10
+
+
+def cycle_count(default: int = DEFAULT_CYCLES) -> int:
+    """Cycles per engine: ``KF_LEAK_CYCLES`` when set (``tools/bench/leak_cycles.py`` runs 100), else ``default``."""
+    return int(os.environ.get("KF_LEAK_CYCLES") or default)
+
+
+KILL_ITSELF = "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"
+FAILING_KERNEL_CLASS = "kf_leaks_missing.Kernel"  # the launcher's kernel cannot import it: no report, ever
+DEATH_DEADLINE = 60.0
+
+
+def kernel_manager_for(kernels_dir: Path) -> AsyncMultiKernelManager:
+    """The server's kernel manager, reading this test's kernelspecs."""
+    return AsyncMultiKernelManager(kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels_dir)]))
+
+
+async def until_dead(mkm: AsyncMultiKernelManager, kernel_id: str) -> None:
+    """Until the provisioner reports the kernel dead (poll, as the restarter asks it)."""
+    km = mkm.get_kernel(kernel_id)
+    async with asyncio.timeout(DEATH_DEADLINE):
+        while await km.is_alive():
+            await asyncio.sleep(0.1)
+
+
+async def mixed_cycle(mkm: AsyncMultiKernelManager, name: str, failing: str, index: int) -> None:
+    """One cycle (see the module docstring); ``index`` varies graceful/immediate and restart-after-death."""
+    kernel_id = await mkm.start_kernel(kernel_name=name)
+    try:
+        km = mkm.get_kernel(kernel_id)
+        client = await connect(km)
+        try:
+            reply = await execute(client, "x = 6 * 7\nprint(x)")
+            assert reply["status"] == "ok" and reply["stdout"].strip() == "42", reply
+            busy = await start_busy_cell(client)
+            await mkm.interrupt_kernel(kernel_id)
+            await interrupted_reply(client, busy)
+        finally:
+            client.stop_channels()
+        await mkm.restart_kernel(kernel_id, now=index % 2 == 0)
+        client = await connect(km)
+        try:
+            reply = await execute(client, "print('restarted')")
+            assert reply["status"] == "ok" and reply["stdout"].strip() == "restarted", reply
+            client.execute(KILL_ITSELF)  # kill -9 of the kernel: no reply will ever come
+        finally:
+            client.stop_channels()
+        await until_dead(mkm, kernel_id)
+        if index % 2:
+            await mkm.restart_kernel(kernel_id, now=True)  # what the restarter does with a dead kernel
+            client = await connect(km)
+            try:
+                assert (await execute(client, "print(1 + 1)"))["stdout"].strip() == "2"
+            finally:
+                client.stop_channels()
+    finally:
+        await mkm.shutdown_kernel(kernel_id, now=index % 3 == 0)
+    try:
+        failed = await mkm.start_kernel(kernel_name=failing)
+    except Exception:  # noqa: BLE001 - the launch is meant to fail; its error is the provisioner's business
+        pass
+    else:
+        await mkm.shutdown_kernel(failed, now=True)
+        raise AssertionError(f"kernelspec {failing} started kernel {failed}; it should have failed its launch")
+
+
+async def run_cycles(mkm: AsyncMultiKernelManager, name: str, failing: str, count: int, at_once: int,
+                     first: int = 0) -> float:
+    """``count`` cycles, ``at_once`` at a time; the seconds they took."""
+    started = time.monotonic()
+    slots = asyncio.Semaphore(at_once)
+
+    async def one(index: int) -> None:
+        async with slots:
+            await mixed_cycle(mkm, name, failing, index)
+
+    await asyncio.gather(*(one(first + i) for i in range(count)))
+    return time.monotonic() - started
+
+
+@dataclass
+class LeakReport:
+    """What ``measure_leaks`` found: the footprint before and after, and every leftover by kind."""
+
+    engine: str
+    cycles: int
+    seconds: float
+    before: Footprint
+    after: Footprint
+    leftovers: dict[str, list[str]] = field(default_factory=dict)
+    before_state: dict[str, int] = field(default_factory=dict)
+    after_state: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def growth(self) -> dict[str, dict[str, int]]:
+        return self.after.growth(self.before)
+
+    @property
+    def state_growth(self) -> dict[str, int]:
+        return {k: v - self.before_state.get(k, 0) for k, v in self.after_state.items()
+                if v > self.before_state.get(k, 0)}
+
+    def leaked(self) -> dict[str, Any]:
+        """Everything that must be empty: grown descriptors and tasks, engine leftovers, grown pool state."""
+        found: dict[str, Any] = {kind: items for kind, items in self.leftovers.items() if items}
+        found.update({kind: grown for kind, grown in self.growth.items() if grown})
+        if self.state_growth:
+            found["state"] = self.state_growth
+        return found
+
+    def figures(self) -> dict[str, float]:
+        """The numbers worth recording: cycles run, counts before and after, leftovers per kind."""
+        values: dict[str, float] = {
+            "cycles": self.cycles, "seconds": round(self.seconds, 2),
+            "fds_before": self.before.fd_count, "fds_after": self.after.fd_count,
+            "tasks_before": self.before.task_count, "tasks_after": self.after.task_count,
+        }
+        values.update({f"leaked_{kind}": len(items) for kind, items in self.leftovers.items()})
+        values.update({f"{k}_before": v for k, v in self.before_state.items()})
+        values.update({f"{k}_after": v for k, v in self.after_state.items()})
+        return values
+
+
+EngineProbe = Callable[[], Awaitable[list[str]]]
+
+
+async def measure_leaks(engine: str, mkm: AsyncMultiKernelManager, name: str, failing: str, server_id: str, *,
+                        cycles: int, at_once: int, engine_objects: EngineProbe | None = None,
+                        state: Callable[[], dict[str, int]] | None = None, settle: float = 20.0) -> LeakReport:
+    """Warm up with one cycle, then ``cycles`` cycles; what grew and what is left (see ``LeakReport``)."""
+    await run_cycles(mkm, name, failing, 1, 1)
+    await wait_for_nothing(lambda: processes_of_server(server_id))
+    before = footprint()
+    before_state = state() if state else {}
+    seconds = await run_cycles(mkm, name, failing, cycles, at_once, first=1)
+    leftovers = {"processes": await wait_for_nothing(lambda: processes_of_server(server_id))}
+    if engine_objects is not None:
+        leftovers["engine objects"] = await wait_for_nothing(engine_objects)
+    after = await settled_footprint(before, settle)
+    return LeakReport(engine, cycles, seconds, before, after, leftovers, before_state, state() if state else {})
+
+
+def assert_no_leaks(report: LeakReport, test: str) -> None:
+    """Record the report's figures (``KF_RELIABILITY_FIGURES``) and fail with everything that leaked."""
+    for metric, value in report.figures().items():
+        record_figure(test, report.engine, "mixed cycles", metric, value)
+    leaked = report.leaked()
+    assert not leaked, (f"{report.engine}: {report.cycles} mixed cycles leaked {leaked} (descriptors "
+                        f"{report.before.fd_count} -> {report.after.fd_count}, tasks {report.before.task_count} -> "
+                        f"{report.after.task_count})")
