@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from kubelite import KubeLite
 from kubernetes_asyncio import client
-from leak_cycles import FAILING_KERNEL_CLASS, assert_no_leaks, cycle_count, kernel_manager_for, measure_leaks
 from leak_probe import kubernetes_objects_of_server
+from mixed_cycles import FAILING_KERNEL_CLASS, assert_no_leaks, cycle_count, kernel_manager_for, measure_leaks
 
 from kernelfleet.provisioners.container_argv import container_argv
 
@@ -29,8 +29,8 @@ async def test_mixed_cycles_leave_nothing_on_kubernetes(
                               config={"image_name": kernel_image, "launch_timeout": 60})
     mkm = kernel_manager_for(kernels_dir)
     try:
-        report = await measure_leaks("kubernetes", mkm, name, failing, server_id, cycles=cycle_count(6), at_once=3,
-                                     engine_objects=lambda: kubernetes_objects_of_server(core, server_id))
+        report = await measure_leaks("kubernetes", mkm, name, failing, server_id, cycles=cycle_count(4), at_once=2,
+                                     warmup=2, engine_objects=lambda: kubernetes_objects_of_server(core, server_id))
     finally:
         await mkm.shutdown_all(now=True)
         mkm.context.destroy(linger=0)

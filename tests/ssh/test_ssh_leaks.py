@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from leak_cycles import FAILING_KERNEL_CLASS, assert_no_leaks, cycle_count, kernel_manager_for, measure_leaks
 from leak_probe import ssh_pool_state
+from mixed_cycles import FAILING_KERNEL_CLASS, assert_no_leaks, cycle_count, kernel_manager_for, measure_leaks
 from sshd import SshCluster
 
 FAILING_ARGV = [sys.executable, "-m", "kernelfleet.launcher", "--kernel-id", "{kernel_id}", "--port-range",

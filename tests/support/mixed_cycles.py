@@ -6,7 +6,8 @@ kernel (it kills itself with SIGKILL, which works the same on every engine), wai
 dead, restart it as jupyter_client's restarter would (every other cycle), shut it down (graceful or immediate), and
 one launch that fails before its kernel reports. ``measure_leaks`` runs a warm-up cycle (shared clients and
 connection pools open on first use and stay), takes the server's footprint, runs the cycles, and reports what grew
-and what the engine still holds. Used by ``tests/leaks`` (a few cycles) and ``tools/bench/leak_cycles.py`` (100).
+and what the engine still holds. Used by ``tests/leaks`` (a few cycles), ``tools/bench/leak_cycles.py`` (100)
+and ``tools/bench/soak.py``.
 """
 
 from __future__ import annotations
@@ -44,11 +45,12 @@ def kernel_manager_for(kernels_dir: Path) -> AsyncMultiKernelManager:
 
 
 async def until_dead(mkm: AsyncMultiKernelManager, kernel_id: str) -> None:
-    """Until the provisioner reports the kernel dead (poll, as the restarter asks it)."""
+    """Until the provisioner's ``wait()`` (woken by the engine's exit event where it has one) says the kernel ended;
+    then ``poll``, which the restarter asks, must agree."""
     km = mkm.get_kernel(kernel_id)
     async with asyncio.timeout(DEATH_DEADLINE):
-        while await km.is_alive():
-            await asyncio.sleep(0.1)
+        await km.provisioner.wait()
+    assert not await km.is_alive(), f"kernel {kernel_id}: wait() returned but poll() still says alive"
 
 
 async def mixed_cycle(mkm: AsyncMultiKernelManager, name: str, failing: str, index: int) -> None:
@@ -85,7 +87,7 @@ async def mixed_cycle(mkm: AsyncMultiKernelManager, name: str, failing: str, ind
         await mkm.shutdown_kernel(kernel_id, now=index % 3 == 0)
     try:
         failed = await mkm.start_kernel(kernel_name=failing)
-    except Exception:  # noqa: BLE001 - the launch is meant to fail; its error is the provisioner's business
+    except Exception:  # the launch is meant to fail; its error is the provisioner's business
         pass
     else:
         await mkm.shutdown_kernel(failed, now=True)
@@ -154,13 +156,16 @@ EngineProbe = Callable[[], Awaitable[list[str]]]
 
 async def measure_leaks(engine: str, mkm: AsyncMultiKernelManager, name: str, failing: str, server_id: str, *,
                         cycles: int, at_once: int, engine_objects: EngineProbe | None = None,
-                        state: Callable[[], dict[str, int]] | None = None, settle: float = 20.0) -> LeakReport:
-    """Warm up with one cycle, then ``cycles`` cycles; what grew and what is left (see ``LeakReport``)."""
-    await run_cycles(mkm, name, failing, 1, 1)
+                        state: Callable[[], dict[str, int]] | None = None, settle: float = 20.0,
+                        warmup: int = 1) -> LeakReport:
+    """Warm up with ``warmup`` concurrent cycles, then ``cycles`` cycles; what grew and what is left (see
+    ``LeakReport``). An engine reached through a connection pool (Kubernetes' API client) keeps as many keep-alive
+    connections as requests ran at once: warm it up with ``at_once`` cycles."""
+    await run_cycles(mkm, name, failing, warmup, warmup)
     await wait_for_nothing(lambda: processes_of_server(server_id))
     before = footprint()
     before_state = state() if state else {}
-    seconds = await run_cycles(mkm, name, failing, cycles, at_once, first=1)
+    seconds = await run_cycles(mkm, name, failing, cycles, at_once, first=warmup)
     leftovers = {"processes": await wait_for_nothing(lambda: processes_of_server(server_id))}
     if engine_objects is not None:
         leftovers["engine objects"] = await wait_for_nothing(engine_objects)
