@@ -103,15 +103,17 @@ async def test_full_lifecycle(started: AsyncKernelManager, caplog: pytest.LogCap
         assert secret not in caplog.text
 
 
-async def test_launcher_that_dies_early_fails_within_a_second(
+async def test_launcher_that_dies_early_fails_with_its_exit(
     kernels_dir: Path, make_kernelspec: Callable[..., str]
 ) -> None:
+    """The launch fails on the launcher's exit, not on the launch timeout (made long here); how fast is
+    tools/bench/stop_latency.py's business (target: within a second)."""
     argv = [sys.executable, "-c", "import sys; sys.stderr.write('cannot find image libs\\n'); sys.exit(3)"]
-    km = manager(kernels_dir, make_kernelspec("dies", argv=argv))
+    km = manager(kernels_dir, make_kernelspec("dies", argv=argv, config={"launch_timeout": 300}))
     started = time.perf_counter()
     with pytest.raises(LaunchError) as err:
         await km.start_kernel()
-    assert time.perf_counter() - started < 1.5
+    assert time.perf_counter() - started < 60
     message = str(err.value)
     assert km.kernel_id in message and "exited with code 3" in message and "cannot find image libs" in message
 

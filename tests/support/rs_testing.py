@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import time
 from typing import Any
 
 from jupyter_client import AsyncKernelManager
@@ -15,6 +14,11 @@ from jupyter_client.asynchronous.client import AsyncKernelClient
 from kernelfleet.protocol import parse_greeting, sign_request
 
 CELL = 120.0
+
+
+STARTED = "KF-CELL-STARTED"  # what a cell to be interrupted prints first (start_cell waits for it)
+SAY_STARTED_R = f'cat("{STARTED}\\n")\n'  # the first line of such a cell, in R
+SAY_STARTED_SCALA = f'println("{STARTED}")\n'  # and in Scala
 
 
 async def connect(km: AsyncKernelManager, timeout: float) -> AsyncKernelClient:
@@ -30,7 +34,11 @@ async def execute(client: AsyncKernelClient, code: str, timeout: float = CELL) -
 
     The shell reply comes first: a request IRkernel aborts after an interrupt gets no iopub messages.
     """
-    msg_id = client.execute(code)
+    return await collect(client, client.execute(code), timeout)
+
+
+async def collect(client: AsyncKernelClient, msg_id: str, timeout: float = CELL) -> dict[str, Any]:
+    """What ``execute`` returns, for a request already sent (its ``msg_id``)."""
     out: dict[str, Any] = {"stdout": "", "result": None, "ename": None}
     async with asyncio.timeout(timeout):
         while (reply := await client.get_shell_msg())["parent_header"].get("msg_id") != msg_id:
@@ -85,16 +93,29 @@ async def execute_after_interrupt(client: AsyncKernelClient, code: str) -> dict[
     return await execute(client, code) if leaked else reply
 
 
-async def interrupt(km: AsyncKernelManager, client: AsyncKernelClient, code: str, settle: float) -> dict[str, Any]:
-    """Run ``code``, interrupt it through the manager (the provisioner's comm ``interrupt``), return its reply."""
-    task = asyncio.create_task(execute(client, code))
-    await asyncio.sleep(settle)
-    assert not task.done(), f"{code!r} ended before the interrupt: {task.result() if task.done() else ''}"
-    t0 = time.monotonic()
+async def start_cell(client: AsyncKernelClient, code: str, timeout: float = CELL) -> str:
+    """Send ``code``, which must print ``STARTED`` first, and return its msg_id once that output arrived: the cell
+    runs its own code, so an interrupt sent now reaches it (one sent after a fixed sleep may arrive too early)."""
+    msg_id = client.execute(code)
+    seen = ""
+    async with asyncio.timeout(timeout):
+        while STARTED not in seen:
+            msg = await client.get_iopub_msg()
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "stream":
+                seen += msg["content"]["text"]
+            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                raise AssertionError(f"{code!r} ended before printing {STARTED!r} (output: {seen!r})")
+    return msg_id
+
+
+async def interrupt(km: AsyncKernelManager, client: AsyncKernelClient, code: str) -> dict[str, Any]:
+    """Run ``code`` (it prints ``STARTED`` first), interrupt it through the manager (the provisioner's comm
+    ``interrupt``) once it runs, return its reply; the reply must come within the cell deadline."""
+    msg_id = await start_cell(client, code)
     await km.interrupt_kernel()
-    reply = await task
-    assert time.monotonic() - t0 < 60, f"{code!r} took {time.monotonic() - t0:.1f}s to stop"
-    return reply
+    return await collect(client, msg_id)
 
 
 async def hostile_requests_are_ignored(km: AsyncKernelManager) -> None:
