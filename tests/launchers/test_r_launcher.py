@@ -27,7 +27,8 @@ import pytest
 from bench.port_contention import port_thief
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.connect import write_connection_file
-from rs_testing import SAY_STARTED_R, collect, execute, execute_settled, start_cell
+from kf_testing import start_busy_cell
+from rs_testing import SAY_STARTED_R, collect, execute, execute_settled
 
 from kernelfleet.protocol import Report, sign_request
 from kernelfleet.protocol.comm import parse_greeting
@@ -250,7 +251,7 @@ async def test_kernel_lifecycle(launcher: Launcher) -> None:
 
         # Interrupt a sleeping cell, then a busy loop, through the comm port.
         for code in ("Sys.sleep(30)", "repeat { x <- sqrt(2) }"):
-            msg_id = await start_cell(client, SAY_STARTED_R + code)
+            msg_id = await start_busy_cell(client, SAY_STARTED_R + code)
             assert await comm(report, "interrupt") == {"ok": True, "alive": True}
             # Until the cell's idle status: IRkernel aborts whatever request arrives before it (collect waits).
             reply = await collect(client, msg_id, timeout=20)  # well before Sys.sleep(30) ends by itself
@@ -260,7 +261,7 @@ async def test_kernel_lifecycle(launcher: Launcher) -> None:
 
         # SIGINT to the whole process group (what a local interrupt does) reaches the listener too: it
         # must interrupt the kernel's cell and leave the listener serving.
-        msg_id = await start_cell(client, SAY_STARTED_R + "Sys.sleep(30)")
+        msg_id = await start_busy_cell(client, SAY_STARTED_R + "Sys.sleep(30)")
         assert report.pgid is not None
         os.killpg(report.pgid, signal.SIGINT)
         reply = await collect(client, msg_id, timeout=20)

@@ -31,7 +31,8 @@ import pytest_asyncio
 from bench.port_contention import port_thief
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.connect import write_connection_file
-from rs_testing import SAY_STARTED_SCALA, collect, execute, execute_after_interrupt, start_cell
+from kf_testing import start_busy_cell
+from rs_testing import SAY_STARTED_SCALA, collect, execute, execute_after_interrupt
 
 from kernelfleet.protocol import Report, ServerKey, open_report, sign_request
 from kernelfleet.protocol.comm import parse_greeting
@@ -240,7 +241,7 @@ async def raw_comm(port: int, line: bytes) -> tuple[bytes, bytes]:
 async def interrupt_cell(client: AsyncKernelClient, report: Report, code: str) -> tuple[dict, float]:
     """Start ``code`` (it prints STARTED first), interrupt it over the comm port once it runs; its reply and seconds
     to stop."""
-    msg_id = await start_cell(client, SAY_STARTED_SCALA + code, timeout=CELL_TIMEOUT)
+    msg_id = await start_busy_cell(client, SAY_STARTED_SCALA + code, timeout=CELL_TIMEOUT)
     t0 = time.monotonic()
     assert await comm(report, "interrupt") == {"ok": True, "alive": True}
     reply = await collect(client, msg_id, timeout=CELL_TIMEOUT)

@@ -4,20 +4,14 @@ kernel process, no descriptor, no asyncio task in the server (issue 11, item 5).
 from __future__ import annotations
 
 import asyncio
-import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from mixed_cycles import FAILING_KERNEL_CLASS, assert_no_leaks, cycle_count, kernel_manager_for, measure_leaks
+from mixed_cycles import FAILING_LAUNCHER_ARGV, assert_no_leaks, cycle_count, kernel_manager_for, measure_leaks
 
 from kernelfleet.provisioners.broker import ResponseBroker
-
-# The root conftest's launcher argv, plus a kernel class the kernel cannot import: the launch fails unreported.
-FAILING_ARGV = [sys.executable, "-m", "kernelfleet.launcher", "--kernel-id", "{kernel_id}", "--port-range",
-                "{port_range}", "--response-address", "{response_address}", "--public-key", "{public_key}",
-                "--kernel-class-name", FAILING_KERNEL_CLASS]
 
 
 async def test_mixed_cycles_leave_nothing_on_localhost(
@@ -28,7 +22,7 @@ async def test_mixed_cycles_leave_nothing_on_localhost(
     monkeypatch.setenv("KF_RESPONSE_IP", "127.0.0.1")
     monkeypatch.setenv("KF_RESPONSE_PORT", "0")
     name = make_kernelspec("kf_local")
-    failing = make_kernelspec("kf_local_failing", argv=FAILING_ARGV)
+    failing = make_kernelspec("kf_local_failing", argv=FAILING_LAUNCHER_ARGV)
     mkm = kernel_manager_for(kernels_dir)
     await ResponseBroker.instance()
     try:

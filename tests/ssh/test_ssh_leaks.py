@@ -3,19 +3,14 @@ in the pool, no descriptor or asyncio task in the server (issue 11, item 5)."""
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from leak_probe import ssh_pool_state
-from mixed_cycles import FAILING_KERNEL_CLASS, assert_no_leaks, cycle_count, kernel_manager_for, measure_leaks
+from mixed_cycles import FAILING_LAUNCHER_ARGV, assert_no_leaks, cycle_count, kernel_manager_for, measure_leaks
 from sshd import SshCluster
-
-FAILING_ARGV = [sys.executable, "-m", "kernelfleet.launcher", "--kernel-id", "{kernel_id}", "--port-range",
-                "{port_range}", "--response-address", "{response_address}", "--public-key", "{public_key}",
-                "--kernel-class-name", FAILING_KERNEL_CLASS]
 
 
 async def test_mixed_cycles_leave_nothing_over_ssh(
@@ -26,7 +21,7 @@ async def test_mixed_cycles_leave_nothing_over_ssh(
     # One host: the warm-up cycle opens its connection, which the pool keeps (held open while idle, by design).
     host = ssh_cluster.addresses[0]
     name = ssh_spec("ssh_leaks", remote_hosts=[host])
-    failing = ssh_spec("ssh_leaks_failing", argv=FAILING_ARGV, remote_hosts=[host])
+    failing = ssh_spec("ssh_leaks_failing", argv=FAILING_LAUNCHER_ARGV, remote_hosts=[host])
     mkm = kernel_manager_for(kernels_dir)
     try:
         report = await measure_leaks("ssh", mkm, name, failing, server_id, cycles=cycle_count(10), at_once=4,

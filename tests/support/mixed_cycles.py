@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,10 @@ def cycle_count(default: int = DEFAULT_CYCLES) -> int:
 
 KILL_ITSELF = "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"
 FAILING_KERNEL_CLASS = "kf_leaks_missing.Kernel"  # the launcher's kernel cannot import it: no report, ever
+# The Python launcher as local and SSH kernelspecs run it, and the same with a kernel that fails before the report.
+LAUNCHER_ARGV = [sys.executable, "-m", "kernelfleet.launcher", "--kernel-id", "{kernel_id}", "--port-range",
+                 "{port_range}", "--response-address", "{response_address}", "--public-key", "{public_key}"]
+FAILING_LAUNCHER_ARGV = [*LAUNCHER_ARGV, "--kernel-class-name", FAILING_KERNEL_CLASS]
 DEATH_DEADLINE = 60.0
 
 

@@ -10,15 +10,16 @@ from typing import Any
 
 from jupyter_client import AsyncKernelManager
 from jupyter_client.asynchronous.client import AsyncKernelClient
+from kf_testing import STARTED, start_busy_cell
 
 from kernelfleet.protocol import parse_greeting, sign_request
 
 CELL = 120.0
 
 
-STARTED = "KF-CELL-STARTED"  # what a cell to be interrupted prints first (start_cell waits for it)
-SAY_STARTED_R = f'cat("{STARTED}\\n")\n'  # the first line of such a cell, in R
-SAY_STARTED_SCALA = f'println("{STARTED}")\n'  # and in Scala
+# The first line of a cell to be interrupted: kf_testing.start_busy_cell waits for its output.
+SAY_STARTED_R = f'cat("{STARTED}\\n")\n'
+SAY_STARTED_SCALA = f'println("{STARTED}")\n'
 
 
 async def connect(km: AsyncKernelManager, timeout: float) -> AsyncKernelClient:
@@ -93,27 +94,10 @@ async def execute_after_interrupt(client: AsyncKernelClient, code: str) -> dict[
     return await execute(client, code) if leaked else reply
 
 
-async def start_cell(client: AsyncKernelClient, code: str, timeout: float = CELL) -> str:
-    """Send ``code``, which must print ``STARTED`` first, and return its msg_id once that output arrived: the cell
-    runs its own code, so an interrupt sent now reaches it (one sent after a fixed sleep may arrive too early)."""
-    msg_id = client.execute(code)
-    seen = ""
-    async with asyncio.timeout(timeout):
-        while STARTED not in seen:
-            msg = await client.get_iopub_msg()
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "stream":
-                seen += msg["content"]["text"]
-            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                raise AssertionError(f"{code!r} ended before printing {STARTED!r} (output: {seen!r})")
-    return msg_id
-
-
 async def interrupt(km: AsyncKernelManager, client: AsyncKernelClient, code: str) -> dict[str, Any]:
     """Run ``code`` (it prints ``STARTED`` first), interrupt it through the manager (the provisioner's comm
     ``interrupt``) once it runs, return its reply; the reply must come within the cell deadline."""
-    msg_id = await start_cell(client, code)
+    msg_id = await start_busy_cell(client, code, timeout=CELL)
     await km.interrupt_kernel()
     return await collect(client, msg_id)
 

@@ -30,7 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import table
 from leak_probe import docker_objects_of_server, kubernetes_objects_of_server, ssh_pool_state
-from mixed_cycles import FAILING_KERNEL_CLASS, LeakReport, kernel_manager_for, measure_leaks
+from mixed_cycles import (
+    FAILING_KERNEL_CLASS,
+    FAILING_LAUNCHER_ARGV,
+    LAUNCHER_ARGV,
+    LeakReport,
+    kernel_manager_for,
+    measure_leaks,
+)
 
 from kernelfleet.provisioners.broker import ResponseBroker
 from kernelfleet.provisioners.container_argv import container_argv
@@ -40,9 +47,6 @@ from kernelfleet.provisioners.ssh_connections import close_connection_pool
 
 ENGINES = ("local", "ssh", "docker", "swarm", "kubernetes")
 SSH_HOST = "127.0.0.2"
-LAUNCHER = [sys.executable, "-m", "kernelfleet.launcher", "--kernel-id", "{kernel_id}", "--port-range", "{port_range}",
-            "--response-address", "{response_address}", "--public-key", "{public_key}"]
-FAILING_LAUNCHER = [*LAUNCHER, "--kernel-class-name", FAILING_KERNEL_CLASS]
 
 
 def write_spec(kernels: Path, name: str, argv: list[str], provisioner: str, config: dict[str, Any]) -> str:
@@ -58,8 +62,8 @@ def specs_for(engine: str, kernels: Path, image: str, ssh_config: dict[str, Any]
     """The working and the failing kernelspec of ``engine``."""
     if engine in ("local", "ssh"):
         config = {} if engine == "local" else {**ssh_config, "remote_hosts": [SSH_HOST]}
-        return (write_spec(kernels, engine, LAUNCHER, "distributed-provisioner", config),
-                write_spec(kernels, f"{engine}_failing", FAILING_LAUNCHER, "distributed-provisioner", config))
+        return (write_spec(kernels, engine, LAUNCHER_ARGV, "distributed-provisioner", config),
+                write_spec(kernels, f"{engine}_failing", FAILING_LAUNCHER_ARGV, "distributed-provisioner", config))
     provisioner = {"docker": "docker-provisioner", "swarm": "docker-swarm-provisioner",
                    "kubernetes": "kubernetes-provisioner"}[engine]
     config = {"image_name": image, "launch_timeout": 60}
