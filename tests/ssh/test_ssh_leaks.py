@@ -24,7 +24,7 @@ async def test_mixed_cycles_leave_nothing_over_ssh(
     failing = ssh_spec("ssh_leaks_failing", argv=FAILING_LAUNCHER_ARGV, remote_hosts=[host])
     mkm = kernel_manager_for(kernels_dir)
     try:
-        report = await measure_leaks("ssh", mkm, name, failing, server_id, cycles=cycle_count(10), at_once=4,
+        report = await measure_leaks("ssh", mkm, name, failing, server_id, cycles=cycle_count(8), at_once=4,
                                      state=ssh_pool_state)
     finally:
         await mkm.shutdown_all(now=True)
