@@ -26,7 +26,7 @@ async def test_mixed_cycles_leave_nothing_on_localhost(
     mkm = kernel_manager_for(kernels_dir)
     await ResponseBroker.instance()
     try:
-        report = await measure_leaks("local", mkm, name, failing, server_id, cycles=cycle_count(12), at_once=4)
+        report = await measure_leaks("local", mkm, name, failing, server_id, cycles=cycle_count(10), at_once=4)
     finally:
         await mkm.shutdown_all(now=True)
         broker = ResponseBroker._instances.get(asyncio.get_running_loop())

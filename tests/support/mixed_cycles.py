@@ -1,10 +1,10 @@
 """Mixed lifecycle cycles against one engine, and the leak measurement around them (issue 11, item 5).
 
 One cycle does what users and faults do to a kernel, through one ``AsyncMultiKernelManager`` as a Jupyter server
-holds its kernels: start, execute, interrupt a running cell, restart (graceful or immediate), ``kill -9`` of the
-kernel (it kills itself with SIGKILL, which works the same on every engine), wait until the provisioner says it is
-dead, restart it as jupyter_client's restarter would (every other cycle), shut it down (graceful or immediate), and
-one launch that fails before its kernel reports. ``measure_leaks`` runs a warm-up cycle (shared clients and
+holds its kernels (with jupyter_client's restarter polling each): start, execute, interrupt a running cell, restart
+(graceful or immediate), ``kill -9`` of the kernel (it kills itself with SIGKILL, which works the same on every
+engine) until the restarter noticed the death and started it again, execute, shut it down (graceful or immediate),
+and one launch that fails before its kernel reports. ``measure_leaks`` runs a warm-up cycle (shared clients and
 connection pools open on first use and stay), takes the server's footprint, runs the cycles, and reports what grew
 and what the engine still holds. Used by ``tests/leaks`` (a few cycles), ``tools/bench/leak_cycles.py`` (100)
 and ``tools/bench/soak.py``.
@@ -45,17 +45,50 @@ DEATH_DEADLINE = 60.0
 
 
 def kernel_manager_for(kernels_dir: Path) -> AsyncMultiKernelManager:
-    """The server's kernel manager, reading this test's kernelspecs."""
-    return AsyncMultiKernelManager(kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels_dir)]))
+    """The server's kernel manager, reading this test's kernelspecs; connection files go to a ``runtime`` directory
+    next to them (as jupyter_server puts them in its runtime directory), where ``measure_leaks`` counts them."""
+    runtime = kernels_dir.parent / "runtime"
+    runtime.mkdir(parents=True, exist_ok=True)
+    return AsyncMultiKernelManager(kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels_dir)]),
+                                   connection_dir=str(runtime))
 
 
-async def until_dead(mkm: AsyncMultiKernelManager, kernel_id: str) -> None:
-    """Until the provisioner's ``wait()`` (woken by the engine's exit event where it has one) says the kernel ended;
-    then ``poll``, which the restarter asks, must agree."""
+def connection_files(mkm: AsyncMultiKernelManager) -> list[str]:
+    """Connection files in the manager's directory: each names a kernel the server still holds."""
+    return sorted(path.name for path in Path(mkm.connection_dir).glob("kernel-*.json"))
+
+
+async def restarted_by_the_restarter(mkm: AsyncMultiKernelManager, kernel_id: str, kill: Callable[[], Any]) -> None:
+    """Run ``kill`` and return once jupyter_client's restarter (the server's, running for every kernel of the manager)
+    has noticed the death through the provisioner's ``poll`` and started the kernel again: its "restart" callback."""
     km = mkm.get_kernel(kernel_id)
-    async with asyncio.timeout(DEATH_DEADLINE):
-        await km.provisioner.wait()
-    assert not await km.is_alive(), f"kernel {kernel_id}: wait() returned but poll() still says alive"
+    loop = asyncio.get_running_loop()
+    outcome: asyncio.Future[str] = loop.create_future()
+
+    def restarted() -> None:
+        if not outcome.done():
+            outcome.set_result("restart")
+
+    def dead() -> None:
+        if not outcome.done():
+            outcome.set_result("dead")
+
+    km.add_restart_callback(restarted, "restart")
+    km.add_restart_callback(dead, "dead")
+    try:
+        kill()
+        async with asyncio.timeout(DEATH_DEADLINE):
+            event = await outcome
+            # The callback fires before the restarter calls restart_kernel, and jupyter_client announces no end of
+            # that restart: look until the new launch is done and its kernel alive.
+            while event == "restart":
+                if km.ready.done() and await km.is_alive():
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        km.remove_restart_callback(restarted, "restart")
+        km.remove_restart_callback(dead, "dead")
+    assert event == "restart", f"kernel {kernel_id}: the restarter gave up on the killed kernel"
 
 
 async def mixed_cycle(mkm: AsyncMultiKernelManager, name: str, failing: str, index: int) -> None:
@@ -77,17 +110,14 @@ async def mixed_cycle(mkm: AsyncMultiKernelManager, name: str, failing: str, ind
         try:
             reply = await execute(client, "print('restarted')")
             assert reply["status"] == "ok" and reply["stdout"].strip() == "restarted", reply
-            client.execute(KILL_ITSELF)  # kill -9 of the kernel: no reply will ever come
+            await restarted_by_the_restarter(mkm, kernel_id, lambda: client.execute(KILL_ITSELF))  # kill -9
         finally:
             client.stop_channels()
-        await until_dead(mkm, kernel_id)
-        if index % 2:
-            await mkm.restart_kernel(kernel_id, now=True)  # what the restarter does with a dead kernel
-            client = await connect(km)
-            try:
-                assert (await execute(client, "print(1 + 1)"))["stdout"].strip() == "2"
-            finally:
-                client.stop_channels()
+        client = await connect(km)
+        try:
+            assert (await execute(client, "print(1 + 1)"))["stdout"].strip() == "2"
+        finally:
+            client.stop_channels()
     finally:
         await mkm.shutdown_kernel(kernel_id, now=index % 3 == 0)
     try:
@@ -109,7 +139,10 @@ async def run_cycles(mkm: AsyncMultiKernelManager, name: str, failing: str, coun
         async with slots:
             await mixed_cycle(mkm, name, failing, index)
 
-    await asyncio.gather(*(one(first + i) for i in range(count)))
+    # A task group: a failing cycle cancels the others, so none goes on starting kernels after the caller cleaned up.
+    async with asyncio.TaskGroup() as group:
+        for i in range(count):
+            group.create_task(one(first + i))
     return time.monotonic() - started
 
 
@@ -171,7 +204,8 @@ async def measure_leaks(engine: str, mkm: AsyncMultiKernelManager, name: str, fa
     before = footprint()
     before_state = state() if state else {}
     seconds = await run_cycles(mkm, name, failing, cycles, at_once, first=warmup)
-    leftovers = {"processes": await wait_for_nothing(lambda: processes_of_server(server_id))}
+    leftovers = {"processes": await wait_for_nothing(lambda: processes_of_server(server_id)),
+                 "connection files": connection_files(mkm)}
     if engine_objects is not None:
         leftovers["engine objects"] = await wait_for_nothing(engine_objects)
     after = await settled_footprint(before, settle)

@@ -42,7 +42,7 @@ from jupyter_client.multikernelmanager import AsyncMultiKernelManager
 from kf_testing import connect, execute, interrupted_reply, start_busy_cell
 from leak_cycles import specs_for
 from leak_probe import docker_objects_of_server, processes_of_server, wait_for_nothing
-from mixed_cycles import kernel_manager_for
+from mixed_cycles import connection_files, kernel_manager_for
 
 from kernelfleet.provisioners.broker import ResponseBroker
 from kernelfleet.provisioners.docker_engine import close_docker_engine
@@ -212,6 +212,7 @@ async def soak_run(args: argparse.Namespace, root: Path, ssh_config: dict[str, A
         await asyncio.gather(*(u.stop() for u in users), return_exceptions=True)
         await mkm.shutdown_all(now=True)
     left = await wait_for_nothing(lambda: processes_of_server(server_id))
+    left += [f"connection file {name}" for name in connection_files(mkm)]
     if "docker" in engines:
         left += await wait_for_nothing(lambda: docker_objects_of_server(server_id))
     await close_connection_pool()
@@ -242,7 +243,7 @@ def report(soak: Soak, args: argparse.Namespace, left: list[str]) -> int:
         rows.append((op, engine, str(len(values)), f"{percentile(values, 0.5):.3f}", f"{percentile(values, 0.99):.3f}",
                      f"{max(values):.3f}"))
     table(rows)
-    print(f"\nleft after shutdown (processes, containers with this run's server id): {len(left)}")
+    print(f"\nleft after shutdown (processes, containers with this run's server id, connection files): {len(left)}")
     for item in left:
         print(f"  LEFT {item}")
     print(json.dumps({"errors": len(soak.errors), "left": len(left),
