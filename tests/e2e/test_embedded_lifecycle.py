@@ -68,7 +68,7 @@ async def test_full_lifecycle(started: AsyncKernelManager, caplog: pytest.LogCap
     kernel_pid = int((await execute(client, "import os; os.getpid()"))["result"])
 
     # interrupt a busy cell
-    busy = await start_busy_cell(client, f"print({STARTED!r}, flush=True)\nwhile True:\n    pass")
+    busy = await start_busy_cell(client, f"print({STARTED!r})\nwhile True:\n    pass")
     await km.interrupt_kernel()
     await interrupted_reply(client, busy)
     assert (await execute(client, "x + 1"))["result"] == "43"

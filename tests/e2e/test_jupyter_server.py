@@ -31,7 +31,7 @@ async def test_notebook_path_over_rest_and_websocket(server: Server) -> None:
     assert (await run_cell(ws, "2 ** 10"))["result"] == "1024"
 
     running = asyncio.Event()
-    busy = asyncio.ensure_future(run_cell(ws, f"print({STARTED!r}, flush=True)\nwhile True:\n    pass",
+    busy = asyncio.ensure_future(run_cell(ws, f"print({STARTED!r})\nwhile True:\n    pass",
                                           started=(STARTED, running)))
     await asyncio.wait_for(running.wait(), 30)
     await server.call("POST", f"/api/kernels/{kid}/interrupt")

@@ -50,15 +50,18 @@ async def connect(km: AsyncKernelManager) -> AsyncKernelClient:
 
 
 STARTED = "KF-CELL-STARTED"
-BUSY_CELL = f"import time\nprint({STARTED!r}, flush=True)\nwhile True: time.sleep(0.01)"
+BUSY_CELL = f"import time\nprint({STARTED!r})\nwhile True: time.sleep(0.01)"
 
 
 async def start_busy_cell(client: AsyncKernelClient, code: str = BUSY_CELL, marker: str = STARTED,
                           timeout: float = 30) -> str:
     """Execute ``code`` and return its msg_id once its output shows ``marker``: the cell is running its own code.
 
-    A SIGINT that arrives before the cell started (between execute_input and the first line) can be lost in the
-    kernel's machinery, so interrupts are sent only after the cell said it runs.
+    A SIGINT that arrives before the cell started (between execute_input and the first line) lands in the kernel's
+    machinery instead of the cell, so interrupts are sent only after the cell said it runs. The marker is printed
+    without ``flush=True``: ipykernel's flush waits for its IOPub thread to send, so the output can reach us while
+    the cell still waits in that flush, and a SIGINT there breaks ipykernel's stream lock. Unflushed, the output
+    leaves 0.2 s (ipykernel's flush interval) after print returned: the cell runs its own loop by then.
     """
     msg_id = client.execute(code)
     async with asyncio.timeout(timeout):
