@@ -85,14 +85,15 @@ async def test_full_lifecycle(
 async def test_missing_image_fails_fast_with_dockers_message(
     provisioner: str, docker_spec: Callable[..., str], kernels_dir: Path
 ) -> None:
-    km = manager(kernels_dir, docker_spec(provisioner, image_name="kernelfleet/no-such-image:none"))
+    # Docker's own error, not the launch timeout (made long here): how fast is tools/bench/stop_latency.py's business.
+    km = manager(kernels_dir, docker_spec(provisioner, image_name="kernelfleet/no-such-image:none", launch_timeout=300))
     started = time.perf_counter()
     with pytest.raises(LaunchError) as err:
         await km.start_kernel()
     elapsed = time.perf_counter() - started
     message = str(err.value)
     assert km.kernel_id in message and "No such image" in message, message
-    assert elapsed < 5, f"a missing image took {elapsed:.1f}s to fail"
+    assert elapsed < 60, f"a missing image took {elapsed:.1f}s to fail"
     assert await leftovers(km.kernel_id) == []
 
 

@@ -22,6 +22,8 @@ from jupyter_client import AsyncKernelManager
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpecManager
 from rs_testing import (
+    SAY_STARTED_R,
+    SAY_STARTED_SCALA,
     connect,
     execute,
     execute_after_interrupt,
@@ -148,7 +150,7 @@ async def test_r_image_lifecycle(specs: Specs) -> None:
         assert not any("python" in c for c in commands), f"a Python process runs in the R image: {commands}"
 
         for code in ("Sys.sleep(300)", "repeat { y <- sqrt(2) }"):
-            reply = await interrupt(km, client, code, settle=1.5)
+            reply = await interrupt(km, client, SAY_STARTED_R + code)
             assert reply["status"] in ("abort", "aborted", "error"), reply
             after = await execute_settled(client, "x + 1")
             assert after["status"] == "ok" and after["result"] == "[1] 42", after
@@ -199,7 +201,7 @@ async def test_scala_image_lifecycle(specs: Specs) -> None:
         user = await execute(client, 'sys.props("user.name")')
         assert user["result"] == "jovyan", user
 
-        reply = await interrupt(km, client, "Thread.sleep(300000); 7", settle=3)
+        reply = await interrupt(km, client, SAY_STARTED_SCALA + "Thread.sleep(300000); 7")
         assert reply["status"] == "error" and reply["ename"] == "java.lang.InterruptedException", reply
         after = await execute_after_interrupt(client, "1+2")
         assert after["result"] == "3", after

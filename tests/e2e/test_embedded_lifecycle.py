@@ -16,7 +16,7 @@ import pytest
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.provisioning import KernelProvisionerFactory
-from kf_testing import execute
+from kf_testing import STARTED, execute, interrupt_busy_cell, interrupted_reply, start_busy_cell
 
 from kernelfleet.provisioners.base import LaunchError
 
@@ -68,15 +68,9 @@ async def test_full_lifecycle(started: AsyncKernelManager, caplog: pytest.LogCap
     kernel_pid = int((await execute(client, "import os; os.getpid()"))["result"])
 
     # interrupt a busy cell
-    busy = client.execute("while True:\n    pass")
-    await asyncio.sleep(0.5)
+    busy = await start_busy_cell(client, f"print({STARTED!r})\nwhile True:\n    pass")
     await km.interrupt_kernel()
-    async with asyncio.timeout(10):
-        while True:
-            msg = await client.get_shell_msg()
-            if msg["parent_header"].get("msg_id") == busy:
-                break
-    assert msg["content"]["status"] == "error" and msg["content"]["ename"] == "KeyboardInterrupt"
+    await interrupted_reply(client, busy)
     assert (await execute(client, "x + 1"))["result"] == "43"
 
     # restart: a fresh kernel process, same kernel id, state gone
@@ -109,15 +103,17 @@ async def test_full_lifecycle(started: AsyncKernelManager, caplog: pytest.LogCap
         assert secret not in caplog.text
 
 
-async def test_launcher_that_dies_early_fails_within_a_second(
+async def test_launcher_that_dies_early_fails_with_its_exit(
     kernels_dir: Path, make_kernelspec: Callable[..., str]
 ) -> None:
+    """The launch fails on the launcher's exit, not on the launch timeout (made long here); how fast is
+    tools/bench/stop_latency.py's business (target: within a second)."""
     argv = [sys.executable, "-c", "import sys; sys.stderr.write('cannot find image libs\\n'); sys.exit(3)"]
-    km = manager(kernels_dir, make_kernelspec("dies", argv=argv))
+    km = manager(kernels_dir, make_kernelspec("dies", argv=argv, config={"launch_timeout": 300}))
     started = time.perf_counter()
     with pytest.raises(LaunchError) as err:
         await km.start_kernel()
-    assert time.perf_counter() - started < 1.5
+    assert time.perf_counter() - started < 60
     message = str(err.value)
     assert km.kernel_id in message and "exited with code 3" in message and "cannot find image libs" in message
 
@@ -211,13 +207,7 @@ async def test_reattach_after_the_manager_is_thrown_away(
     client = km2.client()
     client.start_channels()
     await client.wait_for_ready(timeout=30)
-    busy = client.execute("import time\nwhile True: time.sleep(0.01)")
-    await asyncio.sleep(0.3)
-    await km2.interrupt_kernel()
-    async with asyncio.timeout(10):
-        while (msg := await client.get_shell_msg())["parent_header"].get("msg_id") != busy:
-            pass
-    assert msg["content"]["ename"] == "KeyboardInterrupt"
+    await interrupt_busy_cell(km2, client)
     client.stop_channels()
     await km2.shutdown_kernel()
     # The launcher is not km2's child; shutdown must still answer only once it and its kernel are gone.

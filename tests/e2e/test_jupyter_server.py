@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from jupyter_server_process import Server, ServerProcess, run_cell
+from kf_testing import STARTED
 
 
 @pytest.fixture
@@ -29,8 +30,10 @@ async def test_notebook_path_over_rest_and_websocket(server: Server) -> None:
     ws = await server.channels(kid)
     assert (await run_cell(ws, "2 ** 10"))["result"] == "1024"
 
-    busy = asyncio.ensure_future(run_cell(ws, "while True:\n    pass"))
-    await asyncio.sleep(1.0)
+    running = asyncio.Event()
+    busy = asyncio.ensure_future(run_cell(ws, f"print({STARTED!r})\nwhile True:\n    pass",
+                                          started=(STARTED, running)))
+    await asyncio.wait_for(running.wait(), 30)
     await server.call("POST", f"/api/kernels/{kid}/interrupt")
     interrupted = await asyncio.wait_for(busy, 15)
     assert interrupted["reply"]["status"] == "error" and interrupted["reply"]["ename"] == "KeyboardInterrupt"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import glob
 import logging
@@ -15,20 +14,10 @@ from pathlib import Path
 
 import pytest
 from jupyter_client import AsyncKernelManager
-from kf_testing import execute
+from kf_testing import execute, interrupt_busy_cell
 from ssh_testing import cmdlines_containing, file_mode, gone, process_env, processes_with_env, wait_until
 
 from kernelfleet.provisioners.base import LaunchError
-
-
-async def interrupt_busy_cell(km: AsyncKernelManager, client: object) -> None:
-    busy = client.execute("import time\nwhile True: time.sleep(0.01)")  # type: ignore[attr-defined]
-    await asyncio.sleep(0.5)
-    await km.interrupt_kernel()
-    async with asyncio.timeout(15):
-        while (msg := await client.get_shell_msg())["parent_header"].get("msg_id") != busy:  # type: ignore[attr-defined]
-            pass
-    assert msg["content"]["status"] == "error" and msg["content"]["ename"] == "KeyboardInterrupt"
 
 
 async def test_lifecycle_on_a_remote_host(

@@ -6,15 +6,13 @@ ports, so a working kernel proves every byte went through the asyncssh local for
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 from collections.abc import Callable
-from typing import Any
 
 from jupyter_client import AsyncKernelManager
 from jupyter_client.provisioning import KernelProvisionerFactory
-from kf_testing import execute
+from kf_testing import execute, interrupt_busy_cell
 from ssh_testing import gone, processes_with_env, wait_until
 
 from kernelfleet.provisioners.ssh_connections import close_connection_pool
@@ -29,16 +27,6 @@ def refused(host: str, port: int) -> bool:
     except ConnectionRefusedError:
         return True
     return False
-
-
-async def interrupt_busy_cell(km: AsyncKernelManager, client: Any) -> None:
-    busy = client.execute("import time\nwhile True: time.sleep(0.01)")
-    await asyncio.sleep(0.5)
-    await km.interrupt_kernel()
-    async with asyncio.timeout(15):
-        while (msg := await client.get_shell_msg())["parent_header"].get("msg_id") != busy:
-            pass
-    assert msg["content"]["ename"] == "KeyboardInterrupt"
 
 
 async def test_tunnelled_kernel_and_reattach_after_the_manager_is_thrown_away(

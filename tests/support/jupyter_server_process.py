@@ -96,7 +96,10 @@ class ServerProcess:
         self.process = None
 
 
-async def run_cell(ws: WebSocketClientConnection, code: str, timeout: float = 30) -> dict[str, Any]:
+async def run_cell(ws: WebSocketClientConnection, code: str, timeout: float = 30,
+                   started: tuple[str, asyncio.Event] | None = None) -> dict[str, Any]:
+    """Execute ``code`` over the websocket; its reply and result. ``started`` (marker, event): the event is set once
+    the cell's output shows the marker, i.e. the cell runs its own code (interrupt only then)."""
     msg_id = uuid.uuid4().hex
     await ws.write_message(json.dumps({
         "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "test", "session": "s",
@@ -111,7 +114,11 @@ async def run_cell(ws: WebSocketClientConnection, code: str, timeout: float = 30
             msg = json.loads(await ws.read_message())
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue
-            if msg["msg_type"] == "execute_result":
+            if msg["msg_type"] == "stream" and started is not None:
+                result["stdout"] = result.get("stdout", "") + msg["content"]["text"]
+                if started[0] in result["stdout"]:
+                    started[1].set()
+            elif msg["msg_type"] == "execute_result":
                 result["result"] = msg["content"]["data"]["text/plain"]
             elif msg["msg_type"] == "execute_reply":
                 result["reply"] = msg["content"]

@@ -49,11 +49,46 @@ async def connect(km: AsyncKernelManager) -> AsyncKernelClient:
     return client
 
 
-async def interrupt_busy_cell(km: AsyncKernelManager, client: AsyncKernelClient) -> None:
-    busy = client.execute("import time\nwhile True: time.sleep(0.01)")
-    await asyncio.sleep(0.5)
-    await km.interrupt_kernel()
-    async with asyncio.timeout(10):
-        while (msg := await client.get_shell_msg())["parent_header"].get("msg_id") != busy:
+STARTED = "KF-CELL-STARTED"
+BUSY_CELL = f"import time\nprint({STARTED!r})\nwhile True: time.sleep(0.01)"
+
+
+async def start_busy_cell(client: AsyncKernelClient, code: str = BUSY_CELL, marker: str = STARTED,
+                          timeout: float = 30) -> str:
+    """Execute ``code`` and return its msg_id once its output shows ``marker``: the cell is running its own code.
+
+    A SIGINT that arrives before the cell started (between execute_input and the first line) lands in the kernel's
+    machinery instead of the cell, so interrupts are sent only after the cell said it runs. The marker is printed
+    without ``flush=True``: ipykernel's flush waits for its IOPub thread to send, so the output can reach us while
+    the cell still waits in that flush, and a SIGINT there breaks ipykernel's stream lock. Unflushed, the output
+    leaves 0.2 s (ipykernel's flush interval) after print returned: the cell runs its own loop by then.
+    """
+    msg_id = client.execute(code)
+    async with asyncio.timeout(timeout):
+        seen = ""
+        while marker not in seen:
+            msg = await client.get_iopub_msg()
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "stream":
+                seen += msg["content"]["text"]
+            elif msg["msg_type"] == "error" or (msg["msg_type"] == "status"
+                                                 and msg["content"]["execution_state"] == "idle"):
+                raise AssertionError(f"the cell ended before printing {marker!r}: {msg['content']}")
+    return msg_id
+
+
+async def interrupted_reply(client: AsyncKernelClient, msg_id: str, timeout: float = 30) -> dict[str, Any]:
+    """The execute_reply of ``msg_id``, which an interrupt must have ended with KeyboardInterrupt."""
+    async with asyncio.timeout(timeout):
+        while (msg := await client.get_shell_msg())["parent_header"].get("msg_id") != msg_id:
             pass
-    assert msg["content"]["status"] == "error" and msg["content"]["ename"] == "KeyboardInterrupt"
+    content: dict[str, Any] = msg["content"]
+    assert content["status"] == "error" and content["ename"] == "KeyboardInterrupt", content
+    return content
+
+
+async def interrupt_busy_cell(km: AsyncKernelManager, client: AsyncKernelClient) -> None:
+    busy = await start_busy_cell(client)
+    await km.interrupt_kernel()
+    await interrupted_reply(client, busy)

@@ -6,15 +6,20 @@ import asyncio
 import json
 import os
 import signal
-import time
 from typing import Any
 
 from jupyter_client import AsyncKernelManager
 from jupyter_client.asynchronous.client import AsyncKernelClient
+from kf_testing import STARTED, start_busy_cell
 
 from kernelfleet.protocol import parse_greeting, sign_request
 
 CELL = 120.0
+
+
+# The first line of a cell to be interrupted: kf_testing.start_busy_cell waits for its output.
+SAY_STARTED_R = f'cat("{STARTED}\\n")\n'
+SAY_STARTED_SCALA = f'println("{STARTED}")\n'
 
 
 async def connect(km: AsyncKernelManager, timeout: float) -> AsyncKernelClient:
@@ -30,7 +35,11 @@ async def execute(client: AsyncKernelClient, code: str, timeout: float = CELL) -
 
     The shell reply comes first: a request IRkernel aborts after an interrupt gets no iopub messages.
     """
-    msg_id = client.execute(code)
+    return await collect(client, client.execute(code), timeout)
+
+
+async def collect(client: AsyncKernelClient, msg_id: str, timeout: float = CELL) -> dict[str, Any]:
+    """What ``execute`` returns, for a request already sent (its ``msg_id``)."""
     out: dict[str, Any] = {"stdout": "", "result": None, "ename": None}
     async with asyncio.timeout(timeout):
         while (reply := await client.get_shell_msg())["parent_header"].get("msg_id") != msg_id:
@@ -85,16 +94,12 @@ async def execute_after_interrupt(client: AsyncKernelClient, code: str) -> dict[
     return await execute(client, code) if leaked else reply
 
 
-async def interrupt(km: AsyncKernelManager, client: AsyncKernelClient, code: str, settle: float) -> dict[str, Any]:
-    """Run ``code``, interrupt it through the manager (the provisioner's comm ``interrupt``), return its reply."""
-    task = asyncio.create_task(execute(client, code))
-    await asyncio.sleep(settle)
-    assert not task.done(), f"{code!r} ended before the interrupt: {task.result() if task.done() else ''}"
-    t0 = time.monotonic()
+async def interrupt(km: AsyncKernelManager, client: AsyncKernelClient, code: str) -> dict[str, Any]:
+    """Run ``code`` (it prints ``STARTED`` first), interrupt it through the manager (the provisioner's comm
+    ``interrupt``) once it runs, return its reply; the reply must come within the cell deadline."""
+    msg_id = await start_busy_cell(client, code, timeout=CELL)
     await km.interrupt_kernel()
-    reply = await task
-    assert time.monotonic() - t0 < 60, f"{code!r} took {time.monotonic() - t0:.1f}s to stop"
-    return reply
+    return await collect(client, msg_id)
 
 
 async def hostile_requests_are_ignored(km: AsyncKernelManager) -> None:

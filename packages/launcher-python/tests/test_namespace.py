@@ -8,6 +8,7 @@ import shutil
 from typing import Any
 
 import pytest
+from kf_testing import interrupted_reply, start_busy_cell
 from launcher_support import Launch, Launcher
 
 # A small local Spark: one core, no web UI, loopback only, so two JVMs fit a 2-core CI machine.
@@ -42,11 +43,9 @@ async def check_lazy_spark(launch: Launch) -> None:
     content, out = await run(kc, "print(type(spark).__name__, type(sc).__name__)")
     assert out.split() == ["SparkSession", "SparkContext"]
     # An interrupt also sends SIGUSR2 (cancel Spark jobs): the kernel must survive it.
-    msg_id = kc.execute("while True:\n    pass")
-    await asyncio.sleep(1.0)
+    msg_id = await start_busy_cell(kc)
     assert (await launch.comm("interrupt"))["ok"] is True
-    reply = await kc.get_shell_msg(timeout=30)
-    assert reply["parent_header"]["msg_id"] == msg_id and reply["content"]["ename"] == "KeyboardInterrupt"
+    await interrupted_reply(kc, msg_id)
     assert await launch.comm("ping") == {"ok": True, "alive": True}
 
 

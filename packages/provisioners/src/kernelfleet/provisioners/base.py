@@ -261,7 +261,11 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         return self.connection_info
 
     async def _await_report(self) -> Report:
-        assert self.pending is not None
+        if self.pending is None:
+            # jupyter_client does not serialise restarts: its restarter and a user's restart (or a shutdown) can run
+            # on one kernel at once, and the other one's cleanup ended this launch's wait.
+            raise LaunchError(f"Kernel {self.kernel_id}: this launch was superseded by a shutdown or restart of the "
+                              "same kernel that ran at the same time")
         failure = asyncio.ensure_future(self.launch_failure())
         try:
             done, _ = await asyncio.wait(
