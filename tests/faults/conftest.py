@@ -8,6 +8,7 @@ install; nothing is skipped.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -42,6 +43,7 @@ def private_dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Privat
         check_tools()
     except DockerdMissing as err:
         pytest.fail(str(err))
+    shared_bridges = set(os.listdir("/sys/class/net"))
     daemon = PrivateDockerd(tmp_path_factory.mktemp("dockerd"))
     try:
         daemon.start(live_restore=False)
@@ -51,6 +53,8 @@ def private_dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Privat
         pytest.fail(f"the private dockerd for the fault tests could not be set up: {err}")
     yield daemon
     daemon.destroy()
+    # The shared daemon must not lose a link to ours (dockerd --bridge=none deletes docker0 when it starts).
+    assert shared_bridges <= set(os.listdir("/sys/class/net")) | {daemon.bridge}, "the private dockerd removed a link"
 
 
 @pytest.fixture

@@ -1,10 +1,12 @@
 """A private dockerd for the fault tests, so restarting "the" Docker daemon never touches the shared one.
 
 Other suites (and other people) use the machine's dockerd at the same time; these tests start their
-own daemon with its own data root, exec root, pidfile and socket, no bridge and no iptables rules
-(kernels use host networking), load the kernel image into it once per session, and point the
+own daemon with its own data root, exec root, pidfile and socket, a bridge of its own and no iptables
+rules (kernels use host networking), load the kernel image into it once per session, and point the
 provisioners at it through ``DOCKER_HOST`` (aiodocker reads it when the shared Docker client is
-made). A restart is what an operator's ``systemctl restart docker`` does: SIGTERM, then start again
+made). The daemon must be given a bridge of its own: with ``--bridge=none`` dockerd deletes the link
+named ``docker0`` when it starts, which is the shared daemon's bridge. A restart is what an operator's
+``systemctl restart docker`` does: SIGTERM, then start again
 on the same data root, with or without ``--live-restore``.
 """
 
@@ -68,6 +70,11 @@ class PrivateDockerd:
         return Path("/run") / self.name  # short: containerd's sockets live below it
 
     @property
+    def bridge(self) -> str:
+        """This daemon's own bridge (Linux allows 15 characters)."""
+        return f"kfbr{os.getpid() % 100000}"
+
+    @property
     def socket_path(self) -> str:
         return f"/run/{self.name}.sock"
 
@@ -84,7 +91,7 @@ class PrivateDockerd:
         argv = [
             DOCKERD, "--data-root", str(self.root / "data"), "--exec-root", str(self.exec_root),
             "--pidfile", str(self.exec_root / "dockerd.pid"), "-H", self.host,
-            "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
+            f"--bridge={self.bridge}", "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
             "--userland-proxy=false", "--storage-driver=overlay2",
         ]
         if self.live_restore:
@@ -98,6 +105,8 @@ class PrivateDockerd:
         if live_restore is not None:
             self.live_restore = live_restore
         self.exec_root.mkdir(mode=0o700, exist_ok=True)
+        if not Path("/sys/class/net", self.bridge).exists():
+            subprocess.run(["ip", "link", "add", self.bridge, "type", "bridge"], capture_output=True, check=True)
         started = time.monotonic()
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -166,6 +175,7 @@ class PrivateDockerd:
         shutil.rmtree(self.root, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)
+        subprocess.run(["ip", "link", "delete", self.bridge], capture_output=True, check=False)
 
 
 def _mounts_below(prefixes: tuple[str, ...]) -> list[str]:
