@@ -17,7 +17,7 @@ from kf_docker import DOCKER, IMAGE
 
 from kernelfleet.provisioners.broker import ResponseBroker
 from kernelfleet.provisioners.container_argv import container_argv
-from kernelfleet.provisioners.docker_engine import DockerEngine, close_docker_engine
+from kernelfleet.provisioners.docker.engine import DockerEngine, close_docker_engine
 
 PROVISIONERS = ["docker-provisioner", "docker-swarm-provisioner"]
 

@@ -25,8 +25,8 @@ from kubernetes_asyncio import client, config
 
 from kernelfleet.provisioners.broker import ResponseBroker
 from kernelfleet.provisioners.container_argv import container_argv
-from kernelfleet.provisioners.k8s_client import KubeApi, close_kubernetes
-from kernelfleet.provisioners.k8s_watch import SharedWatch
+from kernelfleet.provisioners.k8s.client import KubeApi, close_kubernetes
+from kernelfleet.provisioners.k8s.watch import SharedWatch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # k8s_helpers, under --import-mode=importlib
 

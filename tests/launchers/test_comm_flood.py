@@ -33,7 +33,7 @@ from sshd import SshCluster, SshdMissing, start_cluster  # noqa: E402
 from test_rs_lifecycle import Installed, installed  # noqa: E402, F401
 
 from kernelfleet.provisioners.broker import ResponseBroker  # noqa: E402
-from kernelfleet.provisioners.ssh_connections import close_connection_pool  # noqa: E402
+from kernelfleet.provisioners.ssh.connections import close_connection_pool  # noqa: E402
 
 HOST = "127.0.0.2"
 ATTACKER_ADDRESS = "127.0.0.9"  # "another machine": loopback addresses are distinct peers to the launcher

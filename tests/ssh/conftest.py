@@ -21,7 +21,7 @@ from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 
 from kernelfleet.provisioners.broker import ResponseBroker
-from kernelfleet.provisioners.ssh_connections import close_connection_pool
+from kernelfleet.provisioners.ssh.connections import close_connection_pool
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ssh_testing import processes_through, wait_until

@@ -17,8 +17,8 @@ from jupyter_client.provisioning import KernelProvisionerFactory
 from kf_testing import execute
 from ssh_testing import gone, processes_with_env, wait_until
 
-from kernelfleet.provisioners.ssh_connections import close_connection_pool
-from kernelfleet.provisioners.ssh_tunnels import KERNEL_PORTS
+from kernelfleet.provisioners.ssh.connections import close_connection_pool
+from kernelfleet.provisioners.ssh.tunnels import KERNEL_PORTS
 
 HIDDEN_IP = "127.0.0.5"
 

@@ -204,7 +204,7 @@ async def benchmark(rounds: int, connections: int) -> None:
     from sshd import start_cluster
 
     from kernelfleet.provisioners.broker import ResponseBroker
-    from kernelfleet.provisioners.ssh_connections import close_connection_pool
+    from kernelfleet.provisioners.ssh.connections import close_connection_pool
 
     os.environ.update(KF_RESPONSE_IP="127.0.0.1", KF_RESPONSE_PORT="0", KERNEL_USERNAME="bench")
     with tempfile.TemporaryDirectory() as tmp:

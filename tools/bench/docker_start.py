@@ -32,7 +32,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 
 from kernelfleet.provisioners.broker import ResponseBroker
 from kernelfleet.provisioners.container_argv import container_argv
-from kernelfleet.provisioners.docker_engine import close_docker_engine
+from kernelfleet.provisioners.docker.engine import close_docker_engine
 
 
 async def first_execute(client: AsyncKernelClient, timeout: float = 120) -> None:

@@ -29,8 +29,8 @@ from kubelite import KubeLite
 
 from kernelfleet.provisioners.broker import ResponseBroker
 from kernelfleet.provisioners.container_argv import container_argv
-from kernelfleet.provisioners.docker_engine import close_docker_engine
-from kernelfleet.provisioners.k8s_client import close_kubernetes
+from kernelfleet.provisioners.docker.engine import close_docker_engine
+from kernelfleet.provisioners.k8s.client import close_kubernetes
 
 
 def write_spec(kernels: Path, name: str, provisioner: str, config: dict[str, object]) -> None:

@@ -29,7 +29,7 @@ from typing import TextIO
 from jupyter_core.application import JupyterApp
 
 from kernelfleet.provisioners.server_identity import ServerIdentityError, check_server_id, server_id_of
-from kernelfleet.provisioners.ssh_connections import close_connection_pool
+from kernelfleet.provisioners.ssh.connections import close_connection_pool
 from kernelfleet.provisioners.sweep import (
     ENGINES,
     SSH,
@@ -110,7 +110,7 @@ async def sweep(args: argparse.Namespace, app: ServerConfig, out: TextIO, err: T
             return EXIT_REFUSED
     targets = None
     if args.ssh_host:
-        from kernelfleet.provisioners.distributed import DistributedProvisioner
+        from kernelfleet.provisioners.ssh.distributed import DistributedProvisioner
 
         settings = DistributedProvisioner(parent=app).ssh_settings()
         targets = [SSHTarget(host, settings) for host in args.ssh_host]

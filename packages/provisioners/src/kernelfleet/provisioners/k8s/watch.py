@@ -21,7 +21,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kernelfleet.provisioners.change_signals import ChangeSignals
-from kernelfleet.provisioners.k8s_client import IDLE_SECONDS, KubeApi, describe_api_error
+from kernelfleet.provisioners.k8s.client import IDLE_SECONDS, KubeApi, describe_api_error
 
 log = logging.getLogger("kernelfleet.kubernetes")
 

@@ -159,6 +159,6 @@ async def close_kubernetes() -> None:
     api = KubeApi._instances.get(asyncio.get_running_loop())
     if api is not None:
         await api.close()
-    from kernelfleet.provisioners.k8s_watch import SharedWatch  # the watches belong to the client
+    from kernelfleet.provisioners.k8s.watch import SharedWatch  # the watches belong to the client
 
     await SharedWatch.close_all()

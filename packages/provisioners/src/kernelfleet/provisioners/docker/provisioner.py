@@ -24,9 +24,9 @@ import aiodocker
 from traitlets import TraitError, Unicode, validate
 
 from kernelfleet.provisioners.base import LaunchError
-from kernelfleet.provisioners.docker_common import LOG_TAIL_LINES, DockerProvisionerBase, tail_text
-from kernelfleet.provisioners.docker_engine import ENGINE_ERRORS, describe_engine_error
-from kernelfleet.provisioners.docker_swarm import DockerSwarmProvisioner
+from kernelfleet.provisioners.docker.common import LOG_TAIL_LINES, DockerProvisionerBase, tail_text
+from kernelfleet.provisioners.docker.engine import ENGINE_ERRORS, describe_engine_error
+from kernelfleet.provisioners.docker.swarm import DockerSwarmProvisioner
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
 

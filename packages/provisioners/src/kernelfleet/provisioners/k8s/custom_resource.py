@@ -19,12 +19,12 @@ from typing import Any, ClassVar
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from kernelfleet.provisioners.k8s import KubernetesProvisioner
-from kernelfleet.provisioners.k8s_names import dns_label
-from kernelfleet.provisioners.k8s_owned import POD, RESOURCE, Deletion, Owned, owner_uids, uid_of
-from kernelfleet.provisioners.k8s_secret import LAUNCH_TOKEN, check_token_absent
-from kernelfleet.provisioners.k8s_status import pod_failure, pod_ip
-from kernelfleet.provisioners.k8s_watch import SharedWatch
+from kernelfleet.provisioners.k8s.names import dns_label
+from kernelfleet.provisioners.k8s.owned import POD, RESOURCE, Deletion, Owned, owner_uids, uid_of
+from kernelfleet.provisioners.k8s.provisioner import KubernetesProvisioner
+from kernelfleet.provisioners.k8s.secret import LAUNCH_TOKEN, check_token_absent
+from kernelfleet.provisioners.k8s.status import pod_failure, pod_ip
+from kernelfleet.provisioners.k8s.watch import SharedWatch
 
 
 class CustomResourceProvisioner(KubernetesProvisioner):

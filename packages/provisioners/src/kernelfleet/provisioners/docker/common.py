@@ -23,7 +23,7 @@ from traitlets import Bool, Dict, List, TraitError, Unicode, default, validate
 from kernelfleet.protocol.address import ResponseAddress
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.container import ContainerProvisionerBase
-from kernelfleet.provisioners.docker_engine import (
+from kernelfleet.provisioners.docker.engine import (
     APP,
     COMPONENT,
     ENGINE_ERRORS,

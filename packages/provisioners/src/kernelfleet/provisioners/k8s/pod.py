@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kernelfleet.provisioners.k8s_names import check_dns_label, check_dns_subdomain, check_label
+from kernelfleet.provisioners.k8s.names import check_dns_label, check_dns_subdomain, check_label
 
 APP = "kernelfleet"
 COMPONENT = "kernel"

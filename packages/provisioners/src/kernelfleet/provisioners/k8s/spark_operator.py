@@ -16,11 +16,11 @@ from typing import Any, ClassVar
 
 from traitlets import Dict, Integer, List, Unicode, default
 
-from kernelfleet.provisioners.custom_resource import CustomResourceProvisioner
 from kernelfleet.provisioners.envconfig import env_value
-from kernelfleet.provisioners.k8s_names import check_dns_subdomain
-from kernelfleet.provisioners.k8s_pod import PodSpecError, env_list
-from kernelfleet.provisioners.k8s_secret import LAUNCH_TOKEN
+from kernelfleet.provisioners.k8s.custom_resource import CustomResourceProvisioner
+from kernelfleet.provisioners.k8s.names import check_dns_subdomain
+from kernelfleet.provisioners.k8s.pod import PodSpecError, env_list
+from kernelfleet.provisioners.k8s.secret import LAUNCH_TOKEN
 from kernelfleet.provisioners.request_env import Engine
 
 LAUNCHER_FILE = "local:///usr/local/bin/kernel-launchers/python/launch_ipykernel.py"

@@ -25,8 +25,8 @@ from typing import Any, ClassVar
 import aiodocker
 
 from kernelfleet.provisioners.base import LaunchError
-from kernelfleet.provisioners.docker_common import LOG_TAIL_LINES, DockerProvisionerBase, tail_text
-from kernelfleet.provisioners.docker_engine import ENGINE_ERRORS, LABEL_KERNEL_ID, describe_engine_error
+from kernelfleet.provisioners.docker.common import LOG_TAIL_LINES, DockerProvisionerBase, tail_text
+from kernelfleet.provisioners.docker.engine import ENGINE_ERRORS, LABEL_KERNEL_ID, describe_engine_error
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
 
