@@ -307,7 +307,6 @@ def settle(provisioner: Any, request: Mapping[str, str]) -> BaseException | None
     """Run a container provisioner's request checks exactly as ``pre_launch`` orders them: ``check_request_env``
     on the request (no kernelspec env, nothing from the server's environment), then the provisioner's own checks
     with the server's variables on top (KERNEL_USERNAME as pre_launch sets it)."""
-    from kernelfleet.provisioners.container_argv import container_argv
     from kernelfleet.provisioners.request_env import check_request_env
 
     def checks() -> None:
@@ -315,7 +314,7 @@ def settle(provisioner: Any, request: Mapping[str, str]) -> BaseException | None
                           closed=provisioner.closed_request_names())
         provisioner.launch_env = launch_env()
         env = {**request, "KERNEL_USERNAME": request.get("KERNEL_USERNAME") or "jovyan", **provisioner.launch_env}
-        provisioner._settle(env, container_argv())
+        provisioner._settle(env)
 
     return refused(checks)
 

@@ -140,8 +140,8 @@ class DockerProvisionerBase(ContainerProvisionerBase):
         """Where the container finds the launch token file (the subclass puts it there)."""
         raise NotImplementedError
 
-    def _settle(self, env: dict[str, str], cmd: list[str]) -> None:
-        super()._settle(env, cmd)
+    def _settle(self, env: dict[str, str]) -> None:
+        super()._settle(env)
         if self.init:  # our images start under tini, which warns when it is not PID 1 unless it may subreap
             self.container_env.setdefault("TINI_SUBREAPER", "1")
         # Only the token's path goes into the spec (see the module docstring); the token stays in launch_env.

@@ -73,8 +73,8 @@ class DockerProvisioner(DockerProvisionerBase):
     def launch_token_path(self) -> str:
         return posixpath.join(self.launch_token_dir, TOKEN_FILE_NAME)
 
-    def _settle(self, env: dict[str, str], cmd: list[str]) -> None:
-        super()._settle(env, cmd)
+    def _settle(self, env: dict[str, str]) -> None:
+        super()._settle(env)
         for mount in self.mounts:
             target = posixpath.normpath(str(mount.get("Target")))
             if self.launch_token_dir == target or self.launch_token_dir.startswith(target.rstrip("/") + "/"):

@@ -57,8 +57,8 @@ class CustomResourceProvisioner(KubernetesProvisioner):
         raise NotImplementedError
 
     # ------------------------------------------------------------------------------------- settling
-    def _settle(self, env: dict[str, str], cmd: list[str]) -> None:
-        super()._settle(env, cmd)
+    def _settle(self, env: dict[str, str]) -> None:
+        super()._settle(env)
         assert self.pod_name
         self.resource_name = dns_label(self.pod_name, max_length=56)  # room for the operator's "-driver" suffix
         self.resource = self.build_resource()

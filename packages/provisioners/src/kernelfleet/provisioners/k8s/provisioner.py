@@ -188,8 +188,8 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         self.pods: SharedWatch | None = None
 
     # ------------------------------------------------------------------------------------- settling
-    def _settle(self, env: dict[str, str], cmd: list[str]) -> None:
-        super()._settle(env, cmd)
+    def _settle(self, env: dict[str, str]) -> None:
+        super()._settle(env)
         kid = self.kernel_id
         username = env.get("KERNEL_USERNAME", "")
         requested_pod = env.get("KERNEL_POD_NAME")
