@@ -23,17 +23,9 @@ from traitlets import Bool, Dict, List, TraitError, Unicode, default, validate
 from kernelfleet.protocol.address import ResponseAddress
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.container import ContainerProvisionerBase
-from kernelfleet.provisioners.docker.engine import (
-    APP,
-    COMPONENT,
-    ENGINE_ERRORS,
-    LABEL_APP,
-    LABEL_COMPONENT,
-    LABEL_KERNEL_ID,
-    DockerEngine,
-    describe_engine_error,
-)
+from kernelfleet.provisioners.docker.engine import ENGINE_ERRORS, DockerEngine, describe_engine_error
 from kernelfleet.provisioners.envconfig import env_value
+from kernelfleet.provisioners.labels import kernel_labels
 from kernelfleet.provisioners.server_identity import LABEL_SERVER
 
 MOUNT_TYPES = frozenset({"bind", "volume", "tmpfs", "npipe"})
@@ -156,10 +148,10 @@ class DockerProvisionerBase(ContainerProvisionerBase):
             f"kernel under another kernel id (or KERNEL_USERNAME), or have the {kind}'s owner remove it"
         )
 
-    @property
-    def labels(self) -> dict[str, str]:
-        return {LABEL_KERNEL_ID: self.kernel_id, LABEL_APP: APP, LABEL_COMPONENT: COMPONENT,
-                LABEL_SERVER: self.server_id}  # the orphan sweep finds a crashed server's objects by it
+    def object_labels(self) -> dict[str, str]:
+        """The labels of every object this kernel creates, with this server's identity, by which the orphan sweep
+        finds what a crashed server left."""
+        return kernel_labels(self.kernel_id, {LABEL_SERVER: self.server_id})
 
     def check_response_reachable(self) -> None:
         """Refuse a launch whose container could never report: loopback is the container's own on other networks."""

@@ -21,14 +21,8 @@ import aiodocker
 import aiohttp
 
 from kernelfleet.provisioners.change_signals import ChangeSignals
+from kernelfleet.provisioners.labels import APP, LABEL_APP, LABEL_KERNEL_ID
 from kernelfleet.provisioners.leases import Leases, PerLoop
-
-# Labels on every container and service we create.
-LABEL_KERNEL_ID = "kernel_id"  # Gateway Provisioners' key, so existing operator scripts keep working
-LABEL_APP = "app"
-LABEL_COMPONENT = "component"
-APP = "kernelfleet"
-COMPONENT = "kernel"
 
 log = logging.getLogger("kernelfleet.docker")
 

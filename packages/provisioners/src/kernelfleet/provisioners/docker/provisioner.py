@@ -92,7 +92,7 @@ class DockerProvisioner(DockerProvisionerBase):
         config: dict[str, Any] = {
             "Image": self.image,
             "Env": [f"{name}={value}" for name, value in self.container_env.items()],
-            "Labels": self.labels,
+            "Labels": self.object_labels(),
             "User": f"{self.uid}:{self.gid}",
             "HostConfig": host_config,
         }

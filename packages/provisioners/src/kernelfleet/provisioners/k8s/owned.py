@@ -24,7 +24,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kernelfleet.provisioners.k8s.client import describe_api_error
-from kernelfleet.provisioners.k8s.pod import LABEL_KERNEL_ID
+from kernelfleet.provisioners.labels import LABEL_KERNEL_ID
 
 # The kinds of object a kernel may own, the keys of its ownership record.
 POD = "pod"

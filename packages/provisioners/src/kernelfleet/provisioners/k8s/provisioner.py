@@ -54,7 +54,6 @@ from kernelfleet.provisioners.k8s.pod import (
     check_pod,
     check_toleration,
     check_volume,
-    kernel_labels,
     merge_env,
     parse_quantity,
     parse_resources,
@@ -68,6 +67,7 @@ from kernelfleet.provisioners.k8s.secret import (
 from kernelfleet.provisioners.k8s.status import exit_code, pod_ended, pod_failure, pod_ip
 from kernelfleet.provisioners.k8s.template import render_pod_template
 from kernelfleet.provisioners.k8s.watch import SharedWatch
+from kernelfleet.provisioners.labels import kernel_labels
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine, mapping_list
 from kernelfleet.provisioners.server_identity import LABEL_SERVER

@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from kernelfleet.provisioners.k8s.names import check_dns_subdomain, dns_label
-from kernelfleet.provisioners.k8s.pod import PodSpecError, SecretKeyRef, kernel_labels
+from kernelfleet.provisioners.k8s.pod import PodSpecError, SecretKeyRef
+from kernelfleet.provisioners.labels import kernel_labels
 
 LAUNCH_TOKEN = "LAUNCH_TOKEN"
 TOKEN_KEY = "launch-token"

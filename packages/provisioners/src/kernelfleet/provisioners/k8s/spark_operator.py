@@ -19,7 +19,7 @@ from traitlets import Dict, Integer, List, Unicode, default
 from kernelfleet.provisioners.envconfig import env_value
 from kernelfleet.provisioners.k8s.custom_resource import CustomResourceProvisioner
 from kernelfleet.provisioners.k8s.names import check_dns_subdomain
-from kernelfleet.provisioners.k8s.pod import PodSpecError, env_list
+from kernelfleet.provisioners.k8s.pod import PodSpecError, env_entries
 from kernelfleet.provisioners.k8s.secret import LAUNCH_TOKEN
 from kernelfleet.provisioners.request_env import Engine
 
@@ -82,7 +82,7 @@ class SparkOperatorProvisioner(CustomResourceProvisioner):
             "labels": self.object_labels(),
             "annotations": dict(self.annotations),
             "serviceAccount": self.service_account,
-            "env": env_list(self.plain_env(), {LAUNCH_TOKEN: self.token_ref}),
+            "env": env_entries(self.plain_env(), {LAUNCH_TOKEN: self.token_ref}),
             "securityContext": {**security, "allowPrivilegeEscalation": False},
             "podSecurityContext": dict(security),
         }
@@ -106,7 +106,7 @@ class SparkOperatorProvisioner(CustomResourceProvisioner):
                 "memory": memory["executor_memory"],
                 "image": executor_image,
                 "labels": {**self.object_labels({}), "component": "worker"},
-                "env": env_list(self.plain_env()),
+                "env": env_entries(self.plain_env()),
                 "securityContext": {**security, "allowPrivilegeEscalation": False},
             },
         }

@@ -22,11 +22,11 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from kernelfleet.provisioners.change_signals import ChangeSignals
 from kernelfleet.provisioners.k8s.client import IDLE_SECONDS, KubeApi, describe_api_error
+from kernelfleet.provisioners.labels import LABEL_KERNEL_ID
 from kernelfleet.provisioners.leases import Leases, PerLoop
 
 log = logging.getLogger("kernelfleet.kubernetes")
 
-KERNEL_SELECTOR = "kernel_id"  # every pod and custom resource of a kernel carries this label (GP's key)
 WATCH_SECONDS = 290  # the server ends each stream after this; it is resumed from the last resourceVersion
 ListCall = Callable[..., Awaitable[Any]]
 
@@ -142,7 +142,7 @@ class SharedWatch:
             delay = min(delay * 2, 5.0)
 
     async def _list(self, api_client: client.ApiClient, call: ListCall) -> str:
-        listed = await call(label_selector=KERNEL_SELECTOR)
+        listed = await call(label_selector=LABEL_KERNEL_ID)
         raw = listed if isinstance(listed, dict) else api_client.sanitize_for_serialization(listed)
         self.objects = {item["metadata"]["name"]: item for item in raw.get("items") or []}
         self.error = None
@@ -152,7 +152,7 @@ class SharedWatch:
 
     async def _follow(self, call: ListCall, version: str) -> str:
         """Follow one stream until the server ends it; return the last resourceVersion seen."""
-        response = await call(label_selector=KERNEL_SELECTOR, watch=True, resource_version=version,
+        response = await call(label_selector=LABEL_KERNEL_ID, watch=True, resource_version=version,
                               timeout_seconds=WATCH_SECONDS, allow_watch_bookmarks=True, _preload_content=False)
         try:
             if not 200 <= response.status <= 299:  # unread responses are not checked by the client
