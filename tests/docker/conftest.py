@@ -17,7 +17,8 @@ from kf_docker import DOCKER, IMAGE
 
 from kernelfleet.provisioners.broker import ResponseBroker
 from kernelfleet.provisioners.container_argv import container_argv
-from kernelfleet.provisioners.docker_engine import DockerEngine, close_docker_engine
+from kernelfleet.provisioners.docker.engine import DockerEngine
+from kernelfleet.provisioners.leases import close_all
 
 PROVISIONERS = ["docker-provisioner", "docker-swarm-provisioner"]
 
@@ -58,12 +59,10 @@ async def loopback_broker(monkeypatch: pytest.MonkeyPatch, docker_ready: None) -
     # inside ResponseBroker.start() (reported to the lead: it is not idempotent under concurrency yet).
     await ResponseBroker.instance()
     yield
-    await close_docker_engine()
+    await close_all()
     loop = asyncio.get_running_loop()
-    broker = ResponseBroker._instances.get(loop)
-    if broker is not None:
-        await broker.stop()
     assert loop not in DockerEngine._instances
+    assert loop not in ResponseBroker._instances
 
 
 @pytest.fixture

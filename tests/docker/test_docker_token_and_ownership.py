@@ -197,7 +197,7 @@ async def test_swarm_kernel_removal_spares_a_foreign_container_with_its_label(
 def test_an_image_without_token_file_support_is_named_as_the_cause() -> None:
     """The output of a bootstrap from before LAUNCH_TOKEN_FILE (as the old kernel-py image printed it) gets the
     note that the image must be rebuilt; the new bootstrap's own complaint, which names the file, does not."""
-    from kernelfleet.provisioners.docker_common import tail_text
+    from kernelfleet.provisioners.docker.common import tail_text
 
     old = tail_text(["bootstrap-kernel.sh: required environment variable LAUNCH_TOKEN is not set\n"])
     assert "predates LAUNCH_TOKEN_FILE" in old and "rebuild the image" in old

@@ -18,8 +18,8 @@ import pytest
 
 from kernelfleet.provisioners.broker import ResponseBroker
 from kernelfleet.provisioners.container_argv import container_argv
-from kernelfleet.provisioners.docker_engine import DockerEngine, close_docker_engine
-from kernelfleet.provisioners.ssh_connections import close_connection_pool
+from kernelfleet.provisioners.docker.engine import DockerEngine
+from kernelfleet.provisioners.leases import close_all
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "ssh"))
@@ -68,7 +68,7 @@ async def on_private_dockerd(private_dockerd: PrivateDockerd, monkeypatch: pytes
     monkeypatch.setenv("KF_RESPONSE_PORT", "0")
     await ResponseBroker.instance()
     yield private_dockerd
-    await close_docker_engine()
+    await close_all()
     assert asyncio.get_running_loop() not in DockerEngine._instances
     await stop_broker()
 
@@ -105,7 +105,7 @@ async def ssh_fault_env(monkeypatch: pytest.MonkeyPatch, fault_ssh_cluster: SshC
         host.start()
     await ResponseBroker.instance()
     yield fault_ssh_cluster
-    await close_connection_pool()
+    await close_all()
     await stop_broker()
 
 
@@ -149,7 +149,7 @@ async def partitionable_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         yield ns, cluster
     finally:
         ns.heal()
-        await close_connection_pool()
+        await close_all()
         await stop_broker()
         cluster.stop()
         ns.destroy()

@@ -30,9 +30,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kernelfleet.provisioners.container import parse_id
-from kernelfleet.provisioners.docker import DockerProvisioner
-from kernelfleet.provisioners.k8s import KubernetesProvisioner
-from kernelfleet.provisioners.k8s_names import K8sNameError, check_dns_label, check_dns_subdomain
+from kernelfleet.provisioners.docker.provisioner import DockerProvisioner
+from kernelfleet.provisioners.k8s.names import K8sNameError, check_dns_label, check_dns_subdomain
+from kernelfleet.provisioners.k8s.provisioner import KubernetesProvisioner
 
 GRAMMAR = budget(500)
 REQUESTS = budget(200)
@@ -164,7 +164,7 @@ def test_finding_request_selects_executables(name: str) -> None:
 def test_finding_launch_timeout_unbounded(text: str) -> None:
     """KERNEL_LAUNCH_TIMEOUT=inf (or 1e400, found by the fuzzer, or 1e308) became the launch's deadline: a
     launch that never reports then holds its host slot, pod or container forever."""
-    from kernelfleet.provisioners.distributed import DistributedProvisioner
+    from kernelfleet.provisioners.ssh.distributed import DistributedProvisioner
 
     provisioner = DistributedProvisioner(kernel_id=KERNEL_ID, kernel_spec=None, parent=None, launch_timeout=30.0)
     try:

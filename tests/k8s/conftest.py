@@ -25,8 +25,9 @@ from kernelfleet.kubelite import KubeLite
 from kernelfleet.kubelite.testing import docker_or_fail
 from kernelfleet.provisioners.broker import ResponseBroker
 from kernelfleet.provisioners.container_argv import container_argv
-from kernelfleet.provisioners.k8s_client import KubeApi, close_kubernetes
-from kernelfleet.provisioners.k8s_watch import SharedWatch
+from kernelfleet.provisioners.k8s.client import KubeApi
+from kernelfleet.provisioners.k8s.watch import SharedWatch
+from kernelfleet.provisioners.leases import close_all
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # k8s_helpers, under --import-mode=importlib
 
@@ -71,14 +72,12 @@ async def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel_image: st
         yield server
         await assert_nothing_left(server, tmp_path / "kubeconfig")
     finally:
-        await close_kubernetes()
+        await close_all()
         loop = asyncio.get_running_loop()
-        broker = ResponseBroker._instances.get(loop)
-        if broker is not None:
-            await broker.stop()
         await server.stop()
     assert loop not in KubeApi._instances
-    assert not [key for key in SharedWatch._instances if key[0] is loop]
+    assert loop not in SharedWatch._instances
+    assert loop not in ResponseBroker._instances
 
 
 async def assert_nothing_left(server: KubeLite, kubeconfig: Path) -> None:

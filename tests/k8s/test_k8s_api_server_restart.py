@@ -23,7 +23,7 @@ from reliability_figures import record_figure
 from traitlets.config import Config
 
 from kernelfleet.kubelite import KubeLite
-from kernelfleet.provisioners.k8s_watch import log as watch_log
+from kernelfleet.provisioners.k8s.watch import log as watch_log
 
 
 class LogSignal(logging.Handler):

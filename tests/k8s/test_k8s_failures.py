@@ -19,7 +19,7 @@ from kubernetes_asyncio import client
 from kernelfleet.kubelite import KubeLite
 from kernelfleet.kubelite.testing import ensure_image
 from kernelfleet.provisioners.base import LaunchError
-from kernelfleet.provisioners.k8s_status import pod_failure
+from kernelfleet.provisioners.k8s.status import pod_failure
 
 pytestmark = pytest.mark.timeout(90)
 FAIL_FAST_SECONDS = 2.0

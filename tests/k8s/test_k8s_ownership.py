@@ -21,7 +21,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from kernelfleet.kubelite import UNSCHEDULABLE_ANNOTATION, KubeLite
 from kernelfleet.provisioners.base import LaunchError
-from kernelfleet.provisioners.k8s import wait_namespace_gone
+from kernelfleet.provisioners.k8s.provisioner import wait_namespace_gone
 
 pytestmark = [pytest.mark.hostile, pytest.mark.timeout(120)]
 GROUP, VERSION, PLURAL = "sparkoperator.k8s.io", "v1beta2", "sparkapplications"

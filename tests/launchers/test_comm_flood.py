@@ -33,7 +33,7 @@ from sshd import SshCluster, SshdMissing, start_cluster  # noqa: E402
 from test_rs_lifecycle import Installed, installed  # noqa: E402, F401
 
 from kernelfleet.provisioners.broker import ResponseBroker  # noqa: E402
-from kernelfleet.provisioners.ssh_connections import close_connection_pool  # noqa: E402
+from kernelfleet.provisioners.leases import close_all  # noqa: E402
 
 HOST = "127.0.0.2"
 ATTACKER_ADDRESS = "127.0.0.9"  # "another machine": loopback addresses are distinct peers to the launcher
@@ -71,10 +71,7 @@ async def loopback_broker(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None
     raise_descriptor_limit()  # the attacker's 1,000 connections are a child process's, but be generous
     await ResponseBroker.instance()
     yield
-    await close_connection_pool()
-    broker = ResponseBroker._instances.get(asyncio.get_running_loop())
-    if broker is not None:
-        await broker.stop()
+    await close_all()
 
 
 def ssh_kernelspec(make_kernelspec: Callable[..., str], cluster: SshCluster, language: str,

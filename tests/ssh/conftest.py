@@ -7,7 +7,6 @@ machine's venv python with kernelfleet.launcher; the broker is advertised on 127
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
@@ -21,7 +20,7 @@ from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 
 from kernelfleet.provisioners.broker import ResponseBroker
-from kernelfleet.provisioners.ssh_connections import close_connection_pool
+from kernelfleet.provisioners.leases import close_all
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ssh_testing import processes_through, wait_until
@@ -47,10 +46,7 @@ async def ssh_test_env(monkeypatch: pytest.MonkeyPatch, ssh_cluster: SshCluster)
         host.start()
     await ResponseBroker.instance()
     yield
-    await close_connection_pool()
-    broker = ResponseBroker._instances.get(asyncio.get_running_loop())
-    if broker is not None:
-        await broker.stop()
+    await close_all()
     # every test must leave its "hosts" empty; whatever a failed test left is killed here
     try:
         await wait_until(lambda: not processes_through(ssh_cluster.port), 10, "")

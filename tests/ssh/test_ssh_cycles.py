@@ -11,7 +11,7 @@ from jupyter_client import AsyncKernelManager
 from ssh_testing import processes_with_env, wait_until
 from sshd import SshCluster
 
-from kernelfleet.provisioners.ssh_connections import connection_pool
+from kernelfleet.provisioners.ssh.connections import connection_pool
 
 CYCLES = 20
 AT_ONCE = 4

@@ -17,7 +17,7 @@ from ssh_testing import process_env
 
 from kernelfleet.provisioners.kernel_env import KernelEnvError
 from kernelfleet.provisioners.request_env import OperatorOnlyError
-from kernelfleet.provisioners.ssh_command import RemoteEnvError
+from kernelfleet.provisioners.ssh.command import RemoteEnvError
 
 REFUSED = [
     ("KERNEL_USERNAME", 'bob";touch {marker};echo "'),  # GP's verified exploit

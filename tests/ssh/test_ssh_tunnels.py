@@ -15,8 +15,8 @@ from jupyter_client.provisioning import KernelProvisionerFactory
 from kf_testing import execute, interrupt_busy_cell
 from ssh_testing import gone, processes_with_env, wait_until
 
-from kernelfleet.provisioners.ssh_connections import close_connection_pool
-from kernelfleet.provisioners.ssh_tunnels import KERNEL_PORTS
+from kernelfleet.provisioners.ssh.connections import connection_pool
+from kernelfleet.provisioners.ssh.tunnels import KERNEL_PORTS
 
 HIDDEN_IP = "127.0.0.5"
 
@@ -50,7 +50,7 @@ async def test_tunnelled_kernel_and_reattach_after_the_manager_is_thrown_away(
 
     # the SSH connection drops under a live kernel: the next poll reopens the same forwards
     before = dict(prov.tunnels.local_ports)
-    await close_connection_pool()
+    await connection_pool().close()
     assert await km.is_alive()
     assert prov.tunnels.local_ports == before
     # the client's sockets reconnect by themselves; what was in flight when the link dropped may be lost
@@ -69,7 +69,7 @@ async def test_tunnelled_kernel_and_reattach_after_the_manager_is_thrown_away(
     kernel_id, launcher = km.kernel_id, prov.launcher_pid
     local_ports = dict(prov.tunnels.local_ports)
     del km, prov
-    await close_connection_pool()
+    await connection_pool().close()
     await wait_until(lambda: refused("127.0.0.1", local_ports["shell_port"]), 5, "forward still open")
     assert not gone(launcher)
 

@@ -307,7 +307,6 @@ def settle(provisioner: Any, request: Mapping[str, str]) -> BaseException | None
     """Run a container provisioner's request checks exactly as ``pre_launch`` orders them: ``check_request_env``
     on the request (no kernelspec env, nothing from the server's environment), then the provisioner's own checks
     with the server's variables on top (KERNEL_USERNAME as pre_launch sets it)."""
-    from kernelfleet.provisioners.container_argv import container_argv
     from kernelfleet.provisioners.request_env import check_request_env
 
     def checks() -> None:
@@ -315,7 +314,7 @@ def settle(provisioner: Any, request: Mapping[str, str]) -> BaseException | None
                           closed=provisioner.closed_request_names())
         provisioner.launch_env = launch_env()
         env = {**request, "KERNEL_USERNAME": request.get("KERNEL_USERNAME") or "jovyan", **provisioner.launch_env}
-        provisioner._settle(env, container_argv())
+        provisioner._settle(env)
 
     return refused(checks)
 
@@ -355,7 +354,7 @@ def plain_value(value: Any) -> bool:
 def check_docker_request(request: Mapping[str, str], *, permissive: bool) -> None:
     """docker-provisioner: a request is refused with a documented error, or becomes a container config whose
     user ids, image, working dir, name and environment are what the rules allow."""
-    from kernelfleet.provisioners.docker import DockerProvisioner
+    from kernelfleet.provisioners.docker.provisioner import DockerProvisioner
 
     provisioner = DockerProvisioner(kernel_id=KERNEL_ID, kernel_spec=None, parent=None, image_name=IMAGE,
                                     allow_client_image=permissive, mirror_working_dirs=permissive)
@@ -395,8 +394,8 @@ def check_k8s_request(request: Mapping[str, str], *, permissive: bool, template:
     """kubernetes-provisioner: a request is refused with a documented error, or becomes a pod that passes the
     policy, whose names are DNS names, whose ids and resources follow their grammars, whose env holds the
     request's values unchanged and which never holds the launch token as a value."""
-    from kernelfleet.provisioners.k8s import KubernetesProvisioner
-    from kernelfleet.provisioners.k8s_pod import QUANTITY
+    from kernelfleet.provisioners.k8s.pod import QUANTITY
+    from kernelfleet.provisioners.k8s.provisioner import KubernetesProvisioner
 
     provisioner = KubernetesProvisioner(
         kernel_id=KERNEL_ID, kernel_spec=None, parent=None, image_name=IMAGE, namespace="default",
@@ -471,7 +470,7 @@ def expected_pod(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def check_pod_template(path: Path, values: Mapping[str, Any]) -> None:
     """Rendering can never change the document's shape: every value lands verbatim in its own field."""
-    from kernelfleet.provisioners.k8s_template import render_pod_template
+    from kernelfleet.provisioners.k8s.template import render_pod_template
 
     assert render_pod_template(KERNEL_ID, path, values) == expected_pod(values)
 
@@ -522,7 +521,7 @@ def check_launch_timeout(text: str) -> None:
     """KERNEL_LAUNCH_TIMEOUT: a finite positive number of seconds is the launch's deadline, lowered to the
     operator's max_launch_timeout; anything else (words, inf, nan, 0, negatives) is refused with an error naming
     the kernel and the variable."""
-    from kernelfleet.provisioners.distributed import DistributedProvisioner
+    from kernelfleet.provisioners.ssh.distributed import DistributedProvisioner
 
     provisioner = DistributedProvisioner(kernel_id=KERNEL_ID, kernel_spec=None, parent=None, launch_timeout=30.0)
     chosen: list[float] = []

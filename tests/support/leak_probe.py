@@ -129,7 +129,7 @@ async def kubernetes_objects_of_server(core: Any, server_id: str) -> list[str]:
 def ssh_pool_state() -> dict[str, int]:
     """The running loop's SSH pool: open connections, kernels holding a host, handshakes in flight, session
     channels in use (launches being watched and helper commands running), idle timers armed."""
-    from kernelfleet.provisioners.ssh_connections import connection_pool
+    from kernelfleet.provisioners.ssh.connections import connection_pool
 
     pool = connection_pool()
     return {

@@ -203,8 +203,7 @@ async def benchmark(rounds: int, connections: int) -> None:
     from jupyter_client.kernelspec import KernelSpecManager
     from sshd import start_cluster
 
-    from kernelfleet.provisioners.broker import ResponseBroker
-    from kernelfleet.provisioners.ssh_connections import close_connection_pool
+    from kernelfleet.provisioners.leases import close_all
 
     os.environ.update(KF_RESPONSE_IP="127.0.0.1", KF_RESPONSE_PORT="0", KERNEL_USERNAME="bench")
     with tempfile.TemporaryDirectory() as tmp:
@@ -238,10 +237,7 @@ async def benchmark(rounds: int, connections: int) -> None:
         finally:
             if km.has_kernel:
                 await km.shutdown_kernel(now=True)
-            await close_connection_pool()
-            broker = ResponseBroker._instances.get(asyncio.get_running_loop())
-            if broker is not None:
-                await broker.stop()
+            await close_all()
             cluster.stop()
     print(f"Python kernel on an SSH host ({HOST}), {rounds} rounds each; attacker: {connections} connections "
           f"held (reopened whenever dropped: {attacker.stats})")

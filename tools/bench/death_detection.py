@@ -185,9 +185,7 @@ async def ours(engines: list[str], runs: int, image: str, root: Path) -> Results
 
     from kernelfleet.provisioners.broker import ResponseBroker
     from kernelfleet.provisioners.container_argv import container_argv
-    from kernelfleet.provisioners.docker_engine import close_docker_engine
-    from kernelfleet.provisioners.k8s_client import close_kubernetes
-    from kernelfleet.provisioners.ssh_connections import close_connection_pool
+    from kernelfleet.provisioners.leases import close_all
 
     os.environ.update(KF_RESPONSE_IP="127.0.0.1", KF_RESPONSE_PORT="0", KF_KUBERNETES_HOST_NETWORK="true",
                       KERNEL_USERNAME="bench")
@@ -225,9 +223,7 @@ async def ours(engines: list[str], runs: int, image: str, root: Path) -> Results
                     results.setdefault((engine, fault), []).append(await one_run(engine, fault, ksm))
                 print(f"  {engine} / {fault}: {results[engine, fault]}", file=sys.stderr)
     finally:
-        await close_connection_pool()
-        await close_kubernetes()
-        await close_docker_engine()
+        await close_all()
         if kube is not None:
             await kube.stop()
         broker = ResponseBroker._instances.get(asyncio.get_running_loop())

@@ -32,7 +32,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 
 from kernelfleet.provisioners.broker import ResponseBroker
 from kernelfleet.provisioners.container_argv import container_argv
-from kernelfleet.provisioners.docker_engine import close_docker_engine
+from kernelfleet.provisioners.leases import close_all
 
 
 async def first_execute(client: AsyncKernelClient, timeout: float = 120) -> None:
@@ -157,7 +157,7 @@ async def main() -> int:
         print(f"docker_start: image {args.image} unavailable ({err.message}); run tools/build-images", file=sys.stderr)
         await docker.close()
         return 1
-    broker = await ResponseBroker.instance()
+    await ResponseBroker.instance()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         kernels_dir = workdir / "kernels"
@@ -180,8 +180,7 @@ async def main() -> int:
         together = await asyncio.gather(*(provisioned(kernels_dir, name) for _ in range(args.concurrent)))
         wall = time.perf_counter() - started
 
-    await close_docker_engine()
-    await broker.stop()
+    await close_all()
     await docker.close()
 
     result: dict[str, Any] = {

@@ -26,10 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import median, table
 
 from kernelfleet.kubelite import KubeLite
-from kernelfleet.provisioners.broker import ResponseBroker
 from kernelfleet.provisioners.container_argv import container_argv
-from kernelfleet.provisioners.docker_engine import close_docker_engine
-from kernelfleet.provisioners.k8s_client import close_kubernetes
+from kernelfleet.provisioners.leases import close_all
 
 
 def write_spec(kernels: Path, name: str, provisioner: str, config: dict[str, object]) -> None:
@@ -76,11 +74,7 @@ async def main() -> None:
             for _ in range(args.runs):  # interleaved, so load changes hit both alike
                 for name in ("docker", "k8s"):
                     results[name].append(await one_run(ksm, name))
-            await close_kubernetes()
-            await close_docker_engine()
-        broker = ResponseBroker._instances.get(asyncio.get_running_loop())
-        if broker is not None:
-            await broker.stop()
+        await close_all()
     rows = [("provisioner", "median s", "min s", "max s", "runs")]
     labels = {"docker": "docker-provisioner", "k8s": "kubernetes-provisioner (kubelite)"}
     for name, values in results.items():

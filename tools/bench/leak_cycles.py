@@ -41,9 +41,7 @@ from mixed_cycles import (
 
 from kernelfleet.provisioners.broker import ResponseBroker
 from kernelfleet.provisioners.container_argv import container_argv
-from kernelfleet.provisioners.docker_engine import close_docker_engine
-from kernelfleet.provisioners.k8s_client import close_kubernetes
-from kernelfleet.provisioners.ssh_connections import close_connection_pool
+from kernelfleet.provisioners.leases import close_all
 
 ENGINES = ("local", "ssh", "docker", "swarm", "kubernetes")
 SSH_HOST = "127.0.0.2"
@@ -112,9 +110,7 @@ async def run_engine(engine: str, root: Path, cycles: int, at_once: int, image: 
     finally:
         await mkm.shutdown_all(now=True)
         mkm.context.destroy(linger=0)
-        await close_connection_pool()
-        await close_docker_engine()
-        await close_kubernetes()
+        await close_all()
         if api is not None:
             await api.close()
         if kube is not None:

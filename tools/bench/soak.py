@@ -45,8 +45,7 @@ from leak_probe import docker_objects_of_server, processes_of_server, wait_for_n
 from mixed_cycles import connection_files, kernel_manager_for
 
 from kernelfleet.provisioners.broker import ResponseBroker
-from kernelfleet.provisioners.docker_engine import close_docker_engine
-from kernelfleet.provisioners.ssh_connections import close_connection_pool
+from kernelfleet.provisioners.leases import close_all
 
 ENGINES = ("local", "ssh", "docker")
 OPERATIONS = ("execute", "interrupt", "restart", "shutdown+start")
@@ -215,8 +214,7 @@ async def soak_run(args: argparse.Namespace, root: Path, ssh_config: dict[str, A
     left += [f"connection file {name}" for name in connection_files(mkm)]
     if "docker" in engines:
         left += await wait_for_nothing(lambda: docker_objects_of_server(server_id))
-    await close_connection_pool()
-    await close_docker_engine()
+    await close_all()
     await ResponseBroker._instances[asyncio.get_running_loop()].stop()
     mkm.context.destroy(linger=0)
     return report(soak, args, left)

@@ -50,7 +50,7 @@ def write_spec(kernels: Path, name: str, argv: list[str], config: dict[str, obje
 
 async def handshake_seconds(cluster: object, runs: int) -> float:
     """A new asyncssh connection (what the first kernel on a host pays once)."""
-    from kernelfleet.provisioners.ssh_connections import SSHSettings, open_connection
+    from kernelfleet.provisioners.ssh.connections import SSHSettings, open_connection
 
     settings = SSHSettings(user="root", port=cluster.port, key_files=(str(cluster.client_key),),  # type: ignore[attr-defined]
                            known_hosts=str(cluster.known_hosts))  # type: ignore[attr-defined]

@@ -31,7 +31,7 @@ from common import median, table
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.broker import ResponseBroker
 from kernelfleet.provisioners.container_argv import container_argv
-from kernelfleet.provisioners.docker_engine import close_docker_engine
+from kernelfleet.provisioners.leases import close_all
 
 LAUNCHER = [sys.executable, "-m", "kernelfleet.launcher", "--kernel-id", "{kernel_id}", "--port-range", "{port_range}",
             "--response-address", "{response_address}", "--public-key", "{public_key}"]
@@ -149,7 +149,7 @@ async def main() -> None:
             if not args.no_docker:
                 measured["missing image"][0].append(await failed_launch(ksm, "missing"))
                 measured["missing image"][1].append(await docker_404())
-        await close_docker_engine()
+        await close_all()
         broker = ResponseBroker._instances.get(asyncio.get_running_loop())
         if broker is not None:
             await broker.stop()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kernelfleet.provisioners.container_argv import container_argv, parse_container_argv
+from kernelfleet.provisioners.container_argv import container_argv, kernelspec_settings, parse_container_argv
 
 # The argv Gateway Provisioners' `jupyter k8s-spec install` writes (predecessor.md 4.4).
 GP_K8S_ARGV = [
@@ -53,6 +53,16 @@ def test_our_argv_becomes_the_launcher_environment() -> None:
         "KERNEL_CLASS_NAME": "acme.Kernel",
         "KERNEL_SPARK_CONTEXT_INIT_MODE": "eager",
     }
+
+
+def test_kernelspec_settings_are_read_from_the_unformatted_argv() -> None:
+    """The provisioner reads the kernelspec's own argv once: the settings need no launch values, and the protocol's
+    placeholders never become settings."""
+    argv = container_argv(kernel_class_name="acme.Kernel", spark_init_mode="eager")
+    assert kernelspec_settings(argv) == {"KERNEL_CLASS_NAME": "acme.Kernel", "KERNEL_SPARK_CONTEXT_INIT_MODE": "eager"}
+    assert kernelspec_settings([*GP_K8S_ARGV, "--cluster-type=kubernetes"]) == {
+        "KERNEL_CLASS_NAME": "ipykernel.ipkernel.IPythonKernel", "KERNEL_CLUSTER_TYPE": "kubernetes"}
+    assert kernelspec_settings(container_argv()) == {}
 
 
 def test_gp_launch_kubernetes_argv_becomes_the_launcher_environment() -> None:

@@ -13,7 +13,7 @@ from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 
 from kernelfleet.provisioners.config_check import ProvisionerConfigError, check_provisioner_config, kernelspec_name
-from kernelfleet.provisioners.distributed import DistributedProvisioner
+from kernelfleet.provisioners.ssh.distributed import DistributedProvisioner
 
 
 def write_spec(tmp_path: Path, name: str, provisioner: str, config: dict[str, object]) -> KernelSpecManager:

@@ -8,8 +8,8 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 
-from kernelfleet.provisioners.k8s_names import K8sNameError, check_dns_subdomain, dns_label
-from kernelfleet.provisioners.k8s_pod import (
+from kernelfleet.provisioners.k8s.names import K8sNameError, check_dns_subdomain, dns_label
+from kernelfleet.provisioners.k8s.pod import (
     PodPolicy,
     PodSettings,
     PodSpecError,
@@ -21,8 +21,8 @@ from kernelfleet.provisioners.k8s_pod import (
     merge_env,
     parse_quantity,
 )
-from kernelfleet.provisioners.k8s_secret import build_launch_secret, check_token_absent, launch_token_ref
-from kernelfleet.provisioners.k8s_template import render_pod_template
+from kernelfleet.provisioners.k8s.secret import build_launch_secret, check_token_absent, launch_token_ref
+from kernelfleet.provisioners.k8s.template import render_pod_template
 
 K8S_VERSION = "1.33"
 KID = "3f1c-kernel"

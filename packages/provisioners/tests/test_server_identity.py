@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from traitlets.config import Config, LoggingConfigurable
 
-from kernelfleet.provisioners.k8s_names import LABEL_VALUE
+from kernelfleet.provisioners.k8s.names import LABEL_VALUE
 from kernelfleet.provisioners.server_identity import ServerIdentity, ServerIdentityError, server_id_of
-from kernelfleet.provisioners.ssh_connections import SSHSettings
+from kernelfleet.provisioners.ssh.connections import SSHSettings
 from kernelfleet.provisioners.sweep import SSHTarget
 from kernelfleet.provisioners.sweep.remote_processes import parse_listing
 

@@ -10,6 +10,6 @@ from kernelfleet.launcher.spawn import EarlyKernel
 
 kernel = EarlyKernel()
 
-from kernelfleet.launcher.supervisor import main  # noqa: E402
+from kernelfleet.launcher.main import main  # noqa: E402
 
 sys.exit(main(kernel=kernel))

@@ -63,7 +63,7 @@ def _grace(params: dict[str, Any]) -> float:
 
 
 class CommServer:
-    """Serves the comm port for the launcher's supervisor (lifecycle.py), which owns the listening socket."""
+    """Serves the comm port for the launcher's supervisor (supervisor.py), which owns the listening socket."""
 
     def __init__(
         self,

@@ -44,6 +44,7 @@ from kernelfleet.protocol.encoding import dumps_line
 from kernelfleet.protocol.loglimit import LogLimiter
 from kernelfleet.protocol.report import V1_REFUSED_MESSAGE, is_v1_payload
 from kernelfleet.provisioners.envconfig import env_bool, env_number, env_value
+from kernelfleet.provisioners.leases import PerLoop
 
 ACCEPTED = dumps_line({"ok": True})
 REJECTED = dumps_line({"ok": False, "error": "rejected"})
@@ -172,7 +173,8 @@ class ResponseBroker(LoggingConfigurable):
         f"0: a quarter of the descriptor limit, at least {MIN_CONNECTION_CAP} and at most {MAX_CONNECTION_CAP}.",
     ).tag(config=True)
 
-    _instances: ClassVar[dict[asyncio.AbstractEventLoop, ResponseBroker]] = {}
+    _instances: ClassVar[PerLoop[ResponseBroker]] = PerLoop(close=lambda broker: broker.stop(),
+                                                            abandon=lambda broker: broker._abandon())
     _server_key: ClassVar[ServerKey | None] = None
     _key_lock: ClassVar[threading.Lock] = threading.Lock()
     _pool: ClassVar[ThreadPoolExecutor | None] = None
@@ -230,12 +232,7 @@ class ResponseBroker(LoggingConfigurable):
         config, so ``c.ResponseBroker.*`` applies; the keyword arguments only matter to the call that creates
         the loop's broker.
         """
-        loop = asyncio.get_running_loop()
-        for stale in [lp for lp in cls._instances if lp.is_closed()]:
-            cls._instances.pop(stale)._abandon()
-        broker = cls._instances.get(loop)
-        if broker is None:
-            broker = cls._instances[loop] = cls(**config)
+        broker = cls._instances.get_or_create(lambda: cls(**config))
         await broker.start()
         return broker
 
@@ -351,7 +348,7 @@ class ResponseBroker(LoggingConfigurable):
         for pending in self._pending.values():
             pending.cancel()
         self._pending.clear()
-        self._instances.pop(loop, None)
+        self._instances.forget(self)
 
     # ----------------------------------------------------------------------------------- launches
     @property

@@ -2,8 +2,8 @@
 
 The image, the user and group ids, the kernel's environment and the settings in the kernelspec's
 argv are settled and checked in ``pre_launch``; a refused request therefore never creates a
-container. The argv is not run: ``parse_container_argv`` turns it into variables for the image's
-bootstrap script.
+container. The argv is not run: ``kernelspec_settings`` reads the kernelspec's own argv once (not the
+command ``pre_launch`` formatted for this launch) and turns it into variables for the image's bootstrap script.
 """
 
 from __future__ import annotations
@@ -15,16 +15,13 @@ from typing import Any
 
 from traitlets import Bool, Integer, Set, Unicode, default
 
-from kernelfleet.protocol import contract
 from kernelfleet.provisioners.base import RemoteProvisionerBase
-from kernelfleet.provisioners.container_argv import parse_container_argv
+from kernelfleet.provisioners.container_argv import kernelspec_settings
 from kernelfleet.provisioners.envconfig import env_bool, env_value
 from kernelfleet.provisioners.kernel_env import remote_kernel_env
 from kernelfleet.provisioners.request_env import DECIMAL, MAX_ID, parse_id
 
 NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]+")
-# Variables the kernelspec argv may set for the bootstrap; the protocol's own ones come from the server.
-ARGV_SETTINGS = (contract.KERNEL_CLASS_NAME, contract.KERNEL_SPARK_CONTEXT_INIT_MODE, contract.KERNEL_CLUSTER_TYPE)
 
 
 def parse_id_list(names: tuple[str, ...], default: Iterable[int]) -> set[int]:
@@ -99,12 +96,13 @@ class ContainerProvisionerBase(RemoteProvisionerBase):
         self.working_dir: str | None = None
         self.container_env: dict[str, str] = {}
         self.container_name: str | None = None
+        self._argv_settings: dict[str, str] | None = None
 
     # ------------------------------------------------------------------------------------- launch
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         kwargs = await super().pre_launch(**kwargs)
         try:
-            self._settle(kwargs["env"], kwargs["cmd"])
+            self._settle(kwargs["env"])
         except BaseException:
             if self.pending is not None:  # nothing will report: release the broker's slot now
                 self.pending.cancel()
@@ -112,19 +110,24 @@ class ContainerProvisionerBase(RemoteProvisionerBase):
             raise
         return kwargs
 
-    def _settle(self, env: dict[str, str], cmd: list[str]) -> None:
+    def argv_settings(self) -> dict[str, str]:
+        """The kernelspec argv's settings for the bootstrap (``kernelspec_settings``), read on the first launch."""
+        if self._argv_settings is None:
+            argv = list(self.kernel_spec.argv) if self.kernel_spec is not None else []
+            try:
+                self._argv_settings = kernelspec_settings(argv)
+            except ValueError as err:
+                raise ValueError(f"Kernel {self.kernel_id}: {err}") from None
+        return self._argv_settings
+
+    def _settle(self, env: dict[str, str]) -> None:
         kernel_id = self.kernel_id
         self.image = self._choose_image(env)
         self.uid = self._choose_id(env, "KERNEL_UID", self.default_uid, self.prohibited_uids)
         self.gid = self._choose_id(env, "KERNEL_GID", self.default_gid, self.prohibited_gids)
         self.working_dir = self._choose_working_dir(env)
-        try:
-            from_argv = parse_container_argv(cmd)
-        except ValueError as err:
-            raise ValueError(f"Kernel {kernel_id}: {err}") from None
-        settings = {name: from_argv[name] for name in ARGV_SETTINGS if name in from_argv}
         protocol_env = {
-            **settings,
+            **self.argv_settings(),
             **self.launch_env,
             "KERNEL_UID": str(self.uid),
             "KERNEL_GID": str(self.gid),

@@ -99,6 +99,18 @@ def parse_container_argv(argv: list[str]) -> dict[str, str]:
     return env
 
 
+# The launcher variables a kernelspec's argv may set; the protocol's own ones (kernel id, ports, address, key)
+# come from the server for each launch, never from the argv.
+ARGV_SETTINGS = (contract.KERNEL_CLASS_NAME, contract.KERNEL_SPARK_CONTEXT_INIT_MODE, contract.KERNEL_CLUSTER_TYPE)
+
+
+def kernelspec_settings(argv: list[str]) -> dict[str, str]:
+    """The settings a container kernelspec's argv gives the image's bootstrap (kernel class, Spark mode, cluster
+    type), read from the kernelspec's own argv: they are not placeholders, so they need no launch to be known."""
+    parsed = parse_container_argv(argv)
+    return {name: parsed[name] for name in ARGV_SETTINGS if name in parsed}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Refuse to run: a container kernelspec's argv only describes what its provisioner starts."""
     args = sys.argv[1:] if argv is None else argv

@@ -32,8 +32,8 @@ from typing import Any
 
 import yaml
 
-from kernelfleet.provisioners.k8s_names import check_dns_label, check_dns_subdomain
-from kernelfleet.provisioners.k8s_pod import parse_quantity
+from kernelfleet.provisioners.k8s.names import check_dns_label, check_dns_subdomain
+from kernelfleet.provisioners.k8s.pod import parse_quantity
 from kernelfleet.provisioners.kernel_env import KernelEnvError, check_value
 
 MAX_ID = 2**32 - 1

@@ -28,11 +28,10 @@ from typing import TextIO
 
 from jupyter_core.application import JupyterApp
 
+from kernelfleet.provisioners.leases import close_all
 from kernelfleet.provisioners.server_identity import ServerIdentityError, check_server_id, server_id_of
-from kernelfleet.provisioners.ssh_connections import close_connection_pool
 from kernelfleet.provisioners.sweep import (
     ENGINES,
-    SSH,
     Orphan,
     Outcome,
     SSHTarget,
@@ -110,7 +109,7 @@ async def sweep(args: argparse.Namespace, app: ServerConfig, out: TextIO, err: T
             return EXIT_REFUSED
     targets = None
     if args.ssh_host:
-        from kernelfleet.provisioners.distributed import DistributedProvisioner
+        from kernelfleet.provisioners.ssh.distributed import DistributedProvisioner
 
         settings = DistributedProvisioner(parent=app).ssh_settings()
         targets = [SSHTarget(host, settings) for host in args.ssh_host]
@@ -130,8 +129,7 @@ async def sweep(args: argparse.Namespace, app: ServerConfig, out: TextIO, err: T
             return status
         removals = await remove_orphans(orphans)
     finally:
-        if SSH in (args.engine or ENGINES):
-            await close_connection_pool()
+        await close_all()
     outcomes = {r.orphan: r.outcome.value + (f": {r.message}" if r.message else "") for r in removals}
     print(table([r.orphan for r in removals], outcomes), file=out)
     if any(r.outcome is Outcome.FAILED for r in removals):

@@ -78,7 +78,7 @@ def ssh_targets_from_kernelspecs(parent: Any = None) -> list[SSHTarget]:
     (kernelspec config over the server's config). Blocking: it reads the kernelspecs."""
     from jupyter_client.kernelspec import KernelSpecManager
 
-    from kernelfleet.provisioners.distributed import DistributedProvisioner, is_local_host
+    from kernelfleet.provisioners.ssh.distributed import DistributedProvisioner, is_local_host
 
     targets: dict[SSHTarget, None] = {}
     for name, spec in KernelSpecManager(parent=parent).get_all_specs().items():

@@ -13,7 +13,8 @@ import json
 import aiodocker
 
 from kernelfleet.protocol.constants import KERNEL_ID_PATTERN
-from kernelfleet.provisioners.docker_engine import ENGINE_ERRORS, LABEL_KERNEL_ID, describe_engine_error
+from kernelfleet.provisioners.docker.engine import ENGINE_ERRORS, describe_engine_error
+from kernelfleet.provisioners.labels import LABEL_KERNEL_ID
 from kernelfleet.provisioners.server_identity import LABEL_SERVER
 from kernelfleet.provisioners.sweep.model import DOCKER, SWARM, EngineUnavailable, Orphan, Outcome, Removal
 

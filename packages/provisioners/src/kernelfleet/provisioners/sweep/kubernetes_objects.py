@@ -16,9 +16,9 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kernelfleet.protocol.constants import KERNEL_ID_PATTERN
-from kernelfleet.provisioners.k8s_client import describe_api_error, load_configuration
-from kernelfleet.provisioners.k8s_owned import Deletion, delete_by_uid, wait_object_gone
-from kernelfleet.provisioners.k8s_pod import LABEL_KERNEL_ID
+from kernelfleet.provisioners.k8s.client import describe_api_error, load_configuration
+from kernelfleet.provisioners.k8s.owned import Deletion, delete_by_uid, wait_object_gone
+from kernelfleet.provisioners.labels import LABEL_KERNEL_ID
 from kernelfleet.provisioners.server_identity import LABEL_SERVER
 from kernelfleet.provisioners.sweep.model import KUBERNETES, EngineUnavailable, Orphan, Outcome, Removal
 

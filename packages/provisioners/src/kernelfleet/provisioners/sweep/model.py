@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from kernelfleet.provisioners.ssh_connections import SSHSettings
+from kernelfleet.provisioners.ssh.connections import SSHSettings
 
 LOCAL = "local"
 SSH = "ssh"

@@ -22,8 +22,8 @@ from collections import defaultdict
 import asyncssh
 
 from kernelfleet.protocol.constants import KERNEL_ID_PATTERN
-from kernelfleet.provisioners.ssh_connections import HostUnavailable, connection_pool
-from kernelfleet.provisioners.ssh_launch import run_command
+from kernelfleet.provisioners.ssh.connections import HostUnavailable, connection_pool
+from kernelfleet.provisioners.ssh.launch import run_command
 from kernelfleet.provisioners.sweep.model import SSH, EngineUnavailable, Orphan, Outcome, Removal, SSHTarget
 
 FOUND, KILLED, GONE, LEFT = "KF-ORPHAN", "KF-KILLED", "KF-GONE", "KF-LEFT"

@@ -22,7 +22,7 @@ import jinja2
 import yaml
 from jinja2.sandbox import SandboxedEnvironment
 
-from kernelfleet.provisioners.k8s_pod import PodSpecError
+from kernelfleet.provisioners.k8s.pod import PodSpecError
 
 MAX_TEMPLATE_BYTES = 256 * 1024
 # "{{ expr }}" or '{{ expr }}' exactly: the quotes go, the value is quoted by finalize instead.

@@ -26,9 +26,10 @@ import aiodocker
 
 from kernelfleet.protocol.contract import LAUNCH_TOKEN
 from kernelfleet.provisioners.base import LaunchError
-from kernelfleet.provisioners.docker_common import LOG_TAIL_LINES, DockerProvisionerBase, tail_text
-from kernelfleet.provisioners.docker_engine import ENGINE_ERRORS, LABEL_KERNEL_ID, describe_engine_error
-from kernelfleet.provisioners.docker_exit import describe_container_end
+from kernelfleet.provisioners.docker.common import LOG_TAIL_LINES, DockerProvisionerBase, tail_text
+from kernelfleet.provisioners.docker.container_end import describe_container_end
+from kernelfleet.provisioners.docker.engine import ENGINE_ERRORS, describe_engine_error
+from kernelfleet.provisioners.labels import LABEL_KERNEL_ID
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
 
@@ -77,7 +78,7 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         spec: dict[str, Any] = {
             "Image": self.image,
             "Env": dict(self.container_env),  # aiodocker turns the mapping into NAME=value entries
-            "Labels": self.labels,
+            "Labels": self.object_labels(),
             "User": f"{self.uid}:{self.gid}",
             "Init": self.init,
             "Secrets": [{
@@ -104,7 +105,7 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         name = token_secret_name(self.kernel_id)
         try:
             await self.create_resource(
-                lambda: client.secrets.create(name, self.launch_env[LAUNCH_TOKEN], labels=self.labels),
+                lambda: client.secrets.create(name, self.launch_env[LAUNCH_TOKEN], labels=self.object_labels()),
                 self._record_secret,
             )
         except ENGINE_ERRORS as err:
@@ -133,7 +134,8 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
     async def _create(self, client: aiodocker.Docker) -> Any:
         """Create the service; a taken name fails the launch and the holder is never removed (labels prove nothing)."""
         try:
-            return await client.services.create(self.task_template(), name=self.container_name, labels=self.labels)
+            return await client.services.create(self.task_template(), name=self.container_name,
+                                                labels=self.object_labels())
         except aiodocker.DockerError as err:
             if err.status == 409:
                 raise self.name_taken("service") from None

@@ -13,11 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kernelfleet.provisioners.k8s_names import check_dns_label, check_dns_subdomain, check_label
+from kernelfleet.provisioners.k8s.names import check_dns_label, check_dns_subdomain, check_label
+from kernelfleet.provisioners.labels import kernel_labels
 
-APP = "kernelfleet"
-COMPONENT = "kernel"
-LABEL_KERNEL_ID = "kernel_id"
 GPU_RESOURCE = "nvidia.com/gpu"
 # A Kubernetes quantity without sign or exponent games: "2", "0.5", "500m", "4Gi", "1e3" is refused on purpose.
 QUANTITY = re.compile(r"(?:[0-9]{1,12}(?:\.[0-9]{1,6})?|\.[0-9]{1,6})(?:m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?")
@@ -153,12 +151,7 @@ class PodSettings:
     secret_env: Mapping[str, SecretKeyRef] = field(default_factory=dict)
 
 
-def kernel_labels(kernel_id: str, extra: Mapping[str, str] = ()) -> dict[str, str]:  # type: ignore[assignment]
-    """The labels every kernel object carries; ours win over the kernelspec's."""
-    return {**dict(extra), LABEL_KERNEL_ID: kernel_id, "app": APP, "component": COMPONENT}
-
-
-def env_list(env: Mapping[str, str], secret_env: Mapping[str, SecretKeyRef] | None = None) -> list[dict[str, Any]]:
+def env_entries(env: Mapping[str, str], secret_env: Mapping[str, SecretKeyRef] | None = None) -> list[dict[str, Any]]:
     """Container ``env`` entries: plain values, then the references to Secrets (a name in both goes by reference)."""
     refs = dict(secret_env or {})
     return [{"name": name, "value": value} for name, value in env.items() if name not in refs] + [
@@ -171,7 +164,7 @@ def build_pod(s: PodSettings) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": s.container_name,
         "image": s.image,
-        "env": env_list(s.env, s.secret_env),
+        "env": env_entries(s.env, s.secret_env),
         "securityContext": {"allowPrivilegeEscalation": False},
     }
     resources = s.resources.manifest()
@@ -319,4 +312,4 @@ def merge_env(container: dict[str, Any], env: Mapping[str, str],
     """Give a template's container our variables (ours replace same-named ones; the template's others stay)."""
     ours = set(env) | set(secret_env or {})
     kept = [e for e in container.get("env") or [] if isinstance(e, dict) and e.get("name") not in ours]
-    container["env"] = kept + env_list(env, secret_env)
+    container["env"] = kept + env_entries(env, secret_env)

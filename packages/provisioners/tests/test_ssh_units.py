@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from kernelfleet.provisioners.ssh_command import LAUNCH_SCRIPT, RemoteEnvError, check_env, encode_env, launch_command
-from kernelfleet.provisioners.ssh_hosts import HostBalancer, balancer_for
+from kernelfleet.provisioners.ssh.command import LAUNCH_SCRIPT, RemoteEnvError, check_env, encode_env, launch_command
+from kernelfleet.provisioners.ssh.hosts import HostBalancer, balancer_for
 
 
 def test_round_robin_takes_turns_and_offers_the_rest_as_fallbacks() -> None:

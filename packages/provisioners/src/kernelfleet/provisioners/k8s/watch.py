@@ -21,11 +21,12 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kernelfleet.provisioners.change_signals import ChangeSignals
-from kernelfleet.provisioners.k8s_client import IDLE_SECONDS, KubeApi, describe_api_error
+from kernelfleet.provisioners.k8s.client import IDLE_SECONDS, KubeApi, describe_api_error
+from kernelfleet.provisioners.labels import LABEL_KERNEL_ID
+from kernelfleet.provisioners.leases import Leases, PerLoop
 
 log = logging.getLogger("kernelfleet.kubernetes")
 
-KERNEL_SELECTOR = "kernel_id"  # every pod and custom resource of a kernel carries this label (GP's key)
 WATCH_SECONDS = 290  # the server ends each stream after this; it is resumed from the last resourceVersion
 ListCall = Callable[..., Awaitable[Any]]
 
@@ -33,7 +34,7 @@ ListCall = Callable[..., Awaitable[Any]]
 class SharedWatch:
     """The cache of one resource type's kernel objects in one namespace, kept current by one watch."""
 
-    _instances: ClassVar[dict[tuple[asyncio.AbstractEventLoop, str, str], SharedWatch]] = {}
+    _instances: ClassVar[PerLoop[SharedWatch]] = PerLoop()
 
     def __init__(self, api: KubeApi, kind: str, namespace: str, make_call: Callable[[client.ApiClient], ListCall]):
         self.api = api
@@ -42,12 +43,10 @@ class SharedWatch:
         self.objects: dict[str, dict[str, Any]] = {}
         self.synced = asyncio.Event()
         self.error: str | None = None
-        self.subscribers = 0
+        self.subscribers = Leases(self.close, linger=IDLE_SECONDS)
         self._make_call = make_call
         self._signals = ChangeSignals()
         self._closing = False
-        self._idle_close: asyncio.TimerHandle | None = None
-        self._closer: asyncio.Task[None] | None = None
         self._task = asyncio.ensure_future(self._run())
         api.on_close(self.close)
 
@@ -55,17 +54,8 @@ class SharedWatch:
     @classmethod
     def acquire(cls, api: KubeApi, kind: str, namespace: str,
                 make_call: Callable[[client.ApiClient], ListCall]) -> SharedWatch:
-        loop = asyncio.get_running_loop()
-        for stale in [key for key in cls._instances if key[0].is_closed()]:
-            del cls._instances[stale]
-        key = (loop, kind, namespace)
-        watch = cls._instances.get(key)
-        if watch is None or watch._closing:
-            watch = cls._instances[key] = cls(api, kind, namespace, make_call)
-        watch.subscribers += 1
-        if watch._idle_close is not None:
-            watch._idle_close.cancel()
-            watch._idle_close = None
+        watch = cls._instances.get_or_create(lambda: cls(api, kind, namespace, make_call), (kind, namespace))
+        watch.subscribers.take()
         return watch
 
     @classmethod
@@ -87,33 +77,11 @@ class SharedWatch:
     async def release(self, *, linger: bool = True) -> None:
         """Give back one subscription; without subscribers the watch stops after IDLE_SECONDS (at once when
         ``linger`` is off, e.g. because its namespace is being deleted)."""
-        self.subscribers = max(0, self.subscribers - 1)
-        if self.subscribers:
-            return
-        if not linger:
-            await self.close()
-        elif self._idle_close is None:
-            self._idle_close = asyncio.get_running_loop().call_later(IDLE_SECONDS, self._close_when_idle)
-
-    def _close_when_idle(self) -> None:
-        self._idle_close = None
-        if self.subscribers == 0:
-            self._closer = asyncio.ensure_future(self.close())
-
-    @classmethod
-    async def close_all(cls) -> None:
-        """Stop every watch of the running loop (server shutdown, end of a test)."""
-        loop = asyncio.get_running_loop()
-        for watch in [w for key, w in cls._instances.items() if key[0] is loop]:
-            await watch.close()
+        await self.subscribers.give_back(linger=linger)
 
     async def close(self) -> None:
-        key = next((k for k, v in self._instances.items() if v is self), None)
-        if key is not None:
-            del self._instances[key]
-        if self._idle_close is not None:
-            self._idle_close.cancel()
-            self._idle_close = None
+        self._instances.forget(self)
+        self.subscribers.cancel_idle_close()
         if self._closing:
             return
         self._closing = True
@@ -174,7 +142,7 @@ class SharedWatch:
             delay = min(delay * 2, 5.0)
 
     async def _list(self, api_client: client.ApiClient, call: ListCall) -> str:
-        listed = await call(label_selector=KERNEL_SELECTOR)
+        listed = await call(label_selector=LABEL_KERNEL_ID)
         raw = listed if isinstance(listed, dict) else api_client.sanitize_for_serialization(listed)
         self.objects = {item["metadata"]["name"]: item for item in raw.get("items") or []}
         self.error = None
@@ -184,7 +152,7 @@ class SharedWatch:
 
     async def _follow(self, call: ListCall, version: str) -> str:
         """Follow one stream until the server ends it; return the last resourceVersion seen."""
-        response = await call(label_selector=KERNEL_SELECTOR, watch=True, resource_version=version,
+        response = await call(label_selector=LABEL_KERNEL_ID, watch=True, resource_version=version,
                               timeout_seconds=WATCH_SECONDS, allow_watch_bookmarks=True, _preload_content=False)
         try:
             if not 200 <= response.status <= 299:  # unread responses are not checked by the client

@@ -17,12 +17,13 @@ import asyncio
 import contextlib
 import logging
 import os
-import weakref
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import asyncssh
+
+from kernelfleet.provisioners.leases import PerLoop
 
 log = logging.getLogger("kernelfleet.ssh")
 
@@ -197,6 +198,7 @@ class SSHConnectionPool:
 
     async def close(self) -> None:
         """Close every connection (server shutdown, end of a test)."""
+        _pools.forget(self)
         for timer in self._idle.values():
             timer.cancel()
         self._idle.clear()
@@ -212,20 +214,9 @@ class SSHConnectionPool:
                 await conn.wait_closed()
 
 
-_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SSHConnectionPool] = weakref.WeakKeyDictionary()
+_pools: PerLoop[SSHConnectionPool] = PerLoop()
 
 
 def connection_pool() -> SSHConnectionPool:
     """The running loop's pool (connections cannot move between loops)."""
-    loop = asyncio.get_running_loop()
-    pool = _pools.get(loop)
-    if pool is None:
-        pool = _pools[loop] = SSHConnectionPool()
-    return pool
-
-
-async def close_connection_pool() -> None:
-    """Close the running loop's pool, if it has one."""
-    pool = _pools.pop(asyncio.get_running_loop(), None)
-    if pool is not None:
-        await pool.close()
+    return _pools.get_or_create(SSHConnectionPool)

@@ -24,18 +24,10 @@ from kernelfleet.protocol.address import ResponseAddress
 from kernelfleet.protocol.contract import LAUNCH_TOKEN, LAUNCH_TOKEN_FILE, RESPONSE_ADDRESS
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.container import ContainerProvisionerBase
-from kernelfleet.provisioners.docker_engine import (
-    APP,
-    COMPONENT,
-    ENGINE_ERRORS,
-    LABEL_APP,
-    LABEL_COMPONENT,
-    LABEL_KERNEL_ID,
-    DockerEngine,
-    describe_engine_error,
-)
-from kernelfleet.provisioners.docker_exit import parse_memory_limit
+from kernelfleet.provisioners.docker.container_end import parse_memory_limit
+from kernelfleet.provisioners.docker.engine import ENGINE_ERRORS, DockerEngine, describe_engine_error
 from kernelfleet.provisioners.envconfig import env_value
+from kernelfleet.provisioners.labels import kernel_labels
 from kernelfleet.provisioners.server_identity import LABEL_SERVER
 
 MOUNT_TYPES = frozenset({"bind", "volume", "tmpfs", "npipe"})
@@ -153,8 +145,8 @@ class DockerProvisionerBase(ContainerProvisionerBase):
         """Where the container finds the launch token file (the subclass puts it there)."""
         raise NotImplementedError
 
-    def _settle(self, env: dict[str, str], cmd: list[str]) -> None:
-        super()._settle(env, cmd)
+    def _settle(self, env: dict[str, str]) -> None:
+        super()._settle(env)
         self.memory_bytes = parse_memory_limit(self.kernel_id, self.memory_limit)
         self.end_reason, self.stopping = None, False
         if self.init:  # our images start under tini, which warns when it is not PID 1 unless it may subreap
@@ -171,10 +163,10 @@ class DockerProvisionerBase(ContainerProvisionerBase):
             f"kernel under another kernel id (or KERNEL_USERNAME), or have the {kind}'s owner remove it"
         )
 
-    @property
-    def labels(self) -> dict[str, str]:
-        return {LABEL_KERNEL_ID: self.kernel_id, LABEL_APP: APP, LABEL_COMPONENT: COMPONENT,
-                LABEL_SERVER: self.server_id}  # the orphan sweep finds a crashed server's objects by it
+    def object_labels(self) -> dict[str, str]:
+        """The labels of every object this kernel creates, with this server's identity, by which the orphan sweep
+        finds what a crashed server left."""
+        return kernel_labels(self.kernel_id, {LABEL_SERVER: self.server_id})
 
     def check_response_reachable(self) -> None:
         """Refuse a launch whose container could never report: loopback is the container's own on other networks."""

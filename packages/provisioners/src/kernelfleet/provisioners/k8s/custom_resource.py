@@ -19,12 +19,12 @@ from typing import Any, ClassVar
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from kernelfleet.provisioners.k8s import KubernetesProvisioner
-from kernelfleet.provisioners.k8s_names import dns_label
-from kernelfleet.provisioners.k8s_owned import POD, RESOURCE, Deletion, Owned, owner_uids, uid_of
-from kernelfleet.provisioners.k8s_secret import LAUNCH_TOKEN, check_token_absent
-from kernelfleet.provisioners.k8s_status import pod_failure, pod_ip
-from kernelfleet.provisioners.k8s_watch import SharedWatch
+from kernelfleet.provisioners.k8s.names import dns_label
+from kernelfleet.provisioners.k8s.owned import POD, RESOURCE, Deletion, Owned, owner_uids, uid_of
+from kernelfleet.provisioners.k8s.provisioner import KubernetesProvisioner
+from kernelfleet.provisioners.k8s.secret import LAUNCH_TOKEN, check_token_absent
+from kernelfleet.provisioners.k8s.status import pod_failure, pod_ip
+from kernelfleet.provisioners.k8s.watch import SharedWatch
 
 
 class CustomResourceProvisioner(KubernetesProvisioner):
@@ -57,8 +57,8 @@ class CustomResourceProvisioner(KubernetesProvisioner):
         raise NotImplementedError
 
     # ------------------------------------------------------------------------------------- settling
-    def _settle(self, env: dict[str, str], cmd: list[str]) -> None:
-        super()._settle(env, cmd)
+    def _settle(self, env: dict[str, str]) -> None:
+        super()._settle(env)
         assert self.pod_name
         self.resource_name = dns_label(self.pod_name, max_length=56)  # room for the operator's "-driver" suffix
         self.resource = self.build_resource()

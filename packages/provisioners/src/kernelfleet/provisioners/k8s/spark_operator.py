@@ -17,10 +17,10 @@ from typing import Any, ClassVar
 from traitlets import Dict, Integer, List, Unicode, default
 
 from kernelfleet.protocol.contract import LAUNCH_TOKEN
-from kernelfleet.provisioners.custom_resource import CustomResourceProvisioner
 from kernelfleet.provisioners.envconfig import env_value
-from kernelfleet.provisioners.k8s_names import check_dns_subdomain
-from kernelfleet.provisioners.k8s_pod import PodSpecError, env_list
+from kernelfleet.provisioners.k8s.custom_resource import CustomResourceProvisioner
+from kernelfleet.provisioners.k8s.names import check_dns_subdomain
+from kernelfleet.provisioners.k8s.pod import PodSpecError, env_entries
 from kernelfleet.provisioners.request_env import Engine
 
 LAUNCHER_FILE = "local:///usr/local/bin/kernel-launchers/python/launch_ipykernel.py"
@@ -85,7 +85,7 @@ class SparkOperatorProvisioner(CustomResourceProvisioner):
             "labels": self.object_labels(),
             "annotations": dict(self.annotations),
             "serviceAccount": self.service_account,
-            "env": env_list(self.plain_env(), {LAUNCH_TOKEN: self.token_ref}),
+            "env": env_entries(self.plain_env(), {LAUNCH_TOKEN: self.token_ref}),
             "securityContext": {**security, "allowPrivilegeEscalation": False},
             "podSecurityContext": dict(security),
         }
@@ -109,7 +109,7 @@ class SparkOperatorProvisioner(CustomResourceProvisioner):
                 "memory": memory["executor_memory"],
                 "image": executor_image,
                 "labels": {**self.object_labels({}), "component": "worker"},
-                "env": env_list(self.plain_env()),
+                "env": env_entries(self.plain_env()),
                 "securityContext": {**security, "allowPrivilegeEscalation": False},
             },
         }

@@ -5,7 +5,7 @@ connector at 100); a single ``/events`` stream filtered on our label wakes which
 event concerns, and they re-read their state. The stream starts ``since`` the engine was made and
 resumes from the last event it saw, so an event that happens while it (re)connects is replayed,
 not lost. The client is leased: it opens with the first kernel that needs it and closes once the
-last one has released it (``close_docker_engine`` closes it at server shutdown regardless).
+last one has released it (``leases.close_all`` closes it at server shutdown regardless).
 """
 
 from __future__ import annotations
@@ -21,13 +21,8 @@ import aiodocker
 import aiohttp
 
 from kernelfleet.provisioners.change_signals import ChangeSignals
-
-# Labels on every container and service we create.
-LABEL_KERNEL_ID = "kernel_id"  # Gateway Provisioners' key, so existing operator scripts keep working
-LABEL_APP = "app"
-LABEL_COMPONENT = "component"
-APP = "kernelfleet"
-COMPONENT = "kernel"
+from kernelfleet.provisioners.labels import APP, LABEL_APP, LABEL_KERNEL_ID
+from kernelfleet.provisioners.leases import Leases, PerLoop
 
 log = logging.getLogger("kernelfleet.docker")
 
@@ -46,11 +41,11 @@ def describe_engine_error(err: BaseException) -> str:
 class DockerEngine:
     """The loop's Docker client, its event stream, and the kernels waiting on events."""
 
-    _instances: ClassVar[dict[asyncio.AbstractEventLoop, DockerEngine]] = {}
+    _instances: ClassVar[PerLoop[DockerEngine]] = PerLoop()
 
     def __init__(self, url: str | None = None) -> None:
         self.client = aiodocker.Docker(url=url)
-        self.leases = 0
+        self.leases = Leases(self.close)
         self._signals = ChangeSignals()
         self._since_ns = time.time_ns() - 1_000_000_000  # a second of slack for clock granularity
         self._closing = False
@@ -60,26 +55,17 @@ class DockerEngine:
     # ------------------------------------------------------------------------------------- leasing
     @classmethod
     def acquire(cls, url: str | None = None) -> DockerEngine:
-        """The loop's engine with one more lease; synchronous, so leases never race a close."""
-        loop = asyncio.get_running_loop()
-        for stale in [lp for lp in cls._instances if lp.is_closed()]:
-            del cls._instances[stale]
-        engine = cls._instances.get(loop)
-        if engine is None:
-            engine = cls._instances[loop] = cls(url)
-        engine.leases += 1
+        """The loop's engine with one more lease."""
+        engine = cls._instances.get_or_create(lambda: cls(url))
+        engine.leases.take()
         return engine
 
     async def release(self) -> None:
         """Give back one lease; the last one closes the client."""
-        self.leases = max(0, self.leases - 1)
-        if self.leases == 0:
-            await self.close()
+        await self.leases.give_back()
 
     async def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._instances.get(loop) is self:
-            del self._instances[loop]
+        self._instances.forget(self)
         if self._closing:
             return
         self._closing = True
@@ -130,9 +116,3 @@ class DockerEngine:
             if event is not None:
                 self._on_event(event)
 
-
-async def close_docker_engine() -> None:
-    """Close this loop's Docker client whatever its leases (server shutdown, end of a test)."""
-    engine = DockerEngine._instances.get(asyncio.get_running_loop())
-    if engine is not None:
-        await engine.close()

@@ -3,7 +3,7 @@
 Gateway Provisioners loaded the cluster configuration at import and called the blocking client from async
 methods. Here the configuration is read when the first kernel of a loop asks for the client (in-cluster when the
 server runs in a pod, else the kubeconfig), the calls are ``kubernetes_asyncio``'s, and the client is leased: it
-closes once the last kernel that holds it has released it (``close_kubernetes`` closes it regardless, at server
+closes once the last kernel that holds it has released it (``leases.close_all`` closes it regardless, at server
 shutdown or at the end of a test).
 """
 
@@ -20,6 +20,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kernelfleet.provisioners.envconfig import env_bool, env_value
+from kernelfleet.provisioners.leases import Leases, PerLoop
 
 log = logging.getLogger("kernelfleet.kubernetes")
 
@@ -78,29 +79,19 @@ _REST_LOG_FILTER = _NoBodies()
 class KubeApi:
     """The loop's ``ApiClient`` and how many kernels hold it."""
 
-    _instances: ClassVar[dict[asyncio.AbstractEventLoop, KubeApi]] = {}
+    _instances: ClassVar[PerLoop[KubeApi]] = PerLoop()
 
     def __init__(self) -> None:
-        self.leases = 0
+        self.leases = Leases(self.close, linger=IDLE_SECONDS)
         self._client: client.ApiClient | None = None
         self._lock = asyncio.Lock()
         self._closers: list[Any] = []
-        self._idle_close: asyncio.TimerHandle | None = None
-        self._closing: asyncio.Task[None] | None = None
 
     @classmethod
     def acquire(cls) -> KubeApi:
-        """The loop's holder with one more lease; synchronous, so a lease never races a close."""
-        loop = asyncio.get_running_loop()
-        for stale in [lp for lp in cls._instances if lp.is_closed()]:
-            del cls._instances[stale]
-        api = cls._instances.get(loop)
-        if api is None:
-            api = cls._instances[loop] = cls()
-        api.leases += 1
-        if api._idle_close is not None:
-            api._idle_close.cancel()
-            api._idle_close = None
+        """The loop's holder with one more lease."""
+        api = cls._instances.get_or_create(cls)
+        api.leases.take()
         return api
 
     async def client(self) -> client.ApiClient:
@@ -126,23 +117,11 @@ class KubeApi:
         Kernels come and go in bursts: closing at once would make the next one pay for a new configuration,
         connection and namespace watch on its start.
         """
-        self.leases = max(0, self.leases - 1)
-        if self.leases == 0 and self._idle_close is None:
-            loop = asyncio.get_running_loop()
-            self._idle_close = loop.call_later(IDLE_SECONDS, self._close_when_idle)
-
-    def _close_when_idle(self) -> None:
-        self._idle_close = None
-        if self.leases == 0:
-            self._closing = asyncio.ensure_future(self.close())
+        await self.leases.give_back()
 
     async def close(self) -> None:
-        if self._idle_close is not None:
-            self._idle_close.cancel()
-            self._idle_close = None
-        loop = asyncio.get_running_loop()
-        if self._instances.get(loop) is self:
-            del self._instances[loop]
+        self.leases.cancel_idle_close()
+        self._instances.forget(self)
         closers, self._closers = self._closers, []
         for closer in closers:
             try:
@@ -152,13 +131,3 @@ class KubeApi:
         api_client, self._client = self._client, None
         if api_client is not None:
             await api_client.close()
-
-
-async def close_kubernetes() -> None:
-    """Close this loop's watches and client whatever their leases (server shutdown, end of a test)."""
-    api = KubeApi._instances.get(asyncio.get_running_loop())
-    if api is not None:
-        await api.close()
-    from kernelfleet.provisioners.k8s_watch import SharedWatch  # the watches belong to the client
-
-    await SharedWatch.close_all()

@@ -29,9 +29,9 @@ from kernelfleet.protocol.contract import LAUNCH_TOKEN
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.container import ContainerProvisionerBase
 from kernelfleet.provisioners.envconfig import env_bool, env_value
-from kernelfleet.provisioners.k8s_client import KubeApi, describe_api_error
-from kernelfleet.provisioners.k8s_names import check_dns_label, check_dns_subdomain, check_label, dns_label
-from kernelfleet.provisioners.k8s_owned import (
+from kernelfleet.provisioners.k8s.client import KubeApi, describe_api_error
+from kernelfleet.provisioners.k8s.names import check_dns_label, check_dns_subdomain, check_label, dns_label
+from kernelfleet.provisioners.k8s.owned import (
     NAMESPACE,
     POD,
     SECRET,
@@ -43,7 +43,7 @@ from kernelfleet.provisioners.k8s_owned import (
     uid_of,
     wait_object_gone,
 )
-from kernelfleet.provisioners.k8s_pod import (
+from kernelfleet.provisioners.k8s.pod import (
     GPU_RESOURCE,
     PodPolicy,
     PodSettings,
@@ -55,19 +55,19 @@ from kernelfleet.provisioners.k8s_pod import (
     check_pod,
     check_toleration,
     check_volume,
-    kernel_labels,
     merge_env,
     parse_quantity,
     parse_resources,
 )
-from kernelfleet.provisioners.k8s_secret import (
+from kernelfleet.provisioners.k8s.secret import (
     build_launch_secret,
     check_token_absent,
     launch_token_ref,
 )
-from kernelfleet.provisioners.k8s_status import exit_code, pod_ended, pod_failure, pod_ip
-from kernelfleet.provisioners.k8s_template import render_pod_template
-from kernelfleet.provisioners.k8s_watch import SharedWatch
+from kernelfleet.provisioners.k8s.status import exit_code, pod_ended, pod_failure, pod_ip
+from kernelfleet.provisioners.k8s.template import render_pod_template
+from kernelfleet.provisioners.k8s.watch import SharedWatch
+from kernelfleet.provisioners.labels import kernel_labels
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine, mapping_list
 from kernelfleet.provisioners.server_identity import LABEL_SERVER
@@ -194,8 +194,8 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         self.stopping = False  # this server stops or deletes the kernel: how its pod ends is no news
 
     # ------------------------------------------------------------------------------------- settling
-    def _settle(self, env: dict[str, str], cmd: list[str]) -> None:
-        super()._settle(env, cmd)
+    def _settle(self, env: dict[str, str]) -> None:
+        super()._settle(env)
         self.end_reason, self.stopping = None, False
         kid = self.kernel_id
         username = env.get("KERNEL_USERNAME", "")

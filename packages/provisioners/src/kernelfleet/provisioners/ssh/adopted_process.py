@@ -13,8 +13,8 @@ import collections
 import logging
 import os
 
-from kernelfleet.provisioners.local_process import LauncherGroup
-from kernelfleet.provisioners.ssh_command import signal_command
+from kernelfleet.provisioners.ssh.command import signal_command
+from kernelfleet.provisioners.ssh.local_process import LauncherGroup
 
 
 async def run_local_shell(command: str) -> str:

@@ -36,26 +36,26 @@ from jupyter_client.connect import KernelConnectionInfo
 from traitlets import Bool, Enum, Float, Integer, List, Unicode, default
 
 from kernelfleet.protocol import CommOp, Report
-from kernelfleet.provisioners.adopted_process import AdoptedLocalProcess, run_local_shell
 from kernelfleet.provisioners.base import LaunchError, RemoteProvisionerBase
 from kernelfleet.provisioners.envconfig import env_bool, env_list, env_number, env_value
 from kernelfleet.provisioners.kernel_env import remote_kernel_env
-from kernelfleet.provisioners.local_process import LauncherGroup, LocalLauncherProcess
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
 from kernelfleet.provisioners.server_identity import LOCAL_LAUNCH_ENV
-from kernelfleet.provisioners.ssh_command import (
+from kernelfleet.provisioners.ssh.adopted_process import AdoptedLocalProcess, run_local_shell
+from kernelfleet.provisioners.ssh.command import (
     check_env,
     encode_env,
     launch_command,
     signal_command,
     sweep_command,
 )
-from kernelfleet.provisioners.ssh_connections import HostUnavailable, SSHSettings, connection_pool
-from kernelfleet.provisioners.ssh_exit_watch import HostExitWatch
-from kernelfleet.provisioners.ssh_hosts import ALGORITHMS, balancer_for
-from kernelfleet.provisioners.ssh_launch import RemoteLaunch, run_command
-from kernelfleet.provisioners.ssh_tunnels import KERNEL_PORTS, LOCAL_ADDRESS, KernelTunnels, TunnelError
+from kernelfleet.provisioners.ssh.connections import HostUnavailable, SSHSettings, connection_pool
+from kernelfleet.provisioners.ssh.exit_watch import HostExitWatch
+from kernelfleet.provisioners.ssh.hosts import ALGORITHMS, balancer_for
+from kernelfleet.provisioners.ssh.launch import RemoteLaunch, run_command
+from kernelfleet.provisioners.ssh.local_process import LauncherGroup, LocalLauncherProcess
+from kernelfleet.provisioners.ssh.tunnels import KERNEL_PORTS, LOCAL_ADDRESS, KernelTunnels, TunnelError
 
 LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "127.0.0.1", "::1", ""})
 UNROUTABLE = frozenset({"", "0.0.0.0", "::"})

@@ -23,8 +23,8 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from kernelfleet.provisioners.k8s_client import describe_api_error
-from kernelfleet.provisioners.k8s_pod import LABEL_KERNEL_ID
+from kernelfleet.provisioners.k8s.client import describe_api_error
+from kernelfleet.provisioners.labels import LABEL_KERNEL_ID
 
 # The kinds of object a kernel may own, the keys of its ownership record.
 POD = "pod"

@@ -13,8 +13,8 @@ import logging
 
 import asyncssh
 
-from kernelfleet.provisioners.ssh_command import ERROR, EXITED, STARTED
-from kernelfleet.provisioners.ssh_connections import HostUnavailable
+from kernelfleet.provisioners.ssh.command import ERROR, EXITED, STARTED
+from kernelfleet.provisioners.ssh.connections import HostUnavailable
 
 MAX_NOISE_LINES = 20
 

@@ -22,7 +22,7 @@ from typing import ClassVar
 
 import asyncssh
 
-from kernelfleet.provisioners.ssh_connections import HostUnavailable, SSHSettings, connection_pool
+from kernelfleet.provisioners.ssh.connections import HostUnavailable, SSHSettings, connection_pool
 
 GONE = "KF-GONE"
 CHECK_SECONDS = 0.2  # how often the host looks at its watched pids (the read timeout: no process is started)

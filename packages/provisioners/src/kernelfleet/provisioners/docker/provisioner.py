@@ -25,10 +25,10 @@ from traitlets import TraitError, Unicode, validate
 
 from kernelfleet.protocol.contract import LAUNCH_TOKEN
 from kernelfleet.provisioners.base import LaunchError
-from kernelfleet.provisioners.docker_common import LOG_TAIL_LINES, DockerProvisionerBase, tail_text
-from kernelfleet.provisioners.docker_engine import ENGINE_ERRORS, describe_engine_error
-from kernelfleet.provisioners.docker_exit import describe_container_end
-from kernelfleet.provisioners.docker_swarm import DockerSwarmProvisioner
+from kernelfleet.provisioners.docker.common import LOG_TAIL_LINES, DockerProvisionerBase, tail_text
+from kernelfleet.provisioners.docker.container_end import describe_container_end
+from kernelfleet.provisioners.docker.engine import ENGINE_ERRORS, describe_engine_error
+from kernelfleet.provisioners.docker.swarm import DockerSwarmProvisioner
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
 
@@ -78,8 +78,8 @@ class DockerProvisioner(DockerProvisionerBase):
     def launch_token_path(self) -> str:
         return posixpath.join(self.launch_token_dir, TOKEN_FILE_NAME)
 
-    def _settle(self, env: dict[str, str], cmd: list[str]) -> None:
-        super()._settle(env, cmd)
+    def _settle(self, env: dict[str, str]) -> None:
+        super()._settle(env)
         for mount in self.mounts:
             target = posixpath.normpath(str(mount.get("Target")))
             if self.launch_token_dir == target or self.launch_token_dir.startswith(target.rstrip("/") + "/"):
@@ -99,7 +99,7 @@ class DockerProvisioner(DockerProvisionerBase):
         config: dict[str, Any] = {
             "Image": self.image,
             "Env": [f"{name}={value}" for name, value in self.container_env.items()],
-            "Labels": self.labels,
+            "Labels": self.object_labels(),
             "User": f"{self.uid}:{self.gid}",
             "HostConfig": host_config,
         }

@@ -17,8 +17,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from kernelfleet.protocol.contract import LAUNCH_TOKEN
-from kernelfleet.provisioners.k8s_names import check_dns_subdomain, dns_label
-from kernelfleet.provisioners.k8s_pod import PodSpecError, SecretKeyRef, kernel_labels
+from kernelfleet.provisioners.k8s.names import check_dns_subdomain, dns_label
+from kernelfleet.provisioners.k8s.pod import PodSpecError, SecretKeyRef
+from kernelfleet.provisioners.labels import kernel_labels
 
 TOKEN_KEY = "launch-token"
 SECRET_SUFFIX = "-launch"
