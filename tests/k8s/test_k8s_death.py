@@ -25,8 +25,9 @@ from death_testing import (
 from jupyter_client import AsyncKernelManager
 from kf_docker import docker_cli
 from kf_testing import manager
-from kubelite import KubeLite
 from kubernetes_asyncio import client
+
+from kernelfleet.kubelite import KubeLite
 
 ENGINE = "kubernetes"
 

@@ -9,11 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from kubelite import KubeLite
 from kubernetes_asyncio import client
 from leak_probe import kubernetes_objects_of_server
 from mixed_cycles import FAILING_KERNEL_CLASS, assert_no_leaks, cycle_count, kernel_manager_for, measure_leaks
 
+from kernelfleet.kubelite import KubeLite
 from kernelfleet.provisioners.container_argv import container_argv
 
 

@@ -210,7 +210,7 @@ async def ours(engines: list[str], runs: int, image: str, root: Path) -> Results
         write_spec(kernels, "kubernetes", containers, "kubernetes-provisioner", {"image_name": image})
         if "kubernetes" in engines:
             sys.path.insert(0, str(ROOT / "tools"))
-            from kubelite import KubeLite
+            from kernelfleet.kubelite import KubeLite
 
             kube = KubeLite()
             await kube.start()

@@ -90,7 +90,7 @@ async def run_engine(engine: str, root: Path, cycles: int, at_once: int, image: 
             def objects() -> Awaitable[list[str]]:
                 return docker_objects_of_server(server_id, swarm=True)
         elif engine == "kubernetes":
-            from kubelite import KubeLite
+            from kernelfleet.kubelite import KubeLite
             from kubernetes_asyncio import client, config
 
             kube = KubeLite()
