@@ -14,7 +14,7 @@ else and an OOM kill (containers; the OOM figure includes the cell's allocation 
 event path: its ``poll()`` figure is measured the same way, with its launcher (which is its kernel) killed.
 
 Engines: local (embedded default), ssh (an sshd on 127.0.0.2 started for the run, tests/ssh/sshd.py), docker,
-swarm (the running dockerd and its one-node swarm), kubernetes (kubelite, tools/kubelite).
+swarm (the running dockerd and its one-node swarm), kubernetes (kubelite, packages/kubelite).
 Usage: .venv/bin/python tools/bench/death_detection.py [--runs 3] [--engines local,ssh,docker,swarm,kubernetes]
        [--image kernelfleet/kernel-py:dev] [--no-gp]
 """
@@ -209,7 +209,6 @@ async def ours(engines: list[str], runs: int, image: str, root: Path) -> Results
         write_spec(kernels, "swarm", containers, "docker-swarm-provisioner", box)
         write_spec(kernels, "kubernetes", containers, "kubernetes-provisioner", {"image_name": image})
         if "kubernetes" in engines:
-            sys.path.insert(0, str(ROOT / "tools"))
             from kernelfleet.kubelite import KubeLite
 
             kube = KubeLite()

@@ -90,8 +90,9 @@ async def run_engine(engine: str, root: Path, cycles: int, at_once: int, image: 
             def objects() -> Awaitable[list[str]]:
                 return docker_objects_of_server(server_id, swarm=True)
         elif engine == "kubernetes":
-            from kernelfleet.kubelite import KubeLite
             from kubernetes_asyncio import client, config
+
+            from kernelfleet.kubelite import KubeLite
 
             kube = KubeLite()
             await kube.start()
