@@ -10,6 +10,9 @@ page shows what the current code did on the machine it last ran on.
     .venv/bin/python tools/reliability_report.py             # run and rewrite the table
     .venv/bin/python tools/reliability_report.py --check     # exit 1 when a test fails (no rewrite)
     .venv/bin/python tools/reliability_report.py -- -k docker # extra pytest arguments after --
+    .venv/bin/python tools/reliability_report.py --from-run run.xml figures.jsonl
+                          # no run: the JUnit report and figures of a run made with KF_RELIABILITY_FIGURES set
+                          # (e.g. the whole suite); only the tests under TEST_PATHS are counted
 """
 
 from __future__ import annotations
@@ -32,7 +35,18 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "reliability.md"
 MARKERS = ("<!-- reliability-results:start -->", "<!-- reliability-results:end -->")
 #: The tests that record figures: faults while kernels run, death detection, leaks.
-TEST_PATHS = ("tests/faults", "tests/leaks", "tests/death")
+TEST_PATHS = (
+    "tests/faults",
+    "tests/leaks",
+    "tests/e2e/test_death_detection.py",
+    "tests/docker/test_docker_death.py",
+    "tests/docker/test_docker_leaks.py",
+    "tests/k8s/test_k8s_api_server_restart.py",
+    "tests/k8s/test_k8s_death.py",
+    "tests/k8s/test_k8s_leaks.py",
+    "tests/ssh/test_ssh_death.py",
+    "tests/ssh/test_ssh_leaks.py",
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,12 @@ def read_figures(lines: list[str]) -> list[Figure]:
     return [Figure(**json.loads(line)) for line in lines if line.strip()]
 
 
+def reliability_outcomes(outcomes: list[TestOutcome]) -> list[TestOutcome]:
+    """Pure: the outcomes of the tests under ``TEST_PATHS`` (JUnit names modules with dots, not slashes)."""
+    prefixes = tuple(path.removesuffix(".py").replace("/", ".") for path in TEST_PATHS)
+    return [o for o in outcomes if o.test.split("::", 1)[0].startswith(prefixes)]
+
+
 def run_tests(extra_args: list[str]) -> tuple[int, list[TestOutcome], list[Figure]]:
     """Run the reliability tests with a figures file and a JUnit report; read both back."""
     paths = [p for p in TEST_PATHS if (ROOT / p).exists()]
@@ -67,7 +87,10 @@ def run_tests(extra_args: list[str]) -> tuple[int, list[TestOutcome], list[Figur
 
 
 def _format_value(metric: str, value: float) -> str:
-    return f"{value:.2f} s" if metric.endswith("_s") else f"{value:g}"
+    """Seconds (``*_s`` or ``seconds ...`` metrics) to the hundredth, counts as they are."""
+    if metric.endswith("_s") or metric.startswith("seconds") or metric == "seconds":
+        return f"{value:.2f} s"
+    return f"{value:g}"
 
 
 def render_table(outcomes: list[TestOutcome], figures: list[Figure]) -> str:
@@ -106,9 +129,16 @@ def render_table(outcomes: list[TestOutcome], figures: list[Figure]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only run; exit 1 if any test failed")
+    parser.add_argument("--from-run", nargs=2, metavar=("JUNIT", "FIGURES"), help="use a finished run's files")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args()
-    code, outcomes, figures = run_tests(args.pytest_args)
+    if args.from_run:
+        junit, figures_file = (Path(name) for name in args.from_run)
+        figures = read_figures(figures_file.read_text().splitlines())
+        outcomes = reliability_outcomes(parse_junit(junit.read_text()))
+        code = 1 if any(o.outcome == "FAILED" for o in outcomes) else 0
+    else:
+        code, outcomes, figures = run_tests(args.pytest_args)
     if not figures:
         print("reliability-report: no test recorded a figure", file=sys.stderr)
         return 1

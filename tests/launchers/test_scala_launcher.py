@@ -355,7 +355,12 @@ async def test_interrupt_cancels_a_spark_job(kernel: Kernel) -> None:
     reply, took = await interrupt_cell(kernel.client, kernel.report, code)
     assert reply["status"] == "error", reply
     assert took < 60, f"the Spark job took {took:.1f}s to stop"
-    active = await execute(kernel.client, "sc.statusTracker.getActiveJobIds().length")
+    # Spark's status tracker learns of the cancellation through its listener bus, a moment after the cell's
+    # reply: the kernel waits (30 s at most) for the job to leave the active list.
+    active = await execute(kernel.client, (
+        "{ val until = System.nanoTime + 30000000000L; "
+        "while (sc.statusTracker.getActiveJobIds().length > 0 && System.nanoTime < until) Thread.sleep(50); "
+        "sc.statusTracker.getActiveJobIds().length }"))
     assert active["result"] == "0", f"the Spark job was not cancelled: {active}"
 
 
