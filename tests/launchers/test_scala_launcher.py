@@ -31,7 +31,7 @@ import pytest_asyncio
 from bench.port_contention import port_thief
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.connect import write_connection_file
-from kf_testing import start_busy_cell
+from kf_testing import STARTED, start_busy_cell
 from rs_testing import SAY_STARTED_SCALA, collect, execute, execute_after_interrupt
 
 from kernelfleet.protocol import Report, ServerKey, open_report, sign_request
@@ -256,10 +256,11 @@ async def raw_comm(port: int, line: bytes) -> tuple[bytes, bytes]:
         writer.close()
 
 
-async def interrupt_cell(client: AsyncKernelClient, report: Report, code: str) -> tuple[dict, float]:
-    """Start ``code`` (it prints STARTED first), interrupt it over the comm port once it runs; its reply and seconds
-    to stop."""
-    msg_id = await start_busy_cell(client, SAY_STARTED_SCALA + code, timeout=CELL_TIMEOUT)
+async def interrupt_cell(client: AsyncKernelClient, report: Report, code: str, say_started: str = SAY_STARTED_SCALA
+                         ) -> tuple[dict, float]:
+    """Start ``code`` (``say_started`` prints STARTED first), interrupt it over the comm port once it runs; its reply
+    and seconds to stop."""
+    msg_id = await start_busy_cell(client, say_started + code, timeout=CELL_TIMEOUT)
     t0 = time.monotonic()
     assert await comm(report, "interrupt") == {"ok": True, "alive": True}
     reply = await collect(client, msg_id, timeout=CELL_TIMEOUT)
@@ -352,7 +353,12 @@ async def test_spark_job(kernel: Kernel) -> None:
 @pytest.mark.asyncio(loop_scope="module")
 async def test_interrupt_cancels_a_spark_job(kernel: Kernel) -> None:
     code = "sc.parallelize(1 to 2, 2).map { x => Thread.sleep(300000); x }.sum()"
-    reply, took = await interrupt_cell(kernel.client, kernel.report, code)
+    # STARTED once Spark runs the job, not when the cell starts: an interrupt that lands before the job is
+    # submitted stops the cell and leaves the job to run (Toree cancels the jobs running at the interrupt).
+    say_started_when_job_runs = (
+        "new Thread(() => { while (sc.statusTracker.getActiveJobIds().isEmpty) Thread.sleep(20); "
+        f'println("{STARTED}") }}).start()\n')
+    reply, took = await interrupt_cell(kernel.client, kernel.report, code, say_started_when_job_runs)
     assert reply["status"] == "error", reply
     assert took < 60, f"the Spark job took {took:.1f}s to stop"
     # Spark's status tracker learns of the cancellation through its listener bus, a moment after the cell's

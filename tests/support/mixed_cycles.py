@@ -201,6 +201,8 @@ async def measure_leaks(engine: str, mkm: AsyncMultiKernelManager, name: str, fa
     connections as requests ran at once: warm it up with ``at_once`` cycles."""
     await run_cycles(mkm, name, failing, warmup, warmup)
     await wait_for_nothing(lambda: processes_of_server(server_id))
+    if engine_objects is not None:  # the probe's own client (a pool of keep-alive sockets) is warm before the baseline
+        await wait_for_nothing(engine_objects)
     before = footprint()
     before_state = state() if state else {}
     seconds = await run_cycles(mkm, name, failing, cycles, at_once, first=warmup)
