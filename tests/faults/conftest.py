@@ -29,13 +29,6 @@ from netns_testing import Netns, NetnsMissing
 from sshd import SshCluster, SshdMissing, start_cluster
 
 
-async def stop_broker() -> None:
-    """Stop this loop's response broker, if a test started one."""
-    broker = ResponseBroker._instances.get(asyncio.get_running_loop())
-    if broker is not None:
-        await broker.stop()
-
-
 @pytest.fixture(scope="session")
 def private_dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateDockerd]:
     """Our own dockerd (see dockerd_testing.py) with the kernel image loaded; removed with all it made."""
@@ -70,7 +63,6 @@ async def on_private_dockerd(private_dockerd: PrivateDockerd, monkeypatch: pytes
     yield private_dockerd
     await close_all()
     assert asyncio.get_running_loop() not in DockerEngine._instances
-    await stop_broker()
 
 
 @pytest.fixture
@@ -106,7 +98,6 @@ async def ssh_fault_env(monkeypatch: pytest.MonkeyPatch, fault_ssh_cluster: SshC
     await ResponseBroker.instance()
     yield fault_ssh_cluster
     await close_all()
-    await stop_broker()
 
 
 @pytest.fixture(scope="session")
@@ -150,6 +141,5 @@ async def partitionable_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     finally:
         ns.heal()
         await close_all()
-        await stop_broker()
         cluster.stop()
         ns.destroy()
