@@ -27,6 +27,7 @@ from kernelfleet.provisioners.authorization import check_user
 from kernelfleet.provisioners.broker import PendingLaunch, ResponseBroker
 from kernelfleet.provisioners.config_check import check_provisioner_config
 from kernelfleet.provisioners.envconfig import env_list, env_number, env_value
+from kernelfleet.provisioners.gp_settings import warn_about_gp_environment
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine, check_request_env, positive_seconds
 from kernelfleet.provisioners.server_identity import SERVER_ID_ENV, server_id_of
@@ -72,7 +73,8 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         "default: root)."
     ).tag(config=True)
     inherited_envs = List(
-        Unicode(), help="Server environment variables passed on to remote kernels (env KF_INHERITED_ENVS)."
+        Unicode(), help="Server environment variables passed on to remote kernels (env KF_INHERITED_ENVS / "
+        "GP_INHERITED_ENVS)."
     ).tag(config=True)
     comm_timeout = Float(5.0, help="Seconds to wait for the launcher to answer a comm-port request.").tag(config=True)
 
@@ -109,10 +111,11 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
 
     @default("inherited_envs")
     def _inherited_envs_default(self) -> list[str]:
-        return env_list(("KF_INHERITED_ENVS",), ())
+        return env_list(("KF_INHERITED_ENVS", "GP_INHERITED_ENVS"), ())
 
     def __init__(self, **kwargs: Any) -> None:
         check_provisioner_config(type(self), kwargs)  # a kernelspec's typo fails here, not silently
+        warn_about_gp_environment(self.log)  # once per process: GP_* names left set that do nothing here
         super().__init__(**kwargs)
         self.pending: PendingLaunch | None = None
         self.comm_host: str | None = None
@@ -195,7 +198,10 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         # The server's config (c.ResponseBroker.*) reaches the broker through ours: jupyter_client makes us
         # with the kernel manager as parent. The first launch on a loop creates the broker.
         broker = await ResponseBroker.instance(config=self.config)
-        response_address = await broker.response_address_for(local=self.launches_on_this_host())
+        try:
+            response_address = await broker.response_address_for(local=self.launches_on_this_host())
+        except OSError as err:
+            raise LaunchError(f"Kernel {kernel_id}: no response address for its launcher: {err}") from None
         if self.pending is not None:
             self.pending.cancel()
         self.pending = broker.expect(kernel_id)

@@ -26,6 +26,7 @@ import asyncio
 import errno
 import logging
 import os
+import re
 import resource
 import secrets
 import socket
@@ -35,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar
 
 from jupyter_client.localinterfaces import public_ips
-from traitlets import Bool, Float, Integer, Unicode, default
+from traitlets import Bool, Float, Integer, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from kernelfleet.protocol import Report, ReportError, ServerKey, open_report, peek_kernel_id
@@ -43,7 +44,7 @@ from kernelfleet.protocol.constants import LAUNCH_TOKEN_BYTES, MAX_REPORT_BYTES
 from kernelfleet.protocol.encoding import dumps_line
 from kernelfleet.protocol.loglimit import LogLimiter
 from kernelfleet.protocol.report import V1_REFUSED_MESSAGE, is_v1_payload
-from kernelfleet.provisioners.envconfig import env_bool, env_number, env_value
+from kernelfleet.provisioners.envconfig import env_bool, env_list, env_number, env_value
 from kernelfleet.provisioners.leases import PerLoop
 
 ACCEPTED = dumps_line({"ok": True})
@@ -143,6 +144,11 @@ class Listener:
         return f"{host}:{port}"
 
 
+def allowed_addresses(ips: list[str], prohibited: list[str]) -> list[str]:
+    """Pure: the addresses of ``ips`` that no pattern of ``prohibited`` matches at its start, in order."""
+    return [ip for ip in ips if not any(re.match(pattern, ip) for pattern in prohibited)]
+
+
 class ResponseBroker(LoggingConfigurable):
     """Receives launch reports for every provisioner of this server process."""
 
@@ -161,6 +167,12 @@ class ResponseBroker(LoggingConfigurable):
     ).tag(config=True)
     port_retries = Integer(
         help="How many further ports to try when the port is taken (env GP_RESPONSE_PORT_RETRIES; default 10)."
+    ).tag(config=True)
+    prohibited_local_ips = List(
+        Unicode(), help="Regular expressions of this host's addresses never advertised to launchers on other hosts, "
+        "e.g. a container bridge's (env KF_PROHIBITED_LOCAL_IPS or GP_PROHIBITED_LOCAL_IPS, comma-separated). "
+        "Applies only when advertised_ip is not set; when every address matches, such launches fail with a "
+        "message naming this setting.",
     ).tag(config=True)
     accept_v1_reports = Bool(
         help="Accept Gateway Provisioners' unauthenticated protocol-v1 reports from old kernel images "
@@ -202,6 +214,20 @@ class ResponseBroker(LoggingConfigurable):
     @default("port_retries")
     def _port_retries_default(self) -> int:
         return int(env_number(("GP_RESPONSE_PORT_RETRIES",), 10))
+
+    @default("prohibited_local_ips")
+    def _prohibited_local_ips_default(self) -> list[str]:
+        return env_list(("KF_PROHIBITED_LOCAL_IPS", "GP_PROHIBITED_LOCAL_IPS"), ())
+
+    @validate("prohibited_local_ips")
+    def _check_prohibited_local_ips(self, proposal: dict[str, object]) -> list[str]:
+        patterns = list(proposal["value"])  # type: ignore[call-overload]
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise TraitError(f"prohibited_local_ips: {pattern!r} is not a regular expression: {err}") from None
+        return patterns
 
     @default("accept_v1_reports")
     def _accept_v1_default(self) -> bool:
@@ -297,10 +323,18 @@ class ResponseBroker(LoggingConfigurable):
         self._network = await self._listen(host, host, [self._local.port, *self._ports()])
         self.log.info("Response broker listening on %s for launches on other hosts", self._network.bound)
 
-    @staticmethod
-    async def _first_public_ip() -> str | None:
+    async def _first_public_ip(self) -> str | None:
+        """This host's first public address that no ``prohibited_local_ips`` pattern matches (as Gateway
+        Provisioners did, ``re.match``); None when the host has none. Every address prohibited is the operator's
+        contradiction, so it fails the launch that needs one, naming the setting, instead of advertising a
+        prohibited address."""
         ips = await asyncio.to_thread(public_ips)  # the first call lists the interfaces (a subprocess)
-        return ips[0] if ips else None
+        allowed = allowed_addresses(ips, self.prohibited_local_ips)
+        if ips and not allowed:
+            raise OSError(f"Every public address of this host ({', '.join(ips)}) matches prohibited_local_ips "
+                          f"({', '.join(self.prohibited_local_ips)}): set ResponseBroker.advertised_ip "
+                          "(KF_RESPONSE_IP) to the address launchers on other hosts should report to")
+        return allowed[0] if allowed else None
 
     def _ports(self) -> list[int]:
         return [self.port] if self.port == 0 else [self.port + i for i in range(self.port_retries + 1)]
