@@ -116,7 +116,8 @@ def test_seed_command_matches_gp_output_except_argv(tmp_path: Path) -> None:
     }
     assert list(spec["metadata"]["kernel_provisioner"]["config"]) == ["image_name", "launch_timeout"]
     assert spec["argv"] == [*CONTAINER_PREFIX, *LAUNCH_ARGS, "--kernel-class-name", DEFAULT_CLASS]
-    assert sorted(os.listdir(path.parent)) == ["kernel.json"]
+    # kernel.json and ipykernel's logos (the launcher icon), nothing else.
+    assert sorted(os.listdir(path.parent)) == ["kernel.json", "logo-32x32.png", "logo-64x64.png", "logo-svg.svg"]
     # A system-wide kernelspec must be readable by every user (the staging dir is 0700).
     assert stat.S_IMODE(path.parent.stat().st_mode) & 0o055 == 0o055
 
@@ -548,3 +549,52 @@ def test_ssh_spec_without_hosts_runs_a_real_local_kernel(
     status, stdout = asyncio.run(asyncio.wait_for(_run_code([str(kernels_dir(tmp_path))], name, code), 200))
     assert status == "ok"
     assert "42" in stdout
+
+
+@pytest.mark.parametrize(
+    ("lang", "logo_source"),
+    [
+        ("python", lambda: Path(__import__("ipykernel").__file__).parent / "resources" / "logo-64x64.png"),
+        ("scala", lambda: Path(__import__("toree").__file__).parent / "logo-64x64.png"),
+    ],
+)
+def test_kernelspec_carries_the_languages_own_logo(lang: str, logo_source: Any, tmp_path: Path) -> None:
+    """The logo comes from the language's kernel package installed here (ipykernel, Toree), byte for byte,
+    so JupyterLab's launcher shows the familiar icon (jupyter_server serves it from the spec's resource dir)."""
+    install_ok("docker", "--language", lang, tmp_path=tmp_path)
+    name = f"docker_{lang}"
+    assert (kernels_dir(tmp_path) / name / "logo-64x64.png").read_bytes() == logo_source().read_bytes()
+    manager = KernelSpecManager(kernel_dirs=[str(kernels_dir(tmp_path))])
+    assert Path(manager.get_all_specs()[name]["resource_dir"], "logo-64x64.png").is_file()
+
+
+def test_r_kernelspec_carries_irkernels_logo_and_kernel_js(tmp_path: Path) -> None:
+    """IRkernel (installed from Debian here) ships kernel.js next to its logo; both come along."""
+    rscript = subprocess.run(["Rscript", "--vanilla", "-e", 'cat(system.file("kernelspec", package="IRkernel"))'],
+                             capture_output=True, text=True, timeout=60, check=False)
+    source = Path(rscript.stdout.strip())
+    assert rscript.returncode == 0 and (source / "kernel.js").is_file(), f"IRkernel is not installed: {rscript}"
+    install_ok("ssh", "--language", "r", tmp_path=tmp_path)
+    spec_dir = kernels_dir(tmp_path) / "ssh_r"
+    for file_name in ("kernel.js", "logo-64x64.png"):
+        assert (spec_dir / file_name).read_bytes() == (source / file_name).read_bytes(), file_name
+
+
+def test_ssh_spec_warns_about_what_this_host_lacks_and_still_installs(tmp_path: Path) -> None:
+    """As Gateway Provisioners warned about a missing Rscript or Toree: R without Rscript on PATH, a launcher
+    that is not where argv says, and a --spark-home without spark-submit are each named, and the spec is written
+    (the kernel may run on other hosts)."""
+    empty_bin = tmp_path / "empty-bin"
+    empty_bin.mkdir()
+    env = {"PATH": str(empty_bin)}
+    result = run_cli("ssh", "install", "--language", "r", "--launchers-dir", str(tmp_path / "nowhere"),
+                     "--spark", "--spark-home", str(tmp_path / "no-spark"), tmp_path=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "Rscript is not on this host's PATH" in result.stderr
+    assert f"{tmp_path / 'nowhere'}/r/launch_IRkernel.R does not exist here" in result.stderr
+    assert f"--spark-home {tmp_path / 'no-spark'}: no bin/spark-submit here" in result.stderr
+    assert (kernels_dir(tmp_path) / "ssh_r_spark" / "kernel.json").is_file()
+
+    quiet = run_cli("ssh", "install", "--language", "python", "--replace", tmp_path=tmp_path)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "does not exist here" not in quiet.stderr and "not on this host's PATH" not in quiet.stderr

@@ -28,6 +28,7 @@ from kernelfleet.provisioners.cli.kernelspec import (
     normalise_kernel_name,
     render_kernel_json,
 )
+from kernelfleet.provisioners.cli.resources import kernel_resources
 from kernelfleet.provisioners.envconfig import env_value
 
 # Language as typed (any case) -> the spelling kernel.json uses (GP's, and IRkernel's "R").
@@ -144,6 +145,12 @@ class BaseSpecInstaller(Application):
     def check_target(self) -> None:
         """Target-specific option checks; raise SpecError."""
 
+    def missing_on_this_host(self) -> list[str]:
+        """Warnings about what the kernel will need where it runs and this host lacks (Rscript, a launcher,
+        spark-submit), for targets whose kernels may run here; installing still goes ahead, as the kernel may
+        run elsewhere. None by default: container targets bring everything in their image."""
+        return []
+
     # --- shared flow ------------------------------------------------------------------------
     def start(self) -> None:
         try:
@@ -166,7 +173,13 @@ class BaseSpecInstaller(Application):
         manager_log = self.log.getChild("kernelspec")
         manager_log.setLevel(max(logging.WARNING, self.log.getEffectiveLevel()))
         manager = KernelSpecManager(parent=self, log=manager_log)
-        target = install_kernel_json(manager, text, name, user=user, prefix=prefix, replace=self.replace)
+        for warning in self.missing_on_this_host():
+            self.log.warning("%s", warning)
+        package, resources = kernel_resources(self.lang)
+        if not resources:
+            self.log.info("No logo for kernelspec %s: %s is not installed on this host", name, package)
+        target = install_kernel_json(manager, text, name, user=user, prefix=prefix, replace=self.replace,
+                                     resources=resources)
         self.log.info(
             "Installed kernelspec %s (%s, provisioner %s) in %s",
             name,

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -75,9 +77,11 @@ def destination(manager: KernelSpecManager, name: str, *, user: bool, prefix: st
 
 
 def install_kernel_json(
-    manager: KernelSpecManager, text: str, name: str, *, user: bool, prefix: str | None, replace: bool
+    manager: KernelSpecManager, text: str, name: str, *, user: bool, prefix: str | None, replace: bool,
+    resources: Mapping[str, Path] | None = None,
 ) -> Path:
-    """Install a rendered kernel.json as kernelspec ``name``; refuse to overwrite unless ``replace``."""
+    """Install a rendered kernel.json, with ``resources`` (file name -> file to copy: logos, kernel.js) beside
+    it, as kernelspec ``name``; refuse to overwrite unless ``replace``."""
     target = destination(manager, name, user=user, prefix=prefix)
     if target.exists() and not replace:
         raise SpecError(f"kernelspec {name!r} already exists at {target}; use --replace to overwrite it")
@@ -85,6 +89,8 @@ def install_kernel_json(
         # copytree copies the staging dir's 0700 mode; a system-wide kernelspec must be readable.
         os.chmod(staging, 0o755)
         Path(staging, "kernel.json").write_text(text, encoding="utf-8")
+        for file_name, source in (resources or {}).items():
+            shutil.copyfile(source, Path(staging, file_name))
         try:
             installed = manager.install_kernel_spec(staging, name, user=user, prefix=prefix)
         except OSError as err:

@@ -7,7 +7,9 @@ project's embedded default: the provisioner's ``remote_hosts`` defaults to local
 
 from __future__ import annotations
 
+import os
 import posixpath
+import shutil
 import sys
 from typing import Any
 
@@ -70,6 +72,24 @@ class SshSpecInstaller(SparkSpecInstaller):
             raise SpecError("--python must name an interpreter")
         if not posixpath.isabs(self.launchers_dir):
             raise SpecError(f"--launchers-dir {self.launchers_dir!r} must be an absolute path")
+
+    def missing_on_this_host(self) -> list[str]:
+        """What the argv needs and this host lacks. It matters when this host is one of the kernel's hosts (the
+        embedded default) and hints at what the other hosts need, as Gateway Provisioners warned about a missing
+        Rscript or Toree."""
+        where = "every host in --remote-hosts" if self.remote_hosts else "this host (the default, localhost)"
+        missing = []
+        if self.lang == "r" and shutil.which("Rscript") is None:
+            missing.append(f"Rscript is not on this host's PATH: R kernels of this spec need it on {where}")
+        if self.lang != "python":
+            launcher = self.build_argv()[1 if self.lang == "r" else 0]
+            if not os.path.isfile(launcher):
+                missing.append(f"{launcher} does not exist here: install the {LANGUAGE_TITLES[self.lang]} launcher "
+                               f"on {where} (jupyter image-bootstrap install), or give --launchers-dir")
+        if self.spark and not os.path.isfile(posixpath.join(self.spark_home, "bin", "spark-submit")):
+            missing.append(f"--spark-home {self.spark_home}: no bin/spark-submit here; Spark kernels of this spec "
+                           f"need Spark there on {where}")
+        return missing
 
     def provisioner_name(self) -> str:
         return "distributed-provisioner"
