@@ -12,7 +12,7 @@ import difflib
 import sys
 from pathlib import Path
 
-from kernelfleet.provisioners.gp_settings import CHANGED_DEFAULTS, GP_ENVIRONMENT, Support
+from kernelfleet.provisioners.gp_settings import CHANGED_DEFAULTS, GP_ENVIRONMENT, GP_IMAGE_PATHS, Support
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "docs" / "migrating-from-gateway-provisioners.md"
@@ -50,6 +50,12 @@ def render() -> str:
     for change in CHANGED_DEFAULTS:
         lines.append(f"| {cell(change.topic)} | {cell(change.gp)} | {cell(change.ours)} | {cell(change.why)} | "
                      f"{cell(change.restore)} |")
+    lines += ["", "## Paths inside kernel images", "",
+              "`jupyter image-bootstrap install` (under its `--install-dir`, `/usr/local/bin` by default) puts each "
+              "launcher at our path and at Gateway Provisioners' path, so GP-written kernelspecs and "
+              "SparkApplications (`mainApplicationFile`) run unchanged.", "",
+              "| Gateway Provisioners | Kernel Fleet |", "|---|---|"]
+    lines += [f"| `{gp}` | `{ours}` |" for gp, ours in GP_IMAGE_PATHS]
     lines.append("")
     return "\n".join(lines)
 

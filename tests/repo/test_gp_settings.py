@@ -158,3 +158,14 @@ def test_the_broker_skips_a_prohibited_address_and_refuses_when_all_are() -> Non
     address, refused = asyncio.run(scenario())
     assert address.rpartition(":")[0] == ips[1], address
     assert "matches prohibited_local_ips" in refused and "advertised_ip" in refused, refused
+
+
+def test_gp_image_paths_are_installed_by_image_bootstrap(tmp_path: Path) -> None:
+    """Every Gateway Provisioners path the guide lists exists after ``jupyter image-bootstrap install`` and is the
+    same file as ours."""
+    from kernelfleet.bootstrap.install import install
+
+    install(["python", "r"], tmp_path)
+    for gp_path, our_path in gp_settings.GP_IMAGE_PATHS:
+        assert (tmp_path / gp_path).is_file(), gp_path
+        assert (tmp_path / gp_path).read_bytes() == (tmp_path / our_path).read_bytes(), gp_path

@@ -45,13 +45,14 @@ def test_install_python_prints_the_three_lines(tmp_path: Path, run_cli: CliRunne
 
 def test_python_shim_runs_the_real_launcher(tmp_path: Path, clean_env: EnvMaker, run_cli: CliRunner) -> None:
     assert run_cli("install", "--languages", "python", "--install-dir", str(tmp_path)).returncode == 0
-    shim = tmp_path / "kernel-launchers" / "python" / "launch_ipykernel.py"
-    result = subprocess.run(
-        [sys.executable, str(shim), "--help"], env=clean_env(), capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    assert "--kernel-id" in result.stdout
-    assert "--response-address" in result.stdout
+    for shim in (tmp_path / "kernel-launchers" / "python" / "launch_ipykernel.py",
+                 tmp_path / "kernel-launchers" / "python" / "scripts" / "launch_ipykernel.py"):  # GP's path too
+        result = subprocess.run(
+            [sys.executable, str(shim), "--help"], env=clean_env(), capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+        assert "--kernel-id" in result.stdout
+        assert "--response-address" in result.stdout
 
 
 def test_launchers_only_writes_no_script(tmp_path: Path, run_cli: CliRunner) -> None:
@@ -126,6 +127,8 @@ def test_r_and_scala_copy_layout_and_modes(tmp_path: Path) -> None:
     assert result.languages == ["r", "scala"]
     kl = target / "kernel-launchers"
     assert sorted(p.name for p in (kl / "r").iterdir()) == ["comm_server.R", "launch_IRkernel.R"]
+    # Gateway Provisioners' path leads to the same files.
+    assert (kl / "R" / "scripts" / "launch_IRkernel.R").resolve() == (kl / "r" / "launch_IRkernel.R").resolve()
     assert mode_of(kl / "r" / "launch_IRkernel.R") == 0o644
     assert sorted(str(p.relative_to(kl / "scala")) for p in (kl / "scala").rglob("*") if p.is_file()) == [
         "bin/run.sh",
@@ -177,3 +180,4 @@ def test_real_r_launcher_is_installed(tmp_path: Path, run_cli: CliRunner) -> Non
     assert "for the following languages: ['python', 'r']." in result.stdout
     expected = sorted(p.name for p in found[0].glob("*.R"))
     assert sorted(p.name for p in (tmp_path / "kernel-launchers" / "r").iterdir()) == expected
+    assert sorted(p.name for p in (tmp_path / "kernel-launchers" / "R" / "scripts").iterdir()) == expected

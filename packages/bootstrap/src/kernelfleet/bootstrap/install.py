@@ -89,6 +89,22 @@ def _write_atomically(target: Path, data: bytes, mode: int) -> None:
         raise
 
 
+#: Gateway Provisioners' R launcher directory, relative to kernel-launchers; ours is ``r``.
+GP_R_SCRIPTS = Path("R") / "scripts"
+
+
+def link_gp_r_path(launchers_dir: Path) -> None:
+    """Make ``kernel-launchers/R/scripts`` (Gateway Provisioners' path) lead to our ``r`` directory, so GP-written
+    kernelspecs that run ``.../R/scripts/launch_IRkernel.R`` find the launcher and its sibling files."""
+    link = launchers_dir / GP_R_SCRIPTS
+    if link.is_symlink() or link.is_file():
+        link.unlink()
+    elif link.exists():
+        shutil.rmtree(link)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(Path("..") / "r", target_is_directory=True)
+
+
 def install(
     languages: Iterable[str],
     install_dir: Path | str = "/usr/local/bin",
@@ -119,6 +135,9 @@ def install(
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(copy.source, target)
             os.chmod(target, copy.mode)
+
+    if "r" in files:
+        link_gp_r_path(launchers_dir)
 
     script: Path | None = None
     if not launchers_only:

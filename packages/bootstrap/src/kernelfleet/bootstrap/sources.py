@@ -63,7 +63,10 @@ def python_files() -> list[FileCopy]:
             "the Python launcher (module kernelfleet.launcher) is not installed; "
             "run: pip install kernelfleet-launcher-python"
         )
-    return [FileCopy(PACKAGE_DIR / PYTHON_SHIM, PYTHON_SHIM, 0o644)]
+    # Also at Gateway Provisioners' path (python/scripts/...), which GP-written kernelspecs and SparkApplications
+    # (mainApplicationFile) name.
+    return [FileCopy(PACKAGE_DIR / PYTHON_SHIM, PYTHON_SHIM, 0o644),
+            FileCopy(PACKAGE_DIR / PYTHON_SHIM, f"scripts/{PYTHON_SHIM}", 0o644)]
 
 
 def r_files(roots: Sequence[Path]) -> list[FileCopy]:

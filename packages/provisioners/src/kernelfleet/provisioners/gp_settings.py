@@ -396,3 +396,13 @@ CHANGED_DEFAULTS: tuple[ChangedDefault, ...] = (
         "none needed: port_range keeps its meaning",
     ),
 )
+
+
+#: Gateway Provisioners' launcher paths inside kernel images (under the bootstrap install dir, /usr/local/bin by
+#: default) -> where ``jupyter image-bootstrap install`` puts ours. The GP path is installed too, so GP-written
+#: kernelspecs and SparkApplications (``mainApplicationFile``) find our launchers unchanged; tests/repo checks it.
+GP_IMAGE_PATHS: tuple[tuple[str, str], ...] = (
+    ("kernel-launchers/python/scripts/launch_ipykernel.py", "kernel-launchers/python/launch_ipykernel.py"),
+    ("kernel-launchers/R/scripts/launch_IRkernel.R", "kernel-launchers/r/launch_IRkernel.R"),
+    ("bootstrap-kernel.sh", "bootstrap-kernel.sh"),
+)
