@@ -368,3 +368,12 @@ async def test_missing_secret_is_a_create_container_config_error(
     await core.create_namespaced_secret(namespace, {"metadata": {"name": "later"}, "stringData": {"token": "now"}})
     await watch_until(core, namespace, "waits", lambda e: phase(e) == "Succeeded")
     assert (await core.read_namespaced_pod_log("waits", namespace)).strip() == "now"
+
+
+def test_executor_pods_ask_for_sparks_memory_overhead() -> None:
+    """Spark requests the JVM amount plus max(384 MiB, 10 %) for each executor pod."""
+    from kernelfleet.kubelite.spark import memory_with_overhead
+
+    assert memory_with_overhead("1g") == "1408Mi"
+    assert memory_with_overhead("512m") == "896Mi"
+    assert memory_with_overhead("4g") == "4505Mi"

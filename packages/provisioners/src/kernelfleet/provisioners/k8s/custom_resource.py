@@ -25,6 +25,7 @@ from kernelfleet.provisioners.k8s.provisioner import KubernetesProvisioner
 from kernelfleet.provisioners.k8s.secret import LAUNCH_TOKEN, check_token_absent
 from kernelfleet.provisioners.k8s.status import pod_failure, pod_ip
 from kernelfleet.provisioners.k8s.watch import SharedWatch
+from kernelfleet.provisioners.labels import LABEL_KERNEL_ID
 
 
 class CustomResourceProvisioner(KubernetesProvisioner):
@@ -193,10 +194,25 @@ class CustomResourceProvisioner(KubernetesProvisioner):
         it names our application as its owner."""
         pods = await self._synced()
         driver = pods.get(self.pod_name or "") if pods is not None else None
-        if driver is None or application.uid is None or application.uid not in owner_uids(driver):
-            return
-        self.owned[POD] = Owned(str(self.pod_name), uid_of(driver))
-        await super().delete_pod()
+        if driver is not None and application.uid is not None and application.uid in owner_uids(driver):
+            self.owned[POD] = Owned(str(self.pod_name), uid_of(driver))
+            await super().delete_pod()
+        if pods is not None:
+            await self._application_pods_gone(pods)
+
+    async def _application_pods_gone(self, pods: SharedWatch) -> None:
+        """Wait until the application's other pods (Spark executors, owned by the driver pod and labelled with
+        the kernel id) are gone too: the garbage collector removes them after the driver, and a stopped kernel
+        must leave nothing running."""
+        left = [name for name, pod in pods.objects.items()
+                if (pod.get("metadata", {}).get("labels") or {}).get(LABEL_KERNEL_ID) == self.kernel_id]
+        try:
+            async with asyncio.timeout(self.delete_timeout):
+                for name in left:
+                    await pods.until(name, lambda pod: pod is None)
+        except TimeoutError:
+            self.log.warning("Kernel %s: pods %s still exist %ss after the %s was deleted", self.kernel_id,
+                             ", ".join(left), self.delete_timeout, self.kind)
 
     async def release(self, *, linger: bool = True) -> None:
         watch, self.resources_watch = self.resources_watch, None

@@ -67,6 +67,10 @@ class SparkOperatorProvisioner(CustomResourceProvisioner):
         Unicode(), help="Run this command in the driver container instead of spark-submit's driver (images that "
         "are not Spark images, e.g. in tests); goes into spec.driver.template."
     ).tag(config=True)
+    executor_command = List(
+        Unicode(), help="Run this command in the executor containers instead of Spark's executor (images that are "
+        "not Spark images, e.g. in tests); goes into spec.executor.template."
+    ).tag(config=True)
 
     @default("executor_image_name")
     def _executor_image_default(self) -> str:
@@ -94,6 +98,18 @@ class SparkOperatorProvisioner(CustomResourceProvisioner):
         if self.driver_command:
             driver["template"] = {"spec": {"containers": [{"name": "spark-kubernetes-driver",
                                                            "command": list(self.driver_command)}]}}
+        executor: dict[str, Any] = {
+            "instances": self.executor_instances,
+            "cores": self.executor_cores,
+            "memory": memory["executor_memory"],
+            "image": executor_image,
+            "labels": {**self.object_labels({}), "component": "worker"},
+            "env": env_entries(self.plain_env()),
+            "securityContext": {**security, "allowPrivilegeEscalation": False},
+        }
+        if self.executor_command:
+            executor["template"] = {"spec": {"containers": [{"name": "spark-kubernetes-executor",
+                                                             "command": list(self.executor_command)}]}}
         spec: dict[str, Any] = {
             "type": "Python",
             "pythonVersion": "3",
@@ -103,15 +119,7 @@ class SparkOperatorProvisioner(CustomResourceProvisioner):
             "sparkVersion": self.spark_version,
             "restartPolicy": {"type": "Never"},
             "driver": driver,
-            "executor": {
-                "instances": self.executor_instances,
-                "cores": self.executor_cores,
-                "memory": memory["executor_memory"],
-                "image": executor_image,
-                "labels": {**self.object_labels({}), "component": "worker"},
-                "env": env_entries(self.plain_env()),
-                "securityContext": {**security, "allowPrivilegeEscalation": False},
-            },
+            "executor": executor,
         }
         if self.image_pull_policy:
             spec["imagePullPolicy"] = self.image_pull_policy
