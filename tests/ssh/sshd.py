@@ -34,6 +34,7 @@ class SshHost:
     host_key: Path
     process: subprocess.Popen[bytes] | None = None
     prefix: tuple[str, ...] = ()  # what sshd runs under, e.g. ("ip", "netns", "exec", name) for a network namespace
+    env: dict[str, str] | None = None  # sshd's environment when not ours (e.g. KRB5_CONFIG, KRB5_KTNAME)
 
     def known_hosts_line(self) -> str:
         public = Path(f"{self.host_key}.pub").read_text().split()
@@ -43,7 +44,7 @@ class SshHost:
         if self.process is not None and self.process.poll() is None:
             return
         self.process = subprocess.Popen([*self.prefix, str(SSHD), "-D", "-e", "-f", str(self.config)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=self.env)
         wait_listening(self.address, self.port, self.process)
 
     def stop(self) -> None:
@@ -138,9 +139,10 @@ def keygen(path: Path, comment: str) -> None:
 
 
 def start_cluster(root: Path, addresses: tuple[str, ...] = DEFAULT_ADDRESSES, prefix: tuple[str, ...] = (),
-                  port: int | None = None) -> SshCluster:
+                  port: int | None = None, extra_config: str = "", env: dict[str, str] | None = None) -> SshCluster:
     """Generate keys and configs under ``root`` and start one sshd per address (each under ``prefix``; ``port``
-    for addresses this network namespace cannot bind to probe a free one)."""
+    for addresses this network namespace cannot bind to probe a free one). ``extra_config`` lines come first, so
+    they override the defaults (sshd keeps a keyword's first value); ``env`` is the daemons' environment."""
     check_tools()
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # the privilege-separation directory sshd requires
     root.mkdir(parents=True, exist_ok=True)
@@ -155,6 +157,7 @@ def start_cluster(root: Path, addresses: tuple[str, ...] = DEFAULT_ADDRESSES, pr
         keygen(host_key, f"kernelfleet-test-host-{address}")
         config = root / f"sshd_{address}.conf"
         config.write_text(
+            extra_config +
             f"ListenAddress {address}:{port}\n"
             f"HostKey {host_key}\n"
             f"PidFile {root / f'sshd_{address}.pid'}\n"
@@ -163,7 +166,8 @@ def start_cluster(root: Path, addresses: tuple[str, ...] = DEFAULT_ADDRESSES, pr
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nAllowTcpForwarding yes\n"
             "MaxSessions 64\nMaxStartups 64:30:128\nLogLevel ERROR\nPrintMotd no\nUseDNS no\n"
         )
-        cluster.hosts.append(SshHost(address=address, port=port, config=config, host_key=host_key, prefix=prefix))
+        cluster.hosts.append(SshHost(address=address, port=port, config=config, host_key=host_key, prefix=prefix,
+                                     env=env))
     cluster.known_hosts.write_text("".join(h.known_hosts_line() for h in cluster.hosts))
     try:
         for host in cluster.hosts:
