@@ -170,8 +170,11 @@ async def test_gss_work_stays_off_the_loop(service: str, kerberos_ticket: Callab
 async def test_server_without_mutual_token_is_not_trusted(kdc: KerberosRealm,
                                                           kerberos_ticket: Callable[..., str]) -> None:
     """An impostor that answers 200 without the service key cannot prove itself: the answer is refused."""
+    async def impostor(request: web.Request) -> web.Response:
+        return web.json_response({"clusterInfo": {}})
+
     app = web.Application()
-    app.router.add_get("/ws/v1/cluster/info", lambda request: web.json_response({"clusterInfo": {}}))
+    app.router.add_get("/ws/v1/cluster/info", impostor)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -28,9 +28,10 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from kernelfleet.provisioners.kerberos import gss_reason
+
 NEGOTIATE = "negotiate"
 MAX_LEGS = 4  # Kerberos needs one; SPNEGO mechanism renegotiation at most a few more
-MINOR = re.compile(r"Minor \(\d+\): (.*?)(?:, Context:|$)")  # libkrb5's own words inside GSSAPI's status text
 JETTY_REASON = re.compile(r"<pre>(.*?)</pre>", re.S)  # Hadoop's (Jetty's) error page carries the reason here
 
 
@@ -97,7 +98,7 @@ class SpnegoAuth:
                                               context_req=required)
             return self._context.step(token)
         except spnego.exceptions.SpnegoError as err:
-            raise self._fail(_reason(err)) from None
+            raise self._fail(gss_reason(str(err))) from None
 
     async def step(self, token: bytes | None = None) -> bytes | None:
         """The next token to send (``None`` when the exchange needs none), computed off the loop."""
@@ -134,16 +135,6 @@ def _challenges(headers: Any) -> list[str]:
         return list(getall("WWW-Authenticate", []))
     value = headers.get("WWW-Authenticate")
     return [value] if value else []
-
-
-def _reason(err: BaseException) -> str:
-    """libkrb5's own reason out of pyspnego's GSSAPI status text, with what to do when there is no ticket."""
-    text = str(err)
-    found = MINOR.search(text)
-    reason = found.group(1).strip() if found and found.group(1).strip() else text
-    if "No Kerberos credentials" in reason or "No credentials" in reason:
-        reason += "; get a ticket with kinit (or point KRB5CCNAME at a credential cache that has one)"
-    return reason
 
 
 async def negotiate_request(session: aiohttp.ClientSession, method: str, url: str, *, service: str = "HTTP",

@@ -29,6 +29,7 @@ from typing import Any
 
 import asyncssh
 
+from kernelfleet.provisioners.kerberos import ticket_note
 from kernelfleet.provisioners.leases import PerLoop
 
 log = logging.getLogger("kernelfleet.ssh")
@@ -103,20 +104,10 @@ def _read_password(settings: SSHSettings) -> str | None:
 def _gss_note(user: str) -> str:
     """Whose ticket a GSSAPI login presents, or why there is none; a missing gssapi module is an error."""
     try:
-        import gssapi
+        return ticket_note(user)
     except ImportError:
         raise HostUnavailable("Kerberos (GSSAPI) SSH logins need the gssapi module: install "
                               "kernelfleet-provisioners[kerberos]") from None
-    try:
-        credentials = gssapi.Credentials(usage="initiate")
-        if credentials.lifetime == 0:
-            return f"the Kerberos ticket of {credentials.name} has expired; renew it with kinit"
-    except gssapi.exceptions.GSSError as err:
-        minor = err.get_all_statuses(err.min_code, False) if err.min_code else []
-        reason = "; ".join(minor) or str(err)
-        return f"{reason}; get a ticket with kinit (or point KRB5CCNAME at a credential cache that has one)"
-    return (f"the ticket is {credentials.name}'s, which the host must map to {user} (its auth_to_local rules or "
-            f"~{user}/.k5login)")
 
 
 def _load_files(settings: SSHSettings) -> _Secrets:
