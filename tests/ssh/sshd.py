@@ -8,14 +8,16 @@ test fixtures and ``tools/bench/ssh_start.py``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import socket
 import subprocess
-import time
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))  # also when tools/bench imports this
+from daemon_process import stop_process, wait_listening
 
 SSHD = Path(os.environ.get("KF_SSHD", "/usr/sbin/sshd"))
 SSH_KEYGEN = os.environ.get("KF_SSH_KEYGEN", "ssh-keygen")
@@ -45,20 +47,13 @@ class SshHost:
             return
         self.process = subprocess.Popen([*self.prefix, str(SSHD), "-D", "-e", "-f", str(self.config)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=self.env)
-        wait_listening(self.address, self.port, self.process)
+        wait_listening("sshd", self.address, self.port, self.process)
 
     def stop(self) -> None:
         """Stop the daemon (listener and its running sessions): the host is down."""
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        if self.process.stderr is not None:
-            self.process.stderr.close()
+        stop_process(self.process)
         self.process = None
 
 
@@ -120,18 +115,6 @@ def _bindable(address: str, port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def wait_listening(address: str, port: int, process: subprocess.Popen[bytes], within: float = 15.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            err = process.stderr.read().decode(errors="replace") if process.stderr else ""
-            raise RuntimeError(f"sshd for {address}:{port} exited with {process.returncode}: {err.strip()}")
-        with contextlib.suppress(OSError), socket.create_connection((address, port), timeout=1):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"sshd for {address}:{port} did not listen within {within}s")
 
 
 def keygen(path: Path, comment: str) -> None:

@@ -10,14 +10,14 @@ private credential cache. Used by ``tests/conftest.py``'s ``kdc`` fixture (tests
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import socket
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from daemon_process import stop_process, wait_listening
 
 REALM = "KERNELFLEET.TEST"
 TOOLS = {"krb5kdc": "krb5-kdc", "kdb5_util": "krb5-kdc", "kadmin.local": "krb5-admin-server", "kinit": "krb5-user",
@@ -106,29 +106,13 @@ class KerberosRealm:
         env = {**os.environ, **self.env}
         self.process = subprocess.Popen([tool("krb5kdc"), "-n", "-r", self.realm, "-P", str(self.root / "kdc.pid")],
                                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
-                raise RuntimeError(f"krb5kdc exited with {self.process.returncode}: {err.strip()} "
-                                   f"(log: {self.root / 'kdc.log'})")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"krb5kdc did not listen on 127.0.0.1:{self.port} within 15s")
+        wait_listening("krb5kdc", "127.0.0.1", self.port, self.process)
 
     def stop(self) -> None:
         """Stop the KDC: clients then fail with libkrb5's "Cannot contact any KDC"."""
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        if self.process.stderr is not None:
-            self.process.stderr.close()
+        stop_process(self.process)
         self.process = None
 
 
