@@ -1,9 +1,9 @@
 """SSH logins without keys: Kerberos (GSSAPI, the real test KDC) and passwords, against a real sshd.
 
-The sshd here is its own daemon on 127.0.0.5 with ``PubkeyAuthentication no`` (so a key or agent cannot be what let
+The sshd here is its own daemon on 127.0.0.7 with ``PubkeyAuthentication no`` (so a key or agent cannot be what let
 a login in), ``GSSAPIAuthentication yes`` with the ``host/localhost`` keytab (``KRB5_KTNAME``) of the test realm, and
 ``PasswordAuthentication yes`` (``UsePAM no``: sshd checks /etc/shadow) for a test user this module creates and
-removes. Kernels connect to 127.0.0.5 with ``ssh_gss_host=localhost``, the name in the host principal. The
+removes. Kernels connect to 127.0.0.7 with ``ssh_gss_host=localhost``, the name in the host principal. The
 password test user cannot run this venv's python (it lives under root's private home), so the password login is
 proven with a command over the provisioner's own connection pool; a whole kernel runs over the Kerberos login.
 """
@@ -30,7 +30,7 @@ from kernelfleet.provisioners.leases import close_all
 from kernelfleet.provisioners.ssh.connections import HostUnavailable, SSHSettings, connection_pool
 from kernelfleet.provisioners.ssh.launch import run_command
 
-ADDRESS = "127.0.0.5"
+ADDRESS = "127.0.0.7"  # the SSH suite uses .2-.4, the fault tests .5-.6, .9 is "not listed"
 TEST_USER = "kf-sshpw"
 
 

@@ -69,7 +69,8 @@ class _Cookies:
         if not hmac.compare_digest(self._sign(text), signature):
             return None
         fields = dict(part.partition("=")[::2] for part in text.split("&"))
-        if int(fields.get("e", "0")) < time.time() * 1000:
+        expiry = fields.get("e", "")
+        if not expiry.isdigit() or int(expiry) < time.time() * 1000:
             return None
         return fields.get("u", ""), fields.get("p", "")
 
