@@ -87,14 +87,14 @@ def test_a_changed_default_is_the_codes_default(change: gp_settings.ChangedDefau
 def test_leftover_names_are_warned_once_without_their_values(caplog: pytest.LogCaptureFixture,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gp_settings, "_warned", set())
-    env = {"GP_REMOTE_PWD": "hunter2-secret", "GP_POLL_INTERVAL": "0.5", "GP_PORT_RANGE": "40000..41000"}
+    env = {"GP_POD_TEMPLATE_DIR": "/hunter2-secret", "GP_POLL_INTERVAL": "0.5", "GP_PORT_RANGE": "40000..41000"}
     log = logging.getLogger("test.gp_settings")
     with caplog.at_level(logging.WARNING, logger="test.gp_settings"):
         gp_settings.warn_about_gp_environment(log, env)
         gp_settings.warn_about_gp_environment(log, env)
     messages = [record.getMessage() for record in caplog.records]
     assert len(messages) == 2, messages  # each no-effect name once; the honoured one not at all
-    assert any(m.startswith("GP_REMOTE_PWD is set but has no effect") for m in messages)
+    assert any(m.startswith("GP_POD_TEMPLATE_DIR is set but has no effect") for m in messages)
     assert any("GP_POLL_INTERVAL" in m and "engine events" in m for m in messages)
     assert not any("hunter2" in m or "0.5" in m.split(":")[0] for m in messages)
 

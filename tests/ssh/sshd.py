@@ -8,14 +8,16 @@ test fixtures and ``tools/bench/ssh_start.py``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import socket
 import subprocess
-import time
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))  # also when tools/bench imports this
+from daemon_process import stop_process, wait_listening
 
 SSHD = Path(os.environ.get("KF_SSHD", "/usr/sbin/sshd"))
 SSH_KEYGEN = os.environ.get("KF_SSH_KEYGEN", "ssh-keygen")
@@ -34,6 +36,7 @@ class SshHost:
     host_key: Path
     process: subprocess.Popen[bytes] | None = None
     prefix: tuple[str, ...] = ()  # what sshd runs under, e.g. ("ip", "netns", "exec", name) for a network namespace
+    env: dict[str, str] | None = None  # sshd's environment when not ours (e.g. KRB5_CONFIG, KRB5_KTNAME)
 
     def known_hosts_line(self) -> str:
         public = Path(f"{self.host_key}.pub").read_text().split()
@@ -43,21 +46,14 @@ class SshHost:
         if self.process is not None and self.process.poll() is None:
             return
         self.process = subprocess.Popen([*self.prefix, str(SSHD), "-D", "-e", "-f", str(self.config)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_listening(self.address, self.port, self.process)
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=self.env)
+        wait_listening("sshd", self.address, self.port, self.process)
 
     def stop(self) -> None:
         """Stop the daemon (listener and its running sessions): the host is down."""
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        if self.process.stderr is not None:
-            self.process.stderr.close()
+        stop_process(self.process)
         self.process = None
 
 
@@ -121,26 +117,15 @@ def _bindable(address: str, port: int) -> bool:
     return True
 
 
-def wait_listening(address: str, port: int, process: subprocess.Popen[bytes], within: float = 15.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            err = process.stderr.read().decode(errors="replace") if process.stderr else ""
-            raise RuntimeError(f"sshd for {address}:{port} exited with {process.returncode}: {err.strip()}")
-        with contextlib.suppress(OSError), socket.create_connection((address, port), timeout=1):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"sshd for {address}:{port} did not listen within {within}s")
-
-
 def keygen(path: Path, comment: str) -> None:
     subprocess.run([SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)], check=True)
 
 
 def start_cluster(root: Path, addresses: tuple[str, ...] = DEFAULT_ADDRESSES, prefix: tuple[str, ...] = (),
-                  port: int | None = None) -> SshCluster:
+                  port: int | None = None, extra_config: str = "", env: dict[str, str] | None = None) -> SshCluster:
     """Generate keys and configs under ``root`` and start one sshd per address (each under ``prefix``; ``port``
-    for addresses this network namespace cannot bind to probe a free one)."""
+    for addresses this network namespace cannot bind to probe a free one). ``extra_config`` lines come first, so
+    they override the defaults (sshd keeps a keyword's first value); ``env`` is the daemons' environment."""
     check_tools()
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # the privilege-separation directory sshd requires
     root.mkdir(parents=True, exist_ok=True)
@@ -155,6 +140,7 @@ def start_cluster(root: Path, addresses: tuple[str, ...] = DEFAULT_ADDRESSES, pr
         keygen(host_key, f"kernelfleet-test-host-{address}")
         config = root / f"sshd_{address}.conf"
         config.write_text(
+            extra_config +
             f"ListenAddress {address}:{port}\n"
             f"HostKey {host_key}\n"
             f"PidFile {root / f'sshd_{address}.pid'}\n"
@@ -163,7 +149,8 @@ def start_cluster(root: Path, addresses: tuple[str, ...] = DEFAULT_ADDRESSES, pr
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nAllowTcpForwarding yes\n"
             "MaxSessions 64\nMaxStartups 64:30:128\nLogLevel ERROR\nPrintMotd no\nUseDNS no\n"
         )
-        cluster.hosts.append(SshHost(address=address, port=port, config=config, host_key=host_key, prefix=prefix))
+        cluster.hosts.append(SshHost(address=address, port=port, config=config, host_key=host_key, prefix=prefix,
+                                     env=env))
     cluster.known_hosts.write_text("".join(h.known_hosts_line() for h in cluster.hosts))
     try:
         for host in cluster.hosts:

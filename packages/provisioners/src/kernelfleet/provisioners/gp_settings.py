@@ -175,12 +175,16 @@ GP_ENVIRONMENT: tuple[GpEnvironmentName, ...] = (
         SettingProbe(_SSH, "remote_log_dir", "/var/log/kernels", "/var/log/kernels"),
     ),
     GpEnvironmentName(
-        "GP_REMOTE_PWD", Support.NO_EFFECT, "DistributedProvisioner.ssh_key_files / ssh_agent_path",
-        "Password authentication to SSH hosts is not available in this release: use keys or an agent.",
+        "GP_REMOTE_PWD", Support.HONOURED, "the SSH login password (KF_SSH_PASSWORD, or ssh_password_file)",
+        "Read at connect time, handed only to the SSH client, never logged or shown in an error. A file "
+        "(ssh_password_file, 0600) keeps it out of the server's environment.",
+        verified_by="tests/ssh/test_ssh_kerberos.py::test_password_settings_from_the_provisioner",
     ),
     GpEnvironmentName(
-        "GP_REMOTE_GSS_SSH", Support.NO_EFFECT, "DistributedProvisioner.ssh_key_files / ssh_agent_path",
-        "GSSAPI (Kerberos) authentication to SSH hosts is not available in this release: use keys or an agent.",
+        "GP_REMOTE_GSS_SSH", Support.HONOURED, "DistributedProvisioner.ssh_gss_auth (KF_SSH_GSS_AUTH)",
+        "Kerberos (GSSAPI) logins to the SSH hosts with the server's ticket; needs the kerberos extra. See "
+        "docs/kerberos.md.",
+        SettingProbe(_SSH, "ssh_gss_auth", "true", True),
     ),
     # ---------------------------------------------------------------- containers
     GpEnvironmentName(

@@ -9,6 +9,12 @@ Host keys are always checked unless the operator opted out explicitly (``known_h
 unknown host is refused, never added. Key files and known_hosts are read on a worker thread, and
 ``~/.ssh/config`` is not read at all (every setting comes from the provisioner's traits), so no
 file is read on the event loop.
+
+Besides keys and the agent, a login may use Kerberos (GSSAPI: the ticket in the default credential cache,
+``KRB5CCNAME``; Hadoop sites log into their nodes that way) and a password. The password is never held in
+``SSHSettings`` (which is a dictionary key, logged and shown in errors): the settings name where it is — an
+environment variable or a file — and it is read on the worker thread at connect time, handed to asyncssh and to
+nothing else, so it reaches no log line, exception or command line.
 """
 
 from __future__ import annotations
@@ -18,11 +24,12 @@ import contextlib
 import logging
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncssh
 
+from kernelfleet.provisioners.kerberos import ticket_note
 from kernelfleet.provisioners.leases import PerLoop
 
 log = logging.getLogger("kernelfleet.ssh")
@@ -43,13 +50,68 @@ class SSHSettings:
     known_hosts: str | None = "~/.ssh/known_hosts"  # None: host keys are not checked (explicit opt-out)
     connect_timeout: float = 10.0
     keepalive_interval: float = 30.0
+    gss_auth: bool = False  # Kerberos (GSSAPI) user authentication with the default credential cache
+    gss_host: str | None = None  # host name of the host principal (host/<name>); None: the name connected to
+    gss_kex: bool = True  # also GSSAPI key exchange, when the server offers it (sshd GSSAPIKeyExchange)
+    gss_delegate: bool = False  # forward the ticket to the host (for kernels that reach HDFS or Hive as the user)
+    password_env: str | None = None  # the environment variable holding the password (not the password)
+    password_file: str | None = None  # the file holding the password
+
+    def methods(self, host: str) -> str:
+        """The login methods these settings try, for an authentication error (never the password itself)."""
+        if self.key_files:
+            tried = [f"keys {list(self.key_files)}"]
+        else:
+            tried = ["~/.ssh/id_* and the agent" if self.agent_path else "~/.ssh/id_*"]
+        if self.gss_auth:
+            tried.append(f"Kerberos (GSSAPI) as host/{self.gss_host or host}")
+        if self.password_file:
+            tried.append(f"the password in {self.password_file}")
+        elif self.password_env:
+            tried.append(f"the password in ${self.password_env}")
+        return ", ".join(tried)
+
+
+@dataclass(frozen=True)
+class _Secrets:
+    """What a connect reads on the worker thread; ``repr`` never shows the password."""
+
+    keys: Any
+    known: Any
+    password: str | None = field(default=None, repr=False)
+    gss_note: str | None = None  # with GSSAPI on: whose ticket is used, or why none can be
 
 
 ConnectionKey = tuple[str, SSHSettings]
 
 
-def _load_files(settings: SSHSettings) -> tuple[Any, Any]:
-    """Worker-thread part of a connect: the key files and the known_hosts file."""
+def _read_password(settings: SSHSettings) -> str | None:
+    if settings.password_file:
+        path = os.path.expanduser(settings.password_file)
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read().rstrip("\r\n")
+        except OSError as err:
+            raise HostUnavailable(f"cannot read the SSH password file {path}: {err.strerror}") from None
+    if settings.password_env:
+        password = os.environ.get(settings.password_env)
+        if not password:
+            raise HostUnavailable(f"the SSH password variable {settings.password_env} is empty or unset")
+        return password
+    return None
+
+
+def _gss_note(user: str) -> str:
+    """Whose ticket a GSSAPI login presents, or why there is none; a missing gssapi module is an error."""
+    try:
+        return ticket_note(user)
+    except ImportError:
+        raise HostUnavailable("Kerberos (GSSAPI) SSH logins need the gssapi module: install "
+                              "kernelfleet-provisioners[kerberos]") from None
+
+
+def _load_files(settings: SSHSettings) -> _Secrets:
+    """Worker-thread part of a connect: the key files, the known_hosts file, the password, the Kerberos ticket."""
     keys: Any = ()  # () lets asyncssh use the agent and ~/.ssh/id_* when no key file is configured
     if settings.key_files:
         paths = [os.path.expanduser(p) for p in settings.key_files]
@@ -69,24 +131,31 @@ def _load_files(settings: SSHSettings) -> tuple[Any, Any]:
             known = asyncssh.read_known_hosts(path)
         except (OSError, ValueError) as err:
             raise HostUnavailable(f"cannot read the known_hosts file {path}: {err}") from None
-    return keys, known
+    return _Secrets(keys, known, _read_password(settings), _gss_note(settings.user) if settings.gss_auth else None)
 
 
 async def open_connection(host: str, settings: SSHSettings) -> asyncssh.SSHClientConnection:
     """A new connection; every failure becomes HostUnavailable with a reason a person can act on."""
-    keys, known = await asyncio.to_thread(_load_files, settings)
+    loaded = await asyncio.to_thread(_load_files, settings)
     where = f"{settings.user}@{host}:{settings.port}"
+    options: dict[str, Any] = {"gss_host": None}  # None: asyncssh attempts no GSSAPI at all
+    if settings.gss_auth:
+        options = {"gss_host": settings.gss_host or host, "gss_auth": True, "gss_kex": settings.gss_kex,
+                   "gss_delegate_creds": settings.gss_delegate}
+    if loaded.password is not None:
+        options["password"] = loaded.password  # also answers a keyboard-interactive "Password:" prompt (PAM)
     try:
         return await asyncssh.connect(
             host,
             settings.port,
             username=settings.user,
-            client_keys=keys,
+            client_keys=loaded.keys,
             agent_path=settings.agent_path,
-            known_hosts=known,
+            known_hosts=loaded.known,
             config=None,
             connect_timeout=settings.connect_timeout,
             keepalive_interval=settings.keepalive_interval,
+            **options,
         )
     except asyncssh.HostKeyNotVerifiable as err:
         raise HostUnavailable(
@@ -94,7 +163,9 @@ async def open_connection(host: str, settings: SSHSettings) -> asyncssh.SSHClien
             f"{settings.known_hosts}. Add it there after checking it (e.g. ssh-keyscan -p {settings.port} {host})"
         ) from None
     except asyncssh.PermissionDenied as err:
-        raise HostUnavailable(f"SSH authentication as {where} failed: {err.reason}") from None
+        kerberos = f"; Kerberos: {loaded.gss_note}" if loaded.gss_note else ""
+        raise HostUnavailable(f"SSH authentication as {where} failed: {err.reason} (tried "
+                              f"{settings.methods(host)}){kerberos}") from None
     except asyncssh.Error as err:
         raise HostUnavailable(f"SSH connection to {where} failed: {err.reason}") from None
     except TimeoutError:

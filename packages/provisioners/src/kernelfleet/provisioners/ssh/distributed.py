@@ -19,7 +19,9 @@ Remote launches (see ``ssh_command`` for the command and why the environment goe
   answer, liveness is asked of the host (are the launcher's or the kernel's process groups still
   there?) and terminate and kill signal those groups over SSH. A host that cannot be reached either
   leaves the kernel "alive": only the launcher or the host may declare it dead.
-* Password authentication (``GP_REMOTE_PWD``) is not supported: use keys or an agent.
+* Logins use keys or the agent, and optionally Kerberos (``ssh_gss_auth``, GP's ``GP_REMOTE_GSS_SSH``) and a
+  password (``GP_REMOTE_PWD`` / ``KF_SSH_PASSWORD`` or ``ssh_password_file``); see ``ssh.connections`` for how
+  the password is kept out of logs and errors, and docs/kerberos.md.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from kernelfleet.provisioners.ssh.tunnels import KERNEL_PORTS, LOCAL_ADDRESS, Ke
 
 LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "127.0.0.1", "::1", ""})
 UNROUTABLE = frozenset({"", "0.0.0.0", "::"})
+PASSWORD_VARIABLES = ("KF_SSH_PASSWORD", "GP_REMOTE_PWD")  # where a login password may be (by name)
 STOP_GRACE = 3.0  # seconds an unreported launcher gets between SIGTERM and SIGKILL
 
 
@@ -107,6 +110,27 @@ class DistributedProvisioner(RemoteProvisionerBase):
         help="Check host keys (env KF_SSH_HOST_KEY_CHECKING; default true). False accepts ANY host key, "
         "which lets whoever can intercept the connection run the kernel and read its secrets."
     ).tag(config=True)
+    ssh_gss_auth = Bool(
+        help="Also log in with Kerberos (GSSAPI), using the server's ticket from its default credential cache "
+        "(KRB5CCNAME) (env KF_SSH_GSS_AUTH / GP_REMOTE_GSS_SSH; default false). Needs the kerberos extra."
+    ).tag(config=True)
+    ssh_gss_host = Unicode(
+        help="Host name of the hosts' Kerberos principal host/<name> (env KF_SSH_GSS_HOST; default: the name in "
+        "remote_hosts), for hosts listed by address or alias."
+    ).tag(config=True)
+    ssh_gss_kex = Bool(
+        help="With ssh_gss_auth, also use GSSAPI key exchange when the host offers it (env KF_SSH_GSS_KEX; "
+        "default true)."
+    ).tag(config=True)
+    ssh_gss_delegate_credentials = Bool(
+        help="With ssh_gss_auth, forward the ticket to the host so the kernel can reach Kerberized services (HDFS, "
+        "Hive) as the user (env KF_SSH_GSS_DELEGATE; default false)."
+    ).tag(config=True)
+    ssh_password_file = Unicode(
+        help="File holding the password to log in with (env KF_SSH_PASSWORD_FILE). Without it, the password is "
+        "taken from env KF_SSH_PASSWORD or GP_REMOTE_PWD when set; either way it is read at connect time and never "
+        "logged or shown in an error."
+    ).tag(config=True)
     ssh_connect_timeout = Float(10.0, help="Seconds to wait for an SSH connection to a host.").tag(config=True)
     ssh_keepalive_interval = Float(
         30.0, help="Seconds between SSH keepalives, so a vanished host is noticed (0: none)."
@@ -146,6 +170,26 @@ class DistributedProvisioner(RemoteProvisionerBase):
     @default("ssh_agent_path")
     def _ssh_agent_path_default(self) -> str:
         return env_value(("KF_SSH_AGENT_PATH", "SSH_AUTH_SOCK")) or ""
+
+    @default("ssh_gss_auth")
+    def _ssh_gss_auth_default(self) -> bool:
+        return env_bool(("KF_SSH_GSS_AUTH", "GP_REMOTE_GSS_SSH"), False)
+
+    @default("ssh_gss_host")
+    def _ssh_gss_host_default(self) -> str:
+        return env_value(("KF_SSH_GSS_HOST",)) or ""
+
+    @default("ssh_gss_kex")
+    def _ssh_gss_kex_default(self) -> bool:
+        return env_bool(("KF_SSH_GSS_KEX",), True)
+
+    @default("ssh_gss_delegate_credentials")
+    def _ssh_gss_delegate_default(self) -> bool:
+        return env_bool(("KF_SSH_GSS_DELEGATE",), False)
+
+    @default("ssh_password_file")
+    def _ssh_password_file_default(self) -> str:
+        return env_value(("KF_SSH_PASSWORD_FILE",)) or ""
 
     @default("known_hosts")
     def _known_hosts_default(self) -> str:
@@ -187,6 +231,14 @@ class DistributedProvisioner(RemoteProvisionerBase):
             known_hosts=self.known_hosts if self.host_key_checking else None,
             connect_timeout=self.ssh_connect_timeout,
             keepalive_interval=self.ssh_keepalive_interval,
+            gss_auth=self.ssh_gss_auth,
+            gss_host=self.ssh_gss_host or None,
+            gss_kex=self.ssh_gss_kex,
+            gss_delegate=self.ssh_gss_delegate_credentials,
+            password_file=self.ssh_password_file or None,
+            # the variable's name only: the password itself is read at connect time (ssh.connections)
+            password_env=None if self.ssh_password_file else next(
+                (name for name in PASSWORD_VARIABLES if os.environ.get(name)), None),
         )
 
     @property
