@@ -2,7 +2,14 @@
 # listener, build IRkernel's kernel with its ports bound, send the sealed report naming those ports,
 # then run the kernel.
 
-KF_LAUNCHER_VERSION <- "r/0.1.0"
+kf_launcher_version <- function(dir = KF_LAUNCHER_DIR) {
+  # The report's "launcher" name: "r/" and launchers/r/VERSION, the R launcher's one version source (shipped beside
+  # these files by kernelfleet-bootstrap; tests/repo checks that nothing else spells it).
+  path <- file.path(dir, "VERSION")
+  version <- tryCatch(trimws(readLines(path, n = 1L, warn = FALSE)), error = function(e) character())
+  if (length(version) != 1L || !nzchar(version)) kf_fatal("the R launcher's version file %s is missing or empty", path)
+  paste0("r/", version)
+}
 # docs/launcher-vectors.json "report" (tests/test_contract.R checks these): a refused connection is retried, with a
 # pause doubling from 0.05 s to at most 0.5 s, until KF_REPORT_CONNECT_WINDOW s after the first try; one attempt
 # without any answer fails after KF_REPORT_CONNECT_TIMEOUT s; the verdict must come KF_REPORT_REPLY_TIMEOUT s after.
@@ -170,7 +177,7 @@ kf_main <- function(argv = commandArgs(trailingOnly = TRUE)) {
   reported$ip <- kf_report_ip(config$kernel_ip)
   reported <- c(reported, list(
     comm_port = comm_port, comm_key = kf_b64encode(comm_key), launch_token = config$launch_token,
-    kernel_id = kernel_id, pid = kernel_pid, pgid = kf_pgid(), launcher = KF_LAUNCHER_VERSION
+    kernel_id = kernel_id, pid = kernel_pid, pgid = kf_pgid(), launcher = kf_launcher_version()
   ))
   if (is.na(reported$pgid)) reported$pgid <- NULL
   line <- tryCatch(kf_seal_report(kf_connection_plaintext(reported), kernel_id, config$public_key),

@@ -15,6 +15,7 @@ from typing import Any
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 R_LAUNCHER = "r/launch_IRkernel.R"
+R_VERSION = "r/VERSION"  # read by the R launcher at run time
 SCALA_FILES = ("scala/run.sh", "scala/dist/kernelfleet-toree-launcher.jar")
 
 
@@ -39,7 +40,7 @@ class LauncherFilesHook(BuildHookInterface):
             return  # an editable install reads the repository's launchers/ in place
         prefix = "kernelfleet/bootstrap/launchers" if self.target_name == "wheel" else "launchers"
         base = self._launchers_root()
-        files = sorted((base / "r").glob("*.R"))
+        files = [*sorted((base / "r").glob("*.R")), base / R_VERSION]
         for relative in SCALA_FILES:
             if (base / relative).is_file():
                 files.append(base / relative)

@@ -242,7 +242,7 @@ async def test_kernel_lifecycle(launcher: Launcher) -> None:
     assert report.version == 2
     assert report.pid == launch.proc.pid, "the reported pid must be the kernel's (the launcher process itself)"
     assert report.pgid == os.getpgid(launch.proc.pid) == launch.proc.pid
-    assert str(report.extra.get("launcher", "")).startswith("r/")
+    assert report.extra.get("launcher") == f"r/{(R_LAUNCHER_DIR / 'VERSION').read_text().strip()}"
     ports = [report.connection_info[f"{n}_port"] for n in ("shell", "iopub", "stdin", "control", "hb")]
     ports.append(report.comm_port)
     assert len(set(ports)) == 6 and all(PORT_RANGE[0] <= p <= PORT_RANGE[1] for p in ports), ports

@@ -93,7 +93,8 @@ def toolchain() -> Toolchain:
 @pytest.fixture(scope="module")
 def jars(toolchain: Toolchain) -> Path:
     """The launcher and its test jar, built with tools/build-scala-launcher when missing or older than a source."""
-    sources = [*SCALA_DIR.joinpath("src").rglob("*.scala"), *SCALA_DIR.joinpath("test").rglob("*.scala"), BUILD]
+    sources = [*SCALA_DIR.joinpath("src").rglob("*.scala"), *SCALA_DIR.joinpath("test").rglob("*.scala"), BUILD,
+               SCALA_DIR / "VERSION"]
     newest = max(p.stat().st_mtime for p in sources)
     if not all(j.exists() and j.stat().st_mtime >= newest for j in (LAUNCHER_JAR, TESTS_JAR)):
         env = dict(os.environ, JAVA_HOME=toolchain.java_home, SPARK_HOME=toolchain.spark_home,
@@ -315,7 +316,7 @@ async def test_report_is_verified(kernel: Kernel) -> None:
     assert report.version == 2 and report.kernel_id == launch.kernel_id
     assert report.pid == launch.proc.pid, "run.sh execs spark-submit, which execs the JVM: the pid is the kernel's"
     assert report.pgid == launch.proc.pid
-    assert report.extra.get("launcher") == "scala/0.1.0"
+    assert report.extra.get("launcher") == f"scala/{(SCALA_DIR / 'VERSION').read_text().strip()}"
     ports = [report.connection_info[f"{n}_port"] for n in ("shell", "iopub", "stdin", "control", "hb")]
     ports.append(report.comm_port)
     assert len(set(ports)) == 6 and all(PORT_RANGE[0] <= p <= PORT_RANGE[1] for p in ports), ports

@@ -394,8 +394,8 @@ def check_k8s_request(request: Mapping[str, str], *, permissive: bool, template:
     """kubernetes-provisioner: a request is refused with a documented error, or becomes a pod that passes the
     policy, whose names are DNS names, whose ids and resources follow their grammars, whose env holds the
     request's values unchanged and which never holds the launch token as a value."""
-    from kernelfleet.provisioners.k8s.pod import QUANTITY
     from kernelfleet.provisioners.k8s.provisioner import KubernetesProvisioner
+    from kernelfleet.provisioners.spec_values import QUANTITY
 
     provisioner = KubernetesProvisioner(
         kernel_id=KERNEL_ID, kernel_spec=None, parent=None, image_name=IMAGE, namespace="default",

@@ -170,7 +170,7 @@ def test_scala_without_toree_says_how_to_get_it(tmp_path: Path, run_cli: CliRunn
 
 
 def test_real_r_launcher_is_installed(tmp_path: Path, run_cli: CliRunner) -> None:
-    """With the repository's (or the wheel's) R launcher, `--languages r` copies every *.R file."""
+    """With the repository's (or the wheel's) R launcher, `--languages r` copies every *.R file and its VERSION."""
     from kernelfleet.bootstrap.sources import R_LAUNCHER, default_launcher_roots
 
     found = [root / "r" for root in default_launcher_roots() if (root / "r" / R_LAUNCHER).is_file()]
@@ -178,6 +178,6 @@ def test_real_r_launcher_is_installed(tmp_path: Path, run_cli: CliRunner) -> Non
     result = run_cli("install", "--languages", "python", "--languages", "r", "--install-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "for the following languages: ['python', 'r']." in result.stdout
-    expected = sorted(p.name for p in found[0].glob("*.R"))
+    expected = sorted([*(p.name for p in found[0].glob("*.R")), "VERSION"])
     assert sorted(p.name for p in (tmp_path / "kernel-launchers" / "r").iterdir()) == expected
     assert sorted(p.name for p in (tmp_path / "kernel-launchers" / "R" / "scripts").iterdir()) == expected

@@ -34,7 +34,7 @@ def build(outdir: Path, *flags: str) -> list[Path]:
 def r_files() -> list[str]:
     if not (R_DIR / "launch_IRkernel.R").is_file():
         pytest.fail(f"the R launcher is missing: {R_DIR / 'launch_IRkernel.R'} (written by the R launcher's owner)")
-    return sorted(p.name for p in R_DIR.glob("*.R"))
+    return sorted([*(p.name for p in R_DIR.glob("*.R")), "VERSION"])  # VERSION: the R launcher reads it at run time
 
 
 @pytest.mark.timeout(900)

@@ -1,4 +1,5 @@
-"""The pure parts of the SSH path: host order and the launch command's quoting (no hosts needed)."""
+"""The pure parts of the SSH path: host order, the launcher strategy a host gets and the launch command's quoting
+(no hosts needed)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,13 @@ import subprocess
 import pytest
 
 from kernelfleet.provisioners.ssh.command import LAUNCH_SCRIPT, RemoteEnvError, check_env, encode_env, launch_command
+from kernelfleet.provisioners.ssh.distributed import DistributedProvisioner
+from kernelfleet.provisioners.ssh.host_launchers import (
+    LocalHostLauncher,
+    SshHostLauncher,
+    host_launcher_for,
+    is_local_host,
+)
 from kernelfleet.provisioners.ssh.hosts import HostBalancer, balancer_for
 
 
@@ -58,3 +66,27 @@ def test_the_script_exports_values_without_evaluating_them() -> None:
 def test_check_env_refuses(name: str, value: str) -> None:
     with pytest.raises(RemoteEnvError):
         check_env("k", {name: value})
+
+
+@pytest.mark.parametrize(("host", "local"), [("localhost", True), (" LOCALHOST ", True), ("127.0.0.1", True),
+                                             ("::1", True), ("127.0.0.2", False), ("node-1", False)])
+def test_the_host_chooses_the_launcher_strategy_once(host: str, local: bool) -> None:
+    """Local names run the launcher as a local process, every other name over SSH; the provisioner asks the
+    strategy it got with the host and never branches on the kind again."""
+    provisioner = DistributedProvisioner(kernel_id="k-1", kernel_spec=None, parent=None,
+                                         remote_hosts=[host.strip()])
+    launcher = host_launcher_for(provisioner, host)
+    assert isinstance(launcher, LocalHostLauncher if local else SshHostLauncher)
+    assert is_local_host(host) is local
+    assert launcher.diagnostics() == "the launcher was never started"
+    assert provisioner.is_remote is False and provisioner.local_process is None and provisioner.tunnels is None
+
+
+def test_an_ssh_launcher_talks_to_its_host_only_about_loopback_addresses() -> None:
+    provisioner = DistributedProvisioner(kernel_id="k-1", kernel_spec=None, parent=None, tunneling=False)
+    launcher = host_launcher_for(provisioner, "node-1")
+    assert [launcher.kernel_address(ip) for ip in ("0.0.0.0", "127.0.0.1", "::1", "10.0.0.5")] == [
+        "node-1", "node-1", "node-1", "10.0.0.5"]
+    assert launcher.info() == {"launcher_pid": None, "remote_log": None, "tunnel": None}
+    local = host_launcher_for(provisioner, "localhost")
+    assert local.kernel_address("10.0.0.5") == "10.0.0.5"  # no process: the report's address stands

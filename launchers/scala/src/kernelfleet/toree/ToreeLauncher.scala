@@ -16,7 +16,7 @@ import scala.util.Try
  * signal on ourselves, terminate exits with shutdown hooks (Toree's included), kill halts.
  */
 object ToreeLauncher {
-  val LauncherVersion = "scala/0.1.0"
+  val LauncherVersion = s"scala/${LauncherBuild.Version}" // LauncherBuild: generated from launchers/scala/VERSION
   private val TerminateWatchdogSeconds = 10L
   private val FirstListenProbeMillis = 20L
   private val MaxListenProbeMillis = 250L

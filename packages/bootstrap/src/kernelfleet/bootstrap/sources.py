@@ -17,6 +17,7 @@ from .errors import BootstrapError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 R_LAUNCHER = "launch_IRkernel.R"
+R_VERSION = "VERSION"  # the R launcher's version, read by the launcher at run time
 SCALA_RUN = "run.sh"
 SCALA_JAR = "kernelfleet-toree-launcher.jar"
 PYTHON_SHIM = "launch_ipykernel.py"
@@ -70,13 +71,14 @@ def python_files() -> list[FileCopy]:
 
 
 def r_files(roots: Sequence[Path]) -> list[FileCopy]:
-    """Every `*.R` beside `launch_IRkernel.R`: the launcher may be split over sibling files."""
+    """Every `*.R` beside `launch_IRkernel.R` (the launcher may be split over sibling files), and its `VERSION`."""
     launcher = _first(roots, f"r/{R_LAUNCHER}")
     if launcher is None:
         raise BootstrapError(
             f"the R launcher {R_LAUNCHER} was not found (looked in {_looked_in(roots, 'r/' + R_LAUNCHER)})"
         )
-    return [FileCopy(path, path.name, 0o644) for path in sorted(launcher.parent.glob("*.R")) if path.is_file()]
+    paths = [*sorted(launcher.parent.glob("*.R")), launcher.parent / R_VERSION]
+    return [FileCopy(path, path.name, 0o644) for path in paths if path.is_file()]
 
 
 def toree_assembly_jar(explicit: Path | None) -> Path | None:

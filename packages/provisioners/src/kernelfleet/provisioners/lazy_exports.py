@@ -2,9 +2,9 @@
 
 ``kernelfleet.provisioners.k8s.KubernetesProvisioner`` (and the Docker ones) were module attributes before the
 engines became subpackages; users and entry points may still name them so. The subpackage's ``__init__`` must stay
-cheap, though: the shared modules import pure helpers such as ``k8s.names``, and loading ``kubernetes_asyncio``
-for a Docker kernel would be a cost for nothing. Each engine's ``__init__`` therefore sets its module
-``__getattr__`` (PEP 562) from :func:`lazy_exports`.
+cheap, though: importing a pure builder (``k8s.pod``, ``k8s.settings``) must not load the engine's client, and
+loading ``kubernetes_asyncio`` for a Docker kernel would be a cost for nothing. Each engine's ``__init__``
+therefore sets its module ``__getattr__`` (PEP 562) from :func:`lazy_exports`.
 """
 
 from __future__ import annotations

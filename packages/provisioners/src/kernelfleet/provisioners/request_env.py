@@ -32,9 +32,8 @@ from typing import Any
 
 import yaml
 
-from kernelfleet.provisioners.k8s.names import check_dns_label, check_dns_subdomain
-from kernelfleet.provisioners.k8s.pod import parse_quantity
 from kernelfleet.provisioners.kernel_env import KernelEnvError, check_value
+from kernelfleet.provisioners.spec_values import check_dns_label, check_dns_subdomain, parse_quantity
 
 MAX_ID = 2**32 - 1
 DECIMAL = re.compile(r"0|[1-9][0-9]{0,9}")

@@ -25,7 +25,7 @@ from traitlets import TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from kernelfleet.provisioners.envconfig import env_value
-from kernelfleet.provisioners.k8s.names import LABEL_VALUE, dns_label
+from kernelfleet.provisioners.spec_values import LABEL_VALUE, dns_label
 
 LABEL_SERVER = "kernelfleet.io/server"
 SERVER_ID_ENV = "KF_SERVER_ID"  # in a launcher's environment: which server started it (also the setting's name)

@@ -1,72 +1,32 @@
-"""Kubernetes names made from user input: DNS labels that the API server accepts, and checks for names a request
-may supply.
+"""Kubernetes names made from user input: the checks live in the shared ``spec_values`` (request checks use them
+whatever the engine); this module keeps the names the Kubernetes engine and its users import from here."""
 
-Gateway Provisioners lowercased and dashed the pod name but never shortened it, so a long user name made the pod,
-its container and its namespace invalid. A label here is at most 63 characters; when the readable form has to be
-cut, a hash of the whole input is appended, so two long names that share a prefix still differ.
-"""
+from kernelfleet.provisioners.spec_values import (
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    HASH_CHARS,
+    LABEL_NAME,
+    LABEL_VALUE,
+    MAX_LABEL,
+    MAX_SUBDOMAIN,
+    K8sNameError,
+    check_dns_label,
+    check_dns_subdomain,
+    check_label,
+    dns_label,
+)
 
-from __future__ import annotations
-
-import hashlib
-import re
-
-MAX_LABEL = 63
-MAX_SUBDOMAIN = 253
-HASH_CHARS = 8
-_UNSAFE = re.compile(r"[^a-z0-9]+")
-DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-# Label values: empty, or up to 63 of [A-Za-z0-9_.-] starting and ending alphanumeric.
-LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
-# Label keys: an optional DNS-subdomain prefix and "/", then a name like a label value (non-empty).
-LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
-
-
-class K8sNameError(ValueError):
-    """A name a request supplied that Kubernetes would refuse (or that would mean something else)."""
-
-
-def dns_label(text: str, *, max_length: int = MAX_LABEL, fallback: str = "kernel") -> str:
-    """``text`` as a DNS-1123 label: lowercase alphanumerics and dashes, at most ``max_length`` characters.
-
-    Runs of other characters become one dash. When the result has to be shortened, its last characters are a
-    hash of the original text, so the mapping stays deterministic (a restart finds the same name) and distinct.
-    """
-    slug = _UNSAFE.sub("-", text.lower()).strip("-") or fallback
-    if len(slug) <= max_length:
-        return slug
-    digest = hashlib.sha256(text.encode()).hexdigest()[:HASH_CHARS]
-    head = slug[: max_length - HASH_CHARS - 1].rstrip("-")
-    return f"{head}-{digest}"
-
-
-def check_dns_label(kernel_id: str, what: str, value: str) -> str:
-    """``value`` unchanged if it is a DNS-1123 label (namespace names, service names), otherwise an error."""
-    if not DNS_LABEL.fullmatch(value):
-        raise K8sNameError(
-            f"Kernel {kernel_id}: {what}={value[:80]!r} is not a valid Kubernetes name: use at most {MAX_LABEL} "
-            "lowercase letters, digits and '-', starting and ending with a letter or digit"
-        )
-    return value
-
-
-def check_dns_subdomain(kernel_id: str, what: str, value: str) -> str:
-    """``value`` unchanged if it is a DNS-1123 subdomain (service accounts, secrets), otherwise an error."""
-    if len(value) > MAX_SUBDOMAIN or not DNS_SUBDOMAIN.fullmatch(value) or any(
-        len(part) > MAX_LABEL for part in value.split(".")
-    ):
-        raise K8sNameError(
-            f"Kernel {kernel_id}: {what}={value[:80]!r} is not a valid Kubernetes name: use lowercase letters, "
-            "digits, '-' and '.', starting and ending with a letter or digit"
-        )
-    return value
-
-
-def check_label(kernel_id: str, key: str, value: str) -> None:
-    """Refuse a label the API server would reject; labels from a kernelspec are checked before any launch."""
-    prefix, _, name = key.rpartition("/")
-    if (prefix and not DNS_SUBDOMAIN.fullmatch(prefix)) or not LABEL_NAME.fullmatch(name):
-        raise K8sNameError(f"Kernel {kernel_id}: {key[:80]!r} is not a valid label key")
-    if not LABEL_VALUE.fullmatch(value):
-        raise K8sNameError(f"Kernel {kernel_id}: label {key}={value[:80]!r} has an invalid value")
+__all__ = [
+    "DNS_LABEL",
+    "DNS_SUBDOMAIN",
+    "HASH_CHARS",
+    "LABEL_NAME",
+    "LABEL_VALUE",
+    "MAX_LABEL",
+    "MAX_SUBDOMAIN",
+    "K8sNameError",
+    "check_dns_label",
+    "check_dns_subdomain",
+    "check_label",
+    "dns_label",
+]

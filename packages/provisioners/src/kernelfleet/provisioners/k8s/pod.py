@@ -8,37 +8,26 @@ containers). The values that reach a manifest are parsed here first: quantities,
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kernelfleet.provisioners.k8s.names import check_dns_label, check_dns_subdomain, check_label
 from kernelfleet.provisioners.labels import kernel_labels
+from kernelfleet.provisioners.spec_values import (  # PodSpecError, parse_quantity: also found here, as before
+    PodSpecError,
+    check_dns_label,
+    check_dns_subdomain,
+    check_label,
+    parse_quantity,
+)
 
 GPU_RESOURCE = "nvidia.com/gpu"
-# A Kubernetes quantity without sign or exponent games: "2", "0.5", "500m", "4Gi", "1e3" is refused on purpose.
-QUANTITY = re.compile(r"(?:[0-9]{1,12}(?:\.[0-9]{1,6})?|\.[0-9]{1,6})(?:m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?")
 VOLUME_SOURCES = frozenset({
     "emptyDir", "persistentVolumeClaim", "configMap", "secret", "nfs", "projected", "downwardAPI", "csi",
     "ephemeral", "hostPath",
 })
 MOUNT_KEYS = frozenset({"name", "mountPath", "readOnly", "subPath", "subPathExpr", "mountPropagation"})
 TOLERATION_KEYS = frozenset({"key", "operator", "value", "effect", "tolerationSeconds"})
-
-
-class PodSpecError(ValueError):
-    """A setting or a rendered manifest that the operator's policy or Kubernetes itself would refuse."""
-
-
-def parse_quantity(kernel_id: str, name: str, value: object) -> str:
-    """A cpu/memory/GPU amount as Kubernetes writes it; anything else (YAML, signs, spaces) is refused."""
-    text = str(value) if isinstance(value, int | float | str) and not isinstance(value, bool) else None
-    if text is None or not QUANTITY.fullmatch(text):
-        raise PodSpecError(
-            f"Kernel {kernel_id}: {name}={str(value)[:40]!r} is not a resource quantity (e.g. 2, 0.5, 500m, 4Gi)"
-        )
-    return text
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ fails its launch and leaves that object alone.
 from __future__ import annotations
 
 import asyncio
-import posixpath
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,13 +23,12 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
 
-from kernelfleet.protocol import Report, contract
-from kernelfleet.protocol.contract import LAUNCH_TOKEN
+from kernelfleet.protocol import Report
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.container import ContainerProvisionerBase
 from kernelfleet.provisioners.envconfig import env_bool, env_value
 from kernelfleet.provisioners.k8s.client import KubeApi, describe_api_error
-from kernelfleet.provisioners.k8s.names import check_dns_label, check_dns_subdomain, check_label, dns_label
+from kernelfleet.provisioners.k8s.names import dns_label
 from kernelfleet.provisioners.k8s.owned import (
     NAMESPACE,
     POD,
@@ -43,47 +41,24 @@ from kernelfleet.provisioners.k8s.owned import (
     uid_of,
     wait_object_gone,
 )
-from kernelfleet.provisioners.k8s.pod import (
-    GPU_RESOURCE,
-    PodPolicy,
-    PodSettings,
-    PodSpecError,
-    Resources,
-    SecretKeyRef,
-    build_pod,
-    check_mount,
-    check_pod,
-    check_toleration,
-    check_volume,
-    merge_env,
-    parse_quantity,
-    parse_resources,
+from kernelfleet.provisioners.k8s.pod import SecretKeyRef
+from kernelfleet.provisioners.k8s.settings import (
+    ContainerChoice,
+    KubernetesSettings,
+    PodLaunch,
+    kernel_pod_manifest,
+    object_labels,
+    settle_pod_launch,
 )
-from kernelfleet.provisioners.k8s.secret import (
-    build_launch_secret,
-    check_token_absent,
-    launch_token_ref,
-)
-from kernelfleet.provisioners.k8s.status import exit_code, pod_ended, pod_failure, pod_ip
-from kernelfleet.provisioners.k8s.template import render_pod_template
+from kernelfleet.provisioners.k8s.status import pod_ended, pod_failure
 from kernelfleet.provisioners.k8s.watch import SharedWatch
-from kernelfleet.provisioners.labels import kernel_labels
+from kernelfleet.provisioners.k8s.workloads import PodWorkload, Workload
 from kernelfleet.provisioners.presence import Presence
-from kernelfleet.provisioners.request_env import Engine, mapping_list
-from kernelfleet.provisioners.server_identity import LABEL_SERVER
+from kernelfleet.provisioners.request_env import Engine
 
 TEMPLATE_NAME = "scripts/kernel-pod.yaml.j2"
 EVENT_LINES = 8
 LOG_LINES = 20
-# Request variable -> (section, resource) of the kernel container's resources.
-CLIENT_RESOURCES: dict[str, tuple[str, str]] = {
-    "KERNEL_CPUS": ("requests", "cpu"),
-    "KERNEL_MEMORY": ("requests", "memory"),
-    "KERNEL_GPUS": ("requests", GPU_RESOURCE),
-    "KERNEL_CPUS_LIMIT": ("limits", "cpu"),
-    "KERNEL_MEMORY_LIMIT": ("limits", "memory"),
-    "KERNEL_GPUS_LIMIT": ("limits", GPU_RESOURCE),
-}
 
 
 class KubernetesProvisioner(ContainerProvisionerBase):
@@ -185,6 +160,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         self.owned: dict[str, Owned] = {}  # what this kernel created and has not deleted yet, by kind (k8s_owned)
         self.pod_uid: str | None = None  # the kernel pod's uid, kept after its deletion (see kernel_pod)
         self.service_account: str | None = None
+        self.pod_launch: PodLaunch | None = None  # what pre_launch decided (k8s.settings), for this launch
         self.manifest: dict[str, Any] | None = None
         self.token_ref: SecretKeyRef | None = None
         self.secret_manifest: dict[str, Any] | None = None
@@ -192,149 +168,52 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         self.pods: SharedWatch | None = None
         self.end_reason: str | None = None  # how the running kernel's pod ended, once the watch said so
         self.stopping = False  # this server stops or deletes the kernel: how its pod ends is no news
+        self.workload: Workload = self.make_workload()  # pod or custom resource, chosen once (k8s.workloads)
+
+    def make_workload(self) -> Workload:
+        """What this provisioner's kernels are: a pod it creates (``CustomResourceProvisioner``: a resource)."""
+        return PodWorkload(self)
 
     # ------------------------------------------------------------------------------------- settling
+    def kubernetes_settings(self) -> KubernetesSettings:
+        """This kernelspec's Kubernetes traits as one value, for the pure builders (``k8s.settings``)."""
+        return KubernetesSettings(
+            namespace=self.namespace, shared_namespace=self.shared_namespace,
+            allow_client_namespace=self.allow_client_namespace, service_account_name=self.service_account_name,
+            allow_client_service_account=self.allow_client_service_account,
+            allow_client_resources=self.allow_client_resources, allow_client_volumes=self.allow_client_volumes,
+            allow_host_path_volumes=self.allow_host_path_volumes, host_network=self.host_network,
+            resources=dict(self.resources), volumes=tuple(self.volumes), volume_mounts=tuple(self.volume_mounts),
+            node_selector=dict(self.node_selector), tolerations=tuple(self.tolerations), affinity=dict(self.affinity),
+            image_pull_secrets=tuple(self.image_pull_secrets), image_pull_policy=self.image_pull_policy,
+            labels=dict(self.labels), annotations=dict(self.annotations), fs_group=self.fs_group,
+            termination_grace_period=self.termination_grace_period,
+            prohibited_uids=frozenset(self.prohibited_uids), prohibited_gids=frozenset(self.prohibited_gids),
+        )
+
+    def closed_request_names(self) -> dict[str, str]:
+        return self.kubernetes_settings().closed_request_names()
+
     def _settle(self, env: dict[str, str]) -> None:
+        """Decide the launch (``settle_pod_launch``) and build what will be created; keep the result as state."""
         super()._settle(env)
         self.end_reason, self.stopping = None, False
-        kid = self.kernel_id
-        username = env.get("KERNEL_USERNAME", "")
-        requested_pod = env.get("KERNEL_POD_NAME")
-        self.requested_pod_name = requested_pod or None
-        self.pod_name = dns_label(requested_pod or f"{username}-{kid}")
-        self.kernel_namespace, self.created_namespace = self._choose_namespace(env)
-        self.service_account = self._choose_service_account(env)
-        resources = self._choose_resources(env)
-        volumes, mounts = self._choose_volumes(env)
-        self.container_env["KERNEL_POD_NAME"] = self.pod_name
-        self.container_env["KERNEL_NAMESPACE"] = self.kernel_namespace
-        self.container_env["KERNEL_SERVICE_ACCOUNT_NAME"] = self.service_account
-        for key, value in self.labels.items():
-            check_label(kid, key, value)
-        token = self.container_env.get(LAUNCH_TOKEN, "")
-        self.token_ref = launch_token_ref(kid, self.pod_name)
-        self.secret_manifest = build_launch_secret(self.token_ref, self.kernel_namespace, kid, token,
-                                                   self.object_labels())
-        settings = PodSettings(
-            name=self.pod_name,
-            namespace=self.kernel_namespace,
-            kernel_id=kid,
-            image=self.image,
-            env=self.plain_env(),
-            secret_env={LAUNCH_TOKEN: self.token_ref},
-            uid=self.uid,
-            gid=self.gid,
-            fs_group=self.fs_group,
-            service_account=self.service_account,
-            resources=resources,
-            working_dir=self.working_dir,
-            host_network=self.host_network,
-            labels=self.object_labels(),
-            annotations=dict(self.annotations),
-            node_selector=dict(self.node_selector),
-            tolerations=tuple(check_toleration(kid, t) for t in self.tolerations),
-            affinity=dict(self.affinity) or None,
-            image_pull_secrets=tuple(check_dns_subdomain(kid, "image_pull_secrets", n)
-                                     for n in self.image_pull_secrets),
-            image_pull_policy=self.image_pull_policy or None,
-            volumes=tuple(volumes),
-            volume_mounts=tuple(mounts),
-            termination_grace_period=self.termination_grace_period,
-        )
-        template = self._template_path()
-        pod = self._render(template, settings, env) if template else build_pod(settings)
-        self.manifest = check_pod(pod, self.policy())
-        check_token_absent(kid, self.manifest, token)
+        container = ContainerChoice(self.image, self.uid, self.gid, self.working_dir, dict(self.container_env))
+        launch = settle_pod_launch(self.kubernetes_settings(), self.kernel_id, self.server_id, env, container)
+        self.pod_launch = launch
+        self.container_env = dict(launch.env)
+        self.pod_name, self.requested_pod_name = launch.pod_name, launch.requested_pod_name
+        self.kernel_namespace, self.created_namespace = launch.namespace, launch.created_namespace
+        self.service_account, self.token_ref = launch.service_account, launch.token_ref
+        self.secret_manifest = dict(launch.secret)
+        spec_dir = str(getattr(self.kernel_spec, "resource_dir", "") or "") if self.kernel_spec is not None else ""
+        self.manifest = kernel_pod_manifest(launch, self._template_path(), spec_dir)
+        self.workload.settle(launch)
 
     def object_labels(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """The labels of every object this kernel creates (``extra``: default the kernelspec's ``labels``), with this
         server's identity, by which the orphan sweep finds what a crashed server left."""
-        labels = self.labels if extra is None else extra
-        return kernel_labels(self.kernel_id, {**labels, LABEL_SERVER: self.server_id})
-
-    def plain_env(self) -> dict[str, str]:
-        """The kernel's variables that may appear in an object's spec: all but the launch token."""
-        return {name: value for name, value in self.container_env.items() if name != LAUNCH_TOKEN}
-
-    def policy(self) -> PodPolicy:
-        assert self.pod_name and self.kernel_namespace
-        return PodPolicy(
-            name=self.pod_name, namespace=self.kernel_namespace, kernel_id=self.kernel_id,
-            prohibited_uids=frozenset(self.prohibited_uids), prohibited_gids=frozenset(self.prohibited_gids),
-            allow_host_path=self.allow_host_path_volumes, host_network=self.host_network,
-            secret_env={LAUNCH_TOKEN: self.token_ref} if self.token_ref else {},
-        )
-
-    def _choose_namespace(self, env: dict[str, str]) -> tuple[str, bool]:
-        kid = self.kernel_id
-        requested = env.get("KERNEL_NAMESPACE")
-        if requested:
-            check_dns_label(kid, "KERNEL_NAMESPACE", requested)
-            if requested == self.namespace and self.shared_namespace:
-                return requested, False
-            if not self.allow_client_namespace:
-                raise PermissionError(
-                    f"Kernel {kid}: KERNEL_NAMESPACE={requested!r} was requested, but this kernelspec does not let "
-                    "requests choose the namespace (allow_client_namespace is off)"
-                )
-            return requested, False
-        if self.shared_namespace:
-            return check_dns_label(kid, "namespace", self.namespace), False
-        assert self.pod_name
-        return self.pod_name, True
-
-    def _choose_service_account(self, env: dict[str, str]) -> str:
-        kid = self.kernel_id
-        configured = check_dns_subdomain(kid, "service_account_name", self.service_account_name)
-        requested = env.get("KERNEL_SERVICE_ACCOUNT_NAME")
-        if not requested or requested == configured:
-            return configured
-        check_dns_subdomain(kid, "KERNEL_SERVICE_ACCOUNT_NAME", requested)
-        if not self.allow_client_service_account:
-            raise PermissionError(
-                f"Kernel {kid}: KERNEL_SERVICE_ACCOUNT_NAME={requested!r} was requested, but this kernelspec does not "
-                "let requests choose the service account (allow_client_service_account is off)"
-            )
-        return requested
-
-    def _choose_resources(self, env: dict[str, str]) -> Resources:
-        kid = self.kernel_id
-        base = parse_resources(kid, self.resources)
-        requests, limits = dict(base.requests), dict(base.limits)
-        for name, (section, resource) in CLIENT_RESOURCES.items():
-            value = env.get(name)
-            if not value:
-                continue
-            amount = parse_quantity(kid, name, value)
-            if not self.allow_client_resources:
-                raise PermissionError(f"Kernel {kid}: {name} was requested, but this kernelspec does not let "
-                                      "requests set resources (allow_client_resources is off)")
-            (requests if section == "requests" else limits)[resource] = amount
-        return Resources(requests, limits)
-
-    def closed_request_names(self) -> dict[str, str]:
-        if self.allow_client_volumes:
-            return {}
-        return {"KERNEL_VOLUMES": "allow_client_volumes", "KERNEL_VOLUME_MOUNTS": "allow_client_volumes"}
-
-    def _choose_volumes(self, env: dict[str, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The kernelspec's volumes and mounts, plus a request's: pre_launch has already refused the request names
-        closed by the kernelspec (``closed_request_names``) before any value was parsed; here the value is parsed
-        (bounded, alias-free YAML) and each item's error names the variable."""
-        kid = self.kernel_id
-        volumes = [check_volume(kid, v, allow_host_path=self.allow_host_path_volumes) for v in self.volumes]
-        mounts = [check_mount(kid, m) for m in self.volume_mounts]
-        for name, target in (("KERNEL_VOLUMES", volumes), ("KERNEL_VOLUME_MOUNTS", mounts)):
-            raw = env.get(name)
-            if not raw:
-                continue
-            items = mapping_list(kid, name, raw)  # JSON, or GP's YAML flow lists
-            try:
-                target.extend(check_volume(kid, v, allow_host_path=self.allow_host_path_volumes)
-                              if name == "KERNEL_VOLUMES" else check_mount(kid, v) for v in items)
-            except ValueError as err:  # PodSpecError, K8sNameError
-                raise PodSpecError(f"{err} (in {name})") from None
-        return volumes, mounts
+        return object_labels(self.kernel_id, self.server_id, self.labels if extra is None else extra)
 
     def _template_path(self) -> Path | None:
         if self.pod_template:
@@ -345,63 +224,6 @@ class KubernetesProvisioner(ContainerProvisionerBase):
             if candidate.is_file():
                 return candidate
         return None
-
-    def template_values(self, settings: PodSettings, env: dict[str, str]) -> dict[str, Any]:
-        """What a kernelspec's template may use: GP's names, all typed and validated (other KERNEL_* as strings)."""
-        values: dict[str, Any] = {
-            name.lower(): value for name, value in self.container_env.items() if name.startswith("KERNEL_")
-        }
-        spec_dir = getattr(self.kernel_spec, "resource_dir", "") if self.kernel_spec is not None else ""
-        values.update(
-            kernel_id=self.kernel_id,
-            kernel_pod_name=settings.name,
-            kernel_namespace=settings.namespace,
-            kernel_service_account_name=settings.service_account,
-            kernel_uid=settings.uid,
-            kernel_gid=settings.gid,
-            kernel_image=settings.image,
-            kernel_name=posixpath.basename(str(spec_dir).rstrip("/")) if spec_dir else "",
-            port_range=self.launch_env.get(contract.PORT_RANGE),
-            response_address=self.launch_env.get(contract.RESPONSE_ADDRESS),
-            public_key=self.launch_env.get(contract.PUBLIC_KEY),
-        )
-        values.pop("kernel_working_dir", None)
-        if settings.working_dir:
-            values["kernel_working_dir"] = settings.working_dir
-        for name in CLIENT_RESOURCES:
-            values.pop(name.lower(), None)
-        for name, (section, resource) in CLIENT_RESOURCES.items():
-            amount = (settings.resources.requests if section == "requests" else settings.resources.limits).get(resource)
-            if amount is not None:
-                values[name.lower()] = amount
-        values.pop("kernel_volumes", None)
-        values.pop("kernel_volume_mounts", None)
-        if settings.volumes:
-            values["kernel_volumes"] = [dict(v) for v in settings.volumes]
-        if settings.volume_mounts:
-            values["kernel_volume_mounts"] = [dict(m) for m in settings.volume_mounts]
-        return values
-
-    def _render(self, path: Path, settings: PodSettings, env: dict[str, str]) -> dict[str, Any]:
-        pod = render_pod_template(self.kernel_id, path, self.template_values(settings, env))
-        # What the operator decides is not the template's to change: where the pod runs, who it runs as, its labels.
-        meta = pod.setdefault("metadata", {})
-        if isinstance(meta, dict):
-            meta.setdefault("namespace", settings.namespace)
-            meta["labels"] = self.object_labels(meta.get("labels") or {})
-        spec = pod.get("spec")
-        if isinstance(spec, dict):
-            security = spec.setdefault("securityContext", {}) or {}
-            spec["securityContext"] = security
-            security.setdefault("runAsUser", settings.uid)
-            security.setdefault("runAsGroup", settings.gid)
-            if settings.host_network:
-                spec["hostNetwork"] = True
-                spec.setdefault("dnsPolicy", "ClusterFirstWithHostNet")
-            containers = spec.get("containers")
-            if isinstance(containers, list) and containers and isinstance(containers[0], dict):
-                merge_env(containers[0], settings.env, settings.secret_env)
-        return pod
 
     # ------------------------------------------------------------------------------------- launch
     def lease_api(self) -> KubeApi:
@@ -435,27 +257,63 @@ class KubernetesProvisioner(ContainerProvisionerBase):
             raise LaunchError(f"Kernel {self.kernel_id}: cannot reach Kubernetes: {describe_api_error(err)}") from None
         await self.ensure_namespace(core)
         self.follow_pods()
-        await self.create_object(core)
+        await self.workload.create(core)
         self.log.info("Kernel %s: pod %s/%s created (image %s)", self.kernel_id, self.kernel_namespace, self.pod_name,
                       self.image)
 
-    async def create_object(self, core: client.CoreV1Api) -> None:
-        """Create the token's Secret, then the pod; a leftover of this kernel (a crashed server, a restart) is
-        removed first, someone else's pod of the same name fails the launch and is left alone."""
-        assert self.manifest is not None and self.kernel_namespace and self.pod_name
-        ns, name = self.kernel_namespace, self.pod_name
-        await self.create_launch_secret(core)
-        self.pod_uid = None
-        await self.create_owned(POD, "pod", name, lambda: core.create_namespaced_pod(ns, self.manifest),
-                                lambda: core.read_namespaced_pod(name, ns), self.delete_pod)
-        self.pod_uid = self.owned[POD].uid
+    async def ensure_namespace(self, core: client.CoreV1Api) -> None:
+        """A per-kernel namespace is made (with its RoleBinding); any other must already exist."""
+        ns = self.kernel_namespace
+        assert ns is not None
+        if not self.created_namespace:
+            try:
+                await core.read_namespace(ns)
+            except ApiException as err:
+                raise LaunchError(
+                    f"Kernel {self.kernel_id}: namespace {ns!r} is not usable: {describe_api_error(err)}"
+                ) from None
+            return
+        body = {"metadata": {"name": ns, "labels": self.object_labels({})}}
+        try:  # kept across a restart; a leftover of this kernel is kept too
+            await self.create_owned(NAMESPACE, "namespace", ns, lambda: core.create_namespace(body),
+                                    lambda: core.read_namespace(ns), None)
+        except LaunchError:
+            self.created_namespace = False  # not ours: never delete it
+            raise
+        self.log.info("Kernel %s: namespace %s ready", self.kernel_id, ns)
+        await self._bind_role(ns)
 
-    def kernel_pod(self, pod: dict[str, Any] | None) -> dict[str, Any] | None:
-        """``pod`` (the watch's object of the kernel's pod name) if it is the kernel's own: a pod of the same name
-        with another uid (someone else's, made after ours was deleted) is not, and is never taken for the kernel."""
-        if pod is not None and self.pod_uid and uid_of(pod) != self.pod_uid:
-            return None
-        return pod
+    async def _bind_role(self, ns: str) -> None:
+        rbac = client.RbacAuthorizationV1Api(await self.lease_api().client())
+        role = self.kernel_cluster_role
+        body = {
+            "metadata": {"name": dns_label(f"kernel-{role}"), "namespace": ns, "labels": self.object_labels({})},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": self.service_account or "default", "namespace": ns}],
+        }
+        try:
+            await rbac.create_namespaced_role_binding(ns, body)
+        except ApiException as err:
+            if err.status == 409:
+                return
+            raise LaunchError(
+                f"Kernel {self.kernel_id}: the RoleBinding to ClusterRole {role!r} in namespace {ns} could not be "
+                f"created: {describe_api_error(err)}"
+            ) from None
+
+    async def create_launch_secret(self, core: client.CoreV1Api) -> None:
+        """The Secret the pod reads ``LAUNCH_TOKEN`` from; it must exist before the pod, or the kubelet refuses to
+        start the container (CreateContainerConfigError)."""
+        assert self.secret_manifest is not None and self.token_ref is not None and self.kernel_namespace
+        ns, name = self.kernel_namespace, self.token_ref.name
+
+        def hint(err: ApiException) -> str:
+            return (f"; the server's service account needs the create and delete verbs on secrets in namespace "
+                    f"{ns}" if err.status == 403 else "")
+
+        await self.create_owned(SECRET, "the launch-token Secret", name,
+                                lambda: core.create_namespaced_secret(ns, self.secret_manifest),
+                                lambda: core.read_namespaced_secret(name, ns), self.delete_launch_secret, hint)
 
     async def create_owned(self, kind: str, what: str, name: str, create: Callable[[], Awaitable[Any]],
                            read: Callable[[], Awaitable[Any]], remove: Callable[[], Awaitable[Any]] | None,
@@ -509,19 +367,136 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         return (f"; the name comes from the request's KERNEL_POD_NAME={self.requested_pod_name!r} and belongs to an "
                 "object this kernel did not create, which is left as it is: choose another KERNEL_POD_NAME")
 
-    async def create_launch_secret(self, core: client.CoreV1Api) -> None:
-        """The Secret the pod reads ``LAUNCH_TOKEN`` from; it must exist before the pod, or the kubelet refuses to
-        start the container (CreateContainerConfigError)."""
-        assert self.secret_manifest is not None and self.token_ref is not None and self.kernel_namespace
-        ns, name = self.kernel_namespace, self.token_ref.name
+    def kernel_pod(self, pod: dict[str, Any] | None) -> dict[str, Any] | None:
+        """``pod`` (the watch's object of the kernel's pod name) if it is the kernel's own: a pod of the same name
+        with another uid (someone else's, made after ours was deleted) is not, and is never taken for the kernel."""
+        if pod is not None and self.pod_uid and uid_of(pod) != self.pod_uid:
+            return None
+        return pod
 
-        def hint(err: ApiException) -> str:
-            return (f"; the server's service account needs the create and delete verbs on secrets in namespace "
-                    f"{ns}" if err.status == 403 else "")
+    async def launch_failure(self) -> str:
+        return await self.workload.launch_failure()
 
-        await self.create_owned(SECRET, "the launch-token Secret", name,
-                                lambda: core.create_namespaced_secret(ns, self.secret_manifest),
-                                lambda: core.read_namespaced_secret(name, ns), self.delete_launch_secret, hint)
+    async def launch_diagnostics(self) -> str:
+        pod = self.kernel_pod(self.pods.get(self.pod_name or "")) if self.pods else None
+        if pod is None:
+            return f"pod {self.kernel_namespace}/{self.pod_name} does not exist"
+        phase = (pod.get("status") or {}).get("phase")
+        return f"pod {self.kernel_namespace}/{self.pod_name} is {phase}{await self.events()}"
+
+    async def events(self) -> str:
+        """The pod's recent events, for an error message: what the scheduler and kubelet said."""
+        try:
+            core = await self.core()
+            listed = await core.list_namespaced_event(
+                self.kernel_namespace, field_selector=f"involvedObject.name={self.pod_name}"
+            )
+        except Exception as err:
+            return f"; its events could not be read: {describe_api_error(err)}"
+        def when(event: Any) -> str:
+            stamp = event.last_timestamp or event.event_time or event.metadata.creation_timestamp
+            return stamp.isoformat() if stamp is not None else ""
+
+        events = sorted(listed.items, key=when)[-EVENT_LINES:]
+        lines = [f"{e.type} {e.reason}: {e.message}" for e in events]
+        return ("; events:\n" + "\n".join(lines)) if lines else ""
+
+    async def log_tail(self, pod: dict[str, Any] | None) -> str:
+        """The last lines a container that ended wrote: usually the reason it ended."""
+        if not pod_ended(pod) or pod is None:
+            return ""
+        try:
+            core = await self.core()
+            text = await core.read_namespaced_pod_log(self.pod_name, self.kernel_namespace, tail_lines=LOG_LINES)
+        except Exception as err:
+            return f"; its output could not be read: {describe_api_error(err)}"
+        text = str(text or "").rstrip()
+        return f"; its last output:\n{text}" if text else ""
+
+    def kernel_address(self, report: Report) -> str:
+        return self.workload.kernel_address(report) or super().kernel_address(report)
+
+    # ------------------------------------------------------------------------------------- state
+    async def synced_pods(self) -> SharedWatch | None:
+        """The pod watch once it has listed the namespace (None: no watch, or it could not sync in time)."""
+        if self.pods is None:
+            return None
+        try:
+            await asyncio.wait_for(self.pods.synced.wait(), self.delete_timeout)
+        except TimeoutError:
+            return None
+        return self.pods
+
+    async def poll(self) -> int | None:
+        return await self.workload.poll()
+
+    def note_end(self, pod: dict[str, Any] | None) -> None:
+        """Keep (and log once) why the running kernel's pod ended, an OOM kill with the container's memory limit."""
+        if self.end_reason is not None or self.stopping:
+            return
+        reason = pod_failure(pod, fail_unschedulable=False) or "the pod ended"
+        if pod is None:
+            reason = "the pod was deleted outside this server"
+        oom = "OOMKilled" in reason
+        if oom:
+            limits = [((c.get("resources") or {}).get("limits") or {}).get("memory")
+                      for c in ((pod or {}).get("spec") or {}).get("containers") or []]
+            limit = next((str(value) for value in limits if value), None)
+            reason += f"; its memory limit is {limit}" if limit else "; it has no memory limit (the node ran out)"
+        self.end_reason = f"pod {self.kernel_namespace}/{self.pod_name}: {reason}"
+        if oom:
+            self.log.warning("Kernel %s: %s", self.kernel_id, self.end_reason)
+        else:
+            self.log.info("Kernel %s: %s", self.kernel_id, self.end_reason)
+
+    async def presence(self) -> Presence:
+        """The pod watch's word: no pod of ours, or an ended one, is gone; a watch that cannot sync is unreachable."""
+        if self.pods is None:
+            return Presence.GONE
+        pods = await self.synced_pods()
+        if pods is None or not self.pod_name:
+            return Presence.UNREACHABLE
+        return Presence.GONE if pod_ended(self.kernel_pod(pods.get(self.pod_name))) else Presence.RUNNING
+
+    async def wait(self) -> int | None:
+        return await self.workload.wait()
+
+    # ------------------------------------------------------------------------------------- stopping
+    async def shutdown_requested(self, restart: bool = False) -> None:
+        self.stopping = True
+        await super().shutdown_requested(restart)
+
+    async def kill(self, restart: bool = False) -> None:
+        await self.workload.delete()
+
+    async def cleanup(self, restart: bool = False) -> None:
+        await self._teardown(delete_namespace=not restart)
+        await super().cleanup(restart)
+
+    async def delete_pod(self) -> None:
+        """Delete the pod this kernel created (by its uid) and wait (on the watch) until the API no longer has it,
+        i.e. its containers have stopped."""
+        owned, ns = self.owned.get(POD), self.kernel_namespace
+        if owned is None or not ns or self.api is None:
+            return
+        self.stopping = True
+        core = await self.core()
+        outcome = await self.delete_owned(
+            POD, f"pod {ns}/{owned.name}",
+            lambda options: core.delete_namespaced_pod(owned.name, ns, body=options),
+            lambda: core.read_namespaced_pod(owned.name, ns),
+            grace_period_seconds=self.delete_grace_period, propagation_policy="Background")
+        if outcome is not Deletion.DELETED:
+            return
+
+        def gone(pod: dict[str, Any] | None) -> bool:  # a pod of the name with another uid is not ours
+            return pod is None or (owned.uid is not None and uid_of(pod) != owned.uid)
+
+        try:
+            await self.follow_pods().until(owned.name, gone, timeout=self.delete_timeout)
+        except TimeoutError:
+            self.log.warning("Kernel %s: pod %s still exists %ss after its deletion", self.kernel_id, owned.name,
+                             self.delete_timeout)
 
     async def delete_launch_secret(self) -> None:
         """Delete this launch's Secret (gone already is fine); a failure is logged and retried at cleanup."""
@@ -564,189 +539,6 @@ class KubernetesProvisioner(ContainerProvisionerBase):
             self.log.debug("Kernel %s: %s %s", self.kernel_id, what, outcome.value)
         return outcome
 
-    async def ensure_namespace(self, core: client.CoreV1Api) -> None:
-        """A per-kernel namespace is made (with its RoleBinding); any other must already exist."""
-        ns = self.kernel_namespace
-        assert ns is not None
-        if not self.created_namespace:
-            try:
-                await core.read_namespace(ns)
-            except ApiException as err:
-                raise LaunchError(
-                    f"Kernel {self.kernel_id}: namespace {ns!r} is not usable: {describe_api_error(err)}"
-                ) from None
-            return
-        body = {"metadata": {"name": ns, "labels": self.object_labels({})}}
-        try:  # kept across a restart; a leftover of this kernel is kept too
-            await self.create_owned(NAMESPACE, "namespace", ns, lambda: core.create_namespace(body),
-                                    lambda: core.read_namespace(ns), None)
-        except LaunchError:
-            self.created_namespace = False  # not ours: never delete it
-            raise
-        self.log.info("Kernel %s: namespace %s ready", self.kernel_id, ns)
-        await self._bind_role(ns)
-
-    async def _bind_role(self, ns: str) -> None:
-        rbac = client.RbacAuthorizationV1Api(await self.lease_api().client())
-        role = self.kernel_cluster_role
-        body = {
-            "metadata": {"name": dns_label(f"kernel-{role}"), "namespace": ns, "labels": self.object_labels({})},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-            "subjects": [{"kind": "ServiceAccount", "name": self.service_account or "default", "namespace": ns}],
-        }
-        try:
-            await rbac.create_namespaced_role_binding(ns, body)
-        except ApiException as err:
-            if err.status == 409:
-                return
-            raise LaunchError(
-                f"Kernel {self.kernel_id}: the RoleBinding to ClusterRole {role!r} in namespace {ns} could not be "
-                f"created: {describe_api_error(err)}"
-            ) from None
-
-    async def launch_failure(self) -> str:
-        assert self.pod_name
-        pods = self.follow_pods()
-        unschedulable = self.fail_on_unschedulable
-        await pods.until(self.pod_name, lambda p: p is not None)  # the watch has seen the pod we created
-        pod = await pods.until(self.pod_name, lambda p: pod_failure(self.kernel_pod(p),
-                                                                    fail_unschedulable=unschedulable) is not None)
-        reason = pod_failure(pod, fail_unschedulable=unschedulable)
-        return f"pod {self.kernel_namespace}/{self.pod_name}: {reason}{await self._log_tail(pod)}{await self._events()}"
-
-    async def launch_diagnostics(self) -> str:
-        pod = self.kernel_pod(self.pods.get(self.pod_name or "")) if self.pods else None
-        if pod is None:
-            return f"pod {self.kernel_namespace}/{self.pod_name} does not exist"
-        phase = (pod.get("status") or {}).get("phase")
-        return f"pod {self.kernel_namespace}/{self.pod_name} is {phase}{await self._events()}"
-
-    async def _events(self) -> str:
-        """The pod's recent events, for an error message: what the scheduler and kubelet said."""
-        try:
-            core = await self.core()
-            listed = await core.list_namespaced_event(
-                self.kernel_namespace, field_selector=f"involvedObject.name={self.pod_name}"
-            )
-        except Exception as err:
-            return f"; its events could not be read: {describe_api_error(err)}"
-        def when(event: Any) -> str:
-            stamp = event.last_timestamp or event.event_time or event.metadata.creation_timestamp
-            return stamp.isoformat() if stamp is not None else ""
-
-        events = sorted(listed.items, key=when)[-EVENT_LINES:]
-        lines = [f"{e.type} {e.reason}: {e.message}" for e in events]
-        return ("; events:\n" + "\n".join(lines)) if lines else ""
-
-    async def _log_tail(self, pod: dict[str, Any] | None) -> str:
-        """The last lines a container that ended wrote: usually the reason it ended."""
-        if not pod_ended(pod) or pod is None:
-            return ""
-        try:
-            core = await self.core()
-            text = await core.read_namespaced_pod_log(self.pod_name, self.kernel_namespace, tail_lines=LOG_LINES)
-        except Exception as err:
-            return f"; its output could not be read: {describe_api_error(err)}"
-        text = str(text or "").rstrip()
-        return f"; its last output:\n{text}" if text else ""
-
-    def kernel_address(self, report: Report) -> str:
-        ip = pod_ip(self.kernel_pod(self.pods.get(self.pod_name or "")) if self.pods else None)
-        return ip or super().kernel_address(report)
-
-    # ------------------------------------------------------------------------------------- state
-    async def _synced(self) -> SharedWatch | None:
-        if self.pods is None:
-            return None
-        try:
-            await asyncio.wait_for(self.pods.synced.wait(), self.delete_timeout)
-        except TimeoutError:
-            return None
-        return self.pods
-
-    async def poll(self) -> int | None:
-        pods = await self._synced()
-        if pods is None or not self.pod_name:
-            return 0 if self.pods is None else None  # unknown is not dead
-        pod = self.kernel_pod(pods.get(self.pod_name))
-        if not pod_ended(pod):
-            return None
-        self.note_end(pod)
-        return exit_code(pod)
-
-    def note_end(self, pod: dict[str, Any] | None) -> None:
-        """Keep (and log once) why the running kernel's pod ended, an OOM kill with the container's memory limit."""
-        if self.end_reason is not None or self.stopping:
-            return
-        reason = pod_failure(pod, fail_unschedulable=False) or "the pod ended"
-        if pod is None:
-            reason = "the pod was deleted outside this server"
-        oom = "OOMKilled" in reason
-        if oom:
-            limits = [((c.get("resources") or {}).get("limits") or {}).get("memory")
-                      for c in ((pod or {}).get("spec") or {}).get("containers") or []]
-            limit = next((str(value) for value in limits if value), None)
-            reason += f"; its memory limit is {limit}" if limit else "; it has no memory limit (the node ran out)"
-        self.end_reason = f"pod {self.kernel_namespace}/{self.pod_name}: {reason}"
-        if oom:
-            self.log.warning("Kernel %s: %s", self.kernel_id, self.end_reason)
-        else:
-            self.log.info("Kernel %s: %s", self.kernel_id, self.end_reason)
-
-    async def presence(self) -> Presence:
-        """The pod watch's word: no pod of ours, or an ended one, is gone; a watch that cannot sync is unreachable."""
-        if self.pods is None:
-            return Presence.GONE
-        pods = await self._synced()
-        if pods is None or not self.pod_name:
-            return Presence.UNREACHABLE
-        return Presence.GONE if pod_ended(self.kernel_pod(pods.get(self.pod_name))) else Presence.RUNNING
-
-    async def wait(self) -> int | None:
-        pods = await self._synced()
-        if pods is None or not self.pod_name:
-            return 0
-        pod = self.kernel_pod(await pods.until(self.pod_name, lambda p: pod_ended(self.kernel_pod(p))))
-        self.note_end(pod)
-        return exit_code(pod)
-
-    # ------------------------------------------------------------------------------------- stopping
-    async def shutdown_requested(self, restart: bool = False) -> None:
-        self.stopping = True
-        await super().shutdown_requested(restart)
-
-    async def kill(self, restart: bool = False) -> None:
-        await self.delete_pod()
-
-    async def cleanup(self, restart: bool = False) -> None:
-        await self._teardown(delete_namespace=not restart)
-        await super().cleanup(restart)
-
-    async def delete_pod(self) -> None:
-        """Delete the pod this kernel created (by its uid) and wait (on the watch) until the API no longer has it,
-        i.e. its containers have stopped."""
-        owned, ns = self.owned.get(POD), self.kernel_namespace
-        if owned is None or not ns or self.api is None:
-            return
-        self.stopping = True
-        core = await self.core()
-        outcome = await self.delete_owned(
-            POD, f"pod {ns}/{owned.name}",
-            lambda options: core.delete_namespaced_pod(owned.name, ns, body=options),
-            lambda: core.read_namespaced_pod(owned.name, ns),
-            grace_period_seconds=self.delete_grace_period, propagation_policy="Background")
-        if outcome is not Deletion.DELETED:
-            return
-
-        def gone(pod: dict[str, Any] | None) -> bool:  # a pod of the name with another uid is not ours
-            return pod is None or (owned.uid is not None and uid_of(pod) != owned.uid)
-
-        try:
-            await self.follow_pods().until(owned.name, gone, timeout=self.delete_timeout)
-        except TimeoutError:
-            self.log.warning("Kernel %s: pod %s still exists %ss after its deletion", self.kernel_id, owned.name,
-                             self.delete_timeout)
-
     async def delete_namespace(self) -> None:
         """Delete the namespace this kernel created (by its uid; its content goes with it) and wait until it is
         gone."""
@@ -770,7 +562,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         namespace_gone = False
         try:
             await self.delete_launch_secret()
-            await self.delete_resources()
+            await self.workload.delete()
             if delete_namespace and NAMESPACE in self.owned:
                 await self.delete_namespace()
                 namespace_gone = NAMESPACE not in self.owned
@@ -780,15 +572,12 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         finally:
             await self.release(linger=not namespace_gone)
 
-    async def delete_resources(self) -> None:
-        """What a stop removes; the Spark operator provisioner removes its application instead."""
-        await self.delete_pod()
-
     async def detach(self) -> None:
         await self.release()
 
     async def release(self, *, linger: bool = True) -> None:
         """Give back the watches and the client (kept open a while for the next kernel unless ``linger`` is off)."""
+        await self.workload.release(linger=linger)
         pods, self.pods = self.pods, None
         if pods is not None:
             await pods.release(linger=linger)
@@ -802,6 +591,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         info.update(kernel_namespace=self.kernel_namespace, pod_name=self.pod_name,
                     created_namespace=self.created_namespace, pod_uid=self.pod_uid,
                     owned={kind: owned.info() for kind, owned in self.owned.items()})
+        info.update(self.workload.info())
         return info
 
     async def load_provisioner_info(self, provisioner_info: dict[str, Any]) -> None:
@@ -819,6 +609,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
             self.owned = self.legacy_owned(provisioner_info)
         if self.kernel_namespace and self.pod_name:
             self.follow_pods()
+        self.workload.load(provisioner_info)
 
     def legacy_owned(self, provisioner_info: dict[str, Any]) -> dict[str, Owned]:
         """What provisioner info without uids (an older Kernel Fleet) says the kernel made: label-checked later."""
@@ -829,7 +620,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
             owned[SECRET] = Owned(str(provisioner_info["launch_secret"]), None)
         if self.created_namespace and self.kernel_namespace:
             owned[NAMESPACE] = Owned(self.kernel_namespace, None)
-        return owned
+        return self.workload.legacy_owned(provisioner_info, owned)
 
 
 async def wait_namespace_gone(core: client.CoreV1Api, name: str, timeout: float, uid: str | None = None) -> None:

@@ -11,27 +11,32 @@ is a ``valueFrom.secretKeyRef`` to the launch's own Secret, as a kernel pod's is
 
 from __future__ import annotations
 
-import re
 from typing import Any, ClassVar
 
 from traitlets import Dict, Integer, List, Unicode, default
 
-from kernelfleet.protocol.contract import LAUNCH_TOKEN
 from kernelfleet.provisioners.envconfig import env_value
 from kernelfleet.provisioners.k8s.custom_resource import CustomResourceProvisioner
-from kernelfleet.provisioners.k8s.names import check_dns_subdomain
-from kernelfleet.provisioners.k8s.pod import PodSpecError, env_entries
+from kernelfleet.provisioners.k8s.settings import PodLaunch
+from kernelfleet.provisioners.k8s.spark_application import (
+    GROUP,
+    KIND,
+    LAUNCHER_FILE,
+    VERSION,
+    SparkApplicationSettings,
+    application_state,
+    build_spark_application,
+    driver_pod_name,
+)
+from kernelfleet.provisioners.k8s.workloads import ResourceKind
 from kernelfleet.provisioners.request_env import Engine
 
-LAUNCHER_FILE = "local:///usr/local/bin/kernel-launchers/python/launch_ipykernel.py"
-JVM_MEMORY = re.compile(r"[1-9][0-9]{0,6}[kmgtKMGT]?")
-
-
-def jvm_memory(kernel_id: str, name: str, value: str) -> str:
-    """Spark's memory spelling ("1g", "512m"), checked like any other value that reaches a manifest."""
-    if not JVM_MEMORY.fullmatch(value):
-        raise PodSpecError(f"Kernel {kernel_id}: {name}={value[:40]!r} is not a Spark memory amount (e.g. 1g, 512m)")
-    return value
+SPARK_APPLICATION = ResourceKind(
+    group=GROUP, version=VERSION, plural="sparkapplications", kind=KIND,
+    failed_states=frozenset({"FAILED", "SUBMISSION_FAILED", "FAILING"}),
+    ended_states=frozenset({"FAILED", "SUBMISSION_FAILED", "COMPLETED", "FAILING", "SUCCEEDING"}),
+    state=application_state, driver_pod=driver_pod_name,
+)
 
 
 class SparkOperatorProvisioner(CustomResourceProvisioner):
@@ -40,13 +45,7 @@ class SparkOperatorProvisioner(CustomResourceProvisioner):
 
     request_engine: ClassVar[Engine | None] = Engine.SPARK_OPERATOR
 
-    group: ClassVar[str] = "sparkoperator.k8s.io"
-    version: ClassVar[str] = "v1beta2"
-    plural: ClassVar[str] = "sparkapplications"
-    kind: ClassVar[str] = "SparkApplication"
-    failed_states: ClassVar[frozenset[str]] = frozenset({"FAILED", "SUBMISSION_FAILED", "FAILING"})
-    ended_states: ClassVar[frozenset[str]] = frozenset({"FAILED", "SUBMISSION_FAILED", "COMPLETED", "FAILING",
-                                                        "SUCCEEDING"})
+    resource_kind: ClassVar[ResourceKind] = SPARK_APPLICATION
 
     executor_image_name = Unicode(
         help="Image of the Spark executors (env KF_EXECUTOR_IMAGE_NAME / GP_EXECUTOR_IMAGE_NAME; default: the "
@@ -76,73 +75,23 @@ class SparkOperatorProvisioner(CustomResourceProvisioner):
     def _executor_image_default(self) -> str:
         return env_value(("KF_EXECUTOR_IMAGE_NAME", "GP_EXECUTOR_IMAGE_NAME")) or ""
 
-    def build_resource(self) -> dict[str, Any]:
-        kid = self.kernel_id
-        assert self.resource_name and self.kernel_namespace and self.token_ref
-        memory = {name: jvm_memory(kid, name, value)
-                  for name, value in (("driver_memory", self.driver_memory), ("executor_memory", self.executor_memory))}
-        executor_image = self.executor_image_name.strip() or self.image
-        security = {"runAsUser": self.uid, "runAsGroup": self.gid}
-        driver: dict[str, Any] = {
-            "cores": self.driver_cores,
-            "memory": memory["driver_memory"],
-            "labels": self.object_labels(),
-            "annotations": dict(self.annotations),
-            "serviceAccount": self.service_account,
-            "env": env_entries(self.plain_env(), {LAUNCH_TOKEN: self.token_ref}),
-            "securityContext": {**security, "allowPrivilegeEscalation": False},
-            "podSecurityContext": dict(security),
-        }
-        if self.host_network:
-            driver["hostNetwork"] = True
-        if self.driver_command:
-            driver["template"] = {"spec": {"containers": [{"name": "spark-kubernetes-driver",
-                                                           "command": list(self.driver_command)}]}}
-        executor: dict[str, Any] = {
-            "instances": self.executor_instances,
-            "cores": self.executor_cores,
-            "memory": memory["executor_memory"],
-            "image": executor_image,
-            "labels": {**self.object_labels({}), "component": "worker"},
-            "env": env_entries(self.plain_env()),
-            "securityContext": {**security, "allowPrivilegeEscalation": False},
-        }
-        if self.executor_command:
-            executor["template"] = {"spec": {"containers": [{"name": "spark-kubernetes-executor",
-                                                             "command": list(self.executor_command)}]}}
-        spec: dict[str, Any] = {
-            "type": "Python",
-            "pythonVersion": "3",
-            "mode": "cluster",
-            "image": self.image,
-            "mainApplicationFile": self.main_application_file,
-            "sparkVersion": self.spark_version,
-            "restartPolicy": {"type": "Never"},
-            "driver": driver,
-            "executor": executor,
-        }
-        if self.image_pull_policy:
-            spec["imagePullPolicy"] = self.image_pull_policy
-        if self.image_pull_secrets:
-            spec["imagePullSecrets"] = list(self.image_pull_secrets)
-        if self.node_selector:
-            spec["nodeSelector"] = dict(self.node_selector)
-        if self.spark_conf:
-            spec["sparkConf"] = dict(self.spark_conf)
-        if self.spark_config_map:
-            spec["sparkConfigMap"] = check_dns_subdomain(kid, "spark_config_map", self.spark_config_map)
-        return {
-            "apiVersion": f"{self.group}/{self.version}",
-            "kind": self.kind,
-            "metadata": {"name": self.resource_name, "namespace": self.kernel_namespace,
-                         "labels": self.object_labels()},
-            "spec": spec,
-        }
+    def build_resource(self, launch: PodLaunch, name: str) -> dict[str, Any]:
+        return build_spark_application(self.application_settings(launch, name))
 
-    def resource_state(self, obj: dict[str, Any] | None) -> tuple[str, str]:
-        state = ((obj or {}).get("status") or {}).get("applicationState") or {}
-        return str(state.get("state") or ""), str(state.get("errorMessage") or "")
+    def application_settings(self, launch: PodLaunch, name: str) -> SparkApplicationSettings:
+        """This launch's SparkApplication as data: the settled launch and this kernelspec's Spark traits."""
+        return SparkApplicationSettings(
+            name=name, namespace=launch.namespace, kernel_id=launch.kernel_id, image=launch.pod.image,
+            uid=launch.pod.uid, gid=launch.pod.gid, service_account=launch.service_account, env=launch.pod.env,
+            token_ref=launch.token_ref, labels=self.object_labels(), executor_labels=self.object_labels({}),
+            annotations=dict(self.annotations), host_network=self.host_network,
+            executor_image=self.executor_image_name, spark_version=self.spark_version,
+            main_application_file=self.main_application_file, driver_cores=self.driver_cores,
+            driver_memory=self.driver_memory, executor_instances=self.executor_instances,
+            executor_cores=self.executor_cores, executor_memory=self.executor_memory,
+            spark_conf=dict(self.spark_conf), spark_config_map=self.spark_config_map,
+            driver_command=tuple(self.driver_command), executor_command=tuple(self.executor_command),
+            image_pull_policy=self.image_pull_policy,
+            image_pull_secrets=tuple(self.image_pull_secrets), node_selector=dict(self.node_selector),
+        )
 
-    def driver_pod_name(self, obj: dict[str, Any] | None) -> str:
-        named = (((obj or {}).get("status") or {}).get("driverInfo") or {}).get("podName")
-        return str(named or f"{self.resource_name}-driver")

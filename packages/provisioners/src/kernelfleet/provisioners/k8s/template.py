@@ -7,7 +7,8 @@ as a YAML flow scalar by the environment's ``finalize`` (strings as JSON strings
 and cannot hold a raw newline or an unescaped quote; numbers as numbers; mappings and lists as JSON flow), and
 the quotes GP templates put around an expression (``"{{ kernel_pod_name }}"``) are dropped before rendering because
 the value brings its own. Only typed, validated values are offered to the template; undefined names are errors.
-The result must be exactly one YAML document, a Pod; the provisioner then checks it like a built pod.
+The result must be exactly one YAML document, a Pod; ``enforce_operator_fields`` then puts back what is the
+operator's to decide, and the provisioner checks it like a built pod.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import jinja2
 import yaml
 from jinja2.sandbox import SandboxedEnvironment
 
-from kernelfleet.provisioners.k8s.pod import PodSpecError
+from kernelfleet.provisioners.k8s.pod import PodSettings, PodSpecError, merge_env
 
 MAX_TEMPLATE_BYTES = 256 * 1024
 # "{{ expr }}" or '{{ expr }}' exactly: the quotes go, the value is quoted by finalize instead.
@@ -92,3 +93,27 @@ def render_pod_template(kernel_id: str, path: Path, values: Mapping[str, Any]) -
         kinds = [d.get("kind") if isinstance(d, dict) else type(d).__name__ for d in documents]
         raise PodSpecError(f"Kernel {kernel_id}: the pod template {path} must produce exactly one Pod, not {kinds}")
     return documents[0]
+
+
+def enforce_operator_fields(pod: dict[str, Any], settings: PodSettings,
+                            identity_labels: Mapping[str, str]) -> dict[str, Any]:
+    """What the operator decides is not the template's to change: where the pod runs, who it runs as, its labels
+    (the template's own, then the kernel's and this server's ``identity_labels`` over them), the kernel's
+    environment. Changes ``pod`` in place and returns it."""
+    meta = pod.setdefault("metadata", {})
+    if isinstance(meta, dict):
+        meta.setdefault("namespace", settings.namespace)
+        meta["labels"] = {**(meta.get("labels") or {}), **identity_labels}
+    spec = pod.get("spec")
+    if isinstance(spec, dict):
+        security = spec.setdefault("securityContext", {}) or {}
+        spec["securityContext"] = security
+        security.setdefault("runAsUser", settings.uid)
+        security.setdefault("runAsGroup", settings.gid)
+        if settings.host_network:
+            spec["hostNetwork"] = True
+            spec.setdefault("dnsPolicy", "ClusterFirstWithHostNet")
+        containers = spec.get("containers")
+        if isinstance(containers, list) and containers and isinstance(containers[0], dict):
+            merge_env(containers[0], settings.env, settings.secret_env)
+    return pod

@@ -26,14 +26,12 @@ Remote launches (see ``ssh_command`` for the command and why the environment goe
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import os
 import signal
 import sys
 from typing import Any, ClassVar
 
-import asyncssh
 from jupyter_client.connect import KernelConnectionInfo
 from traitlets import Bool, Enum, Float, Integer, List, Unicode, default
 
@@ -43,40 +41,25 @@ from kernelfleet.provisioners.envconfig import env_bool, env_list, env_number, e
 from kernelfleet.provisioners.kernel_env import remote_kernel_env
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
-from kernelfleet.provisioners.server_identity import LOCAL_LAUNCH_ENV
-from kernelfleet.provisioners.ssh.adopted_process import AdoptedLocalProcess, run_local_shell
-from kernelfleet.provisioners.ssh.command import (
-    check_env,
-    encode_env,
-    launch_command,
-    signal_command,
-    sweep_command,
-)
+from kernelfleet.provisioners.ssh.command import check_env, encode_env, launch_command
 from kernelfleet.provisioners.ssh.connections import HostUnavailable, SSHSettings, connection_pool
-from kernelfleet.provisioners.ssh.exit_watch import HostExitWatch
+from kernelfleet.provisioners.ssh.host_launchers import (
+    HostLauncher,
+    LocalHostLauncher,
+    SshHostLauncher,
+    host_launcher_for,
+    is_local_host,
+)
 from kernelfleet.provisioners.ssh.hosts import ALGORITHMS, balancer_for
-from kernelfleet.provisioners.ssh.launch import RemoteLaunch, run_command
-from kernelfleet.provisioners.ssh.local_process import LauncherGroup, LocalLauncherProcess
-from kernelfleet.provisioners.ssh.tunnels import KERNEL_PORTS, LOCAL_ADDRESS, KernelTunnels, TunnelError
+from kernelfleet.provisioners.ssh.launch import RemoteLaunch
+from kernelfleet.provisioners.ssh.local_process import LauncherGroup
+from kernelfleet.provisioners.ssh.tunnels import KernelTunnels
 
-LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "127.0.0.1", "::1", ""})
-UNROUTABLE = frozenset({"", "0.0.0.0", "::"})
 PASSWORD_VARIABLES = ("KF_SSH_PASSWORD", "GP_REMOTE_PWD")  # where a login password may be (by name)
-STOP_GRACE = 3.0  # seconds an unreported launcher gets between SIGTERM and SIGKILL
-
 
 # Launchers whose kernel leads its own process group and takes SIGINT to that group as an interrupt (the R
 # launcher's comm listener ignores it). Toree's kernel is the launcher's JVM, which SIGINT would end.
 SIGINT_GROUP_LAUNCHERS = ("python/", "r/")
-
-
-def is_local_host(host: str) -> bool:
-    """True for the names that mean "run the launcher as a local process" (no SSH)."""
-    return host.strip().lower() in LOCAL_NAMES
-
-
-def _is_loopback(ip: str) -> bool:
-    return ip.startswith("127.") or ip in ("::1", "localhost")
 
 
 class DistributedProvisioner(RemoteProvisionerBase):
@@ -210,16 +193,46 @@ class DistributedProvisioner(RemoteProvisionerBase):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.assigned_host: str | None = None
-        self.local_process: LauncherGroup | None = None  # started here, or adopted after a server restart
-        self.remote_launch: RemoteLaunch | None = None
-        self.launcher_pid: int | None = None  # remote: the launcher's pid, also its process group (setsid)
+        self.host_launcher: HostLauncher | None = None  # local process or SSH, chosen with the host (host_launchers)
         self.kernel_pgid: int | None = None
         self.launcher_name = ""  # the report's "launcher" ("python/0.1.0", "r/0.1.0", "scala/0.1.0")
-        self.remote_log: str | None = None
-        self.tunnels: KernelTunnels | None = None
         self._reserved: str | None = None  # host counted in the balancer (and held in the pool if remote)
-        self._exit_follower: asyncio.Task[None] | None = None  # the host's exit watch on a remote launcher
-        self.launcher_gone = False  # the host said the remote launcher exited (its kernel goes with it)
+        self._remote_input: tuple[str, bytes] | None = None  # this launch's SSH command and stdin, built once
+
+    # ------------------------------------------------------------------------------------- the host's state
+    @property
+    def is_remote(self) -> bool:
+        return isinstance(self.host_launcher, SshHostLauncher)
+
+    @property
+    def local_process(self) -> LauncherGroup | None:
+        """The launcher as a local process (started here, or adopted after a server restart), if it is one."""
+        return self.host_launcher.process if isinstance(self.host_launcher, LocalHostLauncher) else None
+
+    @local_process.setter
+    def local_process(self, process: LauncherGroup | None) -> None:
+        if isinstance(self.host_launcher, LocalHostLauncher):
+            self.host_launcher.process = process
+
+    def _remote_state(self, name: str) -> Any:
+        return getattr(self.host_launcher, name) if isinstance(self.host_launcher, SshHostLauncher) else None
+
+    @property
+    def remote_launch(self) -> RemoteLaunch | None:
+        return self._remote_state("launch")  # type: ignore[no-any-return]
+
+    @property
+    def launcher_pid(self) -> int | None:
+        """A remote launcher's pid, also its process group (setsid)."""
+        return self._remote_state("launcher_pid")  # type: ignore[no-any-return]
+
+    @property
+    def remote_log(self) -> str | None:
+        return self._remote_state("remote_log")  # type: ignore[no-any-return]
+
+    @property
+    def tunnels(self) -> KernelTunnels | None:
+        return self._remote_state("tunnels")  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------------------------- hosts
     def ssh_settings(self) -> SSHSettings:
@@ -240,10 +253,6 @@ class DistributedProvisioner(RemoteProvisionerBase):
             password_env=None if self.ssh_password_file else next(
                 (name for name in PASSWORD_VARIABLES if os.environ.get(name)), None),
         )
-
-    @property
-    def is_remote(self) -> bool:
-        return self.assigned_host is not None and not is_local_host(self.assigned_host)
 
     def launches_on_this_host(self) -> bool:
         return all(is_local_host(host) for host in self.remote_hosts or ["localhost"])
@@ -270,56 +279,53 @@ class DistributedProvisioner(RemoteProvisionerBase):
             self.log.debug("Kernel %s: hosts %s failed recently; tried last", self.kernel_id, down)
         return [h for h in hosts if h not in down] + down
 
-    def _reserve(self, host: str) -> None:
+    def _reserve(self, host: str) -> HostLauncher:
+        """Assign ``host``: count the kernel on it and choose how its launcher runs there (``host_launcher_for``)."""
         self._release()
         balancer_for(list(self.remote_hosts) or ["localhost"]).acquire(host)
-        if not is_local_host(host):
-            connection_pool().hold(host, self.ssh_settings())
+        launcher = host_launcher_for(self, host)
+        launcher.hold()
         self._reserved = self.assigned_host = host
+        self.host_launcher = launcher
+        return launcher
 
     def _release(self) -> None:
         host, self._reserved = self._reserved, None
         if host is None:
             return
         balancer_for(list(self.remote_hosts) or ["localhost"]).release(host)
-        if not is_local_host(host):
-            connection_pool().release(host, self.ssh_settings())
+        if self.host_launcher is not None:
+            self.host_launcher.unhold()
 
     # ------------------------------------------------------------------------------------- launch
     async def start_launcher(self, cmd: list[str], env: dict[str, str], **kwargs: Any) -> None:
         reasons: list[str] = []
-        remote: tuple[str, bytes] | None = None
+        self._remote_input = None
         for host in self.candidate_hosts(env):
-            self._reserve(host)
-            if is_local_host(host):
-                env.setdefault("KERNEL_IP", "127.0.0.1")
-                env[LOCAL_LAUNCH_ENV] = "1"  # tells the orphan sweep's local and SSH views apart
-                self.local_process = await LocalLauncherProcess.start(
-                    self.kernel_id, cmd, env, kwargs.get("cwd"), self.log
-                )
-                self.log.info("Kernel %s: running as local process %s", self.kernel_id, self.local_process.pid)
-                return
-            if remote is None:  # built once: a bad value is the request's fault, not a host's
-                remote = self._remote_launch_input(cmd, env)
+            launcher = self._reserve(host)
             try:
-                await self._start_remote(host, *remote)
+                await launcher.start(cmd, env, kwargs.get("cwd"))
                 return
             except HostUnavailable as err:
                 self._release()
-                self.assigned_host = None
+                self.assigned_host = self.host_launcher = None
                 reasons.append(f"{host}: {err}")
                 self.log.warning("Kernel %s: host %s skipped: %s", self.kernel_id, host, err)
         raise LaunchError(f"Kernel {self.kernel_id}: no host could start the kernel — " + "; ".join(reasons))
 
-    def _remote_launch_input(self, cmd: list[str], env: dict[str, str]) -> tuple[str, bytes]:
-        spec_env = dict(self.kernel_spec.env) if self.kernel_spec else {}
-        selected = remote_kernel_env(
-            self.kernel_id, env, spec_env_names=spec_env, protocol_env=self.launch_env,
-            inherited_envs=self.inherited_envs,
-        )
-        payload = encode_env(check_env(self.kernel_id, selected, trusted_names=spec_env))
-        return launch_command(self._remote_argv(cmd), self.kernel_id, self.remote_log_dir,
-                               self.keep_remote_logs), payload
+    def remote_launch_input(self, cmd: list[str], env: dict[str, str]) -> tuple[str, bytes]:
+        """The SSH command and its stdin (the kernel's environment), built once per launch: a bad value is the
+        request's fault, not a host's."""
+        if self._remote_input is None:
+            spec_env = dict(self.kernel_spec.env) if self.kernel_spec else {}
+            selected = remote_kernel_env(
+                self.kernel_id, env, spec_env_names=spec_env, protocol_env=self.launch_env,
+                inherited_envs=self.inherited_envs,
+            )
+            payload = encode_env(check_env(self.kernel_id, selected, trusted_names=spec_env))
+            self._remote_input = launch_command(self._remote_argv(cmd), self.kernel_id, self.remote_log_dir,
+                                                self.keep_remote_logs), payload
+        return self._remote_input
 
     def _remote_argv(self, cmd: list[str]) -> list[str]:
         """Undo jupyter_client's ``python`` → server-interpreter replacement (see module docstring)."""
@@ -328,115 +334,33 @@ class DistributedProvisioner(RemoteProvisionerBase):
             return [spec_argv[0], *cmd[1:]]
         return list(cmd)
 
-    async def _start_remote(self, host: str, command: str, payload: bytes) -> None:
-        settings = self.ssh_settings()
-        if settings.known_hosts is None:
-            self.log.warning("Kernel %s: host key checking is OFF for %s (host_key_checking=False)",
-                             self.kernel_id, host)
-        pool = connection_pool()
-        conn = await pool.connect(host, settings)
-        launch = await RemoteLaunch.start(
-            conn, host, self.kernel_id, command, payload, self.ssh_connect_timeout, self.log,
-            pool.sessions(host, settings),
-        )
-        self.remote_launch = launch
-        self.launcher_pid, self.remote_log, self.kernel_pgid = launch.pid, launch.log_path, None
-        self.log.info("Kernel %s: running on %s as pid %s", self.kernel_id, host, launch.pid)
-
     async def launch_failure(self) -> str:
-        if self.local_process is not None:
-            return self.local_process.describe_exit(await self.local_process.wait())
-        assert self.remote_launch is not None
-        await self.remote_launch.exited()
-        return self.remote_launch.describe_exit()
+        assert self.host_launcher is not None
+        return await self.host_launcher.launch_failure()
 
     async def launch_diagnostics(self) -> str:
-        if self.local_process is not None:
-            tail = "\n".join(self.local_process.stderr_tail)
-            return f"launcher pid {self.local_process.pid} is still running" + (
-                f"; its output:\n{tail}" if tail else "")
-        if self.remote_launch is not None:
-            return (f"launcher pid {self.remote_launch.pid} on {self.remote_launch.host} is still running; "
-                    f"its log is {self.remote_launch.log_path} on that host")
-        return "the launcher was never started"
+        if self.host_launcher is None:
+            return "the launcher was never started"
+        return self.host_launcher.diagnostics()
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         try:
             info = await super().launch_kernel(cmd, **kwargs)
-            if self.remote_launch is not None:
-                await self.remote_launch.detach()
-                self.remote_launch = None
-            if self.is_remote and self.tunneling:
-                info = await self._open_tunnels()
-            return info
+            return await self.host_launcher.reported(info) if self.host_launcher is not None else info
         except BaseException:
-            if self.remote_launch is not None:
-                await self.remote_launch.detach()
-                self.remote_launch = None
+            if self.host_launcher is not None:
+                await self.host_launcher.abandon()
             self._release()
             raise
 
     def kernel_address(self, report: Report) -> str:
-        if self.local_process is not None:
-            return "127.0.0.1"
         ip = super().kernel_address(report)
-        if self.is_remote and not self.tunneling and (ip in UNROUTABLE or _is_loopback(ip)):
-            assert self.assigned_host is not None
-            return self.assigned_host  # the launcher's address is only meaningful on its own host
-        return ip
+        return self.host_launcher.kernel_address(ip) if self.host_launcher is not None else ip
 
     def _accept_report(self, report: Report) -> None:
         super()._accept_report(report)
         self.kernel_pgid = report.pgid
         self.launcher_name = str(report.extra.get("launcher") or "")
-
-    # ------------------------------------------------------------------------------------- tunnels
-    async def _open_tunnels(self, preferred: dict[str, int] | None = None,
-                            state: dict[str, Any] | None = None) -> KernelConnectionInfo:
-        """Forward the five kernel ports and the comm port; rewrite connection_info to the local ends."""
-        assert self.assigned_host is not None
-        if state is not None:
-            tunnels = KernelTunnels(str(state["remote_ip"]), dict(state["remote_ports"]))
-        else:
-            info = self.connection_info
-            ports = {name: int(info[name]) for name in KERNEL_PORTS}
-            ports["comm_port"] = int(self.comm_port or 0)
-            tunnels = KernelTunnels(str(info["ip"]), ports)
-        try:
-            conn = await connection_pool().connect(self.assigned_host, self.ssh_settings())
-            local = await tunnels.open(conn, preferred, self.log)
-        except (HostUnavailable, TunnelError) as err:
-            if state is None:
-                await self.kill()
-            raise LaunchError(f"Kernel {self.kernel_id}: cannot tunnel to its ports on {self.assigned_host}: "
-                              f"{err}") from None
-        self.tunnels = tunnels
-        info = dict(self.connection_info)
-        info["ip"] = LOCAL_ADDRESS
-        info.update({name: local[name] for name in KERNEL_PORTS})
-        self.connection_info = info
-        self.comm_host, self.comm_port = LOCAL_ADDRESS, local["comm_port"]
-        self.log.debug("Kernel %s: tunnelled through %s to %s", self.kernel_id, self.assigned_host,
-                       tunnels.remote_ip)
-        return info
-
-    async def _repair_tunnels(self) -> None:
-        """The host's connection dropped (network blip, keepalive timeout): open the same forwards again.
-
-        Checked on every poll, which jupyter_client's restarter runs every few seconds anyway.
-        """
-        assert self.tunnels is not None
-        state = self.tunnels.state()
-        self.tunnels.close()
-        self.tunnels = None
-        try:
-            await self._open_tunnels(preferred=dict(state["local_ports"]), state=state)  # type: ignore[arg-type]
-        except LaunchError as err:
-            self.log.warning("%s; will retry", err)
-            self.tunnels = KernelTunnels(str(state["remote_ip"]), dict(state["remote_ports"]))  # type: ignore[arg-type]
-            self.tunnels.local_ports = dict(state["local_ports"])  # type: ignore[arg-type]
-        else:
-            self.log.info("Kernel %s: tunnels to %s reopened", self.kernel_id, self.assigned_host)
 
     # ------------------------------------------------------------------------------------- lifecycle
     @property
@@ -444,59 +368,20 @@ class DistributedProvisioner(RemoteProvisionerBase):
         return self.local_process is not None or self.remote_launch is not None or super().has_process
 
     async def poll(self) -> int | None:
-        if self.local_process is not None:
-            return self.local_process.returncode
-        if self.tunnels is not None and self.tunnels.broken:
-            await self._repair_tunnels()
-        code = await super().poll()
-        if code is None:
-            self._follow_remote_exit()  # from now on the host tells us at once when the launcher exits
-        return code
+        if self.host_launcher is None:
+            return await super().poll()
+        return await self.host_launcher.poll(super().poll)
 
     async def wait(self) -> int | None:
-        if self.local_process is not None:
-            return await self.local_process.wait()
-        if self.is_remote and self.launcher_pid:
-            while await self.poll() is None:
-                follower = self._follow_remote_exit()
-                if follower is None:
-                    break
-                await asyncio.wait({follower})  # ends when the launcher exited, or cleanup stopped following
-            return 0
-        return await super().wait()
+        if self.host_launcher is None:
+            return await super().wait()
+        return await self.host_launcher.wait(super().wait)
 
-    def _follow_remote_exit(self) -> asyncio.Task[None] | None:
-        """The task that learns from the host's exit watch (``ssh_exit_watch``) when the remote launcher exits;
-        started by the first ``poll()`` or ``wait()`` of a reported remote kernel, ended by its cleanup."""
-        if not (self.is_remote and self.launcher_pid and self.comm_port) or self.launcher_gone:
-            return None
-        if self._exit_follower is None or self._exit_follower.done():
-            self._exit_follower = asyncio.ensure_future(self._await_remote_exit(self.launcher_pid))
-        return self._exit_follower
-
-    async def _await_remote_exit(self, pid: int) -> None:
-        """Only the host's word that the launcher exited counts; a watch that cannot be opened or breaks proves
-        nothing, and is tried again less and less often while the host does not answer."""
-        pause = 0.05
-        assert self.assigned_host is not None
-        watch = HostExitWatch.of(self.assigned_host, self.ssh_settings())
-        while True:
-            try:
-                if await watch.until_gone(pid):
-                    break
-            except (HostUnavailable, asyncssh.Error, OSError) as err:
-                self.log.debug("Kernel %s: no exit watch on %s: %s", self.kernel_id, self.assigned_host, err)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 5.0)
-        if pid == self.launcher_pid:
-            self.launcher_gone = True
-            self.log.info("Kernel %s: its launcher (pid %s) exited on %s", self.kernel_id, pid, self.assigned_host)
-
-    def _stop_following(self) -> None:
-        follower, self._exit_follower = self._exit_follower, None
-        if follower is not None:
-            follower.cancel()
-        self.launcher_gone = False
+    async def presence(self) -> Presence:
+        """The host launcher's word: the local process itself, or the comm port and then the host over SSH."""
+        if self.host_launcher is None:
+            return await super().presence()
+        return await self.host_launcher.presence(super().presence)
 
     async def send_signal(self, signum: int) -> None:
         """An interrupt the comm port could not carry (it did not answer within comm_timeout: a flood, or a
@@ -511,208 +396,52 @@ class DistributedProvisioner(RemoteProvisionerBase):
         reply = await self.comm_request(CommOp.INTERRUPT)
         if reply and reply.get("ok"):
             self.log.info("Kernel %s: interrupted", self.kernel_id)
-        elif await self._interrupt_group():
+        elif self.host_launcher is not None and self.kernel_pgid and await self.host_launcher.interrupt_group(
+                self.kernel_pgid):
             self.log.info("Kernel %s: interrupted through its process group (the comm port did not answer)",
                           self.kernel_id)
         else:
             self.log.warning("Kernel %s: interrupt could not be delivered", self.kernel_id)
 
-    async def _interrupt_group(self) -> bool:
-        assert self.kernel_pgid
-        if self.local_process is not None:
-            if self.local_process.returncode is not None:
-                return False  # the launcher is gone; its kernel's group id may name someone else by now
-            try:
-                os.killpg(self.kernel_pgid, signal.SIGINT)
-            except OSError:
-                return False
-            return True
-        if not self.is_remote:
-            return False
-        present = await self._run_signal_remote("INT", [self.kernel_pgid])
-        return bool(present)
-
-    async def presence(self) -> Presence:
-        """Local: the launcher process itself. Remote: its comm port, else its process groups tested over SSH."""
-        if self.assigned_host is None:
-            return await super().presence()
-        if not self.is_remote:
-            running = self.local_process is not None and self.local_process.returncode is None
-            return Presence.RUNNING if running else Presence.GONE
-        if self.launcher_gone:
-            return Presence.GONE
-        answer = await super().presence()
-        if answer is not Presence.UNREACHABLE:
-            return answer
-        # The comm port did not answer: the host itself says whether the launcher's or the kernel's process group
-        # is still there (the launch channel is closed once the kernel reported). An unreachable host is unknown.
-        # The host's exit watch may say it sooner than that command: whichever answers first.
-        check = asyncio.ensure_future(self._signal_remote("0"))
-        follower = self._exit_follower
-        try:
-            await asyncio.wait({check} | ({follower} if follower is not None else set()),
-                               return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if self.launcher_gone:
-                check.cancel()
-        if self.launcher_gone:
-            return Presence.GONE
-        present = await check
-        if present is None:
-            return Presence.UNREACHABLE
-        if not present:
-            self.log.info("Kernel %s: its processes are gone from %s", self.kernel_id, self.assigned_host)
-            return Presence.GONE
-        return Presence.RUNNING
-
     async def terminate(self, restart: bool = False) -> None:
-        if self.local_process is not None:
-            self.local_process.signal_group(signal.SIGTERM)
+        if self.host_launcher is None:
+            await self.comm_request(CommOp.TERMINATE)
             return
-        reply = await self.comm_request(CommOp.TERMINATE)
-        if self.is_remote and not (reply and reply.get("ok")):
-            await self._signal_remote("TERM")
+        await self.host_launcher.terminate()
 
     async def kill(self, restart: bool = False) -> None:
-        if self.local_process is not None:
-            self.local_process.signal_group(signal.SIGKILL)
-            await self.local_process.wait()
+        if self.host_launcher is None:
+            await self.comm_request(CommOp.KILL)
             return
-        if self.remote_launch is not None and self.comm_port is None:
-            await self._stop_unreported_launch()
-            return
-        reply = await self.comm_request(CommOp.KILL)
-        if self.is_remote and not (reply and reply.get("ok")):
-            await self._signal_remote("KILL")
-
-    async def _stop_unreported_launch(self) -> None:
-        """The launcher has not reported: SIGTERM its group (it stops its kernel), SIGKILL if it lingers."""
-        launch = self.remote_launch
-        assert launch is not None
-        if launch.exit_code is not None:
-            return  # it died by itself (the usual way a launch fails): nothing to stop
-        launch.release_slot()
-        await self._signal_remote("TERM")
-        try:
-            await asyncio.wait_for(launch.exited(), STOP_GRACE)
-        except (TimeoutError, asyncio.CancelledError):
-            await self._signal_remote("KILL")
-
-    async def _signal_remote(self, signal_name: str) -> list[str] | None:
-        """The fallback when the comm port is gone: signal (``0``: test) the process groups over SSH.
-
-        Returns the groups that were still there (empty when none were), None when the host cannot be reached.
-        """
-        return await self._run_signal_remote(signal_name, [g for g in (self.launcher_pid, self.kernel_pgid) if g])
-
-    async def _run_signal_remote(self, signal_name: str, groups: list[int]) -> list[str] | None:
-        if not groups or self.assigned_host is None:
-            return []
-        try:
-            present = (await self._run_remote(signal_command(self.kernel_id, signal_name, groups))).split()
-        except (HostUnavailable, asyncssh.Error, OSError, TimeoutError) as err:
-            self.log.warning("Kernel %s: cannot signal its processes on %s: %s", self.kernel_id, self.assigned_host,
-                             err)
-            return None
-        self.log.debug("Kernel %s: signal %s over SSH to groups %s on %s (present: %s)", self.kernel_id,
-                       signal_name, groups, self.assigned_host, present or "none")
-        return present
+        await self.host_launcher.kill()
 
     async def cleanup(self, restart: bool = False) -> None:
-        self._stop_following()
-        if self.local_process is not None and self.local_process.returncode is None:
-            await self.local_process.stop()
-        if isinstance(self.local_process, AdoptedLocalProcess):
-            await self._sweep_adopted(self.local_process)
-        self.local_process = None
-        if self.remote_launch is not None:
-            await self.remote_launch.detach()
-            self.remote_launch = None
-        if self.tunnels is not None:
-            self.tunnels.close()
-            self.tunnels = None
-        if self.is_remote:
-            await self._sweep_remote()
+        if self.host_launcher is not None:
+            await self.host_launcher.cleanup()
         self._release()
-        self.assigned_host = self.remote_log = None
-        self.launcher_pid = self.kernel_pgid = None
+        self.assigned_host = self.host_launcher = None
+        self.kernel_pgid = None
         await super().cleanup(restart)
 
     async def detach(self) -> None:
-        self._stop_following()
-        if isinstance(self.local_process, AdoptedLocalProcess):
-            self.local_process.close()
-        self.local_process = None
-        if self.tunnels is not None:
-            self.tunnels.close()
-            self.tunnels = None
+        if self.host_launcher is not None:
+            self.host_launcher.detach()
         self._release()
-
-    async def _sweep_adopted(self, launcher: AdoptedLocalProcess) -> None:
-        """An adopted launcher has exited; its kernel's group, which a child launcher takes along, may not have."""
-        launcher.close()
-        if self.kernel_pgid:
-            killed = (await run_local_shell(sweep_command(self.kernel_id, [self.kernel_pgid], None))).split()
-            if killed:
-                self.log.info("Kernel %s: killed leftover process group %s", self.kernel_id, killed)
-
-    async def _run_remote(self, command: str) -> str:
-        assert self.assigned_host is not None
-        pool, settings = connection_pool(), self.ssh_settings()
-        conn = await pool.connect(self.assigned_host, settings)
-        return await run_command(conn, command, self.comm_timeout + 5, pool.sessions(self.assigned_host, settings))
-
-    async def _sweep_remote(self) -> None:
-        """One SSH command after every stop: kill what is left of the kernel's groups, remove its log.
-
-        A launcher that hangs (stopped, wedged) never acts on the comm port's kill; this sweep is
-        what guarantees nothing is left on the host
-        (``signal_command`` only hits groups still carrying this kernel's id).
-        """
-        assert self.assigned_host is not None
-        groups = [g for g in (self.launcher_pid, self.kernel_pgid) if g]
-        log_path = None if self.keep_remote_logs else self.remote_log
-        if not groups and not log_path:
-            return
-        try:
-            killed = await self._run_remote(sweep_command(self.kernel_id, groups, log_path))
-        except (HostUnavailable, asyncssh.Error, OSError, TimeoutError) as err:
-            self.log.warning("Kernel %s: cannot clean up on %s: %s", self.kernel_id, self.assigned_host, err)
-            return
-        if killed.split():
-            self.log.info("Kernel %s: killed leftover process groups %s on %s", self.kernel_id, killed.split(),
-                          self.assigned_host)
 
     # ------------------------------------------------------------------------------------- persistence
     async def get_provisioner_info(self) -> dict[str, Any]:
         info = await super().get_provisioner_info()
-        info.update(
-            assigned_host=self.assigned_host,
-            launcher_pid=self.launcher_pid,
-            kernel_pgid=self.kernel_pgid,
-            remote_log=self.remote_log,
-            tunnel=self.tunnels.state() if self.tunnels is not None else None,
-        )
+        info.update(assigned_host=self.assigned_host, launcher_pid=None, kernel_pgid=self.kernel_pgid,
+                    remote_log=None, tunnel=None)
+        if self.host_launcher is not None:
+            info.update(self.host_launcher.info())
         return info
 
     async def load_provisioner_info(self, provisioner_info: dict[str, Any]) -> None:
         """Reattach after a server restart: count the kernel on its host, reconnect, reopen its tunnels."""
         await super().load_provisioner_info(provisioner_info)
         host = provisioner_info.get("assigned_host")
-        self.launcher_pid = provisioner_info.get("launcher_pid")
         self.kernel_pgid = provisioner_info.get("kernel_pgid")
-        self.remote_log = provisioner_info.get("remote_log")
         if not host:
             return
-        self._reserve(host)
-        if is_local_host(host):
-            if self.remote_pid:  # the launcher's pid (it reported its own)
-                self.local_process = await AdoptedLocalProcess.adopt(self.kernel_id, int(self.remote_pid), self.log)
-            return
-        tunnel = provisioner_info.get("tunnel")
-        if not tunnel:
-            return
-        try:
-            await self._open_tunnels(preferred=dict(tunnel.get("local_ports") or {}), state=tunnel)
-        except LaunchError as err:
-            self.log.warning("%s; the kernel is unreachable until its host is", err)
+        await self._reserve(host).reattach(provisioner_info)

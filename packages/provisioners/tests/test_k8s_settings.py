@@ -1,0 +1,177 @@
+"""A Kubernetes launch decided and built as data (``k8s.settings``, ``k8s.spark_application``), without a cluster
+and without a provisioner: the kernelspec's settings and a request in, a frozen ``PodLaunch`` and manifests out."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+
+from kernelfleet.protocol.contract import LAUNCH_TOKEN, PORT_RANGE
+from kernelfleet.provisioners.k8s.pod import PodSpecError
+from kernelfleet.provisioners.k8s.settings import (
+    ContainerChoice,
+    KubernetesSettings,
+    PodLaunch,
+    kernel_pod_manifest,
+    settle_pod_launch,
+    template_values,
+)
+from kernelfleet.provisioners.k8s.spark_application import (
+    SparkApplicationSettings,
+    application_state,
+    build_spark_application,
+    driver_pod_name,
+)
+from kernelfleet.provisioners.k8s.template import enforce_operator_fields
+from kernelfleet.provisioners.labels import LABEL_KERNEL_ID
+from kernelfleet.provisioners.server_identity import LABEL_SERVER
+from kernelfleet.provisioners.spec_values import K8sNameError
+
+KID = "3f1c-kernel"
+SERVER = "host-1a2b3c4d"
+TOKEN = "s3cret-token-value"
+CONTAINER = ContainerChoice(image="kernelfleet/kernel-py:dev", uid=1000, gid=100, working_dir=None,
+                            env={"KERNEL_ID": KID, LAUNCH_TOKEN: TOKEN, PORT_RANGE: "0..0"})
+
+
+def settle(settings: KubernetesSettings | None = None, **request: str) -> PodLaunch:
+    return settle_pod_launch(settings or KubernetesSettings(), KID, SERVER, {"KERNEL_USERNAME": "alice", **request},
+                             CONTAINER)
+
+
+def test_the_launch_is_a_frozen_value() -> None:
+    launch = settle()
+    assert (launch.pod_name, launch.namespace, launch.created_namespace) == (f"alice-{KID}", "default", False)
+    assert launch.service_account == "default" and launch.requested_pod_name is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        launch.pod_name = "other"  # type: ignore[misc]
+    assert launch == settle(), "the same settings and request make the same launch"
+
+
+def test_the_kernel_env_names_its_pod_and_the_token_stays_out_of_the_pod() -> None:
+    launch = settle(KERNEL_POD_NAME="My Pod")
+    assert launch.pod_name == "my-pod" and launch.requested_pod_name == "My Pod"
+    assert launch.env["KERNEL_POD_NAME"] == "my-pod" and launch.env["KERNEL_NAMESPACE"] == "default"
+    assert launch.env[LAUNCH_TOKEN] == TOKEN and LAUNCH_TOKEN not in launch.pod.env
+    assert launch.secret["metadata"]["name"] == launch.token_ref.name
+    assert launch.secret["metadata"]["labels"][LABEL_SERVER] == SERVER
+    manifest = kernel_pod_manifest(launch)
+    kubernetes_validate.validate(manifest, "1.33", strict=True)
+    assert TOKEN not in json.dumps(manifest)
+    assert manifest["metadata"]["labels"][LABEL_KERNEL_ID] == KID
+
+
+def test_a_per_kernel_namespace_is_named_after_the_pod() -> None:
+    launch = settle(KubernetesSettings(shared_namespace=False))
+    assert (launch.namespace, launch.created_namespace) == (launch.pod_name, True)
+
+
+@pytest.mark.parametrize(("request_env", "setting"), [
+    ({"KERNEL_NAMESPACE": "team-a"}, "allow_client_namespace"),
+    ({"KERNEL_SERVICE_ACCOUNT_NAME": "admin"}, "allow_client_service_account"),
+    ({"KERNEL_CPUS": "4"}, "allow_client_resources"),
+])
+def test_what_the_operator_closed_is_refused_naming_the_setting(request_env: dict[str, str], setting: str) -> None:
+    closed = KubernetesSettings(allow_client_resources=False)
+    with pytest.raises(PermissionError, match=f"Kernel {KID}: .*{setting} is off"):
+        settle(closed, **request_env)
+    opened = dataclasses.replace(closed, **{setting: True})
+    launch = settle(opened, **request_env)
+    if "KERNEL_CPUS" in request_env:
+        assert launch.pod.resources.requests == {"cpu": "4"}
+    else:
+        assert request_env.popitem()[1] in (launch.namespace, launch.service_account)
+
+
+def test_volumes_of_the_request_are_checked_and_named() -> None:
+    settings = KubernetesSettings(allow_client_volumes=True)
+    assert KubernetesSettings().closed_request_names() == {"KERNEL_VOLUMES": "allow_client_volumes",
+                                                           "KERNEL_VOLUME_MOUNTS": "allow_client_volumes"}
+    assert settings.closed_request_names() == {}
+    launch = settle(settings, KERNEL_VOLUMES='[{"name": "data", "emptyDir": {}}]',
+                    KERNEL_VOLUME_MOUNTS='[{"name": "data", "mountPath": "/data"}]')
+    assert [v["name"] for v in launch.pod.volumes] == ["data"]
+    with pytest.raises(PodSpecError, match=r"hostPath.*\(in KERNEL_VOLUMES\)"):
+        settle(settings, KERNEL_VOLUMES='[{"name": "h", "hostPath": {"path": "/"}}]')
+
+
+def test_bad_names_in_the_kernelspec_fail_before_anything_is_built() -> None:
+    with pytest.raises(K8sNameError, match="Kernel 3f1c-kernel: 'bad key!'"):
+        settle(KubernetesSettings(labels={"bad key!": "x"}))
+    with pytest.raises(K8sNameError, match="image_pull_secrets"):
+        settle(KubernetesSettings(image_pull_secrets=("Not_A_Name",)))
+
+
+def test_a_template_gets_typed_values_and_cannot_override_the_operator(tmp_path: Path) -> None:
+    template = tmp_path / "kernel-pod.yaml.j2"
+    template.write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: \"{{ kernel_pod_name }}\"\n  labels:\n    team: data\n"
+        "    kernel_id: someone-else\nspec:\n  securityContext:\n    runAsUser: {{ kernel_uid }}\n"
+        "  containers:\n  - name: kernel\n    image: \"{{ kernel_image }}\"\n"
+        "    env:\n    - name: KERNEL_ID\n      value: forged\n"
+    )
+    launch = settle(KERNEL_CPUS="2")
+    values = template_values(launch, "/specs/python_k8s")
+    assert values["kernel_cpus"] == "2" and values["kernel_name"] == "python_k8s" and values["kernel_uid"] == 1000
+    assert values["port_range"] == "0..0"
+    manifest = kernel_pod_manifest(launch, template, "/specs/python_k8s")
+    labels = manifest["metadata"]["labels"]
+    assert labels["team"] == "data" and labels[LABEL_KERNEL_ID] == KID and labels[LABEL_SERVER] == SERVER
+    assert manifest["metadata"]["namespace"] == "default"
+    env = {e["name"]: e for e in manifest["spec"]["containers"][0]["env"]}
+    assert env["KERNEL_ID"]["value"] == KID
+    assert env[LAUNCH_TOKEN]["valueFrom"]["secretKeyRef"]["name"] == launch.token_ref.name
+
+
+def test_enforce_operator_fields_fills_what_the_template_left_out() -> None:
+    launch = settle(KubernetesSettings(host_network=True))
+    pod = enforce_operator_fields({"spec": {"containers": [{"name": "k"}]}}, launch.pod, {"x": "y"})
+    assert pod["metadata"] == {"namespace": "default", "labels": {"x": "y"}}
+    assert pod["spec"]["securityContext"] == {"runAsUser": 1000, "runAsGroup": 100}
+    assert pod["spec"]["hostNetwork"] is True and pod["spec"]["dnsPolicy"] == "ClusterFirstWithHostNet"
+
+
+def application(**changes: object) -> SparkApplicationSettings:
+    launch = settle()
+    base = dict(name="alice-app", namespace=launch.namespace, kernel_id=KID, image=launch.pod.image, uid=1000,
+                gid=100, service_account="spark", env=launch.pod.env, token_ref=launch.token_ref,
+                labels={"team": "data", LABEL_KERNEL_ID: KID}, executor_labels={LABEL_KERNEL_ID: KID})
+    base.update(changes)
+    return SparkApplicationSettings(**base)  # type: ignore[arg-type]
+
+
+def test_the_spark_application_is_built_from_its_settings_alone() -> None:
+    app = build_spark_application(application(executor_image="exec:1", driver_command=("python", "-m", "x")))
+    assert app["apiVersion"] == "sparkoperator.k8s.io/v1beta2" and app["kind"] == "SparkApplication"
+    assert app["metadata"] == {"name": "alice-app", "namespace": "default",
+                               "labels": {"team": "data", LABEL_KERNEL_ID: KID}}
+    driver, executor = app["spec"]["driver"], app["spec"]["executor"]
+    token = [e for e in driver["env"] if e["name"] == LAUNCH_TOKEN]
+    assert token == [{"name": LAUNCH_TOKEN, "valueFrom": {"secretKeyRef": {"name": settle().token_ref.name,
+                                                                           "key": settle().token_ref.key}}}]
+    assert all(e["name"] != LAUNCH_TOKEN for e in executor["env"]), "executors never get the token"
+    assert TOKEN not in json.dumps(app)
+    assert executor["image"] == "exec:1" and executor["labels"] == {LABEL_KERNEL_ID: KID, "component": "worker"}
+    assert driver["template"]["spec"]["containers"][0]["command"] == ["python", "-m", "x"]
+    assert build_spark_application(application())["spec"]["executor"]["image"] == "kernelfleet/kernel-py:dev"
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"driver_memory": "1 g"}, "driver_memory='1 g' is not a Spark memory amount"),
+    ({"executor_memory": "-1g"}, "executor_memory"),
+    ({"spark_config_map": "Bad_Map"}, "spark_config_map"),
+])
+def test_spark_values_are_checked(changes: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=f"Kernel {KID}: {message}"):
+        build_spark_application(application(**changes))
+
+
+def test_spark_application_status_is_read_as_data() -> None:
+    status = {"status": {"applicationState": {"state": "FAILED", "errorMessage": "no"},
+                         "driverInfo": {"podName": "x-driver-1"}}}
+    assert application_state(status) == ("FAILED", "no") and application_state(None) == ("", "")
+    assert driver_pod_name(status, "app") == "x-driver-1" and driver_pod_name(None, "app") == "app-driver"
