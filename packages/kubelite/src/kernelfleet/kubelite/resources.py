@@ -23,6 +23,8 @@ class ResourceType:
     #: Whether the object is validated against the official schema (no schema exists for CRDs).
     builtin: bool = True
     fields: dict[str, FieldGetter] = field(default_factory=dict)
+    #: The verbs discovery lists for the type.
+    verbs: tuple[str, ...] = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
     @property
     def api_version(self) -> str:
@@ -59,6 +61,14 @@ BUILTINS: list[ResourceType] = [
                  fields=field_getters("metadata.name")),
     ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding",
                  namespaced=False, fields=field_getters("metadata.name")),
+]
+
+#: Reviews answered at once and never stored (``kubectl auth can-i``): served by the request entry, listed here for
+#: discovery.
+ACCESS_REVIEWS: list[ResourceType] = [
+    ResourceType("authorization.k8s.io", "v1", plural, kind, namespaced=False, builtin=False, verbs=("create",))
+    for plural, kind in (("selfsubjectaccessreviews", "SelfSubjectAccessReview"),
+                         ("selfsubjectrulesreviews", "SelfSubjectRulesReview"))
 ]
 
 SPARK_APPLICATIONS = ResourceType("sparkoperator.k8s.io", "v1beta2", "sparkapplications", "SparkApplication",
