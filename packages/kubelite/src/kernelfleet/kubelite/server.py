@@ -19,7 +19,7 @@ from typing import Any
 import aiodocker
 from aiohttp import web
 
-from . import validation
+from . import openapi, protobuf, tables, validation
 from .authn import MASTERS, Authenticator, UserInfo, service_account_user
 from .clock import now
 from .errors import (
@@ -638,7 +638,11 @@ class KubeLite:
             if info.api_group == AUTHORIZATION_GROUP and request.method == "POST" and not info.name:
                 rt = self.types.get((info.api_group, info.resource))
                 if rt is not None:
-                    return _json(self.rbac.access_review(user, rt.kind, await self._body(request)), 201)
+                    body = (protobuf.decode_review(await request.read())
+                            if request.content_type == protobuf.CONTENT_TYPE else await self._body(request))
+                    return _json(self.rbac.access_review(user, rt.kind, body), 201)
+            if info.path.rstrip("/").startswith("/openapi/v3"):
+                return self._openapi(info.path)
             return await self._route(request)
         except ApiError as err:
             return _json(err.status(), err.code)
@@ -720,6 +724,20 @@ class KubeLite:
             return await self._logs(request, namespace or "", name)
         raise resource_missing()
 
+    def _openapi(self, path: str) -> web.Response:
+        """``/openapi/v3`` and ``/openapi/v3/api/v1``, ``/openapi/v3/apis/{group}/{version}``."""
+        rest = [p for p in path.split("/") if p][2:]
+        if not rest:
+            return _json(openapi.root(self.types.values()))
+        doc = None
+        if rest[0] == "api" and len(rest) == 2:
+            doc = openapi.group_version(self.types.values(), "", rest[1])
+        elif rest[0] == "apis" and len(rest) == 3:
+            doc = openapi.group_version(self.types.values(), rest[1], rest[2])
+        if doc is None:
+            raise resource_missing()
+        return _json(doc)
+
     def _check_grant(self, request: web.Request, rt: ResourceType, namespace: str | None, body: Any) -> None:
         """RBAC objects grant only what their sender holds (or may ``bind`` / ``escalate``)."""
         if rt.group == RBAC_GROUP and isinstance(body, dict):
@@ -735,6 +753,9 @@ class KubeLite:
         raw = await request.read()
         if not raw:
             return {}
+        if request.content_type == protobuf.CONTENT_TYPE:  # only access reviews are decoded (see protobuf.py)
+            raise ApiError(415, "the body of the request was in an unknown format - accepted media types include: "
+                           "application/json, application/yaml", "UnsupportedMediaType")
         try:
             return json.loads(raw)
         except ValueError as err:
@@ -809,6 +830,8 @@ class KubeLite:
             token = json.dumps({"start": start + limit, "rv": self.store.revision}).encode()
             meta["continue"] = base64.urlsafe_b64encode(token).decode()
             meta["remainingItemCount"] = len(items) - start - limit
+        if tables.wants_table(request.headers.get("Accept", "")):
+            return _json(tables.table(rt, page, meta))
         if rt.builtin:
             for item in page:
                 item.pop("kind", None)
@@ -824,7 +847,14 @@ class KubeLite:
         await response.prepare(request)
         changes = self.store.watch(rt, namespace, since)
 
+        as_table = tables.wants_table(request.headers.get("Accept", ""))
+        sent: list[str] = []
+
         async def send(kind: str, obj: dict[str, Any]) -> None:
+            if as_table and kind != "ERROR":  # one-row Tables, the columns in the first
+                obj = tables.table(rt, [obj], {"resourceVersion": obj["metadata"].get("resourceVersion", "")},
+                                   with_columns=not sent)
+                sent.append(kind)
             await response.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
 
         try:
@@ -909,7 +939,8 @@ class KubeLite:
                 continue
             verbs = list(rt.verbs)
             resources.append({"name": rt.plural, "singularName": rt.kind.lower(), "namespaced": rt.namespaced,
-                              "kind": rt.kind, "verbs": verbs})
+                              "kind": rt.kind, "verbs": verbs, **({"shortNames": list(rt.short_names)}
+                                                                  if rt.short_names else {})})
             if rt.status_subresource:
                 resources.append({"name": f"{rt.plural}/status", "singularName": "", "namespaced": rt.namespaced,
                                   "kind": rt.kind, "verbs": ["get", "patch", "update"]})
