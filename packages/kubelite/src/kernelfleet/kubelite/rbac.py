@@ -18,6 +18,7 @@ from typing import Any
 
 from .authn import MASTERS, UserInfo
 from .errors import ApiError, bad_request
+from .requestinfo import RequestInfo
 from .store import Store
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -65,17 +66,13 @@ def bootstrap_objects() -> list[tuple[str, dict[str, Any]]]:
 
 @dataclass(frozen=True)
 class Attributes:
-    """What a request asks, as the API server's RequestInfo resolver names it."""
+    """Who asks (``user``) what (``request``, as the API server's RequestInfo resolver names it)."""
 
     user: UserInfo
-    verb: str
-    namespace: str = ""
-    api_group: str = ""
-    resource: str = ""
-    subresource: str = ""
-    name: str = ""
-    path: str = ""
-    resource_request: bool = True
+    request: RequestInfo
+
+    def __getattr__(self, name: str) -> Any:  # verb, namespace, api_group, resource, ... of the request
+        return getattr(self.request, name)
 
     def forbidden_message(self) -> str:
         """The apiserver's ``forbiddenMessage``."""
@@ -202,14 +199,15 @@ class RbacAuthorizer:
         name = str((body.get("metadata") or {}).get("name") or "")
         qualified = f"{plural}.{RBAC_GROUP}"
         if plural in ("roles", "clusterroles"):
-            escalate = Attributes(user, "escalate", ns, RBAC_GROUP, plural, name="")
+            escalate = Attributes(user, RequestInfo("escalate", "", True, RBAC_GROUP, "v1", ns, plural))
             if self.authorize(escalate)[0]:
                 return
             granted = list(body.get("rules") or [])
         elif plural in ("rolebindings", "clusterrolebindings"):
             ref = body.get("roleRef") or {}
             role_plural = "clusterroles" if ref.get("kind") == "ClusterRole" else "roles"
-            bind = Attributes(user, "bind", ns, RBAC_GROUP, role_plural, name=str(ref.get("name") or ""))
+            bind = Attributes(user, RequestInfo("bind", "", True, RBAC_GROUP, "v1", ns, role_plural,
+                                                name=str(ref.get("name") or "")))
             if self.authorize(bind)[0]:
                 return
             try:
@@ -258,13 +256,15 @@ class RbacAuthorizer:
             return answer
         resource = spec.get("resourceAttributes")
         if isinstance(resource, dict):
-            attrs = Attributes(user, str(resource.get("verb") or ""), str(resource.get("namespace") or ""),
-                               str(resource.get("group") or ""), str(resource.get("resource") or ""),
-                               str(resource.get("subresource") or ""), str(resource.get("name") or ""))
+            attrs = Attributes(user, RequestInfo(
+                str(resource.get("verb") or ""), "", True, str(resource.get("group") or ""),
+                str(resource.get("version") or ""), str(resource.get("namespace") or ""),
+                str(resource.get("resource") or ""), str(resource.get("subresource") or ""),
+                str(resource.get("name") or "")))
         else:
             non_resource = spec.get("nonResourceAttributes") or {}
-            attrs = Attributes(user, str(non_resource.get("verb") or ""), path=str(non_resource.get("path") or ""),
-                               resource_request=False)
+            attrs = Attributes(user, RequestInfo(str(non_resource.get("verb") or ""),
+                                                 str(non_resource.get("path") or "")))
         allowed, reason = self.authorize(attrs)
         status = {"allowed": allowed}
         if allowed:

@@ -633,8 +633,7 @@ class KubeLite:
                 raise ApiError(401, "Unauthorized", "Unauthorized")
             request[_USER] = user
             info = request_info(request.method, request.path, request.query)
-            self.rbac.check(Attributes(user, info.verb, info.namespace, info.api_group, info.resource,
-                                       info.subresource, info.name, info.path, info.resource_request))
+            self.rbac.check(Attributes(user, info))
             if info.api_group == AUTHORIZATION_GROUP and request.method == "POST" and not info.name:
                 rt = self.types.get((info.api_group, info.resource))
                 if rt is not None:
