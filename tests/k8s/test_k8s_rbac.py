@@ -31,6 +31,7 @@ pytestmark = pytest.mark.timeout(150)
 ROOT = Path(__file__).resolve().parents[2]
 SERVER = "system:serviceaccount:kernelfleet:kernelfleet"
 FAST = {"launch_timeout": 30, "delete_timeout": 4}
+DRIVER = ["/usr/local/bin/bootstrap-kernel.sh"]  # the test image's kernel as the Spark driver
 
 
 def shipped(variant: str) -> list[dict[str, Any]]:
@@ -142,6 +143,16 @@ async def test_every_lifecycle_path_runs_with_exactly_the_shipped_rbac(
         if variant == rbac.PER_KERNEL:
             assert namespace not in {n.metadata.name for n in (await core.list_namespace()).items}
 
+        spark = manager(kernels_dir, k8s_spec("rbac-spark", provisioner="spark-operator-provisioner",
+                                              driver_command=DRIVER, **FAST))
+        await spark.start_kernel()
+        kc = await connect(spark)
+        try:
+            assert (await execute(kc, "6 * 7"))["result"] == "42"
+        finally:
+            kc.stop_channels()
+        await spark.shutdown_kernel()
+
         message = await failed_launch(kernels_dir, k8s_spec)
         assert "events:" in message and "Started" in message  # events and log tail were readable
         assert "could not be read" not in message
@@ -184,6 +195,8 @@ CASES = [
     (rbac.SHARED, "pods", "get", "leftover-pod", "cannot get resource \"pods\""),
     (rbac.SHARED, "pods/log", "get", "failure", "its output could not be read: pods \""),
     (rbac.SHARED, "events", "list", "failure", "its events could not be read: " + denied("list", "events", "kernels")),
+    (rbac.SHARED, "sparkapplications", "create", "spark-start",
+     denied("create", "sparkapplications", "kernels", group="sparkoperator.k8s.io")),
     (rbac.PER_KERNEL, "namespaces", "create", "start", denied("create", "namespaces", "")),
     (rbac.PER_KERNEL, "namespaces", "get", "restart", "cannot get resource \"namespaces\""),
     (rbac.PER_KERNEL, "namespaces", "delete", "shutdown", "cannot delete resource \"namespaces\""),
@@ -247,7 +260,9 @@ async def run(operation: str, core: client.CoreV1Api, kernels_dir: Path, k8s_spe
     """Drive ``operation``; returns the launch error it raised ("" when the failure only reached the log)."""
     if operation == "failure":
         return await failed_launch(kernels_dir, k8s_spec)
-    km = manager(kernels_dir, k8s_spec("rbac", **FAST))
+    spec = (k8s_spec("rbac-spark", provisioner="spark-operator-provisioner", driver_command=DRIVER, **FAST)
+            if operation == "spark-start" else k8s_spec("rbac", **FAST))
+    km = manager(kernels_dir, spec)
     env: dict[str, str] = {}
     if operation.startswith("leftover"):
         name = f"leftover-{uuid.uuid4().hex[:6]}"
@@ -262,7 +277,8 @@ async def run(operation: str, core: client.CoreV1Api, kernels_dir: Path, k8s_spe
         await km.start_kernel(env=env)
     except LaunchError as err:
         assert km.kernel_id in str(err)
-        assert operation in ("start", "leftover-secret", "leftover-pod"), f"{operation}: the launch failed: {err}"
+        assert operation in ("start", "spark-start", "leftover-secret", "leftover-pod"), \
+            f"{operation}: the launch failed: {err}"
         return str(err)
     assert operation.startswith(("shutdown", "restart")), f"{operation}: the launch succeeded"
     if operation == "shutdown-slow-namespace":
