@@ -32,6 +32,7 @@ async def image(docker: aiodocker.Docker) -> str:
 @pytest_asyncio.fixture
 async def kube(tmp_path: Path, docker: aiodocker.Docker) -> AsyncIterator[KubeLite]:
     server = KubeLite(pull_backoff=(0.4, 2.0), restart_backoff=(0.4, 2.0))
+    _INSTANCES.append(server.node.instance)
     await server.start()
     try:
         yield server
@@ -63,13 +64,19 @@ async def namespace(core: client.CoreV1Api) -> str:
     return name
 
 
+#: The kubelite instances this session started: the final sweep removes their containers only, never those of
+#: another session on the same dockerd (whose running kernels it would kill, exit code 137).
+_INSTANCES: list[str] = []
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Belt and braces: remove any container any kubelite instance left (normally none)."""
+    """Belt and braces: remove any container this session's kubelite instances left (normally none)."""
 
     async def sweep() -> None:
         docker = aiodocker.Docker()
         try:
-            await remove_containers(docker, {"kubelite": "1"})
+            for instance in _INSTANCES:
+                await remove_containers(docker, {"kubelite.instance": instance})
         except Exception:
             pass
         finally:

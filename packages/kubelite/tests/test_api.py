@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -277,8 +278,11 @@ async def test_custom_objects_crud_status_and_watch(api: client.ApiClient, names
     assert exc.value.status == 404 and status_of(exc.value)["reason"] == "NotFound"
 
 
-async def test_unauthorized_without_token(kube: KubeLite) -> None:
+async def test_unauthorized_without_token(kube: KubeLite, tmp_path: Path) -> None:
+    assert kube.ca is not None
     cfg = client.Configuration(host=kube.url)
+    cfg.ssl_ca_cert = str(tmp_path / "ca.crt")
+    (tmp_path / "ca.crt").write_bytes(kube.ca.cert_pem)
     async with client.ApiClient(configuration=cfg) as anonymous:
         with pytest.raises(ApiException) as exc:
             await client.CoreV1Api(anonymous).list_namespace()

@@ -305,7 +305,7 @@ async def test_runs_as_a_process_with_a_kubeconfig(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         output = b""
-        while b"kubelite: serving http://127.0.0.1:" not in output:
+        while b"kubelite: serving https://127.0.0.1:" not in output:
             line = await asyncio.wait_for(proc.stdout.readline(), 30)
             assert line, f"kubelite exited before serving: {output.decode()}"
             output += line

@@ -12,7 +12,7 @@ from .server import KubeLite
 
 async def _serve(args: argparse.Namespace) -> None:
     server = KubeLite(args.host, args.port, token=args.token, spark_operator=not args.no_spark_operator,
-                      unschedulable=args.unschedulable)
+                      unschedulable=args.unschedulable, tls=not args.plain_http)
     await server.start()
     try:
         server.write_kubeconfig(args.kubeconfig, namespace=args.namespace)
@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kubeconfig", required=True, help="where to write the kubeconfig")
     parser.add_argument("--namespace", default="default", help="the kubeconfig context's namespace")
     parser.add_argument("--token", default=None, help="bearer token (random when omitted)")
+    parser.add_argument("--plain-http", action="store_true",
+                        help="serve plain HTTP instead of HTTPS with a generated CA (kubectl sends no token over it)")
     parser.add_argument("--unschedulable", action="store_true", help="start with the node cordoned")
     parser.add_argument("--no-spark-operator", action="store_true", help="do not serve SparkApplications")
     parser.add_argument("-v", "--verbose", action="store_true")

@@ -23,6 +23,10 @@ class ResourceType:
     #: Whether the object is validated against the official schema (no schema exists for CRDs).
     builtin: bool = True
     fields: dict[str, FieldGetter] = field(default_factory=dict)
+    #: The verbs discovery lists for the type.
+    verbs: tuple[str, ...] = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+    #: kubectl's abbreviations (``ns``, ``po``, ...), from discovery.
+    short_names: tuple[str, ...] = ()
 
     @property
     def api_version(self) -> str:
@@ -38,27 +42,35 @@ _META = ("metadata.name", "metadata.namespace")
 BUILTINS: list[ResourceType] = [
     ResourceType("", "v1", "namespaces", "Namespace", namespaced=False, status_subresource=True,
                  name_is_label=True, returns_deleted_object=True,
-                 fields=field_getters("metadata.name", "status.phase")),
+                 fields=field_getters("metadata.name", "status.phase"), short_names=("ns",)),
     ResourceType("", "v1", "pods", "Pod", status_subresource=True, returns_deleted_object=True,
                  fields=field_getters(*_META, "spec.nodeName", "spec.restartPolicy", "spec.schedulerName",
                                       "spec.serviceAccountName", "spec.hostNetwork", "status.phase",
-                                      "status.podIP", "status.nominatedNodeName")),
-    ResourceType("", "v1", "serviceaccounts", "ServiceAccount", fields=field_getters(*_META)),
+                                      "status.podIP", "status.nominatedNodeName"), short_names=("po",)),
+    ResourceType("", "v1", "serviceaccounts", "ServiceAccount", fields=field_getters(*_META), short_names=("sa",)),
     ResourceType("", "v1", "events", "Event",
                  fields=field_getters(*_META, "involvedObject.kind", "involvedObject.namespace",
                                       "involvedObject.name", "involvedObject.uid", "involvedObject.apiVersion",
                                       "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason",
-                                      "reportingComponent", "source", "type")),
-    ResourceType("", "v1", "configmaps", "ConfigMap", fields=field_getters(*_META)),
+                                      "reportingComponent", "source", "type"), short_names=("ev",)),
+    ResourceType("", "v1", "configmaps", "ConfigMap", fields=field_getters(*_META), short_names=("cm",)),
     ResourceType("", "v1", "secrets", "Secret", fields=field_getters(*_META, "type")),
     ResourceType("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", status_subresource=True,
-                 fields=field_getters(*_META)),
+                 fields=field_getters(*_META), short_names=("pvc",)),
     ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", fields=field_getters(*_META)),
     ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", fields=field_getters(*_META)),
     ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False,
                  fields=field_getters("metadata.name")),
     ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding",
                  namespaced=False, fields=field_getters("metadata.name")),
+]
+
+#: Reviews answered at once and never stored (``kubectl auth can-i``): served by the request entry, listed here for
+#: discovery.
+ACCESS_REVIEWS: list[ResourceType] = [
+    ResourceType("authorization.k8s.io", "v1", plural, kind, namespaced=False, builtin=False, verbs=("create",))
+    for plural, kind in (("selfsubjectaccessreviews", "SelfSubjectAccessReview"),
+                         ("selfsubjectrulesreviews", "SelfSubjectRulesReview"))
 ]
 
 SPARK_APPLICATIONS = ResourceType("sparkoperator.k8s.io", "v1beta2", "sparkapplications", "SparkApplication",

@@ -19,7 +19,8 @@ from typing import Any
 import aiodocker
 from aiohttp import web
 
-from . import validation
+from . import openapi, protobuf, tables, validation
+from .authn import MASTERS, Authenticator, UserInfo, service_account_user
 from .clock import now
 from .errors import (
     ApiError,
@@ -34,16 +35,20 @@ from .errors import (
 from .events import EventRecorder
 from .kubelet import Kubelet, NodeConfig, remove_containers
 from .patch import json_patch, merge_patch
-from .resources import BUILTINS, SPARK_APPLICATIONS, ResourceType
+from .rbac import AUTHORIZATION_GROUP, RBAC_GROUP, Attributes, RbacAuthorizer, bootstrap_objects
+from .requestinfo import request_info
+from .resources import ACCESS_REVIEWS, BUILTINS, SPARK_APPLICATIONS, ResourceType
 from .secret_data import check_immutable, normalize_secret
 from .selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
 from .store import Change, Store
+from .tls import ClusterCA, KeyPair
 
 log = logging.getLogger("kubelite")
 
 KUBERNETES_VERSION = {"major": "1", "minor": "36", "gitVersion": "v1.36.0-kubelite", "gitCommit": "kubelite",
                       "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "n/a",
                       "compiler": "python", "platform": "linux/amd64"}
+_USER = web.RequestKey("user", UserInfo)
 _PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
@@ -85,12 +90,18 @@ class KubeLite:
         restart_backoff: tuple[float, float] = (1.0, 10.0),
         history: int = 10000,
         docker_url: str | None = None,
+        tls: bool = True,
     ) -> None:
         self.host = host
         self.port = port
-        self.token = token or secrets.token_urlsafe(24)
+        #: The cluster CA and the API server's certificate: HTTPS unless ``tls`` is off (plain HTTP, for old tests).
+        self.ca: ClusterCA | None = ClusterCA() if tls else None
+        self.authn = Authenticator()
+        #: The admin token: user ``kubernetes-admin`` in ``system:masters`` (kubeadm's admin.conf identity).
+        self.token = self.authn.add_token(UserInfo("kubernetes-admin", (MASTERS,)), token)
         self.store = Store(history)
-        self.types: dict[tuple[str, str], ResourceType] = {rt.key: rt for rt in BUILTINS}
+        self.types: dict[tuple[str, str], ResourceType] = {rt.key: rt for rt in [*BUILTINS, *ACCESS_REVIEWS]}
+        self.rbac = RbacAuthorizer(self.store, self.types)
         self.namespaces_rt = self.types[("", "namespaces")]
         self.pods_rt = self.types[("", "pods")]
         self.sa_rt = self.types[("", "serviceaccounts")]
@@ -115,12 +126,13 @@ class KubeLite:
         self._runner: web.AppRunner | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._controllers: list[Any] = []
+        self._serving: KeyPair | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.ca else 'http'}://{self.host}:{self.port}"
 
     def register(self, rt: ResourceType) -> None:
         """Serve another resource type, as installing a CRD would."""
@@ -142,6 +154,8 @@ class KubeLite:
         self.kubelet = Kubelet(self.store, self.pods_rt, self.recorder, docker, self.node)
         for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.create_object(self.namespaces_rt, None, {"metadata": {"name": name}})
+        for plural, obj in bootstrap_objects():
+            self.create_object(self.types[(RBAC_GROUP, plural)], None, obj)
         await self.start_api()
         if self._spark_enabled:
             from .spark import SparkOperator
@@ -156,7 +170,12 @@ class KubeLite:
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        ssl_context = None
+        if self.ca is not None:
+            if self._serving is None:
+                self._serving = self.ca.serving_pair([self.host, self.node.ip])
+            ssl_context = self.ca.server_context(self._serving)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=ssl_context)
         await site.start()
         server = site._server
         assert server is not None
@@ -201,21 +220,64 @@ class KubeLite:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def kubeconfig(self, namespace: str = "default") -> dict[str, Any]:
+    def kubeconfig(self, namespace: str = "default", *, token: str | None = None,
+                   client: KeyPair | None = None) -> dict[str, Any]:
+        """A kubeconfig for this server: the cluster's CA as ``certificate-authority-data``, and a user with ``token``
+        (the admin token by default) or the client certificate ``client`` (see ``client_certificate``)."""
+        cluster: dict[str, Any] = {"server": self.url}
+        if self.ca is not None:
+            cluster["certificate-authority-data"] = base64.b64encode(self.ca.cert_pem).decode()
+        if client is not None:
+            user = {"client-certificate-data": base64.b64encode(client.cert_pem).decode(),
+                    "client-key-data": base64.b64encode(client.key_pem).decode()}
+        else:
+            user = {"token": token or self.token}
         return {
             "apiVersion": "v1", "kind": "Config", "current-context": "kubelite", "preferences": {},
-            "clusters": [{"name": "kubelite", "cluster": {"server": self.url}}],
-            "users": [{"name": "kubelite", "user": {"token": self.token}}],
+            "clusters": [{"name": "kubelite", "cluster": cluster}],
+            "users": [{"name": "kubelite", "user": user}],
             "contexts": [{"name": "kubelite",
                           "context": {"cluster": "kubelite", "user": "kubelite", "namespace": namespace}}],
         }
 
-    def write_kubeconfig(self, path: str | Path, namespace: str = "default") -> Path:
-        """Write a kubeconfig (JSON is valid YAML) that ``load_kube_config(config_file=...)`` accepts."""
+    def write_kubeconfig(self, path: str | Path, namespace: str = "default", *, token: str | None = None,
+                         client: KeyPair | None = None) -> Path:
+        """Write a kubeconfig (JSON is valid YAML) that ``load_kube_config(config_file=...)`` and kubectl accept."""
         target = Path(path)
-        target.write_text(json.dumps(self.kubeconfig(namespace), indent=2))
+        target.write_text(json.dumps(self.kubeconfig(namespace, token=token, client=client), indent=2))
         target.chmod(0o600)
         return target
+
+    # -- identities -----------------------------------------------------------------------------------------
+
+    def user_token(self, user: str, groups: tuple[str, ...] = ()) -> str:
+        """A new bearer token that authenticates as ``user`` in ``groups`` (and system:authenticated)."""
+        return self.authn.add_token(UserInfo(user, groups))
+
+    def service_account_token(self, namespace: str, name: str) -> str:
+        """A new token of the service account ``namespace/name`` (user ``system:serviceaccount:<ns>:<name>``)."""
+        return self.authn.add_token(service_account_user(namespace, name))
+
+    def client_certificate(self, user: str, groups: tuple[str, ...] = ()) -> KeyPair:
+        """A client certificate signed by the cluster CA: CN ``user``, one O per group."""
+        if self.ca is None:
+            raise RuntimeError("kubelite serves plain HTTP (tls=False): there is no CA to sign client certificates")
+        return self.ca.client_pair(user, groups)
+
+    def write_service_account_dir(self, path: str | Path, namespace: str, name: str) -> dict[str, str]:
+        """Lay out what a pod of service account ``namespace/name`` finds under
+        ``/var/run/secrets/kubernetes.io/serviceaccount`` (``token``, ``ca.crt``, ``namespace``) in ``path``, and
+        return the ``KUBERNETES_SERVICE_HOST`` / ``KUBERNETES_SERVICE_PORT`` its environment has."""
+        if self.ca is None:
+            raise RuntimeError("in-cluster configuration needs HTTPS: this kubelite serves plain HTTP (tls=False)")
+        target = Path(path)
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "token").write_text(self.service_account_token(namespace, name))
+        (target / "ca.crt").write_bytes(self.ca.cert_pem)
+        (target / "namespace").write_text(namespace)
+        for item in target.iterdir():
+            item.chmod(0o600)
+        return {"KUBERNETES_SERVICE_HOST": self.host, "KUBERNETES_SERVICE_PORT": str(self.port)}
 
     def compact(self) -> int:
         """Drop the watch history, so resuming from any older resourceVersion answers 410 Gone."""
@@ -566,8 +628,20 @@ class KubeLite:
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         try:
-            if request.headers.get("Authorization") != f"Bearer {self.token}":
+            user = self.authn.authenticate(request)
+            if user is None:
                 raise ApiError(401, "Unauthorized", "Unauthorized")
+            request[_USER] = user
+            info = request_info(request.method, request.path, request.query)
+            self.rbac.check(Attributes(user, info))
+            if info.api_group == AUTHORIZATION_GROUP and request.method == "POST" and not info.name:
+                rt = self.types.get((info.api_group, info.resource))
+                if rt is not None:
+                    body = (protobuf.decode_review(await request.read())
+                            if request.content_type == protobuf.CONTENT_TYPE else await self._body(request))
+                    return _json(self.rbac.access_review(user, rt.kind, body), 201)
+            if info.path.rstrip("/").startswith("/openapi/v3"):
+                return self._openapi(info.path)
             return await self._route(request)
         except ApiError as err:
             return _json(err.status(), err.code)
@@ -624,6 +698,7 @@ class KubeLite:
                 return await self._list(request, rt, namespace)
             if method == "POST":
                 body = await self._body(request)
+                self._check_grant(request, rt, namespace, body)
                 created = self.create_object(rt, namespace, body, strict=self._strict(request),
                                              dry_run=self._dry_run(request))
                 return _json(created, 201)
@@ -648,6 +723,25 @@ class KubeLite:
             return await self._logs(request, namespace or "", name)
         raise resource_missing()
 
+    def _openapi(self, path: str) -> web.Response:
+        """``/openapi/v3`` and ``/openapi/v3/api/v1``, ``/openapi/v3/apis/{group}/{version}``."""
+        rest = [p for p in path.split("/") if p][2:]
+        if not rest:
+            return _json(openapi.root(self.types.values()))
+        doc = None
+        if rest[0] == "api" and len(rest) == 2:
+            doc = openapi.group_version(self.types.values(), "", rest[1])
+        elif rest[0] == "apis" and len(rest) == 3:
+            doc = openapi.group_version(self.types.values(), rest[1], rest[2])
+        if doc is None:
+            raise resource_missing()
+        return _json(doc)
+
+    def _check_grant(self, request: web.Request, rt: ResourceType, namespace: str | None, body: Any) -> None:
+        """RBAC objects grant only what their sender holds (or may ``bind`` / ``escalate``)."""
+        if rt.group == RBAC_GROUP and isinstance(body, dict):
+            self.rbac.check_grant(request[_USER], rt.plural, namespace, body)
+
     def _strict(self, request: web.Request) -> bool:
         return request.query.get("fieldValidation") == "Strict"
 
@@ -658,6 +752,9 @@ class KubeLite:
         raw = await request.read()
         if not raw:
             return {}
+        if request.content_type == protobuf.CONTENT_TYPE:  # only access reviews are decoded (see protobuf.py)
+            raise ApiError(415, "the body of the request was in an unknown format - accepted media types include: "
+                           "application/json, application/yaml", "UnsupportedMediaType")
         try:
             return json.loads(raw)
         except ValueError as err:
@@ -700,6 +797,8 @@ class KubeLite:
                 raise ApiError(415, f"the body of the request was in an unknown format - accepted media types "
                                f"include: {accepted}", "UnsupportedMediaType")
             body.setdefault("metadata", {}).pop("resourceVersion", None)
+        if sub is None:
+            self._check_grant(request, rt, namespace, body)
         return _json(self.replace_object(rt, namespace, name, body, sub, strict=self._strict(request)))
 
     def _selectors(self, request: web.Request, rt: ResourceType) -> Any:
@@ -730,6 +829,8 @@ class KubeLite:
             token = json.dumps({"start": start + limit, "rv": self.store.revision}).encode()
             meta["continue"] = base64.urlsafe_b64encode(token).decode()
             meta["remainingItemCount"] = len(items) - start - limit
+        if tables.wants_table(request.headers.get("Accept", "")):
+            return _json(tables.table(rt, page, meta))
         if rt.builtin:
             for item in page:
                 item.pop("kind", None)
@@ -745,7 +846,14 @@ class KubeLite:
         await response.prepare(request)
         changes = self.store.watch(rt, namespace, since)
 
+        as_table = tables.wants_table(request.headers.get("Accept", ""))
+        sent: list[str] = []
+
         async def send(kind: str, obj: dict[str, Any]) -> None:
+            if as_table and kind != "ERROR":  # one-row Tables, the columns in the first
+                obj = tables.table(rt, [obj], {"resourceVersion": obj["metadata"].get("resourceVersion", "")},
+                                   with_columns=not sent)
+                sent.append(kind)
             await response.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
 
         try:
@@ -828,9 +936,10 @@ class KubeLite:
         for rt in self.types.values():
             if rt.group != group or rt.version != version:
                 continue
-            verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+            verbs = list(rt.verbs)
             resources.append({"name": rt.plural, "singularName": rt.kind.lower(), "namespaced": rt.namespaced,
-                              "kind": rt.kind, "verbs": verbs})
+                              "kind": rt.kind, "verbs": verbs, **({"shortNames": list(rt.short_names)}
+                                                                  if rt.short_names else {})})
             if rt.status_subresource:
                 resources.append({"name": f"{rt.plural}/status", "singularName": "", "namespaced": rt.namespaced,
                                   "kind": rt.kind, "verbs": ["get", "patch", "update"]})

@@ -159,6 +159,14 @@ def semantic_check(obj: dict[str, Any], name_is_label: bool, causes: list[dict[s
     if not name:
         causes.append(_cause("FieldValueRequired", "Required value: name or generateName is required",
                              "metadata.name"))
+    elif group == "rbac.authorization.k8s.io":  # ValidateRBACName: any path segment (``system:discovery``)
+        for bad in ("/", "%"):
+            if bad in name:
+                causes.append(_cause("FieldValueInvalid", f"Invalid value: \"{name}\": may not contain '{bad}'",
+                                     "metadata.name"))
+        if name in (".", ".."):
+            causes.append(_cause("FieldValueInvalid", f"Invalid value: \"{name}\": may not be '{name}'",
+                                 "metadata.name"))
     else:
         _check_name(name, DNS1123_LABEL if name_is_label else DNS1123_SUBDOMAIN,
                     LABEL_MSG if name_is_label else SUBDOMAIN_MSG, "metadata.name", causes)

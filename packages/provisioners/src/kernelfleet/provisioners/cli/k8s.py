@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from traitlets import Bool, Unicode, default
+from jupyter_core.application import JupyterApp
+from traitlets import Bool, Enum, Unicode, default
 
 from kernelfleet.provisioners.cli.base import (
     LANGUAGE_TITLES,
@@ -21,6 +22,7 @@ from kernelfleet.provisioners.cli.base import (
     spec_flags,
 )
 from kernelfleet.provisioners.container_argv import container_argv
+from kernelfleet.provisioners.k8s import rbac
 
 
 class K8sSpecInstaller(SparkSpecInstaller):
@@ -102,12 +104,45 @@ class K8sSpecInstaller(SparkSpecInstaller):
         return config
 
 
+class RbacPrinter(JupyterApp):
+    """``jupyter k8s-spec rbac``: print the least-privilege RBAC manifests the server's service account needs."""
+
+    name = "k8s-spec-rbac"
+    description = ("Print the least-privilege RBAC manifests (YAML for kubectl apply -f -) for the Jupyter server's "
+                   "service account: --layout shared-namespace (default) or kernel-namespaces.")
+    layout = Enum(list(rbac.VARIANTS), default_value=rbac.SHARED,
+                  help="shared-namespace: every kernel in --kernel-namespace (KF_SHARED_NAMESPACE on, the default); "
+                  "kernel-namespaces: a namespace per kernel (KF_SHARED_NAMESPACE=false).").tag(config=True)
+    server_namespace = Unicode(rbac.RbacSettings.server_namespace,
+                               help="Namespace of the Jupyter server's service account.").tag(config=True)
+    server_account = Unicode(rbac.RbacSettings.server_account,
+                             help="The Jupyter server's service account.").tag(config=True)
+    kernel_namespace = Unicode(rbac.RbacSettings.kernel_namespace,
+                               help="shared-namespace layout: the kernels' namespace (KF_NAMESPACE).").tag(config=True)
+    kernel_cluster_role = Unicode(rbac.RbacSettings.kernel_cluster_role,
+                                  help="kernel-namespaces layout: ClusterRole bound to kernels in their namespace "
+                                  "(KF_KERNEL_CLUSTER_ROLE).").tag(config=True)
+    aliases = {
+        "layout": "RbacPrinter.layout",
+        "server-namespace": "RbacPrinter.server_namespace",
+        "server-account": "RbacPrinter.server_account",
+        "kernel-namespace": "RbacPrinter.kernel_namespace",
+        "kernel-cluster-role": "RbacPrinter.kernel_cluster_role",
+    }
+
+    def start(self) -> None:
+        settings = rbac.RbacSettings(self.server_namespace, self.server_account, self.kernel_namespace,
+                                     self.kernel_cluster_role)
+        sys.stdout.write(rbac.render(self.layout, settings))
+
+
 class K8sSpecApp(BaseSpecApp):
     """``jupyter k8s-spec``."""
 
     name = "jupyter-k8s-spec"
     description = "Kernelspecs for kernels that run in Kubernetes pods (kubernetes-provisioner)."
-    subcommands = {"install": (K8sSpecInstaller, K8sSpecInstaller.description)}
+    subcommands = {"install": (K8sSpecInstaller, K8sSpecInstaller.description),
+                   "rbac": (RbacPrinter, RbacPrinter.description)}
 
 
 def main() -> None:

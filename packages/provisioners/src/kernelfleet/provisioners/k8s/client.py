@@ -13,9 +13,11 @@ import asyncio
 import json
 import logging
 import os
+import ssl
 from pathlib import Path
 from typing import Any, ClassVar
 
+import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -28,10 +30,26 @@ log = logging.getLogger("kernelfleet.kubernetes")
 CONNECTION_POOL_SIZE = 256
 # How long the client and its watches stay open after the last kernel released them.
 IDLE_SECONDS = 30.0
+# Where a pod finds its service account's token, CA and namespace (KF_SERVICE_ACCOUNT_DIR overrides it).
+VERIFY_TIMEOUT = 10.0
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
 def describe_api_error(err: BaseException) -> str:
-    """The API server's own message (its Status ``message``), or why it could not be reached."""
+    """The API server's own message (its Status ``message``), or why it could not be reached; a server whose
+    certificate does not verify against the configured CA is named as such."""
+    if isinstance(err, UntrustedServer):
+        return str(err)
+    if isinstance(err, aiohttp.ClientConnectorCertificateError | ssl.SSLCertVerificationError):
+        where = ""
+        if isinstance(err, aiohttp.ClientConnectorCertificateError):
+            where = f" https://{err.host}:{err.port}"
+            detail = getattr(err.certificate_error, "verify_message", None) or str(err.certificate_error)
+        else:
+            detail = err.verify_message or str(err)
+        return (f"the Kubernetes API server{where} presented a certificate that does not verify against the "
+                f"configured certificate authority ({detail}); check the kubeconfig's certificate-authority(-data) "
+                "or the service account's ca.crt")
     if isinstance(err, ApiException):
         body = getattr(err, "body", None)
         if body:
@@ -52,7 +70,9 @@ async def load_configuration() -> client.Configuration:
         ("KF_USE_INCLUSTER_CONFIG", "GP_USE_INCLUSTER_CONFIG"), True
     )
     if in_cluster:
-        config.load_incluster_config(client_configuration=cfg)
+        account = Path(env_value(("KF_SERVICE_ACCOUNT_DIR",)) or SERVICE_ACCOUNT_DIR)
+        await asyncio.to_thread(config.load_incluster_config, client_configuration=cfg,
+                                token_filename=str(account / "token"), cert_filename=str(account / "ca.crt"))
     else:
         paths = (env_value(("KUBECONFIG",)) or "").split(os.pathsep)
         path = next((p for p in paths if p), str(Path.home() / ".kube" / "config"))
@@ -64,6 +84,21 @@ async def load_configuration() -> client.Configuration:
         await config.load_kube_config(config_file=path, client_configuration=cfg, persist_config=False)
     cfg.connection_pool_maxsize = CONNECTION_POOL_SIZE
     return cfg
+
+
+class UntrustedServer(RuntimeError):
+    """The API server's certificate does not verify against the configured CA: nothing is sent to it."""
+
+
+async def verify_server(api_client: client.ApiClient) -> None:
+    """Refuse an API server whose certificate does not verify (a ``/version`` call, which every authenticated user
+    may make), before any kernel's request reaches it; an unreachable server is the first real call's to report."""
+    try:
+        await asyncio.wait_for(client.VersionApi(api_client).get_code(), VERIFY_TIMEOUT)
+    except (aiohttp.ClientConnectorCertificateError, ssl.SSLCertVerificationError) as err:
+        raise UntrustedServer(describe_api_error(err)) from None
+    except Exception as err:  # down, slow or refusing /version: the calls that matter will say so
+        log.debug("Kubernetes API server not verified yet: %s", describe_api_error(err))
 
 
 class _NoBodies(logging.Filter):
@@ -103,7 +138,13 @@ class KubeApi:
                     if _REST_LOG_FILTER not in rest_log.filters:
                         rest_log.addFilter(_REST_LOG_FILTER)
                     cfg = await load_configuration()
-                    self._client = client.ApiClient(configuration=cfg)
+                    api_client = client.ApiClient(configuration=cfg)
+                    try:
+                        await verify_server(api_client)
+                    except BaseException:
+                        await api_client.close()
+                        raise
+                    self._client = api_client
                     log.debug("Kubernetes client for %s", cfg.host)
         return self._client
 

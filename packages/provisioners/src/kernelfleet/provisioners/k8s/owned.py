@@ -128,6 +128,10 @@ async def wait_object_gone(list_objects: Callable[..., Awaitable[Any]], name: st
             try:
                 while line := await response.content.readline():
                     event = json.loads(line)
+                    if event.get("kind") == "Status":  # the watch itself was refused (RBAC's 403): say so
+                        refused = ApiException(status=event.get("code"), reason=event.get("reason"))
+                        refused.body = line
+                        raise refused
                     obj = event.get("object") or {}
                     if event.get("type") == "DELETED" or (uid and uid_of(obj) not in (None, uid)):
                         return

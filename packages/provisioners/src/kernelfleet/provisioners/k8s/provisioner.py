@@ -350,7 +350,9 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         recorded). One to ``keep`` must not be on its way out already."""
         try:
             existing = await read()
-        except ApiException:
+        except ApiException as err:
+            self.log.warning("Kernel %s: the existing %s %s cannot be read: %s", self.kernel_id, what, name,
+                             describe_api_error(err))
             return False
         uid = kernel_uid(existing, self.kernel_id)
         if uid is None or (keep and deletion_started(existing)):
