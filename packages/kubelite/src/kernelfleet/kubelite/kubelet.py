@@ -30,6 +30,10 @@ T = TypeVar("T")
 #: Annotations that make kubelite simulate failures a real cluster would produce.
 UNSCHEDULABLE_ANNOTATION = "kubelite.io/unschedulable"
 PULL_ERROR_ANNOTATION = "kubelite.io/image-pull-error"
+#: A registry that blips: the first N pulls fail with a retryable error (503), then the image is pulled.
+PULL_FLAKY_ANNOTATION = "kubelite.io/image-pull-flaky"
+#: A kubelet whose Secret cache lags: the first N container creations do not see any Secret yet.
+SECRET_CACHE_MISSES_ANNOTATION = "kubelite.io/secret-cache-misses"
 
 LABEL_MANAGED = "kubelite"
 LABEL_INSTANCE = "kubelite.instance"
@@ -54,6 +58,8 @@ class NodeConfig:
     pull_backoff: tuple[float, float] = (1.0, 10.0)
     restart_backoff: tuple[float, float] = (1.0, 10.0)
     cpu_capacity: Decimal = Decimal(os.cpu_count() or 1)
+    #: The Docker network pods get their IPs on (``network.PodNetwork``; Docker's default bridge without one).
+    pod_network: str = "bridge"
     memory_capacity: Decimal = Decimal(0)
 
 
@@ -80,6 +86,14 @@ def expand(text: str, env: dict[str, str]) -> str:
         return env.get(m.group(1), m.group(0))
 
     return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)", repl, text)
+
+
+def _count(value: object) -> int:
+    """A non-negative count from an annotation (anything else is 0)."""
+    try:
+        return max(0, int(str(value)))
+    except ValueError:
+        return 0
 
 
 def _condition(type_: str, status: bool, reason: str | None = None, message: str | None = None) -> dict[str, Any]:
@@ -138,6 +152,9 @@ class PodWorker:
         self._inflight: set[asyncio.Task[Any]] = set()
         self.task: asyncio.Task[None] | None = None
         self.reschedule = asyncio.Event()
+        annotations = meta.get("annotations") or {}
+        self.flaky_pulls = _count(annotations.get(PULL_FLAKY_ANNOTATION))
+        self.secret_cache_misses = _count(annotations.get(SECRET_CACHE_MISSES_ANNOTATION))
 
     # -- helpers ------------------------------------------------------------------------------------------
 
@@ -284,6 +301,8 @@ class PodWorker:
         image = str(c.spec["image"])
         forced = (self.pod["metadata"].get("annotations") or {}).get(PULL_ERROR_ANNOTATION)
         delay, cap = self.k.node.pull_backoff
+        ref = normalize_image(image)
+        flaky = self.flaky_pulls
         while True:
             info: dict[str, Any] | None = None
             if not forced:
@@ -292,13 +311,24 @@ class PodWorker:
                 except aiodocker.DockerError as err:
                     if err.status != 404:
                         raise
-            if info is not None:
+            blip = info is not None and self.flaky_pulls > 0
+            if info is not None and not blip:
                 c.image_id = str(info.get("Id", ""))
-                self._event("Normal", "Pulled", f'Container image "{image}" already present on machine', c.name)
+                if flaky:
+                    self._event("Normal", "Pulling", f'Pulling image "{image}"', c.name)
+                    self._event("Normal", "Pulled", f'Successfully pulled image "{image}"', c.name)
+                else:
+                    self._event("Normal", "Pulled", f'Container image "{image}" already present on machine', c.name)
                 return
-            ref = normalize_image(image)
-            error = (f"rpc error: code = NotFound desc = failed to pull and unpack image \"{ref}\": failed to "
-                     f"resolve reference \"{ref}\": {ref}: not found") if not forced else str(forced)
+            if blip:
+                self.flaky_pulls -= 1
+                error = (f'rpc error: code = Unknown desc = failed to pull and unpack image "{ref}": failed to copy: '
+                         "httpReadSeeker: failed open: unexpected status code 503 Service Unavailable")
+            elif forced:
+                error = str(forced)
+            else:
+                error = (f"rpc error: code = NotFound desc = failed to pull and unpack image \"{ref}\": failed to "
+                         f"resolve reference \"{ref}\": {ref}: not found")
             self._event("Normal", "Pulling", f'Pulling image "{image}"', c.name)
             self._event("Warning", "Failed", f'Failed to pull image "{image}": {error}', c.name)
             self._event("Warning", "Failed", "Error: ErrImagePull", c.name)
@@ -343,6 +373,8 @@ class PodWorker:
             delay = min(delay * 2, cap)
 
     def _lookup(self, plural: str, name: str) -> dict[str, Any] | None:
+        if plural == "secrets" and self.secret_cache_misses > 0:
+            return None  # the cache has not caught up with the API yet
         return self.k.store.find(_CORE_TYPES[plural], self.ns, name)
 
     def _config_error(self, c: _Container, message: str) -> None:
@@ -358,6 +390,8 @@ class PodWorker:
         except EnvConfigError as err:
             self._config_error(c, str(err))
             return False
+        finally:
+            self.secret_cache_misses = max(0, self.secret_cache_misses - 1)
         command = [expand(x, env) for x in spec.get("command") or []]
         args = [expand(x, env) for x in spec.get("args") or []]
         image_info = await self._docker(lambda: self.k.docker.images.inspect(str(spec["image"])))
@@ -377,7 +411,7 @@ class PodWorker:
         elif network_of is not None and network_of.docker is not None:
             host_config["NetworkMode"] = f"container:{network_of.docker.id}"
         else:
-            host_config["NetworkMode"] = "bridge"
+            host_config["NetworkMode"] = self.k.node.pod_network
         if groups:
             host_config["GroupAdd"] = groups
         if sc.get("privileged"):
@@ -416,7 +450,7 @@ class PodWorker:
             config["WorkingDir"] = spec["workingDir"]
         if user:
             config["User"] = user
-        if host_config["NetworkMode"] == "bridge":
+        if host_config["NetworkMode"] == self.k.node.pod_network:
             config["Hostname"] = str(self.spec.get("hostname") or self.name)[:63]
         docker_name = f"k8s_{c.name}_{self.name}_{self.ns}_{self.uid}_0"
         c.docker = await self._docker(lambda: self.k.docker.containers.create(config, name=docker_name))
@@ -442,7 +476,7 @@ class PodWorker:
             self.pod_ip = self.k.node.ip
         elif self.pod_ip is None:
             networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
-            ip = (info.get("NetworkSettings") or {}).get("IPAddress") or next(
+            ip = (networks.get(self.k.node.pod_network) or {}).get("IPAddress") or next(
                 (n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), None)
             self.pod_ip = ip or None
         started = docker_time((info.get("State") or {}).get("StartedAt")) or now()

@@ -51,6 +51,8 @@ BUILTINS: list[ResourceType] = [
                                       "reportingComponent", "source", "type")),
     ResourceType("", "v1", "configmaps", "ConfigMap", fields=field_getters(*_META)),
     ResourceType("", "v1", "secrets", "Secret", fields=field_getters(*_META, "type")),
+    ResourceType("", "v1", "limitranges", "LimitRange", fields=field_getters(*_META)),
+    ResourceType("", "v1", "resourcequotas", "ResourceQuota", status_subresource=True, fields=field_getters(*_META)),
     ResourceType("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", status_subresource=True,
                  fields=field_getters(*_META)),
     ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", fields=field_getters(*_META)),

@@ -50,6 +50,7 @@ from kernelfleet.provisioners.k8s.pod import (
     PodSpecError,
     Resources,
     SecretKeyRef,
+    apply_restricted,
     build_pod,
     check_mount,
     check_pod,
@@ -64,7 +65,7 @@ from kernelfleet.provisioners.k8s.secret import (
     check_token_absent,
     launch_token_ref,
 )
-from kernelfleet.provisioners.k8s.status import exit_code, pod_ended, pod_failure, pod_ip
+from kernelfleet.provisioners.k8s.status import exit_code, pod_ended, pod_failure, pod_ip, pod_transient
 from kernelfleet.provisioners.k8s.template import render_pod_template
 from kernelfleet.provisioners.k8s.watch import SharedWatch
 from kernelfleet.provisioners.labels import kernel_labels
@@ -141,6 +142,12 @@ class KubernetesProvisioner(ContainerProvisionerBase):
     labels = Dict(Unicode(), help="Extra labels of kernel pods.").tag(config=True)
     annotations = Dict(Unicode(), help="Extra annotations of kernel pods.").tag(config=True)
     fs_group = Integer(100, allow_none=True, help="fsGroup of kernel pods (None: not set).").tag(config=True)
+    pod_security_restricted = Bool(
+        True, help="Kernel pods (built or templated) pass the Pod Security Standards' 'restricted' level: "
+        "runAsNonRoot, seccompProfile RuntimeDefault, allowPrivilegeEscalation false, capabilities drop ALL (only "
+        "what a template leaves unset is filled in). Off: only allowPrivilegeEscalation false on built pods, for "
+        "images that must start as root on a namespace that enforces 'baseline' or nothing."
+    ).tag(config=True)
     termination_grace_period = Integer(5, help="terminationGracePeriodSeconds of kernel pods.").tag(config=True)
     pod_template = Unicode(
         help="A Jinja2 pod template; default: the kernelspec's scripts/kernel-pod.yaml.j2 when it has one, else the "
@@ -149,6 +156,11 @@ class KubernetesProvisioner(ContainerProvisionerBase):
     fail_on_unschedulable = Bool(
         True, help="Fail the launch as soon as the scheduler reports the pod Unschedulable (off: wait for the "
         "launch timeout, e.g. for a cluster autoscaler)."
+    ).tag(config=True)
+    transient_error_window = Float(
+        30.0, help="Seconds a launch lets the kubelet retry what real clusters recover from (an image pull that "
+        "fails without 'not found'/'unauthorized'/'manifest unknown', a Secret its cache has not seen yet) before "
+        "failing with the kubelet's message; definitive reasons fail at once."
     ).tag(config=True)
     delete_grace_period = Integer(
         1, help="Grace period of a pod deletion: a pod is gone from the API once its containers have stopped (0 "
@@ -240,6 +252,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
             volumes=tuple(volumes),
             volume_mounts=tuple(mounts),
             termination_grace_period=self.termination_grace_period,
+            restricted=self.pod_security_restricted,
         )
         template = self._template_path()
         pod = self._render(template, settings, env) if template else build_pod(settings)
@@ -401,6 +414,8 @@ class KubernetesProvisioner(ContainerProvisionerBase):
             containers = spec.get("containers")
             if isinstance(containers, list) and containers and isinstance(containers[0], dict):
                 merge_env(containers[0], settings.env, settings.secret_env)
+            if settings.restricted:
+                apply_restricted(spec)
         return pod
 
     # ------------------------------------------------------------------------------------- launch
@@ -605,14 +620,43 @@ class KubernetesProvisioner(ContainerProvisionerBase):
             ) from None
 
     async def launch_failure(self) -> str:
+        """Why the pod will never report: a definitive reason as soon as the watch shows one; a transient one
+        (``pod_transient``) only once the kubelet has retried it for ``transient_error_window`` seconds."""
         assert self.pod_name
-        pods = self.follow_pods()
+        name, pods = self.pod_name, self.follow_pods()
         unschedulable = self.fail_on_unschedulable
-        await pods.until(self.pod_name, lambda p: p is not None)  # the watch has seen the pod we created
-        pod = await pods.until(self.pod_name, lambda p: pod_failure(self.kernel_pod(p),
-                                                                    fail_unschedulable=unschedulable) is not None)
-        reason = pod_failure(pod, fail_unschedulable=unschedulable)
-        return f"pod {self.kernel_namespace}/{self.pod_name}: {reason}{await self._log_tail(pod)}{await self._events()}"
+
+        def failure(p: dict[str, Any] | None) -> str | None:
+            return pod_failure(self.kernel_pod(p), fail_unschedulable=unschedulable)
+
+        def transient(p: dict[str, Any] | None) -> str | None:
+            return pod_transient(self.kernel_pod(p))
+
+        await pods.until(name, lambda p: p is not None)  # the watch has seen the pod we created
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
+        while True:  # every transient spell counts against one window from the first
+            pod = await pods.until(name, lambda p: failure(p) is not None or transient(p) is not None)
+            reason = failure(pod)
+            if reason is not None:
+                break
+            if deadline is None:
+                deadline = loop.time() + self.transient_error_window
+                self.log.info("Kernel %s: pod %s/%s: %s; retried for up to %gs", self.kernel_id,
+                              self.kernel_namespace, name, transient(pod), self.transient_error_window)
+            try:
+                pod = await pods.until(name, lambda p: failure(p) is not None or transient(p) is None,
+                                       timeout=max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                pod = self.kernel_pod(pods.get(name))
+                last = transient(pod) or failure(pod) or "the container did not start"
+                reason = (f"{last} (still after the {self.transient_error_window:g}s that transient errors are "
+                          "retried, transient_error_window)")
+                break
+            reason = failure(pod)
+            if reason is not None:
+                break
+        return f"pod {self.kernel_namespace}/{name}: {reason}{await self._log_tail(pod)}{await self._events()}"
 
     async def launch_diagnostics(self) -> str:
         pod = self.kernel_pod(self.pods.get(self.pod_name or "")) if self.pods else None
