@@ -1,7 +1,8 @@
 """KernelManager.transport_encryption for a kernel pod on kubelite, watched from the wire (raw socket on lo).
 
-Kernel pods use the host network here (``host_network``), so the server's ZMQ traffic to the pod crosses lo. The launcher inside
-the image makes the CurveZMQ keys; the image under test is KF_TEST_IMAGE (built from this tree).
+Kernel pods use the host network here (``host_network``), so the server's ZMQ traffic to the pod crosses lo.
+The launcher inside the image makes the CurveZMQ keys; the image under test is KF_TEST_IMAGE (built from this
+tree).
 """
 
 from __future__ import annotations

@@ -8,9 +8,11 @@ import contextlib
 import logging
 import os
 import re
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiodocker
@@ -20,8 +22,10 @@ from .clock import docker_time, now
 from .events import EventRecorder
 from .quantity import parse_quantity
 from .resources import BUILTINS, ResourceType
+from .scheduling import describe_taint, matches_node, untolerated_taint
 from .secret_data import EnvConfigError, container_env
 from .store import Store
+from .volumes import MountError, PodVolumes
 
 log = logging.getLogger("kubelite.kubelet")
 
@@ -60,6 +64,10 @@ class NodeConfig:
     cpu_capacity: Decimal = Decimal(os.cpu_count() or 1)
     #: The Docker network pods get their IPs on (``network.PodNetwork``; Docker's default bridge without one).
     pod_network: str = "bridge"
+    #: The node's taints (``{"key", "value", "effect"}``), checked against pods' tolerations by the scheduler.
+    taints: list[dict[str, Any]] = field(default_factory=list)
+    #: Where emptyDir, configMap and secret volumes live on the node (``volumes.PodVolumes``).
+    volume_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "kubelite-volumes")
     memory_capacity: Decimal = Decimal(0)
 
 
@@ -155,6 +163,7 @@ class PodWorker:
         annotations = meta.get("annotations") or {}
         self.flaky_pulls = _count(annotations.get(PULL_FLAKY_ANNOTATION))
         self.secret_cache_misses = _count(annotations.get(SECRET_CACHE_MISSES_ANNOTATION))
+        self.volumes = PodVolumes(kubelet.node.volume_root, pod, self._lookup)
 
     # -- helpers ------------------------------------------------------------------------------------------
 
@@ -240,6 +249,7 @@ class PodWorker:
                 await self.reschedule.wait()
             self.started_at = now()
             self.publish()
+            await self._mount_volumes()
             for c in self.containers:
                 await self._ensure_image(c)
             for i, c in enumerate(self.containers):
@@ -256,9 +266,12 @@ class PodWorker:
         annotations = self.pod["metadata"].get("annotations") or {}
         if self.k.node.unschedulable or str(annotations.get(UNSCHEDULABLE_ANNOTATION, "")).lower() == "true":
             return f"0/1 nodes are available: 1 node(s) were unschedulable. {_PREEMPTION}"
-        selector = self.spec.get("nodeSelector") or {}
-        if any(self.k.node.labels.get(k) != v for k, v in selector.items()):
+        if not matches_node(self.spec, self.k.node.labels):
             return f"0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. {_PREEMPTION}"
+        taint = untolerated_taint(self.spec, self.k.node.taints)
+        if taint is not None:
+            return (f"0/1 nodes are available: 1 node(s) had untolerated taint {describe_taint(taint)}. "
+                    f"{_PREEMPTION}")
         for resource, capacity in (("cpu", self.k.node.cpu_capacity), ("memory", self.k.node.memory_capacity)):
             if not capacity:
                 continue
@@ -303,6 +316,11 @@ class PodWorker:
         delay, cap = self.k.node.pull_backoff
         ref = normalize_image(image)
         flaky = self.flaky_pulls
+        missing = [str(s.get("name")) for s in self.spec.get("imagePullSecrets") or []
+                   if self._lookup("secrets", str(s.get("name"))) is None]
+        if missing:
+            self._event("Warning", "FailedToRetrieveImagePullSecret", f"Unable to retrieve some image pull secrets "
+                        f"({', '.join(missing)}); attempting to pull the image may not succeed.")
         while True:
             info: dict[str, Any] | None = None
             if not forced:
@@ -364,6 +382,19 @@ class PodWorker:
             return f"{user or 0}:{gid}", None
         return (user or None), None
 
+    async def _mount_volumes(self) -> None:
+        """Set up the pod's volumes before anything else, retrying with back-off (``FailedMount``) until the Secret
+        or ConfigMap a volume names exists or the pod is deleted."""
+        delay, cap = self.k.node.restart_backoff
+        while True:
+            try:
+                await self.volumes.prepare()
+                return
+            except MountError as err:
+                self._event("Warning", "FailedMount", str(err))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, cap)
+
     async def _create_when_configured(self, c: _Container, network_of: _Container | None) -> None:
         """Like a kubelet, retry (with back-off) a container whose configuration is refused: it is created once
         the missing Secret appears or the pod is deleted, never with a half-made environment."""
@@ -423,6 +454,11 @@ class PodWorker:
             host_config["CapDrop"] = list(caps["drop"])
         if sc.get("readOnlyRootFilesystem"):
             host_config["ReadonlyRootfs"] = True
+        binds, tmpfs = self.volumes.docker_mounts(spec)
+        if binds:
+            host_config["Binds"] = binds
+        if tmpfs:
+            host_config["Tmpfs"] = tmpfs
         limits = (spec.get("resources") or {}).get("limits") or {}
         with contextlib.suppress(ValueError):
             if "memory" in limits:
@@ -554,6 +590,7 @@ class PodWorker:
         for container in containers:
             with contextlib.suppress(aiodocker.DockerError):
                 await container.delete(force=True)
+        await self.volumes.cleanup()
         if remove_object:
             current = self.k.store.find(self.k.pods_rt, self.ns, self.name)
             if current is not None and current["metadata"].get("uid") == self.uid:

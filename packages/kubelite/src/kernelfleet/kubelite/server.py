@@ -10,6 +10,8 @@ import datetime as _dt
 import json
 import logging
 import secrets
+import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -151,6 +153,8 @@ class KubeLite:
         self.docker = docker
         self.pod_network = await PodNetwork(docker, self.node.instance).create()
         self.node.pod_network = self.pod_network.name
+        self.node.volume_root = Path(await loop.run_in_executor(None, lambda: tempfile.mkdtemp(
+            prefix=f"kubelite-{self.node.instance}-")))
         self.kubelet = Kubelet(self.store, self.pods_rt, self.recorder, docker, self.node)
         for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.create_object(self.namespaces_rt, None, {"metadata": {"name": name}})
@@ -203,6 +207,8 @@ class KubeLite:
         if self.pod_network is not None:
             await self.pod_network.remove()
             self.pod_network = None
+            root = self.node.volume_root
+            await asyncio.get_running_loop().run_in_executor(None, lambda: shutil.rmtree(root, ignore_errors=True))
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
