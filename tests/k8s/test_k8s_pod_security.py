@@ -8,12 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from k8s_helpers import pods_of, secrets_of
+from k8s_helpers import pods_of, refused_launch
 from kf_testing import connect, execute, manager
 from kubernetes_asyncio import client
 
 from kernelfleet.kubelite import KubeLite
-from kernelfleet.provisioners.base import LaunchError
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -60,26 +59,18 @@ async def test_template_that_violates_restricted_is_refused(kube: KubeLite, core
     await core.patch_namespace("default", {"metadata": {"labels": RESTRICTED}})
     template = tmp_path / "escalating.yaml.j2"
     template.write_text(ESCALATING_TEMPLATE)
-    km = manager(kernels_dir, k8s_spec("escalating", pod_template=str(template)))
-    with pytest.raises(LaunchError) as err:
-        await km.start_kernel()
-    message = str(err.value)
-    assert km.kernel_id in message
+    message = await refused_launch(manager(kernels_dir, k8s_spec("escalating", pod_template=str(template))), core)
     assert 'is forbidden: violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false (container ' \
            '"kernel" must set securityContext.allowPrivilegeEscalation=false)' in message
     assert "unrestricted capabilities" not in message  # what the template left unset was filled in
-    assert await pods_of(core, km.kernel_id) == [] and await secrets_of(core, km.kernel_id) == []
 
 
 async def test_opting_out_of_restricted(kube: KubeLite, core: client.CoreV1Api, kernels_dir: Path,
                                         k8s_spec: Callable[..., str]) -> None:
     """With the kernelspec's opt-out the pod is what it was before, and a restricted namespace refuses it."""
     await core.patch_namespace("default", {"metadata": {"labels": RESTRICTED}})
-    km = manager(kernels_dir, k8s_spec("unrestricted", pod_security_restricted=False))
-    with pytest.raises(LaunchError) as err:
-        await km.start_kernel()
-    assert km.kernel_id in str(err.value)
-    assert "runAsNonRoot != true" in str(err.value) and "seccompProfile" in str(err.value)
+    message = await refused_launch(manager(kernels_dir, k8s_spec("unrestricted", pod_security_restricted=False)), core)
+    assert "runAsNonRoot != true" in message and "seccompProfile" in message
 
 
 async def test_resource_quota_exceeded_is_reported(kube: KubeLite, core: client.CoreV1Api, kernels_dir: Path,
@@ -88,12 +79,8 @@ async def test_resource_quota_exceeded_is_reported(kube: KubeLite, core: client.
         "limits.memory": "1Gi"}}})
     try:
         km = manager(kernels_dir, k8s_spec("greedy", resources={"limits": {"memory": "2Gi"}}))
-        with pytest.raises(LaunchError) as err:
-            await km.start_kernel()
-        message = str(err.value)
-        assert km.kernel_id in message
+        message = await refused_launch(km, core)
         assert "exceeded quota: kernels, requested: limits.memory=2Gi, used: limits.memory=0, limited: " \
                "limits.memory=1Gi" in message
-        assert await pods_of(core, km.kernel_id) == [] and await secrets_of(core, km.kernel_id) == []
     finally:
         await core.delete_namespaced_resource_quota("kernels", "default")
