@@ -2,8 +2,11 @@
 containers), the real kernel image, kernelspecs for kubernetes-provisioner and spark-operator-provisioner.
 
 Nothing is skipped: a missing dockerd or an image that cannot be built fails the test with what is missing.
-Kernel pods use the host network and the broker is advertised on 127.0.0.1, so the launcher in the pod
-reaches it; kubeconfig, broker address and host networking come from the environment, as an operator sets them.
+Kernel pods get their own IPs on kubelite's pod network, as on a real cluster: the provisioner reaches the kernel
+at the pod IP, and the response broker listens on (and is advertised at) the pod network's gateway, the address of
+this host that pods reach, as an operator would advertise the Jupyter server's pod IP. With ``host_network``
+(parametrize it, or KF_TEST_K8S_NETWORK=host for every test) pods use the node's network and the broker
+127.0.0.1. Kubeconfig, broker address and host networking come from the environment, as an operator sets them.
 """
 
 from __future__ import annotations
@@ -57,17 +60,26 @@ def kernel_image() -> str:
 
 
 @pytest.fixture
-async def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel_image: str) -> AsyncIterator[KubeLite]:
+def host_network() -> bool:
+    """Kernel pods on the node's network (True) or with their own pod IPs (False, the default); a test
+    parametrizes it to run both ways."""
+    return os.environ.get("KF_TEST_K8S_NETWORK", "pod") == "host"
+
+
+@pytest.fixture
+async def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel_image: str,
+               host_network: bool) -> AsyncIterator[KubeLite]:
     """kubelite with its kubeconfig in KUBECONFIG; afterwards no kernel pod, namespace or container is left."""
     docker = await docker_or_fail()
     await docker.close()
     server = KubeLite(pull_backoff=(0.3, 2.0), restart_backoff=(0.3, 2.0))
     await server.start()
+    assert server.pod_network is not None and server.pod_network.gateway
     path = server.write_kubeconfig(tmp_path / "kubeconfig")
     monkeypatch.setenv("KUBECONFIG", str(path))
-    monkeypatch.setenv("KF_RESPONSE_IP", "127.0.0.1")
+    monkeypatch.setenv("KF_RESPONSE_IP", "127.0.0.1" if host_network else server.pod_network.gateway)
     monkeypatch.setenv("KF_RESPONSE_PORT", "0")
-    monkeypatch.setenv("KF_KUBERNETES_HOST_NETWORK", "true")
+    monkeypatch.setenv("KF_KUBERNETES_HOST_NETWORK", "true" if host_network else "false")
     try:
         yield server
         await assert_nothing_left(server, tmp_path / "kubeconfig")

@@ -50,6 +50,23 @@ async def reattached(km: AsyncKernelManager, kernels_dir: Path, name: str) -> As
     return km2
 
 
+async def refused_launch(km: AsyncKernelManager, core: client.CoreV1Api) -> str:
+    """Start a kernel whose launch must fail; the error names the kernel and nothing of it is left. Returns the
+    error's text."""
+    from kernelfleet.provisioners.base import LaunchError
+
+    try:
+        await km.start_kernel()
+    except LaunchError as err:
+        message = str(err)
+    else:
+        await km.shutdown_kernel(now=True)
+        raise AssertionError(f"kernel {km.kernel_id} started, but its launch should have failed")
+    assert km.kernel_id in message
+    assert await pods_of(core, km.kernel_id) == [] and await secrets_of(core, km.kernel_id) == []
+    return message
+
+
 async def secrets_of(core: client.CoreV1Api, kernel_id: str) -> list[client.V1Secret]:
     """The kernel's launch-token Secrets, wherever they are (there should be one only while a launch is pending)."""
     return (await core.list_secret_for_all_namespaces(label_selector=f"kernel_id={kernel_id}")).items

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -22,11 +23,15 @@ from kernelfleet.provisioners.server_identity import server_id_of
 pytestmark = pytest.mark.timeout(120)
 
 
-async def lifecycle(km: AsyncKernelManager, core: client.CoreV1Api, tokens: list[str] | None = None) -> client.V1Pod:
-    """Start, execute, interrupt, restart, shutdown; returns the pod the kernel ran in.
+async def lifecycle(km: AsyncKernelManager, core: client.CoreV1Api, tokens: list[str] | None = None,
+                    addresses: list[str] | None = None) -> client.V1Pod:
+    """Start, execute, interrupt, restart, shutdown; returns the pod the kernel ran in (``addresses``: the kernel's
+    address in the connection info, as the client used it).
 
     The launch token reaches each pod only through its Secret, and that Secret is gone once the kernel reported."""
     await km.start_kernel()
+    if addresses is not None:
+        addresses.append(km.get_connection_info()["ip"])
     kc = await connect(km)
     secrets = tokens if tokens is not None else []
     secrets += [km.provisioner.launch_env["LAUNCH_TOKEN"], km.session.key.decode()]
@@ -65,17 +70,28 @@ async def lifecycle(km: AsyncKernelManager, core: client.CoreV1Api, tokens: list
     return pod
 
 
+@pytest.mark.parametrize("host_network", [False, True], ids=["pod-network", "host-network"])
 async def test_shared_namespace_lifecycle(kube: KubeLite, core: client.CoreV1Api, kernels_dir: Path,
-                                          k8s_spec: Callable[..., str], caplog: pytest.LogCaptureFixture) -> None:
+                                          k8s_spec: Callable[..., str], caplog: pytest.LogCaptureFixture,
+                                          host_network: bool) -> None:
+    """The whole lifecycle with the kernel reached at its own pod IP (as on every cluster) and, as an option, on
+    the node's network."""
     caplog.set_level(logging.DEBUG)
     km = manager(kernels_dir, k8s_spec())
     tokens: list[str] = []
-    pod = await lifecycle(km, core, tokens)
+    addresses: list[str] = []
+    pod = await lifecycle(km, core, tokens, addresses)
     assert tokens and "Kernel" in caplog.text
     for secret in tokens:  # the launch tokens are in no pod spec and never in a log line at any level
         assert secret not in caplog.text
     assert pod.metadata.namespace == "default"
-    assert pod.spec.host_network is True
+    assert kube.pod_network is not None and kube.pod_network.subnet
+    if host_network:
+        assert pod.spec.host_network is True and pod.status.pod_ip == "127.0.0.1"
+    else:
+        assert not pod.spec.host_network
+        assert ipaddress.ip_address(pod.status.pod_ip) in ipaddress.ip_network(kube.pod_network.subnet)
+    assert addresses[0] == pod.status.pod_ip  # the client connected to the kernel at the pod's IP
     assert pod.spec.security_context.run_as_user == 1000
     labels = pod.metadata.labels
     assert labels["kernel_id"] == km.kernel_id and labels["component"] == "kernel"

@@ -1,7 +1,8 @@
 """KernelManager.transport_encryption for a kernel pod on kubelite, watched from the wire (raw socket on lo).
 
-Kernel pods use the host network, so the server's ZMQ traffic to the pod crosses lo. The launcher inside
-the image makes the CurveZMQ keys; the image under test is KF_TEST_IMAGE (built from this tree).
+Kernel pods use the host network here (``host_network``), so the server's ZMQ traffic to the pod crosses lo.
+The launcher inside the image makes the CurveZMQ keys; the image under test is KF_TEST_IMAGE (built from this
+tree).
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ from wire_capture import assert_wire, run_cell_on_the_wire
 from kernelfleet.kubelite import KubeLite
 
 pytestmark = [pytest.mark.hostile, pytest.mark.timeout(180)]
+
+
+@pytest.fixture
+def host_network() -> bool:
+    """The capture reads lo: pods on the node's network put the kernel's traffic there."""
+    return True
 
 
 @pytest.mark.parametrize(("policy", "encrypted"), [("disabled", False), ("auto", True), ("required", True)])

@@ -15,6 +15,7 @@ from kernelfleet.provisioners.k8s.pod import (
     PodSpecError,
     Resources,
     SecretKeyRef,
+    apply_restricted,
     build_pod,
     check_pod,
     check_volume,
@@ -50,8 +51,32 @@ def test_minimal_pod_is_valid() -> None:
     validate(pod)
     assert check_pod(pod, policy()) is pod
     assert pod["spec"]["restartPolicy"] == "Never"
-    assert pod["spec"]["securityContext"] == {"runAsUser": 1000, "runAsGroup": 100, "fsGroup": 100}
+    assert pod["spec"]["securityContext"] == {"runAsUser": 1000, "runAsGroup": 100, "fsGroup": 100,
+                                              "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    assert pod["spec"]["containers"][0]["securityContext"] == {"allowPrivilegeEscalation": False,
+                                                               "capabilities": {"drop": ["ALL"]}}
     assert pod["metadata"]["labels"] == {"kernel_id": KID, "app": "kernelfleet", "component": "kernel"}
+
+
+def test_restricted_opt_out() -> None:
+    pod = build_pod(settings(restricted=False))
+    validate(pod)
+    assert pod["spec"]["securityContext"] == {"runAsUser": 1000, "runAsGroup": 100, "fsGroup": 100}
+    assert pod["spec"]["containers"][0]["securityContext"] == {"allowPrivilegeEscalation": False}
+
+
+def test_restricted_fills_only_what_a_template_leaves_unset() -> None:
+    spec = {"securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "k.json"}},
+            "initContainers": [{"name": "init"}],
+            "containers": [{"name": "kernel", "securityContext": {"allowPrivilegeEscalation": True,
+                                                                   "capabilities": {"drop": ["NET_RAW"]}}}]}
+    apply_restricted(spec)
+    assert spec["securityContext"] == {"seccompProfile": {"type": "Localhost", "localhostProfile": "k.json"},
+                                       "runAsNonRoot": True}
+    assert spec["containers"][0]["securityContext"] == {"allowPrivilegeEscalation": True,
+                                                        "capabilities": {"drop": ["NET_RAW", "ALL"]}}
+    assert spec["initContainers"][0]["securityContext"] == {"allowPrivilegeEscalation": False,
+                                                            "capabilities": {"drop": ["ALL"]}}
 
 
 def test_full_pod_is_valid() -> None:

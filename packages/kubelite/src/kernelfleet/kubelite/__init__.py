@@ -7,12 +7,20 @@ container. See ``packages/kubelite/README.md``.
 from __future__ import annotations
 
 from .errors import ApiError
-from .kubelet import PULL_ERROR_ANNOTATION, UNSCHEDULABLE_ANNOTATION, remove_containers
+from .kubelet import (
+    PULL_ERROR_ANNOTATION,
+    PULL_FLAKY_ANNOTATION,
+    SECRET_CACHE_MISSES_ANNOTATION,
+    UNSCHEDULABLE_ANNOTATION,
+    remove_containers,
+)
 from .resources import SPARK_APPLICATIONS, ResourceType, custom_resource
 from .server import DockerUnavailable, KubeLite
 
 __all__ = [
     "PULL_ERROR_ANNOTATION",
+    "PULL_FLAKY_ANNOTATION",
+    "SECRET_CACHE_MISSES_ANNOTATION",
     "SPARK_APPLICATIONS",
     "UNSCHEDULABLE_ANNOTATION",
     "ApiError",

@@ -8,9 +8,11 @@ import contextlib
 import logging
 import os
 import re
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiodocker
@@ -20,8 +22,10 @@ from .clock import docker_time, now
 from .events import EventRecorder
 from .quantity import parse_quantity
 from .resources import BUILTINS, ResourceType
+from .scheduling import describe_taint, matches_node, untolerated_taint
 from .secret_data import EnvConfigError, container_env
 from .store import Store
+from .volumes import MountError, PodVolumes
 
 log = logging.getLogger("kubelite.kubelet")
 
@@ -30,6 +34,10 @@ T = TypeVar("T")
 #: Annotations that make kubelite simulate failures a real cluster would produce.
 UNSCHEDULABLE_ANNOTATION = "kubelite.io/unschedulable"
 PULL_ERROR_ANNOTATION = "kubelite.io/image-pull-error"
+#: A registry that blips: the first N pulls fail with a retryable error (503), then the image is pulled.
+PULL_FLAKY_ANNOTATION = "kubelite.io/image-pull-flaky"
+#: A kubelet whose Secret cache lags: the first N container creations do not see any Secret yet.
+SECRET_CACHE_MISSES_ANNOTATION = "kubelite.io/secret-cache-misses"
 
 LABEL_MANAGED = "kubelite"
 LABEL_INSTANCE = "kubelite.instance"
@@ -54,6 +62,12 @@ class NodeConfig:
     pull_backoff: tuple[float, float] = (1.0, 10.0)
     restart_backoff: tuple[float, float] = (1.0, 10.0)
     cpu_capacity: Decimal = Decimal(os.cpu_count() or 1)
+    #: The Docker network pods get their IPs on (``network.PodNetwork``; Docker's default bridge without one).
+    pod_network: str = "bridge"
+    #: The node's taints (``{"key", "value", "effect"}``), checked against pods' tolerations by the scheduler.
+    taints: list[dict[str, Any]] = field(default_factory=list)
+    #: Where emptyDir, configMap and secret volumes live on the node (``volumes.PodVolumes``).
+    volume_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "kubelite-volumes")
     memory_capacity: Decimal = Decimal(0)
 
 
@@ -80,6 +94,14 @@ def expand(text: str, env: dict[str, str]) -> str:
         return env.get(m.group(1), m.group(0))
 
     return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)", repl, text)
+
+
+def _count(value: object) -> int:
+    """A non-negative count from an annotation (anything else is 0)."""
+    try:
+        return max(0, int(str(value)))
+    except ValueError:
+        return 0
 
 
 def _condition(type_: str, status: bool, reason: str | None = None, message: str | None = None) -> dict[str, Any]:
@@ -138,6 +160,10 @@ class PodWorker:
         self._inflight: set[asyncio.Task[Any]] = set()
         self.task: asyncio.Task[None] | None = None
         self.reschedule = asyncio.Event()
+        annotations = meta.get("annotations") or {}
+        self.flaky_pulls = _count(annotations.get(PULL_FLAKY_ANNOTATION))
+        self.secret_cache_misses = _count(annotations.get(SECRET_CACHE_MISSES_ANNOTATION))
+        self.volumes = PodVolumes(kubelet.node.volume_root, pod, self._lookup)
 
     # -- helpers ------------------------------------------------------------------------------------------
 
@@ -223,6 +249,7 @@ class PodWorker:
                 await self.reschedule.wait()
             self.started_at = now()
             self.publish()
+            await self._mount_volumes()
             for c in self.containers:
                 await self._ensure_image(c)
             for i, c in enumerate(self.containers):
@@ -239,9 +266,12 @@ class PodWorker:
         annotations = self.pod["metadata"].get("annotations") or {}
         if self.k.node.unschedulable or str(annotations.get(UNSCHEDULABLE_ANNOTATION, "")).lower() == "true":
             return f"0/1 nodes are available: 1 node(s) were unschedulable. {_PREEMPTION}"
-        selector = self.spec.get("nodeSelector") or {}
-        if any(self.k.node.labels.get(k) != v for k, v in selector.items()):
+        if not matches_node(self.spec, self.k.node.labels):
             return f"0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. {_PREEMPTION}"
+        taint = untolerated_taint(self.spec, self.k.node.taints)
+        if taint is not None:
+            return (f"0/1 nodes are available: 1 node(s) had untolerated taint {describe_taint(taint)}. "
+                    f"{_PREEMPTION}")
         for resource, capacity in (("cpu", self.k.node.cpu_capacity), ("memory", self.k.node.memory_capacity)):
             if not capacity:
                 continue
@@ -284,6 +314,13 @@ class PodWorker:
         image = str(c.spec["image"])
         forced = (self.pod["metadata"].get("annotations") or {}).get(PULL_ERROR_ANNOTATION)
         delay, cap = self.k.node.pull_backoff
+        ref = normalize_image(image)
+        flaky = self.flaky_pulls
+        missing = [str(s.get("name")) for s in self.spec.get("imagePullSecrets") or []
+                   if self._lookup("secrets", str(s.get("name"))) is None]
+        if missing:
+            self._event("Warning", "FailedToRetrieveImagePullSecret", f"Unable to retrieve some image pull secrets "
+                        f"({', '.join(missing)}); attempting to pull the image may not succeed.")
         while True:
             info: dict[str, Any] | None = None
             if not forced:
@@ -292,13 +329,24 @@ class PodWorker:
                 except aiodocker.DockerError as err:
                     if err.status != 404:
                         raise
-            if info is not None:
+            blip = info is not None and self.flaky_pulls > 0
+            if info is not None and not blip:
                 c.image_id = str(info.get("Id", ""))
-                self._event("Normal", "Pulled", f'Container image "{image}" already present on machine', c.name)
+                if flaky:
+                    self._event("Normal", "Pulling", f'Pulling image "{image}"', c.name)
+                    self._event("Normal", "Pulled", f'Successfully pulled image "{image}"', c.name)
+                else:
+                    self._event("Normal", "Pulled", f'Container image "{image}" already present on machine', c.name)
                 return
-            ref = normalize_image(image)
-            error = (f"rpc error: code = NotFound desc = failed to pull and unpack image \"{ref}\": failed to "
-                     f"resolve reference \"{ref}\": {ref}: not found") if not forced else str(forced)
+            if blip:
+                self.flaky_pulls -= 1
+                error = (f'rpc error: code = Unknown desc = failed to pull and unpack image "{ref}": failed to copy: '
+                         "httpReadSeeker: failed open: unexpected status code 503 Service Unavailable")
+            elif forced:
+                error = str(forced)
+            else:
+                error = (f"rpc error: code = NotFound desc = failed to pull and unpack image \"{ref}\": failed to "
+                         f"resolve reference \"{ref}\": {ref}: not found")
             self._event("Normal", "Pulling", f'Pulling image "{image}"', c.name)
             self._event("Warning", "Failed", f'Failed to pull image "{image}": {error}', c.name)
             self._event("Warning", "Failed", "Error: ErrImagePull", c.name)
@@ -334,6 +382,19 @@ class PodWorker:
             return f"{user or 0}:{gid}", None
         return (user or None), None
 
+    async def _mount_volumes(self) -> None:
+        """Set up the pod's volumes before anything else, retrying with back-off (``FailedMount``) until the Secret
+        or ConfigMap a volume names exists or the pod is deleted."""
+        delay, cap = self.k.node.restart_backoff
+        while True:
+            try:
+                await self.volumes.prepare()
+                return
+            except MountError as err:
+                self._event("Warning", "FailedMount", str(err))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, cap)
+
     async def _create_when_configured(self, c: _Container, network_of: _Container | None) -> None:
         """Like a kubelet, retry (with back-off) a container whose configuration is refused: it is created once
         the missing Secret appears or the pod is deleted, never with a half-made environment."""
@@ -343,6 +404,8 @@ class PodWorker:
             delay = min(delay * 2, cap)
 
     def _lookup(self, plural: str, name: str) -> dict[str, Any] | None:
+        if plural == "secrets" and self.secret_cache_misses > 0:
+            return None  # the cache has not caught up with the API yet
         return self.k.store.find(_CORE_TYPES[plural], self.ns, name)
 
     def _config_error(self, c: _Container, message: str) -> None:
@@ -358,6 +421,8 @@ class PodWorker:
         except EnvConfigError as err:
             self._config_error(c, str(err))
             return False
+        finally:
+            self.secret_cache_misses = max(0, self.secret_cache_misses - 1)
         command = [expand(x, env) for x in spec.get("command") or []]
         args = [expand(x, env) for x in spec.get("args") or []]
         image_info = await self._docker(lambda: self.k.docker.images.inspect(str(spec["image"])))
@@ -377,7 +442,7 @@ class PodWorker:
         elif network_of is not None and network_of.docker is not None:
             host_config["NetworkMode"] = f"container:{network_of.docker.id}"
         else:
-            host_config["NetworkMode"] = "bridge"
+            host_config["NetworkMode"] = self.k.node.pod_network
         if groups:
             host_config["GroupAdd"] = groups
         if sc.get("privileged"):
@@ -389,6 +454,11 @@ class PodWorker:
             host_config["CapDrop"] = list(caps["drop"])
         if sc.get("readOnlyRootFilesystem"):
             host_config["ReadonlyRootfs"] = True
+        binds, tmpfs = self.volumes.docker_mounts(spec)
+        if binds:
+            host_config["Binds"] = binds
+        if tmpfs:
+            host_config["Tmpfs"] = tmpfs
         limits = (spec.get("resources") or {}).get("limits") or {}
         with contextlib.suppress(ValueError):
             if "memory" in limits:
@@ -416,7 +486,7 @@ class PodWorker:
             config["WorkingDir"] = spec["workingDir"]
         if user:
             config["User"] = user
-        if host_config["NetworkMode"] == "bridge":
+        if host_config["NetworkMode"] == self.k.node.pod_network:
             config["Hostname"] = str(self.spec.get("hostname") or self.name)[:63]
         docker_name = f"k8s_{c.name}_{self.name}_{self.ns}_{self.uid}_0"
         c.docker = await self._docker(lambda: self.k.docker.containers.create(config, name=docker_name))
@@ -442,7 +512,7 @@ class PodWorker:
             self.pod_ip = self.k.node.ip
         elif self.pod_ip is None:
             networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
-            ip = (info.get("NetworkSettings") or {}).get("IPAddress") or next(
+            ip = (networks.get(self.k.node.pod_network) or {}).get("IPAddress") or next(
                 (n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), None)
             self.pod_ip = ip or None
         started = docker_time((info.get("State") or {}).get("StartedAt")) or now()
@@ -520,6 +590,7 @@ class PodWorker:
         for container in containers:
             with contextlib.suppress(aiodocker.DockerError):
                 await container.delete(force=True)
+        await self.volumes.cleanup()
         if remove_object:
             current = self.k.store.find(self.k.pods_rt, self.ns, self.name)
             if current is not None and current["metadata"].get("uid") == self.uid:

@@ -55,6 +55,8 @@ BUILTINS: list[ResourceType] = [
                                       "reportingComponent", "source", "type"), short_names=("ev",)),
     ResourceType("", "v1", "configmaps", "ConfigMap", fields=field_getters(*_META), short_names=("cm",)),
     ResourceType("", "v1", "secrets", "Secret", fields=field_getters(*_META, "type")),
+    ResourceType("", "v1", "limitranges", "LimitRange", fields=field_getters(*_META)),
+    ResourceType("", "v1", "resourcequotas", "ResourceQuota", status_subresource=True, fields=field_getters(*_META)),
     ResourceType("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", status_subresource=True,
                  fields=field_getters(*_META), short_names=("pvc",)),
     ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", fields=field_getters(*_META)),

@@ -10,6 +10,8 @@ import datetime as _dt
 import json
 import logging
 import secrets
+import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -20,6 +22,7 @@ import aiodocker
 from aiohttp import web
 
 from . import openapi, protobuf, tables, validation
+from .admission import PodAdmission
 from .authn import MASTERS, Authenticator, UserInfo, service_account_user
 from .clock import now
 from .errors import (
@@ -34,6 +37,7 @@ from .errors import (
 )
 from .events import EventRecorder
 from .kubelet import Kubelet, NodeConfig, remove_containers
+from .network import PodNetwork
 from .patch import json_patch, merge_patch
 from .rbac import AUTHORIZATION_GROUP, RBAC_GROUP, Attributes, RbacAuthorizer, bootstrap_objects
 from .requestinfo import request_info
@@ -42,6 +46,7 @@ from .secret_data import check_immutable, normalize_secret
 from .selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
 from .store import Change, Store
 from .tls import ClusterCA, KeyPair
+from .watch_stream import WatchSilencer, stream_changes
 
 log = logging.getLogger("kubelite")
 
@@ -91,6 +96,7 @@ class KubeLite:
         history: int = 10000,
         docker_url: str | None = None,
         tls: bool = True,
+        bookmark_interval: float = 60.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -117,12 +123,18 @@ class KubeLite:
                     "kubernetes.io/arch": "amd64", "node-role.kubernetes.io/control-plane": ""},
         )
         self.recorder = EventRecorder(self.store, self.events_rt, node_name)
+        self.admission = PodAdmission(self.store, self.types)
+        #: Seconds without a change after which a watch that allows bookmarks gets a BOOKMARK (the API server's
+        #: watch cache sends one about every minute).
+        self.bookmark_interval = bookmark_interval
+        self.watches = WatchSilencer()
         self._spark_enabled = spark_operator
         if spark_operator:
             self.register(SPARK_APPLICATIONS)
         self._docker_url = docker_url
         self.docker: aiodocker.Docker | None = None
         self.kubelet: Kubelet | None = None
+        self.pod_network: PodNetwork | None = None
         self._runner: web.AppRunner | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._controllers: list[Any] = []
@@ -151,6 +163,10 @@ class KubeLite:
                 f"kubelite runs pods as Docker containers but dockerd is unreachable ({err}); start dockerd "
                 "(e.g. `dockerd &`) or set DOCKER_HOST") from err
         self.docker = docker
+        self.pod_network = await PodNetwork(docker, self.node.instance).create()
+        self.node.pod_network = self.pod_network.name
+        self.node.volume_root = Path(await loop.run_in_executor(None, lambda: tempfile.mkdtemp(
+            prefix=f"kubelite-{self.node.instance}-")))
         self.kubelet = Kubelet(self.store, self.pods_rt, self.recorder, docker, self.node)
         for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.create_object(self.namespaces_rt, None, {"metadata": {"name": name}})
@@ -207,6 +223,11 @@ class KubeLite:
         await asyncio.gather(*list(self._background), return_exceptions=True)
         if self.kubelet is not None:
             await self.kubelet.shutdown()
+        if self.pod_network is not None:
+            await self.pod_network.remove()
+            self.pod_network = None
+            root = self.node.volume_root
+            await asyncio.get_running_loop().run_in_executor(None, lambda: shutil.rmtree(root, ignore_errors=True))
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -287,6 +308,11 @@ class KubeLite:
         """Cordon (True) or uncordon (False) the node; pending unschedulable pods are retried on uncordon."""
         assert self.kubelet is not None
         self.kubelet.set_unschedulable(value)
+
+    def drop_watches_silently(self) -> int:
+        """Test hook: every watch open now stops sending anything while its connection stays open, as a connection
+        lost without a FIN looks to a client; returns how many. Watches opened later are unaffected."""
+        return self.watches.drop_all()
 
     def forbid(self, verb: str, plural: str, *, group: str = "", namespace: str | None = None,
                user: str = "system:serviceaccount:kernelfleet:kernelfleet") -> None:
@@ -376,8 +402,11 @@ class KubeLite:
         if rt.status_subresource and rt is not self.namespaces_rt:
             body.pop("status", None)
         if rt is self.pods_rt:
+            assert namespace is not None
+            self.admission.mutate(body, namespace)
             self._default_pod(body)
             self._admit_service_account(body)
+            self.admission.validate(body, namespace)
         elif rt is self.namespaces_rt:
             body.setdefault("spec", {})["finalizers"] = ["kubernetes"]
             body["status"] = {"phase": "Active"}
@@ -850,22 +879,24 @@ class KubeLite:
         sent: list[str] = []
 
         async def send(kind: str, obj: dict[str, Any]) -> None:
-            if as_table and kind != "ERROR":  # one-row Tables, the columns in the first
+            if as_table and kind not in ("ERROR", "BOOKMARK"):  # one-row Tables, the columns in the first
                 obj = tables.table(rt, [obj], {"resourceVersion": obj["metadata"].get("resourceVersion", "")},
                                    with_columns=not sent)
                 sent.append(kind)
             await response.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
 
+        bookmarks = self.bookmark_interval if _truthy(request.query.get("allowWatchBookmarks")) else None
         try:
-            async with asyncio.timeout(timeout):
-                async for change in changes:
-                    kind = _translate(change, match)
-                    if kind is not None:
-                        await send(kind, change.obj)
+            with self.watches.register() as silenced:
+                async with asyncio.timeout(timeout):
+                    await stream_changes(response, changes, lambda change: _translate(change, match), kind=rt.kind,
+                                         api_version=rt.api_version, bookmark_every=bookmarks,
+                                         revision=lambda: self.store.revision, silenced=silenced, send=send)
         except TimeoutError:
             pass
         except ApiError as err:
-            await send("ERROR", err.status())
+            with contextlib.suppress(ConnectionError):
+                await response.write(json.dumps({"type": "ERROR", "object": err.status()}).encode() + b"\n")
         except (ConnectionResetError, ConnectionError):
             return response
         finally:

@@ -138,6 +138,8 @@ class PodSettings:
     container_name: str = "kernel"
     #: Variables passed by reference to a Secret instead of by value (the launch token).
     secret_env: Mapping[str, SecretKeyRef] = field(default_factory=dict)
+    #: Pass the Pod Security Standards' "restricted" profile (``apply_restricted``); off only by the operator.
+    restricted: bool = True
 
 
 def env_entries(env: Mapping[str, str], secret_env: Mapping[str, SecretKeyRef] | None = None) -> list[dict[str, Any]]:
@@ -189,6 +191,8 @@ def build_pod(s: PodSettings) -> dict[str, Any]:
         spec["imagePullSecrets"] = [{"name": name} for name in s.image_pull_secrets]
     if s.volumes:
         spec["volumes"] = [dict(v) for v in s.volumes]
+    if s.restricted:
+        apply_restricted(spec)
     metadata: dict[str, Any] = {
         "name": s.name,
         "namespace": s.namespace,
@@ -196,6 +200,35 @@ def build_pod(s: PodSettings) -> dict[str, Any]:
         "annotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false", **dict(s.annotations)},
     }
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+def apply_restricted(spec: dict[str, Any]) -> None:
+    """Make a pod spec pass the Pod Security Standards' "restricted" level (what a namespace labelled
+    ``pod-security.kubernetes.io/enforce: restricted`` admits): non-root, the runtime's default seccomp profile, no
+    privilege escalation, every capability dropped. Only what the spec leaves unset is filled in, so a template that
+    asks for more keeps it and is refused by the cluster with its own message. Called by ``build_pod`` and for
+    templated pods by the provisioner; the images run as jovyan (1000:100), which this allows."""
+    security = spec.get("securityContext")
+    if not isinstance(security, dict):
+        security = spec["securityContext"] = {}
+    security.setdefault("runAsNonRoot", True)
+    security.setdefault("seccompProfile", {"type": "RuntimeDefault"})
+    for kind in ("initContainers", "containers"):
+        for container in spec.get(kind) or []:
+            if not isinstance(container, dict):
+                continue
+            context = container.get("securityContext")
+            if not isinstance(context, dict):
+                context = container["securityContext"] = {}
+            context.setdefault("allowPrivilegeEscalation", False)
+            capabilities = context.get("capabilities")
+            if not isinstance(capabilities, dict):
+                capabilities = context["capabilities"] = {}
+            drop = capabilities.get("drop")
+            if not isinstance(drop, list):
+                capabilities["drop"] = ["ALL"]
+            elif "ALL" not in drop:
+                drop.append("ALL")
 
 
 @dataclass(frozen=True)

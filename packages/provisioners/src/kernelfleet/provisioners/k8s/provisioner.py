@@ -116,6 +116,12 @@ class KubernetesProvisioner(ContainerProvisionerBase):
     labels = Dict(Unicode(), help="Extra labels of kernel pods.").tag(config=True)
     annotations = Dict(Unicode(), help="Extra annotations of kernel pods.").tag(config=True)
     fs_group = Integer(100, allow_none=True, help="fsGroup of kernel pods (None: not set).").tag(config=True)
+    pod_security_restricted = Bool(
+        True, help="Kernel pods (built or templated) pass the Pod Security Standards' 'restricted' level: "
+        "runAsNonRoot, seccompProfile RuntimeDefault, allowPrivilegeEscalation false, capabilities drop ALL (only "
+        "what a template leaves unset is filled in). Off: only allowPrivilegeEscalation false on built pods, for "
+        "images that must start as root on a namespace that enforces 'baseline' or nothing."
+    ).tag(config=True)
     termination_grace_period = Integer(5, help="terminationGracePeriodSeconds of kernel pods.").tag(config=True)
     pod_template = Unicode(
         help="A Jinja2 pod template; default: the kernelspec's scripts/kernel-pod.yaml.j2 when it has one, else the "
@@ -124,6 +130,11 @@ class KubernetesProvisioner(ContainerProvisionerBase):
     fail_on_unschedulable = Bool(
         True, help="Fail the launch as soon as the scheduler reports the pod Unschedulable (off: wait for the "
         "launch timeout, e.g. for a cluster autoscaler)."
+    ).tag(config=True)
+    transient_error_window = Float(
+        30.0, help="Seconds a launch lets the kubelet retry what real clusters recover from (an image pull that "
+        "fails without 'not found'/'unauthorized'/'manifest unknown', a Secret its cache has not seen yet) before "
+        "failing with the kubelet's message; definitive reasons fail at once."
     ).tag(config=True)
     delete_grace_period = Integer(
         1, help="Grace period of a pod deletion: a pod is gone from the API once its containers have stopped (0 "
@@ -189,6 +200,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
             labels=dict(self.labels), annotations=dict(self.annotations), fs_group=self.fs_group,
             termination_grace_period=self.termination_grace_period,
             prohibited_uids=frozenset(self.prohibited_uids), prohibited_gids=frozenset(self.prohibited_gids),
+            pod_security_restricted=self.pod_security_restricted,
         )
 
     def closed_request_names(self) -> dict[str, str]:

@@ -80,6 +80,7 @@ class KubernetesSettings:
     termination_grace_period: int = 5
     prohibited_uids: frozenset[int] = frozenset({0})
     prohibited_gids: frozenset[int] = frozenset({0})
+    pod_security_restricted: bool = True  # kernel pods pass the "restricted" Pod Security Standard
 
     def closed_request_names(self) -> dict[str, str]:
         """Request names this configuration closes, each with the setting that opens it (``pre_launch`` refuses
@@ -243,6 +244,7 @@ def settle_pod_launch(s: KubernetesSettings, kernel_id: str, server_id: str, req
         volumes=tuple(volumes),
         volume_mounts=tuple(mounts),
         termination_grace_period=s.termination_grace_period,
+        restricted=s.pod_security_restricted,
     )
     policy = PodPolicy(
         name=pod_name, namespace=namespace, kernel_id=kernel_id, prohibited_uids=s.prohibited_uids,

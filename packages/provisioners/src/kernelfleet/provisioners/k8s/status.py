@@ -1,8 +1,12 @@
 """Reading a pod's status (as the watch delivers it, a plain dict): has the launch failed, has the kernel ended.
 
 Gateway Provisioners only knew the phase, so a pod stuck on an image that cannot be pulled or on a node that does
-not exist waited for the whole launch timeout. These functions name the states a kernel pod never recovers from,
-so the launch fails the moment the API reports one.
+not exist waited for the whole launch timeout. These functions name the states a kernel pod never recovers from
+(``pod_failure``), so the launch fails the moment the API reports one, and apart from them the states a kubelet
+retries that real clusters pass through and leave (``pod_transient``): a registry that blips (``ErrImagePull`` /
+``ImagePullBackOff`` without a definitive reason) and a kubelet whose Secret cache has not yet seen the launch
+Secret we just created (``CreateContainerConfigError`` naming a missing Secret, ConfigMap or key). The provisioner
+gives those a bounded window (``transient_error_window``) before it fails the launch with the kubelet's message.
 """
 
 from __future__ import annotations
@@ -11,9 +15,17 @@ from typing import Any
 
 # Waiting reasons that mean the container will not start without someone changing something.
 FATAL_WAITING = frozenset({
-    "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError",
-    "CreateContainerError", "RunContainerError", "CrashLoopBackOff", "PreStartHookError",
+    "InvalidImageName", "ErrImageNeverPull", "CreateContainerError", "RunContainerError", "CrashLoopBackOff",
+    "PreStartHookError",
 })
+# Waiting reasons a kubelet retries: transient unless their message says otherwise (``_definitive``).
+PULL_WAITING = frozenset({"ErrImagePull", "ImagePullBackOff"})
+CONFIG_WAITING = "CreateContainerConfigError"
+# What a registry answers when retrying cannot help: the image or tag does not exist, or we may not pull it.
+DEFINITIVE_PULL = ("not found", "manifest unknown", "unauthorized", "denied", "forbidden",
+                   "repository does not exist", "authentication required", "invalid reference format")
+# The kubelet's words for an object its cache has not got (yet): a Secret or ConfigMap, or a key of one.
+LAGGING_CONFIG = ('secret "', 'configmap "')
 ENDED_PHASES = frozenset({"Succeeded", "Failed"})
 
 
@@ -41,9 +53,8 @@ def pod_failure(pod: dict[str, Any] | None, *, fail_unschedulable: bool = True) 
         if state.get("terminated"):
             return describe_termination(name, state["terminated"])
         waiting = state.get("waiting") or {}
-        if waiting.get("reason") in FATAL_WAITING:
-            message = (waiting.get("message") or "").strip()
-            return f"container {name}: {waiting['reason']}" + (f": {message}" if message else "")
+        if waiting.get("reason") in FATAL_WAITING or _definitive(waiting):
+            return _describe_waiting(name, waiting)
     phase = status.get("phase")
     if phase in ENDED_PHASES:
         reason = status.get("reason") or phase
@@ -56,6 +67,34 @@ def pod_failure(pod: dict[str, Any] | None, *, fail_unschedulable: bool = True) 
                 return f"the pod cannot be scheduled (Unschedulable): {condition.get('message') or ''}".rstrip(": ")
     if meta.get("deletionTimestamp"):
         return "the pod is being deleted"
+    return None
+
+
+def _describe_waiting(name: str, waiting: dict[str, Any]) -> str:
+    message = (waiting.get("message") or "").strip()
+    return f"container {name}: {waiting['reason']}" + (f": {message}" if message else "")
+
+
+def _definitive(waiting: dict[str, Any]) -> bool:
+    """A retried waiting reason whose message says retrying cannot help (an image that does not exist, a
+    registry that refuses us, a configuration error other than a missing Secret/ConfigMap)."""
+    reason, message = waiting.get("reason"), str(waiting.get("message") or "").lower()
+    if reason in PULL_WAITING:
+        return any(marker in message for marker in DEFINITIVE_PULL)
+    if reason == CONFIG_WAITING:
+        missing = any(marker in message for marker in LAGGING_CONFIG) and "not found" in message
+        return not (missing or "couldn't find key " in message)
+    return False
+
+
+def pod_transient(pod: dict[str, Any] | None) -> str | None:
+    """The kubelet's retried, not (yet) definitive, trouble with a container (``pod_failure`` first): a pull
+    error without a definitive reason, or a configuration that names a Secret/ConfigMap its cache lacks."""
+    for container in _statuses(pod or {}):
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in PULL_WAITING or waiting.get("reason") == CONFIG_WAITING:
+            if not _definitive(waiting):
+                return _describe_waiting(container.get("name", "?"), waiting)
     return None
 
 

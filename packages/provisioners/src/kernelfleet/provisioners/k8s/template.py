@@ -23,7 +23,7 @@ import jinja2
 import yaml
 from jinja2.sandbox import SandboxedEnvironment
 
-from kernelfleet.provisioners.k8s.pod import PodSettings, PodSpecError, merge_env
+from kernelfleet.provisioners.k8s.pod import PodSettings, PodSpecError, apply_restricted, merge_env
 
 MAX_TEMPLATE_BYTES = 256 * 1024
 # "{{ expr }}" or '{{ expr }}' exactly: the quotes go, the value is quoted by finalize instead.
@@ -99,7 +99,8 @@ def enforce_operator_fields(pod: dict[str, Any], settings: PodSettings,
                             identity_labels: Mapping[str, str]) -> dict[str, Any]:
     """What the operator decides is not the template's to change: where the pod runs, who it runs as, its labels
     (the template's own, then the kernel's and this server's ``identity_labels`` over them), the kernel's
-    environment. Changes ``pod`` in place and returns it."""
+    environment, and (``settings.restricted``) what the "restricted" Pod Security Standard needs where the template
+    leaves it unset. Changes ``pod`` in place and returns it."""
     meta = pod.setdefault("metadata", {})
     if isinstance(meta, dict):
         meta.setdefault("namespace", settings.namespace)
@@ -116,4 +117,6 @@ def enforce_operator_fields(pod: dict[str, Any], settings: PodSettings,
         containers = spec.get("containers")
         if isinstance(containers, list) and containers and isinstance(containers[0], dict):
             merge_env(containers[0], settings.env, settings.secret_env)
+        if settings.restricted:
+            apply_restricted(spec)
     return pod

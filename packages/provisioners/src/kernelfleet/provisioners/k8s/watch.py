@@ -3,8 +3,11 @@
 A kernel never polls the API for its pod: the namespace's watch keeps a cache of every object labelled with a
 ``kernel_id`` and wakes the kernels an event concerns, which then read their object from the cache. The watch
 lists once, then follows from that list's resourceVersion; a stream the server ends is resumed from the last
-version seen, and a 410 (history compacted) relists, waking everyone so that nothing changed in between is
-missed. It runs while at least one kernel holds it.
+version seen (BOOKMARK events, which it asks for, advance that version while nothing changes), and a 410 (history
+compacted) relists, waking everyone so that nothing changed in between is missed. A connection that goes silent
+(a peer or middlebox lost without a FIN) is given up after ``idle_timeout`` seconds without a byte (the client's
+read timeout; env KF_KUBERNETES_WATCH_IDLE_SECONDS, default 90: the API server sends a bookmark about every
+minute) and resumed the same way. It runs while at least one kernel holds it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kernelfleet.provisioners.change_signals import ChangeSignals
+from kernelfleet.provisioners.envconfig import env_number
 from kernelfleet.provisioners.k8s.client import IDLE_SECONDS, KubeApi, describe_api_error
 from kernelfleet.provisioners.labels import LABEL_KERNEL_ID
 from kernelfleet.provisioners.leases import Leases, PerLoop
@@ -28,7 +32,10 @@ from kernelfleet.provisioners.leases import Leases, PerLoop
 log = logging.getLogger("kernelfleet.kubernetes")
 
 WATCH_SECONDS = 290  # the server ends each stream after this; it is resumed from the last resourceVersion
+IDLE_TIMEOUT = 90.0  # seconds without a byte (event or bookmark) after which a stream counts as dead
+CONNECT_TIMEOUT = 30.0
 ListCall = Callable[..., Awaitable[Any]]
+_PROGRESS = ""  # the signal key of BOOKMARK progress (no object has an empty name)
 
 
 class SharedWatch:
@@ -43,6 +50,9 @@ class SharedWatch:
         self.objects: dict[str, dict[str, Any]] = {}
         self.synced = asyncio.Event()
         self.error: str | None = None
+        #: The resourceVersion the cache is current to (None: list first); kept when a stream breaks.
+        self.version: str | None = None
+        self.idle_timeout = env_number(("KF_KUBERNETES_WATCH_IDLE_SECONDS",), IDLE_TIMEOUT)
         self.subscribers = Leases(self.close, linger=IDLE_SECONDS)
         self._make_call = make_call
         self._signals = ChangeSignals()
@@ -97,6 +107,10 @@ class SharedWatch:
         """An event set whenever the object ``name`` changes (or the cache is rebuilt)."""
         return self._signals.watch(name)
 
+    def progress(self) -> contextlib.AbstractContextManager[asyncio.Event]:
+        """An event set whenever a BOOKMARK advances ``version`` while no object changed."""
+        return self._signals.watch(_PROGRESS)
+
     async def until(self, name: str, done: Callable[[dict[str, Any] | None], bool], timeout: float | None = None) -> (
             dict[str, Any] | None):
         """Wait until ``done(object or None)`` holds for the cached object; return it. TimeoutError otherwise."""
@@ -115,14 +129,13 @@ class SharedWatch:
     # ------------------------------------------------------------------------------------- following
     async def _run(self) -> None:
         delay = 0.1
-        version: str | None = None
         while not self._closing:
             try:
                 api_client = await self.api.client()
                 call = self._make_call(api_client)
-                if version is None:
-                    version = await self._list(api_client, call)
-                version = await self._follow(call, version)
+                if self.version is None:
+                    self.version = await self._list(api_client, call)
+                await self._follow(call)
                 delay = 0.1
                 continue
             except asyncio.CancelledError:
@@ -130,9 +143,11 @@ class SharedWatch:
             except ApiException as err:
                 if err.status == 410:
                     log.debug("%s watch in %s: history compacted, relisting", self.kind, self.namespace)
-                    version = None
+                    self.version = None
                     continue
                 self.error = describe_api_error(err)
+            except TimeoutError:  # aiohttp's read timeout: nothing came for idle_timeout seconds
+                self.error = f"no event or bookmark for {self.idle_timeout:g}s"
             except Exception as err:  # a broken stream must not end the watch: reconnect with back-off
                 self.error = describe_api_error(err)
             log.warning("Kubernetes %s watch in namespace %s broke (%s); reconnecting in %.1fs", self.kind,
@@ -150,10 +165,12 @@ class SharedWatch:
         self._signals.wake_all()
         return str(raw["metadata"]["resourceVersion"])
 
-    async def _follow(self, call: ListCall, version: str) -> str:
-        """Follow one stream until the server ends it; return the last resourceVersion seen."""
-        response = await call(label_selector=LABEL_KERNEL_ID, watch=True, resource_version=version,
-                              timeout_seconds=WATCH_SECONDS, allow_watch_bookmarks=True, _preload_content=False)
+    async def _follow(self, call: ListCall) -> None:
+        """Follow one stream from ``self.version`` until the server ends it, advancing ``self.version``; raises
+        TimeoutError when nothing arrives for ``idle_timeout`` seconds."""
+        response = await call(label_selector=LABEL_KERNEL_ID, watch=True, resource_version=self.version,
+                              timeout_seconds=WATCH_SECONDS, allow_watch_bookmarks=True, _preload_content=False,
+                              _request_timeout=(CONNECT_TIMEOUT, self.idle_timeout))
         try:
             if not 200 <= response.status <= 299:  # unread responses are not checked by the client
                 body = await response.text()
@@ -161,15 +178,16 @@ class SharedWatch:
             while True:
                 line = await response.content.readline()
                 if not line:
-                    return version
+                    return
                 event = json.loads(line)
                 kind, obj = event.get("type"), event.get("object") or {}
                 if kind == "ERROR":
                     raise ApiException(status=int(obj.get("code") or 500), reason=obj.get("message"))
                 meta = obj.get("metadata") or {}
-                version = str(meta.get("resourceVersion") or version)
+                self.version = str(meta.get("resourceVersion") or self.version)
                 name = meta.get("name")
                 if kind == "BOOKMARK" or not name:
+                    self._signals.wake(_PROGRESS)
                     continue
                 log.debug("%s watch in %s: %s %s (%s)", self.kind, self.namespace, kind, name,
                           (obj.get("status") or {}).get("phase") or "")

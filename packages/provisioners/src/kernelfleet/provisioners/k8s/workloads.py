@@ -22,7 +22,7 @@ from kernelfleet.protocol import Report
 from kernelfleet.provisioners.k8s.owned import POD, RESOURCE, Deletion, Owned, owner_uids, uid_of
 from kernelfleet.provisioners.k8s.secret import check_token_absent
 from kernelfleet.provisioners.k8s.settings import PodLaunch
-from kernelfleet.provisioners.k8s.status import exit_code, pod_ended, pod_failure, pod_ip
+from kernelfleet.provisioners.k8s.status import exit_code, pod_ended, pod_failure, pod_ip, pod_transient
 from kernelfleet.provisioners.k8s.watch import SharedWatch
 from kernelfleet.provisioners.labels import LABEL_KERNEL_ID
 from kernelfleet.provisioners.spec_values import dns_label
@@ -94,15 +94,44 @@ class PodWorkload(Workload):
         p.pod_uid = p.owned[POD].uid
 
     async def launch_failure(self) -> str:
+        """Why the pod will never report: a definitive reason as soon as the watch shows one; a transient one
+        (``pod_transient``) only once the kubelet has retried it for ``transient_error_window`` seconds."""
         p = self.p
         assert p.pod_name
-        pods = p.follow_pods()
+        name, pods = p.pod_name, p.follow_pods()
         unschedulable = p.fail_on_unschedulable
-        await pods.until(p.pod_name, lambda pod: pod is not None)  # the watch has seen the pod we created
-        pod = await pods.until(p.pod_name, lambda pod: pod_failure(p.kernel_pod(pod),
-                                                                   fail_unschedulable=unschedulable) is not None)
-        reason = pod_failure(pod, fail_unschedulable=unschedulable)
-        return f"pod {p.kernel_namespace}/{p.pod_name}: {reason}{await p.log_tail(pod)}{await p.events()}"
+
+        def failure(pod: dict[str, Any] | None) -> str | None:
+            return pod_failure(p.kernel_pod(pod), fail_unschedulable=unschedulable)
+
+        def transient(pod: dict[str, Any] | None) -> str | None:
+            return pod_transient(p.kernel_pod(pod))
+
+        await pods.until(name, lambda pod: pod is not None)  # the watch has seen the pod we created
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
+        while True:  # every transient spell counts against one window from the first
+            pod = await pods.until(name, lambda pod: failure(pod) is not None or transient(pod) is not None)
+            reason = failure(pod)
+            if reason is not None:
+                break
+            if deadline is None:
+                deadline = loop.time() + p.transient_error_window
+                p.log.info("Kernel %s: pod %s/%s: %s; retried for up to %gs", p.kernel_id, p.kernel_namespace, name,
+                           transient(pod), p.transient_error_window)
+            try:
+                pod = await pods.until(name, lambda pod: failure(pod) is not None or transient(pod) is None,
+                                       timeout=max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                pod = p.kernel_pod(pods.get(name))
+                last = transient(pod) or failure(pod) or "the container did not start"
+                reason = (f"{last} (still after the {p.transient_error_window:g}s that transient errors are "
+                          "retried, transient_error_window)")
+                break
+            reason = failure(pod)
+            if reason is not None:
+                break
+        return f"pod {p.kernel_namespace}/{name}: {reason}{await p.log_tail(pod)}{await p.events()}"
 
     def kernel_address(self, report: Report) -> str | None:
         p = self.p
