@@ -131,8 +131,14 @@ def test_enforce_operator_fields_fills_what_the_template_left_out() -> None:
     launch = settle(KubernetesSettings(host_network=True))
     pod = enforce_operator_fields({"spec": {"containers": [{"name": "k"}]}}, launch.pod, {"x": "y"})
     assert pod["metadata"] == {"namespace": "default", "labels": {"x": "y"}}
-    assert pod["spec"]["securityContext"] == {"runAsUser": 1000, "runAsGroup": 100}
+    # restricted by default: the Pod Security Standard's fields the template left unset are filled in
+    assert pod["spec"]["securityContext"] == {"runAsUser": 1000, "runAsGroup": 100, "runAsNonRoot": True,
+                                              "seccompProfile": {"type": "RuntimeDefault"}}
     assert pod["spec"]["hostNetwork"] is True and pod["spec"]["dnsPolicy"] == "ClusterFirstWithHostNet"
+
+    opted_out = settle(KubernetesSettings(pod_security_restricted=False))
+    pod = enforce_operator_fields({"spec": {"containers": [{"name": "k"}]}}, opted_out.pod, {})
+    assert pod["spec"]["securityContext"] == {"runAsUser": 1000, "runAsGroup": 100}
 
 
 def application(**changes: object) -> SparkApplicationSettings:
