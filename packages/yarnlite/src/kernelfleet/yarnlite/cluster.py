@@ -110,6 +110,7 @@ class Cluster:
         self._issued: set[str] = set()
         self._sequence = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.submitted: asyncio.Queue[Application] = asyncio.Queue()  # every accepted submission, for tests to wait on
 
     # ------------------------------------------------------------------------------------- requests
     def new_application(self) -> str:
@@ -148,6 +149,7 @@ class Cluster:
             memory=int(resource.get("memory", 1024)), vcores=int(resource.get("vCores", 1)),
         )
         self.apps[app_id] = app
+        self.submitted.put_nowait(app)
         self._spawn(self._admit(app))
         return app
 

@@ -140,6 +140,7 @@ class YarnProvisioner(RemoteProvisionerBase):
         self._properties_dir: str | None = None
         self._launch_started_ms = 0
         self._previous_apps: set[str] = set()
+        self._app_ended = False  # YARN said the current app reached a final state
 
     # ------------------------------------------------------------------------------------- client
     def endpoints(self) -> list[str]:
@@ -169,6 +170,7 @@ class YarnProvisioner(RemoteProvisionerBase):
         if self.application_id:
             self._previous_apps.add(self.application_id)
         self.application_id, self.am_host, self.am_address = None, "", ""
+        self._app_ended = False
         proxy_user = self._proxy_user(env)
         rm = self.client(proxy_user)
         self._launch_started_ms = int(time.time() * 1000)
@@ -247,6 +249,7 @@ class YarnProvisioner(RemoteProvisionerBase):
             await self._note_am(await self._app_or_id())
             await wait_for_state(rm, app_id, FINAL.__contains__, cap=self.state_poll_cap,
                                  on_unavailable=self._rm_unavailable)
+        self._app_ended = True
         return describe_end(await self._app_or_id())
 
     async def _find_app(self) -> str:
@@ -311,7 +314,7 @@ class YarnProvisioner(RemoteProvisionerBase):
     # ------------------------------------------------------------------------------------- state
     @property
     def has_process(self) -> bool:
-        return self.application_id is not None or self.comm_port is not None
+        return (self.application_id is not None and not self._app_ended) or self.comm_port is not None
 
     async def presence(self) -> Presence:
         """YARN's word on the app: ended (or unknown to the RM) is gone; no RM answering is unreachable."""
@@ -344,6 +347,7 @@ class YarnProvisioner(RemoteProvisionerBase):
             if await self.rm.kill(self.application_id) not in FINAL:
                 async with asyncio.timeout(self.comm_timeout * 2):
                     await wait_for_state(self.rm, self.application_id, FINAL.__contains__, cap=self.state_poll_cap)
+            self._app_ended = True
             self.log.debug("Kernel %s: YARN application %s killed", self.kernel_id, self.application_id)
         except (YarnError, RMUnavailable, TimeoutError) as err:
             self.log.warning("Kernel %s: could not kill YARN application %s: %s", self.kernel_id,
