@@ -24,7 +24,8 @@ from kernelfleet.yarnlite import Cluster, ResourceManager
 # GP 0.5.0's run.sh, word for word in what matters: it would `eval` SPARK_OPTS. It must never run.
 GP_RUN_SH = """#!/usr/bin/env bash
 touch "$(dirname "$0")/../RUN_SH_WAS_EXECUTED"
-eval exec "${SPARK_HOME}/bin/spark-submit" "${SPARK_OPTS}" "${IMPERSONATION_OPTS}" "${PROG_HOME}/scripts/launch_ipykernel.py" "${LAUNCH_OPTS}" "$@"
+eval exec "${SPARK_HOME}/bin/spark-submit" "${SPARK_OPTS}" "${IMPERSONATION_OPTS}" \\
+    "${PROG_HOME}/scripts/launch_ipykernel.py" "${LAUNCH_OPTS}" "$@"
 """
 
 
