@@ -101,7 +101,10 @@ class YarnProvisioner(RemoteProvisionerBase):
     ).tag(config=True)
     am_memory = Integer(1024, help="AM container memory (MB) of REST submissions.").tag(config=True)
     am_vcores = Integer(1, help="AM container vcores of REST submissions.").tag(config=True)
-    state_poll_cap = Float(2.0, help="Longest interval, in seconds, between two state requests.").tag(config=True)
+    state_poll_cap = Float(
+        1.0, help="Longest interval, in seconds, between two state requests (YARN has no watch: a failure is seen at "
+        "most this long after the RM reports it)."
+    ).tag(config=True)
 
     @default("yarn_endpoint")
     def _yarn_endpoint_default(self) -> str:
@@ -166,6 +169,14 @@ class YarnProvisioner(RemoteProvisionerBase):
         return self.rm
 
     # ------------------------------------------------------------------------------------- launch
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
+        """The shared launch; a failed one also gives back the RM client (jupyter_client calls no cleanup then)."""
+        try:
+            return await super().launch_kernel(cmd, **kwargs)
+        except BaseException:
+            await self.detach()
+            raise
+
     async def start_launcher(self, cmd: list[str], env: dict[str, str], **kwargs: Any) -> None:
         if self.application_id:
             self._previous_apps.add(self.application_id)
