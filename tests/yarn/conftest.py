@@ -11,15 +11,15 @@ import pytest
 import pytest_asyncio
 
 import kernelfleet.bootstrap
-from kernelfleet.yarnlite import Cluster, Queue, ResourceManager, ResourceManagerPair
-from kernelfleet.yarnlite.testing import make_spark_home
+from kernelfleet.yarnlite import Cluster, ResourceManager, ResourceManagerPair
+from kernelfleet.yarnlite.testing import cluster_for_tests, make_spark_home
 
 SHIM = Path(kernelfleet.bootstrap.__file__).parent / "launch_ipykernel.py"
 
 
 @pytest_asyncio.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    c = Cluster(tmp_path / "yarn", queues=[Queue("default"), Queue("full", max_running=0)])
+    c = cluster_for_tests(tmp_path / "yarn")
     yield c
     await c.close()
 

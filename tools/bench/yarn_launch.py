@@ -27,7 +27,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import median, table
+from common import median, start_to_first_execute, table
 
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.leases import close_all
@@ -43,22 +43,6 @@ def write_spec(kernels: Path, name: str, provisioner: str, config: dict[str, obj
     spec = {"argv": argv or LAUNCHER, "env": {}, "display_name": name, "language": "python",
             "metadata": {"kernel_provisioner": {"provisioner_name": provisioner, "config": config}}}
     (kernels / name / "kernel.json").write_text(json.dumps(spec))
-
-
-async def start_to_execute(ksm: KernelSpecManager, name: str) -> float:
-    km = AsyncKernelManager(kernel_name=name, kernel_spec_manager=ksm)
-    started = time.perf_counter()
-    await km.start_kernel()
-    kc = km.client()
-    kc.start_channels()
-    try:
-        msg_id = kc.execute("1 + 1")
-        while (await kc.get_shell_msg(timeout=60))["parent_header"].get("msg_id") != msg_id:
-            pass
-        return time.perf_counter() - started
-    finally:
-        kc.stop_channels()
-        await km.shutdown_kernel()
 
 
 async def failure_seen(ksm: KernelSpecManager, cluster: Cluster) -> float:
@@ -94,14 +78,14 @@ async def main() -> None:
                        argv=["/bin/sh", "-c", f"sleep {args.fail_after}; exit 1"])
             ksm = KernelSpecManager(kernel_dirs=[str(kernels)])
             results: dict[str, list[float]] = {"local": [], "yarn": [], "failure": []}
-            await start_to_execute(ksm, "local")  # warm-up: imports, the broker's key
-            await start_to_execute(ksm, "yarn")
+            await start_to_first_execute(ksm, "local")  # warm-up: imports, the broker's key
+            await start_to_first_execute(ksm, "yarn")
             for _ in range(args.runs):  # interleaved, so load changes hit both alike
                 for name in ("local", "yarn"):
-                    results[name].append(await start_to_execute(ksm, name))
+                    results[name].append(await start_to_first_execute(ksm, name))
                 results["failure"].append(await failure_seen(ksm, cluster))
             before = pair.rm2.requests
-            await start_to_execute(ksm, "yarn_standby_first")
+            await start_to_first_execute(ksm, "yarn_standby_first")
             standby_requests = pair.rm2.requests - before
         await cluster.close()
     await close_all()

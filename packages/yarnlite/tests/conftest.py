@@ -8,12 +8,13 @@ from pathlib import Path
 import aiohttp
 import pytest_asyncio
 
-from kernelfleet.yarnlite import Cluster, Queue, ResourceManager, ResourceManagerPair
+from kernelfleet.yarnlite import Cluster, ResourceManager, ResourceManagerPair
+from kernelfleet.yarnlite.testing import cluster_for_tests
 
 
 @pytest_asyncio.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    c = Cluster(tmp_path / "yarn", queues=[Queue("default"), Queue("full", max_running=0)])
+    c = cluster_for_tests(tmp_path / "yarn")
     yield c
     await c.close()
 

@@ -1,10 +1,12 @@
 """Helpers for tests that run kernels on yarnlite: a fake ``SPARK_HOME`` whose ``bin/spark-submit`` is the
-test-only stand-in (``spark_submit``), and a cluster with an HA pair in one call."""
+test-only stand-in (``spark_submit``), and the cluster the tests share."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+
+from .cluster import Cluster, Queue
 
 STAND_IN = f"""#!{sys.executable}
 # TEST-ONLY spark-submit stand-in (kernelfleet.yarnlite.spark_submit): submits over YARN's REST API, not Spark.
@@ -23,3 +25,8 @@ def make_spark_home(root: Path) -> Path:
     submit.write_text(STAND_IN)
     submit.chmod(0o755)
     return root
+
+
+def cluster_for_tests(work_dir: Path) -> Cluster:
+    """The cluster the tests use: queue ``default``, and queue ``full`` that never has room (the queue timeout)."""
+    return Cluster(work_dir, queues=[Queue("default"), Queue("full", max_running=0)])
