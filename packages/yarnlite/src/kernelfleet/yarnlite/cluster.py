@@ -246,8 +246,9 @@ class Cluster:
         container = f"container_{app.id.removeprefix('application_')}_01_000001"
         cwd = self.work_dir / "usercache" / app.user / "appcache" / app.id / container
         app.log_dir = self.work_dir / "logs" / app.id / container
-        cwd.mkdir(parents=True, exist_ok=True)
-        app.log_dir.mkdir(parents=True, exist_ok=True)
+        log_dir = app.log_dir
+        await asyncio.to_thread(lambda: (cwd.mkdir(parents=True, exist_ok=True),
+                                         log_dir.mkdir(parents=True, exist_ok=True)))
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(cwd), "USER": app.user,
             "LOGNAME": app.user, "CONTAINER_ID": container, "NM_HOST": self.node_host,
@@ -255,7 +256,6 @@ class Cluster:
             **app.env,
         }
         command = app.command.replace("<LOG_DIR>", str(app.log_dir)).replace("{{PWD}}", str(cwd))
-        log_dir = app.log_dir
         out, err = await asyncio.to_thread(lambda: (open(log_dir / "stdout", "wb"), open(log_dir / "stderr", "wb")))
         try:
             app.process = await asyncio.create_subprocess_exec(

@@ -271,14 +271,11 @@ class YarnProvisioner(RemoteProvisionerBase):
         try:
             while True:
                 try:
-                    apps = await self.rm.apps(startedTimeBegin=str(self._launch_started_ms - CLOCK_SLACK_MS))
+                    found = await self._lookup_app()
                 except RMUnavailable as err:
                     self._rm_unavailable(err)
-                    apps = []
-                found = pick_app([a for a in apps if a.get("id") not in self._previous_apps], self.kernel_id,
-                                 self._launch_started_ms - CLOCK_SLACK_MS)
+                    found = None
                 if found is not None:
-                    self.application_id = str(found["id"])
                     self.log.info("Kernel %s: YARN application %s (queue %s)", self.kernel_id, self.application_id,
                                   found.get("queue"))
                     self._remove_properties()
@@ -289,6 +286,16 @@ class YarnProvisioner(RemoteProvisionerBase):
                 delay = min(delay * 2, self.state_poll_cap)
         finally:
             exited.cancel()
+
+    async def _lookup_app(self) -> dict[str, Any] | None:
+        """This launch's app among those started since it began (one ``GET /apps``); noted when found."""
+        assert self.rm is not None
+        since = self._launch_started_ms - CLOCK_SLACK_MS
+        apps = await self.rm.apps(startedTimeBegin=str(since))
+        found = pick_app([a for a in apps if a.get("id") not in self._previous_apps], self.kernel_id, since)
+        if found is not None:
+            self.application_id = str(found["id"])
+        return dict(found) if found is not None else None
 
     def _rm_unavailable(self, err: Exception) -> None:
         self.log.warning("Kernel %s: %s", self.kernel_id, err)
@@ -352,6 +359,9 @@ class YarnProvisioner(RemoteProvisionerBase):
         """``PUT /apps/{id}/state`` KILLED; returns once YARN says the app ended."""
         if self.submitter is not None and self.submitter.returncode is None:
             await self.submitter.stop()
+        if self.application_id is None and self.submitter is not None and self.rm is not None:
+            with contextlib.suppress(YarnError, RMUnavailable):  # submitted, but not found yet: find it to kill it
+                await self._lookup_app()
         if self.application_id is None or self.rm is None:
             return
         try:
