@@ -251,7 +251,8 @@ class Cluster:
                                          log_dir.mkdir(parents=True, exist_ok=True)))
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(cwd), "USER": app.user,
-            "LOGNAME": app.user, "CONTAINER_ID": container, "NM_HOST": self.node_host,
+            "LOGNAME": app.user, "CONTAINER_ID": container, "NM_HOST": self.node_host, "NM_PORT": "45454",
+            "NM_HTTP_PORT": self.node_http.rsplit(":", 1)[1], "LOCAL_DIRS": str(cwd.parent),
             "LOG_DIRS": str(app.log_dir), "PWD": str(cwd), "APP_SUBMIT_TIME_ENV": str(app.started),
             **app.env,
         }
