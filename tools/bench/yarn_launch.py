@@ -5,6 +5,8 @@ Three figures, each against a floor measured in the same run:
 1. start-to-first-execute of a Python kernel submitted over REST to an RM that takes ``--schedule-delay`` seconds
    to place the AM (its own scheduling time), minus the same launcher started as a local process
    (distributed-provisioner, the floor) and minus that delay: the provisioner's overhead (target ≤ 0.2 s);
+   and, exactly, the time from ``start_kernel`` until the RM holds the application (pre_launch, the broker, the
+   REST calls), the provisioner's own part before YARN schedules anything;
 2. an AM that runs ``--fail-after`` seconds and exits 1: the time from the RM marking the app FAILED to the
    launch failing (target ≤ 2 s);
 3. the standby RM first in the list: requests it answered during a whole launch (target: one).
@@ -45,6 +47,21 @@ def write_spec(kernels: Path, name: str, provisioner: str, config: dict[str, obj
     (kernels / name / "kernel.json").write_text(json.dumps(spec))
 
 
+async def to_submission(ksm: KernelSpecManager, cluster: Cluster) -> float:
+    """Seconds from ``start_kernel`` to the RM holding the application (pre_launch, the broker, two REST calls):
+    the part of the launch before YARN's own scheduling that is the provisioner's alone."""
+    while not cluster.submitted.empty():
+        cluster.submitted.get_nowait()
+    km = AsyncKernelManager(kernel_name="yarn", kernel_spec_manager=ksm)
+    started = time.time()
+    launch = asyncio.ensure_future(km.start_kernel())
+    app = await cluster.submitted.get()
+    elapsed = app.started / 1000 - started
+    await launch
+    await km.shutdown_kernel(now=True)
+    return elapsed
+
+
 async def failure_seen(ksm: KernelSpecManager, cluster: Cluster) -> float:
     """Seconds from the app's FAILED (the RM's own finish time) to the launch's LaunchError."""
     km = AsyncKernelManager(kernel_name="yarn_fail", kernel_spec_manager=ksm)
@@ -77,12 +94,13 @@ async def main() -> None:
             write_spec(kernels, "yarn_fail", "yarn-provisioner", {**rest, "launch_timeout": 60},
                        argv=["/bin/sh", "-c", f"sleep {args.fail_after}; exit 1"])
             ksm = KernelSpecManager(kernel_dirs=[str(kernels)])
-            results: dict[str, list[float]] = {"local": [], "yarn": [], "failure": []}
+            results: dict[str, list[float]] = {"local": [], "yarn": [], "submission": [], "failure": []}
             await start_to_first_execute(ksm, "local")  # warm-up: imports, the broker's key
             await start_to_first_execute(ksm, "yarn")
             for _ in range(args.runs):  # interleaved, so load changes hit both alike
                 for name in ("local", "yarn"):
                     results[name].append(await start_to_first_execute(ksm, name))
+                results["submission"].append(await to_submission(ksm, cluster))
                 results["failure"].append(await failure_seen(ksm, cluster))
             before = pair.rm2.requests
             await start_to_first_execute(ksm, "yarn_standby_first")
@@ -91,6 +109,7 @@ async def main() -> None:
     await close_all()
     rows = [("measure", "median s", "min s", "max s", "runs")]
     labels = {"local": "local process (floor)", "yarn": f"YARN REST, RM scheduling {args.schedule_delay:g} s",
+              "submission": "start_kernel to the app held by the RM",
               "failure": f"failure seen after RM's FAILED (AM ran {args.fail_after:g} s)"}
     for name, values in results.items():
         rows.append((labels[name], f"{median(values):.3f}", f"{min(values):.3f}", f"{max(values):.3f}",
@@ -98,6 +117,7 @@ async def main() -> None:
     table(rows)
     overhead = median(results["yarn"]) - median(results["local"]) - args.schedule_delay
     print(f"provisioner overhead over the RM's scheduling (median): {overhead:+.3f} s (target: <= 0.2 s)")
+    print(f"start_kernel to submitted (median): {median(results['submission']):.3f} s")
     print(f"failure seen (median / max): {median(results['failure']):.3f} / {max(results['failure']):.3f} s "
           "(target: <= 2 s)")
     print(f"standby RM first in the list: {standby_requests} request(s) answered by it (target: 1)")
