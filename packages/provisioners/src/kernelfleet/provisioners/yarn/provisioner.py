@@ -156,7 +156,11 @@ class YarnProvisioner(RemoteProvisionerBase):
             raise LaunchError(f"Kernel {self.kernel_id}: yarn_endpoint_security_enabled is on, but no SPNEGO "
                               "authorization_hook ('module:callable') is configured")
         module, _, name = self.authorization_hook.partition(":")
-        hook: AuthorizationHook = getattr(importlib.import_module(module), name)
+        try:
+            hook: AuthorizationHook = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError) as err:
+            raise LaunchError(f"Kernel {self.kernel_id}: authorization_hook {self.authorization_hook!r} cannot be "
+                              f"loaded: {err}") from None
         return hook
 
     def client(self, user: str | None = None) -> ResourceManagerClient:
