@@ -13,35 +13,30 @@ from typing import Any
 
 from jupyter_client import AsyncKernelManager
 from kf_testing import connect, execute, interrupt_busy_cell, manager
+from yarn_testing import restart_on_new_app, shut_down_ends_app
 
-from kernelfleet.yarnlite import FINAL, Cluster, ResourceManager
+from kernelfleet.yarnlite import Cluster, ResourceManager
 
 
 async def lifecycle(km: AsyncKernelManager, cluster: Cluster) -> None:
     """Start, execute, interrupt, restart, shut down; the app of each launch ends when the kernel does."""
     await km.start_kernel()
     try:
-        first_app = km.provisioner.application_id
-        assert first_app is not None and cluster.apps[first_app].state == "RUNNING"
+        app = km.provisioner.application_id
+        assert app is not None and cluster.apps[app].state == "RUNNING"
         client = await connect(km)
         assert (await execute(client, "x = 6 * 7\nx"))["result"] == "42"
         import_env = await execute(client, "import os; os.environ.get('CONTAINER_ID', '')")
         assert "container_" in str(import_env["result"])  # the kernel runs in the AM container
         await interrupt_busy_cell(km, client)
         assert (await execute(client, "x + 1"))["result"] == "43"
-        await km.restart_kernel()
-        client.stop_channels()
-        client = await connect(km)
-        second_app = km.provisioner.application_id
-        assert second_app not in (None, first_app)
-        await asyncio.wait_for(cluster.apps[first_app].ended.wait(), 30)
+        client = await restart_on_new_app(km, cluster, client, connect)
         assert (await execute(client, "'x' in dir()"))["result"] == "False"
         client.stop_channels()
+        await shut_down_ends_app(km, cluster)
     finally:
-        await km.shutdown_kernel()
-    app = cluster.apps[second_app]
-    assert app.state in FINAL and app.process is not None and app.process.returncode is not None
-
+        if km.has_kernel:
+            await km.shutdown_kernel(now=True)
 
 async def test_rest_submission_lifecycle(kernels_dir: Path, make_kernelspec: Callable[..., str],
                                          rm: ResourceManager, cluster: Cluster) -> None:

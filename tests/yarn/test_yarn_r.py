@@ -5,7 +5,6 @@ Needs R with IRkernel, jsonlite and openssl (fails, never skips, without them)."
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -13,9 +12,10 @@ from pathlib import Path
 import pytest
 from kf_testing import manager
 from rs_testing import SAY_STARTED_R, connect, execute, execute_settled, interrupt
+from yarn_testing import restart_on_new_app, shut_down_ends_app
 
 from kernelfleet.provisioners.container_argv import launcher_args
-from kernelfleet.yarnlite import FINAL, Cluster, ResourceManager
+from kernelfleet.yarnlite import Cluster, ResourceManager
 
 REPO = Path(__file__).resolve().parents[2]
 R_LAUNCHER = REPO / "launchers" / "r" / "launch_IRkernel.R"
@@ -37,7 +37,6 @@ async def test_r_kernel_on_yarn(kernels_dir: Path, make_kernelspec: Callable[...
     km = manager(kernels_dir, name)
     await km.start_kernel()
     try:
-        first_app = km.provisioner.application_id
         client = await connect(km, R_READY)
         assert (await execute(client, "x <- 6 * 7; x"))["result"] == "[1] 42"
         container = (await execute(client, 'Sys.getenv("CONTAINER_ID")'))["result"]
@@ -45,15 +44,10 @@ async def test_r_kernel_on_yarn(kernels_dir: Path, make_kernelspec: Callable[...
         reply = await interrupt(km, client, SAY_STARTED_R + "repeat { Sys.sleep(0.01) }")
         assert reply["status"] in ("abort", "aborted", "error"), reply  # IRkernel answers an interrupt so
         assert (await execute_settled(client, "x + 1"))["result"] == "[1] 43"
-        await km.restart_kernel()
-        client.stop_channels()
-        client = await connect(km, R_READY)
-        assert km.provisioner.application_id not in (None, first_app)
-        await asyncio.wait_for(cluster.apps[first_app].ended.wait(), 30)
+        client = await restart_on_new_app(km, cluster, client, lambda k: connect(k, R_READY))
         assert (await execute(client, 'exists("x")'))["result"] == "[1] FALSE"
         client.stop_channels()
-        last_app = km.provisioner.application_id
+        await shut_down_ends_app(km, cluster)
     finally:
-        await km.shutdown_kernel()
-    app = cluster.apps[last_app]
-    assert app.state in FINAL and app.process is not None and app.process.returncode is not None
+        if km.has_kernel:
+            await km.shutdown_kernel(now=True)

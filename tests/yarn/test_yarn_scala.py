@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 from kf_testing import manager
 from rs_testing import SAY_STARTED_SCALA, connect, execute, execute_after_interrupt, interrupt
+from yarn_testing import restart_on_new_app, shut_down_ends_app
 
 from kernelfleet.provisioners.container_argv import launcher_args
-from kernelfleet.yarnlite import FINAL, Cluster, ResourceManager
+from kernelfleet.yarnlite import Cluster, ResourceManager
 
 REPO = Path(__file__).resolve().parents[2]
 JAR = REPO / "launchers" / "scala" / "dist" / "kernelfleet-toree-launcher.jar"
@@ -56,7 +57,6 @@ async def test_scala_kernel_on_yarn(tmp_path: Path, kernels_dir: Path, make_kern
     km = manager(kernels_dir, name)
     await km.start_kernel()
     try:
-        first_app = km.provisioner.application_id
         client = await connect(km, SCALA_READY)
         assert (await execute(client, "1+1"))["result"] == "2"
         job = await execute(client, "sc.parallelize(1 to 100).sum()")
@@ -64,15 +64,10 @@ async def test_scala_kernel_on_yarn(tmp_path: Path, kernels_dir: Path, make_kern
         reply = await interrupt(km, client, SAY_STARTED_SCALA + "Thread.sleep(300000); 7")
         assert reply["status"] == "error" and reply["ename"] == "java.lang.InterruptedException", reply
         assert (await execute_after_interrupt(client, "1+2"))["result"] == "3"
-        await km.restart_kernel()
-        client.stop_channels()
-        client = await connect(km, SCALA_READY)
-        assert km.provisioner.application_id not in (None, first_app)
-        await asyncio.wait_for(cluster.apps[first_app].ended.wait(), 60)
+        client = await restart_on_new_app(km, cluster, client, lambda k: connect(k, SCALA_READY))
         assert (await execute(client, "2+3"))["result"] == "5"
         client.stop_channels()
-        last_app = km.provisioner.application_id
+        await shut_down_ends_app(km, cluster)
     finally:
-        await km.shutdown_kernel()
-    app = cluster.apps[last_app]
-    assert app.state in FINAL and app.process is not None and app.process.returncode is not None
+        if km.has_kernel:
+            await km.shutdown_kernel(now=True)
