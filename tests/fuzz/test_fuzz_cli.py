@@ -27,6 +27,7 @@ from kernelfleet.protocol import PortRange
 from kernelfleet.provisioners.cli.docker import DockerSpecApp
 from kernelfleet.provisioners.cli.k8s import K8sSpecApp
 from kernelfleet.provisioners.cli.ssh import SshSpecApp
+from kernelfleet.provisioners.cli.yarn import YarnSpecApp
 from kernelfleet.provisioners.container_argv import PLACEHOLDERS
 
 GRAMMAR = budget(500)
@@ -53,15 +54,18 @@ def test_port_ranges_follow_the_grammar(text: str, min_size: int) -> None:
     check_port_range(text, min_size)
 
 
-APPS = {"ssh": SshSpecApp, "docker": DockerSpecApp, "k8s": K8sSpecApp}
+APPS = {"ssh": SshSpecApp, "docker": DockerSpecApp, "k8s": K8sSpecApp, "yarn": YarnSpecApp}
 option_values = st.text(max_size=12) | st.sampled_from(["python", "R", "scala", "0..0", "40000..41000", "1", "-1",
-                                                         "lazy", "/opt/x", "a.b.C", "{kernel_id}", "${HOME}"])
+                                                         "lazy", "/opt/x", "a.b.C", "{kernel_id}", "${HOME}",
+                                                         "http://rm1:8088", "--queue q"])
 options = st.dictionaries(
     st.sampled_from(["--kernel-name", "--display-name", "--language", "--port-range", "--launch-timeout",
                      "--authorized-users", "--unauthorized-users", "--ipykernel-subclass-name", "--spark-init-mode",
-                     "--image-name", "--network", "--remote-hosts", "--launchers-dir", "--extra-spark-opts"]),
+                     "--image-name", "--network", "--remote-hosts", "--launchers-dir", "--extra-spark-opts",
+                     "--yarn-endpoint", "--alt-yarn-endpoint", "--python-root", "--spark-home"]),
     option_values, max_size=5)
-flags = st.lists(st.sampled_from(["--spark", "--swarm", "--crd", "--replace"]), max_size=2, unique=True)
+flags = st.lists(st.sampled_from(["--spark", "--swarm", "--crd", "--replace", "--dask", "--impersonation-enabled"]),
+                max_size=2, unique=True)
 
 
 @INSTALLS

@@ -1,4 +1,5 @@
-"""Shared bits of the side-by-side benchmarks: where the reference implementation's venv lives, and printing."""
+"""Shared bits of the side-by-side benchmarks: where the reference implementation's venv lives, timing a kernel's
+start to its first execute, and printing."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+from jupyter_client import AsyncKernelManager
+from jupyter_client.kernelspec import KernelSpecManager
 
 ROOT = Path(__file__).resolve().parents[2]
 OUR_PYTHON = Path(sys.executable)
@@ -23,6 +28,23 @@ def ensure_gp_venv() -> Path:
         subprocess.run([str(GP_PYTHON), "-m", "pip", "install", "-q", f"gateway-provisioners=={GP_VERSION}",
                         "ipykernel"], check=True)
     return GP_PYTHON
+
+
+async def start_to_first_execute(ksm: KernelSpecManager, name: str, *, now: bool = True) -> float:
+    """Seconds from ``start_kernel`` of kernelspec ``name`` to the reply of its first cell; the kernel is shut down."""
+    km = AsyncKernelManager(kernel_name=name, kernel_spec_manager=ksm)
+    started = time.perf_counter()
+    await km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    try:
+        msg_id = kc.execute("1 + 1")
+        while (await kc.get_shell_msg(timeout=60))["parent_header"].get("msg_id") != msg_id:
+            pass
+        return time.perf_counter() - started
+    finally:
+        kc.stop_channels()
+        await km.shutdown_kernel(now=now)
 
 
 def median(values: list[float]) -> float:

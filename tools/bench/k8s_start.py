@@ -15,15 +15,13 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import median, table
+from common import median, start_to_first_execute, table
 
 from kernelfleet.kubelite import KubeLite
 from kernelfleet.provisioners.container_argv import container_argv
@@ -36,23 +34,6 @@ def write_spec(kernels: Path, name: str, provisioner: str, config: dict[str, obj
             "display_name": name, "language": "python",
             "metadata": {"kernel_provisioner": {"provisioner_name": provisioner, "config": config}}}
     (kernels / name / "kernel.json").write_text(json.dumps(spec))
-
-
-async def one_run(ksm: KernelSpecManager, name: str) -> float:
-    km = AsyncKernelManager(kernel_name=name, kernel_spec_manager=ksm)
-    started = time.perf_counter()
-    await km.start_kernel()
-    kc = km.client()
-    kc.start_channels()
-    try:
-        msg_id = kc.execute("1 + 1")
-        while (await kc.get_shell_msg(timeout=60))["parent_header"].get("msg_id") != msg_id:
-            pass
-        elapsed = time.perf_counter() - started
-    finally:
-        kc.stop_channels()
-        await km.shutdown_kernel(now=True)
-    return elapsed
 
 
 async def main() -> None:
@@ -69,11 +50,11 @@ async def main() -> None:
         async with KubeLite() as kube:
             os.environ["KUBECONFIG"] = str(kube.write_kubeconfig(Path(tmp) / "kubeconfig"))
             results: dict[str, list[float]] = {"docker": [], "k8s": []}
-            await one_run(ksm, "docker")  # warm-up: image layers, the broker's key, imports
-            await one_run(ksm, "k8s")
+            await start_to_first_execute(ksm, "docker")  # warm-up: image layers, the broker's key, imports
+            await start_to_first_execute(ksm, "k8s")
             for _ in range(args.runs):  # interleaved, so load changes hit both alike
                 for name in ("docker", "k8s"):
-                    results[name].append(await one_run(ksm, name))
+                    results[name].append(await start_to_first_execute(ksm, name))
         await close_all()
     rows = [("provisioner", "median s", "min s", "max s", "runs")]
     labels = {"docker": "docker-provisioner", "k8s": "kubernetes-provisioner (kubelite)"}

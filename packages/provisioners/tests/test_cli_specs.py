@@ -183,6 +183,12 @@ def test_existing_kernelspec_needs_replace(tmp_path: Path) -> None:
         ("docker", ("--user",), "choose one install location"),
         ("k8s", ("--kernel-name", "bad/name"), "not valid"),
         ("k8s", ("--display-name", "Spark ${VERSION}"), "unreplaced template variable"),
+        ("yarn", ("--yarn-endpoint", "rm1:8088"), "must be an http:// or https:// URL"),
+        ("yarn", ("--alt-yarn-endpoint", "http://rm2:8088"), "--alt-yarn-endpoint needs --yarn-endpoint"),
+        ("yarn", ("--dask",), "--dask is not supported"),
+        ("yarn", ("--python-root", "opt/conda"), "must be an absolute path"),
+        ("yarn", ("--extra-spark-opts", "--conf 'unclosed"), "cannot be split"),
+        ("yarn", ("--spark-init-mode", "sometimes"), "lazy, eager or none"),
     ],
 )
 def test_bad_options_fail_clearly_and_write_nothing(
@@ -598,3 +604,32 @@ def test_ssh_spec_warns_about_what_this_host_lacks_and_still_installs(tmp_path: 
     quiet = run_cli("ssh", "install", "--language", "python", "--replace", tmp_path=tmp_path)
     assert quiet.returncode == 0, quiet.stderr
     assert "does not exist here" not in quiet.stderr and "not on this host's PATH" not in quiet.stderr
+
+
+def test_yarn_spec_writes_what_gp_meant(tmp_path: Path) -> None:
+    """GP 0.5.0 writes "${language}", "${display_name}", "${spark_home}" and drops --yarn-endpoint; we do not."""
+    install_ok(
+        "yarn", "--kernel-name", "yarn_py", "--yarn-endpoint", "http://rm1:8088", "--alt-yarn-endpoint",
+        "http://rm2:8088/ws/v1/cluster/", "--spark-home", "/opt/spark", "--impersonation-enabled",
+        "--yarn-endpoint-security-enabled", "--extra-spark-opts", "--queue analytics --conf spark.x='a b'",
+        tmp_path=tmp_path,
+    )  # fmt: skip
+    spec = installed(tmp_path, "yarn_py")
+    assert "${" not in json.dumps(spec)
+    assert (spec["language"], spec["display_name"]) == ("python", "Spark Python (YARN Cluster Mode)")
+    assert spec["env"] == {"SPARK_HOME": "/opt/spark", "PYSPARK_PYTHON": "/opt/conda/bin/python"}
+    assert spec["metadata"]["kernel_provisioner"] == {"provisioner_name": "yarn-provisioner", "config": {
+        "yarn_endpoint": "http://rm1:8088/ws/v1/cluster", "alt_yarn_endpoint": "http://rm2:8088/ws/v1/cluster",
+        "yarn_endpoint_security_enabled": True, "impersonation_enabled": True, "launch_timeout": 30}}
+    argv = spec["argv"]
+    assert argv[:7] == ["/opt/spark/bin/spark-submit", "--master", "yarn", "--deploy-mode", "cluster", "--name",
+                        "{kernel_id}"]
+    launcher = argv.index("/usr/local/bin/kernel-launchers/python/launch_ipykernel.py")
+    assert argv[launcher - 4:launcher] == ["--queue", "analytics", "--conf", "spark.x=a b"]
+    assert argv[launcher + 1:] == [*LAUNCH_ARGS, "--kernel-class-name", DEFAULT_CLASS,
+                                   "--spark-context-initialization-mode", "lazy"]
+
+    install_ok("yarn", "--language", "r", "--launchers-dir", "/srv/launchers", tmp_path=tmp_path)
+    r_spec = installed(tmp_path, "yarn_spark_r")
+    assert r_spec["language"] == "R" and "/srv/launchers/r/launch_IRkernel.R" in r_spec["argv"]
+    assert r_spec["metadata"]["kernel_provisioner"]["config"] == {"launch_timeout": 30}

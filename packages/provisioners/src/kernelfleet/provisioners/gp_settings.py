@@ -56,6 +56,7 @@ _SSH = "kernelfleet.provisioners.ssh.distributed:DistributedProvisioner"
 _DOCKER = "kernelfleet.provisioners.docker.provisioner:DockerProvisioner"
 _K8S = "kernelfleet.provisioners.k8s.provisioner:KubernetesProvisioner"
 _SPARK_OPERATOR = "kernelfleet.provisioners.k8s.spark_operator:SparkOperatorProvisioner"
+_YARN = "kernelfleet.provisioners.yarn.provisioner:YarnProvisioner"
 
 GP_ENVIRONMENT: tuple[GpEnvironmentName, ...] = (
     # ---------------------------------------------------------------- every provisioner
@@ -273,24 +274,30 @@ GP_ENVIRONMENT: tuple[GpEnvironmentName, ...] = (
     ),
     # ---------------------------------------------------------------- YARN and Spark
     GpEnvironmentName(
-        "GP_YARN_ENDPOINT", Support.NO_EFFECT, "no YARN provisioner in this release",
-        "YARN kernels are not available in this release.",
+        "GP_YARN_ENDPOINT", Support.HONOURED, "YarnProvisioner.yarn_endpoint (KF_YARN_ENDPOINT)",
+        "The ResourceManager's REST endpoint (http://rm:8088/ws/v1/cluster).",
+        SettingProbe(_YARN, "yarn_endpoint", "http://rm1:8088/ws/v1/cluster", "http://rm1:8088/ws/v1/cluster"),
     ),
     GpEnvironmentName(
-        "GP_ALT_YARN_ENDPOINT", Support.NO_EFFECT, "no YARN provisioner in this release",
-        "YARN kernels are not available in this release.",
+        "GP_ALT_YARN_ENDPOINT", Support.HONOURED, "YarnProvisioner.alt_yarn_endpoint (KF_ALT_YARN_ENDPOINT)",
+        "The HA partner; a standby's redirect is followed and a failover in the middle of a launch loses nothing.",
+        SettingProbe(_YARN, "alt_yarn_endpoint", "http://rm2:8088/ws/v1/cluster", "http://rm2:8088/ws/v1/cluster"),
     ),
     GpEnvironmentName(
-        "GP_YARN_ENDPOINT_SECURITY_ENABLED", Support.NO_EFFECT, "no YARN provisioner in this release",
-        "YARN kernels are not available in this release.",
+        "GP_YARN_ENDPOINT_SECURITY_ENABLED", Support.HONOURED,
+        "YarnProvisioner.yarn_endpoint_security_enabled (KF_YARN_ENDPOINT_SECURITY_ENABLED)",
+        "SPNEGO with the server's Kerberos ticket on every request to the RM (the kerberos extra; docs/kerberos.md).",
+        SettingProbe(_YARN, "yarn_endpoint_security_enabled", "true", True),
     ),
     GpEnvironmentName(
-        "GP_YARN_CERT_BUNDLE", Support.NO_EFFECT, "no YARN provisioner in this release",
-        "YARN kernels are not available in this release.",
+        "GP_YARN_CERT_BUNDLE", Support.NO_EFFECT, "the server's CA store (SSL_CERT_FILE)",
+        "An https:// RM endpoint is verified against the system's CA store; point SSL_CERT_FILE at a bundle "
+        "that holds the RM's CA.",
     ),
     GpEnvironmentName(
-        "GP_YARN_SHUTDOWN_WAIT_TIME", Support.NO_EFFECT, "no YARN provisioner in this release",
-        "YARN kernels are not available in this release.",
+        "GP_YARN_SHUTDOWN_WAIT_TIME", Support.NO_EFFECT, "the kernel manager's shutdown_wait_time",
+        "A stopped kernel's application is killed through the RM as soon as its kernel has answered the shutdown; "
+        "how long the kernel gets is jupyter_client's shutdown_wait_time.",
     ),
     GpEnvironmentName(
         "GP_YARN_LOG_LEVEL", Support.NO_EFFECT, "the server's logging configuration",

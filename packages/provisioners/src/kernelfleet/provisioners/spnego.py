@@ -180,3 +180,11 @@ async def _short_body(response: aiohttp.ClientResponse, limit: int = 500) -> str
     if found:
         text = html.unescape(found.group(1))
     return " ".join(text.split())[:limit] or "(empty body)"
+
+
+async def negotiate_authorization(url: str) -> str:
+    """The ``Authorization: Negotiate ...`` value for one request to ``url``, from this process's Kerberos ticket
+    (KRB5CCNAME) for ``HTTP/<the URL's host>``: the yarn-provisioner's default ``authorization_hook`` when
+    ``yarn_endpoint_security_enabled`` is on. Raises ``SpnegoError`` naming the URL and libkrb5's reason (no
+    ticket, KDC unreachable, unknown service principal)."""
+    return await SpnegoAuth(url).authorization()

@@ -1,0 +1,142 @@
+"""``jupyter yarn-spec install``: kernelspecs for ``yarn-provisioner`` (Spark on YARN, cluster mode).
+
+Writes what Gateway Provisioners' command meant to write (its 0.5.0 leaves ``${language}`` and other templates
+unexpanded and drops ``--yarn-endpoint``): the endpoints and switches in the provisioner's config, and an argv
+that is the spark-submit command itself — no ``run.sh``, no ``eval`` — with ``--name {kernel_id}``.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shlex
+import sys
+from typing import Any
+
+from traitlets import Bool, Unicode
+
+from kernelfleet.provisioners.cli.base import (
+    LANGUAGE_TITLES,
+    SPARK_ALIASES,
+    BaseSpecApp,
+    SparkSpecInstaller,
+    SpecError,
+    spec_aliases,
+    spec_flags,
+)
+from kernelfleet.provisioners.cli.ssh import DEFAULT_LAUNCHERS_DIR
+from kernelfleet.provisioners.container_argv import launcher_args
+from kernelfleet.provisioners.yarn.client import normalise_endpoint
+
+
+class YarnSpecInstaller(SparkSpecInstaller):
+    """Install a kernelspec whose kernel is a YARN application, submitted with spark-submit in cluster mode."""
+
+    name = "yarn-spec"
+    description = "Install a kernelspec whose kernel runs as a YARN application (yarn-provisioner)."
+
+    yarn_endpoint = Unicode("", help="The ResourceManager's REST endpoint, e.g. http://rm1:8088/ws/v1/cluster "
+                            "(default: the provisioner's, from GP_YARN_ENDPOINT).").tag(config=True)
+    alt_yarn_endpoint = Unicode("", help="The HA partner RM's endpoint.").tag(config=True)
+    yarn_endpoint_security_enabled = Bool(False, help="The RM requires Kerberos (SPNEGO).").tag(config=True)
+    impersonation_enabled = Bool(False, help="Run kernels as the requesting user (--proxy-user).").tag(config=True)
+    python_root = Unicode("/opt/conda", help="Where Python is installed on the YARN nodes (PYSPARK_PYTHON is "
+                          "<python-root>/bin/python).").tag(config=True)
+    launchers_dir = Unicode(DEFAULT_LAUNCHERS_DIR, help="Where the launchers are installed on this host "
+                            "(spark-submit ships the file to the AM).").tag(config=True)
+    dask = Bool(False, help="A Dask-on-YARN kernel (refused: dask-yarn cannot carry the launch token to the AM "
+                "off the command line).").tag(config=True)
+
+    aliases = spec_aliases(SPARK_ALIASES, {
+        "yarn-endpoint": "YarnSpecInstaller.yarn_endpoint",
+        "alt-yarn-endpoint": "YarnSpecInstaller.alt_yarn_endpoint",
+        "python-root": "YarnSpecInstaller.python_root",
+        "launchers-dir": "YarnSpecInstaller.launchers_dir",
+    })
+    flags = spec_flags({
+        "yarn-endpoint-security-enabled": ({"YarnSpecInstaller": {"yarn_endpoint_security_enabled": True}},
+                                           "The RM requires Kerberos (SPNEGO)."),
+        "impersonation-enabled": ({"YarnSpecInstaller": {"impersonation_enabled": True}},
+                                  "Run kernels as the requesting user (spark-submit --proxy-user)."),
+        "dask": ({"YarnSpecInstaller": {"dask": True}}, "Dask on YARN (not supported; see --help-all)."),
+        "spark": ({"SparkSpecInstaller": {"spark": True}}, "Accepted for GP compatibility: YARN kernels use Spark."),
+    })
+
+    def check_target(self) -> None:
+        self.spark = True  # a YARN kernel is a Spark application
+        if self.dask:
+            raise SpecError("--dask is not supported: dask-yarn would need the launch token on its command line")
+        if self.lang == "scala":
+            raise SpecError("--language scala is not supported on YARN yet; use python or r")
+        for flag, value in (("--yarn-endpoint", self.yarn_endpoint), ("--alt-yarn-endpoint", self.alt_yarn_endpoint)):
+            if value:
+                try:
+                    normalise_endpoint(value)
+                except ValueError as err:
+                    raise SpecError(f"{flag}: {err}") from None
+        if self.alt_yarn_endpoint and not self.yarn_endpoint:
+            raise SpecError("--alt-yarn-endpoint needs --yarn-endpoint")
+        for flag, path in (("--spark-home", self.spark_home), ("--python-root", self.python_root),
+                           ("--launchers-dir", self.launchers_dir)):
+            if not posixpath.isabs(path):
+                raise SpecError(f"{flag} {path!r} must be an absolute path")
+        try:
+            shlex.split(self.extra_spark_opts)
+        except ValueError as err:
+            raise SpecError(f"--extra-spark-opts cannot be split into options: {err}") from None
+
+    def provisioner_name(self) -> str:
+        return "yarn-provisioner"
+
+    def default_kernel_name(self) -> str:
+        return f"yarn_spark_{self.lang}"
+
+    def default_display_name(self) -> str:
+        return f"Spark {LANGUAGE_TITLES[self.lang]} (YARN Cluster Mode)"
+
+    def build_argv(self) -> list[str]:
+        python = posixpath.join(self.python_root, "bin", "python")
+        submit = [posixpath.join(self.spark_home, "bin", "spark-submit"), "--master", "yarn", "--deploy-mode",
+                  "cluster", "--name", "{kernel_id}", "--conf", "spark.yarn.submit.waitAppCompletion=false",
+                  "--conf", f"spark.yarn.appMasterEnv.PATH={posixpath.join(self.python_root, 'bin')}:/usr/bin:/bin"]
+        if self.lang == "python":
+            submit += ["--conf", f"spark.yarn.appMasterEnv.PYSPARK_PYTHON={python}"]
+            launcher = posixpath.join(self.launchers_dir, "python", "launch_ipykernel.py")
+            args = launcher_args(kernel_class_name=self.kernel_class_name(), spark_init_mode=self.spark_mode())
+        else:
+            launcher = posixpath.join(self.launchers_dir, "r", "launch_IRkernel.R")
+            args = launcher_args(spark_init_mode=self.spark_mode())
+        return [*submit, *shlex.split(self.extra_spark_opts), launcher, *args]
+
+    def target_env(self) -> dict[str, str]:
+        env = {"SPARK_HOME": self.spark_home}
+        if self.lang == "python":
+            env["PYSPARK_PYTHON"] = posixpath.join(self.python_root, "bin", "python")
+        return env
+
+    def target_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {}
+        if self.yarn_endpoint:
+            config["yarn_endpoint"] = normalise_endpoint(self.yarn_endpoint)
+        if self.alt_yarn_endpoint:
+            config["alt_yarn_endpoint"] = normalise_endpoint(self.alt_yarn_endpoint)
+        if self.yarn_endpoint_security_enabled:
+            config["yarn_endpoint_security_enabled"] = True
+        if self.impersonation_enabled:
+            config["impersonation_enabled"] = True
+        return config
+
+
+class YarnSpecApp(BaseSpecApp):
+    """``jupyter yarn-spec``."""
+
+    name = "jupyter-yarn-spec"
+    description = "Kernelspecs for kernels that run as YARN applications (yarn-provisioner)."
+    subcommands = {"install": (YarnSpecInstaller, YarnSpecInstaller.description)}
+
+
+def main() -> None:
+    YarnSpecApp.launch_instance()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Pure builders for a YARN launch: the REST application-submission-context, the spark-submit argv, the
+properties file that carries the launch environment to the AM, and the error texts made from an app's report.
+
+``YarnProvisioner`` calls them; nothing here does I/O, so each is tested without a cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+#: GP's run.sh and SPARK_OPTS name these; ${NAME}, ${NAME:-default} and $NAME are expanded, nothing else.
+VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+#: The one kernelspec word whose value is itself a list of spark-submit options (GP's request-settable extra).
+OPTIONS_WORD = "${KERNEL_EXTRA_SPARK_OPTS}"
+APP_MASTER_ENV = "spark.yarn.appMasterEnv."
+KERNEL_TAG_PREFIX = "kf-kernel-"
+SERVER_TAG_PREFIX = "kf-server-"
+
+
+def expand(word: str, env: Mapping[str, str]) -> str:
+    """One word with its ``$NAME`` / ``${NAME}`` / ``${NAME:-default}`` replaced; values are never split."""
+    def value(match: re.Match[str]) -> str:
+        name = match[1] or match[3]
+        found = env.get(name, "")
+        return found if found or match[2] is None else match[2]
+    return VARIABLE.sub(value, word)
+
+
+def expand_options(template: str, env: Mapping[str, str]) -> list[str]:
+    """A kernelspec's ``SPARK_OPTS``-style string as argv words, without a shell.
+
+    The template (the operator's) is split into words first, then each word is expanded as one word, so a
+    request value can never become a second option. The only exception is a word that is exactly
+    ``${KERNEL_EXTRA_SPARK_OPTS}``: the kernelspec declares that it holds options, so its value is split with
+    shell quoting rules (and nothing else: no expansion, no command substitution).
+    """
+    words: list[str] = []
+    for word in shlex.split(template):
+        if word == OPTIONS_WORD:
+            words.extend(shlex.split(env.get("KERNEL_EXTRA_SPARK_OPTS", "")))
+        else:
+            words.append(expand(word, env))
+    return words
+
+
+def is_gp_run_sh(argv: Sequence[str]) -> bool:
+    """GP's YARN kernelspecs start ``<kernel dir>/bin/run.sh``, which ``eval``s SPARK_OPTS; we never run it."""
+    return bool(argv) and argv[0].endswith("/bin/run.sh")
+
+
+def gp_spark_submit_argv(argv: Sequence[str], env: Mapping[str, str], proxy_user: str | None) -> list[str]:
+    """What GP's ``run.sh`` means, as an argv: ``$SPARK_HOME/bin/spark-submit $SPARK_OPTS [--proxy-user U]
+    <kernel dir>/scripts/launch_ipykernel.py $LAUNCH_OPTS <argv[1:]>`` (R and Scala specs name their own launcher
+    script next to run.sh's ``scripts/``; the file there is taken as it is)."""
+    spark_home = env.get("SPARK_HOME", "")
+    if not spark_home:
+        raise ValueError("SPARK_HOME is not set in the kernelspec's env (GP's run.sh requires it)")
+    kernel_dir = os.path.dirname(os.path.dirname(argv[0]))
+    scripts = os.path.join(kernel_dir, "scripts")
+    launcher = _launcher_in(scripts, env.get("KERNEL_LANGUAGE", "python"))
+    words = [os.path.join(spark_home, "bin", "spark-submit"), *expand_options(env.get("SPARK_OPTS", ""), env)]
+    if proxy_user:
+        words += ["--proxy-user", proxy_user]
+    return [*words, launcher, *expand_options(env.get("LAUNCH_OPTS", ""), env), *argv[1:]]
+
+
+def _launcher_in(scripts: str, language: str) -> str:
+    name = {"r": "launch_IRkernel.R", "scala": "kernel-launchers.jar"}.get(language.lower(), "launch_ipykernel.py")
+    return os.path.join(scripts, name)
+
+
+def with_spark_options(argv: Sequence[str], properties_file: str | None, proxy_user: str | None) -> list[str]:
+    """``argv`` (a spark-submit command) with ``--properties-file`` and ``--proxy-user`` right after the program,
+    where spark-submit reads options; a program that is not spark-submit is left as it is."""
+    if not argv or os.path.basename(argv[0]) != "spark-submit":
+        return list(argv)
+    extra: list[str] = []
+    if properties_file:
+        extra += ["--properties-file", properties_file]
+    if proxy_user and "--proxy-user" not in argv:
+        extra += ["--proxy-user", proxy_user]
+    return [argv[0], *extra, *argv[1:]]
+
+
+def properties_text(am_env: Mapping[str, str]) -> str:
+    """A Spark properties file that puts ``am_env`` into the AM's environment (``spark.yarn.appMasterEnv.*``).
+
+    The launch token travels in this file (mode 0600, removed once the app is submitted), never on the command
+    line. Java properties escaping for the characters our values can hold.
+    """
+    def escape(value: str) -> str:
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace("=", "\\=").replace(":", "\\:")
+    return "".join(f"{APP_MASTER_ENV}{name}={escape(value)}\n" for name, value in sorted(am_env.items()))
+
+
+def app_tags(kernel_id: str, server_id: str) -> list[str]:
+    """Tags that find a kernel's app again (YARN lower-cases tags; kernel ids are matched lower-cased too)."""
+    tags = [f"{KERNEL_TAG_PREFIX}{kernel_id}".lower()]
+    if server_id:
+        tags.append(f"{SERVER_TAG_PREFIX}{server_id}".lower())
+    return tags
+
+
+def submission_context(*, app_id: str, name: str, queue: str, argv: Sequence[str], env: Mapping[str, str],
+                       tags: Sequence[str], memory_mb: int, vcores: int, app_type: str = "KERNELFLEET",
+                       ) -> dict[str, Any]:
+    """``POST /ws/v1/cluster/apps``: the AM runs ``argv`` (quoted word by word: the NodeManager runs AM commands
+    with bash), with ``env`` as its container environment, one attempt (a kernel is not re-run behind its user's
+    back)."""
+    return {
+        "application-id": app_id,
+        "application-name": name,
+        "queue": queue,
+        "application-type": app_type,
+        "max-app-attempts": 1,
+        "unmanaged-AM": False,
+        "keep-containers-across-application-attempts": False,
+        "application-tags": {"tag": list(tags)},
+        "resource": {"memory": memory_mb, "vCores": vcores},
+        "am-container-spec": {
+            "environment": {"entry": [{"key": k, "value": v} for k, v in sorted(env.items())]},
+            "commands": {"command": shlex.join(argv)},
+        },
+    }
+
+
+def pick_app(apps: Sequence[Mapping[str, Any]], kernel_id: str, since_ms: int) -> Mapping[str, Any] | None:
+    """The kernel's app among ``GET /apps`` results: named after the kernel id (or tagged so), started at or after
+    this launch; the newest when a restart left several."""
+    tag = f"{KERNEL_TAG_PREFIX}{kernel_id}".lower()
+    mine = [a for a in apps if int(a.get("startedTime") or 0) >= since_ms
+            and (a.get("name") == kernel_id or tag in str(a.get("applicationTags") or "").split(","))]
+    return max(mine, key=lambda a: int(a.get("startedTime") or 0), default=None)
+
+
+def am_host(app: Mapping[str, Any]) -> str:
+    """The AM's host from ``amHostHttpAddress`` (``host:port``), '' until the AM is placed."""
+    address = str(app.get("amHostHttpAddress") or "")
+    return address.rsplit(":", 1)[0] if ":" in address else address
+
+
+def describe_end(app: Mapping[str, Any]) -> str:
+    """Why an app ended, in YARN's words: its state, final status and diagnostics."""
+    diagnostics = str(app.get("diagnostics") or "").strip() or "no diagnostics"
+    return (f"YARN application {app.get('id')} is {app.get('state')} (final status {app.get('finalStatus')}, "
+            f"queue {app.get('queue')}): {diagnostics}")
+
+
+def describe_queue_wait(app: Mapping[str, Any], seconds: float) -> str:
+    """An app that stayed ACCEPTED too long: its queue and the RM's reason."""
+    diagnostics = str(app.get("diagnostics") or "").strip() or "the ResourceManager gave no reason"
+    return (f"YARN application {app.get('id')} stayed ACCEPTED in queue {app.get('queue')!r} for more than "
+            f"{seconds:g}s (queue_timeout): {diagnostics}")

@@ -1,0 +1,53 @@
+"""An R kernel on YARN, for real: the pure-R launcher with IRkernel is the AM of a REST-submitted application
+(no Spark needed), started, executed, interrupted, restarted and shut down through jupyter_client.
+
+Needs R with IRkernel, jsonlite and openssl (fails, never skips, without them)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from kf_testing import manager
+from rs_testing import SAY_STARTED_R, connect, execute, execute_settled, interrupt
+from yarn_testing import restart_on_new_app, shut_down_ends_app
+
+from kernelfleet.provisioners.container_argv import launcher_args
+from kernelfleet.yarnlite import Cluster, ResourceManager
+
+REPO = Path(__file__).resolve().parents[2]
+R_LAUNCHER = REPO / "launchers" / "r" / "launch_IRkernel.R"
+R_READY = 60.0
+
+pytestmark = pytest.mark.timeout(300)
+
+
+async def test_r_kernel_on_yarn(kernels_dir: Path, make_kernelspec: Callable[..., str], rm: ResourceManager,
+                                cluster: Cluster) -> None:
+    rscript = shutil.which("Rscript")
+    if rscript is None:
+        pytest.fail("Rscript is not installed: R kernels need R (Debian: apt-get install r-base-core "
+                    "r-cran-irkernel r-cran-jsonlite r-cran-openssl)")
+    name = make_kernelspec("yarn_r", provisioner="yarn-provisioner", language="R",
+                           argv=[rscript, str(R_LAUNCHER), *launcher_args(spark_init_mode="none")],
+                           env={"KERNEL_IP": "127.0.0.1"},
+                           config={"yarn_endpoint": rm.endpoint, "submission": "rest", "launch_timeout": 120})
+    km = manager(kernels_dir, name)
+    await km.start_kernel()
+    try:
+        client = await connect(km, R_READY)
+        assert (await execute(client, "x <- 6 * 7; x"))["result"] == "[1] 42"
+        container = (await execute(client, 'Sys.getenv("CONTAINER_ID")'))["result"]
+        assert "container_" in str(container)  # the kernel runs in the AM container
+        reply = await interrupt(km, client, SAY_STARTED_R + "repeat { Sys.sleep(0.01) }")
+        assert reply["status"] in ("abort", "aborted", "error"), reply  # IRkernel answers an interrupt so
+        assert (await execute_settled(client, "x + 1"))["result"] == "[1] 43"
+        client = await restart_on_new_app(km, cluster, client, lambda k: connect(k, R_READY))
+        assert (await execute(client, 'exists("x")'))["result"] == "[1] FALSE"
+        client.stop_channels()
+        await shut_down_ends_app(km, cluster)
+    finally:
+        if km.has_kernel:
+            await km.shutdown_kernel(now=True)
