@@ -35,6 +35,7 @@ import yaml
 from kernelfleet.provisioners.k8s.names import check_dns_label, check_dns_subdomain
 from kernelfleet.provisioners.k8s.pod import parse_quantity
 from kernelfleet.provisioners.kernel_env import KernelEnvError, check_value
+from kernelfleet.provisioners.spark_submit import extra_spark_options
 
 MAX_ID = 2**32 - 1
 DECIMAL = re.compile(r"0|[1-9][0-9]{0,9}")
@@ -185,6 +186,9 @@ REQUEST_VARIABLES: tuple[RequestVariable, ...] = (
     RequestVariable("KERNEL_IP", "IP address literal", ip_address, ALL),
     RequestVariable("KERNEL_REMOTE_HOST", "host name", text, frozenset({Engine.SSH}),
                     "remote_hosts (the value must be one of them)"),
+    RequestVariable("KERNEL_EXTRA_SPARK_OPTS", "spark-submit words (not --master, --deploy-mode, --proxy-user, "
+                    "--principal, --keytab, Kerberos or driver-interpreter --conf keys)", extra_spark_options,
+                    frozenset({Engine.SSH}), "spark_submit"),
     RequestVariable("KERNEL_WORKING_DIR", "absolute path", text, CONTAINERS, "mirror_working_dirs"),
     RequestVariable("KERNEL_IMAGE", "image reference", text, CONTAINERS, "allow_client_image, allowed_images"),
     RequestVariable("KERNEL_UID", "decimal id 0-4294967295", parse_id, CONTAINERS, "prohibited_uids"),

@@ -53,6 +53,8 @@ from kernelfleet.provisioners.ssh.command import (
 from kernelfleet.provisioners.ssh.connections import HostUnavailable, SSHSettings, connection_pool
 from kernelfleet.provisioners.ssh.exit_watch import HostExitWatch
 from kernelfleet.provisioners.ssh.hosts import ALGORITHMS, balancer_for
+from kernelfleet.provisioners.ssh.impersonation import DEFAULT_COMMAND
+from kernelfleet.provisioners.ssh.kernel_argv import ArgvPolicy, kernel_argv
 from kernelfleet.provisioners.ssh.launch import RemoteLaunch, run_command
 from kernelfleet.provisioners.ssh.local_process import LauncherGroup, LocalLauncherProcess
 from kernelfleet.provisioners.ssh.tunnels import KERNEL_PORTS, LOCAL_ADDRESS, KernelTunnels, TunnelError
@@ -122,6 +124,21 @@ class DistributedProvisioner(RemoteProvisionerBase):
     keep_remote_logs = Bool(
         False, help="Keep each kernel's log file on its host after the kernel stopped (default: removed)."
     ).tag(config=True)
+    spark_submit = Bool(
+        False, help="Run the launcher (argv INTERPRETER SCRIPT.py|SCRIPT.R ...) through $SPARK_HOME/bin/spark-submit "
+        "with the kernelspec env's SPARK_OPTS, the request's checked KERNEL_EXTRA_SPARK_OPTS and LAUNCH_OPTS, "
+        "without a shell (jupyter ssh-spec install --spark writes it)."
+    ).tag(config=True)
+    impersonation_enabled = Bool(
+        help="Run the kernel as the requesting user (KERNEL_USERNAME, checked against authorized_users and "
+        "unauthorized_users) through impersonation_command, and with spark_submit as --proxy-user (env "
+        "KF_IMPERSONATION_ENABLED / GP_IMPERSONATION_ENABLED)."
+    ).tag(config=True)
+    impersonation_command = List(
+        Unicode(), list(DEFAULT_COMMAND), help="With impersonation_enabled: the argv prefix that runs the launcher "
+        "as {user} on the host (default sudo -n -H -E -u {user} --; its sudoers rule needs SETENV). Empty: only "
+        "spark-submit's --proxy-user."
+    ).tag(config=True)
 
     @default("remote_hosts")
     def _remote_hosts_default(self) -> list[str]:
@@ -158,6 +175,10 @@ class DistributedProvisioner(RemoteProvisionerBase):
     @default("tunneling")
     def _tunneling_default(self) -> bool:
         return env_bool(("KF_ENABLE_TUNNELING", "GP_ENABLE_TUNNELING"), False)
+
+    @default("impersonation_enabled")
+    def _impersonation_enabled_default(self) -> bool:
+        return env_bool(("KF_IMPERSONATION_ENABLED", "GP_IMPERSONATION_ENABLED"), False)
 
     @default("remote_log_dir")
     def _remote_log_dir_default(self) -> str:
@@ -237,13 +258,14 @@ class DistributedProvisioner(RemoteProvisionerBase):
     async def start_launcher(self, cmd: list[str], env: dict[str, str], **kwargs: Any) -> None:
         reasons: list[str] = []
         remote: tuple[str, bytes] | None = None
+        local_cmd = self._kernel_argv(cmd, env)
         for host in self.candidate_hosts(env):
             self._reserve(host)
             if is_local_host(host):
                 env.setdefault("KERNEL_IP", "127.0.0.1")
                 env[LOCAL_LAUNCH_ENV] = "1"  # tells the orphan sweep's local and SSH views apart
                 self.local_process = await LocalLauncherProcess.start(
-                    self.kernel_id, cmd, env, kwargs.get("cwd"), self.log
+                    self.kernel_id, local_cmd, env, kwargs.get("cwd"), self.log
                 )
                 self.log.info("Kernel %s: running as local process %s", self.kernel_id, self.local_process.pid)
                 return
@@ -266,8 +288,15 @@ class DistributedProvisioner(RemoteProvisionerBase):
             inherited_envs=self.inherited_envs,
         )
         payload = encode_env(check_env(self.kernel_id, selected, trusted_names=spec_env))
-        return launch_command(self._remote_argv(cmd), self.kernel_id, self.remote_log_dir,
+        return launch_command(self._kernel_argv(self._remote_argv(cmd), env), self.kernel_id, self.remote_log_dir,
                                self.keep_remote_logs), payload
+
+    def _kernel_argv(self, cmd: list[str], env: dict[str, str]) -> list[str]:
+        """``cmd`` under spark-submit and/or as the requesting user, as the kernelspec asks (``ssh.kernel_argv``)."""
+        policy = ArgvPolicy(self.spark_submit, self.impersonation_enabled, tuple(self.impersonation_command),
+                            frozenset(self.authorized_users), frozenset(self.unauthorized_users))
+        operator_env = {**os.environ, **(self.kernel_spec.env if self.kernel_spec else {})}
+        return kernel_argv(self.kernel_id, cmd, policy, operator_env=operator_env, request_env=env)
 
     def _remote_argv(self, cmd: list[str]) -> list[str]:
         """Undo jupyter_client's ``python`` → server-interpreter replacement (see module docstring)."""
@@ -515,7 +544,8 @@ class DistributedProvisioner(RemoteProvisionerBase):
 
     async def terminate(self, restart: bool = False) -> None:
         if self.local_process is not None:
-            self.local_process.signal_group(signal.SIGTERM)
+            if not await self._stopped_as_other_user(CommOp.TERMINATE):
+                self.local_process.signal_group(signal.SIGTERM)
             return
         reply = await self.comm_request(CommOp.TERMINATE)
         if self.is_remote and not (reply and reply.get("ok")):
@@ -523,7 +553,8 @@ class DistributedProvisioner(RemoteProvisionerBase):
 
     async def kill(self, restart: bool = False) -> None:
         if self.local_process is not None:
-            self.local_process.signal_group(signal.SIGKILL)
+            if not await self._stopped_as_other_user(CommOp.KILL):
+                self.local_process.signal_group(signal.SIGKILL)
             await self.local_process.wait()
             return
         if self.remote_launch is not None and self.comm_port is None:
@@ -532,6 +563,14 @@ class DistributedProvisioner(RemoteProvisionerBase):
         reply = await self.comm_request(CommOp.KILL)
         if self.is_remote and not (reply and reply.get("ok")):
             await self._signal_remote("KILL")
+
+    async def _stopped_as_other_user(self, op: CommOp) -> bool:
+        """An impersonated local launcher runs as another user, whom this server may not signal: its comm port
+        (which the launcher answers as that user) stops it first."""
+        if not (self.impersonation_enabled and self.impersonation_command and self.comm_port):
+            return False
+        reply = await self.comm_request(op)
+        return bool(reply and reply.get("ok"))
 
     async def _stop_unreported_launch(self) -> None:
         """The launcher has not reported: SIGTERM its group (it stops its kernel), SIGKILL if it lingers."""
