@@ -13,6 +13,7 @@ import asyncio
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ from typing import Any
 import pytest
 from jupyter_client import AsyncKernelManager
 from kf_testing import connect, execute
+from real_users import UsersMissing, processes_of, real_users
 from spark_standalone import SparkMissing, SparkStandalone, driver_api, start_standalone
+from ssh_testing import wait_until
 
 import kernelfleet.bootstrap
 from kernelfleet.provisioners.container_argv import launcher_args
@@ -41,12 +44,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkStandalon
 
 
 @pytest.fixture(scope="module")
-def launchers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """What ``jupyter image-bootstrap install`` puts on a host for Python: the launcher's script file."""
-    root = tmp_path_factory.mktemp("kernel-launchers")
-    (root / "python").mkdir()
-    shutil.copy(Path(kernelfleet.bootstrap.__file__).parent / "launch_ipykernel.py", root / "python")
-    return root
+def launchers_dir() -> Iterator[Path]:
+    """What ``jupyter image-bootstrap install`` puts on a host for Python: the launcher's script file, readable by
+    every user (pytest's own temporary directories are not) as an installed launcher is."""
+    with tempfile.TemporaryDirectory(prefix="kf-launchers-") as name:
+        root = Path(name)
+        root.chmod(0o755)
+        (root / "python").mkdir(mode=0o755)
+        shutil.copy(Path(kernelfleet.bootstrap.__file__).parent / "launch_ipykernel.py", root / "python")
+        (root / "python" / "launch_ipykernel.py").chmod(0o644)
+        yield root
 
 
 def spark_spec(ssh_spec: Callable[..., str], cluster: SparkStandalone, launchers_dir: Path, **config: Any) -> str:
@@ -112,6 +119,32 @@ async def test_python_kernel_on_a_standalone_cluster(
                 and any(a["id"] == app_id for a in state["completedapps"]))
 
     await wait_until_async(completed, 60, f"application {app_id} still active after the kernel's shutdown")
+
+
+async def test_impersonation_proxies_the_spark_user_and_runs_the_kernel_as_that_user(
+    ssh_spec: Callable[..., str], kernel_manager: Callable[..., AsyncKernelManager], cluster: SparkStandalone,
+    launchers_dir: Path,
+) -> None:
+    """impersonation_enabled with spark_submit: the launcher runs as KERNEL_USERNAME (sudo) and spark-submit gets
+    --proxy-user, so the master lists the application as that user's."""
+    try:
+        with real_users(1) as (user,):
+            km = kernel_manager(spark_spec(ssh_spec, cluster, launchers_dir, impersonation_enabled=True))
+            await km.start_kernel(env={**os.environ, "KERNEL_USERNAME": user.pw_name})
+            client = await connect(km)
+            try:
+                who = await execute(client, "import os; (os.getuid(), sc.sparkUser(), sc.applicationId)",
+                                    timeout=WITHIN)
+                uid, spark_user, app_id = eval(who["result"])  # a tuple of literals
+                assert (uid, spark_user) == (user.pw_uid, user.pw_name), who
+                state = await cluster.status_async()
+                assert next(a for a in state["activeapps"] if a["id"] == app_id)["user"] == user.pw_name
+            finally:
+                client.stop_channels()
+                await km.shutdown_kernel()
+            await wait_until(lambda: not processes_of(user.pw_uid), 30, f"{user.pw_name}'s processes left")
+    except UsersMissing as err:
+        pytest.fail(str(err))
 
 
 async def _no_running_jobs(ui_url: str, app_id: str) -> bool:

@@ -64,7 +64,7 @@ class SparkStandalone:
 
     def status(self) -> dict[str, Any]:
         """The master's JSON status (workers, active and completed applications)."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.webui_port}/json/", timeout=10) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.webui_port}/json/", timeout=60) as response:
             return json.loads(response.read())
 
     async def status_async(self) -> dict[str, Any]:
@@ -135,5 +135,5 @@ def start_standalone(workdir: Path) -> SparkStandalone:
 
 def driver_api(ui_url: str, path: str) -> Any:
     """The driver's monitoring REST API (``<sc.uiWebUrl>/api/v1/...``): its jobs and executors."""
-    with urllib.request.urlopen(f"{ui_url}/api/v1/{path}", timeout=10) as response:
+    with urllib.request.urlopen(f"{ui_url}/api/v1/{path}", timeout=60) as response:
         return json.loads(response.read())
