@@ -124,14 +124,21 @@ kf_check_spark <- function(mode) {
 }
 
 kf_init_spark <- function(mode, app_name) {
-  # Gateway Provisioners' semantics: eager starts the SparkR session before the kernel, lazy on first
-  # use of `spark`.
+  # Gateway Provisioners' semantics and names: eager starts the SparkR session before the kernel, lazy on
+  # first use of `spark`; `sc` is its JavaSparkContext and `sqlContext` GP's SQL entry point (the session
+  # itself where SparkR no longer has sparkRSQL.init). Under spark-submit, sparkR.session() joins the
+  # driver (RBackend) spark-submit started, with the operator's --master and options.
   if (mode == "none") return(invisible())
   if (mode == "eager") {
     assign("spark", SparkR::sparkR.session(appName = app_name), envir = globalenv())
   } else {
     delayedAssign("spark", SparkR::sparkR.session(appName = app_name), assign.env = globalenv())
   }
+  delayedAssign("sc", SparkR:::callJStatic("org.apache.spark.sql.api.r.SQLUtils", "getJavaSparkContext", spark),
+                eval.env = globalenv(), assign.env = globalenv())
+  delayedAssign("sqlContext",
+                if (exists("sparkRSQL.init", envir = asNamespace("SparkR"))) SparkR::sparkRSQL.init(sc) else spark,
+                eval.env = globalenv(), assign.env = globalenv())
   invisible()
 }
 

@@ -418,16 +418,21 @@ def test_ssh_hosts_python_launchers_dir_and_spark(tmp_path: Path) -> None:
     )  # fmt: skip
     spec = installed(tmp_path, "ssh_python_spark")
     assert spec["display_name"] == "Python on SSH hosts (with Spark)"
-    assert spec["argv"][:3] == ["/opt/py/bin/python3", "-m", "kernelfleet.launcher"]
+    # spark-submit runs a file: the launcher's script where jupyter image-bootstrap installs it
+    assert spec["argv"][:2] == ["/opt/py/bin/python3", "/usr/local/bin/kernel-launchers/python/launch_ipykernel.py"]
     assert spec["argv"][-2:] == ["--spark-context-initialization-mode", "lazy"]
     assert spec["env"] == {"SPARK_HOME": "/opt/spark-3.5", "SPARK_OPTS": "--master yarn"}
     assert spec["metadata"]["kernel_provisioner"]["config"] == {
         "remote_hosts": ["node1", "node2"],
+        "spark_submit": True,
         "launch_timeout": 30,
     }
 
     install_ok("ssh", "--language", "r", "--launchers-dir", "/srv/launchers", tmp_path=tmp_path)
     assert installed(tmp_path, "ssh_r")["argv"][:2] == ["Rscript", "/srv/launchers/r/launch_IRkernel.R"]
+    assert "spark_submit" not in installed(tmp_path, "ssh_r")["metadata"]["kernel_provisioner"]["config"]
+    install_ok("ssh", "--language", "python", "--kernel-name", "plain", tmp_path=tmp_path)
+    assert installed(tmp_path, "plain")["argv"][1:3] == ["-m", "kernelfleet.launcher"]  # no Spark: the module
 
 
 def test_user_install_goes_to_the_jupyter_data_dir(tmp_path: Path) -> None:

@@ -101,7 +101,8 @@ def test_valid_values_pass_and_empty_means_unset() -> None:
 
 def test_engines_interpret_what_their_provisioners_read() -> None:
     ssh, docker, k8s = (set(request_variables(e)) for e in (Engine.SSH, Engine.DOCKER, Engine.KUBERNETES))
-    assert ssh == {"KERNEL_USERNAME", "KERNEL_LAUNCH_TIMEOUT", "KERNEL_IP", "KERNEL_REMOTE_HOST"}
+    assert ssh == {"KERNEL_USERNAME", "KERNEL_LAUNCH_TIMEOUT", "KERNEL_IP", "KERNEL_REMOTE_HOST",
+                   "KERNEL_EXTRA_SPARK_OPTS"}
     assert docker == set(request_variables(Engine.SWARM)) == {
         "KERNEL_USERNAME", "KERNEL_LAUNCH_TIMEOUT", "KERNEL_IP", "KERNEL_WORKING_DIR", "KERNEL_IMAGE", "KERNEL_UID",
         "KERNEL_GID"}

@@ -1,4 +1,4 @@
-"""Optional user-namespace variables, as Gateway Provisioners offers: ``spark``/``sc`` or a Dask ``client``.
+"""Optional user-namespace variables, as Gateway Provisioners offers: ``spark``/``sc``/``sql`` or a Dask ``client``.
 
 Each is a stand-in that creates the real object on first use (lazy) or in a background thread when the
 kernel starts (eager), then replaces itself in the namespace. Creating a SparkSession takes seconds, so
@@ -115,9 +115,10 @@ def install(namespace: MutableMapping[str, Any], *, spark_mode: str, cluster_typ
     if cluster_type == "spark" and spark_mode in ("lazy", "eager"):
         spark = LazyVariable("spark", lambda: _spark_session(spark_mode), namespace)
         sc = LazyVariable("sc", lambda: spark._lv_resolve().sparkContext, namespace)
-        namespace.update(spark=spark, sc=sc)
+        sql = LazyVariable("sql", lambda: spark._lv_resolve().sql, namespace)  # GP's `sql("SELECT ...")`
+        namespace.update(spark=spark, sc=sc, sql=sql)
         _install_spark_job_cancel(spark)
-        added += [spark, sc]
+        added += [spark, sc, sql]
         if spark_mode == "eager":
             _start_eager(spark)
     elif cluster_type == "dask":

@@ -304,9 +304,14 @@ GP_ENVIRONMENT: tuple[GpEnvironmentName, ...] = (
         "Engine client libraries log through the server's loggers; set their level there.",
     ),
     GpEnvironmentName(
-        "GP_IMPERSONATION_ENABLED", Support.NO_EFFECT, "KERNEL_USERNAME with authorized_users / unauthorized_users",
-        "Kernels run as the account the engine gives them; running them as the requesting user is not available "
-        "in this release.",
+        "GP_IMPERSONATION_ENABLED", Support.CHANGED,
+        "DistributedProvisioner.impersonation_enabled (KF_IMPERSONATION_ENABLED)",
+        "SSH hosts and local kernels: the launcher runs as KERNEL_USERNAME through impersonation_command (default "
+        "sudo -n -H -E -u {user} --, whose sudoers rule needs SETENV), the name checked against a strict pattern "
+        "and authorized_users / unauthorized_users (root refused by default); with spark_submit also "
+        "--proxy-user, as GP had it. GP only added --proxy-user: set impersonation_command to [] for exactly that. "
+        "Container engines: kernels run as the account the engine gives them.",
+        SettingProbe(_SSH, "impersonation_enabled", "True", True),
     ),
 )
 

@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from kernelfleet.provisioners.kernel_env import KernelEnvError, check_value
+from kernelfleet.provisioners.spark_submit import extra_spark_options
 from kernelfleet.provisioners.spec_values import check_dns_label, check_dns_subdomain, parse_quantity
 
 MAX_ID = 2**32 - 1
@@ -184,6 +185,9 @@ REQUEST_VARIABLES: tuple[RequestVariable, ...] = (
     RequestVariable("KERNEL_IP", "IP address literal", ip_address, ALL),
     RequestVariable("KERNEL_REMOTE_HOST", "host name", text, frozenset({Engine.SSH}),
                     "remote_hosts (the value must be one of them)"),
+    RequestVariable("KERNEL_EXTRA_SPARK_OPTS", "spark-submit words (not --master, --deploy-mode, --proxy-user, "
+                    "--principal, --keytab, Kerberos or driver-interpreter --conf keys)", extra_spark_options,
+                    frozenset({Engine.SSH}), "spark_submit"),
     RequestVariable("KERNEL_WORKING_DIR", "absolute path", text, CONTAINERS, "mirror_working_dirs"),
     RequestVariable("KERNEL_IMAGE", "image reference", text, CONTAINERS, "allow_client_image, allowed_images"),
     RequestVariable("KERNEL_UID", "decimal id 0-4294967295", parse_id, CONTAINERS, "prohibited_uids"),

@@ -81,8 +81,8 @@ class SshSpecInstaller(SparkSpecInstaller):
         missing = []
         if self.lang == "r" and shutil.which("Rscript") is None:
             missing.append(f"Rscript is not on this host's PATH: R kernels of this spec need it on {where}")
-        if self.lang != "python":
-            launcher = self.build_argv()[1 if self.lang == "r" else 0]
+        if self.lang != "python" or self.spark:
+            launcher = self.build_argv()[0 if self.lang == "scala" else 1]
             if not os.path.isfile(launcher):
                 missing.append(f"{launcher} does not exist here: install the {LANGUAGE_TITLES[self.lang]} launcher "
                                f"on {where} (jupyter image-bootstrap install), or give --launchers-dir")
@@ -102,6 +102,10 @@ class SshSpecInstaller(SparkSpecInstaller):
 
     def build_argv(self) -> list[str]:
         if self.lang == "python":
+            if self.spark:  # spark-submit runs a file: the launcher's script, as jupyter image-bootstrap installs it
+                args = launcher_args(kernel_class_name=self.kernel_class_name(), spark_init_mode=self.spark_mode())
+                script = posixpath.join(self.launchers_dir, "python", "launch_ipykernel.py")
+                return [self.python.strip(), script, *args]
             args = launcher_args(
                 kernel_class_name=self.kernel_class_name(),
                 spark_init_mode=self.spark_mode() if self.spark else None,
@@ -118,7 +122,10 @@ class SshSpecInstaller(SparkSpecInstaller):
 
     def target_config(self) -> dict[str, Any]:
         hosts = list(dict.fromkeys(host.strip() for host in self.remote_hosts))
-        return {"remote_hosts": hosts} if hosts else {}
+        config: dict[str, Any] = {"remote_hosts": hosts} if hosts else {}
+        if self.spark and self.lang in ("python", "r"):  # Scala's run.sh runs spark-submit itself
+            config["spark_submit"] = True
+        return config
 
 
 class SshSpecApp(BaseSpecApp):

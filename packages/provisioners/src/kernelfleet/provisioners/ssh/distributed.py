@@ -51,6 +51,8 @@ from kernelfleet.provisioners.ssh.host_launchers import (
     is_local_host,
 )
 from kernelfleet.provisioners.ssh.hosts import ALGORITHMS, balancer_for
+from kernelfleet.provisioners.ssh.impersonation import DEFAULT_COMMAND
+from kernelfleet.provisioners.ssh.kernel_argv import ArgvPolicy, kernel_argv
 from kernelfleet.provisioners.ssh.launch import RemoteLaunch
 from kernelfleet.provisioners.ssh.local_process import LauncherGroup
 from kernelfleet.provisioners.ssh.tunnels import KernelTunnels
@@ -129,6 +131,21 @@ class DistributedProvisioner(RemoteProvisionerBase):
     keep_remote_logs = Bool(
         False, help="Keep each kernel's log file on its host after the kernel stopped (default: removed)."
     ).tag(config=True)
+    spark_submit = Bool(
+        False, help="Run the launcher (argv INTERPRETER SCRIPT.py|SCRIPT.R ...) through $SPARK_HOME/bin/spark-submit "
+        "with the kernelspec env's SPARK_OPTS, the request's checked KERNEL_EXTRA_SPARK_OPTS and LAUNCH_OPTS, "
+        "without a shell (jupyter ssh-spec install --spark writes it)."
+    ).tag(config=True)
+    impersonation_enabled = Bool(
+        help="Run the kernel as the requesting user (KERNEL_USERNAME, checked against authorized_users and "
+        "unauthorized_users) through impersonation_command, and with spark_submit as --proxy-user (env "
+        "KF_IMPERSONATION_ENABLED / GP_IMPERSONATION_ENABLED)."
+    ).tag(config=True)
+    impersonation_command = List(
+        Unicode(), list(DEFAULT_COMMAND), help="With impersonation_enabled: the argv prefix that runs the launcher "
+        "as {user} on the host (default sudo -n -H -E -u {user} --; its sudoers rule needs SETENV). Empty: only "
+        "spark-submit's --proxy-user."
+    ).tag(config=True)
 
     @default("remote_hosts")
     def _remote_hosts_default(self) -> list[str]:
@@ -185,6 +202,10 @@ class DistributedProvisioner(RemoteProvisionerBase):
     @default("tunneling")
     def _tunneling_default(self) -> bool:
         return env_bool(("KF_ENABLE_TUNNELING", "GP_ENABLE_TUNNELING"), False)
+
+    @default("impersonation_enabled")
+    def _impersonation_enabled_default(self) -> bool:
+        return env_bool(("KF_IMPERSONATION_ENABLED", "GP_IMPERSONATION_ENABLED"), False)
 
     @default("remote_log_dir")
     def _remote_log_dir_default(self) -> str:
@@ -323,9 +344,25 @@ class DistributedProvisioner(RemoteProvisionerBase):
                 inherited_envs=self.inherited_envs,
             )
             payload = encode_env(check_env(self.kernel_id, selected, trusted_names=spec_env))
-            self._remote_input = launch_command(self._remote_argv(cmd), self.kernel_id, self.remote_log_dir,
-                                                self.keep_remote_logs), payload
+            self._remote_input = launch_command(self.kernel_argv(self._remote_argv(cmd), env), self.kernel_id,
+                                                self.remote_log_dir, self.keep_remote_logs), payload
         return self._remote_input
+
+    def kernel_argv(self, cmd: list[str], env: dict[str, str]) -> list[str]:
+        """``cmd`` under spark-submit and/or as the requesting user, as the kernelspec asks (``ssh.kernel_argv``);
+        the host launchers call it once per launch, local or remote."""
+        policy = ArgvPolicy(self.spark_submit, self.impersonation_enabled, tuple(self.impersonation_command),
+                            frozenset(self.authorized_users), frozenset(self.unauthorized_users))
+        operator_env = {**os.environ, **(self.kernel_spec.env if self.kernel_spec else {})}
+        return kernel_argv(self.kernel_id, cmd, policy, operator_env=operator_env, request_env=env)
+
+    async def stopped_as_other_user(self, op: CommOp) -> bool:
+        """An impersonated local launcher runs as another user, whom this server may not signal: its comm port
+        (which the launcher answers as that user) stops it first."""
+        if not (self.impersonation_enabled and self.impersonation_command and self.comm_port):
+            return False
+        reply = await self.comm_request(op)
+        return bool(reply and reply.get("ok"))
 
     def _remote_argv(self, cmd: list[str]) -> list[str]:
         """Undo jupyter_client's ``python`` → server-interpreter replacement (see module docstring)."""

@@ -132,7 +132,8 @@ class LocalHostLauncher(HostLauncher):
     async def start(self, cmd: list[str], env: dict[str, str], cwd: str | None) -> None:
         env.setdefault("KERNEL_IP", "127.0.0.1")
         env[LOCAL_LAUNCH_ENV] = "1"  # tells the orphan sweep's local and SSH views apart
-        self.process = await LocalLauncherProcess.start(self.kernel_id, cmd, env, cwd, self.p.log)
+        argv = self.p.kernel_argv(cmd, env)  # under spark-submit and/or as the requesting user
+        self.process = await LocalLauncherProcess.start(self.kernel_id, argv, env, cwd, self.p.log)
         self.p.log.info("Kernel %s: running as local process %s", self.kernel_id, self.process.pid)
 
     async def launch_failure(self) -> str:
@@ -171,13 +172,15 @@ class LocalHostLauncher(HostLauncher):
         if self.process is None:
             await self.p.comm_request(CommOp.TERMINATE)
             return
-        self.process.signal_group(signal.SIGTERM)
+        if not await self.p.stopped_as_other_user(CommOp.TERMINATE):
+            self.process.signal_group(signal.SIGTERM)
 
     async def kill(self) -> None:
         if self.process is None:
             await self.p.comm_request(CommOp.KILL)
             return
-        self.process.signal_group(signal.SIGKILL)
+        if not await self.p.stopped_as_other_user(CommOp.KILL):
+            self.process.signal_group(signal.SIGKILL)
         await self.process.wait()
 
     async def cleanup(self) -> None:

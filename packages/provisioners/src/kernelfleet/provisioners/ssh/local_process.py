@@ -45,6 +45,8 @@ class LauncherGroup:
             os.killpg(self.pid, signum)
         except ProcessLookupError:
             return False
+        except PermissionError:  # an impersonated launcher (sudo, then another user): only its comm port stops it
+            return False
         return True
 
     async def stop(self, grace: float = 2.0) -> None:
