@@ -60,6 +60,11 @@ from kernelfleet.provisioners.ssh.tunnels import KERNEL_PORTS, LOCAL_ADDRESS, Ke
 LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "127.0.0.1", "::1", ""})
 UNROUTABLE = frozenset({"", "0.0.0.0", "::"})
 STOP_GRACE = 3.0  # seconds an unreported launcher gets between SIGTERM and SIGKILL
+# How long poll() waits for its answer. A kernel that answers, or whose host says it is gone, is known well within it;
+# past it (a partition: the comm port, then the host, time out) poll() says "not known to be dead" at once and the
+# check goes on, for the next poll() to take its answer: jupyter_client's restarter, which polls every
+# time_to_dead seconds, is never held for comm_timeout plus the SSH command's timeout.
+POLL_WAIT = 0.5
 
 
 # Launchers whose kernel leads its own process group and takes SIGINT to that group as an interrupt (the R
@@ -175,6 +180,7 @@ class DistributedProvisioner(RemoteProvisionerBase):
         self.tunnels: KernelTunnels | None = None
         self._reserved: str | None = None  # host counted in the balancer (and held in the pool if remote)
         self._exit_follower: asyncio.Task[None] | None = None  # the host's exit watch on a remote launcher
+        self._poll_check: asyncio.Task[int | None] | None = None  # a remote poll() answer still under way
         self.launcher_gone = False  # the host said the remote launcher exited (its kernel goes with it)
 
     # ------------------------------------------------------------------------------------- hosts
@@ -392,8 +398,34 @@ class DistributedProvisioner(RemoteProvisionerBase):
         return self.local_process is not None or self.remote_launch is not None or super().has_process
 
     async def poll(self) -> int | None:
+        """Local: the launcher's exit status. Remote: the comm port's or the host's answer within POLL_WAIT, else
+        None (not known to be dead) while the check goes on for the next call; the host's exit watch, followed from
+        the first call on, reports an exit at once either way."""
         if self.local_process is not None:
             return self.local_process.returncode
+        if not self.is_remote:
+            return await self._check_poll()
+        if self.launcher_gone and self.comm_port:
+            return 0
+        if self._poll_check is None or self._stale(self._poll_check):
+            self._poll_check = asyncio.ensure_future(self._check_poll())
+        check = self._poll_check
+        done, _ = await asyncio.wait({check}, timeout=POLL_WAIT)
+        if not done:
+            self.log.debug("Kernel %s: no answer from %s within %gs; not known to be dead", self.kernel_id,
+                           self.assigned_host, POLL_WAIT)
+            return None
+        self._poll_check = None
+        if check.cancelled():  # cleanup or detach ended it meanwhile
+            return None if self.comm_port else 0
+        return check.result()
+
+    @staticmethod
+    def _stale(check: asyncio.Task[int | None]) -> bool:
+        """A finished check nobody took that found no death (or failed): its "alive" is old news, so ask again."""
+        return check.done() and (check.cancelled() or check.exception() is not None or check.result() is None)
+
+    async def _check_poll(self) -> int | None:
         if self.tunnels is not None and self.tunnels.broken:
             await self._repair_tunnels()
         code = await super().poll()
@@ -444,6 +476,9 @@ class DistributedProvisioner(RemoteProvisionerBase):
         follower, self._exit_follower = self._exit_follower, None
         if follower is not None:
             follower.cancel()
+        check, self._poll_check = self._poll_check, None
+        if check is not None:
+            check.cancel()
         self.launcher_gone = False
 
     async def send_signal(self, signum: int) -> None:
