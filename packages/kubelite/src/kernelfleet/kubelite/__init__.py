@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .errors import ApiError
 from .kubelet import PULL_ERROR_ANNOTATION, UNSCHEDULABLE_ANNOTATION, remove_containers
+from .node_lifecycle import NodeLifecycle
 from .resources import SPARK_APPLICATIONS, ResourceType, custom_resource
 from .server import DockerUnavailable, KubeLite
 
@@ -18,6 +19,7 @@ __all__ = [
     "ApiError",
     "DockerUnavailable",
     "KubeLite",
+    "NodeLifecycle",
     "ResourceType",
     "custom_resource",
     "remove_containers",

@@ -55,6 +55,7 @@ class NodeConfig:
     restart_backoff: tuple[float, float] = (1.0, 10.0)
     cpu_capacity: Decimal = Decimal(os.cpu_count() or 1)
     memory_capacity: Decimal = Decimal(0)
+    posting_status: bool = True  # False while the node is lost (node_lifecycle.py): pod statuses freeze
 
 
 def normalize_image(image: str) -> str:
@@ -175,6 +176,8 @@ class PodWorker:
 
     def publish(self) -> None:
         """Write the pod status the way kubelet's status manager computes it."""
+        if not self.k.node.posting_status:
+            return  # a lost node's kubelet reaches nobody; node_lifecycle.recover() publishes again
         phase = self._phase()
         ready = phase == "Running" and all("running" in c.state for c in self.containers)
         if phase in ("Succeeded", "Failed"):
