@@ -73,9 +73,10 @@ async def test_unreachable_host_is_not_a_dead_kernel(ssh_spec: Callable[..., str
         stopped = True
         host.stop()
         started = time.perf_counter()
-        for _ in range(3):  # each poll waits out the comm timeout and the failed SSH connection
+        # poll() answers within its short wait while the check (comm timeout, failed SSH connection) goes on; for
+        # 3 s the restarter (1 s period) polls too, and nobody may call the kernel dead.
+        while time.perf_counter() - started < 3.0:
             assert await km.provisioner.poll() is None
-        assert time.perf_counter() - started >= 2.0  # the restarter (1 s period) has polled meanwhile
         assert km.restarts.empty(), "the restarter restarted a kernel whose host was only unreachable"
         os.kill(launcher, signal.SIGCONT)
         stopped = False

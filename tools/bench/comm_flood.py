@@ -66,7 +66,10 @@ async def _hold_one(host: str, port: int, trickle: float | None, source: str | N
         try:
             while True:
                 try:
-                    data = await asyncio.wait_for(reader.read(4096), trickle) if trickle else await reader.read(4096)
+                    # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation that arrives as
+                    # the read completes, and the attacker then never stopped (its workers ran on after stop()).
+                    async with asyncio.timeout(trickle):
+                        data = await reader.read(4096)
                 except TimeoutError:
                     writer.write(b"x")  # one byte, never a newline: the request line never completes
                     await writer.drain()
@@ -135,7 +138,12 @@ class Attacker:
     async def stop(self) -> dict[str, Any]:
         assert self.process is not None and self.process.stdin is not None
         self.process.stdin.close()
-        out, _ = await asyncio.wait_for(self.process.communicate(), 60)
+        try:
+            out, _ = await asyncio.wait_for(self.process.communicate(), 60)
+        except TimeoutError:
+            self.process.kill()  # never leave an attacker running after the test
+            await self.process.wait()
+            raise
         lines = out.decode().strip().splitlines()
         return json.loads(lines[-1]) if lines else {}
 

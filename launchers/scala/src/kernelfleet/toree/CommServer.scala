@@ -4,7 +4,7 @@ import java.io.{ByteArrayOutputStream, InputStream, OutputStream}
 import java.net.{ServerSocket, Socket, SocketTimeoutException}
 import java.nio.charset.StandardCharsets.UTF_8
 import java.security.SecureRandom
-import java.util.concurrent.{Executors, TimeUnit}
+import java.util.concurrent.{Executors, ThreadLocalRandom, TimeUnit}
 import scala.collection.JavaConverters._
 import scala.util.Try
 
@@ -28,14 +28,31 @@ trait KernelControl {
  * address that holds the most. The server's connection sends its request one round trip after the greeting, so idle
  * or slow connections only ever evict each other (from the server's own address: unless `MaxWaiting` new ones arrive
  * within that round trip; the server then retries once). Refused and evicted connections go into rate-limited warnings with a count.
+ *
+ * An evicted connection is not reset but parked: its thread lets go of it and it stays open, silent, until its
+ * deadline, or a random moment of the period after it (at most `MaxParked` at a time; beyond that, reset). A flood reconnects every connection it loses at once,
+ * and each reconnection waits in the accept queue ahead of the server's; resetting evicted connections made the flood
+ * churn thousands of connections a second, and a busy JVM then accepted the server's connection only after its
+ * comm_timeout (issue 11: a Scala interrupt lost under 1,000 idle connections). Parked, the flood's connections wait
+ * out their deadline, the accept queue stays short, and the server's connection is accepted at once.
  */
 final class CommServer(socket: ServerSocket, commKey: Array[Byte], kernel: KernelControl, random: SecureRandom) {
   import CommServer._
 
   /** Connections still waiting for their request line, oldest first; guarded by itself. */
   private val waiting = new java.util.LinkedHashMap[Socket, java.lang.Boolean]()
+  /** Evicted connections held open until their deadline; guarded by `waiting`. */
+  private val parked = new java.util.HashSet[Socket]()
   private val deadlines = Executors.newSingleThreadScheduledExecutor { (r: Runnable) =>
     val t = new Thread(r, "kernelfleet-comm-deadlines")
+    t.setDaemon(true)
+    t
+  }
+  /** Connections are served on reused threads: under a flood the launcher accepts thousands of connections a second
+   * (each eviction makes room for the next), and a new thread for each one slows accepting down enough that the
+   * server's connection waits in the accept queue past its comm_timeout. */
+  private val handlers = Executors.newCachedThreadPool { (r: Runnable) =>
+    val t = new Thread(r, "kernelfleet-comm-conn")
     t.setDaemon(true)
     t
   }
@@ -54,27 +71,26 @@ final class CommServer(socket: ServerSocket, commKey: Array[Byte], kernel: Kerne
       Try(socket.accept()).toOption.foreach { c =>
         admit(c)
         deadlines.schedule((() => expire(c)): Runnable, TimeoutMillis.toLong, TimeUnit.MILLISECONDS)
-        val t = new Thread(() => handle(c), "kernelfleet-comm-conn")
-        t.setDaemon(true)
-        t.start()
+        handlers.execute(() => handle(c))
       }
     }
 
   /** Make room for `conn` by evicting the oldest connections that have not delivered a request. */
   private def admit(conn: Socket): Unit = {
     val evicted = waiting.synchronized {
-      val out = scala.collection.mutable.ArrayBuffer.empty[Socket]
+      val out = scala.collection.mutable.ArrayBuffer.empty[(Socket, Boolean)]
       while (waiting.size >= MaxWaiting) {
         val victim = oldestOfBusiestPeer()
         waiting.remove(victim)
-        out += victim
+        out += victim -> (parked.size < MaxParked && parked.add(victim))
       }
       waiting.put(conn, java.lang.Boolean.TRUE)
       out
     }
-    evicted.foreach { old =>
-      warnings.warn("evicted", s"comm port full ($MaxWaiting connections without a request); closed the oldest, from ${peer(old)}")
-      abort(old)
+    evicted.foreach { case (old, park) =>
+      warnings.warn("evicted", s"comm port full ($MaxWaiting connections without a request); set aside the oldest, from ${peer(old)}")
+      // Parked: its reader sees the end of input and returns its thread; the peer sees nothing until the deadline.
+      if (park) Try(old.shutdownInput()) else abort(old)
     }
   }
 
@@ -94,7 +110,16 @@ final class CommServer(socket: ServerSocket, commKey: Array[Byte], kernel: Kerne
     if (delivered(conn)) {
       warnings.warn("timed out", s"comm connection from ${peer(conn)} sent no complete request within ${TimeoutMillis / 1000}s; closed")
       abort(conn)
+    } else if (isParked(conn)) {
+      // Released at a random moment of the next deadline period: a flood's connections, accepted in one burst, would
+      // otherwise all be reset together and come back together, a burst that the server's connection waits behind.
+      val release: Runnable = () => if (unpark(conn)) abort(conn)
+      deadlines.schedule(release, ThreadLocalRandom.current().nextLong(TimeoutMillis.toLong), TimeUnit.MILLISECONDS)
     }
+
+  private def unpark(conn: Socket): Boolean = waiting.synchronized(parked.remove(conn))
+
+  private def isParked(conn: Socket): Boolean = waiting.synchronized(parked.contains(conn))
 
   private def handle(conn: Socket): Unit = {
     var after: Option[() => Unit] = None
@@ -124,7 +149,7 @@ final class CommServer(socket: ServerSocket, commKey: Array[Byte], kernel: Kerne
       case _: java.io.IOException => ()
     } finally {
       delivered(conn)
-      Try(conn.close())
+      if (!isParked(conn)) Try(conn.close()) // a parked connection is closed by its deadline
     }
     // Actions that end this process run only after the reply went out, so the server hears it.
     after.foreach(f => f())
@@ -170,6 +195,7 @@ final class CommServer(socket: ServerSocket, commKey: Array[Byte], kernel: Kerne
 object CommServer {
   val TimeoutMillis = 5000
   val MaxWaiting = 64
+  val MaxParked = 1024
   val WarningIntervalMillis = 10000L
 
   /** At most one warning per key and interval; the next line that gets through says how many were left out.

@@ -42,13 +42,17 @@ object Ports {
   /** docs/launcher-vectors.json "ports": five kernel ports and the comm port; random picks per port inside a range. */
   val PortCount = 6
   val TriesPerPort = 50
+  /** The comm port's accept queue, as deep as the Python launcher's: 1,000 connections held by someone who merely
+   * reaches the port all fit, so the server's connection waits its turn instead of having its SYN dropped (a full
+   * queue drops SYNs, and the retransmissions after 1 s and 3 s eat most of the server's comm_timeout). */
+  val CommBacklog = 1024
 
   /** A listening socket on a free port: bound to 0 when unrestricted, else to random ports inside the range. */
   def listen(bindAddress: InetAddress, range: PortRange, taken: Set[Int], random: SecureRandom): ServerSocket = {
     def tryBind(port: Int): Option[ServerSocket] = {
       val s = new ServerSocket()
       s.setReuseAddress(false)
-      Try(s.bind(new InetSocketAddress(bindAddress, port), 50)).toOption.map(_ => s).orElse { s.close(); None }
+      Try(s.bind(new InetSocketAddress(bindAddress, port), CommBacklog)).toOption.map(_ => s).orElse { s.close(); None }
     }
     if (range.unrestricted) {
       // Port 0: the OS picks; it never repeats a port already bound by this process, but a port probed and released

@@ -14,6 +14,7 @@ from .kubelet import (
     UNSCHEDULABLE_ANNOTATION,
     remove_containers,
 )
+from .node_lifecycle import NodeLifecycle
 from .resources import SPARK_APPLICATIONS, ResourceType, custom_resource
 from .server import DockerUnavailable, KubeLite
 
@@ -26,6 +27,7 @@ __all__ = [
     "ApiError",
     "DockerUnavailable",
     "KubeLite",
+    "NodeLifecycle",
     "ResourceType",
     "custom_resource",
     "remove_containers",

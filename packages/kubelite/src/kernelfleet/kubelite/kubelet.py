@@ -69,6 +69,7 @@ class NodeConfig:
     #: Where emptyDir, configMap and secret volumes live on the node (``volumes.PodVolumes``).
     volume_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "kubelite-volumes")
     memory_capacity: Decimal = Decimal(0)
+    posting_status: bool = True  # False while the node is lost (node_lifecycle.py): pod statuses freeze
 
 
 def normalize_image(image: str) -> str:
@@ -201,6 +202,8 @@ class PodWorker:
 
     def publish(self) -> None:
         """Write the pod status the way kubelet's status manager computes it."""
+        if not self.k.node.posting_status:
+            return  # a lost node's kubelet reaches nobody; node_lifecycle.recover() publishes again
         phase = self._phase()
         ready = phase == "Running" and all("running" in c.state for c in self.containers)
         if phase in ("Succeeded", "Failed"):

@@ -42,10 +42,37 @@ def describe_termination(name: str, terminated: dict[str, Any]) -> str:
     return f"{text}: {message}" if message else text
 
 
+def node_lost(pod: dict[str, Any] | None) -> str | None:
+    """The cause when the pod was evicted because its node stopped reporting, else None.
+
+    A node whose kubelet goes silent first only makes its pods not ready (``Ready`` False, phase still Running): that
+    may be a blip, and the kernel may well still run, so it is not an end. Once the node stays away for the pod's
+    unreachable toleration, the taint eviction controller marks the pod ``DisruptionTarget``
+    (``DeletionByTaintManager``) and deletes it; only the lost kubelet could finish that deletion, so the pod may stay
+    Terminating for good, but the kernel is lost either way. Older controllers said so with the pod reason
+    ``NodeLost``.
+    """
+    if pod is None:
+        return None
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    node = (pod.get("spec") or {}).get("nodeName") or "?"
+    if status.get("reason") == "NodeLost":
+        return f"node lost: {(status.get('message') or '').strip() or node}"
+    if not meta.get("deletionTimestamp"):
+        return None
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "DisruptionTarget" and condition.get("status") == "True" and \
+                condition.get("reason") == "DeletionByTaintManager":
+            return f"node lost: node {node} stopped reporting and the pod was evicted ({condition.get('message')})"
+    return None
+
+
 def pod_failure(pod: dict[str, Any] | None, *, fail_unschedulable: bool = True) -> str | None:
     """Why a kernel pod that has not reported yet will never do so; None while it still may."""
     if pod is None:
         return "the pod was deleted"
+    if lost := node_lost(pod):
+        return lost
     meta, status = pod.get("metadata") or {}, pod.get("status") or {}
     for container in _statuses(pod):
         state = container.get("state") or {}
@@ -99,8 +126,9 @@ def pod_transient(pod: dict[str, Any] | None) -> str | None:
 
 
 def pod_ended(pod: dict[str, Any] | None) -> bool:
-    """The kernel is gone: no pod, a pod past its end, or a container that terminated."""
-    if pod is None:
+    """The kernel is gone: no pod, a pod past its end, a container that terminated, or a pod evicted from a lost
+    node."""
+    if pod is None or node_lost(pod):
         return True
     if (pod.get("status") or {}).get("phase") in ENDED_PHASES:
         return True

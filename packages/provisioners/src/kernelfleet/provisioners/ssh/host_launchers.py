@@ -209,6 +209,18 @@ class LocalHostLauncher(HostLauncher):
             self.process = await AdoptedLocalProcess.adopt(self.kernel_id, int(self.p.remote_pid), self.p.log)
 
 
+# How long poll() waits for its answer. A kernel that answers, or whose host says it is gone, is known well within it;
+# past it (a partition: the comm port, then the host, time out) poll() says "not known to be dead" at once and the
+# check goes on, for the next poll() to take its answer: jupyter_client's restarter, which polls every
+# time_to_dead seconds, is never held for comm_timeout plus the SSH command's timeout.
+POLL_WAIT = 0.5
+
+
+def _stale(check: asyncio.Task[int | None]) -> bool:
+    """A finished check nobody took that found no death (or failed): its "alive" is old news, so ask again."""
+    return check.done() and (check.cancelled() or check.exception() is not None or check.result() is None)
+
+
 class SshHostLauncher(HostLauncher):
     """The launcher on another host, started over SSH: the launch channel tells of an early death, the comm port
     and then the host itself (its exit watch, a signal over SSH) of liveness; optional tunnels reach its ports."""
@@ -221,6 +233,7 @@ class SshHostLauncher(HostLauncher):
         self.tunnels: KernelTunnels | None = None
         self.follower: asyncio.Task[None] | None = None  # the host's exit watch on the launcher
         self.launcher_gone = False  # the host said the launcher exited (its kernel goes with it)
+        self.poll_check: asyncio.Task[int | None] | None = None  # a poll() answer still under way
 
     def hold(self) -> None:
         connection_pool().hold(self.host, self.p.ssh_settings())
@@ -325,6 +338,25 @@ class SshHostLauncher(HostLauncher):
 
     # ------------------------------------------------------------------------------------- state
     async def poll(self, base_poll: BasePoll) -> int | None:
+        """The comm port's or the host's answer within POLL_WAIT, else None (not known to be dead) while the check
+        goes on for the next call; the host's exit watch, followed from the first call on, reports an exit at once
+        either way."""
+        if self.launcher_gone and self.p.comm_port:
+            return 0
+        if self.poll_check is None or _stale(self.poll_check):
+            self.poll_check = asyncio.ensure_future(self._check_poll(base_poll))
+        check = self.poll_check
+        done, _ = await asyncio.wait({check}, timeout=POLL_WAIT)
+        if not done:
+            self.p.log.debug("Kernel %s: no answer from %s within %gs; not known to be dead", self.kernel_id,
+                             self.host, POLL_WAIT)
+            return None
+        self.poll_check = None
+        if check.cancelled():  # cleanup or detach ended it meanwhile
+            return None if self.p.comm_port else 0
+        return check.result()
+
+    async def _check_poll(self, base_poll: BasePoll) -> int | None:
         if self.tunnels is not None and self.tunnels.broken:
             await self.repair_tunnels()
         code = await base_poll()
@@ -372,6 +404,9 @@ class SshHostLauncher(HostLauncher):
         follower, self.follower = self.follower, None
         if follower is not None:
             follower.cancel()
+        check, self.poll_check = self.poll_check, None
+        if check is not None:
+            check.cancel()
         self.launcher_gone = False
 
     async def presence(self, base_presence: BasePresence) -> Presence:
