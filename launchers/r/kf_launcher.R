@@ -128,7 +128,8 @@ kf_init_spark <- function(mode, app_name) {
   invisible()
 }
 
-kf_main <- function(argv = commandArgs(trailingOnly = TRUE)) {
+kf_main <- function(argv = commandArgs(trailingOnly = TRUE), jit_level = NULL) {
+  # jit_level: the JIT level to restore for the kernel (launch_IRkernel.R turned the JIT off for the launcher).
   config <- tryCatch(kf_load_config(argv), kf_config_error = function(e) kf_fatal("%s", conditionMessage(e)))
   Sys.unsetenv("LAUNCH_TOKEN")  # read once; the kernel's users have no business with it
   kf_log_threshold <<- config$log_level
@@ -194,6 +195,7 @@ kf_main <- function(argv = commandArgs(trailingOnly = TRUE)) {
     quit(save = "no", status = 1L)
   }
   kf_log("INFO", "kernel %s: report accepted; starting IRkernel", kernel_id)
+  if (!is.null(jit_level)) compiler::enableJIT(jit_level)
   kf_init_spark(config$spark_init_mode, config$app_name)
   started$kernel$run()
 }
