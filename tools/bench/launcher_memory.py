@@ -48,26 +48,11 @@ def pss_kb(pid: int) -> int:
     return 0
 
 
-def descendants(pid: int) -> set[int]:
-    found, frontier = set(), {pid}
-    while frontier:
-        parents, frontier = frontier, set()
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            except (FileNotFoundError, ProcessLookupError, IndexError):
-                continue
-            child = int(stat.parent.name)
-            if ppid in parents and child not in found:
-                found.add(child)
-                frontier.add(child)
-    return found
-
-
 async def host(kernel_dir: str, name: str, count: int) -> list[dict[str, Any]]:
     """Start ``count`` kernels of ``name``, measure each launch's processes, shut them down."""
     from jupyter_client import AsyncKernelManager
     from jupyter_client.kernelspec import KernelSpecManager
+    from launch_latency import children  # every descendant of a pid
 
     ksm = KernelSpecManager(kernel_dirs=[kernel_dir])
     managers, clients = [], []
@@ -84,7 +69,7 @@ async def host(kernel_dir: str, name: str, count: int) -> list[dict[str, Any]]:
         for km, client in zip(managers, clients, strict=True):
             kernel_pid = await ask_pid(client)
             root = launcher_root(km) or kernel_pid
-            launch = ({root} | descendants(root) | descendants(kernel_pid)) - {kernel_pid, os.getpid()}
+            launch = ({root} | children(root) | children(kernel_pid)) - {kernel_pid, os.getpid()}
             measured.append({"kernel": pss_kb(kernel_pid), "launcher": sum(pss_kb(p) for p in launch),
                              "launcher_processes": len(launch)})
         return measured
@@ -126,23 +111,6 @@ def measure(python: Path, kernel_dir: Path, name: str, count: int) -> list[dict[
     return json.loads(out.stdout.splitlines()[-1])
 
 
-def install_specs(prefix: Path, gp_python: Path, our_python: Path) -> dict[str, tuple[Path, Path]]:
-    """kernelspec directory and interpreter of each side."""
-    kernels = prefix / "share" / "jupyter" / "kernels"
-    subprocess.run([str(our_python.parent / "jupyter-ssh-spec"), "install", "--prefix", str(prefix),
-                    "--kernel-name", "kf"], check=True, capture_output=True)
-    bare = kernels / "bare"
-    bare.mkdir(parents=True)
-    (bare / "kernel.json").write_text(json.dumps({
-        "argv": [str(our_python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "bare", "language": "python"}))
-    gp_prefix = prefix / "gp"
-    subprocess.run([str(gp_python.parent / "jupyter-ssh-spec"), "install", "--prefix", str(gp_prefix),
-                    "--kernel-name", "gp", "--remote-hosts", "localhost"], check=True, capture_output=True)
-    return {"kf": (our_python, kernels), "gp": (gp_python, gp_prefix / "share" / "jupyter" / "kernels"),
-            "bare": (our_python, kernels)}
-
-
 def mb(kib: float) -> str:
     return f"{kib / 1024:.1f} MB"
 
@@ -159,11 +127,11 @@ def main() -> int:
         return 0
 
     sys.path.insert(0, str(HERE))
-    from common import GP_VERSION, OUR_PYTHON, ensure_gp_venv, median, table
+    from common import GP_VERSION, ensure_gp_venv, install_python_specs, median, table
 
     gp_python = ensure_gp_venv()
     with tempfile.TemporaryDirectory(prefix="kf-mem-bench-") as tmp:
-        sides = install_specs(Path(tmp), gp_python, OUR_PYTHON)
+        sides = install_python_specs(Path(tmp), gp_python)
         results = {name: measure(python, kernels, name, args.kernels) for name, (python, kernels) in sides.items()}
     if args.json:
         print(json.dumps(results))

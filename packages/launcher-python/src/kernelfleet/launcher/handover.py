@@ -24,10 +24,11 @@ if TYPE_CHECKING:
 
 # The signals the supervisor handles: held back across the exec instead of hitting default actions.
 HELD_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
-# ``python -c`` program of the supervisor's process; argv: handover fd, then the import roots. The
-# "kernelfleet.launcher" argument names the process in ps (and for tools that look for the launcher).
+# ``python -c`` program of the supervisor's process; argv: the handover fd, the import roots, "--", then the
+# launcher's own arguments, so that ps (and whoever looks for the launcher) sees the same process as before:
+# "kernelfleet.launcher" and every argument it was started with (none of them is a secret).
 _BOOT = (
-    "import sys; sys.path[:0] = sys.argv[3:]; "
+    "import sys; sys.path[:0] = sys.argv[3:sys.argv.index('--')]; "
     "from kernelfleet.launcher.supervisor import main; sys.exit(main(int(sys.argv[2])))"
 )
 _PROCESS_NAME = "kernelfleet.launcher"
@@ -105,7 +106,7 @@ def exec_supervisor(handover: Handover) -> None:
     for fd in (read_fd, handover.comm_fd, *handover.reservation_fds):
         os.set_inheritable(fd, True)
     env = {k: v for k, v in os.environ.items() if k not in _WITHHELD_ENV}
-    argv = [sys.executable, "-I", "-S", "-c", _BOOT, _PROCESS_NAME, str(read_fd), *_import_roots()]
+    argv = [sys.executable, "-I", "-S", "-c", _BOOT, _PROCESS_NAME, str(read_fd), *_import_roots(), "--", *sys.argv[1:]]
     sys.stdout.flush()
     sys.stderr.flush()
     try:
