@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -31,6 +33,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 TARGET_MB = 8.0
+SHUTDOWN_TIMEOUT = 60.0
 
 
 # ------------------------------------------------------------------ the host: runs inside the side's own venv
@@ -56,6 +59,7 @@ async def host(kernel_dir: str, name: str, count: int) -> list[dict[str, Any]]:
 
     ksm = KernelSpecManager(kernel_dirs=[kernel_dir])
     managers, clients = [], []
+    started: set[int] = set()  # every process of every launch, SIGKILLed at the end whatever the provisioner did
     try:
         for _ in range(count):
             km = AsyncKernelManager(kernel_name=name, kernel_spec_manager=ksm)
@@ -70,13 +74,19 @@ async def host(kernel_dir: str, name: str, count: int) -> list[dict[str, Any]]:
             kernel_pid = await ask_pid(client)
             root = launcher_root(km) or kernel_pid
             launch = ({root} | children(root) | children(kernel_pid)) - {kernel_pid, os.getpid()}
+            started |= launch | {kernel_pid}
             measured.append({"kernel": pss_kb(kernel_pid), "launcher": sum(pss_kb(p) for p in launch),
                              "launcher_processes": len(launch)})
         return measured
     finally:
         for client in clients:
             client.stop_channels()
-        await asyncio.gather(*(km.shutdown_kernel(now=True) for km in managers), return_exceptions=True)
+        # GP 0.5.0's local launches outlive its shutdown (they are re-parented to init): end them all first.
+        for pid in started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        await asyncio.wait_for(asyncio.gather(*(km.shutdown_kernel(now=True) for km in managers),
+                                              return_exceptions=True), SHUTDOWN_TIMEOUT)
 
 
 async def ask_pid(client: Any) -> int:
