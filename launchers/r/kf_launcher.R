@@ -81,9 +81,12 @@ kf_send_report <- function(host, port, line, kernel_id) {
   isTRUE(parsed$ok)
 }
 
-kf_start_listener <- function(comm_socket, comm_key, kernel_pid, conn_file) {
+kf_start_listener <- function(comm_socket, comm_key, kernel_pid, conn_file, jit_level = NULL) {
   # The forked listener. It closes nothing the kernel needs: the kernel's ZMQ sockets do not exist yet.
+  # It serves the comm port for the kernel's whole life, under floods too: compiled, at the JIT level the
+  # kernel gets (compiling happens in the listener, beside the kernel's start rather than in its way).
   listener <- parallel::mcparallel(detached = TRUE, mc.set.seed = FALSE, expr = {
+    if (!is.null(jit_level)) compiler::enableJIT(jit_level)
     status <- tryCatch({
       # kf_serve_comm ignores SIGINT itself; this catches one landing between its loop iterations.
       while (!tryCatch({
@@ -155,7 +158,7 @@ kf_main <- function(argv = commandArgs(trailingOnly = TRUE), jit_level = NULL) {
   )
   conn_file <- kf_connection_file_path()
   kernel_pid <- Sys.getpid()
-  listener_pid <- kf_start_listener(comm$sockets[[1L]], comm_key, kernel_pid, conn_file)
+  listener_pid <- kf_start_listener(comm$sockets[[1L]], comm_key, kernel_pid, conn_file, jit_level)
   close(comm$sockets[[1L]])
   stop_listener <- function() {
     kf_signal(listener_pid, tools::SIGTERM)
