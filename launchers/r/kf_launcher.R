@@ -88,9 +88,12 @@ kf_send_report <- function(host, port, line, kernel_id) {
   isTRUE(parsed$ok)
 }
 
-kf_start_listener <- function(comm_socket, comm_key, kernel_pid, conn_file) {
+kf_start_listener <- function(comm_socket, comm_key, kernel_pid, conn_file, jit_level = NULL) {
   # The forked listener. It closes nothing the kernel needs: the kernel's ZMQ sockets do not exist yet.
+  # It serves the comm port for the kernel's whole life, under floods too: compiled, at the JIT level the
+  # kernel gets (compiling happens in the listener, beside the kernel's start rather than in its way).
   listener <- parallel::mcparallel(detached = TRUE, mc.set.seed = FALSE, expr = {
+    if (!is.null(jit_level)) compiler::enableJIT(jit_level)
     status <- tryCatch({
       # kf_serve_comm ignores SIGINT itself; this catches one landing between its loop iterations.
       while (!tryCatch({
@@ -142,7 +145,8 @@ kf_init_spark <- function(mode, app_name) {
   invisible()
 }
 
-kf_main <- function(argv = commandArgs(trailingOnly = TRUE)) {
+kf_main <- function(argv = commandArgs(trailingOnly = TRUE), jit_level = NULL) {
+  # jit_level: the JIT level to restore for the kernel (launch_IRkernel.R turned the JIT off for the launcher).
   config <- tryCatch(kf_load_config(argv), kf_config_error = function(e) kf_fatal("%s", conditionMessage(e)))
   Sys.unsetenv("LAUNCH_TOKEN")  # read once; the kernel's users have no business with it
   kf_log_threshold <<- config$log_level
@@ -168,7 +172,7 @@ kf_main <- function(argv = commandArgs(trailingOnly = TRUE)) {
   )
   conn_file <- kf_connection_file_path()
   kernel_pid <- Sys.getpid()
-  listener_pid <- kf_start_listener(comm$sockets[[1L]], comm_key, kernel_pid, conn_file)
+  listener_pid <- kf_start_listener(comm$sockets[[1L]], comm_key, kernel_pid, conn_file, jit_level)
   close(comm$sockets[[1L]])
   stop_listener <- function() {
     kf_signal(listener_pid, tools::SIGTERM)
@@ -208,6 +212,7 @@ kf_main <- function(argv = commandArgs(trailingOnly = TRUE)) {
     quit(save = "no", status = 1L)
   }
   kf_log("INFO", "kernel %s: report accepted; starting IRkernel", kernel_id)
+  if (!is.null(jit_level)) compiler::enableJIT(jit_level)
   kf_init_spark(config$spark_init_mode, config$app_name)
   started$kernel$run()
 }

@@ -19,6 +19,8 @@ from jupyter_client.kernelspec import KernelSpecManager
 from kf_testing import connect, execute
 from wire_capture import assert_wire, run_cell_on_the_wire
 
+from kernelfleet.protocol import CommOp
+
 pytestmark = pytest.mark.hostile
 
 BIN = Path(sys.executable).parent
@@ -65,6 +67,8 @@ async def test_gp_transport_encryption_placeholder_is_filled(
         await km.start_kernel()
         try:
             pid = km.provisioner.local_process.pid
+            # Answered by the launcher's long-lived supervisor only: the exec that follows the report is done.
+            assert await km.provisioner.comm_request(CommOp.PING) is not None
             cmdline = launcher_argv(pid)
             value = cmdline[cmdline.index(b"--transport-encryption") + 1].decode()
             assert value == expected

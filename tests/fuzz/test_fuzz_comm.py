@@ -1,7 +1,7 @@
 """Property-based fuzzing of the comm port: the protocol's parsers, and the Python launcher's comm server
 handling one line from a real socket.
 
-The server runs on its own event loop thread on a real loopback socket, with a recorder in place of the
+The server runs on its own reactor thread on a real loopback socket, with a recorder in place of the
 supervisor's actions (the comm server's job is to decide whether to ask for an action; asking is what is
 checked). Properties: every line gets exactly one reply line; only a request MACed for that connection's
 nonce with the comm key causes an action, exactly once; everything else is answered ok:false and causes
@@ -10,16 +10,14 @@ nothing.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from comm_recorder import RecordedActions
+from comm_recorder import ServedCommServer
 from fuzz_properties import (
     COMM_KEY,
     KERNEL_ID,
@@ -33,7 +31,6 @@ from fuzz_properties import (
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kernelfleet.launcher.comm_server import CommServer
 from kernelfleet.protocol import CommOp, CommProtocolError, parse_greeting, parse_reply, verify_request
 
 PARSERS = budget(500)
@@ -66,19 +63,11 @@ def test_signed_requests_of_any_body(body: Any) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ the server
-class ServedCommPort:
-    """A CommServer on 127.0.0.1, served by an event loop on its own thread for the whole module."""
+class ServedCommPort(ServedCommServer):
+    """A CommServer on 127.0.0.1, served by its reactor on its own thread for the whole module."""
 
     def __init__(self) -> None:
-        self.actions = RecordedActions()
-        self.loop = asyncio.new_event_loop()
-        self.server = CommServer(COMM_KEY, self.actions, kernel_id=KERNEL_ID)
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(self.sock), self.loop).result(30)
+        super().__init__(KERNEL_ID, COMM_KEY)
 
     def exchange(self, line: bytes | None = None, *, sign: CommOp | None = None, **params: Any) -> tuple[bytes, bytes]:
         """Connect, read the greeting, send ``line`` (or a request signed for this connection), return
@@ -92,12 +81,6 @@ class ServedCommPort:
             conn.sendall(line)
             conn.shutdown(socket.SHUT_WR)
             return greeting, reader.read()
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.server.close)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(30)
-        self.loop.close()
 
 
 @pytest.fixture(scope="module")

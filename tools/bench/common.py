@@ -3,6 +3,7 @@ start to its first execute, and printing."""
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -45,6 +46,25 @@ async def start_to_first_execute(ksm: KernelSpecManager, name: str, *, now: bool
     finally:
         kc.stop_channels()
         await km.shutdown_kernel(now=now)
+
+
+def install_python_specs(prefix: Path, gp_python: Path) -> dict[str, tuple[Path, Path]]:
+    """The three Python kernelspecs the side-by-side benchmarks compare, under ``prefix``: ours (``kf``, the
+    embedded default), a bare ipykernel (``bare``, the floor) and GP's distributed-provisioner on localhost
+    (``gp``). Returns each one's interpreter and kernels directory."""
+    kernels = prefix / "share" / "jupyter" / "kernels"
+    subprocess.run([str(OUR_PYTHON.parent / "jupyter-ssh-spec"), "install", "--prefix", str(prefix),
+                    "--kernel-name", "kf"], check=True, capture_output=True)
+    bare = kernels / "bare"
+    bare.mkdir(parents=True)
+    (bare / "kernel.json").write_text(json.dumps({
+        "argv": [str(OUR_PYTHON), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "bare", "language": "python"}))
+    gp_prefix = prefix / "gp"
+    subprocess.run([str(gp_python.parent / "jupyter-ssh-spec"), "install", "--prefix", str(gp_prefix),
+                    "--kernel-name", "gp", "--remote-hosts", "localhost"], check=True, capture_output=True)
+    return {"kf": (OUR_PYTHON, kernels), "bare": (OUR_PYTHON, kernels),
+            "gp": (gp_python, gp_prefix / "share" / "jupyter" / "kernels")}
 
 
 def median(values: list[float]) -> float:

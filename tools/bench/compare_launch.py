@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import GP_VERSION, OUR_PYTHON, ensure_gp_venv, median, table
+from common import GP_VERSION, ensure_gp_venv, install_python_specs, median, table
 
 HERE = Path(__file__).resolve().parent
 
@@ -41,23 +41,8 @@ def main() -> None:
     args = parser.parse_args()
     gp_python = ensure_gp_venv()
     with tempfile.TemporaryDirectory() as tmp:
-        prefix = Path(tmp)
-        kernels = prefix / "share" / "jupyter" / "kernels"
-        subprocess.run([str(OUR_PYTHON.parent / "jupyter-ssh-spec"), "install", "--prefix", str(prefix),
-                        "--kernel-name", "kf"], check=True, capture_output=True)
-        bare = kernels / "bare"
-        bare.mkdir(parents=True)
-        (bare / "kernel.json").write_text(json.dumps({
-            "argv": [str(OUR_PYTHON), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "bare", "language": "python"}))
-        gp_prefix = prefix / "gp"
-        subprocess.run([str(gp_python.parent / "jupyter-ssh-spec"), "install", "--prefix", str(gp_prefix),
-                        "--kernel-name", "gp", "--remote-hosts", "localhost"], check=True, capture_output=True)
-        results = {
-            "kf": measure(OUR_PYTHON, kernels, "kf", args.runs),
-            "bare": measure(OUR_PYTHON, kernels, "bare", args.runs),
-            "gp": measure(gp_python, gp_prefix / "share" / "jupyter" / "kernels", "gp", args.runs),
-        }
+        specs = install_python_specs(Path(tmp), gp_python)
+        results = {name: measure(python, kernels, name, args.runs) for name, (python, kernels) in specs.items()}
     ready = {k: median(v["ready"]) for k, v in results.items()}
     linger = {k: median(v["linger"]) for k, v in results.items()}
     worst_linger = {k: max(v["linger"]) for k, v in results.items()}

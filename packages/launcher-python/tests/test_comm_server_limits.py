@@ -9,38 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 import pytest
-from comm_recorder import RecordedActions
+from comm_recorder import ServedCommServer
 
-from kernelfleet.launcher.comm_server import CommServer
 from kernelfleet.protocol import CommOp
 from kernelfleet.protocol.comm_client import send_request
 
 pytestmark = pytest.mark.hostile
 
 
-@dataclass
-class Served:
-    port: int
-    key: bytes
-    actions: RecordedActions
-
-
 @pytest.fixture
-async def served() -> AsyncIterator[Served]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    key = os.urandom(32)
-    actions = RecordedActions()
-    server = CommServer(key, actions, kernel_id="k-limits")
-    await server.start(sock)
-    yield Served(sock.getsockname()[1], key, actions)
-    server.close()
+def served() -> Iterator[ServedCommServer]:
+    served = ServedCommServer("k-limits")
+    yield served
+    served.close()
 
 
 async def one_line_exchange(port: int, line: bytes) -> bytes:
@@ -54,14 +38,14 @@ async def one_line_exchange(port: int, line: bytes) -> bytes:
         writer.close()
 
 
-async def test_deeply_nested_json_is_refused_with_an_answer(served: Served) -> None:
+async def test_deeply_nested_json_is_refused_with_an_answer(served: ServedCommServer) -> None:
     answer = await one_line_exchange(served.port, b"[" * 4000 + b"\n")
     assert answer == b'{"ok":false,"error":"unauthenticated"}\n'
     assert (await send_request("127.0.0.1", served.port, served.key, CommOp.PING))["ok"] is True
 
 
 @pytest.mark.parametrize("attacker", ["127.0.0.1", "127.0.0.9"], ids=["same address", "another address"])
-async def test_idle_connections_never_keep_the_server_out(served: Served, attacker: str) -> None:
+async def test_idle_connections_never_keep_the_server_out(served: ServedCommServer, attacker: str) -> None:
     idle = [await asyncio.open_connection("127.0.0.1", served.port, local_addr=(attacker, 0)) for _ in range(100)]
     try:
         for _ in range(5):
@@ -73,7 +57,9 @@ async def test_idle_connections_never_keep_the_server_out(served: Served, attack
             writer.close()
 
 
-async def test_refused_requests_are_logged_at_a_bounded_rate(served: Served, caplog: pytest.LogCaptureFixture) -> None:
+async def test_refused_requests_are_logged_at_a_bounded_rate(
+    served: ServedCommServer, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="kernelfleet.launcher")
     for _ in range(200):
         answer = await one_line_exchange(served.port, b'{"request":"{}","mac":"AAAA"}\n')

@@ -142,6 +142,7 @@ async def test_as_pid_1_it_reaps_orphans_and_stops_on_sigterm(launcher: Launcher
     assert unshare, "unshare (util-linux) is needed to run the launcher as PID 1 of a PID namespace"
     launch = await launcher(prefix=[unshare, "--pid", "--fork", "--kill-child", "--mount-proc"])
     assert launch.report is not None and launch.report.pid == 1
+    await launch.comm("ping")  # answered by the long-lived supervisor only: the exec after the report is done
     (supervisor,) = [p for p in launcher_processes(launch.kernel_id) if os.readlink(f"/proc/{p}/exe") != unshare]
     kc = await launch.client()
     # `sleep` outlives its shell, is orphaned to PID 1 and exits 0.2 s later: PID 1 must reap it.

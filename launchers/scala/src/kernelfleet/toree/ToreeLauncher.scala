@@ -35,9 +35,12 @@ object ToreeLauncher {
   }
 
   private def run(args: Array[String]): Int = {
+    Log.debug {
+      val age = ProcessHandle.current().info().startInstant().map[Long](t => System.currentTimeMillis() - t.toEpochMilli)
+      s"launcher started ${age.orElse(-1L)} ms after its process (the JVM's own start)"
+    }
     val opts = Options.parse(args, sys.env.get)
     val kid = opts.kernelId
-    val publicKey = Protocol.loadPublicKey(opts.publicKey)
     val random = new SecureRandom()
     val bindAddr = InetAddress.getByName(opts.kernelIp)
     val reportedIp = if (bindAddr.isAnyLocalAddress) hostAddress() else bindAddr.getHostAddress
@@ -71,9 +74,13 @@ object ToreeLauncher {
 
     new CommServer(commSocket, commKey, kernel, random).start()
     Log.info(s"kernel $kid: ports shell=$shell iopub=$iopub stdin=$stdin control=$control hb=$hb comm=${commSocket.getLocalPort}")
-    val sealedReport = Protocol.sealReport(info.reportJson, kid, publicKey, random)
     val probeAddr = if (bindAddr.isAnyLocalAddress) InetAddress.getLoopbackAddress else bindAddr
-    val reporter = new Thread(() => reportOnceListening(kernel, opts.responseAddress, sealedReport, kid, probeAddr,
+    // PUBLIC_KEY is parsed and the report sealed on the reporter thread: the JVM's first KeyFactory, AES and
+    // RSA-OAEP (provider lookup, class loading, cold big-integer arithmetic: about a second of a loaded host's time)
+    // then overlap Toree's start on the other core instead of delaying it. A bad key still ends the launch, before
+    // any report: the launcher exits 1 with the protocol's message while Toree is still starting.
+    val reporter = new Thread(() => reportOnceListening(kernel, opts.responseAddress,
+      () => Protocol.sealReport(info.reportJson, kid, Protocol.loadPublicKey(opts.publicKey), random), kid, probeAddr,
       Seq(shell, iopub, stdin, control, hb)), "kernelfleet-report")
     reporter.setDaemon(true)
     reporter.start()
@@ -86,8 +93,17 @@ object ToreeLauncher {
   /** Send the report once Toree listens on all five ports, never before: a Toree that stops first is not reported
    * (the launcher exits and the server fails the launch with our output). Toree binds from its own actor threads and
    * says nothing when it is done, so this probes with a growing interval; it runs once per launch, on this thread. */
-  private def reportOnceListening(kernel: InProcessToree, address: String, sealedReport: String, kid: String,
+  private def reportOnceListening(kernel: InProcessToree, address: String, seal: () => String, kid: String,
                                   probeAddr: InetAddress, ports: Seq[Int]): Unit = {
+    val sealStarted = System.nanoTime()
+    val sealedReport =
+      try seal()
+      catch {
+        case e: Protocol.ProtocolError => Log.error(e.getMessage); System.exit(1); return
+        case e: Exception =>
+          Log.error(s"launcher failed: ${e.getClass.getSimpleName}: ${e.getMessage}"); System.exit(1); return
+      }
+    Log.debug(s"kernel $kid: report sealed in ${(System.nanoTime() - sealStarted) / 1000000} ms")
     var wait = FirstListenProbeMillis
     while (!Ports.allListening(probeAddr, ports)) {
       if (!kernel.alive) return

@@ -17,38 +17,45 @@ once made the server declare a live kernel dead and restart it):
   within that round trip; the server then retries once (comm_client);
 * refused and evicted connections are counted into rate-limited warnings, not one line each.
 
-Requests are handled synchronously in the protocol callbacks (verify, act, reply): there is no gap
-between a complete request arriving and it being acted on in which it could be evicted.
+Requests are handled synchronously when their line is complete (verify, act, reply): there is no gap
+between a complete request arriving and it being acted on in which it could be evicted. The sockets are
+served by the supervisor's ``Reactor`` (reactor.py), not asyncio, to keep the long-lived process small.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 from collections import Counter
-from typing import Any, Protocol
 
-from kernelfleet.protocol import CommOp, CommProtocolError, UnknownOpError, greeting, reply, verify_request
+from kernelfleet.launcher.reactor import Reactor, Timer
+from kernelfleet.protocol.comm import CommOp, CommProtocolError, UnknownOpError, greeting, reply, verify_request
 from kernelfleet.protocol.constants import MAX_COMM_LINE_BYTES
 from kernelfleet.protocol.loglimit import LogLimiter
+
+TYPE_CHECKING = False  # typing itself stays unloaded: these modules run in the launcher's small supervisor
+if TYPE_CHECKING:
+    from typing import Any, Protocol
 
 REQUEST_DEADLINE = 5.0
 MAX_CONNECTIONS = 64
 DEFAULT_GRACE = 5.0
 MAX_GRACE = 60.0
+BACKLOG = 1024
 
 log = logging.getLogger("kernelfleet.launcher")
 
 
-class CommActions(Protocol):
-    """What the supervisor does for each op; the comm server only decides whether to ask."""
+if TYPE_CHECKING:
 
-    def alive(self) -> bool: ...
-    def interrupt(self) -> None: ...
-    def terminate(self) -> None: ...
-    def kill(self) -> None: ...
-    def shutdown(self, grace: float) -> None: ...
+    class CommActions(Protocol):
+        """What the supervisor does for each op; the comm server only decides whether to ask."""
+
+        def alive(self) -> bool: ...
+        def interrupt(self) -> None: ...
+        def terminate(self) -> None: ...
+        def kill(self) -> None: ...
+        def shutdown(self, grace: float) -> None: ...
 
 
 class RequestRefused(Exception):
@@ -79,20 +86,37 @@ class CommServer:
         self._kernel_id = kernel_id
         self._max_connections = max_connections
         self._deadline = deadline
-        self._server: asyncio.Server | None = None
+        self._reactor: Reactor | None = None
+        self._sock: socket.socket | None = None
         self._waiting: dict[_CommConnection, None] = {}  # insertion order: the oldest first
         self._warnings = LogLimiter(log)
 
-    async def start(self, sock: socket.socket) -> None:
-        """Serve on an already bound socket (the one that reserved the comm port)."""
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _CommConnection(self), sock=sock, backlog=1024)
+    def start(self, sock: socket.socket, reactor: Reactor) -> None:
+        """Serve on an already bound socket (the one that reserved the comm port), from ``reactor``."""
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+        self._sock, self._reactor = sock, reactor
+        reactor.add_reader(sock, self._accept)
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        if self._sock is not None and self._reactor is not None:
+            self._reactor.remove_reader(self._sock)
+            self._sock.close()
+            self._sock = None
         for conn in list(self._waiting):
             conn.abort()
+
+    def _accept(self) -> None:
+        assert self._sock is not None and self._reactor is not None
+        for _ in range(self._max_connections):  # what is queued now, bounded so the loop stays responsive
+            try:
+                sock, peer = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:  # EMFILE and friends: the connection stays queued; say so, rate-limited
+                self._warnings.warning("accept", "kernel %s: comm port cannot accept: %s", self._kernel_id, err)
+                return
+            _CommConnection(self, self._reactor, sock, peer)
 
     # -- called by the connections ---------------------------------------------------------------
 
@@ -164,30 +188,48 @@ class CommServer:
         return len(self._waiting)
 
 
-class _CommConnection(asyncio.Protocol):
-    """One connection: greeting out, one line in (before the deadline), one reply out, closed."""
+class _CommConnection:
+    """One connection: greeting out, one line in (before the deadline), one reply out, closed.
 
-    def __init__(self, server: CommServer) -> None:
+    Greeting and reply are a few hundred bytes on a fresh connection: they always fit the socket's send
+    buffer, so a send that does not take them whole means a peer gone wrong, and the connection is dropped.
+    """
+
+    def __init__(self, server: CommServer, reactor: Reactor, sock: socket.socket, peer: Any) -> None:
         self._server = server
-        self._transport: asyncio.Transport | None = None
+        self._reactor = reactor
+        self._sock: socket.socket | None = sock
         self._buffer = bytearray()
-        self._nonce = b""
-        self._deadline: asyncio.TimerHandle | None = None
-        self.peer: Any = None
-        self.host: str = ""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        self.peer = transport.get_extra_info("peername")
-        self.host = str(self.peer[0]) if isinstance(self.peer, tuple) and self.peer else ""
-        self._server.admit(self)
+        self.peer = peer
+        self.host: str = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        sock.setblocking(False)
+        server.admit(self)
         line, self._nonce = greeting()
-        transport.write(line)
-        self._deadline = asyncio.get_running_loop().call_later(self._server.deadline, self._expire)
+        self._deadline: Timer | None = reactor.call_later(server.deadline, self._expire)
+        if self._send(line):
+            reactor.add_reader(sock, self._readable)
 
-    def data_received(self, data: bytes) -> None:
-        if self._transport is None or self._transport.is_closing():
+    def _send(self, data: bytes) -> bool:
+        assert self._sock is not None
+        try:
+            if self._sock.send(data) == len(data):
+                return True
+        except OSError:
+            pass
+        self.abort()
+        return False
+
+    def _readable(self) -> None:
+        if self._sock is None:
+            return
+        try:
+            data = self._sock.recv(MAX_COMM_LINE_BYTES + 1)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # a peer that stops sending before its request line gets nothing: close
+            self.abort()
             return
         self._buffer += data
         end = self._buffer.find(b"\n")
@@ -196,21 +238,11 @@ class _CommConnection(asyncio.Protocol):
         line = bytes(self._buffer[: end + 1]) if end >= 0 else bytes(self._buffer)
         self._finish(self._server.answer(self._nonce, line, self.peer))
 
-    def eof_received(self) -> bool:
-        return False  # a peer that stops sending before its request line gets nothing: close
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._server.forget(self)
-        self._stop_timer()
-        self._transport = None
-
     def _finish(self, answer: bytes) -> None:
-        assert self._transport is not None
         self._server.forget(self)
         self._stop_timer()
-        self._transport.pause_reading()
-        self._transport.write(answer)
-        self._transport.close()  # after the reply is flushed
+        if self._sock is not None and self._send(answer):
+            self._close(graceful=True)
 
     def _expire(self) -> None:
         self._deadline = None
@@ -226,5 +258,16 @@ class _CommConnection(asyncio.Protocol):
         """Drop the connection at once (RST): eviction, deadline, server stop."""
         self._server.forget(self)
         self._stop_timer()
-        if self._transport is not None:
-            self._transport.abort()
+        self._close(graceful=False)
+
+    def _close(self, *, graceful: bool) -> None:
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        self._reactor.remove_reader(sock)
+        if not graceful:  # SO_LINGER 0: close sends RST instead of FIN, as asyncio's abort() does
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            except OSError:
+                pass
+        sock.close()

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-from typing import Any
+
+TYPE_CHECKING = False  # typing itself stays unloaded: these modules run in the launcher's small supervisor
+if TYPE_CHECKING:
+    from typing import Any
 
 KERNEL_PORT_NAMES = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 
@@ -31,6 +32,8 @@ def connection_info(ip: str, ports: list[int], key: str, curve: dict[str, str] |
 
 def write_connection_file(info: dict[str, Any]) -> str:
     """Write ``info`` into a private directory and return the file's path."""
+    import tempfile  # here: the long-lived supervisor imports this module but never writes the file
+
     directory = tempfile.mkdtemp(prefix="kernelfleet-")  # mode 0700
     path = os.path.join(directory, "kernel.json")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -40,5 +43,11 @@ def write_connection_file(info: dict[str, Any]) -> str:
 
 
 def remove_connection_file(path: str) -> None:
-    """Remove the file and its private directory (the kernel may already have removed the file)."""
-    shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+    """Remove the file and its private directory (the kernel may already have removed the file).
+
+    The directory holds nothing else (write_connection_file made it for this file alone)."""
+    for remove, target in ((os.unlink, path), (os.rmdir, os.path.dirname(path))):
+        try:
+            remove(target)
+        except OSError:
+            pass

@@ -2,13 +2,13 @@
 
 Order matters for start-up speed. The kernel process is spawned first (``__main__``) and imports
 ipykernel, the critical path, while this process parses its inputs, reserves the ports and writes the
-connection file. asyncio and the protocol's cryptography come last (the ``Supervisor`` of supervisor.py),
-while the kernel is still busy on the other core.
+connection file. asyncio and the protocol's cryptography come last (the ``Reporter`` of reporter.py),
+while the kernel is still busy on the other core. Once the report is accepted the process re-executes
+itself as the small supervisor (handover.py, supervisor.py), which keeps none of that in memory.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import socket
@@ -17,17 +17,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from kernelfleet.launcher.config import ConfigError, LauncherConfig, load_config
-from kernelfleet.launcher.connfile import connection_info, new_hmac_key, write_connection_file
+from kernelfleet.launcher.connfile import connection_info, new_hmac_key, remove_connection_file, write_connection_file
 from kernelfleet.launcher.curve import CurveUnavailable, curve_keys
 from kernelfleet.launcher.fastimport import prefer_ctypes_crypto
+from kernelfleet.launcher.logs import EXIT_FAILURE, EXIT_USAGE, fail, log, setup_logging
 from kernelfleet.launcher.ports import PortError, bind_ports, open_to_kernel, port_of
 from kernelfleet.launcher.spawn import EarlyKernel
-
-EXIT_USAGE = 2
-EXIT_FAILURE = 1
-PROG = "kernelfleet-launcher"
-
-log = logging.getLogger("kernelfleet.launcher")
+from kernelfleet.protocol.constants import COMM_KEY_BYTES
 
 # Signals that arrive before the event loop owns signal handling; the loop acts on them at once.
 _early_signals: list[int] = []
@@ -35,20 +31,6 @@ _early_signals: list[int] = []
 
 def _remember_signal(signum: int, frame: object) -> None:
     _early_signals.append(signum)
-
-
-def fail(message: str, status: int) -> int:
-    """Print the launcher's one-line error and return the exit status to use."""
-    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
-    return status
-
-
-def _setup_logging(level: int) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("[%(levelname).1s %(asctime)s %(name)s] %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(level)
-    log.propagate = False
 
 
 class Prepared:
@@ -92,7 +74,7 @@ def _prepare(kernel: EarlyKernel, argv: Sequence[str]) -> Prepared | int:
         config = load_config(argv, os.environ)
     except ConfigError as err:
         return fail(str(err), EXIT_USAGE)
-    _setup_logging(config.log_level)
+    setup_logging(config.log_level)
     if _early_signals:
         return 128 + _early_signals[0]
     kid = config.kernel_id
@@ -134,17 +116,40 @@ def _prepare(kernel: EarlyKernel, argv: Sequence[str]) -> Prepared | int:
 
 
 def _supervise(kernel: EarlyKernel, prepared: Prepared) -> int:
+    """Report (asyncio and crypto load while the kernel boots), then become the small supervisor."""
     prefer_ctypes_crypto()
-    from kernelfleet.launcher.supervisor import Supervisor  # asyncio and crypto load while the kernel boots
+    from kernelfleet.launcher.comm_server import BACKLOG
+    from kernelfleet.launcher.handover import Handover, exec_supervisor
+    from kernelfleet.launcher.reporter import Reporter
+    from kernelfleet.launcher.supervisor import supervise
 
-    supervisor = Supervisor(
-        kernel.pid,
-        prepared.config,
-        prepared.comm_sock,
-        prepared.info,
-        prepared.path,
-        early_signals=_early_signals,
-        bound_fd=kernel.bound_fd,
-        reservations=prepared.reservations,
+    config = prepared.config
+    comm_key = os.urandom(COMM_KEY_BYTES)
+    prepared.comm_sock.listen(BACKLOG)  # the server's first requests queue until the supervisor serves them
+    comm_port = port_of(prepared.comm_sock)
+    try:
+        reporter = Reporter(kernel.pid, config, comm_port, comm_key, prepared.info, early_signals=_early_signals,
+                            bound_fd=kernel.bound_fd)
+        stop = reporter.run()
+    except BaseException:
+        kernel.abandon()
+        remove_connection_file(prepared.path)
+        raise
+    handover = Handover(
+        kernel_pid=kernel.pid,
+        kernel_id=config.kernel_id,
+        comm_fd=prepared.comm_sock.detach(),
+        comm_key=comm_key,
+        reservation_fds=[sock.detach() for sock in prepared.reservations],
+        connection_file=prepared.path,
+        cluster_type=config.cluster_type,
+        spark_init_mode=config.spark_init_mode,
+        log_level=config.log_level,
+        stop=stop,
     )
-    return supervisor.run_forever()
+    try:
+        exec_supervisor(handover)
+    except OSError as err:
+        log.warning("kernel %s: cannot start the small supervisor (%s); supervising from this process",
+                    config.kernel_id, err)
+    return supervise(handover)

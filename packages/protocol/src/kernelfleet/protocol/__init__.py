@@ -11,11 +11,12 @@ spawns its kernel does not pay for loading the cryptography first.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from kernelfleet.protocol._version import __version__
 
 PROTOCOL_VERSION = 2
+# Not typing.TYPE_CHECKING: importing typing would cost the launcher's small supervisor memory.
+TYPE_CHECKING = False
 
 _EXPORTS = {
     "CommOp": "comm",
@@ -74,6 +75,8 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from kernelfleet.protocol.address import ResponseAddress
     from kernelfleet.protocol.comm import (
         CommOp,

@@ -11,9 +11,7 @@ import enum
 import hashlib
 import hmac
 import json
-from typing import Any
-
-from Crypto.Random import get_random_bytes
+import os
 
 from kernelfleet.protocol.constants import (
     COMM_MAC_LABEL,
@@ -23,6 +21,10 @@ from kernelfleet.protocol.constants import (
     PROTOCOL_VERSION,
 )
 from kernelfleet.protocol.encoding import DecodeError, b64decode, b64encode, dumps_line, loads_object
+
+TYPE_CHECKING = False  # typing itself stays unloaded: these modules run in the launcher's small supervisor
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class CommProtocolError(ValueError):
@@ -49,7 +51,7 @@ def comm_mac(comm_key: bytes, nonce: bytes, request: bytes) -> bytes:
 
 def greeting(nonce: bytes | None = None) -> tuple[bytes, bytes]:
     """The launcher's first line on each connection, and the nonce it carries."""
-    nonce = nonce or get_random_bytes(NONCE_BYTES)
+    nonce = nonce or os.urandom(NONCE_BYTES)  # the OS CSPRNG: no pycryptodome in the launcher's supervisor
     return dumps_line({"protocol": PROTOCOL_NAME, "version": PROTOCOL_VERSION, "nonce": b64encode(nonce)}), nonce
 
 

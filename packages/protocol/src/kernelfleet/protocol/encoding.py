@@ -6,7 +6,10 @@ import base64
 import binascii
 import json
 import re
-from typing import Any
+
+TYPE_CHECKING = False  # typing itself stays unloaded: these modules run in the launcher's small supervisor
+if TYPE_CHECKING:
+    from typing import Any
 
 # Deepest JSON nesting any protocol message may have. Protocol messages are flat objects; the limit only
 # stops a line of brackets from driving the parser into RecursionError (which no caller expects).
