@@ -1,8 +1,9 @@
 """What every container provisioner (Docker, Swarm, Kubernetes) decides before it asks its engine for anything.
 
 The image, the user and group ids, the kernel's environment and the settings in the kernelspec's
-argv are settled and checked in ``pre_launch``; a refused request therefore never creates a
-container. The argv is not run: ``kernelspec_settings`` reads the kernelspec's own argv once (not the
+argv are settled and checked in ``pre_launch`` by one pure function, ``settle_container`` (a frozen
+``ContainerSettings`` and the request in, a frozen ``ContainerChoice`` out); a refused request therefore never
+creates a container. The argv is not run: ``kernelspec_settings`` reads the kernelspec's own argv once (not the
 command ``pre_launch`` formatted for this launch) and turns it into variables for the image's bootstrap script.
 """
 
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from traitlets import Bool, Integer, Set, Unicode, default
@@ -44,6 +46,102 @@ def resource_name(username: str, kernel_id: str) -> str:
     """A container/service name Docker and Kubernetes accept: ``kf-<user>-<kernel id>``, at most 63 characters."""
     user = NAME_UNSAFE.sub("-", username).strip("-._")[:20] or "user"
     return f"kf-{user}-{kernel_id}"[:63].rstrip("-._").lower()
+
+
+@dataclass(frozen=True)
+class ContainerSettings:
+    """A kernelspec's container settings (``ContainerProvisionerBase``'s traits) as one value."""
+
+    image_name: str = ""
+    allow_client_image: bool = False
+    allowed_images: frozenset[str] = frozenset()
+    prohibited_uids: frozenset[int] = frozenset({0})
+    prohibited_gids: frozenset[int] = frozenset({0})
+    default_uid: int = 1000
+    default_gid: int = 100
+    mirror_working_dirs: bool = False
+    inherited_envs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ContainerChoice:
+    """What the engine-neutral container settling chose: image, ids, directory and the kernel's environment (the
+    launch token included), and the container's name."""
+
+    image: str
+    uid: int
+    gid: int
+    working_dir: str | None
+    env: Mapping[str, str]
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class LaunchInputs:
+    """What a launch brings besides the request: the protocol's variables, the kernelspec argv's settings and the
+    names the kernelspec's own env sets."""
+
+    launch_env: Mapping[str, str] = field(default_factory=dict)
+    argv_settings: Mapping[str, str] = field(default_factory=dict)
+    spec_env: Mapping[str, str] = field(default_factory=dict)
+
+
+def choose_image(kernel_id: str, s: ContainerSettings, env: Mapping[str, str]) -> str:
+    """The configured image, or the request's KERNEL_IMAGE where the kernelspec allows it."""
+    configured = s.image_name.strip()
+    requested = (env.get("KERNEL_IMAGE") or "").strip()
+    if requested and requested != configured:
+        if not s.allow_client_image:
+            raise PermissionError(
+                f"Kernel {kernel_id}: KERNEL_IMAGE={requested!r} was requested, but this kernelspec does "
+                "not let requests choose the image (allow_client_image is off)"
+            )
+        if s.allowed_images and requested not in s.allowed_images:
+            raise PermissionError(
+                f"Kernel {kernel_id}: KERNEL_IMAGE={requested!r} is not one of this kernelspec's "
+                f"allowed_images {sorted(s.allowed_images)}"
+            )
+        return requested
+    if not configured:
+        raise ValueError(
+            f"Kernel {kernel_id}: no image configured: set image_name in the kernelspec's "
+            "metadata.kernel_provisioner.config (or KF_IMAGE_NAME / GP_IMAGE_NAME)"
+        )
+    return configured
+
+
+def choose_id(kernel_id: str, env: Mapping[str, str], name: str, fallback: int, prohibited: Iterable[int]) -> int:
+    """KERNEL_UID / KERNEL_GID from the request, else the default; never a prohibited id."""
+    value = env.get(name)
+    if value is None or value == "":
+        return parse_id(kernel_id, f"default {name}", str(fallback), set(prohibited))
+    return parse_id(kernel_id, name, value, set(prohibited))
+
+
+def choose_working_dir(kernel_id: str, env: Mapping[str, str], mirror: bool) -> str | None:
+    """The request's KERNEL_WORKING_DIR when the kernelspec mirrors working directories; an absolute path only."""
+    requested = env.get("KERNEL_WORKING_DIR")
+    if not requested or not mirror:
+        return None
+    if not posixpath.isabs(requested) or "\x00" in requested:
+        raise ValueError(f"Kernel {kernel_id}: KERNEL_WORKING_DIR must be an absolute path")
+    return posixpath.normpath(requested)
+
+
+def settle_container(kernel_id: str, s: ContainerSettings, env: Mapping[str, str],
+                     inputs: LaunchInputs) -> ContainerChoice:
+    """Pure: the container of one launch, from the kernelspec's settings and the request's checked environment.
+    Raises PermissionError / ValueError naming the kernel and the value for anything the kernelspec refuses."""
+    image = choose_image(kernel_id, s, env)
+    uid = choose_id(kernel_id, env, "KERNEL_UID", s.default_uid, s.prohibited_uids)
+    gid = choose_id(kernel_id, env, "KERNEL_GID", s.default_gid, s.prohibited_gids)
+    working_dir = choose_working_dir(kernel_id, env, s.mirror_working_dirs)
+    protocol_env = {**inputs.argv_settings, **inputs.launch_env, "KERNEL_UID": str(uid), "KERNEL_GID": str(gid),
+                    "KERNEL_IMAGE": image}
+    container_env = remote_kernel_env(kernel_id, dict(env), spec_env_names=dict(inputs.spec_env),
+                                      protocol_env=protocol_env, inherited_envs=list(s.inherited_envs))
+    return ContainerChoice(image, uid, gid, working_dir, container_env,
+                           resource_name(env.get("KERNEL_USERNAME", ""), kernel_id))
 
 
 class ContainerProvisionerBase(RemoteProvisionerBase):
@@ -96,6 +194,7 @@ class ContainerProvisionerBase(RemoteProvisionerBase):
         self.working_dir: str | None = None
         self.container_env: dict[str, str] = {}
         self.container_name: str | None = None
+        self.container: ContainerChoice | None = None  # this launch's settled container (settle_container)
         self._argv_settings: dict[str, str] | None = None
 
     # ------------------------------------------------------------------------------------- launch
@@ -120,60 +219,24 @@ class ContainerProvisionerBase(RemoteProvisionerBase):
                 raise ValueError(f"Kernel {self.kernel_id}: {err}") from None
         return self._argv_settings
 
-    def _settle(self, env: dict[str, str]) -> None:
-        kernel_id = self.kernel_id
-        self.image = self._choose_image(env)
-        self.uid = self._choose_id(env, "KERNEL_UID", self.default_uid, self.prohibited_uids)
-        self.gid = self._choose_id(env, "KERNEL_GID", self.default_gid, self.prohibited_gids)
-        self.working_dir = self._choose_working_dir(env)
-        protocol_env = {
-            **self.argv_settings(),
-            **self.launch_env,
-            "KERNEL_UID": str(self.uid),
-            "KERNEL_GID": str(self.gid),
-            "KERNEL_IMAGE": self.image,
-        }
-        spec_env = self.kernel_spec.env if self.kernel_spec is not None else {}
-        self.container_env = remote_kernel_env(
-            kernel_id, env, spec_env_names=spec_env, protocol_env=protocol_env, inherited_envs=self.inherited_envs
+    def container_settings(self) -> ContainerSettings:
+        """This kernelspec's container traits as one value, for ``settle_container``."""
+        return ContainerSettings(
+            image_name=self.image_name, allow_client_image=self.allow_client_image,
+            allowed_images=frozenset(self.allowed_images), prohibited_uids=frozenset(self.prohibited_uids),
+            prohibited_gids=frozenset(self.prohibited_gids), default_uid=self.default_uid,
+            default_gid=self.default_gid, mirror_working_dirs=self.mirror_working_dirs,
+            inherited_envs=tuple(self.inherited_envs),
         )
-        self.container_name = resource_name(env.get("KERNEL_USERNAME", ""), kernel_id)
 
-    def _choose_image(self, env: dict[str, str]) -> str:
-        configured = self.image_name.strip()
-        requested = (env.get("KERNEL_IMAGE") or "").strip()
-        if requested and requested != configured:
-            if not self.allow_client_image:
-                raise PermissionError(
-                    f"Kernel {self.kernel_id}: KERNEL_IMAGE={requested!r} was requested, but this kernelspec does "
-                    "not let requests choose the image (allow_client_image is off)"
-                )
-            if self.allowed_images and requested not in self.allowed_images:
-                raise PermissionError(
-                    f"Kernel {self.kernel_id}: KERNEL_IMAGE={requested!r} is not one of this kernelspec's "
-                    f"allowed_images {sorted(self.allowed_images)}"
-                )
-            return requested
-        if not configured:
-            raise ValueError(
-                f"Kernel {self.kernel_id}: no image configured: set image_name in the kernelspec's "
-                "metadata.kernel_provisioner.config (or KF_IMAGE_NAME / GP_IMAGE_NAME)"
-            )
-        return configured
-
-    def _choose_id(self, env: dict[str, str], name: str, fallback: int, prohibited: set[int]) -> int:
-        value = env.get(name)
-        if value is None or value == "":
-            return parse_id(self.kernel_id, f"default {name}", str(fallback), prohibited)
-        return parse_id(self.kernel_id, name, value, prohibited)
-
-    def _choose_working_dir(self, env: dict[str, str]) -> str | None:
-        requested = env.get("KERNEL_WORKING_DIR")
-        if not requested or not self.mirror_working_dirs:
-            return None
-        if not posixpath.isabs(requested) or "\x00" in requested:
-            raise ValueError(f"Kernel {self.kernel_id}: KERNEL_WORKING_DIR must be an absolute path")
-        return posixpath.normpath(requested)
+    def _settle(self, env: dict[str, str]) -> None:
+        """Decide the container (``settle_container``) and keep the choice as this launch's state."""
+        inputs = LaunchInputs(launch_env=dict(self.launch_env), argv_settings=self.argv_settings(),
+                              spec_env=dict(self.kernel_spec.env) if self.kernel_spec is not None else {})
+        self.container = choice = settle_container(self.kernel_id, self.container_settings(), env, inputs)
+        self.image, self.uid, self.gid, self.working_dir = choice.image, choice.uid, choice.gid, choice.working_dir
+        self.container_env = dict(choice.env)
+        self.container_name = choice.name
 
     # ------------------------------------------------------------------------------------- persistence
     async def get_provisioner_info(self) -> dict[str, Any]:

@@ -43,7 +43,6 @@ from kernelfleet.provisioners.k8s.owned import (
 )
 from kernelfleet.provisioners.k8s.pod import SecretKeyRef
 from kernelfleet.provisioners.k8s.settings import (
-    ContainerChoice,
     KubernetesSettings,
     PodLaunch,
     kernel_pod_manifest,
@@ -210,7 +209,8 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         """Decide the launch (``settle_pod_launch``) and build what will be created; keep the result as state."""
         super()._settle(env)
         self.end_reason, self.stopping = None, False
-        container = ContainerChoice(self.image, self.uid, self.gid, self.working_dir, dict(self.container_env))
+        assert self.container is not None
+        container = self.container
         launch = settle_pod_launch(self.kubernetes_settings(), self.kernel_id, self.server_id, env, container)
         self.pod_launch = launch
         self.container_env = dict(launch.env)

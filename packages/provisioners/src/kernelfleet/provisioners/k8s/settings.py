@@ -19,6 +19,7 @@ from typing import Any
 
 from kernelfleet.protocol import contract
 from kernelfleet.protocol.contract import LAUNCH_TOKEN
+from kernelfleet.provisioners.container import ContainerChoice
 from kernelfleet.provisioners.k8s.pod import (
     GPU_RESOURCE,
     PodPolicy,
@@ -86,18 +87,6 @@ class KubernetesSettings:
         """Request names this configuration closes, each with the setting that opens it (``pre_launch`` refuses
         them before their value is read)."""
         return {} if self.allow_client_volumes else dict.fromkeys(VOLUME_REQUESTS, "allow_client_volumes")
-
-
-@dataclass(frozen=True)
-class ContainerChoice:
-    """What the engine-neutral container settling chose (``ContainerProvisionerBase``): image, ids, directory and
-    the kernel's environment, the launch token included."""
-
-    image: str
-    uid: int
-    gid: int
-    working_dir: str | None
-    env: Mapping[str, str]
 
 
 @dataclass(frozen=True)
