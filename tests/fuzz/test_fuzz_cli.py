@@ -2,7 +2,7 @@
 option sets given to the real installers.
 
 Properties: each validator accepts exactly its documented grammar (README: kernel names, port ranges);
-an install either exits 1 having written nothing, or writes exactly one kernel.json, at
+an install either exits 1 having written nothing, or writes exactly one kernel.json (with the language's logos), at
 PREFIX/share/jupyter/kernels/<name>/, that jupyter_client loads and whose argv holds only the placeholders
 the provisioners fill in.
 """
@@ -26,6 +26,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from kernelfleet.protocol import PortRange
 from kernelfleet.provisioners.cli.docker import DockerSpecApp
 from kernelfleet.provisioners.cli.k8s import K8sSpecApp
+from kernelfleet.provisioners.cli.resources import RESOURCE_NAMES
 from kernelfleet.provisioners.cli.ssh import SshSpecApp
 from kernelfleet.provisioners.cli.yarn import YarnSpecApp
 from kernelfleet.provisioners.container_argv import PLACEHOLDERS
@@ -92,8 +93,11 @@ def test_install_writes_one_loadable_kernelspec_or_nothing(tool: str, chosen: di
             # 1: a refused value (one error line); 2: traitlets' own usage error (an option this tool lacks).
             assert status in (1, 2) and written == [], f"exit {status}, left {written}"
             return
-        assert len(written) == 1 and written[0].parts[:3] == ("share", "jupyter", "kernels"), written
-        assert written[0].name == "kernel.json" and len(written[0].parts) == 5
+        # one kernelspec directory: its kernel.json and nothing but the language's logos / kernel.js beside it
+        assert {p.parts[:4] for p in written} == {written[0].parts[:4]}, written
+        assert written[0].parts[:3] == ("share", "jupyter", "kernels") and all(len(p.parts) == 5 for p in written)
+        names = [p.name for p in written]
+        assert names.count("kernel.json") == 1 and set(names) <= {"kernel.json", *RESOURCE_NAMES}, written
         spec_name = written[0].parts[3]
         spec = KernelSpecManager(kernel_dirs=[str(prefix / "share/jupyter/kernels")]).get_kernel_spec(spec_name)
         for arg in spec.argv:

@@ -26,6 +26,7 @@ from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.container import ContainerProvisionerBase
 from kernelfleet.provisioners.docker.container_end import parse_memory_limit
 from kernelfleet.provisioners.docker.engine import ENGINE_ERRORS, DockerEngine, describe_engine_error
+from kernelfleet.provisioners.docker.specs import DockerLaunch
 from kernelfleet.provisioners.envconfig import env_value
 from kernelfleet.provisioners.labels import kernel_labels
 from kernelfleet.provisioners.server_identity import LABEL_SERVER
@@ -154,6 +155,15 @@ class DockerProvisionerBase(ContainerProvisionerBase):
         # Only the token's path goes into the spec (see the module docstring); the token stays in launch_env.
         self.container_env.pop(LAUNCH_TOKEN, None)
         self.container_env[LAUNCH_TOKEN_FILE] = self.launch_token_path
+
+    def docker_launch(self) -> DockerLaunch:
+        """This launch's container as one value, for the pure builders of ``docker.specs``."""
+        return DockerLaunch(
+            image=self.image, uid=self.uid, gid=self.gid, env=dict(self.container_env), labels=self.object_labels(),
+            network=self.network, init=self.init, working_dir=self.working_dir,
+            mounts=tuple(dict(m) for m in self.mounts), no_new_privileges=self.no_new_privileges,
+            memory_bytes=self.memory_bytes,
+        )
 
     def name_taken(self, kind: str) -> LaunchError:
         """The error for a name held by an object this launch did not create; that object is never touched."""

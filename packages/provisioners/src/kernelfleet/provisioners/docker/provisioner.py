@@ -28,6 +28,7 @@ from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.docker.common import LOG_TAIL_LINES, DockerProvisionerBase, tail_text
 from kernelfleet.provisioners.docker.container_end import describe_container_end
 from kernelfleet.provisioners.docker.engine import ENGINE_ERRORS, describe_engine_error
+from kernelfleet.provisioners.docker.specs import container_config
 from kernelfleet.provisioners.docker.swarm import DockerSwarmProvisioner
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
@@ -89,23 +90,8 @@ class DockerProvisioner(DockerProvisionerBase):
                 )
 
     def container_config(self) -> dict[str, Any]:
-        host_config: dict[str, Any] = {"NetworkMode": self.network, "Init": self.init}
-        if self.mounts:
-            host_config["Mounts"] = [dict(m) for m in self.mounts]
-        if self.no_new_privileges:
-            host_config["SecurityOpt"] = ["no-new-privileges"]
-        if self.memory_bytes:  # swap as large as memory: no swapping, the limit is where the kernel is OOM-killed
-            host_config.update(Memory=self.memory_bytes, MemorySwap=self.memory_bytes)
-        config: dict[str, Any] = {
-            "Image": self.image,
-            "Env": [f"{name}={value}" for name, value in self.container_env.items()],
-            "Labels": self.object_labels(),
-            "User": f"{self.uid}:{self.gid}",
-            "HostConfig": host_config,
-        }
-        if self.working_dir:
-            config["WorkingDir"] = self.working_dir
-        return config
+        """Docker's create config for this launch (``docker.specs.container_config``)."""
+        return container_config(self.docker_launch())
 
     async def start_launcher(self, cmd: list[str], env: dict[str, str], **kwargs: Any) -> None:
         self.check_response_reachable()

@@ -29,6 +29,7 @@ from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.docker.common import LOG_TAIL_LINES, DockerProvisionerBase, tail_text
 from kernelfleet.provisioners.docker.container_end import describe_container_end
 from kernelfleet.provisioners.docker.engine import ENGINE_ERRORS, describe_engine_error
+from kernelfleet.provisioners.docker.specs import TokenSecret, task_template
 from kernelfleet.provisioners.labels import LABEL_KERNEL_ID
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
@@ -75,28 +76,8 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         return f"{SECRETS_DIR}/{TOKEN_SECRET_FILE}"
 
     def task_template(self) -> dict[str, Any]:
-        spec: dict[str, Any] = {
-            "Image": self.image,
-            "Env": dict(self.container_env),  # aiodocker turns the mapping into NAME=value entries
-            "Labels": self.object_labels(),
-            "User": f"{self.uid}:{self.gid}",
-            "Init": self.init,
-            "Secrets": [{
-                "SecretID": self.secret_id,
-                "SecretName": self.secret_name,
-                "File": {"Name": TOKEN_SECRET_FILE, "UID": str(self.uid), "GID": str(self.gid), "Mode": 0o400},
-            }],
-        }
-        if self.mounts:
-            spec["Mounts"] = [dict(m) for m in self.mounts]
-        if self.working_dir:
-            spec["Dir"] = self.working_dir
-        template: dict[str, Any] = {"ContainerSpec": spec, "RestartPolicy": {"Condition": "none", "MaxAttempts": 0}}
-        if self.memory_bytes:
-            template["Resources"] = {"Limits": {"MemoryBytes": self.memory_bytes}}
-        if self.network and self.network != "bridge":  # swarm tasks are on the node's bridge by default
-            template["Networks"] = [{"Target": self.network}]
-        return template
+        """The service's task template for this launch (``docker.specs.task_template``)."""
+        return task_template(self.docker_launch(), TokenSecret(self.secret_id, self.secret_name, TOKEN_SECRET_FILE))
 
     async def start_launcher(self, cmd: list[str], env: dict[str, str], **kwargs: Any) -> None:
         self.check_response_reachable()
