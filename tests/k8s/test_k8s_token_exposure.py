@@ -129,7 +129,9 @@ async def run_and_search(kube: KubeLite, core: client.CoreV1Api, km: Any) -> Non
             assert (await execute(kc, "6 * 7"))["result"] == "42"
         finally:
             kc.stop_channels()
-        (pod,) = await pods_of(core, km.kernel_id)
+        # the kernel's pod (a SparkApplication's executors, labelled with the kernel id too, are searched below)
+        (pod,) = [p for p in await pods_of(core, km.kernel_id)
+                  if (p.metadata.labels or {}).get("spark-role") in (None, "driver")]
         await reader.list_all()
         log = await core.read_namespaced_pod_log(pod.metadata.name, pod.metadata.namespace)
         reader.seen.append(("pod log", str(log)))
@@ -153,5 +155,5 @@ async def test_kubernetes_provisioner_token_in_no_api_object(kube: KubeLite, cor
 async def test_spark_operator_token_in_no_api_object(kube: KubeLite, core: client.CoreV1Api, kernels_dir: Path,
                                                      k8s_spec: Callable[..., str]) -> None:
     spec = k8s_spec("spark_token", provisioner="spark-operator-provisioner",
-                    driver_command=["/usr/local/bin/bootstrap-kernel.sh"])
+                    driver_command=["/usr/local/bin/bootstrap-kernel.sh"], executor_command=["sleep", "infinity"])
     await run_and_search(kube, core, manager(kernels_dir, spec))

@@ -370,7 +370,7 @@ async def test_missing_secret_is_a_create_container_config_error(
     assert (await core.read_namespaced_pod_log("waits", namespace)).strip() == "now"
 
 
-def test_executor_pods_ask_for_sparks_memory_overhead() -> None:
+async def test_executor_pods_ask_for_sparks_memory_overhead() -> None:
     """Spark requests the JVM amount plus max(384 MiB, 10 %) for each executor pod."""
     from kernelfleet.kubelite.spark import memory_with_overhead
 

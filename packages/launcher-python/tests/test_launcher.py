@@ -100,6 +100,8 @@ async def test_execute_interrupt_ping_and_shutdown(launcher: Launcher) -> None:
 
     assert await launch.comm("ping") == {"ok": True, "alive": True}
     content, out = await execute(kc, "print(x + 1)")
+    if content["status"] == "aborted":  # ipykernel aborts what reaches it in its stop-on-error window; once only
+        content, out = await execute(kc, "print(x + 1)")
     assert content["status"] == "ok" and out.strip() == "43", content
 
     kc.shutdown()
