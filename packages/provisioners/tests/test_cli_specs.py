@@ -126,8 +126,8 @@ def test_seed_command_matches_gp_output_except_argv(tmp_path: Path) -> None:
     ("tool", "args"),
     [
         ("k8s", ()),
-        ("k8s", ("--spark",)),
-        ("k8s", ("--spark", "--crd")),
+        ("k8s", ("--spark", "--image-name", "acme/spark:3")),
+        ("k8s", ("--spark", "--crd", "--image-name", "acme/spark:3")),
         ("k8s", ("--language", "r")),
         ("docker", ("--language", "scala")),
         ("docker", ("--swarm",)),
@@ -370,14 +370,27 @@ def test_k8s_spark_and_operator(tmp_path: Path) -> None:
         "launch_timeout": 30,
     }
 
-    install_ok("k8s", "--spark", "--crd", "--executor-image-name", "acme/exec:3", tmp_path=tmp_path)
+    install_ok("k8s", "--spark", "--crd", "--image-name", "acme/spark:3", "--executor-image-name", "acme/exec:3",
+               tmp_path=tmp_path)
     crd = installed(tmp_path, "k8s_python_spark_operator")
     assert crd["display_name"] == "Kubernetes Spark Operator"
     assert crd["argv"] == _container_argv("python", "lazy")
     kp = crd["metadata"]["kernel_provisioner"]
     assert kp["provisioner_name"] == "spark-operator-provisioner"
-    assert kp["config"]["image_name"].startswith("kernelfleet/kernel-spark-py:")
+    assert kp["config"]["image_name"] == "acme/spark:3"
     assert kp["config"]["executor_image_name"] == "acme/exec:3"
+
+
+@pytest.mark.parametrize("lang", ["python", "r"])
+def test_k8s_spark_needs_an_image_we_do_not_build(lang: str, tmp_path: Path) -> None:
+    """No kernel-spark-py/-r image exists, so the CLI names none: --spark without an image fails, writing nothing;
+    Scala's image carries Spark and stays the default."""
+    result = run_cli("k8s", "install", "--spark", "--language", lang, tmp_path=tmp_path)
+    assert result.returncode == 1 and "needs --image-name" in result.stderr, result.stderr
+    assert not kernels_dir(tmp_path).exists() or not any(kernels_dir(tmp_path).iterdir())
+    install_ok("k8s", "--spark", "--language", "scala", tmp_path=tmp_path)
+    assert installed(tmp_path, "k8s_scala_spark")["metadata"]["kernel_provisioner"]["config"]["image_name"].startswith(
+        "kernelfleet/kernel-scala:")
 
 
 def test_k8s_image_defaults_come_from_env(tmp_path: Path) -> None:
@@ -467,8 +480,9 @@ def test_sys_prefix_install_goes_into_the_running_environment(tmp_path: Path) ->
 
 def test_kernelspec_manager_reads_every_written_spec(tmp_path: Path) -> None:
     runs = [
-        ("k8s", ()), ("k8s", ("--language", "r")), ("k8s", ("--language", "scala")), ("k8s", ("--spark",)),
-        ("k8s", ("--spark", "--crd")), ("docker", ()), ("docker", ("--language", "r")),
+        ("k8s", ()), ("k8s", ("--language", "r")), ("k8s", ("--language", "scala")),
+        ("k8s", ("--spark", "--image-name", "acme/spark:3")), ("k8s", ("--spark", "--crd", "--image-name", "a/s:3")),
+        ("docker", ()), ("docker", ("--language", "r")),
         ("docker", ("--language", "scala")), ("docker", ("--swarm",)), ("ssh", ()), ("ssh", ("--language", "r")),
         ("ssh", ("--language", "scala")), ("ssh", ("--spark",)),
     ]  # fmt: skip
@@ -489,7 +503,8 @@ def test_kernelspec_manager_reads_every_written_spec(tmp_path: Path) -> None:
     ("tool", "args", "name", "provisioner"),
     [
         ("k8s", (), "k8s_python", "kubernetes-provisioner"),
-        ("k8s", ("--spark", "--crd"), "k8s_python_spark_operator", "spark-operator-provisioner"),
+        ("k8s", ("--spark", "--crd", "--image-name", "acme/spark:3"), "k8s_python_spark_operator",
+         "spark-operator-provisioner"),
         ("docker", (), "docker_python", "docker-provisioner"),
         ("docker", ("--swarm",), "docker_swarm_python", "docker-swarm-provisioner"),
         ("ssh", (), "ssh_python", "distributed-provisioner"),

@@ -374,9 +374,8 @@ def executor_image_name_from_env() -> str:
     return env_value(("KF_EXECUTOR_IMAGE_NAME", "GP_EXECUTOR_IMAGE_NAME")) or ""
 
 
-def default_image(lang: str, *, spark: bool = False) -> str:
-    """Our kernel images, named like GP's (``kernel-py``/``-r``/``-scala``; Spark ones for py and r)."""
+def default_image(lang: str) -> str:
+    """Our kernel images, named like GP's (``kernel-py``/``-r``/``-scala``). Only the Scala one (Toree) carries
+    Spark: a Python or R Spark kernelspec must name its own image (``K8sSpecInstaller.check_target``)."""
     short = {"python": "py", "r": "r", "scala": "scala"}[lang]
-    if spark and lang != "scala":  # the Scala image (Toree) always carries Spark
-        short = f"spark-{short}"
     return f"kernelfleet/kernel-{short}:{image_tag(package_version())}"

@@ -76,6 +76,13 @@ class K8sSpecInstaller(SparkSpecInstaller):
             raise SpecError("--crd supports Python kernels only")
         if not self.spark and self.executor_image_name and self.executor_image_name != executor_image_name_from_env():
             self.log.warning("--executor-image-name is ignored without --spark")
+        if self.spark and self.lang != "scala" and not self.image_name.strip():
+            raise SpecError(
+                f"--spark for {LANGUAGE_TITLES[self.lang]} kernels needs --image-name (or KF_IMAGE_NAME / "
+                "GP_IMAGE_NAME): an image with Spark, a JRE and the kernel launcher. Kernel Fleet builds no Spark "
+                "image for Python or R (only kernel-scala carries Spark); extend kernel-py with FROM and install "
+                "pyspark and a JRE, as images/README.md shows"
+            )
 
     def provisioner_name(self) -> str:
         return "spark-operator-provisioner" if self.crd else "kubernetes-provisioner"
@@ -95,7 +102,7 @@ class K8sSpecInstaller(SparkSpecInstaller):
         return container_argv(kernel_class_name=self.kernel_class_name(), spark_init_mode=mode)
 
     def kernel_image(self) -> str:
-        return self.image_name.strip() or default_image(self.lang, spark=self.spark)
+        return self.image_name.strip() or default_image(self.lang)
 
     def target_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"image_name": self.kernel_image()}
