@@ -43,6 +43,7 @@ TEST_PATHS = (
     "tests/docker/test_docker_leaks.py",
     "tests/k8s/test_k8s_api_server_restart.py",
     "tests/k8s/test_k8s_death.py",
+    "tests/k8s/test_k8s_node_lost.py",
     "tests/k8s/test_k8s_leaks.py",
     "tests/ssh/test_ssh_death.py",
     "tests/ssh/test_ssh_leaks.py",
