@@ -209,6 +209,7 @@ async def soak_run(args: argparse.Namespace, root: Path, ssh_config: dict[str, A
         sampler.cancel()
         soak.samples.append((time.monotonic() - soak.started, rss_kib(), fd_count()))
         await asyncio.gather(*(u.stop() for u in users), return_exceptions=True)
+        await settle_starts(mkm)
         await mkm.shutdown_all(now=True)
     left = await wait_for_nothing(lambda: processes_of_server(server_id))
     left += [f"connection file {name}" for name in connection_files(mkm)]
@@ -218,6 +219,14 @@ async def soak_run(args: argparse.Namespace, root: Path, ssh_config: dict[str, A
     await ResponseBroker._instances[asyncio.get_running_loop()].stop()
     mkm.context.destroy(linger=0)
     return report(soak, args, left)
+
+
+async def settle_starts(mkm: Any, timeout: float = 120.0) -> None:
+    """Let every start still under way end, one way or the other, before ``shutdown_all``: jupyter_client's
+    shutdown reads ``km.ready.exception()``, which raises InvalidStateError on a start that has not finished."""
+    pending = [km.ready for km in (mkm.get_kernel(kid) for kid in mkm.list_kernel_ids()) if not km.ready.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=timeout)
 
 
 def report(soak: Soak, args: argparse.Namespace, left: list[str]) -> int:

@@ -105,7 +105,8 @@ def test_the_argv_the_cli_writes_parses_back(tmp_path: Path) -> None:
     assert script.exists(), f"{script} is missing: run pip install --no-deps -e packages/provisioners"
     env = {k: v for k, v in os.environ.items() if not k.endswith("IMAGE_NAME")}
     subprocess.run(
-        [str(script), "install", "--language", "r", "--spark", "--spark-init-mode", "eager", "--prefix", str(tmp_path)],
+        [str(script), "install", "--language", "r", "--spark", "--spark-init-mode", "eager", "--prefix", str(tmp_path),
+         "--image-name", "acme/spark-r:1"],
         check=True, capture_output=True, env=env, timeout=60,
     )  # fmt: skip
     spec = json.loads((tmp_path / "share/jupyter/kernels/k8s_r_spark/kernel.json").read_text(encoding="utf-8"))
