@@ -10,13 +10,13 @@ class without a docstring of its own is an error: traitlets' ``--help-all`` woul
 from __future__ import annotations
 
 import argparse
-import difflib
 import importlib
 import inspect
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from doc_tables import write_or_check
 from traitlets import HasTraits, TraitType
 from traitlets.config import Configurable
 
@@ -140,20 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tools/config-docs", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 with a diff when the committed file is stale")
     args = parser.parse_args(argv)
-    text = render()
-    current = OUTPUT.read_text() if OUTPUT.exists() else ""
-    if args.check:
-        if text == current:
-            return 0
-        diff = difflib.unified_diff(current.splitlines(True), text.splitlines(True), "committed", "generated")
-        sys.stdout.writelines(diff)
-        print(f"{OUTPUT.relative_to(ROOT)} is stale: run tools/config-docs", file=sys.stderr)
-        return 1
-    if text != current:
-        OUTPUT.write_text(text)
-        print(f"wrote {OUTPUT.relative_to(ROOT)}")
-    return 0
-
+    return write_or_check(OUTPUT, render(), check=args.check, regenerate="tools/config-docs", root=ROOT)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,8 +7,11 @@ code did rather than what someone once wrote down.
 
 from __future__ import annotations
 
+import difflib
+import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -45,3 +48,20 @@ def replace_between_markers(doc: str, markers: tuple[str, str], table: str) -> s
     head, rest = doc.split(start, 1)
     _, tail = rest.split(end, 1)
     return f"{head}{start}\n{table}\n{end}{tail}"
+
+
+def write_or_check(output: Path, text: str, *, check: bool, regenerate: str, root: Path) -> int:
+    """The end of every generated page's script: with ``check``, exit status 1 and a diff when ``output`` is not
+    ``text`` (CI's staleness test); else write it when it changed. ``regenerate`` names the command to run."""
+    current = output.read_text() if output.exists() else ""
+    if check:
+        if text == current:
+            return 0
+        sys.stdout.writelines(difflib.unified_diff(current.splitlines(True), text.splitlines(True), "committed",
+                                                   "generated"))
+        print(f"{output.relative_to(root)} is stale: run {regenerate}", file=sys.stderr)
+        return 1
+    if text != current:
+        output.write_text(text)
+        print(f"wrote {output.relative_to(root)}")
+    return 0

@@ -8,9 +8,10 @@ the guide says what the code does.
 from __future__ import annotations
 
 import argparse
-import difflib
 import sys
 from pathlib import Path
+
+from doc_tables import write_or_check
 
 from kernelfleet.provisioners.gp_settings import CHANGED_DEFAULTS, GP_ENVIRONMENT, GP_IMAGE_PATHS, Support
 
@@ -64,19 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 with a diff when the committed file is stale")
     args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = OUTPUT.read_text() if OUTPUT.exists() else ""
-        if current != text:
-            sys.stdout.writelines(difflib.unified_diff(current.splitlines(True), text.splitlines(True),
-                                                       str(OUTPUT), "generated"))
-            print(f"\n{OUTPUT} is stale: run tools/migration-docs", file=sys.stderr)
-            return 1
-        return 0
-    OUTPUT.write_text(text)
-    print(f"wrote {OUTPUT.relative_to(ROOT)}")
-    return 0
-
+    return write_or_check(OUTPUT, render(), check=args.check, regenerate="tools/migration-docs", root=ROOT)
 
 if __name__ == "__main__":
     sys.exit(main())

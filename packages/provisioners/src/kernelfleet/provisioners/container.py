@@ -189,9 +189,6 @@ class ContainerProvisionerBase(RemoteProvisionerBase):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.image = ""
-        self.uid = self.gid = 0
-        self.working_dir: str | None = None
         self.container_env: dict[str, str] = {}
         self.container_name: str | None = None
         self.container: ContainerChoice | None = None  # this launch's settled container (settle_container)
@@ -234,9 +231,25 @@ class ContainerProvisionerBase(RemoteProvisionerBase):
         inputs = LaunchInputs(launch_env=dict(self.launch_env), argv_settings=self.argv_settings(),
                               spec_env=dict(self.kernel_spec.env) if self.kernel_spec is not None else {})
         self.container = choice = settle_container(self.kernel_id, self.container_settings(), env, inputs)
-        self.image, self.uid, self.gid, self.working_dir = choice.image, choice.uid, choice.gid, choice.working_dir
-        self.container_env = dict(choice.env)
-        self.container_name = choice.name
+        self.container_env = dict(choice.env)  # engines add to it (the token's file, TINI_SUBREAPER)
+        self.container_name = choice.name  # kept apart: a reattached provisioner knows only the name
+
+    # The settled choice's fields, read by the engines; before a launch (or after a reattach) the neutral values.
+    @property
+    def image(self) -> str:
+        return self.container.image if self.container is not None else ""
+
+    @property
+    def uid(self) -> int:
+        return self.container.uid if self.container is not None else 0
+
+    @property
+    def gid(self) -> int:
+        return self.container.gid if self.container is not None else 0
+
+    @property
+    def working_dir(self) -> str | None:
+        return self.container.working_dir if self.container is not None else None
 
     # ------------------------------------------------------------------------------------- persistence
     async def get_provisioner_info(self) -> dict[str, Any]:
