@@ -12,7 +12,7 @@ means of the first and last quarter of the run and a least-squares slope per min
 the slope is near 0); p50/p99 per operation and engine. Exits 1 on any error or leftover.
 
 Usage: .venv/bin/python tools/bench/soak.py [--kernels 50] [--minutes 10] [--engines local,ssh,docker]
-       [--pause 1.0,4.0] [--seed 1] [--image kernelfleet/kernel-py:dev]
+       [--pause 5,15] [--weights 6,2,1,1] [--seed 1] [--image kernelfleet/kernel-py:dev]
 """
 
 from __future__ import annotations
@@ -49,6 +49,12 @@ from kernelfleet.provisioners.leases import close_all
 
 ENGINES = ("local", "ssh", "docker")
 OPERATIONS = ("execute", "interrupt", "restart", "shutdown+start")
+# A user mostly runs cells; restarts and replacements are the rarer, expensive operations. Each kernel start costs
+# about one CPU-second here (interpreter, ipykernel, launcher), so on a 2-core machine the default mix (50 users, one
+# operation every 5-15 s, 1 in 5 a start) keeps starts near one per second: the run measures the server, not a
+# saturated CPU. --weights 1,1,1,1 --pause 1,4 is the overload variant.
+DEFAULT_WEIGHTS = "6,2,1,1"
+DEFAULT_PAUSE = "5.0,15.0"
 SAMPLE_SECONDS = 5.0
 OPERATION_TIMEOUT = 180.0
 
@@ -88,10 +94,16 @@ class Soak:
     deadline: float
     pause: tuple[float, float]
     rng: random.Random
+    weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
     timings: dict[tuple[str, str], list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: list[str] = field(default_factory=list)
     samples: list[tuple[float, int, int]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+
+    def error(self, message: str) -> None:
+        """Record an error and print it at once, so a run that dies later still shows what went wrong."""
+        self.errors.append(message[:400])
+        print(f"soak: ERROR at {time.monotonic() - self.started:.0f} s: {message[:400]}", file=sys.stderr, flush=True)
 
 
 class User:
@@ -152,21 +164,59 @@ class User:
             await asyncio.sleep(soak.rng.uniform(*soak.pause))
             if time.monotonic() >= soak.deadline:
                 return
-            op = soak.rng.choice(OPERATIONS)
+            op = soak.rng.choices(OPERATIONS, weights=soak.weights)[0]
             t0 = time.perf_counter()
             try:
-                async with asyncio.timeout(OPERATION_TIMEOUT):
-                    await actions[op]()
+                await run_bounded(actions[op](), f"{self.engine} {op} kernel {self.kernel_id}")
             except Exception as err:  # every failure is a soak error, reported with its kernel and message
-                soak.errors.append(f"{self.engine} {op} kernel {self.kernel_id}: {type(err).__name__}: {err}"[:400])
+                soak.error(f"{self.engine} {op} kernel {self.kernel_id} after {time.perf_counter() - t0:.1f} s: "
+                           f"{type(err).__name__}: {err}")
                 try:  # carry on with a fresh kernel, so one failure does not end this user's run
                     await self.stop()
                     await self.start()
                 except Exception as again:
-                    soak.errors.append(f"{self.engine} recovery: {type(again).__name__}: {again}"[:400])
+                    soak.error(f"{self.engine} recovery: {type(again).__name__}: {again}")
                     return
             else:
                 soak.timings[(op, self.engine)].append(time.perf_counter() - t0)
+
+
+DEBUG_STUCK: Any = None
+
+
+def await_chain(task: asyncio.Task[Any]) -> list[str]:
+    """Where a stuck task waits: each coroutine of its ``await`` chain (file:line function), then the awaited
+    object. Task.get_stack shows only the outermost frame of a suspended coroutine; this follows ``cr_await``."""
+    chain: list[str] = []
+    awaited: Any = task.get_coro()
+    while awaited is not None and len(chain) < 60:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is None:
+            chain.append(repr(awaited)[:200])
+            break
+        chain.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    return chain
+
+
+async def run_bounded(operation: Any, what: str) -> None:
+    """Run one operation for at most OPERATION_TIMEOUT; a stuck one prints where it waits before it is cancelled."""
+    task = asyncio.ensure_future(operation)
+    done, _ = await asyncio.wait({task}, timeout=OPERATION_TIMEOUT)
+    if not done:
+        print(f"soak: {what} stuck for {OPERATION_TIMEOUT:g} s, waiting at:", file=sys.stderr)
+        for line in await_chain(task):
+            print(f"    {line}", file=sys.stderr)
+        for other in asyncio.all_tasks():
+            if other is not task and not other.done() and "run_bounded" not in repr(other.get_coro()):
+                chain = await_chain(other)
+                if any("kernelfleet" in line for line in chain):
+                    print(f"  task {other.get_name()}: {' <- '.join(reversed(chain[-4:]))}", file=sys.stderr)
+        if DEBUG_STUCK is not None:
+            DEBUG_STUCK(what)
+        task.cancel()
+        raise TimeoutError(f"no answer within {OPERATION_TIMEOUT:g} s")
+    task.result()
 
 
 async def sample(soak: Soak) -> None:
@@ -185,7 +235,7 @@ async def soak_run(args: argparse.Namespace, root: Path, ssh_config: dict[str, A
     await ResponseBroker.instance()
     rng = random.Random(args.seed)
     users = [User(Soak(mkm, specs, 0, (0, 0), rng), engines[i % len(engines)]) for i in range(args.kernels)]
-    soak = Soak(mkm, specs, 0, tuple(args.pause), rng)
+    soak = Soak(mkm, specs, 0, tuple(args.pause), rng, tuple(args.weights))
     for user in users:
         user.soak = soak
     print(f"soak: starting {args.kernels} kernels on {', '.join(engines)} ...", file=sys.stderr, flush=True)
@@ -208,9 +258,18 @@ async def soak_run(args: argparse.Namespace, root: Path, ssh_config: dict[str, A
     finally:
         sampler.cancel()
         soak.samples.append((time.monotonic() - soak.started, rss_kib(), fd_count()))
-        await asyncio.gather(*(u.stop() for u in users), return_exceptions=True)
-        await settle_starts(mkm)
-        await mkm.shutdown_all(now=True)
+        for user in users:
+            try:
+                await run_bounded(user.stop(), f"{user.engine} shutdown at the end")
+            except Exception as err:
+                soak.error(f"{user.engine} shutdown at the end: {type(err).__name__}: {err}")
+        abandoned = await settle_starts(mkm)
+        if abandoned:
+            soak.error(f"{abandoned} start(s) never ended (cancelled by the operation timeout)")
+        try:
+            await run_bounded(mkm.shutdown_all(now=True), "shutdown_all")
+        except Exception as err:
+            soak.error(f"shutdown_all: {type(err).__name__}: {err}")
     left = await wait_for_nothing(lambda: processes_of_server(server_id))
     left += [f"connection file {name}" for name in connection_files(mkm)]
     if "docker" in engines:
@@ -221,18 +280,27 @@ async def soak_run(args: argparse.Namespace, root: Path, ssh_config: dict[str, A
     return report(soak, args, left)
 
 
-async def settle_starts(mkm: Any, timeout: float = 120.0) -> None:
+async def settle_starts(mkm: Any, timeout: float = 120.0) -> int:
     """Let every start still under way end, one way or the other, before ``shutdown_all``: jupyter_client's
-    shutdown reads ``km.ready.exception()``, which raises InvalidStateError on a start that has not finished."""
+    shutdown reads ``km.ready.exception()``, which raises InvalidStateError on a start that has not finished.
+    A start cancelled by the operation timeout never settles its ``ready`` (jupyter_client sets it only on
+    Exception, not on cancellation); those are cancelled here so the kernel can still be shut down. Returns how
+    many were."""
     pending = [km.ready for km in (mkm.get_kernel(kid) for kid in mkm.list_kernel_ids()) if not km.ready.done()]
     if pending:
         await asyncio.wait(pending, timeout=timeout)
+    abandoned = [ready for ready in pending if not ready.done()]
+    for ready in abandoned:
+        ready.cancel()
+    return len(abandoned)
 
 
 def report(soak: Soak, args: argparse.Namespace, left: list[str]) -> int:
     print(f"\nsoak: {args.kernels} kernels ({', '.join(args.engines)}), {args.minutes:g} min, seed {args.seed}")
     ops = sum(len(v) for k, v in soak.timings.items() if k[0] != "first start")
-    print(f"operations: {ops} completed, errors: {len(soak.errors)} (must be 0)")
+    minutes = max(args.minutes, 1e-9)
+    print(f"operations: {ops} completed ({ops / (minutes * 60):.1f}/s; pause {args.pause}, weights {args.weights}), "
+          f"errors: {len(soak.errors)} (must be 0)")
     for error in soak.errors[:20]:
         print(f"  ERROR {error}")
     quarter = max(1, len(soak.samples) // 4)
@@ -263,12 +331,17 @@ def main() -> None:
     parser.add_argument("--kernels", type=int, default=50)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--engines", default=",".join(ENGINES))
-    parser.add_argument("--pause", default="1.0,4.0", help="seconds between a user's operations: min,max")
+    parser.add_argument("--pause", default=DEFAULT_PAUSE, help="seconds between a user's operations: min,max")
+    parser.add_argument("--weights", default=DEFAULT_WEIGHTS,
+                        help="relative weights of execute,interrupt,restart,shutdown+start")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--image", default=os.environ.get("KF_TEST_IMAGE") or "kernelfleet/kernel-py:dev")
     args = parser.parse_args()
     args.engines = [e for e in args.engines.split(",") if e]
     args.pause = [float(v) for v in args.pause.split(",")]
+    args.weights = [float(v) for v in args.weights.split(",")]
+    if len(args.weights) != len(OPERATIONS):
+        raise SystemExit(f"--weights needs {len(OPERATIONS)} numbers, one per operation {OPERATIONS}")
     if set(args.engines) - set(ENGINES):
         raise SystemExit(f"unknown engines {sorted(set(args.engines) - set(ENGINES))}; choose from {ENGINES}")
     os.environ.update(KF_RESPONSE_IP="127.0.0.1", KF_RESPONSE_PORT="0")

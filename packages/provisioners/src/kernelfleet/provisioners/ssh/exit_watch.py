@@ -27,12 +27,19 @@ from kernelfleet.provisioners.ssh.connections import HostUnavailable, SSHSetting
 GONE = "KF-GONE"
 CHECK_SECONDS = 0.2  # how often the host looks at its watched pids (the read timeout: no process is started)
 
+# ``read -t`` that times out part-way through a line keeps what it read in kf_line and consumes it: under CPU load
+# bash can be descheduled between the bytes of "12345\n", and without kf_part the pid would be lost (and "45" watched
+# instead), leaving its waiter asleep for good. kf_part carries the partial input over to the next read.
 WATCH_SCRIPT = r"""declare -A kf_watch=()
+kf_part=
 while :; do
   if IFS= read -r -t __CHECK__ kf_line; then
+    kf_line=$kf_part$kf_line kf_part=
     case $kf_line in ''|*[!0-9]*) ;; *) kf_watch[$kf_line]=1 ;; esac
   elif [ $? -le 128 ]; then
     exit 0
+  else
+    kf_part=$kf_part$kf_line
   fi
   for kf_pid in "${!kf_watch[@]}"; do
     kf_stat=

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "127.0.0.1", "::1", ""})
 UNROUTABLE = frozenset({"", "0.0.0.0", "::"})
 STOP_GRACE = 3.0  # seconds an unreported launcher gets between SIGTERM and SIGKILL
+WAIT_RECHECK_FIRST, WAIT_RECHECK_MAX = 1.0, 5.0  # wait(): seconds between poll()s while the exit watch is silent
 
 BasePoll = Callable[[], Awaitable[int | None]]
 BasePresence = Callable[[], Awaitable[Presence]]
@@ -367,11 +368,15 @@ class SshHostLauncher(HostLauncher):
     async def wait(self, base_wait: BasePoll) -> int | None:
         if not self.launcher_pid:
             return await base_wait()
+        recheck = WAIT_RECHECK_FIRST
         while await self.p.poll() is None:
             follower = self.follow_exit()
             if follower is None:
                 break
-            await asyncio.wait({follower})  # ends when the launcher exited, or cleanup stopped following
+            # Ends when the launcher exited, or cleanup stopped following; the host's watch is the fast path, and the
+            # re-check (growing to WAIT_RECHECK_MAX) bounds what a missed word from it could cost a shutdown.
+            await asyncio.wait({follower}, timeout=recheck)
+            recheck = min(recheck * 2, WAIT_RECHECK_MAX)
         return 0
 
     def follow_exit(self) -> asyncio.Task[None] | None:

@@ -49,7 +49,11 @@ class RemoteLaunch:
         next host): a channel that cannot be opened, a missing tool, a session that ends first.
         ``slot`` (one of the connection's session slots) is held until the launch is detached.
         """
-        await slot.acquire()
+        try:
+            async with asyncio.timeout(timeout):  # a burst of launches queues here; a wedged host must not hang one
+                await slot.acquire()
+        except TimeoutError:
+            raise HostUnavailable(f"every SSH session to {host} stayed busy for {timeout:g}s") from None
         try:
             return await cls._start(conn, host, kernel_id, command, env_payload, timeout, log, slot)
         except BaseException:
