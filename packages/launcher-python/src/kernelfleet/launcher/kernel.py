@@ -75,6 +75,31 @@ def _announce_bound_ports(fd: int, app: Any) -> None:
         os.close(fd)
 
 
+def _preload() -> None:
+    """Import now what ``IPKernelApp.initialize`` would import on the kernel's path: ipykernel's debugger support
+    (debugpy) is imported inside the kernel's constructor. A cold launch pays it either way, while its launcher
+    prepares; a warm pool's standby pays it before it is claimed."""
+    try:
+        import ipykernel.debugger  # noqa: F401
+    except ImportError:
+        pass
+
+
+def _apply_claim(params: dict[str, Any]) -> None:
+    """A warm pool's standby learns its kernel's environment and working directory only now (launcher/standby.py):
+    both take effect before ipykernel initialises and before any user code. Nothing for a cold launch."""
+    env = params.get("env")
+    if isinstance(env, dict):
+        os.environ.update({k: v for k, v in env.items() if k not in ("LAUNCH_TOKEN", "LAUNCH_TOKEN_FILE")})
+    cwd = params.get("cwd")
+    if cwd:
+        try:
+            os.chdir(cwd)
+        except OSError as err:
+            raise SystemExit(f"kernelfleet-launcher: error: cannot enter the working directory {cwd!r}: {err}") \
+                from None
+
+
 def _load_kernel_class(name: str) -> type:
     from ipykernel.kernelbase import Kernel
     from traitlets.utils.importstring import import_item
@@ -105,9 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from ipykernel.kernelapp import IPKernelApp
 
+    _preload()
     params = _read_launch_parameters()
     if params is None:
         return 0
+    _apply_claim(params)
     spark = params["cluster_type"] == "spark" and params["spark_mode"] in ("lazy", "eager")
     if not spark:
         signal.signal(signal.SIGUSR2, signal.SIG_DFL)
