@@ -83,6 +83,21 @@ class _Lines:
         return line
 
 
+def _wait_until_warm(kernel_bound_fd: int) -> None:
+    """Block until the kernel process has done its imports (its ``warm`` line): only then is this standby worth
+    claiming. The line is read byte by byte so that nothing after it is taken from the reporting phase."""
+    from kernelfleet.launcher.kernel import WARM_LINE
+
+    line = b""
+    while not line.endswith(b"\n"):
+        byte = os.read(kernel_bound_fd, 1)
+        if not byte:
+            raise StandbyEnded(EXIT_FAILURE, "the kernel process exited before its imports were done")
+        line += byte
+    if line != WARM_LINE:
+        raise StandbyEnded(EXIT_FAILURE, "the kernel process said something unexpected before its launch")
+
+
 def _raise_stopped(signum: int, frame: object) -> None:
     raise _Stopped(signum)
 
@@ -118,6 +133,7 @@ def await_claim(config: LauncherConfig, env: MutableMapping[str, str], kernel_bo
     try:
         if early_signals:
             raise _Stopped(early_signals[0])
+        _wait_until_warm(kernel_bound_fd)
         address = config.response_address
         try:
             sock = socket.create_connection((address.host, address.port), timeout=REGISTER_TIMEOUT)

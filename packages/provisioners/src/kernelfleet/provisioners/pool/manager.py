@@ -55,6 +55,7 @@ class PoolSettings:
     idle_ttl: float
     max_starting: int = 4
     register_timeout: float = 60.0
+    refill_delay: float = 1.0  # after a claimed kernel reported: its first cells run before a replacement starts
 
 
 class WarmPool:
@@ -103,8 +104,10 @@ class WarmPool:
         return link
 
     def launched(self) -> None:
-        """The launch that took a standby has ended (reported, or failed): refill now."""
-        self.fill()
+        """The launch that took a standby has ended (reported, or failed): refill ``refill_delay`` seconds later, so
+        the replacement's start-up (a whole interpreter and ipykernel's imports) does not slow the first cells of
+        the kernel just claimed. An empty pool's next ``take`` refills at once."""
+        asyncio.get_running_loop().call_later(self.settings.refill_delay, self.fill)
 
     def discard(self, link: StandbyLink, why: str) -> None:
         """A taken standby whose claim failed: stop it (it never returns to the pool); the launch goes cold and

@@ -153,6 +153,10 @@ class DistributedProvisioner(RemoteProvisionerBase):
     warm_pool_max_starting = Integer(
         4, help="Most standbys of one pool starting at once, so a refill never crowds out the host."
     ).tag(config=True)
+    warm_pool_refill_delay = Float(
+        1.0, help="Seconds after a claimed kernel has reported before its replacement standby starts, so the "
+        "replacement's start-up does not slow the new kernel's first cells."
+    ).tag(config=True)
     impersonation_command = List(
         Unicode(), list(DEFAULT_COMMAND), help="With impersonation_enabled: the argv prefix that runs the launcher "
         "as {user} on the host (default sudo -n -H -E -u {user} --; its sudoers rule needs SETENV). Empty: only "

@@ -100,7 +100,8 @@ def local_pool(p: DistributedProvisioner, broker: ResponseBroker) -> WarmPool:
     def create() -> WarmPool:
         env = _standby_env(p, identity)
         settings = PoolSettings(identity, int(p.warm_pool_size), float(p.warm_pool_idle_ttl),
-                                max_starting=int(p.warm_pool_max_starting))
+                                max_starting=int(p.warm_pool_max_starting),
+                                refill_delay=float(p.warm_pool_refill_delay))
         pool = WarmPool(settings, LocalStandbys(argv, env, p.log), broker, p.log)
         p.log.info("Pool %s: created for kernelspec %s (%d standbys, local processes)", identity, kernel_name,
                    settings.size)
