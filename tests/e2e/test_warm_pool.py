@@ -127,8 +127,12 @@ async def test_pooled_kernel_lifecycle(kernels_dir: Path, pooled_spec: Callable[
     await interrupt_busy_cell(km, client)
     assert (await execute(client, "6*7"))["result"] == "42"
 
-    # the claimed launcher is found like a cold one: KERNEL_ID in its (supervisor's) environment
+    # the claimed launcher is found like a cold one: KERNEL_ID in its (supervisor's) environment, so the orphan sweep
+    # lists it under its kernel id; the pool's idle standbys belong to this running server and are not listed
     assert f"KERNEL_ID={km.kernel_id}".encode() in environ_of(launcher_pid)
+    swept = {o.kernel_id: o.object_id for o in await local_processes.find(km.provisioner.server_id)}
+    assert swept.get(km.kernel_id) == str(launcher_pid)
+    assert not set(swept) & {link.standby_id for link in pool.idle}
 
     await km.restart_kernel()
     client.stop_channels()

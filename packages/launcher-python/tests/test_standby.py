@@ -18,7 +18,7 @@ from launcher_support import LAUNCHER_PYTHON, TESTS_DIR, kernel_processes
 
 from kernelfleet.protocol import CommOp
 from kernelfleet.protocol.comm_client import send_request
-from kernelfleet.protocol.standby import Claim, Registration, seal_claim
+from kernelfleet.protocol.standby import Claim, Registration, seal_claim, seal_registration
 from kernelfleet.provisioners.broker import ResponseBroker
 
 POOL = "pool-under-test"
@@ -152,3 +152,17 @@ async def test_standby_exits_when_the_server_lets_go(broker: ResponseBroker, tmp
     standby.sock.close()
     assert await asyncio.wait_for(standby.process.wait(), 60) == 0
     assert "let go of this standby" in standby.stderr
+
+
+async def test_registration_with_another_token_is_refused(broker: ResponseBroker) -> None:
+    """Whoever reaches the response port cannot join a pool: a registration must carry the standby's own token."""
+    pending = broker.expect_standby("standby-forged", POOL)
+    line = seal_registration(standby_id="standby-forged", pool=POOL, token="not-the-token", claim_key=os.urandom(64),
+                             nonce=os.urandom(32), public_key_b64=broker.public_key)
+    host, port = broker.response_address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(line)
+    await writer.drain()
+    assert await asyncio.wait_for(reader.readline(), 30) == b'{"ok":false,"error":"rejected"}\n'
+    writer.close()
+    assert not pending.future.done() and broker.counters["rejected"] == 1
