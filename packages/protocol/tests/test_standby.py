@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from kernelfleet.protocol import ReportError, ServerKey
 from kernelfleet.protocol.standby import (
@@ -116,3 +118,21 @@ def test_claim_env_is_checked(env: dict[str, object]) -> None:
 def test_claim_secrets_stay_out_of_repr() -> None:
     claim = Claim("k1", "secret-token-value", {"KERNEL_SECRET": "hidden-value"}, None, "0..0")
     assert "secret-token-value" not in repr(claim) and "hidden-value" not in repr(claim)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2048) | st.builds(lambda d: json.dumps(d).encode(), st.dictionaries(
+    st.sampled_from(["protocol", "version", "minor", "pool", "standby_id", "iv", "ciphertext", "mac"]),
+    st.one_of(st.none(), st.integers(), st.text(max_size=40), st.lists(st.integers(), max_size=3)))))
+def test_any_claim_line_is_refused_with_a_claim_error(line: bytes) -> None:
+    """Whatever arrives on a standby's connection, the standby refuses it cleanly (never another exception)."""
+    with pytest.raises(ClaimError):
+        verifier().open(line)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=2048))
+def test_any_registration_line_is_refused_with_a_report_error(server_key: ServerKey, line: bytes) -> None:
+    peek_standby_id(line)  # never raises
+    with pytest.raises(ReportError):
+        open_registration(line, server_key, expected=lambda sid: (REG["pool"], REG["token"]))
