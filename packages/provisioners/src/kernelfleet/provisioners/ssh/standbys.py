@@ -110,6 +110,18 @@ def local_pool(p: DistributedProvisioner, broker: ResponseBroker) -> WarmPool:
     return pool_for(identity, create)
 
 
+def local_claim(p: DistributedProvisioner, env: dict[str, str], cwd: str | None,
+                standby_env: dict[str, str]) -> Claim:
+    """The claim that makes a standby the local launcher a cold launch of ``env`` in ``cwd`` would have started."""
+    assert p.pending is not None
+    kernel_env = dict(env)
+    kernel_env.setdefault("KERNEL_IP", LOCAL_KERNEL_IP)  # as LocalHostLauncher.start sets them for a cold launch
+    kernel_env[LOCAL_LAUNCH_ENV] = "1"
+    # a relative working directory means the server's, as for the cold launch's subprocess
+    return Claim(str(p.kernel_id), p.pending.token, claim_env(kernel_env, standby_env),
+                 os.path.abspath(cwd) if cwd else None, p.launch_env[contract.PORT_RANGE])
+
+
 async def claim_local_standby(p: DistributedProvisioner, cmd: list[str], env: dict[str, str],
                               cwd: str | None) -> tuple[WarmPool | None, LocalLauncherProcess | None]:
     """Take a standby from ``p``'s pool and claim it for ``p``'s kernel: the pool taken from (to call ``launched()``
@@ -123,12 +135,7 @@ async def claim_local_standby(p: DistributedProvisioner, cmd: list[str], env: di
     link = pool.take()
     if link is None:
         return None, None
-    kernel_env = dict(env)
-    kernel_env.setdefault("KERNEL_IP", LOCAL_KERNEL_IP)  # as LocalHostLauncher.start sets them for a cold launch
-    kernel_env[LOCAL_LAUNCH_ENV] = "1"
-    standby_env = pool.engine.env if isinstance(pool.engine, LocalStandbys) else {}
-    claim = Claim(str(p.kernel_id), p.pending.token, claim_env(kernel_env, standby_env), cwd or None,
-                  p.launch_env[contract.PORT_RANGE])
+    claim = local_claim(p, env, cwd, pool.engine.env if isinstance(pool.engine, LocalStandbys) else {})
     try:
         await link.claim(claim, timeout=p.comm_timeout)
     except ClaimFailed as err:
