@@ -18,6 +18,7 @@ from jupyter_client.provisioning import KernelProvisionerFactory
 from kf_testing import connect, execute, interrupt_busy_cell, manager
 
 from kernelfleet.protocol.contract import STANDBY_ID
+from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.leases import close_all
 from kernelfleet.provisioners.pool import WarmPool, pools
 from kernelfleet.provisioners.server_identity import LOCAL_LAUNCH_ENV, SERVER_ID_ENV, STANDBY_PARENT_ENV
@@ -269,3 +270,20 @@ async def test_sweep_takes_standbys_only_once_their_server_is_gone(tmp_path: Pat
             if process.returncode is None:
                 process.kill()
             await process.wait()
+
+
+async def test_a_standby_that_cannot_start_is_counted_logged_and_retried(
+    kernels_dir: Path, make_kernelspec: Callable[..., str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A kernelspec whose launcher cannot start: the (cold) launch fails with the launcher's own error, and the pool
+    counts each failed standby with the engine's reason and tries again after its back-off (not at once)."""
+    name = make_kernelspec("kf_broken", config={"warm_pool_size": 1}, env={"LOG_LEVEL": "LOUD"})
+    km = manager(kernels_dir, name)
+    with pytest.raises(LaunchError, match="LOG_LEVEL must be a level name"):
+        await km.start_kernel()
+    pool = the_pool()
+    await asyncio.wait_for(pool.until(lambda p: p.stats["failed"] == 2), WAIT)  # the first try, then the retry
+    assert pool.stats["registered"] == 0 and not pool.idle
+    failures = [r.getMessage() for r in caplog.records if "failed on local" in r.getMessage()]
+    assert "LOG_LEVEL must be a level name" in failures[0] and "trying again in 1s" in failures[0]
+    assert "trying again in 2s" in failures[1]

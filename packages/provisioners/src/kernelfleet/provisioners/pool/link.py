@@ -47,16 +47,12 @@ class StandbyLink:
     def _readable(self) -> None:
         """EOF, a reset or an unasked byte before any claim: the standby is gone (or broken); let it go."""
         try:
-            data = self.sock.recv(1)
+            self.sock.recv(1)  # whatever it returns: a standby speaks only when spoken to
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            data = b""
-        if not data:
-            self.drop()
-            self._on_lost(self)
-            return
-        self.drop()  # a standby speaks only when spoken to
+            pass
+        self.drop()
         self._on_lost(self)
 
     def drop(self) -> None:

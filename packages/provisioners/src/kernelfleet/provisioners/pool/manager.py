@@ -146,19 +146,15 @@ class WarmPool:
                 raise RuntimeError(exited.result())
             else:
                 raise RuntimeError(f"it did not register within {self.settings.register_timeout:g}s")
-        except Exception as err:
+        except BaseException as err:  # the start failed, or the pool is closing (CancelledError)
             pending.cancel()
             self.starting -= 1
             if handle is not None:
                 await self.engine.stop(handle)
+            if not isinstance(err, Exception):
+                raise
             self._failed(standby_id, err)
             return
-        except BaseException:  # the pool is closing
-            pending.cancel()
-            self.starting -= 1
-            if handle is not None:
-                await self.engine.stop(handle)
-            raise
         self.starting -= 1
         self._failures_in_a_row = 0
         link = StandbyLink(registration, sock, handle, self._lost)
