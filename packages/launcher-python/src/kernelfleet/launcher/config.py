@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -210,3 +211,22 @@ def load_config(argv: Sequence[str], env: Mapping[str, str]) -> LauncherConfig:
         log_level=_log_level(c.pick(None, env, c.LOG_LEVEL_INPUT)),
         transport_encryption=encryption,
     )
+
+
+def claimed_config(
+    config: LauncherConfig, *, kernel_id: str, token: str, port_range: str, env: Mapping[str, str]
+) -> LauncherConfig:
+    """A standby's configuration (standby.py) with its claim's launch inputs, read by the rules of a cold launch:
+    the kernel id, token and port range are the claim's; ``KERNEL_IP`` and ``TRANSPORT_ENCRYPTION`` the claim's
+    environment's when it sets them."""
+    if not KERNEL_ID_PATTERN.match(kernel_id):
+        raise ConfigError(f"{c.KERNEL_ID_INPUT.label}: the claim's kernel id is not valid")
+    try:
+        ports = PortRange.parse(port_range)
+    except PortRangeError as err:
+        raise ConfigError(f"{c.PORT_RANGE_INPUT.label}: {err}") from None
+    encryption = _choice(c.pick(None, env, c.TRANSPORT_ENCRYPTION_INPUT), config.transport_encryption,
+                         c.TRANSPORT_ENCRYPTION_POLICIES, c.TRANSPORT_ENCRYPTION_INPUT)
+    kernel_ip = _kernel_ip(c.pick(None, env, c.KERNEL_IP_INPUT) or config.kernel_ip)
+    return dataclasses.replace(config, kernel_id=kernel_id, launch_token=token, port_range=ports,
+                               transport_encryption=encryption, kernel_ip=kernel_ip)

@@ -23,7 +23,9 @@ from kernelfleet.launcher.fastimport import prefer_ctypes_crypto
 from kernelfleet.launcher.logs import EXIT_FAILURE, EXIT_USAGE, fail, log, setup_logging
 from kernelfleet.launcher.ports import PortError, bind_ports, open_to_kernel, port_of
 from kernelfleet.launcher.spawn import EarlyKernel
+from kernelfleet.launcher.standby import is_standby
 from kernelfleet.protocol.constants import COMM_KEY_BYTES
+from kernelfleet.protocol.contract import KERNEL_ID, STANDBY_ID
 
 # Signals that arrive before the event loop owns signal handling; the loop acts on them at once.
 _early_signals: list[int] = []
@@ -70,13 +72,26 @@ def main(argv: Sequence[str] | None = None, *, kernel: EarlyKernel | None = None
 
 def _prepare(kernel: EarlyKernel, argv: Sequence[str]) -> Prepared | int:
     """Everything before the kernel is told what to run; an exit status when the launch cannot go ahead."""
+    standby = is_standby(os.environ)
     try:
-        config = load_config(argv, os.environ)
+        # A standby has no kernel id until it is claimed: its own id stands in (only for what precedes the claim).
+        config = load_config(argv, {KERNEL_ID: os.environ[STANDBY_ID], **os.environ} if standby else os.environ)
     except ConfigError as err:
         return fail(str(err), EXIT_USAGE)
     setup_logging(config.log_level)
     if _early_signals:
         return 128 + _early_signals[0]
+    params: dict[str, Any] = {}
+    if standby:  # a warm pool's standby: wait for the claim that makes it this kernel (standby.py)
+        from kernelfleet.launcher.standby import StandbyEnded, await_claim
+
+        try:
+            config, params = await_claim(config, os.environ, kernel.bound_fd, _early_signals)
+        except StandbyEnded as err:
+            if err.status == 0:
+                log.info("%s", err)
+                return 0
+            return fail(str(err), err.status)
     kid = config.kernel_id
     try:
         curve = curve_keys(config.transport_encryption, kid)
@@ -102,7 +117,7 @@ def _prepare(kernel: EarlyKernel, argv: Sequence[str]) -> Prepared | int:
     )
     for sock in sockets[:5]:
         open_to_kernel(sock)  # the kernel binds these on top of our still-bound sockets
-    params = {
+    params |= {
         "connection_file": path,
         "kernel_class_name": config.kernel_class_name,
         "spark_mode": config.spark_init_mode,

@@ -19,6 +19,7 @@ from kernelfleet.launcher._version import __version__
 from kernelfleet.launcher.config import LauncherConfig
 from kernelfleet.launcher.connfile import KERNEL_PORT_NAMES
 from kernelfleet.launcher.handover import hold_signals
+from kernelfleet.launcher.kernel import WARM_LINE
 from kernelfleet.launcher.kernelproc import KernelProcess
 from kernelfleet.launcher.logs import EXIT_FAILURE, EXIT_USAGE, fail, log
 from kernelfleet.launcher.report import ReportFailed, send_report
@@ -165,6 +166,8 @@ class Reporter:
         transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
         try:
             line = await reader.readline()
+            if line == WARM_LINE:  # the kernel's imports are done (kernel.py); its ports come next
+                line = await reader.readline()
         except ValueError:
             line = b""
         finally:

@@ -14,8 +14,9 @@ import signal
 import sys
 
 KERNEL_MODULE = "kernelfleet.launcher.kernel"
-# Never handed to the kernel: user code must not be able to read the launch secret.
-_WITHHELD_ENV = ("LAUNCH_TOKEN",)
+# Never handed to the kernel: user code must not be able to read the launch secret. A standby's own names stay
+# with its launcher, so the orphan sweep never mistakes a claimed kernel's process for an idle standby.
+_WITHHELD_ENV = ("LAUNCH_TOKEN", "KF_STANDBY_ID", "KF_STANDBY_POOL", "KF_STANDBY_PARENT")
 
 
 def exit_status(waitstatus: int) -> int:

@@ -27,6 +27,9 @@ LAUNCH_TOKEN = "LAUNCH_TOKEN"
 #: Instead of LAUNCH_TOKEN (container provisioners): a file holding the token, read when LAUNCH_TOKEN is unset.
 LAUNCH_TOKEN_FILE = "LAUNCH_TOKEN_FILE"
 SERVER_SET = (KERNEL_ID, LAUNCH_TOKEN, RESPONSE_ADDRESS, PUBLIC_KEY, PORT_RANGE)
+# Protocol 2.1 (section 8): set only for a warm pool's standby launcher, which then waits for its claim.
+STANDBY_ID = "KF_STANDBY_ID"
+STANDBY_POOL = "KF_STANDBY_POOL"
 
 # -- variables an operator (kernelspec, image) sets --------------------------------------------------------------
 TRANSPORT_ENCRYPTION = "TRANSPORT_ENCRYPTION"

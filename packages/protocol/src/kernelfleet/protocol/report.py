@@ -71,39 +71,51 @@ class Report:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def report_mac(mac_key: bytes, kernel_id: str, wrapped: bytes, iv: bytes, ciphertext: bytes) -> bytes:
-    message = REPORT_MAC_LABEL + kernel_id.encode("utf-8") + b"\x00" + wrapped + iv + ciphertext
+def report_mac(
+    mac_key: bytes, kernel_id: str, wrapped: bytes, iv: bytes, ciphertext: bytes, label: bytes = REPORT_MAC_LABEL
+) -> bytes:
+    """The envelope's tag; ``label`` separates reports from the other sealed messages (a standby's registration)."""
+    message = label + kernel_id.encode("utf-8") + b"\x00" + wrapped + iv + ciphertext
     return hmac.new(mac_key, message, hashlib.sha256).digest()  # stdlib: 14x faster than a pycryptodome HMAC
 
 
-def seal_report(
-    connection_info: dict[str, Any],
+def seal_report(connection_info: dict[str, Any], *, kernel_id: str, public_key_b64: str, **fixed: Any) -> bytes:
+    """Build the report line a launcher sends. ``fixed`` (``seal_envelope``'s aes_key, mac_key, iv, oaep_randfunc)
+    exists only so test vectors are reproducible."""
+    if not KERNEL_ID_PATTERN.match(kernel_id):
+        raise ValueError(f"kernel id {kernel_id!r} is not a valid protocol kernel id")
+    head = {"protocol": PROTOCOL_NAME, "version": PROTOCOL_VERSION, "kernel_id": kernel_id}
+    return seal_envelope(connection_info, head=head, subject=kernel_id, label=REPORT_MAC_LABEL,
+                         public_key_b64=public_key_b64, **fixed)
+
+
+def seal_envelope(
+    plaintext_object: dict[str, Any],
     *,
-    kernel_id: str,
+    head: dict[str, Any],
+    subject: str,
+    label: bytes,
     public_key_b64: str,
     aes_key: bytes | None = None,
     mac_key: bytes | None = None,
     iv: bytes | None = None,
     oaep_randfunc: Callable[[int], bytes] | None = None,
 ) -> bytes:
-    """Build the report line a launcher sends. The optional keys exist only so test vectors are reproducible."""
-    if not KERNEL_ID_PATTERN.match(kernel_id):
-        raise ValueError(f"kernel id {kernel_id!r} is not a valid protocol kernel id")
+    """The sealing of section 3, shared by the report and a standby's registration (section 8): ``head`` are the
+    clear fields before ``key``/``iv``/``ciphertext``/``mac``; the MAC binds ``label`` and ``subject`` (the id)."""
     aes_key = aes_key or get_random_bytes(AES_KEY_BYTES)
     mac_key = mac_key or get_random_bytes(MAC_KEY_BYTES)
     iv = iv or get_random_bytes(IV_BYTES)
-    plaintext = json.dumps(connection_info, separators=(",", ":")).encode("utf-8")
+    plaintext = json.dumps(plaintext_object, separators=(",", ":")).encode("utf-8")
     ciphertext = AES.new(aes_key, AES.MODE_CBC, iv=iv).encrypt(pad(plaintext, AES.block_size))
     wrapped = oaep(load_public_key(public_key_b64), randfunc=oaep_randfunc).encrypt(aes_key + mac_key)
     return dumps_line(
         {
-            "protocol": PROTOCOL_NAME,
-            "version": PROTOCOL_VERSION,
-            "kernel_id": kernel_id,
+            **head,
             "key": b64encode(wrapped),
             "iv": b64encode(iv),
             "ciphertext": b64encode(ciphertext),
-            "mac": b64encode(report_mac(mac_key, kernel_id, wrapped, iv, ciphertext)),
+            "mac": b64encode(report_mac(mac_key, subject, wrapped, iv, ciphertext, label)),
         }
     )
 
@@ -156,36 +168,50 @@ def open_report(
     token = expected_token(kernel_id)
     if token is None:
         raise ReportError("no launch is waiting for this kernel id", kernel_id)
+    info = open_envelope(envelope, server_key, subject=kernel_id, label=REPORT_MAC_LABEL, what="report")
+    if not token_matches(info.pop("launch_token", None), token):
+        raise ReportError("report launch token does not match this launch", kernel_id)
+    info.setdefault("kernel_id", kernel_id)
+    if info["kernel_id"] != kernel_id:
+        raise ReportError("report names two different kernel ids", kernel_id)
+    return _to_report(kernel_id, PROTOCOL_VERSION, info, require_comm_key=True)
+
+
+def open_envelope(
+    envelope: dict[str, Any], server_key: ServerKey, *, subject: str, label: bytes, what: str
+) -> dict[str, Any]:
+    """Verify and decrypt a sealed envelope (``seal_envelope``); ReportError naming ``subject`` otherwise.
+
+    The MAC is checked before anything is decrypted; messages name ``what`` ("report", "standby registration").
+    """
     try:
         wrapped = b64decode(envelope.get("key"), "key")
         iv = b64decode(envelope.get("iv"), "iv", length=IV_BYTES)
         ciphertext = b64decode(envelope.get("ciphertext"), "ciphertext")
         mac = b64decode(envelope.get("mac"), "mac", length=32)
     except DecodeError as err:
-        raise ReportError(str(err), kernel_id) from None
+        raise ReportError(str(err), subject) from None
     try:
         keys = server_key.unwrap(wrapped)
     except (ValueError, TypeError):
-        raise ReportError("report key block does not decrypt with this server's key", kernel_id) from None
+        raise ReportError(f"{what} key block does not decrypt with this server's key", subject) from None
     if len(keys) != AES_KEY_BYTES + MAC_KEY_BYTES:
-        raise ReportError("report key block has the wrong length", kernel_id)
+        raise ReportError(f"{what} key block has the wrong length", subject)
     aes_key, mac_key = keys[:AES_KEY_BYTES], keys[AES_KEY_BYTES:]
-    if not hmac.compare_digest(report_mac(mac_key, kernel_id, wrapped, iv, ciphertext), mac):
-        raise ReportError("report MAC does not verify", kernel_id)
+    if not hmac.compare_digest(report_mac(mac_key, subject, wrapped, iv, ciphertext, label), mac):
+        raise ReportError(f"{what} MAC does not verify", subject)
     try:
         plaintext = unpad(AES.new(aes_key, AES.MODE_CBC, iv=iv).decrypt(ciphertext), AES.block_size)
-        info = loads_object(plaintext, "connection info")
+        return loads_object(plaintext, f"{what} plaintext")
     except (ValueError, DecodeError):
-        raise ReportError("report connection info does not decrypt to a JSON object", kernel_id) from None
-    sent_token = info.pop("launch_token", None)
+        what_info = "connection info" if what == "report" else "plaintext"
+        raise ReportError(f"{what} {what_info} does not decrypt to a JSON object", subject) from None
+
+
+def token_matches(sent: Any, expected: str) -> bool:
+    """Constant-time comparison of a token read from a sealed message with the one the server handed out."""
     # surrogatepass: JSON can carry a lone surrogate, which plain UTF-8 encoding would raise on.
-    if not isinstance(sent_token, str) or not hmac.compare_digest(sent_token.encode("utf-8", "surrogatepass"),
-                                                                  token.encode()):
-        raise ReportError("report launch token does not match this launch", kernel_id)
-    info.setdefault("kernel_id", kernel_id)
-    if info["kernel_id"] != kernel_id:
-        raise ReportError("report names two different kernel ids", kernel_id)
-    return _to_report(kernel_id, PROTOCOL_VERSION, info, require_comm_key=True)
+    return isinstance(sent, str) and hmac.compare_digest(sent.encode("utf-8", "surrogatepass"), expected.encode())
 
 
 def _to_report(kernel_id: str, version: int, info: dict[str, Any], *, require_comm_key: bool) -> Report:

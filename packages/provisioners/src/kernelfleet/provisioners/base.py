@@ -37,6 +37,11 @@ PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]+)\}")
 LEGACY_SIGNALS = {CommOp.INTERRUPT: signal.SIGINT, CommOp.TERMINATE: signal.SIGTERM, CommOp.KILL: signal.SIGKILL}
 
 
+def fill_placeholders(argv: list[str], values: dict[str, str]) -> list[str]:
+    """A kernelspec's argv with the protocol's ``{name}`` placeholders filled; unknown ones stay as they are."""
+    return [PLACEHOLDER.sub(lambda m: values.get(m[1], m[0]), arg) for arg in argv]
+
+
 class LaunchError(RuntimeError):
     """The kernel could not be started; the message names the kernel and the engine's reason."""
 
@@ -133,6 +138,11 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         """Start the launcher on the engine; return once it has been handed over."""
         raise NotImplementedError
 
+    async def start_from_pool(self, cmd: list[str], env: dict[str, str], **kwargs: Any) -> bool:
+        """Claim a warm pool's standby for this launch instead of starting a launcher (issue 15, docs/warm-pools.md);
+        False (the launch goes cold) when this engine has no pool or it is empty. The report is awaited as usual."""
+        return False
+
     async def launch_failure(self) -> str:
         """Return (never raise) a description as soon as the launch is known to have died; otherwise wait."""
         await asyncio.Event().wait()
@@ -224,8 +234,7 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
             "port_range": str(port_range),
             "transport_encryption": self.curve_plan.launcher_value,
         }
-        kwargs["cmd"] = [PLACEHOLDER.sub(lambda m: substitutions.get(m[1], m[0]), arg)
-                         for arg in self._base_cmd(extra_arguments)]
+        kwargs["cmd"] = fill_placeholders(self._base_cmd(extra_arguments), substitutions)
         return kwargs
 
     def _base_cmd(self, extra_arguments: list[str] | None) -> list[str]:
@@ -256,7 +265,8 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         kwargs.pop("kernel_id", None)
         self.log.info("Kernel %s: launching (%s)", self.kernel_id, type(self).__name__)
         try:
-            await self.start_launcher(cmd, env, **kwargs)
+            if not await self.start_from_pool(cmd, env, **kwargs):
+                await self.start_launcher(cmd, env, **kwargs)
             report = await self._await_report()
             self._accept_report(report)
         except BaseException:

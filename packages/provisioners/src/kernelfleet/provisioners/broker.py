@@ -44,6 +44,7 @@ from kernelfleet.protocol.constants import LAUNCH_TOKEN_BYTES, MAX_REPORT_BYTES
 from kernelfleet.protocol.encoding import dumps_line
 from kernelfleet.protocol.loglimit import LogLimiter
 from kernelfleet.protocol.report import V1_REFUSED_MESSAGE, is_v1_payload
+from kernelfleet.protocol.standby import Registration, open_registration, peek_standby_id
 from kernelfleet.provisioners.envconfig import env_bool, env_list, env_number, env_value
 from kernelfleet.provisioners.leases import PerLoop
 
@@ -121,6 +122,21 @@ class PendingLaunch:
 
     def __repr__(self) -> str:
         return f"PendingLaunch({self.kernel_id!r}, done={self.done})"
+
+
+class PendingStandby:
+    """A warm pool's standby launcher that was started and has not registered yet (protocol 2.1).
+
+    The pool (``kernelfleet.provisioners.pool``) makes one per standby with ``ResponseBroker.expect_standby``; the
+    future gets the verified registration and the connection's socket, which the broker hands over open."""
+
+    def __init__(self, standby_id: str, pool: str) -> None:
+        self.standby_id, self.pool = standby_id, pool
+        self.token = secrets.token_urlsafe(LAUNCH_TOKEN_BYTES)
+        self.future: asyncio.Future[tuple[Registration, socket.socket]] = asyncio.get_running_loop().create_future()
+
+    def cancel(self) -> None:
+        self.future.cancel()
 
 
 class Listener:
@@ -236,6 +252,7 @@ class ResponseBroker(LoggingConfigurable):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self._pending: dict[str, PendingLaunch] = {}
+        self._standbys: dict[str, PendingStandby] = {}  # warm-pool standbys not registered yet, by standby id
         self._local: Listener | None = None  # launchers on this host report here
         self._network: Listener | None = None  # launchers elsewhere report here (the same one when configured)
         self._starting: asyncio.Future[None] | None = None
@@ -379,9 +396,10 @@ class ResponseBroker(LoggingConfigurable):
         for connection in [*self._waiting, *self._judging]:
             connection.close()
         await asyncio.gather(*self._answers, return_exceptions=True)
-        for pending in self._pending.values():
+        for pending in [*self._pending.values(), *self._standbys.values()]:
             pending.cancel()
         self._pending.clear()
+        self._standbys.clear()
         self._instances.forget(self)
 
     # ----------------------------------------------------------------------------------- launches
@@ -429,6 +447,46 @@ class ResponseBroker(LoggingConfigurable):
         if pending is None or pending.done or (v1 and not pending.accepts_v1):
             return None
         return pending.token
+
+    def expect_standby(self, standby_id: str, pool: str) -> PendingStandby:
+        """Register a warm pool's standby before it starts; its registration is accepted once (protocol 2.1)."""
+        pending = self._standbys[standby_id] = PendingStandby(standby_id, pool)
+        pending.future.add_done_callback(lambda _f: self._standbys.pop(standby_id, None))
+        return pending
+
+    def _standby_for(self, standby_id: str) -> tuple[str, str] | None:
+        pending = self._standbys.get(standby_id)
+        if pending is None or pending.future.done():
+            return None
+        return pending.pool, pending.token
+
+    async def _register(self, connection: ReportConnection, line: bytes) -> bool:
+        """Open a standby's registration; when it verifies, the connection stays open and goes to its pool."""
+        server_key = self._server_key
+        assert server_key is not None
+        self.counters["opened"] += 1
+        try:
+            registration = await asyncio.get_running_loop().run_in_executor(
+                self._unwrap_pool(), lambda: open_registration(line, server_key, expected=self._standby_for))
+        except ReportError as err:
+            self.counters["rejected"] += 1
+            self.limited_log.warning(f"rejected standby {err.kernel_id}", "Standby %s: rejected a registration from "
+                                     "%s: %s", err.kernel_id, connection.peer, err)
+            return False
+        pending = self._standbys.get(registration.standby_id)
+        if pending is None or pending.future.done() or connection.sock.fileno() < 0:
+            return False
+        sock = connection.hand_over()
+        try:
+            sock.send(ACCEPTED)
+        except OSError:
+            sock.close()
+            return False
+        pending.future.set_result((registration, sock))
+        self.counters["standbys"] += 1
+        self.log.debug("Standby %s of pool %s registered from %s", registration.standby_id, registration.pool,
+                       connection.peer)
+        return True
 
     def v1_refused_since(self, since: float) -> list[str]:
         """Hosts whose protocol-v1 payloads were refused unread at or after loop time ``since``."""
@@ -533,6 +591,9 @@ class ResponseBroker(LoggingConfigurable):
         """Open one report that passed the cheap checks and tell its sender; the verdict stands if it left."""
         answer = b""
         try:
+            if not v1 and peek_standby_id(line) is not None:
+                answer = b"" if await self._register(connection, line) else REJECTED
+                return
             answer = ACCEPTED if await self._open(line, connection.peer, v1) else REJECTED
         except Exception as err:  # a bug must cost this report only, never the broker
             answer = REJECTED
@@ -545,7 +606,10 @@ class ResponseBroker(LoggingConfigurable):
                              type(err).__name__, err)
 
     def _v2_worth_opening(self, line: bytes, peer: object) -> bool:
-        """No cryptography is spent on reports for kernels nobody is launching."""
+        """No cryptography is spent on reports for kernels nobody is launching (nor standbys nobody started)."""
+        standby = peek_standby_id(line)
+        if standby is not None and self._standby_for(standby) is not None:
+            return True
         claimed = peek_kernel_id(line)
         if claimed is not None and self._token_for(claimed) is not None:
             return True
@@ -683,3 +747,11 @@ class ReportConnection:
             self._stop_reading()
             self.sock.close()
         self.broker._forget_connection(self)
+
+    def hand_over(self) -> socket.socket:
+        """A registered standby's connection leaves the broker open (its pool keeps it); ``finish`` then does
+        nothing."""
+        self._stop_reading()
+        sock = socket.socket(fileno=self.sock.detach())
+        self.broker._forget_connection(self)
+        return sock

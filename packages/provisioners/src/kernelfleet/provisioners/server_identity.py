@@ -30,6 +30,7 @@ from kernelfleet.provisioners.spec_values import LABEL_VALUE, dns_label
 LABEL_SERVER = "kernelfleet.io/server"
 SERVER_ID_ENV = "KF_SERVER_ID"  # in a launcher's environment: which server started it (also the setting's name)
 LOCAL_LAUNCH_ENV = "KF_LOCAL_LAUNCH"  # "1" in a launcher the server ran as its own child (not over SSH)
+STANDBY_PARENT_ENV = "KF_STANDBY_PARENT"  # in a local warm-pool standby: the pid of the server that started it
 HOST_PART = 40
 DIGEST_CHARS = 10
 

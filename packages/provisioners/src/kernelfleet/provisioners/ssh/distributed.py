@@ -39,6 +39,7 @@ from kernelfleet.protocol import CommOp, Report
 from kernelfleet.provisioners.base import LaunchError, RemoteProvisionerBase
 from kernelfleet.provisioners.envconfig import env_bool, env_list, env_number, env_value
 from kernelfleet.provisioners.kernel_env import remote_kernel_env
+from kernelfleet.provisioners.pool import WarmPool
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
 from kernelfleet.provisioners.ssh.command import check_env, encode_env, launch_command
@@ -141,6 +142,21 @@ class DistributedProvisioner(RemoteProvisionerBase):
         "unauthorized_users) through impersonation_command, and with spark_submit as --proxy-user (env "
         "KF_IMPERSONATION_ENABLED / GP_IMPERSONATION_ENABLED)."
     ).tag(config=True)
+    warm_pool_size = Integer(
+        help="Standby launchers kept warm for this kernelspec, claimed by its next starts (env KF_WARM_POOL_SIZE; "
+        "default 0: none). Python kernels on localhost only; anything else starts cold (docs/warm-pools.md)."
+    ).tag(config=True)
+    warm_pool_idle_ttl = Float(
+        help="Seconds a standby may wait unclaimed before it is stopped; the pool refills at the next start of the "
+        "kernelspec (env KF_WARM_POOL_IDLE_TTL; default 1800)."
+    ).tag(config=True)
+    warm_pool_max_starting = Integer(
+        4, help="Most standbys of one pool starting at once, so a refill never crowds out the host."
+    ).tag(config=True)
+    warm_pool_refill_delay = Float(
+        1.0, help="Seconds after a claimed kernel has reported before its replacement standby starts, so the "
+        "replacement's start-up does not slow the new kernel's first cells."
+    ).tag(config=True)
     impersonation_command = List(
         Unicode(), list(DEFAULT_COMMAND), help="With impersonation_enabled: the argv prefix that runs the launcher "
         "as {user} on the host (default sudo -n -H -E -u {user} --; its sudoers rule needs SETENV). Empty: only "
@@ -207,6 +223,14 @@ class DistributedProvisioner(RemoteProvisionerBase):
     def _impersonation_enabled_default(self) -> bool:
         return env_bool(("KF_IMPERSONATION_ENABLED", "GP_IMPERSONATION_ENABLED"), False)
 
+    @default("warm_pool_size")
+    def _warm_pool_size_default(self) -> int:
+        return int(env_number(("KF_WARM_POOL_SIZE",), 0))
+
+    @default("warm_pool_idle_ttl")
+    def _warm_pool_idle_ttl_default(self) -> float:
+        return env_number(("KF_WARM_POOL_IDLE_TTL",), 1800.0)
+
     @default("remote_log_dir")
     def _remote_log_dir_default(self) -> str:
         return env_value(("KF_KERNEL_LOG_DIR", "GP_KERNEL_LOG_DIR")) or ""
@@ -219,6 +243,7 @@ class DistributedProvisioner(RemoteProvisionerBase):
         self.launcher_name = ""  # the report's "launcher" ("python/0.1.0", "r/0.1.0", "scala/0.1.0")
         self._reserved: str | None = None  # host counted in the balancer (and held in the pool if remote)
         self._remote_input: tuple[str, bytes] | None = None  # this launch's SSH command and stdin, built once
+        self._taken_from: WarmPool | None = None  # the warm pool this launch took a standby from (ssh.standbys)
 
     # ------------------------------------------------------------------------------------- the host's state
     @property
@@ -334,6 +359,28 @@ class DistributedProvisioner(RemoteProvisionerBase):
                 self.log.warning("Kernel %s: host %s skipped: %s", self.kernel_id, host, err)
         raise LaunchError(f"Kernel {self.kernel_id}: no host could start the kernel — " + "; ".join(reasons))
 
+    async def start_from_pool(self, cmd: list[str], env: dict[str, str], **kwargs: Any) -> bool:
+        """A standby of this kernelspec's warm pool, claimed for this kernel (``ssh.standbys``), as the local
+        process a cold launch would have started; False when the launch goes cold."""
+        from kernelfleet.provisioners.ssh.standbys import claim_local_standby
+
+        if self.warm_pool_size <= 0:
+            return False
+        requested = env.get("KERNEL_REMOTE_HOST")
+        if requested and requested not in (self.remote_hosts or ["localhost"]):
+            return False  # start_launcher refuses it with the reason
+        self._taken_from, process = await claim_local_standby(self, cmd, env, kwargs.get("cwd"))
+        if process is None:
+            return False
+        launcher = self._reserve(requested or (list(self.remote_hosts) or ["localhost"])[0])
+        assert isinstance(launcher, LocalHostLauncher)
+        launcher.process = process
+        return True
+
+    def standby_argv(self) -> list[str]:
+        """The argv a cold launch of this kernelspec would run, its protocol placeholders still open (pools)."""
+        return self._base_cmd(None)
+
     def remote_launch_input(self, cmd: list[str], env: dict[str, str]) -> tuple[str, bytes]:
         """The SSH command and its stdin (the kernel's environment), built once per launch: a bad value is the
         request's fault, not a host's."""
@@ -389,6 +436,10 @@ class DistributedProvisioner(RemoteProvisionerBase):
                 await self.host_launcher.abandon()
             self._release()
             raise
+        finally:
+            pool, self._taken_from = self._taken_from, None
+            if pool is not None:
+                pool.launched()
 
     def kernel_address(self, report: Report) -> str:
         ip = super().kernel_address(report)

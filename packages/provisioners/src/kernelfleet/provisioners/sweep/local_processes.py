@@ -17,8 +17,8 @@ import signal
 from pathlib import Path
 
 from kernelfleet.protocol.constants import KERNEL_ID_PATTERN
-from kernelfleet.protocol.contract import KERNEL_ID
-from kernelfleet.provisioners.server_identity import LOCAL_LAUNCH_ENV, SERVER_ID_ENV
+from kernelfleet.protocol.contract import KERNEL_ID, STANDBY_ID
+from kernelfleet.provisioners.server_identity import LOCAL_LAUNCH_ENV, SERVER_ID_ENV, STANDBY_PARENT_ENV
 from kernelfleet.provisioners.sweep.model import LOCAL, EngineUnavailable, Orphan, Outcome, Removal
 
 PROC = Path("/proc")
@@ -47,12 +47,20 @@ def _ancestors() -> set[int]:
 
 
 def _kernel_of(pid: int, server_id: str) -> str | None:
-    """The kernel id of process group leader ``pid`` if it is a local launch of this server, else None."""
+    """The kernel id of process group leader ``pid`` if it is a local launch of this server, else None.
+
+    An unclaimed warm-pool standby (``KF_STANDBY_ID``, no kernel id yet) counts under its standby id, which no
+    session claims, but only once the server process that started it (``KF_STANDBY_PARENT``) is no longer its
+    parent: a running server's pool is not an orphan. A claimed standby carries its kernel's id like a cold one."""
     fields = _stat_fields(pid)
     if fields[0] == "Z" or int(fields[2]) != pid:
         return None
     env = _environment(pid)
     kernel_id = env.get(KERNEL_ID, "")
+    if not kernel_id and env.get(STANDBY_ID):
+        if env.get(STANDBY_PARENT_ENV) == fields[1]:
+            return None
+        kernel_id = env[STANDBY_ID]
     if env.get(SERVER_ID_ENV) != server_id or env.get(LOCAL_LAUNCH_ENV) != "1" or \
             not KERNEL_ID_PATTERN.match(kernel_id):
         return None
