@@ -274,8 +274,7 @@ async def soak_run(args: argparse.Namespace, root: Path, ssh_config: dict[str, A
     left += [f"connection file {name}" for name in connection_files(mkm)]
     if "docker" in engines:
         left += await wait_for_nothing(lambda: docker_objects_of_server(server_id))
-    await close_all()
-    await ResponseBroker._instances[asyncio.get_running_loop()].stop()
+    await close_all()  # the response broker too
     mkm.context.destroy(linger=0)
     return report(soak, args, left)
 
