@@ -20,6 +20,9 @@ from aiodocker.containers import DockerContainer
 
 from .clock import docker_time, now
 from .events import EventRecorder
+from .incluster import DIRECTORY as API_ACCESS_DIRECTORY
+from .incluster import MOUNT_PATH as API_ACCESS_MOUNT_PATH
+from .incluster import ApiAccess, automounts, mounts_it_itself, write_directory
 from .quantity import parse_quantity
 from .resources import BUILTINS, ResourceType
 from .scheduling import describe_taint, matches_node, untolerated_taint
@@ -70,6 +73,8 @@ class NodeConfig:
     volume_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "kubelite-volumes")
     memory_capacity: Decimal = Decimal(0)
     posting_status: bool = True  # False while the node is lost (node_lifecycle.py): pod statuses freeze
+    #: How pods reach the API (service-account mount and variables; ``incluster.py``), set once the API serves.
+    api_access: ApiAccess | None = None
 
 
 def normalize_image(image: str) -> str:
@@ -165,6 +170,8 @@ class PodWorker:
         self.flaky_pulls = _count(annotations.get(PULL_FLAKY_ANNOTATION))
         self.secret_cache_misses = _count(annotations.get(SECRET_CACHE_MISSES_ANNOTATION))
         self.volumes = PodVolumes(kubelet.node.volume_root, pod, self._lookup)
+        #: The service-account directory and API variables (``incluster.py``), or None without them.
+        self.api_access: tuple[str, dict[str, str]] | None = None
 
     # -- helpers ------------------------------------------------------------------------------------------
 
@@ -392,11 +399,23 @@ class PodWorker:
         while True:
             try:
                 await self.volumes.prepare()
+                await self._mount_api_access()
                 return
             except MountError as err:
                 self._event("Warning", "FailedMount", str(err))
             await asyncio.sleep(delay)
             delay = min(delay * 2, cap)
+
+    async def _mount_api_access(self) -> None:
+        """The service-account token directory and the API's variables, as every pod gets them on a cluster."""
+        access = self.k.node.api_access
+        account = self.k.store.find(self.k.sa_rt, self.ns, str(self.spec.get("serviceAccountName") or "default"))
+        if access is None or not automounts(self.pod, account):
+            return
+        path = self.volumes.dir / API_ACCESS_DIRECTORY
+        token = access.issue_token(self.ns, str(self.spec.get("serviceAccountName") or "default"))
+        await asyncio.get_running_loop().run_in_executor(None, write_directory, path, token, access.ca_pem, self.ns)
+        self.api_access = (str(path), access.environment(bool(self.spec.get("hostNetwork"))))
 
     async def _create_when_configured(self, c: _Container, network_of: _Container | None) -> None:
         """Like a kubelet, retry (with back-off) a container whose configuration is refused: it is created once
@@ -421,6 +440,8 @@ class PodWorker:
         spec = c.spec
         try:
             env = container_env(list(spec.get("env") or []), self.ns, self._lookup)
+            if self.api_access is not None:
+                env = {**self.api_access[1], **env}
         except EnvConfigError as err:
             self._config_error(c, str(err))
             return False
@@ -458,6 +479,8 @@ class PodWorker:
         if sc.get("readOnlyRootFilesystem"):
             host_config["ReadonlyRootfs"] = True
         binds, tmpfs = self.volumes.docker_mounts(spec)
+        if self.api_access is not None and not mounts_it_itself(spec):
+            binds.append(f"{self.api_access[0]}:{API_ACCESS_MOUNT_PATH}:ro")
         if binds:
             host_config["Binds"] = binds
         if tmpfs:
@@ -607,6 +630,7 @@ class Kubelet:
                  node: NodeConfig) -> None:
         self.store = store
         self.pods_rt = pods_rt
+        self.sa_rt = next(rt for rt in BUILTINS if not rt.group and rt.plural == "serviceaccounts")
         self.recorder = recorder
         self.docker = docker
         self.node = node
