@@ -167,5 +167,6 @@ async def test_deploy_kit_starts_a_kernel_from_the_server_pod(kube: KubeLite, co
     assert [[c.image for c in p.spec.containers] for p in pullers] == [[kernel_image]]
     assert pullers[0].metadata.owner_references[0].kind == "DaemonSet"
 
-    # --wait: kubectl follows each namespace until the API has deleted it and everything in it.
-    await kubectl(kubeconfig, "delete", "--wait=true", "-f", str(manifest))
+    # --wait: kubectl follows each namespace until the API has deleted it and everything in it (the namespaces
+    # come first in the file, so their content may be gone before kubectl names it: --ignore-not-found).
+    await kubectl(kubeconfig, "delete", "--wait=true", "--ignore-not-found=true", "-f", str(manifest))
