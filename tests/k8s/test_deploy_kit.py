@@ -149,6 +149,9 @@ async def test_deploy_kit_starts_a_kernel_from_the_server_pod(kube: KubeLite, co
             == "kubernetes-provisioner"
         async with session.post(f"{url}/api/kernels", json={"name": "k8s_python"}) as resp:
             body = await resp.text()
+            if resp.status != 201:
+                log = await core.read_namespaced_pod_log(pod.metadata.name, NAMESPACE, tail_lines=40)
+                raise AssertionError(f"starting a kernel failed ({resp.status}): {body}\nserver log:\n{log}")
             assert resp.status == 201, f"starting a kernel failed ({resp.status}): {body}"
             kernel_id = json.loads(body)["id"]
         kernel_pods = (await core.list_namespaced_pod("kernels", label_selector=f"kernel_id={kernel_id}")).items

@@ -169,3 +169,33 @@ async def test_pods_get_their_service_account_token_and_the_api_address(
     for name in ("sa", "off"):
         await core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
 
+
+
+async def test_a_readiness_probe_keeps_the_pod_unready_until_its_server_answers(
+        core: client.CoreV1Api, namespace: str, image: str) -> None:
+    """The container runs at once, its HTTP server only after a moment: the pod is Running but not Ready, with
+    the kubelet's Unhealthy event, until the probe's GET passes."""
+    container = {"ports": [{"name": "web", "containerPort": 8080}],
+                 "readinessProbe": {"httpGet": {"path": "/", "port": "web"}, "periodSeconds": 1}}
+    await core.create_namespaced_pod(namespace, pod_manifest(
+        "web", image, ["sh", "-c", "mkdir -p /tmp/www && echo ok > /tmp/www/index.html && sleep 2 && "
+                                   "exec httpd -f -p 8080 -h /tmp/www"], container=container))
+
+    def ready(pods: list[dict[str, Any]]) -> bool:
+        conditions = {c["type"]: c["status"] for c in (pods[0].get("status") or {}).get("conditions") or []} \
+            if pods else {}
+        return conditions.get("Ready") == "True"
+
+    seen_unready_running = []
+
+    def watch(pods: list[dict[str, Any]]) -> bool:
+        if pods and (pods[0].get("status") or {}).get("phase") == "Running" and not ready(pods):
+            seen_unready_running.append(True)
+        return ready(pods)
+
+    pods = await until_pods(core, namespace, "app=kubelite-test", watch)
+    assert seen_unready_running, "the pod was Ready as soon as it ran, before its server answered"
+    assert pods[0]["status"]["containerStatuses"][0]["ready"] is True
+    events = (await core.list_namespaced_event(namespace, field_selector="involvedObject.name=web")).items
+    assert any(e.reason == "Unhealthy" and e.message.startswith("Readiness probe failed: ") for e in events)
+    await core.delete_namespaced_pod("web", namespace, grace_period_seconds=0)

@@ -23,6 +23,7 @@ from .events import EventRecorder
 from .incluster import DIRECTORY as API_ACCESS_DIRECTORY
 from .incluster import MOUNT_PATH as API_ACCESS_MOUNT_PATH
 from .incluster import ApiAccess, automounts, mounts_it_itself, write_directory
+from .probes import ReadinessProbe
 from .quantity import parse_quantity
 from .resources import BUILTINS, ResourceType
 from .scheduling import describe_taint, matches_node, untolerated_taint
@@ -129,15 +130,26 @@ class _Container:
     restart_count: int = 0
     image_id: str = ""
     done: bool = False
+    readiness: ReadinessProbe | None = None  # a readiness probe kubelite runs (probes.py)
+
+    def __post_init__(self) -> None:
+        probe = self.spec.get("readinessProbe")
+        if probe:
+            readiness = ReadinessProbe(probe, self.spec)
+            self.readiness = readiness if readiness.runnable else None
 
     @property
     def name(self) -> str:
         return str(self.spec["name"])
 
+    @property
+    def ready(self) -> bool:
+        return "running" in self.state and (self.readiness is None or self.readiness.ready)
+
     def status(self) -> dict[str, Any]:
         running = "running" in self.state
         out: dict[str, Any] = {
-            "name": self.name, "state": self.state, "lastState": self.last_state, "ready": running,
+            "name": self.name, "state": self.state, "lastState": self.last_state, "ready": self.ready,
             "restartCount": self.restart_count, "image": self.spec.get("image"), "imageID": self.image_id,
             "started": running,
         }
@@ -212,7 +224,7 @@ class PodWorker:
         if not self.k.node.posting_status:
             return  # a lost node's kubelet reaches nobody; node_lifecycle.recover() publishes again
         phase = self._phase()
-        ready = phase == "Running" and all("running" in c.state for c in self.containers)
+        ready = phase == "Running" and all(c.ready for c in self.containers)
         if phase in ("Succeeded", "Failed"):
             ready_reason: str | None = "PodCompleted" if phase == "Succeeded" else "PodFailed"
             ready_msg = None
@@ -220,7 +232,7 @@ class PodWorker:
             ready_reason, ready_msg = None, None
         else:
             ready_reason = "ContainersNotReady"
-            unready = ",".join(c.name for c in self.containers if "running" not in c.state)
+            unready = ",".join(c.name for c in self.containers if not c.ready)
             ready_msg = f"containers with unready status: [{unready}]"
         sandbox = any(c.docker is not None for c in self.containers) and phase not in ("Succeeded", "Failed")
 
@@ -266,7 +278,8 @@ class PodWorker:
                 await self._create_when_configured(c, network_of=self.containers[0] if i else None)
             for c in self.containers:
                 await self._start(c)
-            await asyncio.gather(*(self._supervise(c) for c in self.containers))
+            await asyncio.gather(*(self._supervise(c) for c in self.containers),
+                                 *(self._probe(c) for c in self.containers if c.readiness is not None))
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -543,9 +556,23 @@ class PodWorker:
             self.pod_ip = ip or None
         started = docker_time((info.get("State") or {}).get("StartedAt")) or now()
         c.state = {"running": {"startedAt": started}}
+        if c.readiness is not None:
+            c.readiness.ready = False  # a (re)started container is ready once its probe passes again
         self._event("Normal", "Started", f"Started container {c.name}", c.name)
         self.publish()
         return True
+
+    async def _probe(self, c: _Container) -> None:
+        """Run the container's readiness probe beside it (probes.py); the pod's status follows its answer."""
+        assert c.readiness is not None
+
+        def notify(failure: str | None) -> None:
+            if failure is not None:
+                self._event("Warning", "Unhealthy", f"Readiness probe failed: {failure}", c.name)
+            self.publish()
+
+        host = (lambda: "127.0.0.1") if self.spec.get("hostNetwork") else (lambda: self.pod_ip)
+        await c.readiness.run(host, lambda: "running" in c.state, lambda: c.done, notify)
 
     def _restart_policy_allows(self, exit_code: int) -> bool:
         policy = self.spec.get("restartPolicy", "Always")

@@ -96,7 +96,7 @@ def server_deployment(settings: DeployKitSettings) -> dict[str, Any]:
         "env": server_environment(settings),
         "ports": [{"name": "http", "containerPort": settings.http_port},
                   {"name": "response", "containerPort": settings.response_port}],
-        "readinessProbe": {"httpGet": {"path": "/api", "port": "http"}, "periodSeconds": 10},
+        "readinessProbe": {"httpGet": {"path": "/api", "port": "http"}, "periodSeconds": 5},
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "securityContext": _restricted_container(),
     }
