@@ -20,6 +20,10 @@ from aiodocker.containers import DockerContainer
 
 from .clock import docker_time, now
 from .events import EventRecorder
+from .incluster import DIRECTORY as API_ACCESS_DIRECTORY
+from .incluster import MOUNT_PATH as API_ACCESS_MOUNT_PATH
+from .incluster import ApiAccess, automounts, mounts_it_itself, write_directory
+from .probes import ReadinessProbe
 from .quantity import parse_quantity
 from .resources import BUILTINS, ResourceType
 from .scheduling import describe_taint, matches_node, untolerated_taint
@@ -70,6 +74,8 @@ class NodeConfig:
     volume_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "kubelite-volumes")
     memory_capacity: Decimal = Decimal(0)
     posting_status: bool = True  # False while the node is lost (node_lifecycle.py): pod statuses freeze
+    #: How pods reach the API (service-account mount and variables; ``incluster.py``), set once the API serves.
+    api_access: ApiAccess | None = None
 
 
 def normalize_image(image: str) -> str:
@@ -124,15 +130,26 @@ class _Container:
     restart_count: int = 0
     image_id: str = ""
     done: bool = False
+    readiness: ReadinessProbe | None = None  # a readiness probe kubelite runs (probes.py)
+
+    def __post_init__(self) -> None:
+        probe = self.spec.get("readinessProbe")
+        if probe:
+            readiness = ReadinessProbe(probe, self.spec)
+            self.readiness = readiness if readiness.runnable else None
 
     @property
     def name(self) -> str:
         return str(self.spec["name"])
 
+    @property
+    def ready(self) -> bool:
+        return "running" in self.state and (self.readiness is None or self.readiness.ready)
+
     def status(self) -> dict[str, Any]:
         running = "running" in self.state
         out: dict[str, Any] = {
-            "name": self.name, "state": self.state, "lastState": self.last_state, "ready": running,
+            "name": self.name, "state": self.state, "lastState": self.last_state, "ready": self.ready,
             "restartCount": self.restart_count, "image": self.spec.get("image"), "imageID": self.image_id,
             "started": running,
         }
@@ -165,6 +182,8 @@ class PodWorker:
         self.flaky_pulls = _count(annotations.get(PULL_FLAKY_ANNOTATION))
         self.secret_cache_misses = _count(annotations.get(SECRET_CACHE_MISSES_ANNOTATION))
         self.volumes = PodVolumes(kubelet.node.volume_root, pod, self._lookup)
+        #: The service-account directory and API variables (``incluster.py``), or None without them.
+        self.api_access: tuple[str, dict[str, str]] | None = None
 
     # -- helpers ------------------------------------------------------------------------------------------
 
@@ -205,7 +224,7 @@ class PodWorker:
         if not self.k.node.posting_status:
             return  # a lost node's kubelet reaches nobody; node_lifecycle.recover() publishes again
         phase = self._phase()
-        ready = phase == "Running" and all("running" in c.state for c in self.containers)
+        ready = phase == "Running" and all(c.ready for c in self.containers)
         if phase in ("Succeeded", "Failed"):
             ready_reason: str | None = "PodCompleted" if phase == "Succeeded" else "PodFailed"
             ready_msg = None
@@ -213,7 +232,7 @@ class PodWorker:
             ready_reason, ready_msg = None, None
         else:
             ready_reason = "ContainersNotReady"
-            unready = ",".join(c.name for c in self.containers if "running" not in c.state)
+            unready = ",".join(c.name for c in self.containers if not c.ready)
             ready_msg = f"containers with unready status: [{unready}]"
         sandbox = any(c.docker is not None for c in self.containers) and phase not in ("Succeeded", "Failed")
 
@@ -259,7 +278,8 @@ class PodWorker:
                 await self._create_when_configured(c, network_of=self.containers[0] if i else None)
             for c in self.containers:
                 await self._start(c)
-            await asyncio.gather(*(self._supervise(c) for c in self.containers))
+            await asyncio.gather(*(self._supervise(c) for c in self.containers),
+                                 *(self._probe(c) for c in self.containers if c.readiness is not None))
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -392,11 +412,23 @@ class PodWorker:
         while True:
             try:
                 await self.volumes.prepare()
+                await self._mount_api_access()
                 return
             except MountError as err:
                 self._event("Warning", "FailedMount", str(err))
             await asyncio.sleep(delay)
             delay = min(delay * 2, cap)
+
+    async def _mount_api_access(self) -> None:
+        """The service-account token directory and the API's variables, as every pod gets them on a cluster."""
+        access = self.k.node.api_access
+        account = self.k.store.find(self.k.sa_rt, self.ns, str(self.spec.get("serviceAccountName") or "default"))
+        if access is None or not automounts(self.pod, account):
+            return
+        path = self.volumes.dir / API_ACCESS_DIRECTORY
+        token = access.issue_token(self.ns, str(self.spec.get("serviceAccountName") or "default"))
+        await asyncio.get_running_loop().run_in_executor(None, write_directory, path, token, access.ca_pem, self.ns)
+        self.api_access = (str(path), access.environment(bool(self.spec.get("hostNetwork"))))
 
     async def _create_when_configured(self, c: _Container, network_of: _Container | None) -> None:
         """Like a kubelet, retry (with back-off) a container whose configuration is refused: it is created once
@@ -421,6 +453,8 @@ class PodWorker:
         spec = c.spec
         try:
             env = container_env(list(spec.get("env") or []), self.ns, self._lookup)
+            if self.api_access is not None:
+                env = {**self.api_access[1], **env}
         except EnvConfigError as err:
             self._config_error(c, str(err))
             return False
@@ -458,6 +492,8 @@ class PodWorker:
         if sc.get("readOnlyRootFilesystem"):
             host_config["ReadonlyRootfs"] = True
         binds, tmpfs = self.volumes.docker_mounts(spec)
+        if self.api_access is not None and not mounts_it_itself(spec):
+            binds.append(f"{self.api_access[0]}:{API_ACCESS_MOUNT_PATH}:ro")
         if binds:
             host_config["Binds"] = binds
         if tmpfs:
@@ -520,9 +556,23 @@ class PodWorker:
             self.pod_ip = ip or None
         started = docker_time((info.get("State") or {}).get("StartedAt")) or now()
         c.state = {"running": {"startedAt": started}}
+        if c.readiness is not None:
+            c.readiness.ready = False  # a (re)started container is ready once its probe passes again
         self._event("Normal", "Started", f"Started container {c.name}", c.name)
         self.publish()
         return True
+
+    async def _probe(self, c: _Container) -> None:
+        """Run the container's readiness probe beside it (probes.py); the pod's status follows its answer."""
+        assert c.readiness is not None
+
+        def notify(failure: str | None) -> None:
+            if failure is not None:
+                self._event("Warning", "Unhealthy", f"Readiness probe failed: {failure}", c.name)
+            self.publish()
+
+        host = (lambda: "127.0.0.1") if self.spec.get("hostNetwork") else (lambda: self.pod_ip)
+        await c.readiness.run(host, lambda: "running" in c.state, lambda: c.done, notify)
 
     def _restart_policy_allows(self, exit_code: int) -> bool:
         policy = self.spec.get("restartPolicy", "Always")
@@ -607,6 +657,7 @@ class Kubelet:
                  node: NodeConfig) -> None:
         self.store = store
         self.pods_rt = pods_rt
+        self.sa_rt = next(rt for rt in BUILTINS if not rt.group and rt.plural == "serviceaccounts")
         self.recorder = recorder
         self.docker = docker
         self.node = node
