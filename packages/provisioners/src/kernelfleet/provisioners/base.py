@@ -53,6 +53,7 @@ def uncarried_signal_message(signum: int) -> str:
             f"process another signal, run os.kill(os.getpid(), signal.{name if name.startswith('SIG') else 'SIG...'})"
             " in the kernel")
 
+
 class LaunchError(RuntimeError):
     """The kernel could not be started; the message names the kernel and the engine's reason."""
 
