@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -98,6 +99,7 @@ class Soak:
     timings: dict[tuple[str, str], list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: list[str] = field(default_factory=list)
     samples: list[tuple[float, int, int]] = field(default_factory=list)
+    baseline: Any = None  # tracemalloc snapshot a quarter of the way in (--tracemalloc)
     started: float = field(default_factory=time.monotonic)
 
     def error(self, message: str) -> None:
@@ -219,10 +221,28 @@ async def run_bounded(operation: Any, what: str) -> None:
     task.result()
 
 
-async def sample(soak: Soak) -> None:
+async def sample(soak: Soak, trace: bool = False) -> None:
+    """Sample RSS and descriptors every SAMPLE_SECONDS; with ``trace``, snapshot tracemalloc a quarter of the way
+    in and print at the end (``print_growth``) where the server's Python memory grew since."""
+    quarter = (soak.deadline - soak.started) / 4
     while True:
         soak.samples.append((time.monotonic() - soak.started, rss_kib(), fd_count()))
+        if trace and soak.baseline is None and time.monotonic() - soak.started >= quarter:
+            soak.baseline = tracemalloc.take_snapshot()
         await asyncio.sleep(SAMPLE_SECONDS)
+
+
+def print_growth(baseline: Any, top: int = 15) -> None:
+    """The allocation sites that grew most between the baseline snapshot and now (tracemalloc, 8 frames)."""
+    if baseline is None:
+        return
+    stats = tracemalloc.take_snapshot().compare_to(baseline, "traceback")
+    grown = sum(stat.size_diff for stat in stats)
+    print(f"\npython memory since the first quarter: {grown / 2**20:+.2f} MiB; largest growth:")
+    for stat in stats[:top]:
+        frames = [f"{f.filename.split('site-packages/')[-1].split('/work/main/')[-1]}:{f.lineno}"
+                  for f in stat.traceback[-3:]]
+        print(f"  {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  {' <- '.join(reversed(frames))}")
 
 
 async def soak_run(args: argparse.Namespace, root: Path, ssh_config: dict[str, Any]) -> int:
@@ -250,7 +270,7 @@ async def soak_run(args: argparse.Namespace, root: Path, ssh_config: dict[str, A
     await asyncio.gather(*(first_start(u) for u in users))
     soak.started = time.monotonic()
     soak.deadline = soak.started + args.minutes * 60
-    sampler = asyncio.ensure_future(sample(soak))
+    sampler = asyncio.ensure_future(sample(soak, args.tracemalloc))
     print(f"soak: {args.kernels} kernels up; {args.minutes:g} minutes of random operations ...", file=sys.stderr,
           flush=True)
     try:
@@ -276,6 +296,7 @@ async def soak_run(args: argparse.Namespace, root: Path, ssh_config: dict[str, A
         left += await wait_for_nothing(lambda: docker_objects_of_server(server_id))
     await close_all()  # the response broker too
     mkm.context.destroy(linger=0)
+    print_growth(soak.baseline)
     return report(soak, args, left)
 
 
@@ -335,7 +356,11 @@ def main() -> None:
                         help="relative weights of execute,interrupt,restart,shutdown+start")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--image", default=os.environ.get("KF_TEST_IMAGE") or "kernelfleet/kernel-py:dev")
+    parser.add_argument("--tracemalloc", action="store_true",
+                        help="print where the server's Python memory grew after the first quarter (slower)")
     args = parser.parse_args()
+    if args.tracemalloc:
+        tracemalloc.start(8)
     args.engines = [e for e in args.engines.split(",") if e]
     args.pause = [float(v) for v in args.pause.split(",")]
     args.weights = [float(v) for v in args.weights.split(",")]
