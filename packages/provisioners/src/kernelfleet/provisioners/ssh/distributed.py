@@ -39,6 +39,7 @@ from kernelfleet.protocol import CommOp, Report
 from kernelfleet.provisioners.base import LaunchError, RemoteProvisionerBase
 from kernelfleet.provisioners.envconfig import env_bool, env_list, env_number, env_value
 from kernelfleet.provisioners.kernel_env import remote_kernel_env
+from kernelfleet.provisioners.launch_events import LaunchProgress, Phase
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
 from kernelfleet.provisioners.ssh.command import check_env, encode_env, launch_command
@@ -70,6 +71,7 @@ class DistributedProvisioner(RemoteProvisionerBase):
     or for the whole server as ``c.DistributedProvisioner.*``."""
 
     request_engine: ClassVar[Engine | None] = Engine.SSH
+    launch_engine: ClassVar[str] = "ssh"
 
     remote_hosts = List(
         Unicode(), help="Hosts kernels may run on (env GP_REMOTE_HOSTS, comma-separated). Default: localhost."
@@ -275,6 +277,9 @@ class DistributedProvisioner(RemoteProvisionerBase):
                 (name for name in PASSWORD_VARIABLES if os.environ.get(name)), None),
         )
 
+    def begin_progress(self, kernel_id: str, engine: str) -> LaunchProgress:
+        return super().begin_progress(kernel_id, "local" if self.launches_on_this_host() else engine)
+
     def launches_on_this_host(self) -> bool:
         return all(is_local_host(host) for host in self.remote_hosts or ["localhost"])
 
@@ -324,6 +329,8 @@ class DistributedProvisioner(RemoteProvisionerBase):
         self._remote_input = None
         for host in self.candidate_hosts(env):
             launcher = self._reserve(host)
+            self.progress.engine = "local" if is_local_host(host) else "ssh"
+            self.progress.emit(Phase.HOST_CHOSEN, host=host)
             try:
                 await launcher.start(cmd, env, kwargs.get("cwd"))
                 return
