@@ -25,12 +25,13 @@ from typing import Any
 import pytest
 from jupyter_server_process import TOKEN, Server, ServerProcess, run_cell
 from kf_docker import IMAGE, docker_cli, leftovers
+from launch_events_testing import EventServer, assert_in_order
 from local_registry import LocalRegistry, describe, serve_saved
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from kernelfleet.kubelite import KubeLite
-from kernelfleet.kubelite.testing import docker_or_fail
+from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.container_argv import container_argv
 from kernelfleet.provisioners.launch_events import SCHEMA_ID
 
@@ -86,16 +87,6 @@ def phases(events: list[dict[str, Any]]) -> list[str]:
     return [e["phase"] for e in events]
 
 
-def assert_in_order(events: list[dict[str, Any]], *expected: str) -> None:
-    """``expected`` phases all occur, each first occurrence after the previous one's."""
-    seen = phases(events)
-    positions = [seen.index(phase) for phase in expected if phase in seen]
-    assert len(positions) == len(expected), f"phases {seen} lack some of {expected}"
-    assert positions == sorted(positions), f"phases {seen} are not in the order {expected}"
-    elapsed = [e["elapsed"] for e in events]
-    assert elapsed == sorted(elapsed), f"elapsed times go backwards: {elapsed}"
-
-
 @contextlib.asynccontextmanager
 async def image_to_pull(tmp_path: Path) -> AsyncIterator[tuple[str, LocalRegistry]]:
     """A kernel image dockerd does not have, in a registry on 127.0.0.1: the test image plus a layer of random bytes
@@ -127,19 +118,6 @@ async def image_to_pull(tmp_path: Path) -> AsyncIterator[tuple[str, LocalRegistr
     finally:
         await registry.stop()
         await docker_cli("rmi", image, check=False)
-
-
-@pytest.fixture
-async def kube(tmp_path: Path) -> AsyncIterator[KubeLite]:
-    docker = await docker_or_fail()
-    await docker.close()
-    server = KubeLite(pull_backoff=(0.3, 2.0), restart_backoff=(0.3, 2.0))
-    await server.start()
-    server.write_kubeconfig(tmp_path / "kubeconfig")
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def start_kernel(server: Server, name: str) -> tuple[str, float]:
@@ -233,3 +211,29 @@ async def test_launch_phases_live_over_the_events_websocket(
         assert "image_pull@" in out and "scheduled@" in out and "connected@" in out and "error: Kernel" in out, out
         log = (tmp_path / "jupyter_server.log").read_text(errors="replace")
         assert "LAUNCH_TOKEN=" not in journal.read_text() and "LAUNCH_TOKEN=" not in log
+
+
+async def test_embedded_default_reports_its_host_and_refused_launches_fail(
+    kernels_dir: Path, make_kernelspec: Callable[..., str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The local engine in process: the host chosen, then a launcher that exits at once fails with its exit code."""
+    monkeypatch.setenv("KF_LAUNCH_JOURNAL", str(tmp_path / "journal.jsonl"))
+    server = EventServer()
+    km = server.manager(kernels_dir, make_kernelspec("kf_local"))
+    await km.start_kernel()
+    try:
+        events = await server.until(km.kernel_id, "connected")
+        assert_in_order(events, "accepted", "host_chosen", "launcher_started", "reported", "connected")
+        assert {e["engine"] for e in events} == {"local"}
+        assert next(e for e in events if e["phase"] == "host_chosen")["host"] == "localhost"
+        assert next(e for e in events if e["phase"] == "reported")["message"].startswith("python/")
+    finally:
+        await km.shutdown_kernel(now=True)
+
+    exits = server.manager(kernels_dir, make_kernelspec("kf_exits", argv=[sys.executable, "-c", "raise SystemExit(3)"]))
+    with pytest.raises(LaunchError):
+        await exits.start_kernel()
+    events = await server.until(exits.kernel_id, "failed")
+    assert_in_order(events, "accepted", "host_chosen", "launcher_started", "failed")
+    failed = events[-1]
+    assert exits.kernel_id in failed["message"] and "3" in failed["message"], failed
