@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from kf_docker import leftovers
-from launch_events_testing import EventServer, assert_in_order
+from launch_events_testing import EventServer, assert_in_order, launched
 
 from kernelfleet.provisioners.base import LaunchError
 
@@ -17,16 +17,11 @@ async def test_swarm_task_states_are_forwarded(kernels_dir: Path, docker_spec: C
                                                 swarm_ready: None) -> None:
     server = EventServer()
     km = server.manager(kernels_dir, docker_spec("docker-swarm-provisioner"))
-    await km.start_kernel()
-    try:
-        events = await server.until(km.kernel_id, "connected")
-        assert_in_order(events, "accepted", "launcher_started", "reported", "connected")
+    async with launched(server, km) as events:
         assert_in_order(events, "scheduled", "started", "reported")
         states = [e["reason"] for e in events if e.get("reason")]
         assert {"assigned", "running"} <= set(states), states
         assert {e["engine"] for e in events} == {"swarm"}
-    finally:
-        await km.shutdown_kernel(now=True)
     assert await leftovers(km.kernel_id) == []
 
 
@@ -35,15 +30,10 @@ async def test_docker_container_events_and_a_death_with_its_exit_code(
 ) -> None:
     server = EventServer()
     km = server.manager(kernels_dir, docker_spec("docker-provisioner"))
-    await km.start_kernel()
-    try:
-        events = await server.until(km.kernel_id, "connected")
-        assert_in_order(events, "accepted", "launcher_started", "reported", "connected")
+    async with launched(server, km) as events:
         assert "started" in [e["phase"] for e in events]
         assert "create" in {e.get("reason") for e in events if e["phase"] == "engine_event"}
         assert all("image_pull" != e["phase"] for e in events)  # the image is there: nothing to pull
-    finally:
-        await km.shutdown_kernel(now=True)
 
     # the kernelspec argv's Spark mode reaches the image's bootstrap, which refuses it and exits with 1
     dies = server.manager(kernels_dir, docker_spec("docker-provisioner", name="dies", spark_init_mode="sideways"))

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from jupyter_server_process import TOKEN, Server, ServerProcess, run_cell
 from kf_docker import IMAGE, docker_cli, leftovers
-from launch_events_testing import EventServer, assert_in_order
+from launch_events_testing import EventServer, assert_in_order, launched
 from local_registry import LocalRegistry, describe, serve_saved
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
@@ -220,15 +220,11 @@ async def test_embedded_default_reports_its_host_and_refused_launches_fail(
     monkeypatch.setenv("KF_LAUNCH_JOURNAL", str(tmp_path / "journal.jsonl"))
     server = EventServer()
     km = server.manager(kernels_dir, make_kernelspec("kf_local"))
-    await km.start_kernel()
-    try:
-        events = await server.until(km.kernel_id, "connected")
-        assert_in_order(events, "accepted", "host_chosen", "launcher_started", "reported", "connected")
+    async with launched(server, km) as events:
+        assert_in_order(events, "accepted", "host_chosen", "launcher_started")
         assert {e["engine"] for e in events} == {"local"}
         assert next(e for e in events if e["phase"] == "host_chosen")["host"] == "localhost"
         assert next(e for e in events if e["phase"] == "reported")["message"].startswith("python/")
-    finally:
-        await km.shutdown_kernel(now=True)
 
     exits = server.manager(kernels_dir, make_kernelspec("kf_exits", argv=[sys.executable, "-c", "raise SystemExit(3)"]))
     with pytest.raises(LaunchError):

@@ -5,7 +5,9 @@ that keeps every launch event, and a kernel manager made under it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +63,15 @@ def assert_in_order(events: list[dict[str, Any]], *expected: str) -> None:
     assert positions == sorted(positions), f"phases {phases} are not in the order {expected}"
     elapsed = [event["elapsed"] for event in events]
     assert elapsed == sorted(elapsed), f"elapsed times go backwards: {elapsed}"
+
+
+@contextlib.asynccontextmanager
+async def launched(server: EventServer, km: AsyncKernelManager) -> AsyncIterator[list[dict[str, Any]]]:
+    """Start the kernel; its events once connected (the phases every engine has checked in order); shut it down."""
+    await km.start_kernel()
+    try:
+        events = await server.until(km.kernel_id, "connected")
+        assert_in_order(events, "accepted", "launcher_started", "reported", "connected")
+        yield events
+    finally:
+        await km.shutdown_kernel(now=True)

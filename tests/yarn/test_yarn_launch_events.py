@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from launch_events_testing import EventServer, assert_in_order
+from launch_events_testing import EventServer, assert_in_order, launched
 
 from kernelfleet.yarnlite import ResourceManager
 
@@ -17,12 +17,8 @@ async def test_app_states_are_forwarded(kernels_dir: Path, make_kernelspec: Call
     name = make_kernelspec("yarn_events", provisioner="yarn-provisioner",
                            config={"yarn_endpoint": rm.endpoint, "submission": "rest"})
     km = server.manager(kernels_dir, name)
-    await km.start_kernel()
-    try:
-        events = await server.until(km.kernel_id, "connected")
-        assert_in_order(events, "accepted", "launcher_started", "started", "reported", "connected")
+    async with launched(server, km) as events:
+        assert_in_order(events, "launcher_started", "started", "reported")
         started = next(e for e in events if e["phase"] == "started")
         assert started["reason"] == "RUNNING" and km.provisioner.application_id in started["message"], started
         assert {e["engine"] for e in events} == {"yarn"}
-    finally:
-        await km.shutdown_kernel(now=True)
