@@ -60,20 +60,18 @@ async def forward_pod_events(core: client.CoreV1Api, namespace: str, pod_name: s
         host = event.source.host if event.source is not None and reason == "Started" else None
         progress.forward(event_phase(reason), reason, str(event.message or ""), host=host)
 
-    stream = watch.Watch()
     try:
-        # List, in the order they happened, then watch from that list's version: no Event is missed or reordered.
-        listed = await core.list_namespaced_event(namespace, field_selector=selector)
-        for event in sorted(listed.items, key=event_order):
-            forward(event)
-        async for item in stream.stream(core.list_namespaced_event, namespace, field_selector=selector,
-                                        resource_version=listed.metadata.resource_version,
-                                        timeout_seconds=max(1, int(timeout))):
-            event = item.get("object")
-            if item.get("type") != "DELETED" and event is not None and hasattr(event, "involved_object"):
+        async with watch.Watch() as stream:  # closes the stream's response when cancelled, too
+            # List, in the order they happened, then watch from that list's version: none missed or reordered.
+            listed = await core.list_namespaced_event(namespace, field_selector=selector)
+            for event in sorted(listed.items, key=event_order):
                 forward(event)
+            async for item in stream.stream(core.list_namespaced_event, namespace, field_selector=selector,
+                                            resource_version=listed.metadata.resource_version,
+                                            timeout_seconds=max(1, int(timeout))):
+                event = item.get("object")
+                if item.get("type") != "DELETED" and event is not None and hasattr(event, "involved_object"):
+                    forward(event)
     except Exception as err:
         log.debug("Kernel %s: pod events of %s/%s no longer followed: %s", progress.kernel_id, namespace, pod_name,
                   err)
-    finally:
-        stream.stop()
