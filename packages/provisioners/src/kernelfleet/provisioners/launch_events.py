@@ -88,7 +88,12 @@ def server_event_logger(owner: Any) -> Any | None:
         logger = getattr(node, "event_logger", None) if _has_event_logger(node) else None
         if isinstance(logger, EventLogger):
             if SCHEMA_ID not in logger.schemas.schema_ids:
-                logger.register_event_schema(launch_schema())
+                try:
+                    logger.register_event_schema(launch_schema())
+                except Exception as err:  # e.g. a jupyter_events too old for the schema: no events, still a launch
+                    logging.getLogger("kernelfleet").warning("launch events are off: %s refused schema %s: %s",
+                                                             type(logger).__name__, SCHEMA_ID, err)
+                    return None
             return logger
         node = getattr(node, "parent", None)
     return None
