@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
 import signal
@@ -18,16 +17,15 @@ import stat
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from jupyter_server_process import Server, ServerProcess, run_cell
-from kf_docker import DOCKER, IMAGE, docker_cli, leftovers
+from kf_docker import IMAGE, leftovers
 
 from kernelfleet.kubelite import KubeLite
-from kernelfleet.kubelite.testing import docker_or_fail
 from kernelfleet.provisioners.container_argv import container_argv
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -35,12 +33,6 @@ sys.path.insert(0, str(TESTS / "ssh"))
 from ssh_testing import processes_with_env, wait_until  # noqa: E402
 from sshd import SshCluster, SshdMissing, start_cluster  # noqa: E402
 from sweep_testing import crash_server  # noqa: E402
-
-# kubelite's leftover check lives in tests/k8s/conftest.py; loaded under its own name, not as a conftest.
-_k8s_spec = importlib.util.spec_from_file_location("k8s_conftest", TESTS / "k8s" / "conftest.py")
-assert _k8s_spec is not None and _k8s_spec.loader is not None
-k8s_conftest = importlib.util.module_from_spec(_k8s_spec)
-_k8s_spec.loader.exec_module(k8s_conftest)
 
 EXTENSION = "kernelfleet.provisioners.sessions"
 
@@ -53,32 +45,6 @@ def ssh_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshCluster
         pytest.fail(str(err))
     yield cluster
     cluster.stop()
-
-
-@pytest.fixture
-async def engines_ready() -> None:
-    """dockerd answers, the kernel image is there and the swarm is active: fail with what is missing otherwise."""
-    try:
-        state = (await docker_cli("info", "--format", "{{json .Swarm.LocalNodeState}}")).strip()
-    except AssertionError as err:
-        pytest.fail(f"dockerd is unreachable ({err}); start it with tools/setup-machine")
-    if json.loads(state or '""') != "active":
-        pytest.fail(f"Docker Swarm is not active (state {state}); run {DOCKER} swarm init --advertise-addr 127.0.0.1")
-    await docker_cli("image", "inspect", IMAGE)
-
-
-@pytest.fixture
-async def kube(tmp_path: Path, engines_ready: None) -> AsyncIterator[KubeLite]:
-    docker = await docker_or_fail()
-    await docker.close()
-    server = KubeLite(pull_backoff=(0.3, 2.0), restart_backoff=(0.3, 2.0))
-    await server.start()
-    server.write_kubeconfig(tmp_path / "kubeconfig")
-    try:
-        yield server
-        await k8s_conftest.assert_nothing_left(server, tmp_path / "kubeconfig")
-    finally:
-        await server.stop()
 
 
 def server_env(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -28,6 +28,7 @@ from kernelfleet.provisioners.broker import PendingLaunch, ResponseBroker
 from kernelfleet.provisioners.config_check import check_provisioner_config
 from kernelfleet.provisioners.envconfig import env_list, env_number, env_value
 from kernelfleet.provisioners.gp_settings import warn_about_gp_environment
+from kernelfleet.provisioners.launch_events import LaunchEventSettings, LaunchProgress, Phase
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine, check_request_env, positive_seconds
 from kernelfleet.provisioners.server_identity import SERVER_ID_ENV, server_id_of
@@ -58,13 +59,15 @@ class LaunchError(RuntimeError):
     """The kernel could not be started; the message names the kernel and the engine's reason."""
 
 
-class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
+class RemoteProvisionerBase(LaunchEventSettings, KernelProvisionerBase):  # type: ignore[misc]
     """Settings every Kernel Fleet provisioner shares: launch timeouts, the kernel's port range, who may start
     the kernel, which server variables it inherits. Set them per kernelspec or as ``c.<Provisioner>.*``;
     jupyter_client's provisioner factory creates one instance per kernel."""
 
     # Which request-settable KERNEL_* names this provisioner interprets (request_env.REQUEST_VARIABLES).
     request_engine: ClassVar[Engine | None] = None
+    # The engine named in launch events (launch_events.Phase); each provisioner says its own.
+    launch_engine: ClassVar[str] = "local"
 
     launch_timeout = Float(
         help="Seconds to wait for the launcher's report (env KF_LAUNCH_TIMEOUT / GP_LAUNCH_TIMEOUT; "
@@ -144,6 +147,7 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         self._effective_timeout = 0.0
         self.curve_plan: CurvePlan | None = None
         self.server_id = ""  # this server's identity, on everything the launch creates (server_identity)
+        self.progress = LaunchProgress("", self.launch_engine, self.log, enabled=False)  # pre_launch begins one
 
     # ------------------------------------------------------------------------------------- hooks
     async def start_launcher(self, cmd: list[str], env: dict[str, str], **kwargs: Any) -> None:
@@ -185,6 +189,7 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         kwargs = await super().pre_launch(**kwargs)
         env: dict[str, str] = kwargs["env"]
         kernel_id = self.kernel_id
+        self.progress = self.begin_progress(str(kernel_id), self.launch_engine)
         if not isinstance(kernel_id, str) or not KERNEL_ID_PATTERN.match(kernel_id):
             raise ValueError(
                 f"Kernel {str(kernel_id)[:140]!r}: the kernel id must be 1-128 characters of [A-Za-z0-9._-], "
@@ -276,17 +281,26 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         env = kwargs.pop("env")
         kwargs.pop("kernel_id", None)
         self.log.info("Kernel %s: launching (%s)", self.kernel_id, type(self).__name__)
+        self.progress.emit(Phase.ACCEPTED)
         try:
             if not await self.start_from_pool(cmd, env, **kwargs):
                 await self.start_launcher(cmd, env, **kwargs)
+            self.progress.emit(Phase.LAUNCHER_STARTED)
             report = await self._await_report()
             self._accept_report(report)
-        except BaseException:
+            self.progress.emit(Phase.REPORTED, message=str(report.extra.get("launcher") or ""))
+        except BaseException as err:
+            self.progress.finish(err)
             await self._abandon_launch()
             raise
         self.log.info("Kernel %s: connected (%s:%s)", self.kernel_id, self.connection_info["ip"],
                       self.connection_info["shell_port"])
         return self.connection_info
+
+    async def post_launch(self, **kwargs: Any) -> None:
+        """jupyter_client calls it once the kernel's sockets are connected: the launch is over."""
+        await super().post_launch(**kwargs)
+        self.progress.finish()
 
     async def _await_report(self) -> Report:
         if self.pending is None:

@@ -28,6 +28,8 @@ from typing import TextIO
 
 from jupyter_core.application import JupyterApp
 
+from kernelfleet.provisioners.cli import launches
+from kernelfleet.provisioners.launch_events import LaunchEventSettings
 from kernelfleet.provisioners.leases import close_all
 from kernelfleet.provisioners.server_identity import ServerIdentityError, check_server_id, server_id_of
 from kernelfleet.provisioners.sweep import (
@@ -72,6 +74,7 @@ def parser() -> argparse.ArgumentParser:
                        "nothing as claimed, even without a session store")
     sweep.add_argument("--grace", type=float, default=DEFAULT_GRACE, help="leave objects younger than this many "
                        f"seconds alone (launches in progress; default {DEFAULT_GRACE:g})")
+    launches.add_parser(commands)
     return top
 
 
@@ -142,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("kernelfleet").addHandler(logging.NullHandler())  # the tables and warnings say it all
     app = ServerConfig()
     app.initialize([])
+    if args.command == "launches":
+        return launches.launches(args, Path(LaunchEventSettings(parent=app).launch_journal), sys.stdout)
     return asyncio.run(sweep(args, app, sys.stdout, sys.stderr))
 
 

@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import aiodocker
@@ -47,6 +48,7 @@ class DockerEngine:
         self.client = aiodocker.Docker(url=url)
         self.leases = Leases(self.close)
         self._signals = ChangeSignals()
+        self._listeners: dict[str, Callable[[dict[str, Any]], None]] = {}
         self._since_ns = time.time_ns() - 1_000_000_000  # a second of slack for clock granularity
         self._closing = False
         self._stream = asyncio.ensure_future(self._follow_events())
@@ -81,6 +83,17 @@ class DockerEngine:
         """An event set whenever Docker reports something about this kernel's containers."""
         return self._signals.watch(kernel_id)
 
+    def listen(self, kernel_id: str, callback: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        """Hand Docker's events about this kernel's containers to ``callback`` (launch events); the returned call
+        stops it."""
+        self._listeners[kernel_id] = callback
+
+        def stop() -> None:
+            if self._listeners.get(kernel_id) is callback:
+                del self._listeners[kernel_id]
+
+        return stop
+
     def _on_event(self, event: dict[str, Any]) -> None:
         nano = event.get("timeNano")
         if isinstance(nano, int) and nano > self._since_ns:
@@ -90,6 +103,12 @@ class DockerEngine:
         if kernel_id:
             log.debug("Kernel %s: docker event %s %s", kernel_id, event.get("Type"), event.get("Action"))
             self._signals.wake(kernel_id)
+            listener = self._listeners.get(kernel_id)
+            if listener is not None:
+                try:
+                    listener(event)
+                except Exception as err:  # a listener's bug must not end the stream every kernel depends on
+                    log.debug("Kernel %s: docker event listener failed: %s", kernel_id, err)
 
     async def _follow_events(self) -> None:
         """Keep one filtered event stream open; after a break, resume where it stopped."""

@@ -23,16 +23,18 @@ import time
 from typing import Any, ClassVar
 
 import aiodocker
-from traitlets import Bool, TraitError, Unicode, default, validate
+from traitlets import Bool, Enum, TraitError, Unicode, default, validate
 
 from kernelfleet.protocol.contract import LAUNCH_TOKEN
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.docker.common import LOG_TAIL_LINES, DockerProvisionerBase, tail_text
 from kernelfleet.provisioners.docker.container_end import describe_container_end
 from kernelfleet.provisioners.docker.engine import ENGINE_ERRORS, describe_engine_error
+from kernelfleet.provisioners.docker.pull import PullTally, pull_image
 from kernelfleet.provisioners.docker.specs import container_config
 from kernelfleet.provisioners.docker.swarm import DockerSwarmProvisioner
-from kernelfleet.provisioners.envconfig import env_bool
+from kernelfleet.provisioners.envconfig import env_bool, env_value
+from kernelfleet.provisioners.launch_events import Phase
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
 
@@ -58,6 +60,7 @@ class DockerProvisioner(DockerProvisionerBase):
     removed when the kernel stops. Configured per kernelspec or as ``c.DockerProvisioner.*``."""
 
     request_engine: ClassVar[Engine | None] = Engine.DOCKER
+    launch_engine: ClassVar[str] = "docker"
     launch_token_dir = Unicode(
         "/tmp",
         help="Existing directory of the image, writable by the kernel's user, where the launch token file is put "
@@ -75,6 +78,17 @@ class DockerProvisioner(DockerProvisionerBase):
     def _remove_container_default(self) -> bool:
         return env_bool(("KF_REMOVE_CONTAINER", "GP_REMOVE_CONTAINER"), True)
 
+    image_pull_policy = Enum(
+        ("Never", "IfNotPresent"),
+        help="Never: an image Docker does not have fails the launch with Docker's 'No such image'. IfNotPresent: "
+        "Docker pulls it first, and the pull's progress is reported as launch events (env "
+        "KF_DOCKER_IMAGE_PULL_POLICY; default Never).",
+    ).tag(config=True)
+
+    @default("image_pull_policy")
+    def _image_pull_policy_default(self) -> str:
+        return env_value(("KF_DOCKER_IMAGE_PULL_POLICY",)) or "Never"
+
     @validate("launch_token_dir")
     def _check_launch_token_dir(self, proposal: dict[str, Any]) -> str:
         value = str(proposal["value"])
@@ -87,6 +101,7 @@ class DockerProvisioner(DockerProvisionerBase):
         super().__init__(**kwargs)
         self.container_id: str | None = None
         self.exit_code: int | None = None
+        self._unlisten: Any = None  # stops forwarding Docker's container events to launch events
 
     # ------------------------------------------------------------------------------------- launch
     @property
@@ -110,10 +125,13 @@ class DockerProvisioner(DockerProvisionerBase):
     async def start_launcher(self, cmd: list[str], env: dict[str, str], **kwargs: Any) -> None:
         self.check_response_reachable()
         self.exit_code = None
-        client = self.lease_engine().client
+        engine = self.lease_engine()
+        client = engine.client
         config = self.container_config()
+        self._stop_forwarding()
+        self._unlisten = engine.listen(self.kernel_id, self._forward_event)
         try:
-            container = await self.create_resource(lambda: self._create(client, config), self._record)
+            container = await self._create_or_pull(client, config)
         except ENGINE_ERRORS as err:
             raise LaunchError(
                 f"Kernel {self.kernel_id}: Docker could not create a container from image {self.image!r}: "
@@ -138,6 +156,42 @@ class DockerProvisioner(DockerProvisionerBase):
             ) from None
         self.log.info("Kernel %s: running in container %s (%s, image %s, network %s)", self.kernel_id,
                       self.container_name, container.id[:12], self.image, self.network)
+
+    async def _create_or_pull(self, client: aiodocker.Docker,
+                              config: dict[str, Any]) -> aiodocker.docker.DockerContainer:
+        """Create the container; with image_pull_policy IfNotPresent, an image Docker lacks is pulled first."""
+        try:
+            return await self.create_resource(lambda: self._create(client, config), self._record)
+        except aiodocker.DockerError as err:
+            if err.status != 404 or self.image_pull_policy != "IfNotPresent" or "no such image" not in str(
+                    err.message).lower():
+                raise
+        self.log.info("Kernel %s: pulling image %s", self.kernel_id, self.image)
+        try:
+            await pull_image(client, self.image, self._pull_progress)
+        except ENGINE_ERRORS as err:
+            raise LaunchError(f"Kernel {self.kernel_id}: Docker could not pull image {self.image!r}: "
+                              f"{describe_engine_error(err)}") from None
+        return await self.create_resource(lambda: self._create(client, config), self._record)
+
+    def _pull_progress(self, status: str, tally: PullTally) -> None:
+        self.progress.emit(Phase.IMAGE_PULL, image=self.image, reason=status, bytes_done=tally.done,
+                           bytes_total=tally.total)
+
+    def _forward_event(self, event: dict[str, Any]) -> None:
+        """Docker's events about this kernel's container during its launch: ``start`` is the started phase."""
+        action = str(event.get("Action") or event.get("status") or "")
+        if event.get("Type", "container") != "container" or action.startswith("exec_"):
+            return
+        attributes = (event.get("Actor") or {}).get("Attributes") or {}
+        code = attributes.get("exitCode")
+        message = f"container {attributes.get('name') or self.container_name}" + (f" exit code {code}" if code else "")
+        self.progress.forward(Phase.STARTED if action == "start" else Phase.ENGINE_EVENT, action, message)
+
+    def _stop_forwarding(self) -> None:
+        unlisten, self._unlisten = self._unlisten, None
+        if unlisten is not None:
+            unlisten()
 
     def _record(self, container: aiodocker.docker.DockerContainer) -> None:
         self.container_id = container.id
@@ -261,6 +315,7 @@ class DockerProvisioner(DockerProvisionerBase):
     async def _remove(self, keep_engine: bool = False) -> None:
         """Force-remove the container (Docker answers once it is gone) and give back the engine lease."""
         await self.settle_creation()
+        self._stop_forwarding()
         if self.container_id is not None and self.engine is not None and await self._keep_ended_container():
             self.container_id = None
         if self.container_id is not None and self.engine is not None:

@@ -31,10 +31,12 @@ from kernelfleet.provisioners.docker.container_end import describe_container_end
 from kernelfleet.provisioners.docker.engine import ENGINE_ERRORS, describe_engine_error
 from kernelfleet.provisioners.docker.specs import TokenSecret, task_template
 from kernelfleet.provisioners.labels import LABEL_KERNEL_ID
+from kernelfleet.provisioners.launch_events import Phase
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
 
 # https://docs.docker.com/engine/swarm/how-swarm-mode-works/swarm-task-states/
+TASK_PHASES = {"assigned": Phase.SCHEDULED, "preparing": Phase.IMAGE_PULL, "running": Phase.STARTED}
 LIVE_STATES = frozenset({"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"})
 FIRST_RECHECK, LAST_RECHECK = 0.05, 1.0
 REMOVAL_TIMEOUT = 30.0
@@ -62,6 +64,7 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
     ``c.DockerSwarmProvisioner.*``."""
 
     request_engine: ClassVar[Engine | None] = Engine.SWARM
+    launch_engine: ClassVar[str] = "swarm"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -69,6 +72,7 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         self.secret_id: str | None = None
         self.secret_name: str | None = None
         self.exit_code: int | None = None
+        self._task_state = ""  # the task's last state forwarded as a launch event
 
     # ------------------------------------------------------------------------------------- launch
     @property
@@ -81,7 +85,7 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
 
     async def start_launcher(self, cmd: list[str], env: dict[str, str], **kwargs: Any) -> None:
         self.check_response_reachable()
-        self.exit_code = None
+        self.exit_code, self._task_state = None, ""
         client = self.lease_engine().client
         name = token_secret_name(self.kernel_id)
         try:
@@ -178,6 +182,7 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         if task is None:
             return None
         status = task.setdefault("Status", {})
+        self._forward_task_state(status)
         container = status.get("ContainerStatus") or {}
         unexplained = self.end_reason is None and not self.stopping  # an end whose cause is still to be noted
         if container.get("ContainerID") and (status.get("State") in LIVE_STATES or unexplained):
@@ -193,6 +198,16 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
             self.exit_code = int((status.get("ContainerStatus") or {}).get("ExitCode") or 0)
             self.note_end(self._describe_task(task), False)
         return task
+
+    def _forward_task_state(self, status: dict[str, Any]) -> None:
+        """Each new state of the task during the launch, as Swarm names it (assigned: scheduled on a node;
+        preparing: pulling the image; running: started)."""
+        state = str(status.get("State") or "")
+        if not state or state == self._task_state:
+            return
+        self._task_state = state
+        phase = TASK_PHASES.get(state, Phase.ENGINE_EVENT)
+        self.progress.forward(phase, state, str(status.get("Err") or status.get("Message") or ""))
 
     async def _local_container_end(self, container_id: str) -> dict[str, Any] | None:
         """State and HostConfig of the task's container if it is on this node and has stopped; None otherwise."""

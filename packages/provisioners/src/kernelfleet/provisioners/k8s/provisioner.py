@@ -42,6 +42,7 @@ from kernelfleet.provisioners.k8s.owned import (
     wait_object_gone,
 )
 from kernelfleet.provisioners.k8s.pod import SecretKeyRef
+from kernelfleet.provisioners.k8s.pod_events import forward_pod_events
 from kernelfleet.provisioners.k8s.settings import (
     KubernetesSettings,
     PodLaunch,
@@ -66,6 +67,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
     ``c.KubernetesProvisioner.*``."""
 
     request_engine: ClassVar[Engine | None] = Engine.KUBERNETES
+    launch_engine: ClassVar[str] = "kubernetes"
 
     namespace = Unicode(
         help="Namespace of kernel pods when namespaces are shared (env KF_NAMESPACE / GP_NAMESPACE; default 'default')."
@@ -179,6 +181,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         self.end_reason: str | None = None  # how the running kernel's pod ended, once the watch said so
         self.stopping = False  # this server stops or deletes the kernel: how its pod ends is no news
         self.workload: Workload = self.make_workload()  # pod or custom resource, chosen once (k8s.workloads)
+        self._pod_events: asyncio.Task[None] | None = None  # the pod's Events forwarded during a launch
 
     def make_workload(self) -> Workload:
         """What this provisioner's kernels are: a pod it creates (``CustomResourceProvisioner``: a resource)."""
@@ -256,8 +259,10 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         try:
             info = await super().launch_kernel(cmd, **kwargs)
         except BaseException:
+            self._stop_pod_events()
             await self._teardown(delete_namespace=True)
             raise
+        self._stop_pod_events()
         await self.delete_launch_secret()  # the report is in: the token has served its purpose
         return info
 
@@ -270,8 +275,16 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         await self.ensure_namespace(core)
         self.follow_pods()
         await self.workload.create(core)
+        self._stop_pod_events()
+        self._pod_events = asyncio.ensure_future(forward_pod_events(
+            core, self.kernel_namespace, self.pod_name, lambda: self.pod_uid, self.progress, self._effective_timeout))
         self.log.info("Kernel %s: pod %s/%s created (image %s)", self.kernel_id, self.kernel_namespace, self.pod_name,
                       self.image)
+
+    def _stop_pod_events(self) -> None:
+        task, self._pod_events = self._pod_events, None
+        if task is not None:
+            task.cancel()
 
     async def ensure_namespace(self, core: client.CoreV1Api) -> None:
         """A per-kernel namespace is made (with its RoleBinding); any other must already exist."""

@@ -46,6 +46,7 @@ class SparkOperatorProvisioner(CustomResourceProvisioner):
     Configured per kernelspec or as ``c.SparkOperatorProvisioner.*``."""
 
     request_engine: ClassVar[Engine | None] = Engine.SPARK_OPERATOR
+    launch_engine: ClassVar[str] = "spark-operator"
 
     resource_kind: ClassVar[ResourceKind] = SPARK_APPLICATION
 

@@ -39,6 +39,7 @@ from kernelfleet.protocol import CommOp, Report
 from kernelfleet.provisioners.base import LaunchError, RemoteProvisionerBase
 from kernelfleet.provisioners.envconfig import env_bool, env_list, env_number, env_value
 from kernelfleet.provisioners.kernel_env import remote_kernel_env
+from kernelfleet.provisioners.launch_events import LaunchProgress, Phase
 from kernelfleet.provisioners.pool import WarmPool
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
@@ -71,6 +72,7 @@ class DistributedProvisioner(RemoteProvisionerBase):
     or for the whole server as ``c.DistributedProvisioner.*``."""
 
     request_engine: ClassVar[Engine | None] = Engine.SSH
+    launch_engine: ClassVar[str] = "ssh"
 
     remote_hosts = List(
         Unicode(), help="Hosts kernels may run on (env GP_REMOTE_HOSTS, comma-separated). Default: localhost."
@@ -300,6 +302,9 @@ class DistributedProvisioner(RemoteProvisionerBase):
                 (name for name in PASSWORD_VARIABLES if os.environ.get(name)), None),
         )
 
+    def begin_progress(self, kernel_id: str, engine: str) -> LaunchProgress:
+        return super().begin_progress(kernel_id, "local" if self.launches_on_this_host() else engine)
+
     def launches_on_this_host(self) -> bool:
         return all(is_local_host(host) for host in self.remote_hosts or ["localhost"])
 
@@ -349,6 +354,8 @@ class DistributedProvisioner(RemoteProvisionerBase):
         self._remote_input = None
         for host in self.candidate_hosts(env):
             launcher = self._reserve(host)
+            self.progress.engine = "local" if is_local_host(host) else "ssh"
+            self.progress.emit(Phase.HOST_CHOSEN, host=host)
             try:
                 await launcher.start(cmd, env, kwargs.get("cwd"))
                 return
@@ -372,9 +379,12 @@ class DistributedProvisioner(RemoteProvisionerBase):
         self._taken_from, process = await claim_local_standby(self, cmd, env, kwargs.get("cwd"))
         if process is None:
             return False
-        launcher = self._reserve(requested or (list(self.remote_hosts) or ["localhost"])[0])
+        host = requested or (list(self.remote_hosts) or ["localhost"])[0]
+        launcher = self._reserve(host)
         assert isinstance(launcher, LocalHostLauncher)
         launcher.process = process
+        pool_id = self._taken_from.pool_id if self._taken_from is not None else ""
+        self.progress.emit(Phase.HOST_CHOSEN, host=host, message=f"warm pool {pool_id}")
         return True
 
     def standby_argv(self) -> list[str]:

@@ -152,12 +152,14 @@ class ResourceManagerClient:
 
 async def wait_for_state(client: ResourceManagerClient, app_id: str, done: Callable[[str], bool], *,
                          first: float = 0.02, cap: float = 2.0,
-                         on_unavailable: Callable[[Exception], None] | None = None) -> str:
+                         on_unavailable: Callable[[Exception], None] | None = None,
+                         on_change: Callable[[str], None] | None = None) -> str:
     """Ask the app's state with a backoff from ``first`` to ``cap`` seconds until ``done(state)``; return it.
 
     YARN has no watch, so this is the cheapest request at a growing interval; every state change (the app
     moving on) starts the interval again from ``first``. An RM fail-over in between is ridden out: the
-    client moves to the partner, and ``on_unavailable`` hears about each round no RM answered.
+    client moves to the partner, and ``on_unavailable`` hears about each round no RM answered; ``on_change`` hears
+    each state the app is seen in (launch events).
     """
     delay, last = first, ""
     while True:
@@ -167,6 +169,8 @@ async def wait_for_state(client: ResourceManagerClient, app_id: str, done: Calla
             if on_unavailable is not None:
                 on_unavailable(err)
             state = last
+        if state and state != last and on_change is not None:
+            on_change(state)
         if state and done(state):
             return state
         if state != last:

@@ -27,7 +27,7 @@ import importlib
 import os
 import tempfile
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from traitlets import Bool, Enum, Float, Integer, TraitError, Unicode, default, validate
 
@@ -36,6 +36,7 @@ from kernelfleet.protocol.contract import LAUNCH_TOKEN
 from kernelfleet.provisioners.base import LaunchError, RemoteProvisionerBase
 from kernelfleet.provisioners.envconfig import env_bool, env_number, env_value
 from kernelfleet.provisioners.kernel_env import remote_kernel_env
+from kernelfleet.provisioners.launch_events import Phase
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import user_name
 from kernelfleet.provisioners.ssh.local_process import LocalLauncherProcess
@@ -68,6 +69,8 @@ CLOCK_SLACK_MS = 5000  # the RM's clock may lag ours: apps found by start time a
 class YarnProvisioner(RemoteProvisionerBase):
     """``yarn-provisioner``: the kernel as a YARN application (Spark cluster mode or a plain AM). Configured per
     kernelspec or as ``c.YarnProvisioner.*``; GP's ``GP_YARN_*`` variables are read as defaults."""
+
+    launch_engine: ClassVar[str] = "yarn"
 
     yarn_endpoint = Unicode(
         help="The ResourceManager's REST endpoint, e.g. http://rm1:8088/ws/v1/cluster (env KF_YARN_ENDPOINT / "
@@ -259,7 +262,7 @@ class YarnProvisioner(RemoteProvisionerBase):
         try:
             async with asyncio.timeout(patience):
                 state = await wait_for_state(rm, app_id, lambda s: s not in WAITING, cap=self.state_poll_cap,
-                                             on_unavailable=self._rm_unavailable)
+                                             on_unavailable=self._rm_unavailable, on_change=self._forward_state)
         except TimeoutError:
             return describe_queue_wait(await self._app_or_id(), patience)
         if state == "RUNNING":
@@ -268,6 +271,11 @@ class YarnProvisioner(RemoteProvisionerBase):
                                  on_unavailable=self._rm_unavailable)
         self._app_ended = True
         return describe_end(await self._app_or_id())
+
+    def _forward_state(self, state: str) -> None:
+        """Each YARN application state seen during the launch (ACCEPTED, RUNNING, ...): RUNNING is the started phase."""
+        self.progress.forward(Phase.STARTED if state == "RUNNING" else Phase.ENGINE_EVENT, state,
+                              f"YARN application {self.application_id}")
 
     async def _find_app(self) -> str:
         """Wait for the submitter's app to appear (by name); a submitter that fails first is the answer."""
