@@ -59,6 +59,13 @@ BUILTINS: list[ResourceType] = [
     ResourceType("", "v1", "resourcequotas", "ResourceQuota", status_subresource=True, fields=field_getters(*_META)),
     ResourceType("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", status_subresource=True,
                  fields=field_getters(*_META), short_names=("pvc",)),
+    # The deployment kit's objects (workloads.py: Services are stored, Deployments and DaemonSets run pods).
+    ResourceType("", "v1", "services", "Service", status_subresource=True, fields=field_getters(*_META),
+                 short_names=("svc",)),
+    ResourceType("apps", "v1", "deployments", "Deployment", status_subresource=True, fields=field_getters(*_META),
+                 short_names=("deploy",)),
+    ResourceType("apps", "v1", "daemonsets", "DaemonSet", status_subresource=True, fields=field_getters(*_META),
+                 short_names=("ds",)),
     ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", fields=field_getters(*_META)),
     ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", fields=field_getters(*_META)),
     ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False,

@@ -36,6 +36,7 @@ from .errors import (
     resource_name,
 )
 from .events import EventRecorder
+from .incluster import ApiAccess
 from .kubelet import Kubelet, NodeConfig, remove_containers
 from .network import PodNetwork
 from .patch import json_patch, merge_patch
@@ -47,8 +48,11 @@ from .selectors import fields_match, labels_match, parse_field_selector, parse_l
 from .store import Change, Store
 from .tls import ClusterCA, KeyPair
 from .watch_stream import WatchSilencer, stream_changes
+from .workloads import WorkloadControllers, default_service
 
 log = logging.getLogger("kubelite")
+
+APPLY_PATCH = "application/apply-patch+yaml"  # server-side apply (``_apply``)
 
 KUBERNETES_VERSION = {"major": "1", "minor": "36", "gitVersion": "v1.36.0-kubelite", "gitCommit": "kubelite",
                       "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "n/a",
@@ -114,6 +118,7 @@ class KubeLite:
         self.events_rt = self.types[("", "events")]
         self.secrets_rt = self.types[("", "secrets")]
         self.configmaps_rt = self.types[("", "configmaps")]
+        self.services_rt = self.types[("", "services")]
         #: Requests answered 403 as RBAC would: (verb, group, plural, namespace or None for any) -> user.
         self._forbidden: dict[tuple[str, str, str, str | None], str] = {}
         self.node = NodeConfig(
@@ -139,6 +144,8 @@ class KubeLite:
         self._background: set[asyncio.Task[Any]] = set()
         self._controllers: list[Any] = []
         self._serving: KeyPair | None = None
+        #: The API's second listener, on the pod network's gateway, for pods' in-cluster clients (``incluster.py``).
+        self._pod_site: web.TCPSite | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -165,6 +172,7 @@ class KubeLite:
         self.docker = docker
         self.pod_network = await PodNetwork(docker, self.node.instance).create()
         self.node.pod_network = self.pod_network.name
+        self.node.pod_ips = self.pod_network.ips
         self.node.volume_root = Path(await loop.run_in_executor(None, lambda: tempfile.mkdtemp(
             prefix=f"kubelite-{self.node.instance}-")))
         self.kubelet = Kubelet(self.store, self.pods_rt, self.recorder, docker, self.node)
@@ -173,6 +181,8 @@ class KubeLite:
         for plural, obj in bootstrap_objects():
             self.create_object(self.types[(RBAC_GROUP, plural)], None, obj)
         await self.start_api()
+        self.add_controller(WorkloadControllers(self, self.types[("apps", "deployments")],
+                                                self.types[("apps", "daemonsets")]))
         if self._spark_enabled:
             from .spark import SparkOperator
 
@@ -189,13 +199,40 @@ class KubeLite:
         ssl_context = None
         if self.ca is not None:
             if self._serving is None:
-                self._serving = self.ca.serving_pair([self.host, self.node.ip])
+                gateway = [self.pod_network.gateway] if self.pod_network and self.pod_network.gateway else []
+                self._serving = self.ca.serving_pair([self.host, self.node.ip, *gateway])
             ssl_context = self.ca.server_context(self._serving)
         site = web.TCPSite(self._runner, self.host, self.port, ssl_context=ssl_context)
         await site.start()
         server = site._server
         assert server is not None
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        await self._serve_pods(ssl_context)
+
+    async def _serve_pods(self, ssl_context: Any) -> None:
+        """Listen on the pod network's gateway too (same port when free) and tell the kubelet how pods reach the
+        API, so that a pod's in-cluster client works (``incluster.py``). Needs TLS: in-cluster clients only speak
+        HTTPS, and the token directory carries the CA."""
+        if self.ca is None or self.pod_network is None or not self.pod_network.gateway or self._runner is None:
+            return
+        gateway = self.pod_network.gateway
+        if self.host in ("0.0.0.0", "::", gateway):
+            port = self.port
+        else:
+            port = 0
+            for wanted in (self.port, 0):
+                self._pod_site = web.TCPSite(self._runner, gateway, wanted, ssl_context=ssl_context)
+                try:
+                    await self._pod_site.start()
+                except OSError:
+                    continue
+                pod_server = self._pod_site._server
+                assert pod_server is not None
+                port = pod_server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+                break
+        host_network_host = self.host if self.host not in ("0.0.0.0", "::") else self.node.ip
+        self.node.api_access = ApiAccess(gateway, port, host_network_host, self.port, self.ca.cert_pem,
+                                         self.service_account_token)
 
     async def stop_api(self) -> None:
         """Stop serving the API: open watches end and connections are refused; the store (objects, resourceVersions,
@@ -388,6 +425,8 @@ class KubeLite:
             meta.pop("namespace", None)
         if rt is self.secrets_rt:
             normalize_secret(body)
+        if rt is self.services_rt:
+            default_service(body, {str((s.get("spec") or {}).get("clusterIP")) for s in self.store.list(rt)})
         if rt.builtin:
             validation.validate(body, strict=strict, name_is_label=rt.name_is_label)
         else:
@@ -411,7 +450,7 @@ class KubeLite:
             body.setdefault("spec", {})["finalizers"] = ["kubernetes"]
             body["status"] = {"phase": "Active"}
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
-        if rt is self.pods_rt or not rt.builtin:
+        if rt is self.pods_rt or not rt.builtin or rt.group == "apps":
             meta["generation"] = 1
         if dry_run:
             return body
@@ -811,6 +850,8 @@ class KubeLite:
     async def _update(self, request: web.Request, rt: ResourceType, namespace: str | None, name: str,
                       sub: str | None) -> web.Response:
         body = await self._body(request)
+        if request.method == "PATCH" and request.content_type == APPLY_PATCH and sub is None:
+            return await self._apply(request, rt, namespace, name, body)
         if request.method == "PATCH":
             ctype = request.content_type
             current = self.store.get(rt, namespace or "", name)
@@ -820,7 +861,7 @@ class KubeLite:
                     ctype == "application/strategic-merge-patch+json" and rt.builtin):
                 body = merge_patch(current, body)
             else:
-                accepted = "application/json-patch+json, application/merge-patch+json"
+                accepted = f"application/json-patch+json, application/merge-patch+json, {APPLY_PATCH}"
                 if rt.builtin:
                     accepted += ", application/strategic-merge-patch+json"
                 raise ApiError(415, f"the body of the request was in an unknown format - accepted media types "
@@ -829,6 +870,27 @@ class KubeLite:
         if sub is None:
             self._check_grant(request, rt, namespace, body)
         return _json(self.replace_object(rt, namespace, name, body, sub, strict=self._strict(request)))
+
+    async def _apply(self, request: web.Request, rt: ResourceType, namespace: str | None, name: str,
+                     body: Any) -> web.Response:
+        """Server-side apply, as far as a single field manager needs it (spark-submit's fabric8 client applies the
+        driver's Service and ConfigMap with ``forceConflicts()``): a missing object is created (201), an existing one
+        gets the applied fields merged in (200). Managed fields, ownership conflicts and list merge keys are not
+        tracked (README: not emulated)."""
+        if not isinstance(body, dict) or (body.get("metadata") or {}).get("name", name) != name:
+            raise bad_request("the name of the object does not match the name on the URL")
+        if not request.query.get("fieldManager"):
+            raise bad_request("PATCH /apply requires a non-empty fieldManager query parameter")
+        if self.store.find(rt, namespace or "", name) is None:
+            body.setdefault("metadata", {})["name"] = name
+            self._check_grant(request, rt, namespace, body)
+            created = self.create_object(rt, namespace, body, strict=self._strict(request),
+                                         dry_run=self._dry_run(request))
+            return _json(created, 201)
+        merged = merge_patch(self.store.get(rt, namespace or "", name), body)
+        merged.setdefault("metadata", {}).pop("resourceVersion", None)
+        self._check_grant(request, rt, namespace, merged)
+        return _json(self.replace_object(rt, namespace, name, merged, None, strict=self._strict(request)))
 
     def _selectors(self, request: web.Request, rt: ResourceType) -> Any:
         labels = parse_label_selector(request.query.get("labelSelector"))

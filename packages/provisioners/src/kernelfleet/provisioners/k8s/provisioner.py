@@ -49,6 +49,7 @@ from kernelfleet.provisioners.k8s.settings import (
     object_labels,
     settle_pod_launch,
 )
+from kernelfleet.provisioners.k8s.spark_submit import SparkSubmission, SparkSubmitWorkload, is_spark_submit
 from kernelfleet.provisioners.k8s.status import pod_ended, pod_failure
 from kernelfleet.provisioners.k8s.watch import SharedWatch
 from kernelfleet.provisioners.k8s.workloads import PodWorkload, Workload
@@ -140,6 +141,11 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         "forces it out of the API at once, leaving the containers to stop in the background)."
     ).tag(config=True)
     delete_timeout = Float(60.0, help="Seconds to wait for a deleted pod or namespace to be gone.").tag(config=True)
+    executor_image_name = Unicode(
+        help="Image of the Spark executor pods of a kernelspec whose argv runs spark-submit in cluster mode (env "
+        "KF_EXECUTOR_IMAGE_NAME / GP_EXECUTOR_IMAGE_NAME; default: the kernel image). A pod kernelspec has no "
+        "executors: set there, it is reported at each launch as unused."
+    ).tag(config=True)
 
     @default("namespace")
     def _namespace_default(self) -> str:
@@ -156,6 +162,10 @@ class KubernetesProvisioner(ContainerProvisionerBase):
     @default("service_account_name")
     def _service_account_default(self) -> str:
         return env_value(("KF_KERNEL_SERVICE_ACCOUNT_NAME", "GP_DEFAULT_KERNEL_SERVICE_ACCOUNT_NAME")) or "default"
+
+    @default("executor_image_name")
+    def _executor_image_default(self) -> str:
+        return env_value(("KF_EXECUTOR_IMAGE_NAME", "GP_EXECUTOR_IMAGE_NAME")) or ""
 
     @default("host_network")
     def _host_network_default(self) -> bool:
@@ -178,11 +188,30 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         self.pods: SharedWatch | None = None
         self.end_reason: str | None = None  # how the running kernel's pod ended, once the watch said so
         self.stopping = False  # this server stops or deletes the kernel: how its pod ends is no news
+        self.launch_cmd: list[str] = []  # the kernelspec's argv as formatted for this launch (spark-submit's)
         self.workload: Workload = self.make_workload()  # pod or custom resource, chosen once (k8s.workloads)
 
     def make_workload(self) -> Workload:
-        """What this provisioner's kernels are: a pod it creates (``CustomResourceProvisioner``: a resource)."""
+        """What this provisioner's kernels are: a pod it creates, or the Spark driver pod of a kernelspec whose argv
+        runs spark-submit (``k8s.spark_submit``); ``CustomResourceProvisioner``: a resource."""
+        if self.kernel_spec is not None and is_spark_submit(list(self.kernel_spec.argv)):
+            return SparkSubmitWorkload(self)
         return PodWorkload(self)
+
+    def spark_submission(self, template_path: str, master: str) -> SparkSubmission:
+        """This launch's spark-submit as data (``k8s.spark_submit.submit_argv`` makes the argv): the kernelspec's
+        argv as ``pre_launch`` formatted it, and this provisioner's namespace, names, images and labels."""
+        assert self.kernel_namespace and self.pod_name
+        return SparkSubmission(
+            argv=tuple(self.launch_cmd), master=master, namespace=self.kernel_namespace,
+            pod_name=self.pod_name, service_account=self.service_account or "default", image=self.image,
+            executor_image=self.executor_image_name.strip() or self.image,
+            driver_labels=self.object_labels(), executor_labels=self.object_labels({}), template_path=template_path,
+            app_name=self.pod_name)
+
+    def spark_submit_env(self) -> dict[str, str]:
+        """What the kernelspec's env says spark-submit runs with (SPARK_HOME, JAVA_HOME, ...)."""
+        return dict(self.kernel_spec.env) if self.kernel_spec is not None else {}
 
     # ------------------------------------------------------------------------------------- settling
     def kubernetes_settings(self) -> KubernetesSettings:
@@ -269,6 +298,10 @@ class KubernetesProvisioner(ContainerProvisionerBase):
             raise LaunchError(f"Kernel {self.kernel_id}: cannot reach Kubernetes: {describe_api_error(err)}") from None
         await self.ensure_namespace(core)
         self.follow_pods()
+        self.launch_cmd = list(cmd)
+        if self.executor_image_name and not isinstance(self.workload, SparkSubmitWorkload):
+            self.log.warning("Kernel %s: executor_image_name %s is unused: this kernelspec's argv does not run "
+                             "spark-submit, so the kernel has no executors", self.kernel_id, self.executor_image_name)
         await self.workload.create(core)
         self.log.info("Kernel %s: pod %s/%s created (image %s)", self.kernel_id, self.kernel_namespace, self.pod_name,
                       self.image)

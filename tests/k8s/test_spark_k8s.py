@@ -1,0 +1,146 @@
+"""Spark on Kubernetes in cluster mode, for real: kubernetes-provisioner runs the real ``spark-submit --master
+k8s://... --deploy-mode cluster`` (pyspark's, with its fabric8 client) against kubelite; the kernel is the Spark
+driver pod (``kernelfleet/kernel-spark-py``), whose SparkContext creates executor pods through kubelite from inside
+its pod (its service account's token), and a Spark job really runs on them.
+
+Needs the Spark images: ``tools/build-images-rs --only spark`` (KF_TEST_SPARK_IMAGE names another)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from k8s_helpers import assert_token_by_reference, pods_of, secrets_of
+from kf_testing import connect, execute, interrupt_busy_cell, manager
+from kubernetes_asyncio import client
+
+from kernelfleet.kubelite import KubeLite
+from kernelfleet.provisioners.cli.k8s import SPARK_LAUNCHER_FILES, spark_submit_argv
+from kernelfleet.provisioners.container_argv import launcher_args
+
+pytestmark = pytest.mark.timeout(420)
+
+DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
+SPARK_IMAGE = "kernelfleet/kernel-spark-py:dev"
+# A second name for the same image: the executors must run the executor image, not the kernel's.
+EXECUTOR_IMAGE = "kernelfleet/kernel-spark-py:sparkk8s-executor-test"
+SPARK_OPTS = ("--conf spark.executor.instances=1 --conf spark.driver.memory=512m --conf spark.executor.memory=512m "
+              "--conf spark.kubernetes.executor.request.cores=0.2 --conf spark.ui.enabled=false")
+# The driver's service account may manage what Spark makes for an application, in its namespace only.
+DRIVER_ROLE = {
+    "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+    "metadata": {"name": "spark-driver", "namespace": "default"},
+    "rules": [{"apiGroups": [""], "resources": ["pods", "services", "configmaps", "persistentvolumeclaims"],
+               "verbs": ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]}],
+}
+DRIVER_BINDING = {
+    "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+    "metadata": {"name": "spark-driver", "namespace": "default"},
+    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "spark-driver"},
+    "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": "default"}],
+}
+
+
+def spark_home() -> str:
+    """The server's Spark: the pyspark distribution of this venv (its bin/spark-submit and jars)."""
+    import pyspark
+
+    home = Path(pyspark.__file__).parent
+    if not (home / "bin" / "spark-submit").exists():
+        pytest.fail(f"pyspark at {home} has no bin/spark-submit")
+    return str(home)
+
+
+@pytest.fixture(scope="module")
+def spark_images() -> AsyncIterator[tuple[str, str]]:
+    image = os.environ.get("KF_TEST_SPARK_IMAGE") or SPARK_IMAGE
+    if subprocess.run([DOCKER, "image", "inspect", image], capture_output=True, check=False).returncode != 0:
+        pytest.fail(f"the Spark kernel image {image} is missing: build it with tools/build-images-rs --only spark")
+    subprocess.run([DOCKER, "tag", image, EXECUTOR_IMAGE], check=True)
+    try:
+        yield image, EXECUTOR_IMAGE
+    finally:
+        subprocess.run([DOCKER, "rmi", EXECUTOR_IMAGE], capture_output=True, check=False)
+
+
+@pytest.fixture
+def spark_spec(make_kernelspec: Callable[..., str], spark_images: tuple[str, str]) -> Callable[..., str]:
+    """A cluster-mode kernelspec as ``jupyter k8s-spec install --spark`` writes it (its argv builder)."""
+
+    def make(name: str = "k8s_python_spark", **config: Any) -> str:
+        argv = spark_submit_argv(spark_home(), SPARK_OPTS, SPARK_LAUNCHER_FILES["python"], launcher_args(
+            kernel_class_name="ipykernel.ipkernel.IPythonKernel", spark_init_mode="lazy"))
+        return make_kernelspec(name, argv=argv, provisioner="kubernetes-provisioner", env={"SPARK_HOME": spark_home()},
+                               config={"image_name": spark_images[0], "executor_image_name": spark_images[1],
+                                       "launch_timeout": 150, **config})
+
+    return make
+
+
+def grant_driver_role(kube: KubeLite) -> None:
+    for plural, obj in (("roles", DRIVER_ROLE), ("rolebindings", DRIVER_BINDING)):
+        kube.create_object(kube.types[("rbac.authorization.k8s.io", plural)], "default", obj)
+
+
+async def spark_objects(core: client.CoreV1Api) -> dict[str, list[str]]:
+    """Every pod, Service and ConfigMap in the namespace, and the kernel's Secrets."""
+    return {
+        "pods": [p.metadata.name for p in (await core.list_namespaced_pod("default")).items],
+        "services": [s.metadata.name for s in (await core.list_namespaced_service("default")).items],
+        "configmaps": [c.metadata.name for c in (await core.list_namespaced_config_map("default")).items],
+    }
+
+
+async def test_python_spark_kernel_in_cluster_mode(kube: KubeLite, core: client.CoreV1Api, kernels_dir: Path,
+                                                   spark_spec: Callable[..., str],
+                                                   spark_images: tuple[str, str]) -> None:
+    grant_driver_role(kube)
+    km = manager(kernels_dir, spark_spec())
+    started = time.perf_counter()
+    await km.start_kernel()
+    kc = await connect(km)
+    try:
+        (driver,) = await pods_of(core, km.kernel_id)  # only the driver so far: executors come with the context
+        assert driver.metadata.labels["spark-role"] == "driver"
+        assert driver.spec.containers[0].image == spark_images[0]
+        assert driver.spec.containers[0].args[0] == "driver"
+        assert_token_by_reference(core, driver, km.provisioner.launch_env["LAUNCH_TOKEN"])
+        assert await secrets_of(core, km.kernel_id) == []
+
+        # A job whose one task answers with the host it ran on: an executor pod, not the driver.
+        reply = await execute(kc, "sc.parallelize(range(100), 2).map(lambda x: x * 2).sum(), "
+                                  "sc.parallelize([0], 1).map(lambda _: __import__('socket').gethostname()).collect()",
+                              timeout=180)
+        assert reply["status"] == "ok", reply
+        pods = {p.metadata.name: p for p in await pods_of(core, km.kernel_id)}
+        executors = [p for p in pods.values() if p.metadata.labels.get("spark-role") == "executor"]
+        assert len(executors) == 1, sorted(pods)
+        executor = executors[0]
+        assert executor.spec.containers[0].image == spark_images[1]  # executor_image_name, honoured
+        assert [(r.kind, r.name, r.uid) for r in executor.metadata.owner_references] == [
+            ("Pod", driver.metadata.name, driver.metadata.uid)]
+        assert "LAUNCH_TOKEN" not in str(executor.spec.containers[0].env)
+        hostname = executor.spec.hostname or executor.metadata.name
+        assert reply["result"] == f"(9900, [{hostname!r}])"
+
+        await interrupt_busy_cell(km, kc)
+        assert (await execute(kc, "spark.range(5).count()", timeout=120))["result"] == "5"
+
+        await km.restart_kernel()
+        kc.stop_channels()
+        kc = await connect(km)
+        (fresh,) = [p for p in await pods_of(core, km.kernel_id) if p.metadata.labels.get("spark-role") == "driver"]
+        assert fresh.metadata.uid != driver.metadata.uid and fresh.metadata.name == driver.metadata.name
+        assert (await execute(kc, "'spark' in globals()"))["result"] == "True"
+    finally:
+        kc.stop_channels()
+    await km.shutdown_kernel()
+    assert await pods_of(core, km.kernel_id) == []
+    assert await secrets_of(core, km.kernel_id) == []
+    assert await spark_objects(core) == {"pods": [], "services": [], "configmaps": []}
+    print(f"Spark-on-Kubernetes kernel lifecycle: {time.perf_counter() - started:.0f} s")
