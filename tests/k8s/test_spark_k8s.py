@@ -73,9 +73,10 @@ def spark_spec(make_kernelspec: Callable[..., str], spark_images: tuple[str, str
     """A cluster-mode kernelspec as ``jupyter k8s-spec install --spark`` writes it (its argv builder)."""
 
     def make(name: str = "k8s_python_spark", **config: Any) -> str:
-        argv = spark_submit_argv(spark_home(), SPARK_OPTS, SPARK_LAUNCHER_FILES["python"], launcher_args(
+        argv = spark_submit_argv(spark_home(), SPARK_LAUNCHER_FILES["python"], launcher_args(
             kernel_class_name="ipykernel.ipkernel.IPythonKernel", spark_init_mode="lazy"))
-        return make_kernelspec(name, argv=argv, provisioner="kubernetes-provisioner", env={"SPARK_HOME": spark_home()},
+        return make_kernelspec(name, argv=argv, provisioner="kubernetes-provisioner",
+                               env={"SPARK_HOME": spark_home(), "SPARK_OPTS": SPARK_OPTS},
                                config={"image_name": spark_images[0], "executor_image_name": spark_images[1],
                                        "launch_timeout": 150, **config})
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 from typing import Any
 
@@ -34,12 +33,10 @@ SPARK_LAUNCHER_FILES = {
 }
 
 
-def spark_submit_argv(spark_home: str, extra_opts: str, launcher_file: str, args: list[str]) -> list[str]:
-    """Pure: a cluster-mode kernelspec's argv. ``--extra-spark-opts`` are split here, once, by the operator's
-    install (never by a shell at launch); ``kubernetes-provisioner`` adds the master, namespace, images, pod
-    template and labels (``k8s.spark_submit``)."""
-    return [f"{spark_home.rstrip('/')}/bin/spark-submit", "--deploy-mode", "cluster", *shlex.split(extra_opts),
-            launcher_file, *args]
+def spark_submit_argv(spark_home: str, launcher_file: str, args: list[str]) -> list[str]:
+    """Pure: a cluster-mode kernelspec's argv; ``kubernetes-provisioner`` adds the env's ``SPARK_OPTS`` (split
+    without a shell), the master, namespace, images, pod template and labels (``k8s.spark_submit``)."""
+    return [f"{spark_home.rstrip('/')}/bin/spark-submit", "--deploy-mode", "cluster", launcher_file, *args]
 
 
 class K8sSpecInstaller(SparkSpecInstaller):
@@ -117,13 +114,9 @@ class K8sSpecInstaller(SparkSpecInstaller):
     def build_argv(self) -> list[str]:
         mode = self.spark_mode() if (self.spark or self.lang != "python") else None
         if self.cluster_mode():
-            return spark_submit_argv(self.spark_home, self.spark_opts(), SPARK_LAUNCHER_FILES[self.lang],
+            return spark_submit_argv(self.spark_home, SPARK_LAUNCHER_FILES[self.lang],
                                      launcher_args(kernel_class_name=self.kernel_class_name(), spark_init_mode=mode))
         return container_argv(kernel_class_name=self.kernel_class_name(), spark_init_mode=mode)
-
-    def target_env(self) -> dict[str, str]:
-        """In cluster mode spark-submit runs on the server: SPARK_HOME is the server's, the options are in argv."""
-        return {"SPARK_HOME": self.spark_home} if self.cluster_mode() else super().target_env()
 
     def kernel_image(self) -> str:
         if self.image_name.strip():

@@ -15,6 +15,7 @@ fails its launch and leaves that object alone.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -49,7 +50,12 @@ from kernelfleet.provisioners.k8s.settings import (
     object_labels,
     settle_pod_launch,
 )
-from kernelfleet.provisioners.k8s.spark_submit import SparkSubmission, SparkSubmitWorkload, is_spark_submit
+from kernelfleet.provisioners.k8s.spark_submit import (
+    SparkSubmission,
+    SparkSubmitWorkload,
+    is_spark_submit,
+    split_spark_opts,
+)
 from kernelfleet.provisioners.k8s.status import pod_ended, pod_failure
 from kernelfleet.provisioners.k8s.watch import SharedWatch
 from kernelfleet.provisioners.k8s.workloads import PodWorkload, Workload
@@ -207,7 +213,8 @@ class KubernetesProvisioner(ContainerProvisionerBase):
             pod_name=self.pod_name, service_account=self.service_account or "default", image=self.image,
             executor_image=self.executor_image_name.strip() or self.image,
             driver_labels=self.object_labels(), executor_labels=self.object_labels({}), template_path=template_path,
-            app_name=self.pod_name)
+            app_name=self.pod_name,
+            spark_opts=split_spark_opts(str(self.spark_submit_env().get("SPARK_OPTS", "")), os.environ))
 
     def spark_submit_env(self) -> dict[str, str]:
         """What the kernelspec's env says spark-submit runs with (SPARK_HOME, JAVA_HOME, ...)."""

@@ -26,7 +26,9 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
 import shutil
+import string
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -52,6 +54,8 @@ SPARK_APP_LABEL = "spark-app-selector"
 SUBMIT_OUTPUT_LINES = 30
 #: Variables spark-submit may see from the server's environment (never the whole environment).
 SUBMIT_ENVIRONMENT = ("PATH", "HOME", "JAVA_HOME", "SPARK_HOME", "SPARK_CONF_DIR", "KUBECONFIG", "LANG", "TMPDIR")
+#: Kernelspec variables that are the server's, for spark-submit: kept out of the driver pod.
+SERVER_SIDE = frozenset((*SUBMIT_ENVIRONMENT, "SPARK_OPTS"))
 
 
 def is_spark_submit(argv: Sequence[str]) -> bool:
@@ -101,6 +105,7 @@ class SparkSubmission:
     executor_labels: Mapping[str, str]
     template_path: str
     app_name: str
+    spark_opts: tuple[str, ...] = ()  #: the kernelspec env's SPARK_OPTS, split (``split_spark_opts``)
 
 
 def submit_argv(s: SparkSubmission) -> list[str]:
@@ -134,7 +139,14 @@ def submit_argv(s: SparkSubmission) -> list[str]:
     conf.update({f"spark.kubernetes.executor.label.{k}": v for k, v in s.executor_labels.items()})
     for key, value in conf.items():
         ours += ["--conf", f"{key}={value}"]
-    return argv[:at] + ours + argv[at:]
+    return argv[:at] + list(s.spark_opts) + ours + argv[at:]
+
+
+def split_spark_opts(value: str, environ: Mapping[str, str]) -> tuple[str, ...]:
+    """Pure: a kernelspec's ``SPARK_OPTS`` as arguments: ``${NAME}`` from the server's environment (as jupyter_client
+    substitutes kernelspec env), then split as a shell would split words, without running one. Only the
+    kernelspec's value is read (an operator's), never a request's."""
+    return tuple(shlex.split(string.Template(value).safe_substitute(environ)))
 
 
 def driver_template(manifest: Mapping[str, Any]) -> dict[str, Any]:
@@ -148,7 +160,7 @@ def driver_template(manifest: Mapping[str, Any]) -> dict[str, Any]:
         container.pop("command", None)
         container.pop("args", None)
         # the kernelspec's SPARK_HOME, JAVA_HOME, ... are the server's, for spark-submit: the image has its own
-        container["env"] = [e for e in container.get("env") or [] if e.get("name") not in SUBMIT_ENVIRONMENT]
+        container["env"] = [e for e in container.get("env") or [] if e.get("name") not in SERVER_SIDE]
     return template
 
 
