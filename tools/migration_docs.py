@@ -13,7 +13,13 @@ from pathlib import Path
 
 from doc_tables import write_or_check
 
-from kernelfleet.provisioners.gp_settings import CHANGED_DEFAULTS, GP_ENVIRONMENT, GP_IMAGE_PATHS, Support
+from kernelfleet.provisioners.gp_settings import (
+    CHANGED_DEFAULTS,
+    GP_ENVIRONMENT,
+    GP_FEATURES,
+    GP_IMAGE_PATHS,
+    Support,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "docs" / "migrating-from-gateway-provisioners.md"
@@ -51,6 +57,12 @@ def render() -> str:
     for change in CHANGED_DEFAULTS:
         lines.append(f"| {cell(change.topic)} | {cell(change.gp)} | {cell(change.ours)} | {cell(change.why)} | "
                      f"{cell(change.restore)} |")
+    lines += ["", "## Other names and behaviours", "",
+              "| Gateway Provisioners | Where GP read it | Here | Kernel Fleet equivalent | Notes |",
+              "|---|---|---|---|---|"]
+    for feature in GP_FEATURES:
+        lines.append(f"| `{feature.name}` | {cell(feature.where)} | {feature.support.value} | {cell(feature.ours)} | "
+                     f"{cell(feature.note)} |")
     lines += ["", "## Paths inside kernel images", "",
               "`jupyter image-bootstrap install` (under its `--install-dir`, `/usr/local/bin` by default) puts each "
               "launcher at our path and at Gateway Provisioners' path, so GP-written kernelspecs and "

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from jupyter_client.provisioning import KernelProvisionerFactory
-from kf_docker import docker_cli, leftovers
+from kf_docker import DOCKER, docker_cli, leftovers
 from kf_testing import connect, execute, interrupt_busy_cell, manager
 
 from kernelfleet.provisioners.base import LaunchError
@@ -112,6 +112,34 @@ async def test_container_that_exits_at_once_fails_fast_with_its_output(
     assert "KERNEL_SPARK_CONTEXT_INIT_MODE must be one of" in message, message
     assert elapsed < 15, f"a dead container took {elapsed:.1f}s to fail the launch"  # launch timeout is 30 s
     assert await leftovers(km.kernel_id) == []
+
+
+async def test_remove_container_off_keeps_a_failed_container_for_debugging(
+    docker_spec: Callable[..., str], kernels_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GP_REMOVE_CONTAINER=false (Gateway Provisioners' name): the container of a failed launch stays, stopped and
+    renamed, with the output that explains the failure; a kernel this server stops is still removed."""
+    monkeypatch.setenv("GP_REMOVE_CONTAINER", "false")
+    km = manager(kernels_dir, docker_spec("docker-provisioner", spark_init_mode="sideways"))
+    with pytest.raises(LaunchError):
+        await km.start_kernel()
+    kept = (await docker_cli("ps", "-a", "--filter", f"label=kernel_id={km.kernel_id}", "--format",
+                             "{{.Names}} {{.State}}")).split()
+    try:
+        assert len(kept) == 2 and kept[1] == "exited", kept
+        assert re.fullmatch(r".+-kept-\d{8}T\d{6}", kept[0]), kept
+        proc = await asyncio.create_subprocess_exec(DOCKER, "logs", kept[0], stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.STDOUT)
+        logs, _ = await proc.communicate()
+        assert "KERNEL_SPARK_CONTEXT_INIT_MODE must be one of" in logs.decode()
+    finally:
+        await docker_cli("rm", "-f", kept[0], check=False)
+    assert await leftovers(km.kernel_id) == []
+
+    good = manager(kernels_dir, docker_spec("docker-provisioner", "kept_off"))
+    await good.start_kernel()
+    await good.shutdown_kernel()
+    assert await leftovers(good.kernel_id) == []
 
 
 async def test_kernel_class_that_does_not_exist_ends_the_kernel(

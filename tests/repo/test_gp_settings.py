@@ -19,7 +19,7 @@ from jupyter_client.localinterfaces import public_ips
 
 from kernelfleet.provisioners import gp_settings
 from kernelfleet.provisioners.broker import ResponseBroker, allowed_addresses
-from kernelfleet.provisioners.gp_settings import CHANGED_DEFAULTS, GP_ENVIRONMENT, Support
+from kernelfleet.provisioners.gp_settings import CHANGED_DEFAULTS, GP_ENVIRONMENT, GP_FEATURES, Support
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBED = [row for row in GP_ENVIRONMENT if row.probe is not None]
@@ -60,6 +60,15 @@ def test_every_row_is_proven_or_says_it_has_no_effect() -> None:
             assert (ROOT / row.verified_by.partition("::")[0]).is_file(), row.verified_by
     names = [row.name for row in GP_ENVIRONMENT]
     assert len(names) == len(set(names)), "a name is listed twice"
+
+
+@pytest.mark.parametrize("feature", GP_FEATURES, ids=[f.name[:40] for f in GP_FEATURES])
+def test_every_other_gp_name_names_the_test_that_shows_it(feature: gp_settings.GpFeature) -> None:
+    """Honoured or refused, each of GP's other names points at a test that exists and shows the behaviour."""
+    path, _, name = feature.verified_by.partition("::")
+    assert (ROOT / path).is_file(), feature.verified_by
+    if name:
+        assert re.search(rf"^(async )?def {re.escape(name)}\(", (ROOT / path).read_text(), re.M), feature.verified_by
 
 
 def test_every_gp_name_the_code_reads_is_in_the_table() -> None:

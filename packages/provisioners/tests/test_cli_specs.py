@@ -393,7 +393,8 @@ def test_k8s_spark_defaults_to_our_spark_images(lang: str, tmp_path: Path) -> No
     install_ok("k8s", "--spark", "--language", lang, tmp_path=tmp_path)
     spec = installed(tmp_path, f"k8s_{lang}_spark")
     short = {"python": "py", "r": "r"}[lang]
-    assert spec["metadata"]["kernel_provisioner"]["config"]["image_name"].startswith(f"kernelfleet/kernel-spark-{short}:")
+    image = spec["metadata"]["kernel_provisioner"]["config"]["image_name"]
+    assert image.startswith(f"kernelfleet/kernel-spark-{short}:")
     assert spec["argv"][0].endswith("/bin/spark-submit") and spec["argv"][1:3] == ["--deploy-mode", "cluster"]
     launcher = {"python": "python/launch_ipykernel.py", "r": "r/launch_IRkernel.R"}[lang]
     assert spec["argv"][3] == f"local:///usr/local/bin/kernel-launchers/{launcher}"
@@ -662,3 +663,20 @@ def test_yarn_spec_writes_what_gp_meant(tmp_path: Path) -> None:
     r_spec = installed(tmp_path, "yarn_spark_r")
     assert r_spec["language"] == "R" and "/srv/launchers/r/launch_IRkernel.R" in r_spec["argv"]
     assert r_spec["metadata"]["kernel_provisioner"]["config"] == {"launch_timeout": 30}
+
+
+@pytest.mark.parametrize("tool", ["k8s", "docker"])
+def test_tensorflow_flag_is_accepted_and_says_it_changes_nothing(tool: str, tmp_path: Path) -> None:
+    """Gateway Provisioners 0.5.0's k8s-spec and docker-spec take --tensorflow and never read it: GP install scripts
+    that pass it still work here, the kernelspec is the one written without it, and the tool says what to do
+    instead. Other tools never had it and refuse it."""
+    plain = run_cli(tool, "install", "--kernel-name", "plain", tmp_path=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    flagged = run_cli(tool, "install", "--kernel-name", "tf", "--tensorflow", tmp_path=tmp_path)
+    assert flagged.returncode == 0, flagged.stderr
+    assert "--tensorflow changes nothing" in flagged.stderr and "--image-name" in flagged.stderr
+    assert "--tensorflow" not in plain.stderr
+    tf, base = installed(tmp_path, "tf"), installed(tmp_path, "plain")
+    assert tf == base
+    refused = run_cli("ssh", "install", "--tensorflow", tmp_path=tmp_path)
+    assert refused.returncode != 0 and "tensorflow" in refused.stderr

@@ -166,6 +166,19 @@ def test_the_spark_application_is_built_from_its_settings_alone() -> None:
     assert build_spark_application(application())["spec"]["executor"]["image"] == "kernelfleet/kernel-py:dev"
 
 
+def test_driver_and_executors_know_their_application_by_gateway_provisioners_names() -> None:
+    """KERNEL_RESOURCE_NAME and KERNEL_CRD_GROUP/VERSION/PLURAL, as GP 0.5.0 set them for a Spark-operator kernel;
+    a request's value of the same name does not win."""
+    launch = settle()
+    app = build_spark_application(application(env={**launch.pod.env, "KERNEL_RESOURCE_NAME": "forged"}))
+    wanted = {"KERNEL_RESOURCE_NAME": "alice-app", "KERNEL_CRD_GROUP": "sparkoperator.k8s.io",
+              "KERNEL_CRD_VERSION": "v1beta2", "KERNEL_CRD_PLURAL": "sparkapplications"}
+    for role in ("driver", "executor"):
+        env = {e["name"]: e.get("value") for e in app["spec"][role]["env"]}
+        assert {k: env[k] for k in wanted} == wanted, role
+        assert [e["name"] for e in app["spec"][role]["env"]].count("KERNEL_RESOURCE_NAME") == 1
+
+
 @pytest.mark.parametrize(("changes", "message"), [
     ({"driver_memory": "1 g"}, "driver_memory='1 g' is not a Spark memory amount"),
     ({"executor_memory": "-1g"}, "executor_memory"),
@@ -181,3 +194,51 @@ def test_spark_application_status_is_read_as_data() -> None:
                          "driverInfo": {"podName": "x-driver-1"}}}
     assert application_state(status) == ("FAILED", "no") and application_state(None) == ("", "")
     assert driver_pod_name(status, "app") == "x-driver-1" and driver_pod_name(None, "app") == "app-driver"
+
+
+def test_the_kernelspecs_sparkapp_config_map_names_the_applications_spark_defaults() -> None:
+    """GP's KERNEL_SPARKAPP_CONFIG_MAP, set in the kernelspec's env (a request may not: request_env.OPERATOR_ONLY),
+    becomes spec.sparkConfigMap over the provisioner's spark_config_map, checked as a DNS subdomain."""
+    from kernelfleet.provisioners.k8s.spark_operator import SparkOperatorProvisioner
+
+    def launch_with(value: str) -> PodLaunch:  # the kernelspec's env is part of the launch environment
+        container = dataclasses.replace(CONTAINER, env={**CONTAINER.env, "KERNEL_SPARKAPP_CONFIG_MAP": value})
+        return settle_pod_launch(KubernetesSettings(), KID, SERVER, {"KERNEL_USERNAME": "alice"}, container)
+
+    provisioner = SparkOperatorProvisioner(kernel_id=KID, spark_config_map="site-defaults")
+    named = launch_with("team-defaults")
+    assert build_spark_application(provisioner.application_settings(named, "app"))["spec"]["sparkConfigMap"] == \
+        "team-defaults"
+    assert build_spark_application(provisioner.application_settings(settle(), "app"))["spec"]["sparkConfigMap"] == \
+        "site-defaults"
+    with pytest.raises(ValueError, match="spark_config_map"):
+        build_spark_application(provisioner.application_settings(launch_with("Bad_Map"), "app"))
+
+
+def test_a_multi_document_template_is_refused_naming_what_to_do_instead(tmp_path: Path) -> None:
+    """GP created every document of kernel-pod.yaml.j2 (a PVC or Secret next to the Pod) and deleted only the pod;
+    here the launch fails before anything is created, saying how to keep such an object."""
+    template = tmp_path / "kernel-pod.yaml.j2"
+    template.write_text(
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: kernel-data\n"
+        "spec:\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: 1Gi\n---\n"
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: \"{{ kernel_pod_name }}\"\nspec:\n  containers:\n"
+        "  - name: kernel\n    image: \"{{ kernel_image }}\"\n")
+    with pytest.raises(PodSpecError) as err:
+        kernel_pod_manifest(settle(), template, "/specs/python_k8s")
+    message = str(err.value)
+    assert message.startswith(f"Kernel {KID}: the pod template {template} must produce exactly one Pod, not "
+                              "['PersistentVolumeClaim', 'Pod']")
+    assert "create a PersistentVolumeClaim, Secret or ConfigMap once with kubectl" in message
+    assert "volume_mounts" in message
+
+
+def test_gps_sparkapplication_template_is_named_as_unused_with_the_settings_instead(tmp_path: Path) -> None:
+    from kernelfleet.provisioners.k8s.spark_application import GP_TEMPLATE, unused_template_notice
+
+    assert unused_template_notice(str(tmp_path)) is None and unused_template_notice(None) is None
+    (tmp_path / GP_TEMPLATE).parent.mkdir(parents=True)
+    (tmp_path / GP_TEMPLATE).write_text("apiVersion: sparkoperator.k8s.io/v1beta2\nkind: SparkApplication\n")
+    notice = unused_template_notice(str(tmp_path))
+    assert notice is not None and str(tmp_path / GP_TEMPLATE) in notice and "is not used" in notice
+    assert "spark_conf" in notice and "KERNEL_SPARKAPP_CONFIG_MAP" in notice

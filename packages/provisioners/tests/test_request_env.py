@@ -20,7 +20,8 @@ from kernelfleet.provisioners.request_env import (
 KID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 PROTOCOL_MD = Path(__file__).parents[3] / "docs" / "protocol.md"
 CODE_SELECTING = {"KERNEL_PYTHON", "KERNEL_LAUNCHERS_DIR", "KERNEL_LANGUAGE", "KERNEL_CLASS_NAME",
-                  "KERNEL_SPARK_CONTEXT_INIT_MODE", "KERNEL_CLUSTER_TYPE", "KERNEL_DRIVER_JAVA_OPTS"}
+                  "KERNEL_SPARK_CONTEXT_INIT_MODE", "KERNEL_CLUSTER_TYPE", "KERNEL_DRIVER_JAVA_OPTS",
+                  "KERNEL_SPARKAPP_CONFIG_MAP"}
 
 
 def check(env: dict[str, str], engine: Engine | None = Engine.SSH, *, spec: dict[str, str] | None = None,

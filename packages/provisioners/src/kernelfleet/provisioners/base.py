@@ -37,6 +37,17 @@ PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]+)\}")
 LEGACY_SIGNALS = {CommOp.INTERRUPT: signal.SIGINT, CommOp.TERMINATE: signal.SIGTERM, CommOp.KILL: signal.SIGKILL}
 
 
+def uncarried_signal_message(signum: int) -> str:
+    """Pure: why a signal other than SIGINT/SIGTERM/SIGKILL does nothing, and what does the job instead."""
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    return (f"{name} ({signum}) is not carried by the launch protocol and was not delivered: the kernel's launcher "
+            "takes interrupt (SIGINT), terminate (SIGTERM) and kill (SIGKILL) only. To send the kernel's own "
+            f"process another signal, run os.kill(os.getpid(), signal.{name if name.startswith('SIG') else 'SIG...'})"
+            " in the kernel")
+
 class LaunchError(RuntimeError):
     """The kernel could not be started; the message names the kernel and the engine's reason."""
 
@@ -399,8 +410,10 @@ class RemoteProvisionerBase(KernelProvisionerBase):  # type: ignore[misc]
         elif signum == signal.SIGKILL:
             await self.kill()
         else:
-            self.log.warning("Kernel %s: signal %s is not carried by the launch protocol; ignored", self.kernel_id,
-                             signum)
+            # Gateway Provisioners sent any signal number to the launcher's comm port; protocol v2 carries only
+            # the operations above (docs/protocol.md), authenticated, so that the port cannot be used to stop or
+            # hang a kernel's processes with arbitrary signals.
+            self.log.warning("Kernel %s: %s", self.kernel_id, uncarried_signal_message(signum))
 
     async def terminate(self, restart: bool = False) -> None:
         await self.comm_request(CommOp.TERMINATE)

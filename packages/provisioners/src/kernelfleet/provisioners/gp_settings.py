@@ -225,9 +225,11 @@ GP_ENVIRONMENT: tuple[GpEnvironmentName, ...] = (
         "docker-swarm-provisioner) says which mode runs.",
     ),
     GpEnvironmentName(
-        "GP_REMOVE_CONTAINER", Support.NO_EFFECT, "docker logs / the failed launch's error message",
-        "Containers are always removed when their kernel ends; a failed launch's error carries the container's "
-        "exit code, OOM reason and last output, so keeping the container is not needed to see why.",
+        "GP_REMOVE_CONTAINER", Support.CHANGED, "DockerProvisioner.remove_container (KF_REMOVE_CONTAINER)",
+        "false keeps a container that ended on its own (a failed launch, a crashed kernel), stopped and renamed "
+        "<name>-kept-<time> so a restart can reuse the name, for docker logs / docker inspect; remove it yourself. "
+        "A kernel the server stops is removed either way. docker-provisioner only (Swarm removes its services).",
+        SettingProbe(_DOCKER, "remove_container", "false", False),
     ),
     GpEnvironmentName(
         "GP_DOCKER_LOG_LEVEL", Support.NO_EFFECT, "the server's logging configuration",
@@ -410,6 +412,84 @@ CHANGED_DEFAULTS: tuple[ChangedDefault, ...] = (
         "bound by the kernel inside port_range and reported as held",
         "ports chosen and released before the kernel binds them are taken by others under load",
         "none needed: port_range keeps its meaning",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class GpFeature:
+    """One of Gateway Provisioners 0.5.0's other names — a flag, a launcher or request variable, a kernelspec file,
+    a behaviour — and what it does here. ``verified_by`` (``path::test``) is the test that shows it, whatever the
+    support: honoured or refused with the message that names our equivalent."""
+
+    name: str
+    where: str  #: where GP read it
+    support: Support
+    ours: str
+    note: str
+    verified_by: str
+
+
+GP_FEATURES: tuple[GpFeature, ...] = (
+    GpFeature(
+        "--tensorflow", "jupyter k8s-spec / docker-spec install", Support.NO_EFFECT, "--image-name",
+        "GP 0.5.0 defines the flag and never reads it; accepted so GP install scripts keep working, with a warning "
+        "saying it changes nothing. Name an image with TensorFlow with --image-name.",
+        "packages/provisioners/tests/test_cli_specs.py::test_tensorflow_flag_is_accepted_and_says_it_changes_nothing",
+    ),
+    GpFeature(
+        "MIN_PORT_RANGE_SIZE", "the launcher's environment", Support.NO_EFFECT,
+        "RemoteProvisionerBase.min_port_range_size (GP_MIN_PORT_RANGE_SIZE)",
+        "The server checks a kernelspec's port_range against min_port_range_size before any launch; launchers take "
+        "the range they are given.",
+        "tests/repo/test_gp_settings.py::test_an_honoured_name_sets_the_setting_the_table_names",
+    ),
+    GpFeature(
+        "MAX_PORT_RANGE_RETRIES", "the launcher's environment", Support.NO_EFFECT,
+        "nothing to set: each launcher binds each port itself, with up to 50 random tries in the range",
+        "GP's launcher picked ports, released them and retried when the kernel lost them; ours bind the sockets "
+        "they report, so a lost port cannot happen.",
+        "tests/e2e/test_port_race.py",
+    ),
+    GpFeature(
+        "signals other than SIGINT, SIGTERM, SIGKILL", "send_signal -> the launcher's comm port", Support.NO_EFFECT,
+        "interrupt / shutdown / kill; os.kill(os.getpid(), ...) in the kernel",
+        "GP sent any signal number to the launcher as plain text; protocol v2's authenticated comm port carries "
+        "interrupt, terminate and kill only. Another signal is not delivered, and the server logs that with "
+        "what to do instead.",
+        "tests/e2e/test_signals.py::test_a_signal_the_protocol_does_not_carry_is_refused_by_name",
+    ),
+    GpFeature(
+        "KERNEL_RESOURCE_NAME, KERNEL_CRD_GROUP, KERNEL_CRD_VERSION, KERNEL_CRD_PLURAL",
+        "a Spark-operator kernel's environment", Support.HONOURED, "spark-operator-provisioner",
+        "Set in the driver's and executors' environment as GP set them (the SparkApplication's name, "
+        "sparkoperator.k8s.io, v1beta2, sparkapplications); a request cannot override them.",
+        "packages/provisioners/tests/test_k8s_settings.py::"
+        "test_driver_and_executors_know_their_application_by_gateway_provisioners_names",
+    ),
+    GpFeature(
+        "KERNEL_SPARKAPP_CONFIG_MAP", "the SparkApplication template (spec.sparkConfigMap)", Support.CHANGED,
+        "SparkOperatorProvisioner.spark_config_map",
+        "Honoured from the kernelspec's env, over spark_config_map; a start request that sets it is refused "
+        "(a spark-defaults ConfigMap can change the application's images and JVM options).",
+        "packages/provisioners/tests/test_k8s_settings.py::"
+        "test_the_kernelspecs_sparkapp_config_map_names_the_applications_spark_defaults",
+    ),
+    GpFeature(
+        "scripts/sparkoperator.k8s.io-v1beta2.yaml.j2", "a --crd kernelspec's editable SparkApplication template",
+        Support.NO_EFFECT, "SparkOperatorProvisioner's settings (spark_conf, driver_*, executor_*, ...)",
+        "The application is built from typed settings, so no request value reaches its structure; a kernelspec "
+        "that still carries the template gets a warning at each launch naming the settings to move its changes to.",
+        "packages/provisioners/tests/test_k8s_settings.py::"
+        "test_gps_sparkapplication_template_is_named_as_unused_with_the_settings_instead",
+    ),
+    GpFeature(
+        "several documents in scripts/kernel-pod.yaml.j2", "kernel pod templates (a PVC or Secret next to the Pod)",
+        Support.NO_EFFECT, "KubernetesProvisioner.volumes / volume_mounts naming an object made once with kubectl",
+        "GP created every document and deleted only the pod, so each kernel leaked its PVC or Secret; here such a "
+        "template fails the launch before anything is created, with a message saying what to do instead.",
+        "packages/provisioners/tests/test_k8s_settings.py::"
+        "test_a_multi_document_template_is_refused_naming_what_to_do_instead",
     ),
 )
 

@@ -205,7 +205,8 @@ REQUEST_VARIABLES: tuple[RequestVariable, ...] = (
 )
 
 KERNELSPEC_ENV = 'the kernelspec\'s "env" in kernel.json'
-# Name -> (what it selects, where an operator sets it). Read by bootstrap-kernel.sh and the three launchers.
+# Name -> (what it selects, where an operator sets it). Read by bootstrap-kernel.sh and the three launchers, and
+# (KERNEL_SPARKAPP_CONFIG_MAP, Gateway Provisioners' name) by spark-operator-provisioner.
 OPERATOR_ONLY: Mapping[str, tuple[str, str]] = {
     "KERNEL_PYTHON": ("the interpreter bootstrap-kernel.sh execs", f"{KERNELSPEC_ENV} or the image's ENV"),
     "KERNEL_LAUNCHERS_DIR": ("the directory bootstrap-kernel.sh runs launchers from",
@@ -221,6 +222,9 @@ OPERATOR_ONLY: Mapping[str, tuple[str, str]] = {
                             f"the kernelspec's argv (--cluster-type) or {KERNELSPEC_ENV}"),
     "KERNEL_DRIVER_JAVA_OPTS": ("JVM options of the Scala launcher (agents, hooks that run commands)",
                                 KERNELSPEC_ENV),
+    "KERNEL_SPARKAPP_CONFIG_MAP": ("the spark-defaults ConfigMap of a Spark-operator kernel (its images, JVM "
+                                   "options and submit settings)",
+                                   f"{KERNELSPEC_ENV} or SparkOperatorProvisioner.spark_config_map"),
 }
 
 

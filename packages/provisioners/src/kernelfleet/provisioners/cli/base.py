@@ -63,6 +63,18 @@ SPARK_FLAGS: dict[str, tuple[dict[str, Any], str]] = {
 }
 
 
+#: Gateway Provisioners 0.5.0's ``--tensorflow`` (k8s-spec, docker-spec) is a flag its installer never reads: the
+#: kernelspec is the same with or without it. It is accepted, so GP install scripts keep working, and says so.
+TENSORFLOW_IGNORED = ("--tensorflow changes nothing (Gateway Provisioners 0.5.0 never read it either): name an image "
+                      "with TensorFlow with --image-name (and --kernel-name / --display-name to tell it apart)")
+
+
+def tensorflow_flag(installer: str) -> dict[str, tuple[dict[str, Any], str]]:
+    """The ``--tensorflow`` flag of a container target's installer class ``installer``."""
+    return {"tensorflow": ({installer: {"tensorflow": True}}, "Accepted for Gateway Provisioners' scripts; has no "
+                           "effect (as in GP 0.5.0). Name a TensorFlow image with --image-name.")}
+
+
 def spec_aliases(*extra: dict[str, str]) -> dict[str, Any]:
     """Application's own aliases (--log-level) plus ours; targets add theirs."""
     merged: dict[str, Any] = {**Application.aliases, **_ALIASES}
@@ -109,6 +121,10 @@ class BaseSpecInstaller(Application):
     ipykernel_subclass_name = Unicode(
         DEFAULT_KERNEL_CLASS, help="Python only: the kernel class the launcher runs."
     ).tag(config=True)
+
+    tensorflow = Bool(False, help="Container targets: accepted for Gateway Provisioners' scripts, no effect.").tag(
+        config=True
+    )
 
     aliases = spec_aliases()
     flags = spec_flags()
@@ -200,6 +216,8 @@ class BaseSpecInstaller(Application):
         self.check_kernel_class()
         self.location()
         self.check_target()
+        if self.tensorflow:
+            self.log.warning(TENSORFLOW_IGNORED)
 
     def check_kernel_class(self) -> None:
         name = self.ipykernel_subclass_name.strip()

@@ -16,6 +16,7 @@ from kernelfleet.provisioners.cli.base import (
     image_name_from_env,
     spec_aliases,
     spec_flags,
+    tensorflow_flag,
 )
 from kernelfleet.provisioners.cli.kernelspec import SpecError
 from kernelfleet.provisioners.container_argv import container_argv
@@ -46,7 +47,8 @@ class DockerSpecInstaller(BaseSpecInstaller):
         "spark-init-mode": "DockerSpecInstaller.spark_init_mode",
     })
     flags = spec_flags(
-        {"swarm": ({"DockerSpecInstaller": {"swarm": True}}, "Use docker-swarm-provisioner (a Swarm service).")}
+        {"swarm": ({"DockerSpecInstaller": {"swarm": True}}, "Use docker-swarm-provisioner (a Swarm service).")},
+        tensorflow_flag("DockerSpecInstaller"),
     )
 
     @default("image_name")

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from jupyter_core.application import JupyterApp
-from traitlets import Bool, Enum, Unicode, default
+from traitlets import Bool, Enum, Int, List, Unicode, default
 
 from kernelfleet.provisioners.cli.base import (
     LANGUAGE_TITLES,
@@ -20,11 +20,14 @@ from kernelfleet.provisioners.cli.base import (
     default_spark_image,
     executor_image_name_from_env,
     image_name_from_env,
+    image_tag,
+    package_version,
     spec_aliases,
     spec_flags,
+    tensorflow_flag,
 )
 from kernelfleet.provisioners.container_argv import container_argv, launcher_args
-from kernelfleet.provisioners.k8s import rbac
+from kernelfleet.provisioners.k8s import deploy_kit, rbac
 
 #: The launcher files inside kernel-spark-py / kernel-spark-r, as spark-submit's application file.
 SPARK_LAUNCHER_FILES = {
@@ -68,6 +71,7 @@ class K8sSpecInstaller(SparkSpecInstaller):
         {
             "crd": ({"K8sSpecInstaller": {"crd": True}}, "Use the Spark operator (needs --spark; Python only)."),
         },
+        tensorflow_flag("K8sSpecInstaller"),
     )
 
     @default("image_name")
@@ -162,13 +166,61 @@ class RbacPrinter(JupyterApp):
         sys.stdout.write(rbac.render(self.layout, settings))
 
 
+class DeployPrinter(RbacPrinter):
+    """``jupyter k8s-spec deploy``: print the deployment kit (the server's Deployment and Service, the kernel-image
+    puller DaemonSet), optionally after the RBAC of the same layout; ``deploy/kubernetes/server-*.yaml`` are its
+    output with the defaults."""
+
+    name = "k8s-spec-deploy"
+    description = ("Print the deployment kit (YAML for kubectl apply -f -): the Jupyter server's Deployment and "
+                   "Service (HTTP and response ports) and a kernel-image puller DaemonSet; --with-rbac prepends the "
+                   "layout's RBAC.")
+    server_image = Unicode(help="The application image (default kernelfleet/server:<version>).").tag(config=True)
+    kernel_images = List(Unicode(), help="Kernel images the puller keeps on every node (repeat; default "
+                         "kernelfleet/kernel-py:<version>).").tag(config=True)
+    http_port = Int(deploy_kit.DeployKitSettings.http_port, help="The server's HTTP port.").tag(config=True)
+    response_port = Int(deploy_kit.DeployKitSettings.response_port,
+                        help="The response port kernels report to (KF_RESPONSE_PORT).").tag(config=True)
+    token_secret = Unicode(deploy_kit.DeployKitSettings.token_secret,
+                           help="The Secret (key 'token') holding the server's HTTP token.").tag(config=True)
+    with_rbac = Bool(False, help="Print the layout's RBAC first.").tag(config=True)
+    aliases = {
+        **RbacPrinter.aliases,
+        "server-image": "DeployPrinter.server_image",
+        "kernel-image": "DeployPrinter.kernel_images",
+        "http-port": "DeployPrinter.http_port",
+        "response-port": "DeployPrinter.response_port",
+        "token-secret": "DeployPrinter.token_secret",
+    }
+    flags = {"with-rbac": ({"DeployPrinter": {"with_rbac": True}}, "Print the layout's RBAC first.")}
+
+    @default("server_image")
+    def _server_image_default(self) -> str:
+        return f"kernelfleet/server:{image_tag(package_version())}"
+
+    @default("kernel_images")
+    def _kernel_images_default(self) -> list[str]:
+        return [default_image("python")]
+
+    def settings(self) -> deploy_kit.DeployKitSettings:
+        return deploy_kit.DeployKitSettings(
+            server_image=self.server_image, kernel_images=tuple(self.kernel_images), layout=self.layout,
+            rbac=rbac.RbacSettings(self.server_namespace, self.server_account, self.kernel_namespace,
+                                   self.kernel_cluster_role),
+            http_port=self.http_port, response_port=self.response_port, token_secret=self.token_secret)
+
+    def start(self) -> None:
+        sys.stdout.write(deploy_kit.render(self.settings(), with_rbac=self.with_rbac))
+
+
 class K8sSpecApp(BaseSpecApp):
     """``jupyter k8s-spec``."""
 
     name = "jupyter-k8s-spec"
     description = "Kernelspecs for kernels that run in Kubernetes pods (kubernetes-provisioner)."
     subcommands = {"install": (K8sSpecInstaller, K8sSpecInstaller.description),
-                   "rbac": (RbacPrinter, RbacPrinter.description)}
+                   "rbac": (RbacPrinter, RbacPrinter.description),
+                   "deploy": (DeployPrinter, DeployPrinter.description)}
 
 
 def main() -> None:

@@ -3,7 +3,9 @@
 The container is followed through the shared Docker event stream (``docker_engine``): a container
 that dies before its launcher reports fails the launch at once with its exit code and last log
 lines; ``poll`` and ``wait`` ask Docker, not the launcher. Stopping removes the container, so a
-kernel leaves nothing behind, whether it ended well, badly or never started.
+kernel leaves nothing behind, whether it ended well, badly or never started — unless ``remove_container`` is off
+(Gateway Provisioners' ``GP_REMOVE_CONTAINER=false``): then a container that ended on its own (a failed launch, a
+crashed kernel) is kept, stopped and renamed ``<name>-kept-<time>``, for ``docker logs``/``docker inspect``.
 
 The launch token is copied into the created container as a 0400 file of the kernel's user before
 the container starts (the spec names only its path). Only the container this launch created, known
@@ -21,7 +23,7 @@ import time
 from typing import Any, ClassVar
 
 import aiodocker
-from traitlets import TraitError, Unicode, validate
+from traitlets import Bool, TraitError, Unicode, default, validate
 
 from kernelfleet.protocol.contract import LAUNCH_TOKEN
 from kernelfleet.provisioners.base import LaunchError
@@ -30,6 +32,7 @@ from kernelfleet.provisioners.docker.container_end import describe_container_end
 from kernelfleet.provisioners.docker.engine import ENGINE_ERRORS, describe_engine_error
 from kernelfleet.provisioners.docker.specs import container_config
 from kernelfleet.provisioners.docker.swarm import DockerSwarmProvisioner
+from kernelfleet.provisioners.envconfig import env_bool
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
 
@@ -60,6 +63,17 @@ class DockerProvisioner(DockerProvisionerBase):
         help="Existing directory of the image, writable by the kernel's user, where the launch token file is put "
         "before the container starts (the launcher removes it). Not below a configured mount: a mount would hide it.",
     ).tag(config=True)
+
+    remove_container = Bool(
+        help="Remove a kernel's container when the kernel ends (default). Off (env KF_REMOVE_CONTAINER or "
+        "GP_REMOVE_CONTAINER=false): a container that ended on its own — a failed launch, a crashed kernel — is "
+        "kept, stopped, as <name>-kept-<time>, for docker logs / docker inspect; remove it yourself. Containers "
+        "this server stops are removed either way.",
+    ).tag(config=True)
+
+    @default("remove_container")
+    def _remove_container_default(self) -> bool:
+        return env_bool(("KF_REMOVE_CONTAINER", "GP_REMOVE_CONTAINER"), True)
 
     @validate("launch_token_dir")
     def _check_launch_token_dir(self, proposal: dict[str, Any]) -> str:
@@ -247,6 +261,8 @@ class DockerProvisioner(DockerProvisionerBase):
     async def _remove(self, keep_engine: bool = False) -> None:
         """Force-remove the container (Docker answers once it is gone) and give back the engine lease."""
         await self.settle_creation()
+        if self.container_id is not None and self.engine is not None and await self._keep_ended_container():
+            self.container_id = None
         if self.container_id is not None and self.engine is not None:
             self.stopping = True
             container = self.engine.client.containers.container(self.container_id)
@@ -256,6 +272,29 @@ class DockerProvisioner(DockerProvisionerBase):
         self.container_id = None
         if not keep_engine:  # a restart launches again at once: keep the client and its event stream
             await self.release_engine()
+
+    async def _keep_ended_container(self) -> bool:
+        """With ``remove_container`` off, keep a container that ended on its own (not one this server stopped):
+        renamed, so that a restart can take the name again. True when kept."""
+        if self.remove_container or self.stopping:
+            return False
+        try:
+            state = await self._state()  # notes how it ended (end_reason) when it has
+        except ENGINE_ERRORS:
+            return False
+        if state is None or self.end_reason is None:
+            return False
+        assert self.engine is not None and self.container_id is not None
+        kept = f"{self.container_name}-kept-{time.strftime('%Y%m%dT%H%M%S')}"
+        try:
+            await self.engine.client.containers.container(self.container_id).rename(kept)
+        except ENGINE_ERRORS as err:
+            self.log.warning("Kernel %s: could not rename %s to keep it (%s); removing it",
+                             self.kernel_id, self._where, describe_engine_error(err))
+            return False
+        self.log.info("Kernel %s: kept %s as %s for debugging (remove_container is off): %s; remove it with "
+                      "docker rm %s", self.kernel_id, self._where, kept, self.end_reason, kept)
+        return True
 
     # ------------------------------------------------------------------------------------- persistence
     async def get_provisioner_info(self) -> dict[str, Any]:

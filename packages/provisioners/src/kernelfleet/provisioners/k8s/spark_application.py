@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kernelfleet.protocol.contract import LAUNCH_TOKEN
@@ -22,10 +23,36 @@ from kernelfleet.provisioners.spec_values import check_dns_subdomain
 GROUP = "sparkoperator.k8s.io"
 VERSION = "v1beta2"
 KIND = "SparkApplication"
+PLURAL = "sparkapplications"
 LAUNCHER_FILE = "local:///usr/local/bin/kernel-launchers/python/launch_ipykernel.py"
 JVM_MEMORY = re.compile(r"[1-9][0-9]{0,6}[kmgtKMGT]?")
 DRIVER_CONTAINER = "spark-kubernetes-driver"
 EXECUTOR_CONTAINER = "spark-kubernetes-executor"
+
+
+#: Gateway Provisioners' editable SparkApplication template in a kernelspec (``jupyter k8s-spec install --crd``).
+GP_TEMPLATE = "scripts/sparkoperator.k8s.io-v1beta2.yaml.j2"
+SETTINGS_INSTEAD = ("spark_conf, spark_config_map (or the kernelspec's env KERNEL_SPARKAPP_CONFIG_MAP), driver_cores, "
+                    "driver_memory, executor_instances, executor_cores, executor_memory, executor_image_name, "
+                    "main_application_file, annotations, labels, node_selector, image_pull_secrets")
+
+
+def unused_template_notice(resource_dir: str | None) -> str | None:
+    """The warning for a kernelspec that still carries GP's SparkApplication template, which is not rendered here
+    (the application is built from typed settings, so no request value can reach its structure); None without one.
+    ``SparkOperatorProvisioner`` logs it at each launch."""
+    if not resource_dir or not (Path(resource_dir) / GP_TEMPLATE).is_file():
+        return None
+    return (f"the kernelspec's {Path(resource_dir) / GP_TEMPLATE} (Gateway Provisioners' SparkApplication template) "
+            f"is not used: the application is built from spark-operator-provisioner's settings; move what you "
+            f"changed in it to {SETTINGS_INSTEAD}")
+
+
+def resource_env(name: str) -> dict[str, str]:
+    """Gateway Provisioners' names for the application a kernel is the driver of, in the driver's and executors'
+    environment as GP put them there: ``KERNEL_RESOURCE_NAME`` and ``KERNEL_CRD_GROUP/VERSION/PLURAL``."""
+    return {"KERNEL_RESOURCE_NAME": name, "KERNEL_CRD_GROUP": GROUP, "KERNEL_CRD_VERSION": VERSION,
+            "KERNEL_CRD_PLURAL": PLURAL}
 
 
 def jvm_memory(kernel_id: str, name: str, value: str) -> str:
@@ -77,13 +104,14 @@ def build_spark_application(s: SparkApplicationSettings) -> dict[str, Any]:
     driver_memory = jvm_memory(kid, "driver_memory", s.driver_memory)
     executor_memory = jvm_memory(kid, "executor_memory", s.executor_memory)
     security = {"runAsUser": s.uid, "runAsGroup": s.gid}
+    env = {**s.env, **resource_env(s.name)}  # the provisioner's names win over a request's
     driver: dict[str, Any] = {
         "cores": s.driver_cores,
         "memory": driver_memory,
         "labels": dict(s.labels),
         "annotations": dict(s.annotations),
         "serviceAccount": s.service_account,
-        "env": env_entries(s.env, {LAUNCH_TOKEN: s.token_ref}),
+        "env": env_entries(env, {LAUNCH_TOKEN: s.token_ref}),
         "securityContext": {**security, "allowPrivilegeEscalation": False},
         "podSecurityContext": dict(security),
     }
@@ -97,7 +125,7 @@ def build_spark_application(s: SparkApplicationSettings) -> dict[str, Any]:
         "memory": executor_memory,
         "image": s.executor_image.strip() or s.image,
         "labels": {**s.executor_labels, "component": "worker"},
-        "env": env_entries(s.env),
+        "env": env_entries(env),
         "securityContext": {**security, "allowPrivilegeEscalation": False},
     }
     if s.executor_command:

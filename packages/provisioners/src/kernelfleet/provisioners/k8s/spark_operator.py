@@ -22,17 +22,19 @@ from kernelfleet.provisioners.k8s.spark_application import (
     GROUP,
     KIND,
     LAUNCHER_FILE,
+    PLURAL,
     VERSION,
     SparkApplicationSettings,
     application_state,
     build_spark_application,
     driver_pod_name,
+    unused_template_notice,
 )
 from kernelfleet.provisioners.k8s.workloads import ResourceKind
 from kernelfleet.provisioners.request_env import Engine
 
 SPARK_APPLICATION = ResourceKind(
-    group=GROUP, version=VERSION, plural="sparkapplications", kind=KIND,
+    group=GROUP, version=VERSION, plural=PLURAL, kind=KIND,
     failed_states=frozenset({"FAILED", "SUBMISSION_FAILED", "FAILING"}),
     ended_states=frozenset({"FAILED", "SUBMISSION_FAILED", "COMPLETED", "FAILING", "SUCCEEDING"}),
     state=application_state, driver_pod=driver_pod_name,
@@ -61,7 +63,9 @@ class SparkOperatorProvisioner(CustomResourceProvisioner):
     executor_cores = Integer(1, help="spec.executor.cores.").tag(config=True)
     executor_memory = Unicode("1g", help="spec.executor.memory.").tag(config=True)
     spark_conf = Dict(Unicode(), help="spec.sparkConf of the application.").tag(config=True)
-    spark_config_map = Unicode("", help="spec.sparkConfigMap (a ConfigMap with spark-defaults).").tag(config=True)
+    spark_config_map = Unicode("", help="spec.sparkConfigMap (a ConfigMap with spark-defaults). The kernelspec's "
+                               "env KERNEL_SPARKAPP_CONFIG_MAP (Gateway Provisioners' name) overrides it; a request "
+                               "may not set that name.").tag(config=True)
     driver_command = List(
         Unicode(), help="Run this command in the driver container instead of spark-submit's driver (images that "
         "are not Spark images, e.g. in tests); goes into spec.driver.template."
@@ -76,6 +80,9 @@ class SparkOperatorProvisioner(CustomResourceProvisioner):
         return env_value(("KF_EXECUTOR_IMAGE_NAME", "GP_EXECUTOR_IMAGE_NAME")) or ""
 
     def build_resource(self, launch: PodLaunch, name: str) -> dict[str, Any]:
+        notice = unused_template_notice(self.kernel_spec.resource_dir if self.kernel_spec is not None else None)
+        if notice:
+            self.log.warning("Kernel %s: %s", self.kernel_id, notice)
         return build_spark_application(self.application_settings(launch, name))
 
     def application_settings(self, launch: PodLaunch, name: str) -> SparkApplicationSettings:
@@ -89,7 +96,8 @@ class SparkOperatorProvisioner(CustomResourceProvisioner):
             main_application_file=self.main_application_file, driver_cores=self.driver_cores,
             driver_memory=self.driver_memory, executor_instances=self.executor_instances,
             executor_cores=self.executor_cores, executor_memory=self.executor_memory,
-            spark_conf=dict(self.spark_conf), spark_config_map=self.spark_config_map,
+            spark_conf=dict(self.spark_conf),
+            spark_config_map=launch.pod.env.get("KERNEL_SPARKAPP_CONFIG_MAP") or self.spark_config_map,
             driver_command=tuple(self.driver_command), executor_command=tuple(self.executor_command),
             image_pull_policy=self.image_pull_policy,
             image_pull_secrets=tuple(self.image_pull_secrets), node_selector=dict(self.node_selector),

@@ -91,7 +91,13 @@ def render_pod_template(kernel_id: str, path: Path, values: Mapping[str, Any]) -
         ) from None
     if len(documents) != 1 or not isinstance(documents[0], dict):
         kinds = [d.get("kind") if isinstance(d, dict) else type(d).__name__ for d in documents]
-        raise PodSpecError(f"Kernel {kernel_id}: the pod template {path} must produce exactly one Pod, not {kinds}")
+        others = "" if len(documents) < 2 else (
+            "; Kernel Fleet creates no other object from a template (Gateway Provisioners created each document, "
+            "then deleted only the pod): create a PersistentVolumeClaim, Secret or ConfigMap once with kubectl in "
+            "the kernels' namespace and name it in the pod's volumes (the volumes / volume_mounts settings, or the "
+            "template's own volumes:)")
+        raise PodSpecError(
+            f"Kernel {kernel_id}: the pod template {path} must produce exactly one Pod, not {kinds}{others}")
     return documents[0]
 
 
