@@ -130,7 +130,10 @@ async def test_python_spark_kernel_in_cluster_mode(kube: KubeLite, core: client.
         assert reply["result"] == f"(9900, [{hostname!r}])"
 
         await interrupt_busy_cell(km, kc)
-        assert (await execute(kc, "spark.range(5).count()", timeout=120))["result"] == "5"
+        reply = await execute(kc, "spark.range(5).count()", timeout=120)
+        if reply["status"] == "aborted":  # ipykernel aborts what reaches it in its stop-on-error window; once only
+            reply = await execute(kc, "spark.range(5).count()", timeout=120)
+        assert reply["result"] == "5", reply
 
         await km.restart_kernel()
         kc.stop_channels()
@@ -138,8 +141,11 @@ async def test_python_spark_kernel_in_cluster_mode(kube: KubeLite, core: client.
         (fresh,) = [p for p in await pods_of(core, km.kernel_id) if p.metadata.labels.get("spark-role") == "driver"]
         assert fresh.metadata.uid != driver.metadata.uid and fresh.metadata.name == driver.metadata.name
         assert (await execute(kc, "'spark' in globals()"))["result"] == "True"
-    finally:
+    except BaseException:
         kc.stop_channels()
+        await km.shutdown_kernel(now=True)
+        raise
+    kc.stop_channels()
     await km.shutdown_kernel()
     assert await pods_of(core, km.kernel_id) == []
     assert await secrets_of(core, km.kernel_id) == []
