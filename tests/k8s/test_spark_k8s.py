@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jupyter_client import AsyncKernelClient, AsyncKernelManager
 from k8s_helpers import assert_token_by_reference, pods_of, secrets_of
 from kf_testing import connect, execute, interrupt_busy_cell, manager
 from kubernetes_asyncio import client
@@ -97,6 +98,15 @@ async def spark_objects(core: client.CoreV1Api) -> dict[str, list[str]]:
     }
 
 
+async def shutdown_leaves_nothing(km: AsyncKernelManager, kc: AsyncKernelClient, core: client.CoreV1Api) -> None:
+    """A shutdown deletes the driver and waits until no executor pod, Service, ConfigMap or Secret is left."""
+    kc.stop_channels()
+    await km.shutdown_kernel()
+    assert await pods_of(core, km.kernel_id) == []
+    assert await secrets_of(core, km.kernel_id) == []
+    assert await spark_objects(core) == {"pods": [], "services": [], "configmaps": []}
+
+
 async def test_python_spark_kernel_in_cluster_mode(kube: KubeLite, core: client.CoreV1Api, kernels_dir: Path,
                                                    spark_spec: Callable[..., str],
                                                    spark_images: tuple[str, str]) -> None:
@@ -145,9 +155,38 @@ async def test_python_spark_kernel_in_cluster_mode(kube: KubeLite, core: client.
         kc.stop_channels()
         await km.shutdown_kernel(now=True)
         raise
-    kc.stop_channels()
-    await km.shutdown_kernel()
-    assert await pods_of(core, km.kernel_id) == []
-    assert await secrets_of(core, km.kernel_id) == []
-    assert await spark_objects(core) == {"pods": [], "services": [], "configmaps": []}
+    await shutdown_leaves_nothing(km, kc, core)
     print(f"Spark-on-Kubernetes kernel lifecycle: {time.perf_counter() - started:.0f} s")
+
+
+@pytest.fixture(scope="module")
+def spark_r_image() -> str:
+    image = os.environ.get("KF_TEST_SPARK_R_IMAGE") or "kernelfleet/kernel-spark-r:dev"
+    if subprocess.run([DOCKER, "image", "inspect", image], capture_output=True, check=False).returncode != 0:
+        pytest.fail(f"the Spark R kernel image {image} is missing: build it with tools/build-images-rs --only spark")
+    return image
+
+
+async def test_r_kernel_as_the_spark_driver(kube: KubeLite, core: client.CoreV1Api, kernels_dir: Path,
+                                            make_kernelspec: Callable[..., str], spark_r_image: str) -> None:
+    """kernel-spark-r as the driver pod: Spark's RRunner (with its R backend) runs the R launcher, the IRkernel
+    answers; SparkR is not in the image (images/README.md), so the kernelspec's Spark mode is none."""
+    image = spark_r_image
+    grant_driver_role(kube)
+    argv = spark_submit_argv(spark_home(), SPARK_LAUNCHER_FILES["r"], launcher_args(spark_init_mode="none"))
+    name = make_kernelspec("k8s_r_spark", argv=argv, provisioner="kubernetes-provisioner", language="r",
+                           env={"SPARK_HOME": spark_home(), "SPARK_OPTS": SPARK_OPTS},
+                           config={"image_name": image, "launch_timeout": 150})
+    km = manager(kernels_dir, name)
+    await km.start_kernel()
+    kc = await connect(km)
+    try:
+        (driver,) = await pods_of(core, km.kernel_id)
+        assert driver.metadata.labels["spark-role"] == "driver" and driver.spec.containers[0].image == image
+        assert (await execute(kc, "1+1"))["result"] == "[1] 2"
+        assert (await execute(kc, 'nzchar(Sys.getenv("EXISTING_SPARKR_BACKEND_PORT"))'))["result"] == "[1] TRUE"
+    except BaseException:
+        kc.stop_channels()
+        await km.shutdown_kernel(now=True)
+        raise
+    await shutdown_leaves_nothing(km, kc, core)
