@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rs_testing
 from jupyter_client import AsyncKernelClient, AsyncKernelManager
 from k8s_helpers import assert_token_by_reference, pods_of, secrets_of
 from kf_testing import connect, execute, interrupt_busy_cell, manager
@@ -179,12 +180,15 @@ async def test_r_kernel_as_the_spark_driver(kube: KubeLite, core: client.CoreV1A
                            config={"image_name": image, "launch_timeout": 150})
     km = manager(kernels_dir, name)
     await km.start_kernel()
-    kc = await connect(km)
+    kc = await rs_testing.connect(km, 60)
     try:
         (driver,) = await pods_of(core, km.kernel_id)
         assert driver.metadata.labels["spark-role"] == "driver" and driver.spec.containers[0].image == image
-        assert (await execute(kc, "1+1"))["result"] == "[1] 2"
-        assert (await execute(kc, 'nzchar(Sys.getenv("EXISTING_SPARKR_BACKEND_PORT"))'))["result"] == "[1] TRUE"
+        first = await rs_testing.execute(kc, "1+1")
+        assert first["status"] == "ok" and first["result"] == "[1] 2", first
+        # RRunner started the kernel with its R backend's port: SparkR would attach to it
+        backend = await rs_testing.execute(kc, 'nzchar(Sys.getenv("EXISTING_SPARKR_BACKEND_PORT"))')
+        assert backend["result"] == "[1] TRUE", backend
     except BaseException:
         kc.stop_channels()
         await km.shutdown_kernel(now=True)
