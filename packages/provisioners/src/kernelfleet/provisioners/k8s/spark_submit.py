@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kubernetes_asyncio import client
+from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kernelfleet.provisioners.base import LaunchError
@@ -52,6 +52,7 @@ _FLAGS = frozenset({"--verbose", "-v", "--supervise", "--help", "-h", "--version
 #: What Spark names the objects it makes for an application: selected for the stop's wait.
 SPARK_APP_LABEL = "spark-app-selector"
 SUBMIT_OUTPUT_LINES = 30
+WATCH_SECONDS = 30  # one watch request of the stop's wait for Services and ConfigMaps
 #: Variables spark-submit may see from the server's environment (never the whole environment).
 SUBMIT_ENVIRONMENT = ("PATH", "HOME", "JAVA_HOME", "SPARK_HOME", "SPARK_CONF_DIR", "KUBECONFIG", "LANG", "TMPDIR")
 #: Kernelspec variables that are the server's, for spark-submit: kept out of the driver pod.
@@ -261,21 +262,21 @@ class SparkSubmitWorkload(PodWorkload):
 
 
 async def _until_unowned(lister: Any, namespace: str, owners: set[str]) -> None:
-    """Follow one kind's watch until no object of the namespace names one of ``owners`` as its owner."""
-    from kubernetes_asyncio import watch
-
-    listed = await lister(namespace)
-    left = {o.metadata.name for o in listed.items
-            if any(r.uid in owners for r in (o.metadata.owner_references or []))}
-    if not left:
-        return
-    w = watch.Watch()
-    try:
-        async for event in w.stream(lister, namespace, resource_version=listed.metadata.resource_version):
-            obj = event["object"]
-            if event["type"] == "DELETED":
-                left.discard(obj.metadata.name)
-            if not left:
-                return
-    finally:
-        w.stop()
+    """Follow one kind's watch until no object of the namespace names one of ``owners`` as its owner (a watch the
+    server ends is resumed from a fresh list; the caller bounds the wait)."""
+    while True:
+        listed = await lister(namespace)
+        left = {o.metadata.name for o in listed.items
+                if any(r.uid in owners for r in (o.metadata.owner_references or []))}
+        if not left:
+            return
+        w = watch.Watch()
+        try:
+            async for event in w.stream(lister, namespace, resource_version=listed.metadata.resource_version,
+                                        timeout_seconds=WATCH_SECONDS):
+                if event["type"] == "DELETED":
+                    left.discard(event["object"].metadata.name)
+                if not left:
+                    return
+        finally:
+            w.stop()
