@@ -18,14 +18,15 @@ import pytest
 import rs_testing
 from jupyter_client import AsyncKernelClient, AsyncKernelManager
 from k8s_helpers import assert_token_by_reference, pods_of, secrets_of
-from kf_testing import connect, execute, interrupt_busy_cell, manager
+from kf_testing import execute, interrupted_reply, manager, start_busy_cell
 from kubernetes_asyncio import client
 
 from kernelfleet.kubelite import KubeLite
 from kernelfleet.provisioners.cli.k8s import SPARK_LAUNCHER_FILES, spark_submit_argv
 from kernelfleet.provisioners.container_argv import launcher_args
 
-pytestmark = pytest.mark.timeout(420)
+pytestmark = pytest.mark.timeout(600)
+CELL = 120.0  # seconds a cell, a connection or an interrupt may take on a loaded machine
 
 DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
 SPARK_IMAGE = "kernelfleet/kernel-spark-py:dev"
@@ -80,7 +81,7 @@ def spark_spec(make_kernelspec: Callable[..., str], spark_images: tuple[str, str
         return make_kernelspec(name, argv=argv, provisioner="kubernetes-provisioner",
                                env={"SPARK_HOME": spark_home(), "SPARK_OPTS": SPARK_OPTS},
                                config={"image_name": spark_images[0], "executor_image_name": spark_images[1],
-                                       "launch_timeout": 150, **config})
+                                       "launch_timeout": 240, **config})
 
     return make
 
@@ -115,7 +116,7 @@ async def test_python_spark_kernel_in_cluster_mode(kube: KubeLite, core: client.
     km = manager(kernels_dir, spark_spec())
     started = time.perf_counter()
     await km.start_kernel()
-    kc = await connect(km)
+    kc = await rs_testing.connect(km, CELL)
     try:
         (driver,) = await pods_of(core, km.kernel_id)  # only the driver so far: executors come with the context
         assert driver.metadata.labels["spark-role"] == "driver"
@@ -127,7 +128,7 @@ async def test_python_spark_kernel_in_cluster_mode(kube: KubeLite, core: client.
         # A job whose one task answers with the host it ran on: an executor pod, not the driver.
         reply = await execute(kc, "sc.parallelize(range(100), 2).map(lambda x: x * 2).sum(), "
                                   "sc.parallelize([0], 1).map(lambda _: __import__('socket').gethostname()).collect()",
-                              timeout=180)
+                              timeout=2 * CELL)
         assert reply["status"] == "ok", reply
         pods = {p.metadata.name: p for p in await pods_of(core, km.kernel_id)}
         executors = [p for p in pods.values() if p.metadata.labels.get("spark-role") == "executor"]
@@ -140,18 +141,21 @@ async def test_python_spark_kernel_in_cluster_mode(kube: KubeLite, core: client.
         hostname = executor.spec.hostname or executor.metadata.name
         assert reply["result"] == f"(9900, [{hostname!r}])"
 
-        await interrupt_busy_cell(km, kc)
-        reply = await execute(kc, "spark.range(5).count()", timeout=120)
+        # generous deadlines: a driver JVM and an executor JVM share CI's two cores with the test
+        busy = await start_busy_cell(kc, timeout=CELL)
+        await km.interrupt_kernel()
+        await interrupted_reply(kc, busy, timeout=CELL)
+        reply = await execute(kc, "spark.range(5).count()", timeout=CELL)
         if reply["status"] == "aborted":  # ipykernel aborts what reaches it in its stop-on-error window; once only
-            reply = await execute(kc, "spark.range(5).count()", timeout=120)
+            reply = await execute(kc, "spark.range(5).count()", timeout=CELL)
         assert reply["result"] == "5", reply
 
         await km.restart_kernel()
         kc.stop_channels()
-        kc = await connect(km)
+        kc = await rs_testing.connect(km, CELL)
         (fresh,) = [p for p in await pods_of(core, km.kernel_id) if p.metadata.labels.get("spark-role") == "driver"]
         assert fresh.metadata.uid != driver.metadata.uid and fresh.metadata.name == driver.metadata.name
-        assert (await execute(kc, "'spark' in globals()"))["result"] == "True"
+        assert (await execute(kc, "'spark' in globals()", timeout=CELL))["result"] == "True"
     except BaseException:
         kc.stop_channels()
         await km.shutdown_kernel(now=True)
@@ -177,10 +181,10 @@ async def test_r_kernel_as_the_spark_driver(kube: KubeLite, core: client.CoreV1A
     argv = spark_submit_argv(spark_home(), SPARK_LAUNCHER_FILES["r"], launcher_args(spark_init_mode="none"))
     name = make_kernelspec("k8s_r_spark", argv=argv, provisioner="kubernetes-provisioner", language="r",
                            env={"SPARK_HOME": spark_home(), "SPARK_OPTS": SPARK_OPTS},
-                           config={"image_name": image, "launch_timeout": 150})
+                           config={"image_name": image, "launch_timeout": 240})
     km = manager(kernels_dir, name)
     await km.start_kernel()
-    kc = await rs_testing.connect(km, 60)
+    kc = await rs_testing.connect(km, CELL)
     try:
         (driver,) = await pods_of(core, km.kernel_id)
         assert driver.metadata.labels["spark-role"] == "driver" and driver.spec.containers[0].image == image
