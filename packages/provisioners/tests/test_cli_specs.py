@@ -357,13 +357,18 @@ def test_kernel_class_is_python_only_and_passed_through(tmp_path: Path) -> None:
 def test_k8s_spark_and_operator(tmp_path: Path) -> None:
     install_ok(
         "k8s", "--spark", "--spark-init-mode", "EAGER", "--extra-spark-opts", "--conf spark.x=${HOME}",
-        "--image-name", "acme/spark:3", tmp_path=tmp_path,
+        "--image-name", "acme/spark:3", "--spark-home", "/srv/spark", tmp_path=tmp_path,
     )  # fmt: skip
     spec = installed(tmp_path, "k8s_python_spark")
     assert spec["display_name"] == "Kubernetes Python (with Spark)"
-    assert spec["argv"] == _container_argv("python", "eager")
+    # cluster mode: the server runs spark-submit; the kernel is its driver pod (k8s.spark_submit)
+    assert spec["argv"] == [
+        "/srv/spark/bin/spark-submit", "--deploy-mode", "cluster",
+        "local:///usr/local/bin/kernel-launchers/python/launch_ipykernel.py", *LAUNCH_ARGS,
+        "--kernel-class-name", DEFAULT_CLASS, "--spark-context-initialization-mode", "eager",
+    ]  # fmt: skip
     # ${...} inside env is jupyter_client's own substitution, so it is kept.
-    assert spec["env"] == {"SPARK_HOME": "/opt/spark", "SPARK_OPTS": "--conf spark.x=${HOME}"}
+    assert spec["env"] == {"SPARK_HOME": "/srv/spark", "SPARK_OPTS": "--conf spark.x=${HOME}"}
     assert spec["metadata"]["kernel_provisioner"]["config"] == {
         "image_name": "acme/spark:3",
         "executor_image_name": "acme/spark:3",
@@ -382,12 +387,17 @@ def test_k8s_spark_and_operator(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("lang", ["python", "r"])
-def test_k8s_spark_needs_an_image_we_do_not_build(lang: str, tmp_path: Path) -> None:
-    """No kernel-spark-py/-r image exists, so the CLI names none: --spark without an image fails, writing nothing;
-    Scala's image carries Spark and stays the default."""
-    result = run_cli("k8s", "install", "--spark", "--language", lang, tmp_path=tmp_path)
-    assert result.returncode == 1 and "needs --image-name" in result.stderr, result.stderr
-    assert not kernels_dir(tmp_path).exists() or not any(kernels_dir(tmp_path).iterdir())
+def test_k8s_spark_defaults_to_our_spark_images(lang: str, tmp_path: Path) -> None:
+    """Python and R Spark kernelspecs name kernel-spark-py/-r (tools/build-images-rs --only spark) and run
+    spark-submit in cluster mode with the language's launcher file; Scala's image carries Spark itself."""
+    install_ok("k8s", "--spark", "--language", lang, tmp_path=tmp_path)
+    spec = installed(tmp_path, f"k8s_{lang}_spark")
+    short = {"python": "py", "r": "r"}[lang]
+    image = spec["metadata"]["kernel_provisioner"]["config"]["image_name"]
+    assert image.startswith(f"kernelfleet/kernel-spark-{short}:")
+    assert spec["argv"][0].endswith("/bin/spark-submit") and spec["argv"][1:3] == ["--deploy-mode", "cluster"]
+    launcher = {"python": "python/launch_ipykernel.py", "r": "r/launch_IRkernel.R"}[lang]
+    assert spec["argv"][3] == f"local:///usr/local/bin/kernel-launchers/{launcher}"
     install_ok("k8s", "--spark", "--language", "scala", tmp_path=tmp_path)
     assert installed(tmp_path, "k8s_scala_spark")["metadata"]["kernel_provisioner"]["config"]["image_name"].startswith(
         "kernelfleet/kernel-scala:")

@@ -1,102 +1,90 @@
-"""spark-submit command lines (spark_submit) and the impersonated argv (ssh.kernel_argv): words, never shell code."""
+"""The pure half of Spark-on-Kubernetes cluster mode (``k8s.spark_submit``): which kernelspecs run spark-submit,
+the command line a launch runs (the provisioner's options win, no shell, no token), the driver pod template."""
 
 from __future__ import annotations
 
 import pytest
 
-from kernelfleet.provisioners.kernel_env import KernelEnvError
-from kernelfleet.provisioners.request_env import Engine, check_request_env
-from kernelfleet.provisioners.spark_submit import (
-    SparkSubmit,
-    SparkSubmitError,
-    extra_spark_options,
-    spark_submit_argv,
+from kernelfleet.provisioners.k8s.spark_submit import (
+    SparkSubmission,
+    driver_template,
+    is_spark_submit,
+    primary_resource_index,
+    split_spark_opts,
+    submit_argv,
 )
-from kernelfleet.provisioners.ssh.impersonation import DEFAULT_COMMAND, ImpersonationError
-from kernelfleet.provisioners.ssh.kernel_argv import ArgvPolicy, kernel_argv
 
-KID = "k-1"
-PY = ["/opt/py/bin/python", "/kl/python/launch_ipykernel.py", "--kernel-id", KID]
-GP_OPTS = "--master yarn --deploy-mode client --name ${KERNEL_ID:-ERROR__NO__KERNEL_ID} ${KERNEL_EXTRA_SPARK_OPTS}"
+APP = "local:///usr/local/bin/kernel-launchers/python/launch_ipykernel.py"
 
 
-def test_gp_spark_opts_are_split_and_their_expansions_replaced_without_a_shell() -> None:
-    argv = spark_submit_argv(KID, PY, SparkSubmit("/opt/spark", GP_OPTS, "--RemoteProcessProxy.x 'a b'"),
-                             username="alice", extra="--conf 'spark.x=1 2' --executor-memory 2g")
-    assert argv == ["/opt/spark/bin/spark-submit", "--master", "yarn", "--deploy-mode", "client", "--name", KID,
-                    "--conf", "spark.x=1 2", "--executor-memory", "2g",
-                    "--conf", "spark.pyspark.driver.python=/opt/py/bin/python", "/kl/python/launch_ipykernel.py",
-                    "--RemoteProcessProxy.x", "a b", "--kernel-id", KID]
+def submission(argv: list[str], **extra: object) -> SparkSubmission:
+    values: dict[str, object] = dict(
+        argv=tuple(argv), master="k8s://https://10.0.0.1:6443", namespace="ns", pod_name="alice-k1",
+        service_account="spark", image="acme/kernel:1", executor_image="acme/exec:1",
+        driver_labels={"kernel_id": "k1"}, executor_labels={"kernel_id": "k1"}, template_path="/tmp/t.json",
+        app_name="alice-k1")
+    values.update(extra)
+    return SparkSubmission(**values)  # type: ignore[arg-type]
 
 
-def test_extras_go_after_spark_opts_without_a_placeholder_and_the_app_is_named_after_the_kernel() -> None:
-    argv = spark_submit_argv(KID, ["Rscript", "/kl/R/scripts/launch_IRkernel.R"],
-                             SparkSubmit("/s", "--master spark://m:7077 --conf spark.home=/home/${KERNEL_USERNAME}"),
-                             username="bob", extra="--num-executors 2", proxy_user=True)
-    assert argv == ["/s/bin/spark-submit", "--master", "spark://m:7077", "--conf", "spark.home=/home/bob",
-                    "--num-executors", "2", "--name", KID, "--proxy-user", "bob",
-                    "--conf", "spark.r.driver.command=Rscript", "/kl/R/scripts/launch_IRkernel.R"]
+def test_is_spark_submit() -> None:
+    assert is_spark_submit(["/opt/spark/bin/spark-submit", APP])
+    assert is_spark_submit(["spark-submit"])
+    assert not is_spark_submit(["python", "-m", "kernelfleet.provisioners.container_argv"])
+    assert not is_spark_submit([])
 
 
-@pytest.mark.parametrize("opts", ["--conf x=$HOME", "--name `id`", "--conf a=${KERNEL_EXTRA_SPARK_OPTS}x",
-                                  "--conf 'unbalanced"])
-def test_operator_options_needing_a_shell_are_refused_with_the_setting(opts: str) -> None:
-    with pytest.raises(SparkSubmitError, match=f"Kernel {KID}: SPARK_OPTS"):
-        spark_submit_argv(KID, PY, SparkSubmit("/s", opts), username="a")
+def test_primary_resource_skips_options_and_their_values() -> None:
+    argv = ["spark-submit", "--conf", "a=b", "--verbose", "--name=x", "--deploy-mode", "cluster", APP, "--kernel-id",
+            "k1"]
+    assert primary_resource_index(argv) == 7
+    with pytest.raises(ValueError, match="no application file"):
+        primary_resource_index(["spark-submit", "--conf", "a=b"])
 
 
-@pytest.mark.parametrize("extra", ["--master local", "--deploy-mode=cluster", "--proxy-user root", "--keytab /k",
-                                   "--conf spark.master=local", "--conf=spark.kerberos.principal=x",
-                                   "-c spark.pyspark.driver.python=/bin/sh", "--conf spark.r.driver.command=sh",
-                                   "--principal p", "--conf 'x"])
-def test_request_options_that_choose_cluster_identity_or_program_are_refused(extra: str) -> None:
-    with pytest.raises(KernelEnvError, match=f"Kernel {KID}: KERNEL_EXTRA_SPARK_OPTS"):
-        extra_spark_options(KID, "KERNEL_EXTRA_SPARK_OPTS", extra)
-    with pytest.raises(KernelEnvError):
-        check_request_env(KID, {"KERNEL_EXTRA_SPARK_OPTS": extra}, engine=Engine.SSH, operator_env={}, server_env={})
+def test_provisioner_options_come_after_the_kernelspec_and_before_the_application() -> None:
+    spec = ["/opt/spark/bin/spark-submit", "--deploy-mode", "cluster", "--conf",
+            "spark.kubernetes.namespace=elsewhere", APP, "--kernel-id", "k1"]
+    argv = submit_argv(submission(spec, spark_opts=("--conf", "spark.executor.instances=1")))
+    at = argv.index(APP)
+    assert argv[at:] == [APP, "--kernel-id", "k1"]
+    assert argv[:5] == spec[:5]
+    confs = [argv[i + 1] for i in range(at) if argv[i] == "--conf"]
+    # the later --conf wins in spark-submit: ours come last
+    assert confs.index("spark.kubernetes.namespace=ns") > confs.index("spark.kubernetes.namespace=elsewhere")
+    assert "spark.executor.instances=1" in confs
+    assert "spark.kubernetes.executor.container.image=acme/exec:1" in confs
+    assert "spark.kubernetes.driver.container.image=acme/kernel:1" in confs
+    assert "spark.kubernetes.driver.pod.name=alice-k1" in confs
+    assert "spark.kubernetes.driver.podTemplateFile=/tmp/t.json" in confs
+    assert "spark.kubernetes.driver.label.kernel_id=k1" in confs
+    assert "spark.kubernetes.executor.label.kernel_id=k1" in confs
+    assert argv[argv.index("--master") + 1] == "k8s://https://10.0.0.1:6443"
 
 
-def test_request_words_are_data_even_when_they_look_like_shell() -> None:
-    assert extra_spark_options(KID, "X", "--conf 'spark.a=x; rm -rf /' --name \"a|b\"") == [
-        "--conf", "spark.a=x; rm -rf /", "--name", "a|b"]
+def test_executor_image_defaults_to_the_kernel_image_and_client_mode_is_refused() -> None:
+    argv = submit_argv(submission(["spark-submit", APP], executor_image=""))
+    assert "spark.kubernetes.executor.container.image=acme/kernel:1" in argv
+    assert argv[argv.index("--deploy-mode") + 1] == "cluster"
+    with pytest.raises(ValueError, match="cluster mode"):
+        submit_argv(submission(["spark-submit", "--deploy-mode", "client", APP]))
 
 
-@pytest.mark.parametrize("argv", [["python", "-m", "kernelfleet.launcher"], ["python"], ["/bin/run.sh", "x"]])
-def test_the_launcher_must_be_a_script_file(argv: list[str]) -> None:
-    with pytest.raises(SparkSubmitError, match="INTERPRETER SCRIPT"):
-        spark_submit_argv(KID, argv, SparkSubmit("/s"), username="a")
+def test_spark_opts_are_split_without_a_shell() -> None:
+    assert split_spark_opts("--conf spark.x=${HOME} --conf 'a=b c' $(rm -rf /)", {"HOME": "/home/j"}) == (
+        "--conf", "spark.x=/home/j", "--conf", "a=b c", "$(rm", "-rf", "/)")
 
 
-def test_spark_home_must_be_absolute() -> None:
-    with pytest.raises(SparkSubmitError, match="SPARK_HOME"):
-        spark_submit_argv(KID, PY, SparkSubmit(""), username="a")
-
-
-def test_impersonation_prefixes_the_checked_user_and_proxies_spark() -> None:
-    policy = ArgvPolicy(spark_submit=True, impersonation=True, impersonation_command=DEFAULT_COMMAND,
-                        unauthorized_users=frozenset({"root"}))
-    argv = kernel_argv(KID, PY, policy, operator_env={"SPARK_HOME": "/s", "SPARK_OPTS": "--master m"},
-                       request_env={"KERNEL_USERNAME": "alice", "SPARK_OPTS": "--master request"})
-    assert argv[:7] == ["sudo", "-n", "-H", "-E", "-u", "alice", "--"]
-    assert argv[7:12] == ["/s/bin/spark-submit", "--master", "m", "--name", KID]
-    assert argv[12:14] == ["--proxy-user", "alice"]
-
-
-@pytest.mark.parametrize(("user", "policy", "match"), [
-    ("root", ArgvPolicy(impersonation=True, impersonation_command=DEFAULT_COMMAND,
-                        unauthorized_users=frozenset({"root"})), "not allowed"),
-    ("eve", ArgvPolicy(impersonation=True, impersonation_command=DEFAULT_COMMAND,
-                       authorized_users=frozenset({"alice"})), "authorized users"),
-    ("-u", ArgvPolicy(impersonation=True, impersonation_command=DEFAULT_COMMAND), "valid user name"),
-    ("alice", ArgvPolicy(impersonation=True, impersonation_command=("sudo", "-u", "nobody")), "no {user}"),
-    ("alice", ArgvPolicy(impersonation=True), "needs impersonation_command"),
-])
-def test_impersonation_refusals_name_the_kernel(user: str, policy: ArgvPolicy, match: str) -> None:
-    with pytest.raises(PermissionError, match=match) as err:
-        kernel_argv(KID, PY, policy, operator_env={}, request_env={"KERNEL_USERNAME": user})
-    assert str(err.value).startswith(f"Kernel {KID}: ")
-    assert isinstance(err.value, ImpersonationError) or "user" in str(err.value)
-
-
-def test_without_spark_or_impersonation_the_argv_is_unchanged() -> None:
-    assert kernel_argv(KID, PY, ArgvPolicy(), operator_env={}, request_env={"KERNEL_USERNAME": "a"}) == PY
+def test_driver_template_keeps_the_token_reference_and_drops_server_values() -> None:
+    manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"kernel_id": "k1"}},
+                "spec": {"restartPolicy": "Never", "containers": [{
+                    "name": "kernel", "image": "i", "command": ["x"], "args": ["y"],
+                    "env": [{"name": "KERNEL_ID", "value": "k1"}, {"name": "SPARK_HOME", "value": "/srv/spark"},
+                            {"name": "SPARK_OPTS", "value": "--conf a=b"},
+                            {"name": "LAUNCH_TOKEN", "valueFrom": {"secretKeyRef": {"name": "p-launch",
+                                                                                    "key": "launch-token"}}}]}]}}
+    template = driver_template(manifest)
+    (container,) = template["spec"]["containers"]
+    assert "command" not in container and "args" not in container and "restartPolicy" not in template["spec"]
+    assert [e["name"] for e in container["env"]] == ["KERNEL_ID", "LAUNCH_TOKEN"]
+    assert manifest["spec"]["containers"][0]["command"] == ["x"]  # the input is not changed

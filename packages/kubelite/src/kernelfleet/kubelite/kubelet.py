@@ -23,6 +23,8 @@ from .events import EventRecorder
 from .incluster import DIRECTORY as API_ACCESS_DIRECTORY
 from .incluster import MOUNT_PATH as API_ACCESS_MOUNT_PATH
 from .incluster import ApiAccess, automounts, mounts_it_itself, write_directory
+from .network import PodIPs
+from .pod_dns import service_hosts
 from .probes import ReadinessProbe
 from .quantity import parse_quantity
 from .resources import BUILTINS, ResourceType
@@ -68,6 +70,8 @@ class NodeConfig:
     cpu_capacity: Decimal = Decimal(os.cpu_count() or 1)
     #: The Docker network pods get their IPs on (``network.PodNetwork``; Docker's default bridge without one).
     pod_network: str = "bridge"
+    #: Addresses given to pods before their containers exist (``network.PodIPs``; None: Docker's at start).
+    pod_ips: PodIPs | None = None
     #: The node's taints (``{"key", "value", "effect"}``), checked against pods' tolerations by the scheduler.
     taints: list[dict[str, Any]] = field(default_factory=list)
     #: Where emptyDir, configMap and secret volumes live on the node (``volumes.PodVolumes``).
@@ -173,6 +177,7 @@ class PodWorker:
         self.terminating = False
         self.phase_override: str | None = None
         self.pod_ip: str | None = None
+        self.reserved_ip: str | None = None  # from node.pod_ips, given back when the containers are removed
         self.scheduled = False
         self.started_at: str | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
@@ -443,6 +448,24 @@ class PodWorker:
             return None  # the cache has not caught up with the API yet
         return self.k.store.find(_CORE_TYPES[plural], self.ns, name)
 
+    def _field_value(self, path: str) -> str | None:
+        """``env[].valueFrom.fieldRef``: the pod fields the downward API offers (None: not supported)."""
+        meta = self.pod.get("metadata") or {}
+        simple = {"metadata.name": self.name, "metadata.namespace": self.ns, "metadata.uid": self.uid,
+                  "spec.nodeName": str(self.spec.get("nodeName") or self.k.node.name),
+                  "spec.serviceAccountName": str(self.spec.get("serviceAccountName") or "default"),
+                  "status.hostIP": self.k.node.ip, "status.hostIPs": self.k.node.ip,
+                  "status.podIP": (self.k.node.ip if self.spec.get("hostNetwork") else
+                                   self.reserved_ip or self.pod_ip or "")}
+        simple["status.podIPs"] = simple["status.podIP"]
+        if path in simple:
+            return simple[path]
+        for prefix, values in (("metadata.labels", meta.get("labels")), ("metadata.annotations",
+                                                                            meta.get("annotations"))):
+            if path.startswith(prefix + "['") and path.endswith("']"):
+                return str((values or {}).get(path[len(prefix) + 2:-2], ""))
+        return None
+
     def _config_error(self, c: _Container, message: str) -> None:
         """The container cannot be created as configured: CreateContainerConfigError, worded as the kubelet's."""
         c.state = {"waiting": {"reason": "CreateContainerConfigError", "message": message}}
@@ -451,8 +474,11 @@ class PodWorker:
 
     async def _create(self, c: _Container, network_of: _Container | None) -> bool:
         spec = c.spec
+        if (network_of is None and not self.spec.get("hostNetwork") and self.reserved_ip is None
+                and self.k.node.pod_ips is not None):
+            self.reserved_ip = self.k.node.pod_ips.allocate()  # the sandbox's address: known to fieldRef status.podIP
         try:
-            env = container_env(list(spec.get("env") or []), self.ns, self._lookup)
+            env = container_env(list(spec.get("env") or []), self.ns, self._lookup, self._field_value)
             if self.api_access is not None:
                 env = {**self.api_access[1], **env}
         except EnvConfigError as err:
@@ -480,6 +506,10 @@ class PodWorker:
             host_config["NetworkMode"] = f"container:{network_of.docker.id}"
         else:
             host_config["NetworkMode"] = self.k.node.pod_network
+        if host_config["NetworkMode"] != "host":
+            hosts = service_hosts(self.k.store, self.ns, self.pod)
+            if hosts:
+                host_config["ExtraHosts"] = hosts
         if groups:
             host_config["GroupAdd"] = groups
         if sc.get("privileged"):
@@ -527,6 +557,9 @@ class PodWorker:
             config["User"] = user
         if host_config["NetworkMode"] == self.k.node.pod_network:
             config["Hostname"] = str(self.spec.get("hostname") or self.name)[:63]
+            if self.reserved_ip is not None:
+                config["NetworkingConfig"] = {"EndpointsConfig": {self.k.node.pod_network: {
+                    "IPAMConfig": {"IPv4Address": self.reserved_ip}}}}
         docker_name = f"k8s_{c.name}_{self.name}_{self.ns}_{self.uid}_0"
         c.docker = await self._docker(lambda: self.k.docker.containers.create(config, name=docker_name))
         self._event("Normal", "Created", f"Created container {c.name}", c.name)
@@ -644,6 +677,9 @@ class PodWorker:
             with contextlib.suppress(aiodocker.DockerError):
                 await container.delete(force=True)
         await self.volumes.cleanup()
+        if self.reserved_ip is not None and self.k.node.pod_ips is not None:
+            self.k.node.pod_ips.release(self.reserved_ip)
+            self.reserved_ip = None
         if remove_object:
             current = self.k.store.find(self.k.pods_rt, self.ns, self.name)
             if current is not None and current["metadata"].get("uid") == self.uid:

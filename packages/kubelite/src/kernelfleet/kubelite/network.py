@@ -11,6 +11,7 @@ pod network does on a cluster. Docker's default ``bridge`` (docker0) and other n
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 from typing import Any
 
@@ -20,6 +21,30 @@ log = logging.getLogger("kubelite.network")
 
 LABEL_MANAGED = "kubelite"
 LABEL_INSTANCE = "kubelite.instance"
+
+
+class PodIPs:
+    """Pod addresses handed out before a pod's first container is created, as a CNI plugin gives the pod sandbox its
+    IP before any container runs: so ``status.podIP`` is known to ``env[].valueFrom.fieldRef`` (Spark's driver binds
+    to it). Released when the pod's containers are removed."""
+
+    def __init__(self, subnet: str, gateway: str) -> None:
+        self.network = ipaddress.ip_network(subnet, strict=False)
+        self.taken = {ipaddress.ip_address(gateway)}
+        self.next = 0
+
+    def allocate(self) -> str:
+        first, count = int(self.network.network_address) + 1, max(0, self.network.num_addresses - 2)
+        for i in range(count):
+            candidate = ipaddress.ip_address(first + (self.next + i) % count)
+            if candidate not in self.taken:
+                self.taken.add(candidate)
+                self.next = (self.next + i + 1) % count
+                return str(candidate)
+        raise RuntimeError(f"pod network {self.network} has no free address")
+
+    def release(self, ip: str) -> None:
+        self.taken.discard(ipaddress.ip_address(ip))
 
 
 class PodNetwork:
@@ -32,15 +57,22 @@ class PodNetwork:
         self.subnet: str | None = None
         self.gateway: str | None = None
         self._network: Any = None
+        self.ips: PodIPs | None = None
 
     async def create(self) -> PodNetwork:
-        self._network = await self.docker.networks.create({
-            "Name": self.name, "Driver": "bridge", "CheckDuplicate": True,
-            "Labels": {LABEL_MANAGED: "1", LABEL_INSTANCE: self.instance},
-        })
+        """Docker picks a free subnet; the network is then made again with that subnet as its own, because only on a
+        network with a configured subnet may a container get an address chosen before it starts (``PodIPs``)."""
+        spec: dict[str, Any] = {"Name": self.name, "Driver": "bridge", "CheckDuplicate": True,
+                                "Labels": {LABEL_MANAGED: "1", LABEL_INSTANCE: self.instance}}
+        self._network = await self.docker.networks.create(spec)
         info = await self._network.show()
         config = ((info.get("IPAM") or {}).get("Config") or [{}])[0]
         self.subnet, self.gateway = config.get("Subnet"), config.get("Gateway")
+        if self.subnet and self.gateway:
+            await self._network.delete()
+            self._network = await self.docker.networks.create(
+                {**spec, "IPAM": {"Config": [{"Subnet": self.subnet, "Gateway": self.gateway}]}})
+            self.ips = PodIPs(self.subnet, self.gateway)
         log.info("kubelite: pod network %s (%s, gateway %s)", self.name, self.subnet, self.gateway)
         return self
 

@@ -97,14 +97,23 @@ def _ref_value(ref: dict[str, Any], namespace: str, lookup: Lookup, *, secret: b
     raise EnvConfigError(f"couldn't find key {key} in {'Secret' if secret else 'ConfigMap'} {namespace}/{name}")
 
 
-def container_env(env: list[dict[str, Any]], namespace: str, lookup: Lookup) -> dict[str, str]:
-    """A container's variables in order, references resolved; other ``valueFrom`` sources stay empty (not
-    emulated). Raises ``EnvConfigError`` as the kubelet refuses the container."""
+def container_env(env: list[dict[str, Any]], namespace: str, lookup: Lookup,
+                  field_value: Callable[[str], str | None] | None = None) -> dict[str, str]:
+    """A container's variables in order, references resolved; ``fieldRef`` through ``field_value`` (the pod's
+    downward API), other ``valueFrom`` sources stay empty (not emulated). Raises ``EnvConfigError`` as the kubelet
+    refuses the container."""
     out: dict[str, str] = {}
     for entry in env:
         if "name" not in entry:
             continue
         source = entry.get("valueFrom") or {}
+        if "fieldRef" in source and field_value is not None:
+            path = str((source["fieldRef"] or {}).get("fieldPath", ""))
+            value = field_value(path)
+            if value is None:
+                raise EnvConfigError(f"unsupported fieldPath: {path}")
+            out[str(entry["name"])] = value
+            continue
         if "secretKeyRef" in source or "configMapKeyRef" in source:
             secret = "secretKeyRef" in source
             value = _ref_value(source["secretKeyRef" if secret else "configMapKeyRef"] or {}, namespace, lookup,

@@ -52,6 +52,8 @@ from .workloads import WorkloadControllers, default_service
 
 log = logging.getLogger("kubelite")
 
+APPLY_PATCH = "application/apply-patch+yaml"  # server-side apply (``_apply``)
+
 KUBERNETES_VERSION = {"major": "1", "minor": "36", "gitVersion": "v1.36.0-kubelite", "gitCommit": "kubelite",
                       "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "n/a",
                       "compiler": "python", "platform": "linux/amd64"}
@@ -170,6 +172,7 @@ class KubeLite:
         self.docker = docker
         self.pod_network = await PodNetwork(docker, self.node.instance).create()
         self.node.pod_network = self.pod_network.name
+        self.node.pod_ips = self.pod_network.ips
         self.node.volume_root = Path(await loop.run_in_executor(None, lambda: tempfile.mkdtemp(
             prefix=f"kubelite-{self.node.instance}-")))
         self.kubelet = Kubelet(self.store, self.pods_rt, self.recorder, docker, self.node)
@@ -847,6 +850,8 @@ class KubeLite:
     async def _update(self, request: web.Request, rt: ResourceType, namespace: str | None, name: str,
                       sub: str | None) -> web.Response:
         body = await self._body(request)
+        if request.method == "PATCH" and request.content_type == APPLY_PATCH and sub is None:
+            return await self._apply(request, rt, namespace, name, body)
         if request.method == "PATCH":
             ctype = request.content_type
             current = self.store.get(rt, namespace or "", name)
@@ -856,7 +861,7 @@ class KubeLite:
                     ctype == "application/strategic-merge-patch+json" and rt.builtin):
                 body = merge_patch(current, body)
             else:
-                accepted = "application/json-patch+json, application/merge-patch+json"
+                accepted = f"application/json-patch+json, application/merge-patch+json, {APPLY_PATCH}"
                 if rt.builtin:
                     accepted += ", application/strategic-merge-patch+json"
                 raise ApiError(415, f"the body of the request was in an unknown format - accepted media types "
@@ -865,6 +870,27 @@ class KubeLite:
         if sub is None:
             self._check_grant(request, rt, namespace, body)
         return _json(self.replace_object(rt, namespace, name, body, sub, strict=self._strict(request)))
+
+    async def _apply(self, request: web.Request, rt: ResourceType, namespace: str | None, name: str,
+                     body: Any) -> web.Response:
+        """Server-side apply, as far as a single field manager needs it (spark-submit's fabric8 client applies the
+        driver's Service and ConfigMap with ``forceConflicts()``): a missing object is created (201), an existing one
+        gets the applied fields merged in (200). Managed fields, ownership conflicts and list merge keys are not
+        tracked (README: not emulated)."""
+        if not isinstance(body, dict) or (body.get("metadata") or {}).get("name", name) != name:
+            raise bad_request("the name of the object does not match the name on the URL")
+        if not request.query.get("fieldManager"):
+            raise bad_request("PATCH /apply requires a non-empty fieldManager query parameter")
+        if self.store.find(rt, namespace or "", name) is None:
+            body.setdefault("metadata", {})["name"] = name
+            self._check_grant(request, rt, namespace, body)
+            created = self.create_object(rt, namespace, body, strict=self._strict(request),
+                                         dry_run=self._dry_run(request))
+            return _json(created, 201)
+        merged = merge_patch(self.store.get(rt, namespace or "", name), body)
+        merged.setdefault("metadata", {}).pop("resourceVersion", None)
+        self._check_grant(request, rt, namespace, merged)
+        return _json(self.replace_object(rt, namespace, name, merged, None, strict=self._strict(request)))
 
     def _selectors(self, request: web.Request, rt: ResourceType) -> Any:
         labels = parse_label_selector(request.query.get("labelSelector"))

@@ -194,10 +194,10 @@ GP_ENVIRONMENT: tuple[GpEnvironmentName, ...] = (
         SettingProbe(_DOCKER, "image_name", "acme/kernel-py:1", "acme/kernel-py:1"),
     ),
     GpEnvironmentName(
-        "GP_EXECUTOR_IMAGE_NAME", Support.HONOURED, "SparkOperatorProvisioner.executor_image_name "
-        "(KF_EXECUTOR_IMAGE_NAME)",
-        "Spark executors' image.",
-        SettingProbe(_SPARK_OPERATOR, "executor_image_name", "acme/spark:1", "acme/spark:1"),
+        "GP_EXECUTOR_IMAGE_NAME", Support.HONOURED, "KubernetesProvisioner.executor_image_name, "
+        "SparkOperatorProvisioner.executor_image_name (KF_EXECUTOR_IMAGE_NAME)",
+        "Spark executors' image: of a k8s_*_spark kernelspec (spark-submit in cluster mode) or a SparkApplication.",
+        SettingProbe(_K8S, "executor_image_name", "acme/spark:1", "acme/spark:1"),
     ),
     GpEnvironmentName(
         "GP_MIRROR_WORKING_DIRS", Support.HONOURED, "ContainerProvisioner.mirror_working_dirs",

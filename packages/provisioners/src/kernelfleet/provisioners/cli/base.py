@@ -393,7 +393,12 @@ def executor_image_name_from_env() -> str:
 
 
 def default_image(lang: str) -> str:
-    """Our kernel images, named like GP's (``kernel-py``/``-r``/``-scala``). Only the Scala one (Toree) carries
-    Spark: a Python or R Spark kernelspec must name its own image (``K8sSpecInstaller.check_target``)."""
+    """Our kernel images, named like GP's (``kernel-py``/``-r``/``-scala``); the Scala one (Toree) carries Spark."""
     short = {"python": "py", "r": "r", "scala": "scala"}[lang]
     return f"kernelfleet/kernel-{short}:{image_tag(package_version())}"
+
+
+def default_spark_image(lang: str) -> str:
+    """Our Spark-on-Kubernetes images for Python and R (``kernel-spark-py``/``-r``: a JRE, Spark, the kernel)."""
+    short = {"python": "py", "r": "r"}[lang]
+    return f"kernelfleet/kernel-spark-{short}:{image_tag(package_version())}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -16,6 +17,7 @@ from kernelfleet.provisioners.cli.base import (
     SparkSpecInstaller,
     SpecError,
     default_image,
+    default_spark_image,
     executor_image_name_from_env,
     image_name_from_env,
     image_tag,
@@ -24,8 +26,20 @@ from kernelfleet.provisioners.cli.base import (
     spec_flags,
     tensorflow_flag,
 )
-from kernelfleet.provisioners.container_argv import container_argv
+from kernelfleet.provisioners.container_argv import container_argv, launcher_args
 from kernelfleet.provisioners.k8s import deploy_kit, rbac
+
+#: The launcher files inside kernel-spark-py / kernel-spark-r, as spark-submit's application file.
+SPARK_LAUNCHER_FILES = {
+    "python": "local:///usr/local/bin/kernel-launchers/python/launch_ipykernel.py",
+    "r": "local:///usr/local/bin/kernel-launchers/r/launch_IRkernel.R",
+}
+
+
+def spark_submit_argv(spark_home: str, launcher_file: str, args: list[str]) -> list[str]:
+    """Pure: a cluster-mode kernelspec's argv; ``kubernetes-provisioner`` adds the env's ``SPARK_OPTS`` (split
+    without a shell), the master, namespace, images, pod template and labels (``k8s.spark_submit``)."""
+    return [f"{spark_home.rstrip('/')}/bin/spark-submit", "--deploy-mode", "cluster", launcher_file, *args]
 
 
 class K8sSpecInstaller(SparkSpecInstaller):
@@ -70,7 +84,9 @@ class K8sSpecInstaller(SparkSpecInstaller):
 
     @default("spark_home")
     def _spark_home_default(self) -> str:
-        # Spark lives in the image, not on this machine: the host's $SPARK_HOME says nothing about it.
+        # Python/R: spark-submit runs on the server (this machine's $SPARK_HOME); Scala: Spark is in the image.
+        if self.spark and not self.crd and self.lang in SPARK_LAUNCHER_FILES:
+            return os.environ.get("SPARK_HOME") or "/opt/spark"
         return "/opt/spark"
 
     def check_target(self) -> None:
@@ -80,13 +96,6 @@ class K8sSpecInstaller(SparkSpecInstaller):
             raise SpecError("--crd supports Python kernels only")
         if not self.spark and self.executor_image_name and self.executor_image_name != executor_image_name_from_env():
             self.log.warning("--executor-image-name is ignored without --spark")
-        if self.spark and self.lang != "scala" and not self.image_name.strip():
-            raise SpecError(
-                f"--spark for {LANGUAGE_TITLES[self.lang]} kernels needs --image-name (or KF_IMAGE_NAME / "
-                "GP_IMAGE_NAME): an image with Spark, a JRE and the kernel launcher. Kernel Fleet builds no Spark "
-                "image for Python or R (only kernel-scala carries Spark); extend kernel-py with FROM and install "
-                "pyspark and a JRE, as images/README.md shows"
-            )
 
     def provisioner_name(self) -> str:
         return "spark-operator-provisioner" if self.crd else "kubernetes-provisioner"
@@ -101,12 +110,22 @@ class K8sSpecInstaller(SparkSpecInstaller):
             return "Kubernetes Spark Operator"
         return f"Kubernetes {LANGUAGE_TITLES[self.lang]}{self.spark_suffixes()[1]}"
 
+    def cluster_mode(self) -> bool:
+        """Python and R Spark kernels run as Spark's driver pod, through spark-submit in cluster mode (GP's
+        ``k8s_*_spark``); Scala's (Toree) starts Spark inside its pod."""
+        return self.spark and not self.crd and self.lang in SPARK_LAUNCHER_FILES
+
     def build_argv(self) -> list[str]:
         mode = self.spark_mode() if (self.spark or self.lang != "python") else None
+        if self.cluster_mode():
+            return spark_submit_argv(self.spark_home, SPARK_LAUNCHER_FILES[self.lang],
+                                     launcher_args(kernel_class_name=self.kernel_class_name(), spark_init_mode=mode))
         return container_argv(kernel_class_name=self.kernel_class_name(), spark_init_mode=mode)
 
     def kernel_image(self) -> str:
-        return self.image_name.strip() or default_image(self.lang)
+        if self.image_name.strip():
+            return self.image_name.strip()
+        return default_spark_image(self.lang) if self.cluster_mode() else default_image(self.lang)
 
     def target_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"image_name": self.kernel_image()}

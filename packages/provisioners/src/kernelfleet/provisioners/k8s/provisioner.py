@@ -15,6 +15,7 @@ fails its launch and leaves that object alone.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -49,6 +50,12 @@ from kernelfleet.provisioners.k8s.settings import (
     kernel_pod_manifest,
     object_labels,
     settle_pod_launch,
+)
+from kernelfleet.provisioners.k8s.spark_submit import (
+    SparkSubmission,
+    SparkSubmitWorkload,
+    is_spark_submit,
+    split_spark_opts,
 )
 from kernelfleet.provisioners.k8s.status import pod_ended, pod_failure
 from kernelfleet.provisioners.k8s.watch import SharedWatch
@@ -142,6 +149,11 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         "forces it out of the API at once, leaving the containers to stop in the background)."
     ).tag(config=True)
     delete_timeout = Float(60.0, help="Seconds to wait for a deleted pod or namespace to be gone.").tag(config=True)
+    executor_image_name = Unicode(
+        help="Image of the Spark executor pods of a kernelspec whose argv runs spark-submit in cluster mode (env "
+        "KF_EXECUTOR_IMAGE_NAME / GP_EXECUTOR_IMAGE_NAME; default: the kernel image). A pod kernelspec has no "
+        "executors: set there, it is reported at each launch as unused."
+    ).tag(config=True)
 
     @default("namespace")
     def _namespace_default(self) -> str:
@@ -158,6 +170,10 @@ class KubernetesProvisioner(ContainerProvisionerBase):
     @default("service_account_name")
     def _service_account_default(self) -> str:
         return env_value(("KF_KERNEL_SERVICE_ACCOUNT_NAME", "GP_DEFAULT_KERNEL_SERVICE_ACCOUNT_NAME")) or "default"
+
+    @default("executor_image_name")
+    def _executor_image_default(self) -> str:
+        return env_value(("KF_EXECUTOR_IMAGE_NAME", "GP_EXECUTOR_IMAGE_NAME")) or ""
 
     @default("host_network")
     def _host_network_default(self) -> bool:
@@ -180,12 +196,32 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         self.pods: SharedWatch | None = None
         self.end_reason: str | None = None  # how the running kernel's pod ended, once the watch said so
         self.stopping = False  # this server stops or deletes the kernel: how its pod ends is no news
+        self.launch_cmd: list[str] = []  # the kernelspec's argv as formatted for this launch (spark-submit's)
         self.workload: Workload = self.make_workload()  # pod or custom resource, chosen once (k8s.workloads)
         self._pod_events: asyncio.Task[None] | None = None  # the pod's Events forwarded during a launch
 
     def make_workload(self) -> Workload:
-        """What this provisioner's kernels are: a pod it creates (``CustomResourceProvisioner``: a resource)."""
+        """What this provisioner's kernels are: a pod it creates, or the Spark driver pod of a kernelspec whose argv
+        runs spark-submit (``k8s.spark_submit``); ``CustomResourceProvisioner``: a resource."""
+        if self.kernel_spec is not None and is_spark_submit(list(self.kernel_spec.argv)):
+            return SparkSubmitWorkload(self)
         return PodWorkload(self)
+
+    def spark_submission(self, template_path: str, master: str) -> SparkSubmission:
+        """This launch's spark-submit as data (``k8s.spark_submit.submit_argv`` makes the argv): the kernelspec's
+        argv as ``pre_launch`` formatted it, and this provisioner's namespace, names, images and labels."""
+        assert self.kernel_namespace and self.pod_name
+        return SparkSubmission(
+            argv=tuple(self.launch_cmd), master=master, namespace=self.kernel_namespace,
+            pod_name=self.pod_name, service_account=self.service_account or "default", image=self.image,
+            executor_image=self.executor_image_name.strip() or self.image,
+            driver_labels=self.object_labels(), executor_labels=self.object_labels({}), template_path=template_path,
+            app_name=self.pod_name,
+            spark_opts=split_spark_opts(str(self.spark_submit_env().get("SPARK_OPTS", "")), os.environ))
+
+    def spark_submit_env(self) -> dict[str, str]:
+        """What the kernelspec's env says spark-submit runs with (SPARK_HOME, JAVA_HOME, ...)."""
+        return dict(self.kernel_spec.env) if self.kernel_spec is not None else {}
 
     # ------------------------------------------------------------------------------------- settling
     def kubernetes_settings(self) -> KubernetesSettings:
@@ -274,6 +310,10 @@ class KubernetesProvisioner(ContainerProvisionerBase):
             raise LaunchError(f"Kernel {self.kernel_id}: cannot reach Kubernetes: {describe_api_error(err)}") from None
         await self.ensure_namespace(core)
         self.follow_pods()
+        self.launch_cmd = list(cmd)
+        if self.executor_image_name and not isinstance(self.workload, SparkSubmitWorkload):
+            self.log.warning("Kernel %s: executor_image_name %s is unused: this kernelspec's argv does not run "
+                             "spark-submit, so the kernel has no executors", self.kernel_id, self.executor_image_name)
         await self.workload.create(core)
         self._stop_pod_events()
         self._pod_events = asyncio.ensure_future(forward_pod_events(
