@@ -77,19 +77,23 @@ class DockerEngine:
         await self.client.close()
 
     # ------------------------------------------------------------------------------------- events
-    def watch(self, kernel_id: str) -> contextlib.AbstractContextManager[asyncio.Event]:
-        """An event set whenever Docker reports something about this kernel's containers."""
-        return self._signals.watch(kernel_id)
+    def watch(self, key: str) -> contextlib.AbstractContextManager[asyncio.Event]:
+        """An event set whenever Docker reports something about this kernel's containers (``key``: its kernel id)
+        or about the container whose id ``key`` is."""
+        return self._signals.watch(key)
 
     def _on_event(self, event: dict[str, Any]) -> None:
         nano = event.get("timeNano")
         if isinstance(nano, int) and nano > self._since_ns:
             self._since_ns = nano
-        attributes = (event.get("Actor") or {}).get("Attributes") or {}
+        actor = event.get("Actor") or {}
+        attributes = actor.get("Attributes") or {}
         kernel_id = attributes.get(LABEL_KERNEL_ID)
         if kernel_id:
             log.debug("Kernel %s: docker event %s %s", kernel_id, event.get("Type"), event.get("Action"))
             self._signals.wake(kernel_id)
+        if actor.get("ID"):  # a warm pool's standby, claimed or not, has no kernel_id label: waiters go by its id
+            self._signals.wake(str(actor["ID"]))
 
     async def _follow_events(self) -> None:
         """Keep one filtered event stream open; after a break, resume where it stopped."""

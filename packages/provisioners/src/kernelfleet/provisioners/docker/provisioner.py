@@ -29,7 +29,10 @@ from kernelfleet.provisioners.docker.common import LOG_TAIL_LINES, DockerProvisi
 from kernelfleet.provisioners.docker.container_end import describe_container_end
 from kernelfleet.provisioners.docker.engine import ENGINE_ERRORS, describe_engine_error
 from kernelfleet.provisioners.docker.specs import container_config
+from kernelfleet.provisioners.docker.standbys import claim_docker_standby
 from kernelfleet.provisioners.docker.swarm import DockerSwarmProvisioner
+from kernelfleet.provisioners.pool import WarmPool
+from kernelfleet.provisioners.pool.config import WarmPoolConfig
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
 
@@ -50,7 +53,7 @@ def token_archive(name: str, token: str, uid: int, gid: int) -> bytes:
     return buffer.getvalue()
 
 
-class DockerProvisioner(DockerProvisionerBase):
+class DockerProvisioner(WarmPoolConfig, DockerProvisionerBase):
     """``docker-provisioner``: the kernel in its own Docker container, created from the kernelspec's image and
     removed when the kernel stops. Configured per kernelspec or as ``c.DockerProvisioner.*``."""
 
@@ -73,6 +76,7 @@ class DockerProvisioner(DockerProvisionerBase):
         super().__init__(**kwargs)
         self.container_id: str | None = None
         self.exit_code: int | None = None
+        self._taken_from: WarmPool | None = None  # the warm pool this launch took a standby from (docker.standbys)
 
     # ------------------------------------------------------------------------------------- launch
     @property
@@ -124,6 +128,28 @@ class DockerProvisioner(DockerProvisionerBase):
             ) from None
         self.log.info("Kernel %s: running in container %s (%s, image %s, network %s)", self.kernel_id,
                       self.container_name, container.id[:12], self.image, self.network)
+
+    async def start_from_pool(self, cmd: list[str], env: dict[str, str], **kwargs: Any) -> bool:
+        """A standby container of this kernelspec's warm pool, renamed and claimed for this kernel
+        (``docker.standbys``); False when the launch goes cold."""
+        if self.warm_pool_size <= 0:
+            return False
+        self.check_response_reachable()
+        self.exit_code = None
+        self._taken_from, standby = await claim_docker_standby(self)
+        if standby is None:
+            return False
+        await self.release_engine()  # the standby's own lease becomes this kernel's
+        self.engine, self.container_id = standby.engine, standby.container_id
+        return True
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
+        try:
+            return await super().launch_kernel(cmd, **kwargs)
+        finally:
+            pool, self._taken_from = self._taken_from, None
+            if pool is not None:
+                pool.launched()
 
     def _record(self, container: aiodocker.docker.DockerContainer) -> None:
         self.container_id = container.id
@@ -188,8 +214,11 @@ class DockerProvisioner(DockerProvisionerBase):
 
     async def _wait_exit(self) -> int | None:
         """Until the container has stopped: its exit code (None when it vanished). Woken by Docker events."""
+        if self.container_id is None:
+            return self.exit_code
         engine = self.lease_engine()
-        with engine.watch(self.kernel_id) as changed:
+        # by id: a claimed standby's container has no kernel_id label (docker.standbys)
+        with engine.watch(self.container_id) as changed:
             retry = 0.1
             while True:
                 try:

@@ -1,0 +1,37 @@
+"""The warm-pool settings every pooling provisioner shares (``distributed-provisioner``, ``docker-provisioner``):
+one set of traits, configurable per kernelspec or as ``c.<Provisioner>.warm_pool_*`` (docs/warm-pools.md)."""
+
+from __future__ import annotations
+
+from traitlets import Float, HasTraits, Integer, default
+
+from kernelfleet.provisioners.envconfig import env_number
+
+
+class WarmPoolConfig(HasTraits):
+    """Mixed into a provisioner whose engine can keep standbys; read by its ``*_pool`` builder."""
+
+    warm_pool_size = Integer(
+        help="Standby launchers kept warm for this kernelspec, claimed by its next starts (env KF_WARM_POOL_SIZE; "
+        "default 0: none). Python kernels on localhost or Docker only; anything else starts cold "
+        "(docs/warm-pools.md)."
+    ).tag(config=True)
+    warm_pool_idle_ttl = Float(
+        help="Seconds a standby may wait unclaimed before it is stopped; the pool refills at the next start of the "
+        "kernelspec (env KF_WARM_POOL_IDLE_TTL; default 1800)."
+    ).tag(config=True)
+    warm_pool_max_starting = Integer(
+        4, help="Most standbys of one pool starting at once, so a refill never crowds out the host."
+    ).tag(config=True)
+    warm_pool_refill_delay = Float(
+        1.0, help="Seconds after a claimed kernel has reported before its replacement standby starts, so the "
+        "replacement's start-up does not slow the new kernel's first cells."
+    ).tag(config=True)
+
+    @default("warm_pool_size")
+    def _warm_pool_size_default(self) -> int:
+        return int(env_number(("KF_WARM_POOL_SIZE",), 0))
+
+    @default("warm_pool_idle_ttl")
+    def _warm_pool_idle_ttl_default(self) -> float:
+        return env_number(("KF_WARM_POOL_IDLE_TTL",), 1800.0)
