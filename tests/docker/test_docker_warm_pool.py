@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -59,7 +60,7 @@ async def full(pool: WarmPool) -> None:
     await asyncio.wait_for(pool.until(lambda p: len(p.idle) == p.settings.size), WAIT)
 
 
-async def start_pooled(kernels_dir: Path, name: str) -> AsyncKernelManager:
+async def start_pooled(kernels_dir: Path, name: str, **kwargs: object) -> AsyncKernelManager:
     """The first start of the kernelspec is cold and creates its pool; the next one, once it is full, is pooled."""
     warmup = manager(kernels_dir, name)
     await warmup.start_kernel()
@@ -67,7 +68,7 @@ async def start_pooled(kernels_dir: Path, name: str) -> AsyncKernelManager:
     pool = the_pool()
     await full(pool)
     km = manager(kernels_dir, name)
-    await km.start_kernel()
+    await km.start_kernel(**kwargs)
     assert pool.stats["claimed"] == 1, pool.stats
     return km
 
@@ -112,6 +113,18 @@ async def test_pooled_docker_kernel_lifecycle(kernels_dir: Path, pooled_spec: st
     assert pool.stats["lost"] == 0 and pool.stats["failed"] == 0, pool.stats
 
 
+async def test_request_env_and_working_dir_reach_the_pooled_docker_kernel(
+    kernels_dir: Path, docker_spec: Callable[..., str]
+) -> None:
+    name = docker_spec("docker-provisioner", "kf_docker_pooled_dirs", warm_pool_size=1, mirror_working_dirs=True)
+    km = await start_pooled(kernels_dir, name, env={**os.environ, "KERNEL_TEAM": "blue", "KERNEL_WORKING_DIR": "/tmp"})
+    client = await connect(km)
+    reply = await execute(client, "import os; (os.environ.get('KERNEL_TEAM'), os.getcwd())")
+    assert reply["result"] == repr(("blue", "/tmp"))
+    client.stop_channels()
+    await km.shutdown_kernel(now=True)
+
+
 async def test_death_of_a_pooled_docker_kernel_is_detected(kernels_dir: Path, pooled_spec: str) -> None:
     km = await start_pooled(kernels_dir, pooled_spec)
     prov = km.provisioner
@@ -136,7 +149,8 @@ async def test_sweep_of_standbys_whose_server_is_gone(kernels_dir: Path, pooled_
     assert len(standbys) == 2
     assert (await find(server_id, swarm=False, containers=True))[0] == []  # a running server's pool
 
-    pool.abandon()  # what a server's death does to its standbys: their connections to the broker end
+    for link in pool.idle:  # what a server's death does to its standbys: their connections to the broker end
+        link.drop()
     for container in standbys:
         assert (await asyncio.wait_for(docker_cli("wait", container), WAIT)).strip() == "0"
     orphans = (await find(server_id, swarm=False, containers=True))[0]
