@@ -34,7 +34,7 @@ from kernelfleet.provisioners.docker.container_end import describe_container_end
 from kernelfleet.provisioners.docker.engine import ENGINE_ERRORS, DockerEngine, describe_engine_error
 from kernelfleet.provisioners.docker.specs import DockerLaunch, container_config
 from kernelfleet.provisioners.labels import APP, LABEL_APP, LABEL_COMPONENT
-from kernelfleet.provisioners.pool import ClaimFailed, PoolSettings, WarmPool, pool_for
+from kernelfleet.provisioners.pool import ClaimFailed, WarmPool, pool_for
 from kernelfleet.provisioners.pool.spec import claim_env, pool_id
 from kernelfleet.provisioners.server_identity import LABEL_SERVER, SERVER_ID_ENV
 
@@ -195,7 +195,7 @@ def poolable(p: DockerProvisioner, standby: DockerLaunch) -> str | None:
 def docker_pool(p: DockerProvisioner, broker: ResponseBroker) -> WarmPool:
     """The running loop's pool for ``p``'s kernelspec and container settings, created on first use."""
     spec = p.kernel_spec
-    kernel_name = getattr(p.parent, "kernel_name", "") or (spec.display_name if spec else "") or "kernel"
+    kernel_name = p.pool_kernel_name()
     settings = p.container_settings()
     identity = pool_id(kernel_name, type(p).__name__, list(spec.argv) if spec else [], dict(spec.env) if spec else {},
                        spec.metadata if spec else {}, p.server_id, p.launch_env[contract.RESPONSE_ADDRESS],
@@ -205,9 +205,7 @@ def docker_pool(p: DockerProvisioner, broker: ResponseBroker) -> WarmPool:
     def create() -> WarmPool:
         from kernelfleet.provisioners.docker.provisioner import TOKEN_FILE_NAME
 
-        pool_settings = PoolSettings(identity, int(p.warm_pool_size), float(p.warm_pool_idle_ttl),
-                                     max_starting=int(p.warm_pool_max_starting),
-                                     refill_delay=float(p.warm_pool_refill_delay))
+        pool_settings = p.pool_settings(identity)
         engine = DockerStandbys(_standby_launch(p, identity), p.launch_token_dir, TOKEN_FILE_NAME)
         pool = WarmPool(pool_settings, engine, broker, p.log)
         p.log.info("Pool %s: created for kernelspec %s (%d standbys, Docker containers of %s)", identity,

@@ -3,9 +3,12 @@ one set of traits, configurable per kernelspec or as ``c.<Provisioner>.warm_pool
 
 from __future__ import annotations
 
+from typing import Any
+
 from traitlets import Float, HasTraits, Integer, default
 
 from kernelfleet.provisioners.envconfig import env_number
+from kernelfleet.provisioners.pool.manager import PoolSettings
 
 
 class WarmPoolConfig(HasTraits):
@@ -35,3 +38,15 @@ class WarmPoolConfig(HasTraits):
     @default("warm_pool_idle_ttl")
     def _warm_pool_idle_ttl_default(self) -> float:
         return env_number(("KF_WARM_POOL_IDLE_TTL",), 1800.0)
+
+    def pool_settings(self, pool_id: str) -> PoolSettings:
+        """The sizing of pool ``pool_id`` from these settings (the engines' ``*_pool`` builders)."""
+        return PoolSettings(pool_id, int(self.warm_pool_size), float(self.warm_pool_idle_ttl),
+                            max_starting=int(self.warm_pool_max_starting),
+                            refill_delay=float(self.warm_pool_refill_delay))
+
+    def pool_kernel_name(self) -> str:
+        """The kernelspec's name (its display name outside a kernel manager): the first part of its pools' ids."""
+        spec: Any = getattr(self, "kernel_spec", None)
+        parent: Any = getattr(self, "parent", None)
+        return getattr(parent, "kernel_name", "") or (spec.display_name if spec else "") or "kernel"
