@@ -125,6 +125,20 @@ async def test_request_env_and_working_dir_reach_the_pooled_docker_kernel(
     await km.shutdown_kernel(now=True)
 
 
+async def test_a_kernel_id_its_container_name_cannot_carry_starts_cold(kernels_dir: Path, pooled_spec: str) -> None:
+    """The sweep reads a claimed standby's kernel id from its name: only UUID ids are pooled, others start cold."""
+    km = await start_pooled(kernels_dir, pooled_spec)  # one pooled start: the pool exists and refills
+    await km.shutdown_kernel(now=True)
+    pool = the_pool()
+    await full(pool)
+    odd = manager(kernels_dir, pooled_spec, kernel_id="Odd_Kernel.Id")
+    await odd.start_kernel()
+    assert pool.stats["claimed"] == 1 and len(pool.idle) == 2, pool.stats
+    labels = (await inspect(odd.provisioner.container_id))["Config"]["Labels"]  # type: ignore[index]
+    assert labels["kernel_id"] == "Odd_Kernel.Id" and LABEL_STANDBY not in labels  # a cold kernel's container
+    await odd.shutdown_kernel(now=True)
+
+
 async def test_death_of_a_pooled_docker_kernel_is_detected(kernels_dir: Path, pooled_spec: str) -> None:
     km = await start_pooled(kernels_dir, pooled_spec)
     prov = km.provisioner

@@ -180,11 +180,14 @@ def _standby_launch(p: DockerProvisioner, pool: str) -> DockerLaunch:
                         no_new_privileges=p.no_new_privileges, memory_bytes=p.memory_bytes)
 
 
-def poolable(p: DockerProvisioner, standby: DockerLaunch) -> str | None:
-    """Why this launch cannot come from ``p``'s pool (None: it can)."""
+def poolable(p: DockerProvisioner, standby: DockerLaunch | None) -> str | None:
+    """Why this launch cannot come from ``p``'s pool (None: it can). Without ``standby`` (before the pool exists):
+    only what the kernelspec decides, so that no pool is made for a kernelspec that never could use it."""
     language = (p.kernel_spec.language if p.kernel_spec else "") or "python"
     if language.lower() != "python":
         return "only the Python launcher has a standby mode"
+    if standby is None:
+        return None
     if p.container_name is None or kernel_id_of_name(p.container_name) != p.kernel_id:
         return "the kernel id is not a UUID the container's name carries whole"
     if (p.image, p.uid, p.gid) != (standby.image, standby.uid, standby.gid):
@@ -219,10 +222,12 @@ async def claim_docker_standby(p: DockerProvisioner) -> tuple[WarmPool | None, D
     """Take a standby from ``p``'s pool, rename it to the kernel's container name and claim it: the pool taken from
     (``launched()`` is due when the launch ends) and the claimed standby, None when the launch must go cold."""
     assert p.pending is not None and p.container_name is not None
-    pool = docker_pool(p, await ResponseBroker.instance(config=p.config))
-    engine = pool.engine
-    assert isinstance(engine, DockerStandbys)
-    why_not = poolable(p, engine.launch)
+    why_not = poolable(p, None)
+    if why_not is None:
+        pool = docker_pool(p, await ResponseBroker.instance(config=p.config))
+        assert isinstance(pool.engine, DockerStandbys)
+        engine = pool.engine
+        why_not = poolable(p, engine.launch)
     if why_not is not None:
         p.log.debug("Kernel %s: cold launch (%s)", p.kernel_id, why_not)
         return None, None
