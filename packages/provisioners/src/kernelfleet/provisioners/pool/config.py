@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from traitlets import Float, HasTraits, Integer, default
+from traitlets import Float, Integer, default
+from traitlets.config import Configurable
 
 from kernelfleet.provisioners.envconfig import env_number
 from kernelfleet.provisioners.pool.manager import PoolSettings
 
 
-class WarmPoolConfig(HasTraits):
+class WarmPoolConfig(Configurable):
     """Mixed into a provisioner whose engine can keep standbys; read by its ``*_pool`` builder."""
 
     warm_pool_size = Integer(
