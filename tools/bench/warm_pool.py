@@ -4,8 +4,12 @@
 2. ``--burst`` simultaneous starts against a pool of the same size: when the last one has executed (target: 1 s);
 3. the server's CPU while ``--idle`` standbys wait, over ``--idle-seconds`` (target: <= 0.05 % of a core).
 
+4. with ``--docker-image IMAGE``: the same as 1. for ``docker-provisioner`` (host network, broker on 127.0.0.1),
+   pooled and cold interleaved in the same run (target: pooled <= 0.10 s); ``--docker-only`` skips 1.-3.
+
 Usage: .venv/bin/python tools/bench/warm_pool.py [--runs 10] [--burst 20] [--idle 10] [--idle-seconds 20]
-Docker, Kubernetes, SSH and Swarm kernels start cold for now (docs/warm-pools.md): nothing to measure there.
+           [--docker-image kernelfleet/kernel-py:dev [--docker-only]]
+Kubernetes, SSH and Swarm kernels start cold for now (docs/warm-pools.md): nothing to measure there.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import statistics
 import sys
@@ -23,6 +28,7 @@ from pathlib import Path
 from common import start_to_first_execute
 from jupyter_client.kernelspec import KernelSpecManager
 
+from kernelfleet.provisioners.container_argv import container_argv
 from kernelfleet.provisioners.leases import close_all
 from kernelfleet.provisioners.pool import WarmPool, pools
 
@@ -30,10 +36,14 @@ LAUNCHER_ARGV = [sys.executable, "-m", "kernelfleet.launcher", "--kernel-id", "{
                  "{port_range}", "--response-address", "{response_address}", "--public-key", "{public_key}"]
 
 
-def write_spec(kernels: Path, name: str, pool_size: int) -> None:
-    spec = {"argv": LAUNCHER_ARGV, "display_name": name, "language": "python", "metadata": {
-        "kernel_provisioner": {"provisioner_name": "distributed-provisioner",
-                               "config": {"warm_pool_size": pool_size, "warm_pool_max_starting": 4}}}}
+def write_spec(kernels: Path, name: str, pool_size: int, docker_image: str = "") -> None:
+    config: dict[str, object] = {"warm_pool_size": pool_size, "warm_pool_max_starting": 4}
+    provisioner, argv = "distributed-provisioner", LAUNCHER_ARGV
+    if docker_image:
+        provisioner, argv = "docker-provisioner", container_argv()
+        config |= {"image_name": docker_image, "network": "host"}
+    spec = {"argv": argv, "display_name": name, "language": "python", "metadata": {
+        "kernel_provisioner": {"provisioner_name": provisioner, "config": config}}}
     (kernels / name).mkdir(parents=True)
     (kernels / name / "kernel.json").write_text(json.dumps(spec))
 
@@ -58,25 +68,53 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+async def interleaved(ksm: KernelSpecManager, pool: WarmPool, pooled_spec: str, cold_spec: str,
+                      runs: int) -> tuple[list[float], list[float]]:
+    """``runs`` starts of each, alternating, each pooled one from a full pool."""
+    pooled, cold = [], []
+    for _ in range(runs):
+        await full(pool)
+        pooled.append(await start_to_first_execute(ksm, pooled_spec))
+        cold.append(await start_to_first_execute(ksm, cold_spec))
+    return pooled, cold
+
+
+def row(results: dict[str, object], engine: str, pooled: list[float], cold: list[float]) -> None:
+    results[f"{engine}_start_to_1+1_pooled_median_s"] = round(statistics.median(pooled), 3)
+    results[f"{engine}_start_to_1+1_cold_median_s"] = round(statistics.median(cold), 3)
+    results[f"{engine}_pooled_runs_s"] = [round(s, 3) for s in pooled]
+    results[f"{engine}_cold_runs_s"] = [round(s, 3) for s in cold]
+
+
+async def docker_bench(args: argparse.Namespace, kernels: Path, results: dict[str, object]) -> None:
+    os.environ.setdefault("KF_RESPONSE_IP", "127.0.0.1")  # host network: the containers report on loopback
+    ksm = KernelSpecManager(kernel_dirs=[str(kernels)])
+    write_spec(kernels, "docker_pooled", 1, args.docker_image)
+    write_spec(kernels, "docker_cold", 0, args.docker_image)
+    pool = await warm(ksm, "docker_pooled", 1)
+    pooled, cold = await interleaved(ksm, pool, "docker_pooled", "docker_cold", args.runs)
+    assert pool.stats["claimed"] == args.runs, pool.stats
+    row(results, "docker", pooled, cold)
+    await pool.close()
+
+
 async def bench(args: argparse.Namespace, kernels: Path) -> dict[str, object]:
+    results: dict[str, object] = {}
+    if args.docker_image:
+        await docker_bench(args, kernels, results)
+    if args.docker_only:
+        await close_all()
+        return results
     ksm = KernelSpecManager(kernel_dirs=[str(kernels)])
     write_spec(kernels, "pooled", 1)
     write_spec(kernels, "cold", 0)
     write_spec(kernels, "burst", args.burst)
     write_spec(kernels, "idle", args.idle)
-    results: dict[str, object] = {}
 
     pool = await warm(ksm, "pooled", 1)
-    pooled, cold = [], []
-    for _ in range(args.runs):
-        await full(pool)
-        pooled.append(await start_to_first_execute(ksm, "pooled"))
-        cold.append(await start_to_first_execute(ksm, "cold"))
+    pooled, cold = await interleaved(ksm, pool, "pooled", "cold", args.runs)
     assert pool.stats["claimed"] == args.runs, pool.stats
-    results["start_to_1+1_pooled_median_s"] = round(statistics.median(pooled), 3)
-    results["start_to_1+1_cold_median_s"] = round(statistics.median(cold), 3)
-    results["pooled_runs_s"] = [round(s, 3) for s in pooled]
-    results["cold_runs_s"] = [round(s, 3) for s in cold]
+    row(results, "local", pooled, cold)
     await pool.close()
 
     burst_pool = await warm(ksm, "burst", args.burst)
@@ -102,14 +140,19 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=20)
     parser.add_argument("--idle", type=int, default=10)
     parser.add_argument("--idle-seconds", type=float, default=20.0)
+    parser.add_argument("--docker-image", default="", help="also measure docker-provisioner with this image")
+    parser.add_argument("--docker-only", action="store_true", help="only the Docker row")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         results = asyncio.run(bench(args, Path(tmp)))
     width = max(len(k) for k in results)
     for key, value in results.items():
         print(f"{key:<{width}}  {value}")
-    pooled, cold = results["start_to_1+1_pooled_median_s"], results["start_to_1+1_cold_median_s"]
-    print(f"{'pooled / cold':<{width}}  {pooled / cold:.2f}")  # type: ignore[operator]
+    for engine in ("local", "docker"):
+        if f"{engine}_start_to_1+1_cold_median_s" in results:
+            pooled = results[f"{engine}_start_to_1+1_pooled_median_s"]
+            cold = results[f"{engine}_start_to_1+1_cold_median_s"]
+            print(f"{engine + ' pooled / cold':<{width}}  {pooled / cold:.2f}")  # type: ignore[operator]
 
 
 if __name__ == "__main__":

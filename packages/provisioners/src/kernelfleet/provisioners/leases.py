@@ -30,11 +30,14 @@ class PerLoop(Generic[T]):
     """The objects of one kind, one per event loop (and per key, for kinds that have several per loop)."""
 
     def __init__(self, *, close: Callable[[T], Awaitable[None]] | None = None,
-                 abandon: Callable[[T], None] | None = None) -> None:
+                 abandon: Callable[[T], None] | None = None, close_first: bool = False) -> None:
         """``close`` releases an object on its own (running) loop (default: its ``close()``); ``abandon`` releases
-        what it can of one whose loop is already closed (plain sockets), found when the next loop asks."""
+        what it can of one whose loop is already closed (plain sockets), found when the next loop asks.
+        ``close_first``: ``close_all`` closes this kind before every other (warm pools, whose standbys are removed
+        through the engine clients), whatever the order the kinds were made in."""
         self._close = close or _close_method
         self._abandon = abandon
+        self.close_first = close_first
         self._objects: dict[asyncio.AbstractEventLoop, dict[Hashable, T]] = {}
         _registries.append(self)
 
@@ -131,5 +134,5 @@ class Leases:
 
 async def close_all() -> None:
     """Close every shared client of the running loop (server shutdown, end of a CLI run or of a test)."""
-    for registry in reversed(_registries):
+    for registry in sorted(reversed(_registries), key=lambda r: not r.close_first):
         await registry.close_running()

@@ -79,9 +79,10 @@ class DockerEngine:
         await self.client.close()
 
     # ------------------------------------------------------------------------------------- events
-    def watch(self, kernel_id: str) -> contextlib.AbstractContextManager[asyncio.Event]:
-        """An event set whenever Docker reports something about this kernel's containers."""
-        return self._signals.watch(kernel_id)
+    def watch(self, key: str) -> contextlib.AbstractContextManager[asyncio.Event]:
+        """An event set whenever Docker reports something about this kernel's containers (``key``: its kernel id)
+        or about the container whose id ``key`` is."""
+        return self._signals.watch(key)
 
     def listen(self, kernel_id: str, callback: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
         """Hand Docker's events about this kernel's containers to ``callback`` (launch events); the returned call
@@ -98,7 +99,8 @@ class DockerEngine:
         nano = event.get("timeNano")
         if isinstance(nano, int) and nano > self._since_ns:
             self._since_ns = nano
-        attributes = (event.get("Actor") or {}).get("Attributes") or {}
+        actor = event.get("Actor") or {}
+        attributes = actor.get("Attributes") or {}
         kernel_id = attributes.get(LABEL_KERNEL_ID)
         if kernel_id:
             log.debug("Kernel %s: docker event %s %s", kernel_id, event.get("Type"), event.get("Action"))
@@ -109,6 +111,8 @@ class DockerEngine:
                     listener(event)
                 except Exception as err:  # a listener's bug must not end the stream every kernel depends on
                     log.debug("Kernel %s: docker event listener failed: %s", kernel_id, err)
+        if actor.get("ID"):  # a warm pool's standby, claimed or not, has no kernel_id label: waiters go by its id
+            self._signals.wake(str(actor["ID"]))
 
     async def _follow_events(self) -> None:
         """Keep one filtered event stream open; after a break, resume where it stopped."""

@@ -32,9 +32,12 @@ from kernelfleet.provisioners.docker.container_end import describe_container_end
 from kernelfleet.provisioners.docker.engine import ENGINE_ERRORS, describe_engine_error
 from kernelfleet.provisioners.docker.pull import PullTally, pull_image
 from kernelfleet.provisioners.docker.specs import container_config
+from kernelfleet.provisioners.docker.standbys import claim_docker_standby
 from kernelfleet.provisioners.docker.swarm import DockerSwarmProvisioner
 from kernelfleet.provisioners.envconfig import env_bool, env_value
 from kernelfleet.provisioners.launch_events import Phase
+from kernelfleet.provisioners.pool import WarmPool
+from kernelfleet.provisioners.pool.config import WarmPoolConfig
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
 
@@ -55,7 +58,7 @@ def token_archive(name: str, token: str, uid: int, gid: int) -> bytes:
     return buffer.getvalue()
 
 
-class DockerProvisioner(DockerProvisionerBase):
+class DockerProvisioner(WarmPoolConfig, DockerProvisionerBase):
     """``docker-provisioner``: the kernel in its own Docker container, created from the kernelspec's image and
     removed when the kernel stops. Configured per kernelspec or as ``c.DockerProvisioner.*``."""
 
@@ -102,6 +105,7 @@ class DockerProvisioner(DockerProvisionerBase):
         self.container_id: str | None = None
         self.exit_code: int | None = None
         self._unlisten: Any = None  # stops forwarding Docker's container events to launch events
+        self._taken_from: WarmPool | None = None  # the warm pool this launch took a standby from (docker.standbys)
 
     # ------------------------------------------------------------------------------------- launch
     @property
@@ -193,6 +197,30 @@ class DockerProvisioner(DockerProvisionerBase):
         if unlisten is not None:
             unlisten()
 
+    async def start_from_pool(self, cmd: list[str], env: dict[str, str], **kwargs: Any) -> bool:
+        """A standby container of this kernelspec's warm pool, renamed and claimed for this kernel
+        (``docker.standbys``); False when the launch goes cold."""
+        if self.warm_pool_size <= 0:
+            return False
+        self.check_response_reachable()
+        self.exit_code = None
+        self._taken_from, standby = await claim_docker_standby(self)
+        if standby is None:
+            return False
+        await self.release_engine()  # the standby's own lease becomes this kernel's
+        self.engine, self.container_id = standby.engine, standby.container_id
+        pool_id = self._taken_from.pool_id if self._taken_from is not None else ""
+        self.progress.emit(Phase.HOST_CHOSEN, message=f"warm pool {pool_id}")
+        return True
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
+        try:
+            return await super().launch_kernel(cmd, **kwargs)
+        finally:
+            pool, self._taken_from = self._taken_from, None
+            if pool is not None:
+                pool.launched()
+
     def _record(self, container: aiodocker.docker.DockerContainer) -> None:
         self.container_id = container.id
 
@@ -256,8 +284,11 @@ class DockerProvisioner(DockerProvisionerBase):
 
     async def _wait_exit(self) -> int | None:
         """Until the container has stopped: its exit code (None when it vanished). Woken by Docker events."""
+        if self.container_id is None:
+            return self.exit_code
         engine = self.lease_engine()
-        with engine.watch(self.kernel_id) as changed:
+        # by id: a claimed standby's container has no kernel_id label (docker.standbys)
+        with engine.watch(self.container_id) as changed:
             retry = 0.1
             while True:
                 try:

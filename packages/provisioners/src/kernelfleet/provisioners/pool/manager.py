@@ -280,7 +280,7 @@ class WarmPool:
         self.idle.clear()
 
 
-_pools: PerLoop[WarmPool] = PerLoop(abandon=WarmPool.abandon)
+_pools: PerLoop[WarmPool] = PerLoop(abandon=WarmPool.abandon, close_first=True)  # before the engine clients
 
 
 def pool_for(pool_id: str, create: Callable[[], WarmPool]) -> WarmPool:

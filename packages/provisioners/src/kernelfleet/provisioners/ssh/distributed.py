@@ -41,6 +41,7 @@ from kernelfleet.provisioners.envconfig import env_bool, env_list, env_number, e
 from kernelfleet.provisioners.kernel_env import remote_kernel_env
 from kernelfleet.provisioners.launch_events import LaunchProgress, Phase
 from kernelfleet.provisioners.pool import WarmPool
+from kernelfleet.provisioners.pool.config import WarmPoolConfig
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
 from kernelfleet.provisioners.ssh.command import check_env, encode_env, launch_command
@@ -66,7 +67,7 @@ PASSWORD_VARIABLES = ("KF_SSH_PASSWORD", "GP_REMOTE_PWD")  # where a login passw
 SIGINT_GROUP_LAUNCHERS = ("python/", "r/")
 
 
-class DistributedProvisioner(RemoteProvisionerBase):
+class DistributedProvisioner(WarmPoolConfig, RemoteProvisionerBase):
     """``distributed-provisioner``: a kernel on one of ``remote_hosts``, over SSH, or as a local process for
     ``localhost`` (the embedded default). Configured per kernelspec in ``metadata.kernel_provisioner.config``
     or for the whole server as ``c.DistributedProvisioner.*``."""
@@ -144,21 +145,6 @@ class DistributedProvisioner(RemoteProvisionerBase):
         "unauthorized_users) through impersonation_command, and with spark_submit as --proxy-user (env "
         "KF_IMPERSONATION_ENABLED / GP_IMPERSONATION_ENABLED)."
     ).tag(config=True)
-    warm_pool_size = Integer(
-        help="Standby launchers kept warm for this kernelspec, claimed by its next starts (env KF_WARM_POOL_SIZE; "
-        "default 0: none). Python kernels on localhost only; anything else starts cold (docs/warm-pools.md)."
-    ).tag(config=True)
-    warm_pool_idle_ttl = Float(
-        help="Seconds a standby may wait unclaimed before it is stopped; the pool refills at the next start of the "
-        "kernelspec (env KF_WARM_POOL_IDLE_TTL; default 1800)."
-    ).tag(config=True)
-    warm_pool_max_starting = Integer(
-        4, help="Most standbys of one pool starting at once, so a refill never crowds out the host."
-    ).tag(config=True)
-    warm_pool_refill_delay = Float(
-        1.0, help="Seconds after a claimed kernel has reported before its replacement standby starts, so the "
-        "replacement's start-up does not slow the new kernel's first cells."
-    ).tag(config=True)
     impersonation_command = List(
         Unicode(), list(DEFAULT_COMMAND), help="With impersonation_enabled: the argv prefix that runs the launcher "
         "as {user} on the host (default sudo -n -H -E -u {user} --; its sudoers rule needs SETENV). Empty: only "
@@ -224,14 +210,6 @@ class DistributedProvisioner(RemoteProvisionerBase):
     @default("impersonation_enabled")
     def _impersonation_enabled_default(self) -> bool:
         return env_bool(("KF_IMPERSONATION_ENABLED", "GP_IMPERSONATION_ENABLED"), False)
-
-    @default("warm_pool_size")
-    def _warm_pool_size_default(self) -> int:
-        return int(env_number(("KF_WARM_POOL_SIZE",), 0))
-
-    @default("warm_pool_idle_ttl")
-    def _warm_pool_idle_ttl_default(self) -> float:
-        return env_number(("KF_WARM_POOL_IDLE_TTL",), 1800.0)
 
     @default("remote_log_dir")
     def _remote_log_dir_default(self) -> str:

@@ -21,7 +21,7 @@ from kernelfleet.protocol import contract
 from kernelfleet.protocol.standby import Claim
 from kernelfleet.provisioners.base import fill_placeholders
 from kernelfleet.provisioners.broker import ResponseBroker
-from kernelfleet.provisioners.pool import ClaimFailed, PoolSettings, WarmPool, pool_for
+from kernelfleet.provisioners.pool import ClaimFailed, WarmPool, pool_for
 from kernelfleet.provisioners.pool.spec import claim_env, pool_id
 from kernelfleet.provisioners.server_identity import LOCAL_LAUNCH_ENV, SERVER_ID_ENV, STANDBY_PARENT_ENV
 from kernelfleet.provisioners.ssh.local_process import LocalLauncherProcess
@@ -93,15 +93,13 @@ def local_pool(p: DistributedProvisioner, broker: ResponseBroker) -> WarmPool:
     use. Its argv is the kernelspec's as jupyter_client formats it, placeholders left for each standby."""
     argv = p.standby_argv()
     spec = p.kernel_spec
-    kernel_name = getattr(p.parent, "kernel_name", "") or (spec.display_name if spec else "") or "kernel"
+    kernel_name = p.pool_kernel_name()
     identity = pool_id(kernel_name, type(p).__name__, list(spec.argv) if spec else argv, dict(spec.env) if spec else {},
                        spec.metadata if spec else {}, p.server_id, p.launch_env[contract.RESPONSE_ADDRESS])
 
     def create() -> WarmPool:
         env = _standby_env(p, identity)
-        settings = PoolSettings(identity, int(p.warm_pool_size), float(p.warm_pool_idle_ttl),
-                                max_starting=int(p.warm_pool_max_starting),
-                                refill_delay=float(p.warm_pool_refill_delay))
+        settings = p.pool_settings(identity)
         pool = WarmPool(settings, LocalStandbys(argv, env, p.log), broker, p.log)
         p.log.info("Pool %s: created for kernelspec %s (%d standbys, local processes)", identity, kernel_name,
                    settings.size)

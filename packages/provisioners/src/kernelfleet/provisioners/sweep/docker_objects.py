@@ -1,5 +1,7 @@
 """Containers, Swarm services and Swarm secrets with this server's label, and their removal by Docker id.
 
+A warm pool's standby container carries no ``kernel_id`` label (Docker cannot add one at its claim): it is
+listed under the kernel id its name carries once claimed, and under its standby id once it stopped unclaimed.
 Swarm task containers carry their service's labels too; they are the service's to remove (deleting the service
 stops them), so they are not listed on their own. A secret can go only once no service uses it: services are
 removed first.
@@ -14,6 +16,7 @@ import aiodocker
 
 from kernelfleet.protocol.constants import KERNEL_ID_PATTERN
 from kernelfleet.provisioners.docker.engine import ENGINE_ERRORS, describe_engine_error
+from kernelfleet.provisioners.docker.standbys import LABEL_STANDBY, STANDBY_NAME_PREFIX, kernel_id_of_name
 from kernelfleet.provisioners.labels import LABEL_KERNEL_ID
 from kernelfleet.provisioners.server_identity import LABEL_SERVER
 from kernelfleet.provisioners.sweep.model import DOCKER, SWARM, EngineUnavailable, Orphan, Outcome, Removal
@@ -40,6 +43,17 @@ def _kernel_id(labels: dict[str, str] | None) -> str | None:
     return kernel_id if KERNEL_ID_PATTERN.match(kernel_id) else None
 
 
+def _standby_kernel_id(labels: dict[str, str], name: str, state: str) -> str | None:
+    """A warm pool's standby container (``docker.standbys``). Claimed (renamed to its kernel's container name): the
+    kernel id its name carries, as for a cold kernel's container. Unclaimed: its standby id (no session claims it),
+    but only once it stopped: a standby exits when its server's connection ends, so a running one is a live
+    server's pool."""
+    if not name.startswith(STANDBY_NAME_PREFIX):
+        return kernel_id_of_name(name)
+    standby_id = labels.get(LABEL_STANDBY, "")
+    return standby_id if state != "running" and KERNEL_ID_PATTERN.match(standby_id) else None
+
+
 async def _client() -> aiodocker.Docker:
     """A client of its own (the provisioners' shared one follows the event stream, which a sweep does not need)."""
     client = aiodocker.Docker()
@@ -63,11 +77,12 @@ async def find(server_id: str, *, swarm: bool, containers: bool) -> tuple[list[O
             for container in await client.containers.list(all=True, filters=_label_filter(server_id)):
                 info = container._container
                 labels = info.get("Labels") or {}
-                kernel_id = _kernel_id(labels)
+                name = str((info.get("Names") or [container.id[:12]])[0]).lstrip("/")
+                kernel_id = _standby_kernel_id(labels, name, str(info.get("State"))) if LABEL_STANDBY in labels \
+                    else _kernel_id(labels)
                 if kernel_id is None or LABEL_SWARM_SERVICE_ID in labels:
                     continue
                 details = await client.containers.get(container.id)
-                name = str((info.get("Names") or [container.id[:12]])[0]).lstrip("/")
                 found.append(Orphan(DOCKER, CONTAINER, name, container.id, kernel_id,
                                     age_of(details["Created"], now), server_id))
         if swarm:

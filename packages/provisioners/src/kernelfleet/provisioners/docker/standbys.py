@@ -1,0 +1,253 @@
+"""Warm-pool standbys as Docker containers (``docker-provisioner``): the ``StandbyEngine`` of
+``kernelfleet.provisioners.pool`` for this engine, and the provisioner's side of taking one from its pool.
+
+A standby container is created like a cold kernel's (same image, user, network, mounts, limits; the registration
+token copied in as the launch token file before it starts), with the environment a cold launch would give it
+without any request: ``KERNEL_ID`` is the standby's own id and ``KF_STANDBY_ID``/``KF_STANDBY_POOL`` say it waits
+for a claim. Docker cannot change a container's labels once it exists, so a standby carries the server's identity,
+``app`` and the pool labels (``LABEL_STANDBY``, ``LABEL_POOL``) but no ``kernel_id``; it is named
+``kf-standby-<hex>``. At the claim it is **renamed** to the name a cold launch of the kernel gets
+(``resource_name``), and from then on the container's id (in the provisioner info) and that name identify it: the
+Docker event stream wakes waiters by container id as well as by kernel id, and the orphan sweep reads a claimed
+standby's kernel id from its name (``kernel_id_of_name``). That is exact only when the kernel id is the name's
+whole tail, so only kernels with a UUID id (what jupyter_server gives every kernel) are pooled; others go cold.
+
+Only a request that settles to the standby's container (same image, uid, gid; no per-request working directory
+that the kernelspec does not mirror) can be served: a running container cannot change those.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import aiodocker
+
+from kernelfleet.protocol import contract
+from kernelfleet.protocol.standby import Claim
+from kernelfleet.provisioners.broker import ResponseBroker
+from kernelfleet.provisioners.container import LaunchInputs, settle_container
+from kernelfleet.provisioners.docker.container_end import describe_container_end
+from kernelfleet.provisioners.docker.engine import ENGINE_ERRORS, DockerEngine, describe_engine_error
+from kernelfleet.provisioners.docker.specs import DockerLaunch, container_config
+from kernelfleet.provisioners.labels import APP, LABEL_APP, LABEL_COMPONENT
+from kernelfleet.provisioners.pool import ClaimFailed, WarmPool, pool_for
+from kernelfleet.provisioners.pool.spec import claim_env, pool_id
+from kernelfleet.provisioners.server_identity import LABEL_SERVER, SERVER_ID_ENV
+
+if TYPE_CHECKING:
+    from kernelfleet.provisioners.docker.provisioner import DockerProvisioner
+
+LABEL_STANDBY = "kernelfleet.io/standby"
+LABEL_POOL = "kernelfleet.io/pool"
+COMPONENT_STANDBY = "standby"
+STANDBY_NAME_PREFIX = "kf-standby-"
+ENDED = frozenset({"exited", "dead"})
+UUID_TAIL = re.compile(r"-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
+
+
+def standby_labels(server_id: str, pool: str, standby_id: str) -> dict[str, str]:
+    """A standby container's labels: the server's identity (the sweep), ``app`` (the event stream), its pool."""
+    return {LABEL_SERVER: server_id, LABEL_APP: APP, LABEL_COMPONENT: COMPONENT_STANDBY, LABEL_POOL: pool,
+            LABEL_STANDBY: standby_id}
+
+
+def kernel_id_of_name(name: str) -> str | None:
+    """The kernel id a claimed standby container's name carries (``kf-<user>-<uuid>``), None for any other name."""
+    match = UUID_TAIL.search(name.lstrip("/"))
+    return match[1] if match else None
+
+
+@dataclass
+class DockerStandby:
+    """One standby container and the Docker engine lease that goes with it (handed to the kernel at its claim)."""
+
+    engine: DockerEngine
+    container_id: str
+    name: str
+
+
+class DockerStandbys:
+    """Creates, watches and removes one pool's standby containers."""
+
+    name = "docker"
+
+    def __init__(self, launch: DockerLaunch, token_dir: str, token_file: str) -> None:
+        self.launch = launch  # the standby's container, its id-specific values filled in per standby
+        self.token_dir = token_dir
+        self.token_file = token_file
+
+    async def start(self, standby_id: str, token: str) -> DockerStandby:
+        """Create and start the container; a cancelled start (the pool closing) still removes what it made."""
+        starting = asyncio.ensure_future(self._start(standby_id, token))
+        try:
+            return await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            await asyncio.wait({starting})
+            if not starting.cancelled() and starting.exception() is None:
+                await self.stop(starting.result())
+            raise
+
+    async def _start(self, standby_id: str, token: str) -> DockerStandby:
+        from kernelfleet.provisioners.docker.provisioner import token_archive
+
+        engine = DockerEngine.acquire()
+        name = f"{STANDBY_NAME_PREFIX}{standby_id.removeprefix('standby-')}"
+        labels = {**self.launch.labels, LABEL_STANDBY: standby_id}
+        env = {**self.launch.env, contract.KERNEL_ID: standby_id, contract.STANDBY_ID: standby_id}
+        config = container_config(dataclasses.replace(self.launch, env=env, labels=labels))
+        container = None
+        try:
+            container = await engine.client.containers.create(config, name=name)
+            await container.put_archive(self.token_dir, token_archive(self.token_file, token, self.launch.uid,
+                                                                      self.launch.gid))
+            await container.start()
+        except ENGINE_ERRORS as err:
+            if container is not None:
+                await self._delete(engine, container.id)
+            await engine.release()
+            raise RuntimeError(f"Docker could not start standby container {name} from image {self.launch.image!r}: "
+                               f"{describe_engine_error(err)}") from None
+        return DockerStandby(engine, container.id, name)
+
+    async def exited(self, handle: DockerStandby) -> str:
+        """Until Docker says the container ended (woken by its events): how it ended, with its last output."""
+        with handle.engine.watch(handle.container_id) as changed:
+            while True:
+                try:
+                    info = await handle.engine.client.containers.get(handle.container_id)
+                except aiodocker.DockerError as err:
+                    if err.status == 404:
+                        return f"container {handle.name} was removed"
+                    raise
+                if info["State"].get("Status") in ENDED:
+                    container = handle.engine.client.containers.container(handle.container_id)
+                    tail = "".join(await container.log(stdout=True, stderr=True, tail=5)).rstrip()
+                    return describe_container_end(f"container {handle.name}", info) + (f": {tail}" if tail else "")
+                await changed.wait()
+                changed.clear()
+
+    async def stop(self, handle: DockerStandby) -> None:
+        """Remove the container and give back its lease; completes even when cancelled (the pool closing)."""
+        stopping = asyncio.ensure_future(self._stop(handle))
+        try:
+            await asyncio.shield(stopping)
+        except asyncio.CancelledError:
+            await asyncio.wait({stopping})
+            raise
+
+    async def _stop(self, handle: DockerStandby) -> None:
+        try:
+            await self._delete(handle.engine, handle.container_id)
+        finally:
+            await handle.engine.release()
+
+    @staticmethod
+    async def _delete(engine: DockerEngine, container_id: str) -> None:
+        try:
+            await engine.client.containers.container(container_id).delete(force=True, v=True)
+        except aiodocker.DockerError as err:
+            if err.status != 404:
+                raise
+
+
+# ------------------------------------------------------------------------------------- the provisioner's side
+def _standby_launch(p: DockerProvisioner, pool: str) -> DockerLaunch:
+    """The container every standby of ``p``'s pool runs: a cold launch's, settled from an empty request."""
+    standby_env = {
+        "KERNEL_LANGUAGE": p.launch_env["KERNEL_LANGUAGE"],
+        contract.RESPONSE_ADDRESS: p.launch_env[contract.RESPONSE_ADDRESS],
+        contract.PUBLIC_KEY: p.launch_env[contract.PUBLIC_KEY],
+        contract.PORT_RANGE: "0..0",
+        contract.TRANSPORT_ENCRYPTION: p.launch_env[contract.TRANSPORT_ENCRYPTION],
+        SERVER_ID_ENV: p.server_id,
+    }
+    inputs = LaunchInputs(launch_env=standby_env, argv_settings=p.argv_settings(),
+                          spec_env=dict(p.kernel_spec.env) if p.kernel_spec is not None else {})
+    choice = settle_container(pool, p.container_settings(), {}, inputs)
+    env = dict(choice.env)
+    env.pop(contract.LAUNCH_TOKEN, None)
+    env[contract.LAUNCH_TOKEN_FILE] = p.launch_token_path
+    env[contract.STANDBY_POOL] = pool
+    if p.init:
+        env.setdefault("TINI_SUBREAPER", "1")
+    return DockerLaunch(image=choice.image, uid=choice.uid, gid=choice.gid, env=env,
+                        labels=standby_labels(p.server_id, pool, ""), network=p.network, init=p.init,
+                        working_dir=None, mounts=tuple(dict(m) for m in p.mounts),
+                        no_new_privileges=p.no_new_privileges, memory_bytes=p.memory_bytes)
+
+
+def poolable(p: DockerProvisioner, standby: DockerLaunch | None) -> str | None:
+    """Why this launch cannot come from ``p``'s pool (None: it can). Without ``standby`` (before the pool exists):
+    only what the kernelspec decides, so that no pool is made for a kernelspec that never could use it."""
+    language = (p.kernel_spec.language if p.kernel_spec else "") or "python"
+    if language.lower() != "python":
+        return "only the Python launcher has a standby mode"
+    if standby is None:
+        return None
+    if p.container_name is None or kernel_id_of_name(p.container_name) != p.kernel_id:
+        return "the kernel id is not a UUID the container's name carries whole"
+    if (p.image, p.uid, p.gid) != (standby.image, standby.uid, standby.gid):
+        return "the request chose another image, uid or gid than the pool's"
+    return None
+
+
+def docker_pool(p: DockerProvisioner, broker: ResponseBroker) -> WarmPool:
+    """The running loop's pool for ``p``'s kernelspec and container settings, created on first use."""
+    spec = p.kernel_spec
+    kernel_name = p.pool_kernel_name()
+    settings = p.container_settings()
+    identity = pool_id(kernel_name, type(p).__name__, list(spec.argv) if spec else [], dict(spec.env) if spec else {},
+                       spec.metadata if spec else {}, p.server_id, p.launch_env[contract.RESPONSE_ADDRESS],
+                       settings.image_name, settings.default_uid, settings.default_gid, p.network, list(p.mounts),
+                       p.memory_limit, p.init, p.launch_token_dir)
+
+    def create() -> WarmPool:
+        from kernelfleet.provisioners.docker.provisioner import TOKEN_FILE_NAME
+
+        pool_settings = p.pool_settings(identity)
+        engine = DockerStandbys(_standby_launch(p, identity), p.launch_token_dir, TOKEN_FILE_NAME)
+        pool = WarmPool(pool_settings, engine, broker, p.log)
+        p.log.info("Pool %s: created for kernelspec %s (%d standbys, Docker containers of %s)", identity,
+                   kernel_name, pool_settings.size, engine.launch.image)
+        return pool
+
+    return pool_for(identity, create)
+
+
+async def claim_docker_standby(p: DockerProvisioner) -> tuple[WarmPool | None, DockerStandby | None]:
+    """Take a standby from ``p``'s pool, rename it to the kernel's container name and claim it: the pool taken from
+    (``launched()`` is due when the launch ends) and the claimed standby, None when the launch must go cold."""
+    assert p.pending is not None and p.container_name is not None
+    why_not = poolable(p, None)
+    if why_not is None:
+        pool = docker_pool(p, await ResponseBroker.instance(config=p.config))
+        assert isinstance(pool.engine, DockerStandbys)
+        engine = pool.engine
+        why_not = poolable(p, engine.launch)
+    if why_not is not None:
+        p.log.debug("Kernel %s: cold launch (%s)", p.kernel_id, why_not)
+        return None, None
+    link = pool.take()
+    if link is None:
+        return None, None
+    standby: DockerStandby = link.handle
+    kernel_env = {k: v for k, v in p.container_env.items() if k != contract.LAUNCH_TOKEN_FILE}
+    claim = Claim(str(p.kernel_id), p.pending.token, claim_env(kernel_env, engine.launch.env), p.working_dir,
+                  p.launch_env[contract.PORT_RANGE])
+    try:
+        await standby.engine.client.containers.container(standby.container_id).rename(p.container_name)
+        standby.name = p.container_name
+        await link.claim(claim, timeout=p.comm_timeout)
+    except aiodocker.DockerError as err:
+        pool.discard(link, f"Docker could not rename it to {p.container_name}: {describe_engine_error(err)}")
+        return pool, None
+    except ClaimFailed as err:
+        pool.discard(link, str(err))
+        return pool, None
+    p.log.info("Kernel %s: claimed standby %s of pool %s (container %s, %s)", p.kernel_id, link.standby_id,
+               pool.pool_id, p.container_name, standby.container_id[:12])
+    return pool, standby

@@ -1,0 +1,53 @@
+"""The warm-pool settings every pooling provisioner shares (``distributed-provisioner``, ``docker-provisioner``):
+one set of traits, configurable per kernelspec or as ``c.<Provisioner>.warm_pool_*`` (docs/warm-pools.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from traitlets import Float, Integer, default
+from traitlets.config import Configurable
+
+from kernelfleet.provisioners.envconfig import env_number
+from kernelfleet.provisioners.pool.manager import PoolSettings
+
+
+class WarmPoolConfig(Configurable):
+    """Mixed into a provisioner whose engine can keep standbys; read by its ``*_pool`` builder."""
+
+    warm_pool_size = Integer(
+        help="Standby launchers kept warm for this kernelspec, claimed by its next starts (env KF_WARM_POOL_SIZE; "
+        "default 0: none). Python kernels on localhost or Docker only; anything else starts cold "
+        "(docs/warm-pools.md)."
+    ).tag(config=True)
+    warm_pool_idle_ttl = Float(
+        help="Seconds a standby may wait unclaimed before it is stopped; the pool refills at the next start of the "
+        "kernelspec (env KF_WARM_POOL_IDLE_TTL; default 1800)."
+    ).tag(config=True)
+    warm_pool_max_starting = Integer(
+        4, help="Most standbys of one pool starting at once, so a refill never crowds out the host."
+    ).tag(config=True)
+    warm_pool_refill_delay = Float(
+        1.0, help="Seconds after a claimed kernel has reported before its replacement standby starts, so the "
+        "replacement's start-up does not slow the new kernel's first cells."
+    ).tag(config=True)
+
+    @default("warm_pool_size")
+    def _warm_pool_size_default(self) -> int:
+        return int(env_number(("KF_WARM_POOL_SIZE",), 0))
+
+    @default("warm_pool_idle_ttl")
+    def _warm_pool_idle_ttl_default(self) -> float:
+        return env_number(("KF_WARM_POOL_IDLE_TTL",), 1800.0)
+
+    def pool_settings(self, pool_id: str) -> PoolSettings:
+        """The sizing of pool ``pool_id`` from these settings (the engines' ``*_pool`` builders)."""
+        return PoolSettings(pool_id, int(self.warm_pool_size), float(self.warm_pool_idle_ttl),
+                            max_starting=int(self.warm_pool_max_starting),
+                            refill_delay=float(self.warm_pool_refill_delay))
+
+    def pool_kernel_name(self) -> str:
+        """The kernelspec's name (its display name outside a kernel manager): the first part of its pools' ids."""
+        spec: Any = getattr(self, "kernel_spec", None)
+        parent: Any = getattr(self, "parent", None)
+        return getattr(parent, "kernel_name", "") or (spec.display_name if spec else "") or "kernel"
