@@ -7,8 +7,8 @@ Gateway Provisioners writes ``yarn_spark_scala`` (``bin/run.sh``, ``__TOREE_SPAR
 
 spark-submit in the last two is the TEST-ONLY stand-in from ``kernelfleet.yarnlite`` that submits over YARN's REST
 API; the AM it describes runs the launcher's JVM as Spark's ApplicationMaster would run the driver (Spark's jars
-on the classpath, the app's Spark settings as system properties) but there is no YARN scheduler backend for
-executors, so those kernels run no Spark job.
+on the classpath, the app's Spark settings as system properties), but with a local master: there is no YARN
+scheduler backend for executors, so these tests claim nothing about Spark jobs on YARN.
 
 Needs Java 17, the ``pyspark`` and ``toree`` packages in this venv and the launcher jar from
 ``tools/build-scala-launcher`` (fails, never skips, without them). A Toree start costs 15-60 s.

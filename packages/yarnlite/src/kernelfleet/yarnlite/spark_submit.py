@@ -13,9 +13,9 @@ the other options that take a value. The primary resource runs in the AM as ``<p
 AM env's ``PYSPARK_PYTHON``, else this interpreter), ``Rscript file.R args``, or, for a jar, as Spark's
 ApplicationMaster runs a JVM driver: ``java <Java 17 module options> <--driver-java-options> -cp
 jar:<--jars>:$SPARK_HOME/jars/* <--class> args`` (``SPARK_HOME`` being the directory above this script's ``bin``,
-as Spark's ``find-spark-home`` does), with the application's ``spark.*`` settings as system properties and
-``spark.master=yarn``, ``spark.submit.deployMode=cluster``. There is no Spark ApplicationMaster and no executor:
-a driver that starts a SparkContext against YARN fails here. The RM endpoints come from ``YARNLITE_RM``
+as Spark's ``find-spark-home`` does), with the application's ``spark.*`` settings as system properties. There
+is no Spark ApplicationMaster and no YARN scheduler backend: the driver's ``spark.master`` is ``local[*]``
+(a SparkContext it makes runs its tasks in the AM's JVM, no executor containers). The RM endpoints come from ``YARNLITE_RM``
 (comma-separated ``http://host:port``), as yarn-site.xml would say.
 """
 
@@ -104,8 +104,8 @@ def jvm_driver(options: dict[str, str], conf: dict[str, str], resource: str) -> 
     jars = [j for j in options.get("--jars", "").split(",") if j]
     classpath = [resource, *jars, os.path.join(spark_home, "jars", "*")]
     properties = {k: v for k, v in conf.items() if k.startswith("spark.") and not k.startswith(APP_MASTER_ENV)}
-    properties.update({"spark.master": "yarn", "spark.submit.deployMode": "cluster",
-                       "spark.app.name": options.get("--name", resource)})
+    # No Spark ApplicationMaster, no YARN scheduler backend: the driver's own master is local.
+    properties.update({"spark.master": "local[*]", "spark.app.name": options.get("--name", resource)})
     java_options = shlex.split(options.get("--driver-java-options") or conf.get("spark.driver.extraJavaOptions", ""))
     system_properties = [f"-D{k}={v}" for k, v in sorted(properties.items())]
     return ["java", *JAVA_MODULE_OPTIONS, *java_options, *system_properties, "-cp", ":".join(classpath),
