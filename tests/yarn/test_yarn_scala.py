@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[2]
 JAR = REPO / "launchers" / "scala" / "dist" / "kernelfleet-toree-launcher.jar"
 JUPYTER = Path(sys.executable).with_name("jupyter")
 SCALA_READY = 240.0
+FIRST_CELL = 240.0  # Toree compiles its interpreter on the first cell: minutes on a loaded 2-core machine
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -65,7 +66,7 @@ async def scala_lifecycle(km: AsyncKernelManager, cluster: Cluster, *, spark_job
     await km.start_kernel()
     try:
         client = await connect(km, SCALA_READY)
-        assert (await execute(client, "1+1"))["result"] == "2"
+        assert (await execute(client, "1+1", FIRST_CELL))["result"] == "2"
         if spark_job:
             job = await execute(client, "sc.parallelize(1 to 100).sum()")
             assert job["status"] == "ok" and job["result"] == "5050.0", job
@@ -136,7 +137,7 @@ async def test_gp_written_scala_kernelspec_runs_unchanged(tmp_path: Path, kernel
     await km.start_kernel()
     try:
         client = await connect(km, SCALA_READY)
-        assert (await execute(client, "6*7"))["result"] == "42"
+        assert (await execute(client, "6*7", FIRST_CELL))["result"] == "42"
         client.stop_channels()
         await shut_down_ends_app(km, cluster)
     finally:

@@ -64,10 +64,13 @@ def test_gp_scala_and_r_run_sh_become_spark_submit_argv() -> None:
     lib = ["toree-assembly-0.5.0-incubating.jar", "kernelfleet-toree-launcher.jar", "toree-launcher-SNAPSHOT.jar"]
     assert gp_spark_submit_argv([f"{kernel}/bin/run.sh", "--kernel-id", "k1"], env, None, lib) == [
         "/opt/spark/bin/spark-submit", "--master", "yarn", "--name", "k1",
+        "--driver-java-options", "--add-opens=java.base/java.util.jar=ALL-UNNAMED",
         "--jars", f"{kernel}/lib/toree-assembly-0.5.0-incubating.jar", "--class", "kernelfleet.toree.ToreeLauncher",
         f"{kernel}/lib/kernelfleet-toree-launcher.jar", "--alternate-sigint", "USR2", "--kernel-id", "k1"]
-    gp_only = gp_spark_submit_argv([f"{kernel}/bin/run.sh"], {**env, "SPARK_OPTS": "--master yarn"}, None, lib[::2])
-    assert gp_only[1:7] == ["--master", "yarn", "--jars", f"{kernel}/lib/{lib[0]}", "--class", "launcher.ToreeLauncher"]
+    own_options = {**env, "SPARK_OPTS": "--master yarn --driver-java-options -Dx=1"}
+    gp_only = gp_spark_submit_argv([f"{kernel}/bin/run.sh"], own_options, None, lib[::2])
+    assert gp_only[1:9] == ["--master", "yarn", "--driver-java-options", "-Dx=1", "--jars", f"{kernel}/lib/{lib[0]}",
+                            "--class", "launcher.ToreeLauncher"]
     with pytest.raises(ValueError, match="toree-assembly"):
         gp_spark_submit_argv([f"{kernel}/bin/run.sh"], env, None, ["kernelfleet-toree-launcher.jar"])
     r_argv = gp_spark_submit_argv(["/k/yarn_spark_r/bin/run.sh"], {"SPARK_HOME": "/s", "KERNEL_LANGUAGE": "r"}, None)

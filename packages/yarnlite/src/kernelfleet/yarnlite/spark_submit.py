@@ -15,8 +15,8 @@ ApplicationMaster runs a JVM driver: ``java <Java 17 module options> <--driver-j
 jar:<--jars>:$SPARK_HOME/jars/* <--class> args`` (``SPARK_HOME`` being the directory above this script's ``bin``,
 as Spark's ``find-spark-home`` does), with the application's ``spark.*`` settings as system properties. There
 is no Spark ApplicationMaster and no YARN scheduler backend: the driver's ``spark.master`` is ``local[*]``
-(a SparkContext it makes runs its tasks in the AM's JVM, no executor containers). The RM endpoints come from ``YARNLITE_RM``
-(comma-separated ``http://host:port``), as yarn-site.xml would say.
+(a SparkContext it makes runs its tasks in the AM's JVM, no executor containers). The RM endpoints come from
+``YARNLITE_RM`` (comma-separated ``http://host:port``), as yarn-site.xml would say.
 """
 
 from __future__ import annotations

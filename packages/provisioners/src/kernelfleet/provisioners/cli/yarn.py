@@ -30,11 +30,13 @@ from kernelfleet.provisioners.cli.base import (
 from kernelfleet.provisioners.cli.ssh import DEFAULT_LAUNCHERS_DIR
 from kernelfleet.provisioners.container_argv import launcher_args
 from kernelfleet.provisioners.yarn.client import normalise_endpoint
-from kernelfleet.provisioners.yarn.submission import TOREE_ASSEMBLY, TOREE_LAUNCHER_CLASS, TOREE_LAUNCHER_JAR
+from kernelfleet.provisioners.yarn.submission import (
+    TOREE_ASSEMBLY,
+    TOREE_DRIVER_JAVA_OPTIONS,
+    TOREE_LAUNCHER_CLASS,
+    TOREE_LAUNCHER_JAR,
+)
 
-#: Toree's magics read jar manifests through java.util.jar internals that Java 17 closes (launchers/scala/run.sh
-#: gives the same option); in cluster mode --driver-java-options reach the AM's JVM.
-TOREE_DRIVER_JAVA_OPTIONS = "--add-opens=java.base/java.util.jar=ALL-UNNAMED"
 DASK_REFUSAL = (
     "--dask is not supported: `dask-yarn submit` takes the kernel's environment only as --client-env KEY=VALUE on "
     "its command line (the launch token would be visible to every user of this host) and ships no file but the "

@@ -24,6 +24,9 @@ TOREE_LAUNCHER_CLASS = "kernelfleet.toree.ToreeLauncher"
 TOREE_ASSEMBLY = re.compile(r"toree-assembly-.*\.jar")
 GP_TOREE_LAUNCHER = re.compile(r"toree-launcher.*\.jar")
 GP_TOREE_LAUNCHER_CLASS = "launcher.ToreeLauncher"
+#: Toree's magics read jar manifests through java.util.jar internals that Java 17 closes (launchers/scala/run.sh gives
+#: the same option); in cluster mode --driver-java-options reach the AM's JVM.
+TOREE_DRIVER_JAVA_OPTIONS = "--add-opens=java.base/java.util.jar=ALL-UNNAMED"
 KERNEL_TAG_PREFIX = "kf-kernel-"
 SERVER_TAG_PREFIX = "kf-server-"
 
@@ -69,7 +72,9 @@ def gp_spark_submit_argv(argv: Sequence[str], env: Mapping[str, str], proxy_user
       lib/toree-assembly-*.jar --class <class> <launcher jar> ${TOREE_OPTS:-$__TOREE_OPTS__} $LAUNCH_OPTS
       <argv[1:]>``, the jars among ``lib_files`` (the names in ``<kernel dir>/lib``, listed by the caller): our
       ``kernelfleet-toree-launcher.jar`` when it is there, else GP's ``toree-launcher*.jar``
-      (``launcher.ToreeLauncher``, a protocol-v1 launcher the broker accepts only with ``accept_v1_reports``).
+      (``launcher.ToreeLauncher``, a protocol-v1 launcher the broker accepts only with ``accept_v1_reports``). When
+      the options give no driver Java options, ``--driver-java-options`` gets what Toree needs on Java 17
+      (``TOREE_DRIVER_JAVA_OPTIONS``; without it Toree's first cell never answers there).
     """
     spark_home = env.get("SPARK_HOME", "")
     if not spark_home:
@@ -83,6 +88,8 @@ def gp_spark_submit_argv(argv: Sequence[str], env: Mapping[str, str], proxy_user
     if language == "scala":
         toree_opts = env.get("TOREE_OPTS", "") or env.get("__TOREE_OPTS__", "")
         app = [*gp_toree_application(os.path.join(kernel_dir, "lib"), lib_files), *expand_options(toree_opts, env)]
+        if not any(w == "--driver-java-options" or w.startswith("spark.driver.extraJavaOptions=") for w in words):
+            app = ["--driver-java-options", TOREE_DRIVER_JAVA_OPTIONS, *app]
     else:
         script = "launch_IRkernel.R" if language == "r" else "launch_ipykernel.py"
         app = [os.path.join(kernel_dir, "scripts", script)]
