@@ -61,3 +61,27 @@ async def shut_down_ends_app(km: AsyncKernelManager, cluster: Cluster) -> None:
     await km.shutdown_kernel()
     app = cluster.apps[last]
     assert app.state in FINAL and app.process is not None and app.process.returncode is not None
+
+
+async def gp_kernelspec_runs_unchanged(kernels: Path, name: str, cluster: Cluster,
+                                       reconnect: Callable[[AsyncKernelManager], Awaitable[AsyncKernelClient]],
+                                       code: str, expected: str, launcher: str, cell_timeout: float) -> None:
+    """Start the GP-written kernelspec ``name`` (made with ``gp_kernelspec_dir``), run ``code`` (its value must be
+    ``expected``) and shut it down: one SPARK application named after the kernel whose AM ran ``launcher``, and
+    GP's run.sh never ran."""
+    from kf_testing import manager
+    from rs_testing import execute
+
+    km = manager(kernels, name)
+    await km.start_kernel()
+    try:
+        client = await reconnect(km)
+        assert (await execute(client, code, cell_timeout))["result"] == expected
+        client.stop_channels()
+        await shut_down_ends_app(km, cluster)
+    finally:
+        if km.has_kernel:
+            await km.shutdown_kernel(now=True)
+    (app,) = cluster.apps.values()
+    assert app.name == km.kernel_id and app.app_type == "SPARK" and launcher in app.command, app
+    assert not (kernels / name / "RUN_SH_WAS_EXECUTED").exists()

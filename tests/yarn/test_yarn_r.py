@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from kf_testing import manager
 from rs_testing import SAY_STARTED_R, connect, execute, execute_settled, interrupt
-from yarn_testing import gp_kernelspec_dir, restart_on_new_app, shut_down_ends_app
+from yarn_testing import gp_kernelspec_dir, gp_kernelspec_runs_unchanged, restart_on_new_app, shut_down_ends_app
 
 from kernelfleet.provisioners.container_argv import launcher_args
 from kernelfleet.yarnlite import Cluster, ResourceManager
@@ -77,16 +77,5 @@ async def test_gp_written_r_kernelspec_runs_unchanged(kernels_dir: Path, rm: Res
                 "LAUNCH_OPTS": ""},
         "argv": [str(spec_dir / "bin" / "run.sh"), *launcher_args(spark_init_mode="none")],
     }))
-    km = manager(kernels_dir, "yarn_spark_r")
-    await km.start_kernel()
-    try:
-        client = await connect(km, R_READY)
-        assert (await execute(client, "x <- 6 * 7; x"))["result"] == "[1] 42"
-        client.stop_channels()
-        await shut_down_ends_app(km, cluster)
-    finally:
-        if km.has_kernel:
-            await km.shutdown_kernel(now=True)
-    (app,) = cluster.apps.values()
-    assert app.name == km.kernel_id and app.app_type == "SPARK" and "launch_IRkernel.R" in app.command
-    assert not (spec_dir / "RUN_SH_WAS_EXECUTED").exists()
+    await gp_kernelspec_runs_unchanged(kernels_dir, "yarn_spark_r", cluster, lambda k: connect(k, R_READY),
+                                       "x <- 6 * 7; x", "[1] 42", "launch_IRkernel.R", R_READY)

@@ -30,7 +30,7 @@ import pytest
 from jupyter_client import AsyncKernelManager
 from kf_testing import manager
 from rs_testing import SAY_STARTED_SCALA, connect, execute, execute_after_interrupt, interrupt
-from yarn_testing import gp_kernelspec_dir, restart_on_new_app, shut_down_ends_app
+from yarn_testing import gp_kernelspec_dir, gp_kernelspec_runs_unchanged, restart_on_new_app, shut_down_ends_app
 
 from kernelfleet.provisioners.container_argv import launcher_args
 from kernelfleet.yarnlite import FINAL, Cluster, ResourceManager
@@ -133,16 +133,5 @@ async def test_gp_written_scala_kernelspec_runs_unchanged(tmp_path: Path, kernel
                 "__TOREE_OPTS__": "--alternate-sigint USR2", "LAUNCH_OPTS": "", "DEFAULT_INTERPRETER": "Scala"},
         "argv": [str(spec_dir / "bin" / "run.sh"), *launcher_args(spark_init_mode="lazy")],
     }))
-    km = manager(kernels_dir, "yarn_spark_scala")
-    await km.start_kernel()
-    try:
-        client = await connect(km, SCALA_READY)
-        assert (await execute(client, "6*7", FIRST_CELL))["result"] == "42"
-        client.stop_channels()
-        await shut_down_ends_app(km, cluster)
-    finally:
-        if km.has_kernel:
-            await km.shutdown_kernel(now=True)
-    (app,) = cluster.apps.values()
-    assert app.name == km.kernel_id and app.app_type == "SPARK" and "kernelfleet.toree.ToreeLauncher" in app.command
-    assert not (spec_dir / "RUN_SH_WAS_EXECUTED").exists()
+    await gp_kernelspec_runs_unchanged(kernels_dir, "yarn_spark_scala", cluster, lambda k: connect(k, SCALA_READY),
+                                       "6*7", "42", "kernelfleet.toree.ToreeLauncher", FIRST_CELL)
