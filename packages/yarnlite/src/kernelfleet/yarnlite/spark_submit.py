@@ -12,7 +12,7 @@ What it understands: ``--master yarn``, ``--deploy-mode cluster``, ``--name``, `
 the other options that take a value. The primary resource runs in the AM as ``<python> file.py args`` (the
 AM env's ``PYSPARK_PYTHON``, else this interpreter), ``Rscript file.R args``, or, for a jar, as Spark's
 ApplicationMaster runs a JVM driver: ``java <Java 17 module options> <--driver-java-options> -cp
-jar:<--jars>:$SPARK_HOME/jars/* <--class> args`` (``SPARK_HOME`` being the directory above this script's ``bin``,
+$SPARK_HOME/jars/*:jar:<--jars> <--class> args`` (``SPARK_HOME`` being the directory above this script's ``bin``,
 as Spark's ``find-spark-home`` does), with the application's ``spark.*`` settings as system properties. There
 is no Spark ApplicationMaster and no YARN scheduler backend: the driver's ``spark.master`` is ``local[*]``
 (a SparkContext it makes runs its tasks in the AM's JVM, no executor containers). The RM endpoints come from
@@ -102,7 +102,8 @@ def jvm_driver(options: dict[str, str], conf: dict[str, str], resource: str) -> 
     """The AM's JVM command for a jar application, up to its main class."""
     spark_home = os.path.dirname(os.path.dirname(os.path.abspath(sys.argv[0])))
     jars = [j for j in options.get("--jars", "").split(",") if j]
-    classpath = [resource, *jars, os.path.join(spark_home, "jars", "*")]
+    # Spark's AM puts Spark's own jars first; the application's come after them (not user-class-path-first).
+    classpath = [os.path.join(spark_home, "jars", "*"), resource, *jars]
     properties = {k: v for k, v in conf.items() if k.startswith("spark.") and not k.startswith(APP_MASTER_ENV)}
     # No Spark ApplicationMaster, no YARN scheduler backend: the driver's own master is local.
     properties.update({"spark.master": "local[*]", "spark.app.name": options.get("--name", resource)})
