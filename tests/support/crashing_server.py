@@ -4,8 +4,8 @@ with SIGKILL, leaving whatever the provisioners had created (the orphan sweep's 
 Run as ``python crashing_server.py KERNELS_DIR PLAN`` with PLAN a JSON list of {"spec", "kernel_id", "mode"}:
 "after" kernels are started to the end (the kernel runs and has reported), then "mid" launches are begun and the
 process SIGKILLs itself as soon as each of them has made its first engine object (a process, a container, a
-service, a pod, an application) and none has reported. It prints ``STARTED <kernel id>`` per finished launch and
-``CRASHING`` just before the kill. The server identity comes from KF_SERVER_ID in the environment, as an
+service, a pod, a YARN application) and none has reported. It prints ``STARTED <kernel id>`` per finished launch
+and ``CRASHING`` just before the kill. The server identity comes from KF_SERVER_ID in the environment, as an
 operator would set it.
 """
 
@@ -29,6 +29,7 @@ def made_something(provisioner: Any) -> bool:
     return bool(
         getattr(provisioner, "local_process", None) or getattr(provisioner, "launcher_pid", None)
         or getattr(provisioner, "container_id", None) or getattr(provisioner, "service_id", None)
+        or getattr(provisioner, "application_id", None)
         or (resource is not None and resource.uid)
     )
 

@@ -60,6 +60,8 @@ async def collect(client: AsyncKernelClient, msg_id: str, timeout: float = CELL)
             elif kind == "status" and content["execution_state"] == "idle":
                 if out["result"] is None and reply["content"]["status"] == "ok":
                     out["result"] = await late_result(client, msg_id)
+                # Toree may publish an interrupted cell's error after its idle status: the reply names it too.
+                out["ename"] = out["ename"] or reply["content"].get("ename")
                 return {**reply["content"], **out}
 
 

@@ -1,9 +1,11 @@
 """The RM authentication hook (where SPNEGO plugs in): with ``yarn_endpoint_security_enabled`` every request
 carries the hook's Authorization header, and an RM that refuses a request without it is satisfied; without a
-hook the launch fails with that message before anything is submitted."""
+hook the launch fails with that message before anything is submitted. And impersonation: the app runs as the
+requesting user."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest_asyncio
 import yarn_auth_hook
 from aiohttp import web
 from kf_testing import connect, execute, manager
+from yarn_testing import python_spark_submit_argv
 
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.yarnlite import Cluster, ResourceManager
@@ -66,3 +69,31 @@ async def test_rm_refusal_is_reported_with_its_status(kernels_dir: Path, make_ke
     km = manager(kernels_dir, name)
     with pytest.raises(LaunchError, match="YARN refused the application: HTTP 401"):
         await km.start_kernel()
+
+
+@pytest.mark.parametrize("submission", ["rest", "argv"])
+async def test_impersonation_runs_the_app_as_the_requesting_user(
+    submission: str, kernels_dir: Path, make_kernelspec: Callable[..., str], rm: ResourceManager, cluster: Cluster,
+    spark_home: Path, launchers_dir: Path,
+) -> None:
+    """``impersonation_enabled`` (GP_IMPERSONATION_ENABLED): a REST submission is made as KERNEL_USERNAME; spark-submit
+    (the TEST-ONLY stand-in, which submits as its ``--proxy-user``) gets ``--proxy-user KERNEL_USERNAME``. A user
+    name that is not one is refused before anything is submitted."""
+    argv = None if submission == "rest" else python_spark_submit_argv(spark_home, launchers_dir)
+    name = make_kernelspec(f"yarn_proxy_{submission}", provisioner="yarn-provisioner", argv=argv,
+                           config={"yarn_endpoint": rm.endpoint, "submission": submission,
+                                   "impersonation_enabled": True})
+    km = manager(kernels_dir, name)
+    with pytest.raises((LaunchError, ValueError), match="KERNEL_USERNAME is not a valid user name"):
+        await km.start_kernel(env={**os.environ, "KERNEL_USERNAME": "bob --class x"})
+    assert not cluster.apps
+    km = manager(kernels_dir, name)
+    await km.start_kernel(env={**os.environ, "KERNEL_USERNAME": "bob"})
+    try:
+        client = await connect(km)
+        assert (await execute(client, "2 ** 5"))["result"] == "32"
+        client.stop_channels()
+    finally:
+        await km.shutdown_kernel()
+    (app,) = cluster.apps.values()
+    assert app.user == "bob" and app.state == "FINISHED"

@@ -16,25 +16,16 @@ from pathlib import Path
 
 import pytest
 from kf_testing import connect, execute, interrupted_reply, manager, start_busy_cell
+from yarn_testing import gp_kernelspec_dir
 
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.yarn.provisioner import YarnProvisioner
 from kernelfleet.yarnlite import Cluster, ResourceManager
 
-# GP 0.5.0's run.sh, word for word in what matters: it would `eval` SPARK_OPTS. It must never run.
-GP_RUN_SH = """#!/usr/bin/env bash
-touch "$(dirname "$0")/../RUN_SH_WAS_EXECUTED"
-eval exec "${SPARK_HOME}/bin/spark-submit" "${SPARK_OPTS}" "${IMPERSONATION_OPTS}" \\
-    "${PROG_HOME}/scripts/launch_ipykernel.py" "${LAUNCH_OPTS}" "$@"
-"""
-
 
 def write_gp_kernelspec(kernels: Path, spark_home: Path, shim: Path) -> Path:
-    spec_dir = kernels / "yarn_spark_python"
-    (spec_dir / "bin").mkdir(parents=True)
+    spec_dir = gp_kernelspec_dir(kernels, "yarn_spark_python")
     (spec_dir / "scripts").mkdir()
-    (spec_dir / "bin" / "run.sh").write_text(GP_RUN_SH)
-    (spec_dir / "bin" / "run.sh").chmod(0o755)
     (spec_dir / "scripts" / "launch_ipykernel.py").write_bytes(shim.read_bytes())
     python_root = sys.prefix
     spec = {

@@ -680,3 +680,29 @@ def test_tensorflow_flag_is_accepted_and_says_it_changes_nothing(tool: str, tmp_
     assert tf == base
     refused = run_cli("ssh", "install", "--tensorflow", tmp_path=tmp_path)
     assert refused.returncode != 0 and "tensorflow" in refused.stderr
+
+
+def test_yarn_spec_scala_submits_the_launcher_jar_with_toree(tmp_path: Path) -> None:
+    """Scala: spark-submit in cluster mode of our launcher jar, Toree in --jars, as GP's yarn_spark_scala meant;
+    the assembly's versioned name is read from the launchers dir of this host (where spark-submit runs)."""
+    lib = tmp_path / "launchers" / "scala" / "lib"
+    missing = run_cli("yarn", "install", "--language", "scala", "--launchers-dir", str(tmp_path / "launchers"),
+                      tmp_path=tmp_path)
+    assert missing.returncode == 1 and "toree-assembly-*.jar" in missing.stderr and str(lib) in missing.stderr
+    assert not kernels_dir(tmp_path).exists() or not any(kernels_dir(tmp_path).iterdir())
+    lib.mkdir(parents=True)
+    for jar in ("kernelfleet-toree-launcher.jar", "toree-assembly-0.5.0-incubating.jar"):
+        (lib / jar).write_bytes(b"PK")
+    install_ok("yarn", "--language", "scala", "--launchers-dir", str(tmp_path / "launchers"), "--yarn-endpoint",
+               "http://rm1:8088", "--extra-spark-opts", "--queue q", tmp_path=tmp_path)
+    spec = installed(tmp_path, "yarn_spark_scala")
+    assert (spec["language"], spec["display_name"]) == ("scala", "Spark Scala (YARN Cluster Mode)")
+    assert spec["env"] == {"SPARK_HOME": "/opt/spark"} and "supported_encryption" not in spec["metadata"]
+    argv = spec["argv"]
+    assert argv[:7] == ["/opt/spark/bin/spark-submit", "--master", "yarn", "--deploy-mode", "cluster", "--name",
+                        "{kernel_id}"]
+    jar = argv.index(str(lib / "kernelfleet-toree-launcher.jar"))
+    assert argv[jar - 8:jar] == ["--driver-java-options", "--add-opens=java.base/java.util.jar=ALL-UNNAMED", "--jars",
+                                 str(lib / "toree-assembly-0.5.0-incubating.jar"), "--class",
+                                 "kernelfleet.toree.ToreeLauncher", "--queue", "q"]
+    assert argv[jar + 1:] == [*LAUNCH_ARGS, "--spark-context-initialization-mode", "lazy"]

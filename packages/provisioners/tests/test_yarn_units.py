@@ -7,6 +7,8 @@ import shlex
 
 import pytest
 
+from kernelfleet.provisioners.sweep.model import YarnTarget
+from kernelfleet.provisioners.sweep.yarn_apps import app_orphan
 from kernelfleet.provisioners.yarn.client import normalise_endpoint, remote_error
 from kernelfleet.provisioners.yarn.submission import (
     am_host,
@@ -52,6 +54,29 @@ def test_gp_run_sh_becomes_spark_submit_argv() -> None:
         gp_spark_submit_argv(argv, {}, None)
 
 
+
+def test_gp_scala_and_r_run_sh_become_spark_submit_argv() -> None:
+    """GP's yarn_spark_scala run.sh: __TOREE_SPARK_OPTS__ when SPARK_OPTS is empty, --jars the assembly, --class and
+    the launcher jar from lib/ (ours when it is there, else GP's), then __TOREE_OPTS__; yarn_spark_r: the R script."""
+    kernel = "/k/yarn_spark_scala"
+    env = {"SPARK_HOME": "/opt/spark", "KERNEL_LANGUAGE": "scala", "KERNEL_ID": "k1",
+           "__TOREE_SPARK_OPTS__": "--master yarn --name ${KERNEL_ID}", "__TOREE_OPTS__": "--alternate-sigint USR2"}
+    lib = ["toree-assembly-0.5.0-incubating.jar", "kernelfleet-toree-launcher.jar", "toree-launcher-SNAPSHOT.jar"]
+    assert gp_spark_submit_argv([f"{kernel}/bin/run.sh", "--kernel-id", "k1"], env, None, lib) == [
+        "/opt/spark/bin/spark-submit", "--master", "yarn", "--name", "k1",
+        "--driver-java-options", "--add-opens=java.base/java.util.jar=ALL-UNNAMED",
+        "--jars", f"{kernel}/lib/toree-assembly-0.5.0-incubating.jar", "--class", "kernelfleet.toree.ToreeLauncher",
+        f"{kernel}/lib/kernelfleet-toree-launcher.jar", "--alternate-sigint", "USR2", "--kernel-id", "k1"]
+    own_options = {**env, "SPARK_OPTS": "--master yarn --driver-java-options -Dx=1"}
+    gp_only = gp_spark_submit_argv([f"{kernel}/bin/run.sh"], own_options, None, lib[::2])
+    assert gp_only[1:9] == ["--master", "yarn", "--driver-java-options", "-Dx=1", "--jars", f"{kernel}/lib/{lib[0]}",
+                            "--class", "launcher.ToreeLauncher"]
+    with pytest.raises(ValueError, match="toree-assembly"):
+        gp_spark_submit_argv([f"{kernel}/bin/run.sh"], env, None, ["kernelfleet-toree-launcher.jar"])
+    r_argv = gp_spark_submit_argv(["/k/yarn_spark_r/bin/run.sh"], {"SPARK_HOME": "/s", "KERNEL_LANGUAGE": "r"}, None)
+    assert r_argv == ["/s/bin/spark-submit", "/k/yarn_spark_r/scripts/launch_IRkernel.R"]
+
+
 def test_spark_options_go_right_after_spark_submit_only() -> None:
     assert with_spark_options(["/s/bin/spark-submit", "--master", "yarn", "x.py"], "/p", "bob") == [
         "/s/bin/spark-submit", "--properties-file", "/p", "--proxy-user", "bob", "--master", "yarn", "x.py"]
@@ -62,6 +87,8 @@ def test_properties_carry_the_environment_escaped() -> None:
     text = properties_text({"LAUNCH_TOKEN": "t=k", "RESPONSE_ADDRESS": "10.0.0.1:8877"})
     assert text == ("spark.yarn.appMasterEnv.LAUNCH_TOKEN=t\\=k\n"
                     "spark.yarn.appMasterEnv.RESPONSE_ADDRESS=10.0.0.1\\:8877\n")
+    tagged = properties_text({"A": "1"}, app_tags("K1", "Srv"))
+    assert tagged == "spark.yarn.appMasterEnv.A=1\nspark.yarn.tags=kf-kernel-k1,kf-server-srv\n"
 
 
 def test_submission_context_quotes_each_argv_word() -> None:
@@ -101,3 +128,18 @@ def test_client_endpoints_and_remote_exceptions() -> None:
                               ' "javaClassName": "org.apache.hadoop.yarn.webapp.NotFoundException"}}')
     assert (error.status, error.exception, error.message) == (404, "NotFoundException", "app x not found")
     assert remote_error(500, "<html>oops</html>").message == "HTTP 500: <html>oops</html>"
+
+
+def test_sweep_reads_a_listed_app_as_yarn_reports_it() -> None:
+    """The kernel id is the app's name (its case kept), the lower-cased tag when the name is something else; an app
+    of another server, an ended one or one without a kernel id is no orphan."""
+    target = YarnTarget(("http://rm1:8088/ws/v1/cluster",))
+    app = {"id": "application_1_0001", "name": "Kernel-1", "state": "RUNNING", "startedTime": 1000,
+           "applicationTags": "kf-kernel-kernel-1,kf-server-srv"}
+    orphan = app_orphan(app, "Srv", target, now_ms=6000)
+    assert orphan is not None and (orphan.kernel_id, orphan.object_id, orphan.age) == ("Kernel-1", app["id"], 5.0)
+    assert orphan.yarn == target and orphan.location == target.endpoints[0]
+    assert app_orphan({**app, "name": "spark-app"}, "srv", target, 6000).kernel_id == "kernel-1"  # type: ignore[union-attr]
+    assert app_orphan(app, "other", target, 6000) is None
+    assert app_orphan({**app, "state": "KILLED"}, "srv", target, 6000) is None
+    assert app_orphan({**app, "name": "", "applicationTags": "kf-server-srv"}, "srv", target, 6000) is None

@@ -10,8 +10,13 @@ What it understands: ``--master yarn``, ``--deploy-mode cluster``, ``--name``, `
 ``--conf k=v`` (``spark.yarn.appMasterEnv.*``, ``spark.yarn.queue``, ``spark.yarn.tags``,
 ``spark.pyspark.python``), ``--properties-file`` (the same keys, Java properties ``k=v`` lines), and ignores
 the other options that take a value. The primary resource runs in the AM as ``<python> file.py args`` (the
-AM env's ``PYSPARK_PYTHON``, else this interpreter), ``Rscript file.R args``, or ``java -cp jar <--class> args``.
-The RM endpoints come from ``YARNLITE_RM`` (comma-separated ``http://host:port``), as yarn-site.xml would say.
+AM env's ``PYSPARK_PYTHON``, else this interpreter), ``Rscript file.R args``, or, for a jar, as Spark's
+ApplicationMaster runs a JVM driver: ``java <Java 17 module options> <--driver-java-options> -cp
+$SPARK_HOME/jars/*:jar:<--jars> <--class> args`` (``SPARK_HOME`` being the directory above this script's ``bin``,
+as Spark's ``find-spark-home`` does), with the application's ``spark.*`` settings as system properties. There
+is no Spark ApplicationMaster and no YARN scheduler backend: the driver's ``spark.master`` is ``local[*]``
+(a SparkContext it makes runs its tasks in the AM's JVM, no executor containers). The RM endpoints come from
+``YARNLITE_RM`` (comma-separated ``http://host:port``), as yarn-site.xml would say.
 """
 
 from __future__ import annotations
@@ -24,6 +29,13 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+APP_MASTER_ENV = "spark.yarn.appMasterEnv."
+#: What Spark's YARN client puts on the AM's java command line on Java 17 (Spark 3.3+, ``JavaModuleOptions``).
+JAVA_MODULE_OPTIONS = ["-XX:+IgnoreUnrecognizedVMOptions", *(
+    f"--add-opens=java.base/{package}=ALL-UNNAMED" for package in (
+        "java.lang", "java.lang.invoke", "java.lang.reflect", "java.io", "java.net", "java.nio", "java.util",
+        "java.util.concurrent", "java.util.concurrent.atomic", "jdk.internal.ref", "sun.nio.ch", "sun.nio.cs",
+        "sun.security.action", "sun.util.calendar"))]
 VALUE_OPTIONS = {"--master", "--deploy-mode", "--name", "--queue", "--proxy-user", "--conf", "--properties-file",
                  "--class", "--files", "--jars", "--py-files", "--archives", "--driver-memory", "--driver-cores",
                  "--executor-memory", "--executor-cores", "--num-executors", "--keytab", "--principal",
@@ -66,15 +78,14 @@ def submission(app_id: str, argv: list[str]) -> dict[str, Any]:
     options, conf, resource, args = parse(argv)
     if options.get("--master") != "yarn" or options.get("--deploy-mode") != "cluster":
         raise SystemExit("spark-submit (yarnlite stand-in): only --master yarn --deploy-mode cluster is supported")
-    am_env = {k.removeprefix("spark.yarn.appMasterEnv."): v for k, v in conf.items()
-              if k.startswith("spark.yarn.appMasterEnv.")}
+    am_env = {k.removeprefix(APP_MASTER_ENV): v for k, v in conf.items() if k.startswith(APP_MASTER_ENV)}
     if resource.endswith(".py"):
         python = am_env.get("PYSPARK_PYTHON") or conf.get("spark.pyspark.python") or sys.executable
         command = [python, resource, *args]
     elif resource.endswith(".R"):
         command = ["Rscript", resource, *args]
     else:
-        command = ["java", "-cp", resource, options.get("--class", ""), *args]
+        command = [*jvm_driver(options, conf, resource), *args]
     tags = [t for t in conf.get("spark.yarn.tags", "").split(",") if t]
     user = options.get("--proxy-user") or os.environ.get("USER") or "dr.who"
     return {
@@ -85,6 +96,21 @@ def submission(app_id: str, argv: list[str]) -> dict[str, Any]:
                               "commands": {"command": shlex.join(command)}},
         "_user": user,
     }
+
+
+def jvm_driver(options: dict[str, str], conf: dict[str, str], resource: str) -> list[str]:
+    """The AM's JVM command for a jar application, up to its main class."""
+    spark_home = os.path.dirname(os.path.dirname(os.path.abspath(sys.argv[0])))
+    jars = [j for j in options.get("--jars", "").split(",") if j]
+    # Spark's AM puts Spark's own jars first; the application's come after them (not user-class-path-first).
+    classpath = [os.path.join(spark_home, "jars", "*"), resource, *jars]
+    properties = {k: v for k, v in conf.items() if k.startswith("spark.") and not k.startswith(APP_MASTER_ENV)}
+    # No Spark ApplicationMaster, no YARN scheduler backend: the driver's own master is local.
+    properties.update({"spark.master": "local[*]", "spark.app.name": options.get("--name", resource)})
+    java_options = shlex.split(options.get("--driver-java-options") or conf.get("spark.driver.extraJavaOptions", ""))
+    system_properties = [f"-D{k}={v}" for k, v in sorted(properties.items())]
+    return ["java", *JAVA_MODULE_OPTIONS, *java_options, *system_properties, "-cp", ":".join(classpath),
+            options.get("--class", "")]
 
 
 def _request(endpoints: list[str], method: str, path: str, body: dict[str, Any] | None, user: str) -> Any:

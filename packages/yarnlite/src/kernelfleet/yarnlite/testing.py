@@ -16,9 +16,12 @@ main()
 """
 
 
-def make_spark_home(root: Path) -> Path:
-    """``root/bin/spark-submit`` as the stand-in, plus the ``python/lib`` py4j zip GP's kernelspecs name."""
+def make_spark_home(root: Path, jars: Path | None = None) -> Path:
+    """``root/bin/spark-submit`` as the stand-in, plus the ``python/lib`` py4j zip GP's kernelspecs name, and
+    ``root/jars`` linked to ``jars`` (a real Spark's jars, e.g. pyspark's) for JVM drivers such as Toree."""
     (root / "bin").mkdir(parents=True, exist_ok=True)
+    if jars is not None:
+        (root / "jars").symlink_to(jars, target_is_directory=True)
     (root / "python" / "lib").mkdir(parents=True, exist_ok=True)
     (root / "python" / "lib" / "py4j-0.10.9.7-src.zip").write_bytes(b"")
     submit = root / "bin" / "spark-submit"

@@ -37,6 +37,7 @@ from kernelfleet.provisioners.sweep import (
     Orphan,
     Outcome,
     SSHTarget,
+    YarnTarget,
     claimed_kernel_ids,
     default_store_dir,
     find_orphans,
@@ -69,6 +70,8 @@ def parser() -> argparse.ArgumentParser:
                        "default all)")
     sweep.add_argument("--ssh-host", action="append", help="SSH host to search (repeatable; default: the hosts of "
                        "every distributed-provisioner kernelspec)")
+    sweep.add_argument("--yarn-endpoint", action="append", help="YARN ResourceManager to search (repeatable; "
+                       "default: those of every yarn-provisioner kernelspec and the server's, e.g. GP_YARN_ENDPOINT)")
     sweep.add_argument("--store-dir", type=Path, help="the session store (default <runtime dir>/kernelfleet-sessions)")
     sweep.add_argument("--all-unclaimed", action="store_true", help="no server with this identity is running: treat "
                        "nothing as claimed, even without a session store")
@@ -117,8 +120,13 @@ async def sweep(args: argparse.Namespace, app: ServerConfig, out: TextIO, err: T
         settings = DistributedProvisioner(parent=app).ssh_settings()
         targets = [SSHTarget(host, settings) for host in args.ssh_host]
     try:
+        rms = yarn_targets(args.yarn_endpoint, app) if args.yarn_endpoint else None
+    except ValueError as error:
+        print(f"error: --yarn-endpoint: {error}", file=err)
+        return EXIT_REFUSED
+    try:
         orphans = await find_orphans(claimed, server_id=server_id, engines=args.engine, ssh_targets=targets,
-                                     min_age=args.grace, parent=app)
+                                     yarn_targets=rms, min_age=args.grace, parent=app)
         print(f"server {server_id}: {len(orphans)} unclaimed object(s) older than {args.grace:g}s "
               f"({len(claimed)} kernel(s) claimed by sessions)", file=out)
         for where, why in sorted(orphans.unavailable.items()):
@@ -138,6 +146,16 @@ async def sweep(args: argparse.Namespace, app: ServerConfig, out: TextIO, err: T
     if any(r.outcome is Outcome.FAILED for r in removals):
         return EXIT_REMOVAL_FAILED
     return status
+
+
+def yarn_targets(endpoints: list[str], app: ServerConfig) -> list[YarnTarget]:
+    """One target per ``--yarn-endpoint``, authenticated as the server's yarn-provisioner settings say."""
+    from kernelfleet.provisioners.yarn.client import normalise_endpoint
+    from kernelfleet.provisioners.yarn.provisioner import YarnProvisioner
+
+    configured = YarnProvisioner(parent=app)
+    hook = configured.authorization_hook if configured.yarn_endpoint_security_enabled else ""
+    return [YarnTarget((normalise_endpoint(endpoint),), hook) for endpoint in endpoints]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,11 +2,15 @@
 
 Writes what Gateway Provisioners' command meant to write (its 0.5.0 leaves ``${language}`` and other templates
 unexpanded and drops ``--yarn-endpoint``): the endpoints and switches in the provisioner's config, and an argv
-that is the spark-submit command itself — no ``run.sh``, no ``eval`` — with ``--name {kernel_id}``.
+that is the spark-submit command itself — no ``run.sh``, no ``eval`` — with ``--name {kernel_id}``. Python and R
+submit the launcher script; Scala submits our Toree launcher jar (``--class kernelfleet.toree.ToreeLauncher``)
+with the Toree assembly in ``--jars``, both as ``jupyter image-bootstrap install`` put them on this host (where
+spark-submit runs and uploads them from). ``--dask`` is refused (``DASK_REFUSAL`` says why).
 """
 
 from __future__ import annotations
 
+import os
 import posixpath
 import shlex
 import sys
@@ -26,6 +30,20 @@ from kernelfleet.provisioners.cli.base import (
 from kernelfleet.provisioners.cli.ssh import DEFAULT_LAUNCHERS_DIR
 from kernelfleet.provisioners.container_argv import launcher_args
 from kernelfleet.provisioners.yarn.client import normalise_endpoint
+from kernelfleet.provisioners.yarn.submission import (
+    TOREE_ASSEMBLY,
+    TOREE_DRIVER_JAVA_OPTIONS,
+    TOREE_LAUNCHER_CLASS,
+    TOREE_LAUNCHER_JAR,
+)
+
+DASK_REFUSAL = (
+    "--dask is not supported: `dask-yarn submit` takes the kernel's environment only as --client-env KEY=VALUE on "
+    "its command line (the launch token would be visible to every user of this host) and ships no file but the "
+    "script, so the token has no other way to the kernel; and it submits through skein's Java driver (Hadoop IPC), "
+    "which yarn-provisioner cannot follow. Install a Python kernelspec (--language python) instead and start Dask "
+    "from the kernel (dask_yarn.YarnCluster) — see docs/yarn.md"
+)
 
 
 class YarnSpecInstaller(SparkSpecInstaller):
@@ -44,7 +62,7 @@ class YarnSpecInstaller(SparkSpecInstaller):
     launchers_dir = Unicode(DEFAULT_LAUNCHERS_DIR, help="Where the launchers are installed on this host "
                             "(spark-submit ships the file to the AM).").tag(config=True)
     dask = Bool(False, help="A Dask-on-YARN kernel (refused: dask-yarn cannot carry the launch token to the AM "
-                "off the command line).").tag(config=True)
+                "off the command line; docs/yarn.md).").tag(config=True)
 
     aliases = spec_aliases(SPARK_ALIASES, {
         "yarn-endpoint": "YarnSpecInstaller.yarn_endpoint",
@@ -64,9 +82,7 @@ class YarnSpecInstaller(SparkSpecInstaller):
     def check_target(self) -> None:
         self.spark = True  # a YARN kernel is a Spark application
         if self.dask:
-            raise SpecError("--dask is not supported: dask-yarn would need the launch token on its command line")
-        if self.lang == "scala":
-            raise SpecError("--language scala is not supported on YARN yet; use python or r")
+            raise SpecError(DASK_REFUSAL)
         for flag, value in (("--yarn-endpoint", self.yarn_endpoint), ("--alt-yarn-endpoint", self.alt_yarn_endpoint)):
             if value:
                 try:
@@ -83,6 +99,23 @@ class YarnSpecInstaller(SparkSpecInstaller):
             shlex.split(self.extra_spark_opts)
         except ValueError as err:
             raise SpecError(f"--extra-spark-opts cannot be split into options: {err}") from None
+        if self.lang == "scala":
+            self.toree_jars()
+
+    def toree_jars(self) -> tuple[str, str]:
+        """(our launcher jar, the Toree assembly) in ``<launchers-dir>/scala/lib`` of this host: spark-submit runs
+        here and uploads both, and the assembly's versioned name is only known by looking."""
+        lib = posixpath.join(self.launchers_dir, "scala", "lib")
+        try:
+            names = os.listdir(lib)
+        except OSError:
+            names = []
+        assemblies = sorted(name for name in names if TOREE_ASSEMBLY.fullmatch(name))
+        if TOREE_LAUNCHER_JAR not in names or not assemblies:
+            raise SpecError(f"--language scala needs {TOREE_LAUNCHER_JAR} and toree-assembly-*.jar in {lib} on this "
+                            "host (spark-submit uploads them from here): run jupyter image-bootstrap install "
+                            "--languages scala, or give --launchers-dir")
+        return posixpath.join(lib, TOREE_LAUNCHER_JAR), posixpath.join(lib, assemblies[-1])
 
     def provisioner_name(self) -> str:
         return "yarn-provisioner"
@@ -102,8 +135,13 @@ class YarnSpecInstaller(SparkSpecInstaller):
             submit += ["--conf", f"spark.yarn.appMasterEnv.PYSPARK_PYTHON={python}"]
             launcher = posixpath.join(self.launchers_dir, "python", "launch_ipykernel.py")
             args = launcher_args(kernel_class_name=self.kernel_class_name(), spark_init_mode=self.spark_mode())
-        else:
+        elif self.lang == "r":
             launcher = posixpath.join(self.launchers_dir, "r", "launch_IRkernel.R")
+            args = launcher_args(spark_init_mode=self.spark_mode())
+        else:  # the launcher jar is the app's primary resource; Toree runs in its JVM (the AM: the Spark driver)
+            launcher, assembly = self.toree_jars()
+            submit += ["--driver-java-options", TOREE_DRIVER_JAVA_OPTIONS, "--jars", assembly,
+                       "--class", TOREE_LAUNCHER_CLASS]
             args = launcher_args(spark_init_mode=self.spark_mode())
         return [*submit, *shlex.split(self.extra_spark_opts), launcher, *args]
 

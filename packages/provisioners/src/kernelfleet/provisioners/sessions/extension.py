@@ -44,8 +44,9 @@ class KernelSessions(LoggingConfigurable):
     sweep_on_start = Bool(
         True, help="At start, remove what a previous run of this server left that no saved session claims (kernels of "
         "launches it was in the middle of, or whose session was lost): processes, containers, services, pods, "
-        "Secrets, namespaces and SparkApplications carrying this server's identity (ServerIdentity.server_id), as "
-        "`jupyter kernelfleet sweep --yes` would. Runs in the background; objects younger than this server are left.",
+        "Secrets, namespaces, SparkApplications and YARN applications carrying this server's identity "
+        "(ServerIdentity.server_id), as `jupyter kernelfleet sweep --yes` would. Runs in the background; objects "
+        "younger than this server are left.",
     ).tag(config=True)
 
     def __init__(self, serverapp: ServerApp, **kwargs: Any) -> None:

@@ -1,13 +1,13 @@
 """The orphan sweep: what this server created on its engines that no kernel session claims, and its removal.
 
 A Jupyter server that is killed (or redeployed) leaves its kernels' launchers, containers, services, pods, Secrets,
-namespaces and SparkApplications behind, including those of launches it was in the middle of. Everything a
-provisioner creates carries the server's identity (``server_identity``), so a server coming back with the same
-identity finds its leftovers: ``find_orphans(claimed)`` lists every object with this identity whose kernel id is
-not in ``claimed`` (the sessions it is about to reattach), ``remove_orphans`` removes them by id or uid, never by
-name alone. The session-persistence extension calls both at server start; ``jupyter kernelfleet sweep`` is the
-operator's way (``cli/sweep.py``). An engine that is not configured or does not answer is reported in
-``Orphans.unavailable`` and the others are searched all the same.
+namespaces, SparkApplications and YARN applications behind, including those of launches it was in the middle of.
+Everything a provisioner creates carries the server's identity (``server_identity``; a YARN app its
+``kf-server-<id>`` tag), so a server coming back with the same identity finds its leftovers: ``find_orphans(claimed)``
+lists every object with this identity whose kernel id is not in ``claimed`` (the sessions it is about to reattach),
+``remove_orphans`` removes them by id or uid, never by name alone. The session-persistence extension calls both at
+server start; ``jupyter kernelfleet sweep`` is the operator's way (``cli/sweep.py``). An engine that is not
+configured or does not answer is reported in ``Orphans.unavailable`` and the others are searched all the same.
 """
 
 from __future__ import annotations
@@ -24,7 +24,13 @@ from jupyter_core.paths import jupyter_runtime_dir
 
 from kernelfleet.protocol.constants import KERNEL_ID_PATTERN
 from kernelfleet.provisioners.server_identity import check_server_id, server_id_of
-from kernelfleet.provisioners.sweep import docker_objects, kubernetes_objects, local_processes, remote_processes
+from kernelfleet.provisioners.sweep import (
+    docker_objects,
+    kubernetes_objects,
+    local_processes,
+    remote_processes,
+    yarn_apps,
+)
 from kernelfleet.provisioners.sweep.model import (
     DOCKER,
     ENGINES,
@@ -32,22 +38,26 @@ from kernelfleet.provisioners.sweep.model import (
     LOCAL,
     SSH,
     SWARM,
+    YARN,
     EngineUnavailable,
     Orphan,
     Orphans,
     Outcome,
     Removal,
     SSHTarget,
+    YarnTarget,
 )
 
 __all__ = [
-    "ENGINES", "Orphan", "Orphans", "Outcome", "Removal", "SSHTarget", "claimed_kernel_ids", "default_store_dir",
-    "find_orphans", "remove_orphans", "ssh_targets_from_kernelspecs",
+    "ENGINES", "Orphan", "Orphans", "Outcome", "Removal", "SSHTarget", "YarnTarget", "claimed_kernel_ids",
+    "default_store_dir", "find_orphans", "remove_orphans", "ssh_targets_from_kernelspecs",
+    "yarn_targets_from_kernelspecs",
 ]
 
 log = logging.getLogger("kernelfleet.sweep")
 STORE_DIR_NAME = "kernelfleet-sessions"
 DISTRIBUTED = "distributed-provisioner"
+YARN_PROVISIONER = "yarn-provisioner"
 
 
 def default_store_dir() -> Path:
@@ -97,12 +107,41 @@ def ssh_targets_from_kernelspecs(parent: Any = None) -> list[SSHTarget]:
     return list(targets)
 
 
+def yarn_targets_from_kernelspecs(parent: Any = None) -> list[YarnTarget]:
+    """The ResourceManagers of every ``yarn-provisioner`` kernelspec, and the server's own (``GP_YARN_ENDPOINT``,
+    ``c.YarnProvisioner.yarn_endpoint``), with the authentication its provisioner would use. Blocking: it reads the
+    kernelspecs."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    from kernelfleet.provisioners.yarn.client import normalise_endpoint
+    from kernelfleet.provisioners.yarn.provisioner import YarnProvisioner
+
+    configs: dict[str, dict[str, Any]] = {"": {}}  # the server's own settings first
+    for name, spec in KernelSpecManager(parent=parent).get_all_specs().items():
+        provisioner = (spec.get("spec", {}).get("metadata") or {}).get("kernel_provisioner") or {}
+        if provisioner.get("provisioner_name") == YARN_PROVISIONER:
+            configs[name] = provisioner.get("config") or {}
+    targets: dict[YarnTarget, None] = {}
+    for name, config in configs.items():
+        try:
+            configured = YarnProvisioner(parent=parent, **config)
+            endpoints = tuple(normalise_endpoint(e) for e in configured.endpoints())
+        except Exception as err:  # a kernelspec its provisioner would refuse launches nothing either
+            log.warning("Kernelspec %s: its provisioner config cannot be read for the sweep: %s", name, err)
+            continue
+        if endpoints:
+            hook = configured.authorization_hook if configured.yarn_endpoint_security_enabled else ""
+            targets[YarnTarget(endpoints, hook)] = None
+    return list(targets)
+
+
 async def find_orphans(
     claimed: set[str],
     *,
     server_id: str | None = None,
     engines: Iterable[str] | None = None,
     ssh_targets: Sequence[SSHTarget] | None = None,
+    yarn_targets: Sequence[YarnTarget] | None = None,
     min_age: float = 0.0,
     parent: Any = None,
 ) -> Orphans:
@@ -111,8 +150,10 @@ async def find_orphans(
     server; at server start nothing of ours is in progress, so 0 is right there).
 
     ``server_id`` defaults to the configured identity (``ServerIdentity`` under ``parent``); ``ssh_targets`` to the
-    hosts of the installed ``distributed-provisioner`` kernelspecs. Never raises for an engine that is missing or
-    unreachable: those are in ``unavailable`` of the result.
+    hosts of the installed ``distributed-provisioner`` kernelspecs, ``yarn_targets`` to the ResourceManagers of the
+    ``yarn-provisioner`` ones and the server's. Never raises for an engine that is missing or unreachable: those are
+    in ``unavailable`` of the result. Kernel ids are compared without case (YARN lower-cases the tags that carry
+    them): a claim never misses its kernel.
     """
     sid = check_server_id(server_id, "server id") if server_id is not None else server_id_of(parent)
     chosen = _chosen(engines)
@@ -131,6 +172,14 @@ async def find_orphans(
         searches[DOCKER if DOCKER in chosen else SWARM] = _docker(sid, chosen, unavailable)
     if KUBERNETES in chosen:
         searches[KUBERNETES] = kubernetes_objects.find(sid)
+    if YARN in chosen:
+        rms = yarn_targets if yarn_targets is not None else await asyncio.to_thread(yarn_targets_from_kernelspecs,
+                                                                                   parent)
+        if not rms:
+            unavailable[YARN] = ("no ResourceManager is configured (no yarn-provisioner kernelspec, "
+                                 "c.YarnProvisioner.yarn_endpoint or GP_YARN_ENDPOINT names one)")
+        for rm in rms:
+            searches[f"{YARN}:{rm.endpoints[0]}"] = yarn_apps.find(sid, rm)
     outcomes = await asyncio.gather(*searches.values(), return_exceptions=True)
     found: list[Orphan] = []
     for where, outcome in zip(searches, outcomes, strict=True):
@@ -140,7 +189,8 @@ async def find_orphans(
             raise outcome
         else:
             found += outcome
-    orphans = [o for o in found if o.kernel_id not in claimed and o.age >= min_age]
+    claimed_ids = {kernel_id.lower() for kernel_id in claimed}
+    orphans = [o for o in found if o.kernel_id.lower() not in claimed_ids and o.age >= min_age]
     for where, why in unavailable.items():
         log.warning("Orphan sweep: %s could not be searched: %s", where, why)
     log.info("Orphan sweep (server %s): %d unclaimed object(s) found", sid, len(orphans))
@@ -172,7 +222,8 @@ async def remove_orphans(orphans: Iterable[Orphan]) -> list[Removal]:
     by_engine: dict[str, list[Orphan]] = defaultdict(list)
     for orphan in orphans:
         by_engine[orphan.engine].append(orphan)
-    removers = {LOCAL: local_processes.remove, SSH: remote_processes.remove, KUBERNETES: kubernetes_objects.remove}
+    removers = {LOCAL: local_processes.remove, SSH: remote_processes.remove, KUBERNETES: kubernetes_objects.remove,
+                YARN: yarn_apps.remove}
     docker_side = by_engine.pop(DOCKER, []) + by_engine.pop(SWARM, [])
     jobs = [removers[engine](batch) for engine, batch in by_engine.items()]
     if docker_side:

@@ -1,7 +1,7 @@
 """What the orphan sweep finds and what removing it gave: plain, frozen data shared by every engine's part.
 
-An ``Orphan`` names one object on one engine by what removal goes by (a Docker id, a Kubernetes uid, a process
-group id), never by name alone: a name may meanwhile belong to something else.
+An ``Orphan`` names one object on one engine by what removal goes by (a Docker id, a Kubernetes uid, a YARN
+application id, a process group id), never by name alone: a name may meanwhile belong to something else.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ SSH = "ssh"
 DOCKER = "docker"
 SWARM = "swarm"
 KUBERNETES = "kubernetes"
-ENGINES = (LOCAL, SSH, DOCKER, SWARM, KUBERNETES)
+YARN = "yarn"
+ENGINES = (LOCAL, SSH, DOCKER, SWARM, KUBERNETES, YARN)
 
 
 class EngineUnavailable(RuntimeError):
@@ -32,11 +33,21 @@ class SSHTarget:
 
 
 @dataclass(frozen=True)
+class YarnTarget:
+    """A ResourceManager (or HA pair) kernels may run on and how this server authenticates there (a
+    yarn-provisioner's settings: ``endpoints`` normalised, ``authorization_hook`` '' for YARN's simple auth)."""
+
+    endpoints: tuple[str, ...]
+    authorization_hook: str = ""
+
+
+@dataclass(frozen=True)
 class Orphan:
     """One object of this server's that no session claims.
 
-    ``object_id`` is what removal goes by: a Docker id, a Kubernetes uid, a process group id. ``location`` is the
-    Kubernetes namespace or the SSH host; ``log_path`` the launcher's log file on an SSH host (removed with it).
+    ``object_id`` is what removal goes by: a Docker id, a Kubernetes uid, a YARN application id, a process group
+    id. ``location`` is the Kubernetes namespace, the SSH host or the RM endpoint; ``log_path`` the launcher's log
+    file on an SSH host (removed with it).
     ``server_id`` is the identity it carried: removal checks it again where the engine allows.
     """
 
@@ -50,6 +61,7 @@ class Orphan:
     location: str = ""
     log_path: str = ""
     ssh: SSHTarget | None = field(default=None, compare=False, repr=False)
+    yarn: YarnTarget | None = field(default=None, compare=False, repr=False)
 
 
 class Outcome(enum.Enum):

@@ -11,6 +11,7 @@ no endpoint answers does a call raise ``RMUnavailable``; an RM's own refusal rai
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -32,6 +33,17 @@ class YarnError(RuntimeError):
 
 class RMUnavailable(ConnectionError):
     """No configured ResourceManager answered as an active RM; the message names each and why."""
+
+
+def load_authorization_hook(spec: str) -> AuthorizationHook:
+    """The ``module:callable`` hook an ``authorization_hook`` setting names; ValueError saying why it cannot be
+    loaded. The provisioner and the orphan sweep load it the same way."""
+    module, _, name = spec.partition(":")
+    try:
+        hook: AuthorizationHook = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ValueError(f"authorization_hook {spec!r} cannot be loaded: {err}") from None
+    return hook
 
 
 def normalise_endpoint(endpoint: str) -> str:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
-import importlib
 import os
 import tempfile
 import time
@@ -45,6 +44,7 @@ from kernelfleet.provisioners.yarn.client import (
     ResourceManagerClient,
     RMUnavailable,
     YarnError,
+    load_authorization_hook,
     wait_for_state,
 )
 from kernelfleet.provisioners.yarn.submission import (
@@ -160,13 +160,10 @@ class YarnProvisioner(RemoteProvisionerBase):
         if not self.authorization_hook:
             raise LaunchError(f"Kernel {self.kernel_id}: yarn_endpoint_security_enabled is on, but no SPNEGO "
                               "authorization_hook ('module:callable') is configured")
-        module, _, name = self.authorization_hook.partition(":")
         try:
-            hook: AuthorizationHook = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError, ValueError) as err:
-            raise LaunchError(f"Kernel {self.kernel_id}: authorization_hook {self.authorization_hook!r} cannot be "
-                              f"loaded: {err}") from None
-        return hook
+            return load_authorization_hook(self.authorization_hook)
+        except ValueError as err:
+            raise LaunchError(f"Kernel {self.kernel_id}: {err}") from None
 
     def client(self, user: str | None = None) -> ResourceManagerClient:
         if self.rm is None:
@@ -222,7 +219,11 @@ class YarnProvisioner(RemoteProvisionerBase):
     async def _run_submitter(self, cmd: list[str], env: dict[str, str], am_env: dict[str, str],
                              proxy_user: str | None) -> None:
         try:
-            argv = gp_spark_submit_argv(cmd, env, proxy_user) if is_gp_run_sh(cmd) else list(cmd)
+            if is_gp_run_sh(cmd):
+                lib = os.path.join(os.path.dirname(os.path.dirname(cmd[0])), "lib")
+                argv = gp_spark_submit_argv(cmd, env, proxy_user, await asyncio.to_thread(_names_in, lib))
+            else:
+                argv = list(cmd)
         except ValueError as err:
             raise LaunchError(f"Kernel {self.kernel_id}: {err}") from None
         properties = await asyncio.to_thread(self._write_properties, am_env)
@@ -240,7 +241,7 @@ class YarnProvisioner(RemoteProvisionerBase):
         path = os.path.join(self._properties_dir, "launch.properties")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(properties_text(am_env))
+            handle.write(properties_text(am_env, app_tags(self.kernel_id, self.server_id)))
         return path
 
     def _remove_properties(self) -> None:
@@ -416,3 +417,10 @@ class YarnProvisioner(RemoteProvisionerBase):
         self.application_id = provisioner_info.get("application_id")
         self.am_host = str(provisioner_info.get("am_host") or "")
 
+
+def _names_in(directory: str) -> list[str]:
+    """The file names in a GP kernelspec's ``lib`` (its Scala jars); none when there is no such directory."""
+    try:
+        return os.listdir(directory)
+    except OSError:
+        return []

@@ -17,6 +17,16 @@ VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$([A-Za-z_
 #: The one kernelspec word whose value is itself a list of spark-submit options (GP's request-settable extra).
 OPTIONS_WORD = "${KERNEL_EXTRA_SPARK_OPTS}"
 APP_MASTER_ENV = "spark.yarn.appMasterEnv."
+#: The Scala launcher: our jar and its main class, beside Apache Toree's assembly (GP's own launcher jar and class
+#: are recognised in GP-written kernelspecs).
+TOREE_LAUNCHER_JAR = "kernelfleet-toree-launcher.jar"
+TOREE_LAUNCHER_CLASS = "kernelfleet.toree.ToreeLauncher"
+TOREE_ASSEMBLY = re.compile(r"toree-assembly-.*\.jar")
+GP_TOREE_LAUNCHER = re.compile(r"toree-launcher.*\.jar")
+GP_TOREE_LAUNCHER_CLASS = "launcher.ToreeLauncher"
+#: Toree's magics read jar manifests through java.util.jar internals that Java 17 closes (launchers/scala/run.sh gives
+#: the same option); in cluster mode --driver-java-options reach the AM's JVM.
+TOREE_DRIVER_JAVA_OPTIONS = "--add-opens=java.base/java.util.jar=ALL-UNNAMED"
 KERNEL_TAG_PREFIX = "kf-kernel-"
 SERVER_TAG_PREFIX = "kf-server-"
 
@@ -52,25 +62,52 @@ def is_gp_run_sh(argv: Sequence[str]) -> bool:
     return bool(argv) and argv[0].endswith("/bin/run.sh")
 
 
-def gp_spark_submit_argv(argv: Sequence[str], env: Mapping[str, str], proxy_user: str | None) -> list[str]:
-    """What GP's ``run.sh`` means, as an argv: ``$SPARK_HOME/bin/spark-submit $SPARK_OPTS [--proxy-user U]
-    <kernel dir>/scripts/launch_ipykernel.py $LAUNCH_OPTS <argv[1:]>`` (R and Scala specs name their own launcher
-    script next to run.sh's ``scripts/``; the file there is taken as it is)."""
+def gp_spark_submit_argv(argv: Sequence[str], env: Mapping[str, str], proxy_user: str | None,
+                         lib_files: Sequence[str] = ()) -> list[str]:
+    """What GP's ``run.sh`` means, as an argv, by the kernel's language (``KERNEL_LANGUAGE``, the kernelspec's):
+
+    * Python and R: ``$SPARK_HOME/bin/spark-submit $SPARK_OPTS [--proxy-user U] <kernel dir>/scripts/<launcher>
+      $LAUNCH_OPTS <argv[1:]>`` (``launch_ipykernel.py``, ``launch_IRkernel.R``; the file there is taken as it is).
+    * Scala (GP's ``yarn_spark_scala``): ``spark-submit ${SPARK_OPTS:-$__TOREE_SPARK_OPTS__} [--proxy-user U] --jars
+      lib/toree-assembly-*.jar --class <class> <launcher jar> ${TOREE_OPTS:-$__TOREE_OPTS__} $LAUNCH_OPTS
+      <argv[1:]>``, the jars among ``lib_files`` (the names in ``<kernel dir>/lib``, listed by the caller): our
+      ``kernelfleet-toree-launcher.jar`` when it is there, else GP's ``toree-launcher*.jar``
+      (``launcher.ToreeLauncher``, a protocol-v1 launcher the broker accepts only with ``accept_v1_reports``). When
+      the options give no driver Java options, ``--driver-java-options`` gets what Toree needs on Java 17
+      (``TOREE_DRIVER_JAVA_OPTIONS``; without it Toree's first cell never answers there).
+    """
     spark_home = env.get("SPARK_HOME", "")
     if not spark_home:
         raise ValueError("SPARK_HOME is not set in the kernelspec's env (GP's run.sh requires it)")
     kernel_dir = os.path.dirname(os.path.dirname(argv[0]))
-    scripts = os.path.join(kernel_dir, "scripts")
-    launcher = _launcher_in(scripts, env.get("KERNEL_LANGUAGE", "python"))
-    words = [os.path.join(spark_home, "bin", "spark-submit"), *expand_options(env.get("SPARK_OPTS", ""), env)]
+    language = env.get("KERNEL_LANGUAGE", "python").lower()
+    spark_opts = env.get("SPARK_OPTS", "") or (env.get("__TOREE_SPARK_OPTS__", "") if language == "scala" else "")
+    words = [os.path.join(spark_home, "bin", "spark-submit"), *expand_options(spark_opts, env)]
     if proxy_user:
         words += ["--proxy-user", proxy_user]
-    return [*words, launcher, *expand_options(env.get("LAUNCH_OPTS", ""), env), *argv[1:]]
+    if language == "scala":
+        toree_opts = env.get("TOREE_OPTS", "") or env.get("__TOREE_OPTS__", "")
+        app = [*gp_toree_application(os.path.join(kernel_dir, "lib"), lib_files), *expand_options(toree_opts, env)]
+        if not any(w == "--driver-java-options" or w.startswith("spark.driver.extraJavaOptions=") for w in words):
+            app = ["--driver-java-options", TOREE_DRIVER_JAVA_OPTIONS, *app]
+    else:
+        script = "launch_IRkernel.R" if language == "r" else "launch_ipykernel.py"
+        app = [os.path.join(kernel_dir, "scripts", script)]
+    return [*words, *app, *expand_options(env.get("LAUNCH_OPTS", ""), env), *argv[1:]]
 
 
-def _launcher_in(scripts: str, language: str) -> str:
-    name = {"r": "launch_IRkernel.R", "scala": "kernel-launchers.jar"}.get(language.lower(), "launch_ipykernel.py")
-    return os.path.join(scripts, name)
+def gp_toree_application(lib: str, lib_files: Sequence[str]) -> list[str]:
+    """``--jars <assembly> --class <class> <launcher jar>`` from the names in a GP Scala kernelspec's ``lib``."""
+    assembly = sorted(name for name in lib_files if TOREE_ASSEMBLY.fullmatch(name))
+    if TOREE_LAUNCHER_JAR in lib_files:
+        launcher, main_class = TOREE_LAUNCHER_JAR, TOREE_LAUNCHER_CLASS
+    else:
+        gp_jars = sorted(name for name in lib_files if GP_TOREE_LAUNCHER.fullmatch(name))
+        launcher, main_class = (gp_jars[0] if gp_jars else ""), GP_TOREE_LAUNCHER_CLASS
+    if not assembly or not launcher:
+        raise ValueError(f"{lib} must hold toree-assembly-*.jar and {TOREE_LAUNCHER_JAR} (or GP's "
+                         "toree-launcher*.jar), as GP's run.sh requires")
+    return ["--jars", os.path.join(lib, assembly[0]), "--class", main_class, os.path.join(lib, launcher)]
 
 
 def with_spark_options(argv: Sequence[str], properties_file: str | None, proxy_user: str | None) -> list[str]:
@@ -86,15 +123,20 @@ def with_spark_options(argv: Sequence[str], properties_file: str | None, proxy_u
     return [argv[0], *extra, *argv[1:]]
 
 
-def properties_text(am_env: Mapping[str, str]) -> str:
-    """A Spark properties file that puts ``am_env`` into the AM's environment (``spark.yarn.appMasterEnv.*``).
+def properties_text(am_env: Mapping[str, str], tags: Sequence[str] = ()) -> str:
+    """A Spark properties file that puts ``am_env`` into the AM's environment (``spark.yarn.appMasterEnv.*``) and
+    ``tags`` on the application (``spark.yarn.tags``: the orphan sweep finds a server's apps by them).
 
     The launch token travels in this file (mode 0600, removed once the app is submitted), never on the command
-    line. Java properties escaping for the characters our values can hold.
+    line. Java properties escaping for the characters our values can hold. A ``--conf spark.yarn.tags`` of the
+    kernelspec wins over the file, as spark-submit gives ``--conf`` precedence.
     """
     def escape(value: str) -> str:
         return value.replace("\\", "\\\\").replace("\n", "\\n").replace("=", "\\=").replace(":", "\\:")
-    return "".join(f"{APP_MASTER_ENV}{name}={escape(value)}\n" for name, value in sorted(am_env.items()))
+    lines = [f"{APP_MASTER_ENV}{name}={escape(value)}\n" for name, value in sorted(am_env.items())]
+    if tags:
+        lines.append(f"spark.yarn.tags={escape(','.join(tags))}\n")
+    return "".join(lines)
 
 
 def app_tags(kernel_id: str, server_id: str) -> list[str]:
