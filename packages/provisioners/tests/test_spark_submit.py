@@ -10,9 +10,11 @@ from kernelfleet.provisioners.k8s.spark_submit import (
     driver_template,
     is_spark_submit,
     primary_resource_index,
-    split_spark_opts,
+    spark_opts_words,
     submit_argv,
 )
+from kernelfleet.provisioners.kernel_env import KernelEnvError
+from kernelfleet.provisioners.spark_submit import SparkSubmitError
 
 APP = "local:///usr/local/bin/kernel-launchers/python/launch_ipykernel.py"
 
@@ -71,8 +73,27 @@ def test_executor_image_defaults_to_the_kernel_image_and_client_mode_is_refused(
 
 
 def test_spark_opts_are_split_without_a_shell() -> None:
-    assert split_spark_opts("--conf spark.x=${HOME} --conf 'a=b c' $(rm -rf /)", {"HOME": "/home/j"}) == (
-        "--conf", "spark.x=/home/j", "--conf", "a=b c", "$(rm", "-rf", "/)")
+    assert spark_opts_words("k1", "--conf spark.x=${HOME} --conf 'a=b c'", {"HOME": "/home/j"}, {}) == (
+        "--conf", "spark.x=/home/j", "--conf", "a=b c")
+    with pytest.raises(SparkSubmitError, match=r"needs a shell to expand"):
+        spark_opts_words("k1", "--conf a=b $(rm -rf /)", {}, {})
+
+
+def test_gp_kubernetes_spark_opts_expand_the_kernels_names_and_the_requests_extra_options() -> None:
+    """GP's k8s_python_spark SPARK_OPTS, unchanged: the kernel's names from this launch, the API server's address from
+    the server's environment, the request's KERNEL_EXTRA_SPARK_OPTS checked and put where the kernelspec says."""
+    gp = ("--master k8s://https://${KUBERNETES_SERVICE_HOST}:${KUBERNETES_SERVICE_PORT} --deploy-mode cluster "
+          "--name ${KERNEL_USERNAME}-${KERNEL_ID} --conf spark.kubernetes.namespace=${KERNEL_NAMESPACE} "
+          "${KERNEL_EXTRA_SPARK_OPTS}")
+    words = spark_opts_words(
+        "k1", gp, {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"},
+        {"KERNEL_ID": "k1", "KERNEL_USERNAME": "alice", "KERNEL_NAMESPACE": "ns"},
+        extra="--conf spark.executor.instances=2")
+    assert words == ("--master", "k8s://https://10.0.0.1:443", "--deploy-mode", "cluster", "--name", "alice-k1",
+                     "--conf", "spark.kubernetes.namespace=ns", "--conf", "spark.executor.instances=2")
+    with pytest.raises(KernelEnvError, match="KERNEL_EXTRA_SPARK_OPTS may not give --master"):
+        spark_opts_words("k1", gp, {}, {"KERNEL_ID": "k1", "KERNEL_USERNAME": "a", "KERNEL_NAMESPACE": "ns"},
+                         extra="--master local")
 
 
 def test_driver_template_keeps_the_token_reference_and_drops_server_values() -> None:

@@ -187,7 +187,7 @@ REQUEST_VARIABLES: tuple[RequestVariable, ...] = (
                     "remote_hosts (the value must be one of them)"),
     RequestVariable("KERNEL_EXTRA_SPARK_OPTS", "spark-submit words (not --master, --deploy-mode, --proxy-user, "
                     "--principal, --keytab, Kerberos or driver-interpreter --conf keys)", extra_spark_options,
-                    frozenset({Engine.SSH}), "spark_submit"),
+                    frozenset({Engine.SSH, Engine.KUBERNETES}), "spark_submit (SSH), a spark-submit argv (Kubernetes)"),
     RequestVariable("KERNEL_WORKING_DIR", "absolute path", text, CONTAINERS, "mirror_working_dirs"),
     RequestVariable("KERNEL_IMAGE", "image reference", text, CONTAINERS, "allow_client_image, allowed_images"),
     RequestVariable("KERNEL_UID", "decimal id 0-4294967295", parse_id, CONTAINERS, "prohibited_uids"),

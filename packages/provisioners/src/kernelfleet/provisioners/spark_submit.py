@@ -24,15 +24,21 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from kernelfleet.provisioners.kernel_env import KernelEnvError, check_value
 
 EXTRA_NAME = "KERNEL_EXTRA_SPARK_OPTS"
 EXTRA_WORDS = frozenset({"${KERNEL_EXTRA_SPARK_OPTS}", "$KERNEL_EXTRA_SPARK_OPTS"})
-# ${NAME}, ${NAME:-default} or $NAME for the names GP kernelspecs used inside SPARK_OPTS.
-EXPANSION = re.compile(r"\$\{(KERNEL_ID|KERNEL_USERNAME)(?::-[^}]*)?\}|\$(KERNEL_ID|KERNEL_USERNAME)(?![A-Za-z0-9_])")
+#: The names GP kernelspecs used inside SPARK_OPTS that every engine replaces.
+KERNEL_NAMES = ("KERNEL_ID", "KERNEL_USERNAME")
+
+
+def expansion(names: Iterable[str]) -> re.Pattern[str]:
+    """``${NAME}``, ``${NAME:-default}`` or ``$NAME`` for the given names (longest first, so a prefix never wins)."""
+    alternatives = "|".join(re.escape(n) for n in sorted(set(names), key=len, reverse=True)) or "(?!)"
+    return re.compile(rf"\$\{{({alternatives})(?::-[^}}]*)?\}}|\$({alternatives})(?![A-Za-z0-9_])")
 
 #: spark-submit options a request may not give: the operator chooses the cluster and the identity.
 REFUSED_OPTIONS = frozenset({"--master", "--deploy-mode", "--proxy-user", "--principal", "--keytab", "--kill",
@@ -86,25 +92,48 @@ def extra_spark_options(kernel_id: str, name: str, value: str) -> list[str]:
     return words
 
 
-def _operator_words(kernel_id: str, setting: str, value: str, values: Mapping[str, str]) -> list[str]:
-    """Split an operator's option string; replace the GP expansions it may hold by ``values``, refuse any other."""
+def _operator_words(kernel_id: str, setting: str, value: str, values: Mapping[str, str],
+                    also: str = "") -> list[str]:
+    """Split an operator's option string; replace the GP expansions it may hold by ``values``, refuse any other.
+    ``also`` names, for the message, the values beyond the kernel's own (e.g. the server's environment)."""
     try:
         words = shlex.split(value)
     except ValueError as err:
         raise SparkSubmitError(f"Kernel {kernel_id}: {setting} cannot be split into words: {err}") from None
+    pattern = expansion(values)
     out = []
     for word in words:
         if word in EXTRA_WORDS:
             out.append(word)
             continue
-        replaced = EXPANSION.sub(lambda m: values[m.group(1) or m.group(2)], word)
+        replaced = pattern.sub(lambda m: values[m.group(1) or m.group(2)], word)
         if "$" in replaced or "`" in replaced:
             raise SparkSubmitError(
-                f"Kernel {kernel_id}: {setting} word {word!r} needs a shell to expand; Kernel Fleet runs spark-submit "
-                "without one and replaces only ${KERNEL_ID}, ${KERNEL_USERNAME} and ${KERNEL_EXTRA_SPARK_OPTS}"
+                f"Kernel {kernel_id}: {setting} word {word!r} needs a shell to expand; Kernel Fleet runs "
+                f"spark-submit without one and replaces only ${{KERNEL_ID}}, ${{KERNEL_USERNAME}}, "
+                f"${{KERNEL_EXTRA_SPARK_OPTS}}{also}"
             )
         out.append(replaced)
     return out
+
+
+def operator_spark_opts(kernel_id: str, spark_opts: str, values: Mapping[str, str], *, extra: str = "",
+                        also: str = "") -> list[str]:
+    """An operator's ``SPARK_OPTS`` as spark-submit words, on every engine that runs spark-submit (SSH hosts, local,
+    Kubernetes cluster mode): GP's expansions replaced by ``values`` (``_operator_words``), and the request's checked
+    ``KERNEL_EXTRA_SPARK_OPTS`` where ``${KERNEL_EXTRA_SPARK_OPTS}`` stands, else at the end."""
+    extras = extra_spark_options(kernel_id, EXTRA_NAME, extra) if extra else []
+    words: list[str] = []
+    placed = False
+    for word in _operator_words(kernel_id, "SPARK_OPTS", spark_opts, values, also):
+        if word in EXTRA_WORDS:
+            words += extras
+            placed = True
+        else:
+            words.append(word)
+    if not placed:
+        words += extras
+    return words
 
 
 @dataclass(frozen=True)
@@ -138,18 +167,8 @@ def spark_submit_argv(
             f"{shlex.join(launcher_argv[:3])} (spark-submit runs a file: the Python launcher's is "
             "<launchers-dir>/python/launch_ipykernel.py, written by jupyter ssh-spec install --spark)"
         )
-    extras = extra_spark_options(kernel_id, EXTRA_NAME, extra) if extra else []
     values = {"KERNEL_ID": kernel_id, "KERNEL_USERNAME": username}
-    words: list[str] = []
-    placed = False
-    for word in _operator_words(kernel_id, "SPARK_OPTS", settings.spark_opts, values):
-        if word in EXTRA_WORDS:
-            words += extras
-            placed = True
-        else:
-            words.append(word)
-    if not placed:
-        words += extras
+    words = operator_spark_opts(kernel_id, settings.spark_opts, values, extra=extra)
     if not any(w == "--name" or w.startswith("--name=") for w in words):
         words += ["--name", kernel_id]
     if proxy_user:

@@ -55,7 +55,7 @@ from kernelfleet.provisioners.k8s.spark_submit import (
     SparkSubmission,
     SparkSubmitWorkload,
     is_spark_submit,
-    split_spark_opts,
+    spark_opts_words,
 )
 from kernelfleet.provisioners.k8s.status import pod_ended, pod_failure
 from kernelfleet.provisioners.k8s.watch import SharedWatch
@@ -197,6 +197,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         self.end_reason: str | None = None  # how the running kernel's pod ended, once the watch said so
         self.stopping = False  # this server stops or deletes the kernel: how its pod ends is no news
         self.launch_cmd: list[str] = []  # the kernelspec's argv as formatted for this launch (spark-submit's)
+        self.launch_request: dict[str, str] = {}  # this launch's checked KERNEL_USERNAME/KERNEL_EXTRA_SPARK_OPTS
         self.workload: Workload = self.make_workload()  # pod or custom resource, chosen once (k8s.workloads)
         self._pod_events: asyncio.Task[None] | None = None  # the pod's Events forwarded during a launch
 
@@ -217,7 +218,11 @@ class KubernetesProvisioner(ContainerProvisionerBase):
             executor_image=self.executor_image_name.strip() or self.image,
             driver_labels=self.object_labels(), executor_labels=self.object_labels({}), template_path=template_path,
             app_name=self.pod_name,
-            spark_opts=split_spark_opts(str(self.spark_submit_env().get("SPARK_OPTS", "")), os.environ))
+            spark_opts=spark_opts_words(
+                self.kernel_id, str(self.spark_submit_env().get("SPARK_OPTS", "")), os.environ,
+                {"KERNEL_ID": self.kernel_id, "KERNEL_USERNAME": self.launch_request.get("KERNEL_USERNAME", ""),
+                 "KERNEL_NAMESPACE": self.kernel_namespace},
+                extra=self.launch_request.get("KERNEL_EXTRA_SPARK_OPTS", "")))
 
     def spark_submit_env(self) -> dict[str, str]:
         """What the kernelspec's env says spark-submit runs with (SPARK_HOME, JAVA_HOME, ...)."""
@@ -311,6 +316,8 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         await self.ensure_namespace(core)
         self.follow_pods()
         self.launch_cmd = list(cmd)
+        self.launch_request = {name: env[name] for name in ("KERNEL_USERNAME", "KERNEL_EXTRA_SPARK_OPTS")
+                               if name in env}
         if self.executor_image_name and not isinstance(self.workload, SparkSubmitWorkload):
             self.log.warning("Kernel %s: executor_image_name %s is unused: this kernelspec's argv does not run "
                              "spark-submit, so the kernel has no executors", self.kernel_id, self.executor_image_name)

@@ -26,9 +26,8 @@ import asyncio
 import contextlib
 import json
 import os
-import shlex
+import re
 import shutil
-import string
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from kernelfleet.provisioners.k8s.client import describe_api_error
 from kernelfleet.provisioners.k8s.owned import POD, Owned, kernel_uid
 from kernelfleet.provisioners.k8s.workloads import PodWorkload
 from kernelfleet.provisioners.labels import LABEL_KERNEL_ID
+from kernelfleet.provisioners.spark_submit import operator_spark_opts
 
 if TYPE_CHECKING:
     from kernelfleet.provisioners.k8s.provisioner import KubernetesProvisioner
@@ -57,6 +57,9 @@ WATCH_SECONDS = 30  # one watch request of the stop's wait for Services and Conf
 SUBMIT_ENVIRONMENT = ("PATH", "HOME", "JAVA_HOME", "SPARK_HOME", "SPARK_CONF_DIR", "KUBECONFIG", "LANG", "TMPDIR")
 #: Kernelspec variables that are the server's, for spark-submit: kept out of the driver pod.
 SERVER_SIDE = frozenset((*SUBMIT_ENVIRONMENT, "SPARK_OPTS"))
+
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def is_spark_submit(argv: Sequence[str]) -> bool:
@@ -143,11 +146,17 @@ def submit_argv(s: SparkSubmission) -> list[str]:
     return argv[:at] + list(s.spark_opts) + ours + argv[at:]
 
 
-def split_spark_opts(value: str, environ: Mapping[str, str]) -> tuple[str, ...]:
-    """Pure: a kernelspec's ``SPARK_OPTS`` as arguments: ``${NAME}`` from the server's environment (as jupyter_client
-    substitutes kernelspec env), then split as a shell would split words, without running one. Only the
-    kernelspec's value is read (an operator's), never a request's."""
-    return tuple(shlex.split(string.Template(value).safe_substitute(environ)))
+def spark_opts_words(kernel_id: str, spark_opts: str, server_env: Mapping[str, str],
+                     kernel_values: Mapping[str, str], extra: str = "") -> tuple[str, ...]:
+    """Pure: a kernelspec's ``SPARK_OPTS`` as spark-submit arguments, split without a shell by the one implementation
+    every engine uses (``spark_submit.operator_spark_opts``). GP's Kubernetes kernelspecs write ``--name
+    ${KERNEL_USERNAME}-${KERNEL_ID}``, ``${KERNEL_NAMESPACE}``, ``${KUBERNETES_SERVICE_HOST}`` and
+    ``${KERNEL_EXTRA_SPARK_OPTS}``: the kernel's names come from this launch (``kernel_values``), other names from
+    the server's environment, the request's extra options are checked as on SSH hosts; anything else with a ``$``
+    is refused. Only the kernelspec's value is read as options (an operator's), never a request's."""
+    values = {name: value for name, value in server_env.items() if ENV_NAME.match(name)} | dict(kernel_values)
+    return tuple(operator_spark_opts(kernel_id, spark_opts, values, extra=extra,
+                                     also=", ${KERNEL_NAMESPACE} and the server's environment variables"))
 
 
 def driver_template(manifest: Mapping[str, Any]) -> dict[str, Any]:
