@@ -194,7 +194,10 @@ class KubeLite:
         """Serve the API (at start, and again after ``stop_api`` on the same port)."""
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        # A client that goes away ends its request, as the apiserver's request context does: without it a watch whose
+        # client closed the connection (a launch's pod-Events watch, cancelled when the kernel reported) would hold
+        # its handler until its timeoutSeconds.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, handler_cancellation=True)
         await self._runner.setup()
         ssl_context = None
         if self.ca is not None:
