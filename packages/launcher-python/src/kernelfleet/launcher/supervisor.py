@@ -116,7 +116,7 @@ class Supervisor:
 
     def interrupt(self) -> None:
         log.info("kernel %s: interrupted", self.kernel_id)
-        self.kernel.signal(signal.SIGINT)
+        self.kernel.interrupt()
         if self.handover.cluster_type == "spark" and self.handover.spark_init_mode != "none":
             self.kernel.signal(signal.SIGUSR2, group=False)  # the kernel cancels running Spark jobs
 
