@@ -183,9 +183,6 @@ class User:
                 soak.timings[(op, self.engine)].append(time.perf_counter() - t0)
 
 
-DEBUG_STUCK: Any = None
-
-
 def await_chain(task: asyncio.Task[Any]) -> list[str]:
     """Where a stuck task waits: each coroutine of its ``await`` chain (file:line function), then the awaited
     object. Task.get_stack shows only the outermost frame of a suspended coroutine; this follows ``cr_await``."""
@@ -214,8 +211,6 @@ async def run_bounded(operation: Any, what: str) -> None:
                 chain = await_chain(other)
                 if any("kernelfleet" in line for line in chain):
                     print(f"  task {other.get_name()}: {' <- '.join(reversed(chain[-4:]))}", file=sys.stderr)
-        if DEBUG_STUCK is not None:
-            DEBUG_STUCK(what)
         task.cancel()
         raise TimeoutError(f"no answer within {OPERATION_TIMEOUT:g} s")
     task.result()

@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -57,9 +56,6 @@ WATCH_SECONDS = 30  # one watch request of the stop's wait for Services and Conf
 SUBMIT_ENVIRONMENT = ("PATH", "HOME", "JAVA_HOME", "SPARK_HOME", "SPARK_CONF_DIR", "KUBECONFIG", "LANG", "TMPDIR")
 #: Kernelspec variables that are the server's, for spark-submit: kept out of the driver pod.
 SERVER_SIDE = frozenset((*SUBMIT_ENVIRONMENT, "SPARK_OPTS"))
-
-
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def is_spark_submit(argv: Sequence[str]) -> bool:
@@ -154,7 +150,7 @@ def spark_opts_words(kernel_id: str, spark_opts: str, server_env: Mapping[str, s
     ``${KERNEL_EXTRA_SPARK_OPTS}``: the kernel's names come from this launch (``kernel_values``), other names from
     the server's environment, the request's extra options are checked as on SSH hosts; anything else with a ``$``
     is refused. Only the kernelspec's value is read as options (an operator's), never a request's."""
-    values = {name: value for name, value in server_env.items() if ENV_NAME.match(name)} | dict(kernel_values)
+    values = {**server_env, **kernel_values}  # names are escaped in the pattern (spark_submit.expansion)
     return tuple(operator_spark_opts(kernel_id, spark_opts, values, extra=extra,
                                      also=", ${KERNEL_NAMESPACE} and the server's environment variables"))
 
