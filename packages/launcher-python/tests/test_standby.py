@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from jupyter_client.asynchronous.client import AsyncKernelClient
 from launcher_support import LAUNCHER_PYTHON, TESTS_DIR, kernel_processes
 
 from kernelfleet.protocol import CommOp
@@ -106,6 +107,33 @@ async def test_claimed_standby_reports_like_a_cold_launcher(broker: ResponseBrok
     reply = await send_request("127.0.0.1", report.comm_port, report.comm_key, CommOp.SHUTDOWN, grace=0.5)
     assert reply["ok"] is True
     # nobody asked the kernel itself to shut down: terminated after the grace, as a cold launcher's kernel is
+    assert await asyncio.wait_for(standby.process.wait(), 60) == 143, standby.stderr
+
+
+async def test_claims_temporary_directory_replaces_the_warmed_one(broker: ResponseBroker, tmp_path: Path,
+                                                                 standbys: list[Standby]) -> None:
+    """The standby probes ``tempfile.gettempdir()`` before the claim (its first cell would otherwise pay for it); a
+    claim that sets TMPDIR must still get its own directory in user code."""
+    standby = await start_standby(broker, tmp_path, standbys)
+    claimed_tmp = tmp_path / "claimed-tmp"
+    claimed_tmp.mkdir()
+    kernel_id = f"k-{uuid.uuid4().hex[:12]}"
+    claim, pending = claim_for(broker, kernel_id, TMPDIR=str(claimed_tmp))
+    assert await standby.send(seal_claim(claim, standby.registration)) == b'{"ok":true}\n'
+    report = await pending.wait(timeout=60)  # type: ignore[attr-defined]
+    kc = AsyncKernelClient()
+    kc.load_connection_info(report.connection_info)
+    kc.start_channels(hb=False)
+    out: list[str] = []
+    try:
+        reply = await kc.execute_interactive(
+            "import tempfile; print(tempfile.gettempdir())", timeout=60,
+            output_hook=lambda msg: out.append(msg["content"].get("text", "")) if msg["msg_type"] == "stream" else None)
+    finally:
+        kc.stop_channels()
+    assert reply["content"]["status"] == "ok", standby.stderr
+    assert "".join(out).strip() == str(claimed_tmp)
+    await send_request("127.0.0.1", report.comm_port, report.comm_key, CommOp.SHUTDOWN, grace=0.5)
     assert await asyncio.wait_for(standby.process.wait(), 60) == 143, standby.stderr
 
 
