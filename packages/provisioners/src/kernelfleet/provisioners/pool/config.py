@@ -28,8 +28,9 @@ class WarmPoolConfig(Configurable):
         4, help="Most standbys of one pool starting at once, so a refill never crowds out the host."
     ).tag(config=True)
     warm_pool_refill_delay = Float(
-        1.0, help="Seconds after a claimed kernel has reported before its replacement standby starts, so the "
-        "replacement's start-up does not slow the new kernel's first cells."
+        1.0, help="Seconds that launches from the pool must pause (each claimed kernel has reported) before "
+        "replacement standbys start, so their start-up does not slow the new kernels' first cells; a steady stream "
+        "of launches puts the refill off at most five times this."
     ).tag(config=True)
 
     @default("warm_pool_size")

@@ -29,6 +29,7 @@ from kernelfleet.provisioners.leases import PerLoop
 from kernelfleet.provisioners.pool.link import StandbyLink
 
 FIRST_RETRY, MAX_RETRY = 1.0, 60.0
+REFILL_DEFER_MAX = 5  # refill_delays: how long launches that keep coming may put a refill off
 
 
 class StandbyEngine(Protocol):
@@ -76,6 +77,8 @@ class WarmPool:
         self._tasks: set[asyncio.Task[None]] = set()
         self._failures_in_a_row = 0
         self._retry: asyncio.TimerHandle | None = None
+        self._refill: asyncio.TimerHandle | None = None  # launched(): the refill due once launches pause
+        self._refill_first = 0.0  # when the first launch the pending refill waits for ended
         self._change: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     @property
@@ -104,10 +107,24 @@ class WarmPool:
         return link
 
     def launched(self) -> None:
-        """The launch that took a standby has ended (reported, or failed): refill ``refill_delay`` seconds later, so
-        the replacement's start-up (a whole interpreter and ipykernel's imports) does not slow the first cells of
-        the kernel just claimed. An empty pool's next ``take`` refills at once."""
-        asyncio.get_running_loop().call_later(self.settings.refill_delay, self.fill)
+        """The launch that took a standby has ended (reported, or failed): refill once launches have paused for
+        ``refill_delay`` seconds, so the replacements' start-up (a whole interpreter and ipykernel's imports each)
+        does not slow the first cells of the kernels just claimed. A burst of claims (a class starting its notebooks)
+        therefore refills after its last kernel, not in the middle of it; a steady stream of claims still refills
+        at most ``REFILL_DEFER_MAX`` delays after the first launch waiting. An empty pool's next ``take`` refills
+        at once."""
+        loop = asyncio.get_running_loop()
+        delay = self.settings.refill_delay
+        if self._refill is None:
+            self._refill_first = loop.time()
+        else:
+            self._refill.cancel()
+        self._refill = loop.call_at(min(loop.time() + delay, self._refill_first + REFILL_DEFER_MAX * delay),
+                                    self._refill_after_launches)
+
+    def _refill_after_launches(self) -> None:
+        self._refill = None
+        self.fill()
 
     def discard(self, link: StandbyLink, why: str) -> None:
         """A taken standby whose claim failed: stop it (it never returns to the pool); the launch goes cold and
@@ -255,8 +272,9 @@ class WarmPool:
     async def close(self) -> None:
         """Stop every standby this pool holds or is starting (server shutdown, ``leases.close_all``)."""
         self.closed = True
-        if self._retry is not None:
-            self._retry.cancel()
+        for timer in (self._retry, self._refill):
+            if timer is not None:
+                timer.cancel()
         links = list(self.idle)
         self.idle.clear()
         for link in links:
