@@ -82,4 +82,15 @@ async def close_pools_leaving_no_standby() -> None:
     ids = [pool.pool_id for pool in pools()]
     await close_all()
     for pool_id in ids:
-        assert standby_processes(pool_id) == [], f"standbys of pool {pool_id} outlived their pool"
+        left = {pid: describe(pid) for pid in standby_processes(pool_id)}
+        assert not left, f"standbys of pool {pool_id} outlived their pool: {left}"
+
+
+def describe(pid: int) -> str:
+    """A process for a failure message: its state, parent and command line."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "gone"
+    return f"state {fields[0]}, parent {fields[1]}: " + " ".join(w.decode(errors="replace") for w in words[:4])
