@@ -14,12 +14,15 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from death_testing import reloaded
 from jupyter_client import AsyncKernelManager
 from kf_testing import manager
-from pool_testing import close_pools_leaving_no_standby, exited, full, standby_processes, the_pool, warmed
+from pool_testing import close_pools_leaving_no_standby, environ_of, exited, full, standby_processes, the_pool, warmed
 from rs_testing import SAY_STARTED_R, connect, execute, execute_settled, interrupt, require_r
 
 from kernelfleet.provisioners.pool import WarmPool
+from kernelfleet.provisioners.sessions.store import KernelSession
+from kernelfleet.provisioners.sweep import local_processes
 
 REPO = Path(__file__).resolve().parents[2]
 R_LAUNCHER = REPO / "launchers" / "r" / "launch_IRkernel.R"
@@ -30,8 +33,8 @@ pytestmark = pytest.mark.timeout(400)
 
 # What a cell shows of the kernel's own process: its environment, working directory and search path (after a
 # collection: IRkernel's Executor finalizer detaches one of the two environments each kernel attaches).
-INSPECT = ('invisible(gc()); cat(Sys.getenv(c("KERNEL_ID", "KERNEL_TEAM", "KF_STANDBY_ID", "KF_STANDBY_POOL", "LAUNCH_TOKEN")), '
-           'getwd(), search(), sep = "\\n")')
+INSPECT = ('invisible(gc()); cat(Sys.getenv(c("KERNEL_ID", "KERNEL_TEAM", "KF_STANDBY_ID", "KF_STANDBY_POOL", '
+           '"LAUNCH_TOKEN")), getwd(), search(), sep = "\\n")')
 
 
 @pytest.fixture(autouse=True)
@@ -122,3 +125,29 @@ async def test_pool_of_r_standbys_refills_and_culls(kernels_dir: Path, r_spec: s
     await full(pool, FILL)
     await km.shutdown_kernel(now=True)
     await exited(claimed)
+
+
+async def test_reattach_of_a_pooled_r_kernel(kernels_dir: Path, r_spec: str) -> None:
+    """The R kernel keeps its standby's environment (R cannot exec itself warm): its provisioner info records the
+    standby id, by which a restarted server adopts it, stops it, and the orphan sweep leaves it to its session."""
+    await warmed(kernels_dir, r_spec, FILL)
+    km = manager(kernels_dir, r_spec)
+    await km.start_kernel()
+    info = await km.provisioner.get_provisioner_info()
+    pid = km.provisioner.local_process.pid
+    assert info["remote_pid"] == pid and info["standby_id"], info
+    assert f"KF_STANDBY_ID={info['standby_id']}".encode() in environ_of(pid)
+    session = KernelSession(km.kernel_id, r_spec, "distributed-provisioner", info["connection_info"], info)
+    assert session.claimed_ids() == [km.kernel_id, info["standby_id"]]
+    swept = await local_processes.find(km.provisioner.server_id)  # this server's own kernel: no orphan
+    assert str(pid) not in [o.object_id for o in swept]
+
+    again = await reloaded(km)  # as a restarted server would take over: only the saved info
+    assert again.local_process.pid == pid and await again.poll() is None
+    client = await connect(km, READY)
+    assert (await execute(client, "1+1"))["result"] == "[1] 2"
+    client.stop_channels()
+    km.provisioner.local_process = None  # the first server has let go; the second one stops the kernel
+    await again.kill()
+    await again.cleanup(restart=False)
+    await exited(pid)

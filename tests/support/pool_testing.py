@@ -1,13 +1,15 @@
 """Warm pools on the local engine in tests: finding a pool's standby processes in /proc, waiting for processes and
-for a full pool on events (pidfds, the pool's own change notifications), never on sleeps. Used by the embedded
-default's pool tests for Python (tests/e2e/test_warm_pool.py) and R (tests/e2e/test_warm_pool_r.py)."""
+for a full pool on events (pidfds, the pool's own change notifications), never on sleeps. Used by the pool tests
+of the embedded default (tests/e2e/test_warm_pool*.py) and of Docker (tests/docker/test_docker_warm_pool*.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 
+from kf_docker import docker_cli
 from kf_testing import manager
 
 from kernelfleet.provisioners.leases import close_all
@@ -94,3 +96,24 @@ def describe(pid: int) -> str:
     except OSError:
         return "gone"
     return f"state {fields[0]}, parent {fields[1]}: " + " ".join(w.decode(errors="replace") for w in words[:4])
+
+
+async def containers_of_pool(pool_id: str) -> list[str]:
+    """Docker containers (any state) of warm pool ``pool_id``, by its label."""
+    from kernelfleet.provisioners.docker.standbys import LABEL_POOL
+
+    return (await docker_cli("ps", "-aq", "--no-trunc", "--filter", f"label={LABEL_POOL}={pool_id}")).split()
+
+
+async def inspect_container(container: str) -> dict[str, object] | None:
+    """``docker inspect`` of ``container``; None when it does not exist."""
+    found = json.loads(await docker_cli("inspect", container, check=False) or "[]")
+    return found[0] if found else None
+
+
+async def close_pools_leaving_no_container() -> None:
+    """Close every pool; fails naming the pool when any of its containers (idle or claimed) is left on Docker."""
+    ids = [pool.pool_id for pool in pools()]
+    await close_all()
+    for pool_id in ids:
+        assert await containers_of_pool(pool_id) == [], f"containers of pool {pool_id} outlived their pool"

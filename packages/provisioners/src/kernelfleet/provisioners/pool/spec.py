@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kernelfleet.protocol.contract import STANDBY_ID
 from kernelfleet.protocol.standby import RESERVED_ENV
 
 _NOT_ID = re.compile(r"[^A-Za-z0-9._-]+")
@@ -21,6 +22,10 @@ DIGEST_CHARS = 12
 #: The launchers that have a standby mode (protocol 2.1), by kernelspec language: how a kernelspec's argv names each.
 PYTHON_LAUNCHER_MODULE = "kernelfleet.launcher"
 R_LAUNCHER_SCRIPT = "launch_IRkernel.R"
+#: Launchers (the ``launcher`` name of a registration) that become the kernel in the standby's own process, without an
+#: exec: the process keeps the standby's environment (R cannot exec itself warm), so ``KF_STANDBY_ID=<id>`` and not
+#: ``KERNEL_ID`` is what proves that a pid is still the kernel's (``process_owner``).
+IN_PLACE_LAUNCHERS = ("r/",)
 
 
 def pool_id(kernel_name: str, *identity: Any) -> str:
@@ -50,3 +55,15 @@ def standby_launcher(language: str, argv: Sequence[str] | None = None) -> bool:
     if language == "r":
         return argv is None or any(posixpath.basename(arg) == R_LAUNCHER_SCRIPT for arg in argv)
     return False
+
+
+def keeps_standby_environment(launcher: str) -> bool:
+    """True when a claimed standby of this launcher (its registration's ``launcher``) runs the kernel in the process
+    the pool started, whose environment (``/proc/<pid>/environ``) stays the standby's."""
+    return launcher.startswith(IN_PLACE_LAUNCHERS)
+
+
+def process_owner(standby_id: str | None) -> str | None:
+    """The environment entry that identifies a kernel claimed from standby ``standby_id`` in place (None: the kernel
+    carries ``KERNEL_ID`` as a cold one does). Called by the local host launcher and the orphan sweep."""
+    return f"{STANDBY_ID}={standby_id}" if standby_id else None
