@@ -100,8 +100,6 @@ def row(results: dict[str, object], engine: str, pooled: list[float], cold: list
 async def pooled_against_cold(args: argparse.Namespace, kernels: Path, results: dict[str, object], engine: str,
                               docker_image: str = "", language: str = "python") -> None:
     """One engine's row: ``args.runs`` starts from a pool of one and as many cold ones, interleaved."""
-    if docker_image:
-        os.environ.setdefault("KF_RESPONSE_IP", "127.0.0.1")  # host network: the containers report on loopback
     ksm = KernelSpecManager(kernel_dirs=[str(kernels)])
     write_spec(kernels, f"{engine}_pooled", 1, docker_image, language)
     write_spec(kernels, f"{engine}_cold", 0, docker_image, language)
@@ -114,6 +112,8 @@ async def pooled_against_cold(args: argparse.Namespace, kernels: Path, results: 
 
 async def bench(args: argparse.Namespace, kernels: Path) -> dict[str, object]:
     results: dict[str, object] = {"load_average_before": os.getloadavg()}
+    if args.docker_image or args.docker_r_image:  # before the first launch starts the broker
+        os.environ.setdefault("KF_RESPONSE_IP", "127.0.0.1")  # host network: the containers report on loopback
     if args.r:
         await pooled_against_cold(args, kernels, results, "r_local", language="R")
         if args.docker_r_image:
