@@ -17,7 +17,16 @@ import pytest
 from death_testing import reloaded
 from jupyter_client import AsyncKernelManager
 from kf_testing import manager
-from pool_testing import close_pools_leaving_no_standby, environ_of, exited, full, standby_processes, the_pool, warmed
+from pool_testing import (
+    close_pools_leaving_no_standby,
+    environ_of,
+    exited,
+    full,
+    listening_sockets,
+    standby_processes,
+    the_pool,
+    warmed,
+)
 from rs_testing import SAY_STARTED_R, connect, execute, execute_settled, interrupt, require_r
 
 from kernelfleet.provisioners.pool import WarmPool
@@ -112,11 +121,15 @@ async def test_pooled_r_kernel_lifecycle(kernels_dir: Path, r_spec: str, tmp_pat
 
 
 async def test_pool_of_r_standbys_refills_and_culls(kernels_dir: Path, r_spec: str) -> None:
-    """A claimed R standby is replaced in the background; a standby killed while idle is replaced too."""
+    """An idle R standby listens on no port; a claimed one is replaced in the background; a standby killed while
+    idle is replaced too."""
     pool = await warmed(kernels_dir, r_spec, FILL)
+    (idle,) = pool.idle
+    assert listening_sockets(idle.handle.pid) == []  # registered and warm, but no port until it is claimed
     km = manager(kernels_dir, r_spec)
     await km.start_kernel()
     claimed = km.provisioner.local_process.pid
+    assert len(listening_sockets(claimed)) >= 5  # now a kernel: its five ZMQ ports
     await full(pool, FILL)
     assert claimed not in [link.handle.pid for link in pool.idle]
     (victim,) = pool.idle

@@ -117,3 +117,23 @@ async def close_pools_leaving_no_container() -> None:
     await close_all()
     for pool_id in ids:
         assert await containers_of_pool(pool_id) == [], f"containers of pool {pool_id} outlived their pool"
+
+
+def listening_sockets(pid: int) -> list[str]:
+    """The TCP sockets process ``pid`` holds in state LISTEN (``/proc/net/tcp*`` rows of its socket inodes): what a
+    standby must not have before its claim."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: TCP_LISTEN
+                found.append(fields[1])
+    return found
