@@ -169,10 +169,7 @@ kf_load_config <- function(argv, env = Sys.getenv()) {
     stop(kf_config_error(sprintf("--spark-context-initialization-mode / KERNEL_SPARK_CONTEXT_INIT_MODE must be one of %s, not %s",
                                  paste(KF_SPARK_INIT_MODES, collapse = ", "), kf_quote(spark_mode))))
   }
-  kernel_ip <- kf_pick(NULL, "KERNEL_IP", env) %||% "0.0.0.0"
-  if (!grepl("^[0-9]{1,3}(\\.[0-9]{1,3}){3}$", kernel_ip)) {
-    stop(kf_config_error(sprintf("KERNEL_IP must be an IPv4 address (R sockets are IPv4 only), not %s", kf_quote(kernel_ip))))
-  }
+  kernel_ip <- kf_kernel_ip(kf_pick(NULL, "KERNEL_IP", env) %||% "0.0.0.0")
   list(
     kernel_id = kernel_id,
     response_host = address$host,
@@ -186,6 +183,26 @@ kf_load_config <- function(argv, env = Sys.getenv()) {
     log_level = kf_log_level(kf_pick(NULL, "LOG_LEVEL", env)),
     unknown_args = parsed$unknown
   )
+}
+
+kf_kernel_ip <- function(kernel_ip) {
+  if (!grepl("^[0-9]{1,3}(\\.[0-9]{1,3}){3}$", kernel_ip)) {
+    stop(kf_config_error(sprintf("KERNEL_IP must be an IPv4 address (R sockets are IPv4 only), not %s", kf_quote(kernel_ip))))
+  }
+  kernel_ip
+}
+
+kf_claimed_config <- function(config, claim) {
+  # A standby's config (kf_standby.R) with its claim's launch inputs, read by the rules of a cold launch: the kernel
+  # id, token and port range are the claim's, KERNEL_IP the claim environment's when it sets it; an app name that
+  # defaulted to the standby's id becomes the kernel's. Stops with a kf_config_error the standby answers the claim with.
+  kernel_ip <- kf_pick(NULL, "KERNEL_IP", claim$env)
+  if (identical(config$app_name, config$kernel_id)) config$app_name <- claim$kernel_id
+  config$kernel_id <- claim$kernel_id
+  config$launch_token <- claim$launch_token
+  config$port_range <- kf_parse_port_range(claim$port_range)
+  if (!is.null(kernel_ip)) config$kernel_ip <- kf_kernel_ip(kernel_ip)
+  config
 }
 
 `%||%` <- function(a, b) if (is.null(a)) b else a

@@ -57,25 +57,31 @@ kf_report_ip <- function(kernel_ip) {
   if (is.character(resolved) && length(resolved) == 1L && nzchar(resolved)) resolved else "127.0.0.1"
 }
 
-kf_send_report <- function(host, port, line, kernel_id) {
-  # Returns TRUE when the server accepted the report, FALSE when it answered ok:false; stops when the
-  # server cannot be reached or does not answer.
+kf_connect_response <- function(host, port, id, blocking = TRUE) {
+  # A connection to the response address, retried while it is refused (docs/launcher-vectors.json "report"); stops
+  # naming the address when it stays unreachable. Used for the report and for a standby's registration (kf_standby.R).
   deadline <- kf_now() + KF_REPORT_CONNECT_WINDOW
   pause <- 0.05
   repeat {
     con <- tryCatch(
-      suppressWarnings(socketConnection(host, port, blocking = TRUE, open = "a+b", timeout = KF_REPORT_CONNECT_TIMEOUT)),
+      suppressWarnings(socketConnection(host, port, blocking = blocking, open = "a+b", timeout = KF_REPORT_CONNECT_TIMEOUT)),
       error = function(e) e
     )
-    if (!inherits(con, "error")) break
+    if (!inherits(con, "error")) return(con)
     if (kf_now() + pause > deadline) {
       stop(sprintf("cannot reach the response address %s:%d for %g s: %s", host, port, KF_REPORT_CONNECT_WINDOW,
                    conditionMessage(con)), call. = FALSE)
     }
-    kf_log("DEBUG", "kernel %s: the response address %s:%d refused the connection; retrying", kernel_id, host, port)
+    kf_log("DEBUG", "%s: the response address %s:%d refused the connection; retrying", id, host, port)
     Sys.sleep(pause)
     pause <- min(pause * 2, 0.5)
   }
+}
+
+kf_send_report <- function(host, port, line, kernel_id) {
+  # Returns TRUE when the server accepted the report, FALSE when it answered ok:false; stops when the
+  # server cannot be reached or does not answer.
+  con <- kf_connect_response(host, port, paste("kernel", kernel_id))
   on.exit(close(con))
   socketTimeout(con, KF_REPORT_REPLY_TIMEOUT)
   writeBin(c(charToRaw(line), as.raw(10L)), con)
@@ -151,9 +157,12 @@ kf_main <- function(argv = commandArgs(trailingOnly = TRUE), jit_level = NULL) {
   Sys.unsetenv("LAUNCH_TOKEN")  # read once; the kernel's users have no business with it
   kf_log_threshold <<- config$log_level
   for (arg in config$unknown_args) kf_log("WARNING", "ignoring unknown argument %s", kf_quote(arg))
-  # Found, not loaded yet: the comm listener must be forked before IRkernel creates its ZMQ context.
+  # Found, not loaded yet: the comm listener must be forked before IRkernel creates its ZMQ context (a standby's
+  # warm-up kernel destroys its context again before the claim).
   if (!nzchar(system.file(package = "IRkernel"))) kf_fatal("the IRkernel package is not installed")
   kf_check_spark(config$spark_init_mode)
+  # A warm-pool standby (protocol 2.1) loads IRkernel now and waits for its claim, which names the kernel to be.
+  if (kf_is_standby()) config <- kf_standby(config)
   kernel_id <- config$kernel_id
   if (Sys.getpid() == 1L) {
     # PID 1 gets only signals it has handlers for, and R has none for SIGTERM: docker stop, and the

@@ -109,23 +109,29 @@ kf_oaep_encrypt <- function(key, message, seed = kf_random_bytes(KF_HASH_BYTES))
 
 # ---------------------------------------------------------------------------------------- the report
 
-kf_report_mac <- function(mac_key, kernel_id, wrapped, iv, ciphertext) {
-  kf_hmac_sha256(mac_key, c(KF_REPORT_MAC_LABEL, kf_utf8_bytes(kernel_id), as.raw(0L), wrapped, iv, ciphertext))
+kf_report_mac <- function(mac_key, kernel_id, wrapped, iv, ciphertext, label = KF_REPORT_MAC_LABEL) {
+  kf_hmac_sha256(mac_key, c(label, kf_utf8_bytes(kernel_id), as.raw(0L), wrapped, iv, ciphertext))
 }
 
-kf_seal_report <- function(plaintext, kernel_id, public_key_b64,
-                           aes_key = kf_random_bytes(32L), mac_key = kf_random_bytes(32L),
-                           iv = kf_random_bytes(16L), oaep_seed = kf_random_bytes(KF_HASH_BYTES)) {
-  # Returns the report line without its trailing newline. The key arguments exist for the vectors only.
+kf_seal_report <- function(plaintext, kernel_id, public_key_b64, ...) {
+  # Returns the report line without its trailing newline. The key arguments (...) exist for the vectors only.
   if (!grepl(KF_KERNEL_ID_PATTERN, kernel_id)) stop("kernel id is not a valid protocol kernel id", call. = FALSE)
+  head <- paste0('"protocol":', kf_json_string(KF_PROTOCOL_NAME), ',"version":', KF_PROTOCOL_VERSION,
+                 ',"kernel_id":', kf_json_string(kernel_id))
+  kf_seal_envelope(plaintext, head, kernel_id, KF_REPORT_MAC_LABEL, public_key_b64, ...)
+}
+
+kf_seal_envelope <- function(plaintext, head, subject, label, public_key_b64,
+                             aes_key = kf_random_bytes(32L), mac_key = kf_random_bytes(32L),
+                             iv = kf_random_bytes(16L), oaep_seed = kf_random_bytes(KF_HASH_BYTES)) {
+  # Section 3's sealing, shared by the report and a standby's registration (section 8, kf_protocol_standby.R):
+  # `head` is the envelope's clear fields (JSON members, no braces); the MAC binds `label` and `subject` (the id).
   key <- kf_read_public_key(public_key_b64)
   ciphertext <- as.vector(openssl::aes_cbc_encrypt(kf_utf8_bytes(plaintext), key = aes_key, iv = iv))
   wrapped <- kf_oaep_encrypt(key, c(aes_key, mac_key), seed = oaep_seed)
-  mac <- kf_report_mac(mac_key, kernel_id, wrapped, iv, ciphertext)
+  mac <- kf_report_mac(mac_key, subject, wrapped, iv, ciphertext, label)
   paste0(
-    '{"protocol":', kf_json_string(KF_PROTOCOL_NAME),
-    ',"version":', KF_PROTOCOL_VERSION,
-    ',"kernel_id":', kf_json_string(kernel_id),
+    "{", head,
     ',"key":"', kf_b64encode(wrapped),
     '","iv":"', kf_b64encode(iv),
     '","ciphertext":"', kf_b64encode(ciphertext),

@@ -32,7 +32,8 @@ local({
   launcher <- new.env(parent = baseenv())
   dir <- kf_script_dir()
   launcher$KF_LAUNCHER_DIR <- dir  # where VERSION is (kf_launcher_version)
-  for (name in c("kf_protocol.R", "kf_config.R", "kf_ports.R", "kf_process.R", "kf_comm_server.R", "kf_launcher.R")) {
+  for (name in c("kf_protocol.R", "kf_protocol_standby.R", "kf_config.R", "kf_ports.R", "kf_process.R", "kf_comm_server.R",
+                  "kf_standby.R", "kf_launcher.R")) {
     sys.source(file.path(dir, name), envir = launcher)
   }
   rm(kf_script_dir, envir = globalenv())

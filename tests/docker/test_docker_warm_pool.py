@@ -6,7 +6,6 @@ the pool's change notifications, a cell's output, Docker's own ``docker wait``."
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -16,48 +15,25 @@ from death_testing import reloaded
 from jupyter_client import AsyncKernelManager
 from kf_docker import docker_cli
 from kf_testing import connect, execute, interrupt_busy_cell, manager
+from pool_testing import close_pools_leaving_no_container, containers_of_pool, full, inspect_container, the_pool
 
-from kernelfleet.provisioners.docker.standbys import LABEL_POOL, LABEL_STANDBY
-from kernelfleet.provisioners.leases import close_all
-from kernelfleet.provisioners.pool import WarmPool, pools
+from kernelfleet.provisioners.docker.standbys import LABEL_STANDBY
 from kernelfleet.provisioners.sweep import remove_orphans
 from kernelfleet.provisioners.sweep.docker_objects import find
 
 WAIT = 90.0
 
 
-async def containers_of_pool(pool_id: str) -> list[str]:
-    return (await docker_cli("ps", "-aq", "--no-trunc", "--filter", f"label={LABEL_POOL}={pool_id}")).split()
-
-
-async def inspect(container: str) -> dict[str, object] | None:
-    out = await docker_cli("inspect", container, check=False)
-    found = json.loads(out or "[]")
-    return found[0] if found else None
-
-
 @pytest.fixture(autouse=True)
 async def closed_pools(loopback_broker: None) -> AsyncIterator[None]:
     """Each test ends with its pools closed and none of their containers (idle or claimed) left on Docker."""
     yield
-    ids = [pool.pool_id for pool in pools()]
-    await close_all()
-    for pool_id in ids:
-        assert await containers_of_pool(pool_id) == [], f"containers of pool {pool_id} outlived their pool"
+    await close_pools_leaving_no_container()
 
 
 @pytest.fixture
 def pooled_spec(docker_spec: Callable[..., str]) -> str:
     return docker_spec("docker-provisioner", "kf_docker_pooled", warm_pool_size=2)
-
-
-def the_pool() -> WarmPool:
-    (pool,) = pools()
-    return pool
-
-
-async def full(pool: WarmPool) -> None:
-    await asyncio.wait_for(pool.until(lambda p: len(p.idle) == p.settings.size), WAIT)
 
 
 async def start_pooled(kernels_dir: Path, name: str, **kwargs: object) -> AsyncKernelManager:
@@ -66,7 +42,7 @@ async def start_pooled(kernels_dir: Path, name: str, **kwargs: object) -> AsyncK
     await warmup.start_kernel()
     await warmup.shutdown_kernel(now=True)
     pool = the_pool()
-    await full(pool)
+    await full(pool, WAIT)
     km = manager(kernels_dir, name)
     await km.start_kernel(**kwargs)
     assert pool.stats["claimed"] == 1, pool.stats
@@ -77,7 +53,7 @@ async def test_pooled_docker_kernel_lifecycle(kernels_dir: Path, pooled_spec: st
     km = await start_pooled(kernels_dir, pooled_spec)
     pool, prov = the_pool(), km.provisioner
     container = prov.container_id
-    details = await inspect(container)
+    details = await inspect_container(container)
     assert details is not None and details["Name"] == f"/{prov.container_name}"  # renamed at the claim
     assert details["Config"]["Labels"][LABEL_STANDBY].startswith("standby-")  # type: ignore[index]
 
@@ -91,7 +67,7 @@ async def test_pooled_docker_kernel_lifecycle(kernels_dir: Path, pooled_spec: st
     assert after["result"] == "42", after
 
     # the sweep lists the claimed container under its kernel id; the pool's running standbys are this server's
-    await full(pool)  # (a replacement still being created would be listed: the operator's sweep has min_age)
+    await full(pool, WAIT)  # (a replacement still being created would be listed: the operator's sweep has min_age)
     found = {o.kernel_id: o.object_id for o in (await find(prov.server_id, swarm=False, containers=True))[0]}
     assert found == {km.kernel_id: container}, found
 
@@ -103,13 +79,13 @@ async def test_pooled_docker_kernel_lifecycle(kernels_dir: Path, pooled_spec: st
     await execute(client, "x = 1")
     await km.restart_kernel()
     client.stop_channels()
-    assert await inspect(container) is None  # the claimed container was removed by id, like a cold one
+    assert await inspect_container(container) is None  # the claimed container was removed by id, like a cold one
     client = await connect(km)
     assert (await execute(client, "'x' in globals()"))["result"] == "False"
     second = km.provisioner.container_id
     client.stop_channels()
     await km.shutdown_kernel()
-    assert await inspect(second) is None
+    assert await inspect_container(second) is None
     assert pool.stats["lost"] == 0 and pool.stats["failed"] == 0, pool.stats
 
 
@@ -130,11 +106,11 @@ async def test_a_kernel_id_its_container_name_cannot_carry_starts_cold(kernels_d
     km = await start_pooled(kernels_dir, pooled_spec)  # one pooled start: the pool exists and refills
     await km.shutdown_kernel(now=True)
     pool = the_pool()
-    await full(pool)
+    await full(pool, WAIT)
     odd = manager(kernels_dir, pooled_spec, kernel_id="Odd_Kernel.Id")
     await odd.start_kernel()
     assert pool.stats["claimed"] == 1 and len(pool.idle) == 2, pool.stats
-    labels = (await inspect(odd.provisioner.container_id))["Config"]["Labels"]  # type: ignore[index]
+    labels = (await inspect_container(odd.provisioner.container_id))["Config"]["Labels"]  # type: ignore[index]
     assert labels["kernel_id"] == "Odd_Kernel.Id" and LABEL_STANDBY not in labels  # a cold kernel's container
     await odd.shutdown_kernel(now=True)
 
@@ -149,7 +125,7 @@ async def test_death_of_a_pooled_docker_kernel_is_detected(kernels_dir: Path, po
     assert code == 137 and await prov.poll() == 137
     assert prov.end_reason and prov.container_name in prov.end_reason
     await km.shutdown_kernel(now=True)
-    assert await inspect(prov.container_id or "") is None
+    assert await inspect_container(prov.container_id or "") is None
 
 
 async def test_sweep_of_standbys_whose_server_is_gone(kernels_dir: Path, pooled_spec: str) -> None:
@@ -158,7 +134,7 @@ async def test_sweep_of_standbys_whose_server_is_gone(kernels_dir: Path, pooled_
     server_id = warmup.provisioner.server_id
     await warmup.shutdown_kernel(now=True)
     pool = the_pool()
-    await full(pool)
+    await full(pool, WAIT)
     standbys = await containers_of_pool(pool.pool_id)
     assert len(standbys) == 2
     assert (await find(server_id, swarm=False, containers=True))[0] == []  # a running server's pool

@@ -16,76 +16,28 @@ from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.provisioning import KernelProvisionerFactory
 from kf_testing import connect, execute, interrupt_busy_cell, manager
+from pool_testing import (
+    WAIT,
+    close_pools_leaving_no_standby,
+    environ_of,
+    exited,
+    full,
+    standby_processes,
+    the_pool,
+    warmed,
+)
 
 from kernelfleet.protocol.contract import STANDBY_ID
 from kernelfleet.provisioners.base import LaunchError
-from kernelfleet.provisioners.leases import close_all
-from kernelfleet.provisioners.pool import WarmPool, pools
 from kernelfleet.provisioners.server_identity import LOCAL_LAUNCH_ENV, SERVER_ID_ENV, STANDBY_PARENT_ENV
 from kernelfleet.provisioners.sweep import local_processes
-
-WAIT = 60.0
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
-
-
-def environ_of(pid: int) -> list[bytes]:
-    return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-
-
-def standby_processes(pool_id: str) -> list[int]:
-    """Live processes started as standbys of ``pool_id`` (their environment says so)."""
-    marker = f"KF_STANDBY_POOL={pool_id}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker in environ_of(int(entry.name)) and alive(int(entry.name)):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
-async def exited(pid: int, within: float = WAIT) -> None:
-    """Wait for ``pid`` to exit, on its pidfd (no polling)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    loop = asyncio.get_running_loop()
-    done = loop.create_future()
-    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
-    try:
-        await asyncio.wait_for(done, within)
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
 
 
 @pytest.fixture(autouse=True)
 async def closed_pools() -> AsyncIterator[None]:
     """Each test ends with its pools and broker closed, and no standby left running."""
     yield
-    ids = [pool.pool_id for pool in pools()]
-    await close_all()
-    for pool_id in ids:
-        assert standby_processes(pool_id) == [], f"standbys of pool {pool_id} outlived their pool"
-
-
-def the_pool() -> WarmPool:
-    (pool,) = pools()
-    return pool
-
-
-async def full(pool: WarmPool) -> None:
-    await asyncio.wait_for(pool.until(lambda p: len(p.idle) == p.settings.size), WAIT)
+    await close_pools_leaving_no_standby()
 
 
 @pytest.fixture
@@ -94,16 +46,6 @@ def pooled_spec(make_kernelspec: Callable[..., str]) -> Callable[..., str]:
         return make_kernelspec(name, config={"warm_pool_size": 2, **config})
 
     return make
-
-
-async def warmed(kernels_dir: Path, name: str) -> WarmPool:
-    """The first start of a kernelspec creates its pool (that start is cold); the pool once it is full."""
-    warmup = manager(kernels_dir, name)
-    await warmup.start_kernel()
-    await warmup.shutdown_kernel(now=True)
-    pool = the_pool()
-    await full(pool)
-    return pool
 
 
 async def start_pooled(kernels_dir: Path, name: str, **kwargs: object) -> AsyncKernelManager:

@@ -13,7 +13,6 @@ import base64
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -28,7 +27,7 @@ from bench.port_contention import port_thief
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.connect import write_connection_file
 from kf_testing import start_busy_cell
-from rs_testing import SAY_STARTED_R, collect, execute, execute_settled
+from rs_testing import SAY_STARTED_R, collect, execute, execute_settled, require_r
 
 from kernelfleet.protocol import Report, sign_request
 from kernelfleet.protocol.comm import parse_greeting
@@ -46,21 +45,7 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture(scope="module")
 def rscript() -> str:
     """Rscript with IRkernel, jsonlite and openssl, or a failure that says what to install."""
-    path = shutil.which("Rscript")
-    if path is None:
-        pytest.fail("Rscript is not installed: the R launcher tests need R (Debian: apt-get install r-base-core)")
-    probe = subprocess.run(
-        [path, "-e", 'm <- c("IRkernel", "jsonlite", "openssl"); '
-         'cat(m[!vapply(m, requireNamespace, TRUE, quietly = TRUE)])'],
-        capture_output=True, text=True, timeout=60,
-    )
-    missing = probe.stdout.split()
-    if probe.returncode != 0 or missing:
-        pytest.fail(
-            f"R packages missing for the R launcher: {' '.join(missing) or probe.stderr.strip()} "
-            "(Debian: apt-get install r-cran-irkernel r-cran-jsonlite r-cran-openssl)"
-        )
-    return path
+    return require_r()
 
 
 @pytest.fixture
@@ -217,11 +202,13 @@ async def raw_comm(port: int, line: bytes | None) -> tuple[bytes, bytes]:
         ("test_vectors.R", "protocol-vectors.json"),
         ("test_config.R", None),
         ("test_contract.R", "launcher-vectors.json"),
+        ("test_standby.R", "protocol-vectors-2.1.json"),
     ],
 )
 def test_r_unit_scripts(rscript: str, script: str, vectors: str | None) -> None:
     """test_vectors.R reproduces docs/protocol-vectors.json byte for byte; test_config.R covers inputs and ports;
-    test_contract.R runs docs/launcher-vectors.json's argv/environment cases and compares retries and timeouts."""
+    test_contract.R runs docs/launcher-vectors.json's argv/environment cases and compares retries and timeouts;
+    test_standby.R reproduces docs/protocol-vectors-2.1.json's registration and refuses its foreign claims."""
     run = subprocess.run(
         [rscript, str(R_LAUNCHER_DIR / "tests" / script), *([str(REPO / "docs" / vectors)] if vectors else [])],
         capture_output=True, text=True, timeout=60,
@@ -234,6 +221,9 @@ def test_r_unit_scripts(rscript: str, script: str, vectors: str | None) -> None:
     if script == "test_contract.R":
         assert "ok    resolves: an option wins over its variable" in run.stdout
         assert "ok    port range refused: plus sign" in run.stdout
+    if script == "test_standby.R":
+        assert "ok    registration line reproduced byte for byte" in run.stdout
+        assert "ok    replayed claim refused" in run.stdout
 
 
 async def test_kernel_lifecycle(launcher: Launcher) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
+import subprocess
 from typing import Any
 
+import pytest
 from jupyter_client import AsyncKernelManager
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from kf_testing import STARTED, start_busy_cell
@@ -15,6 +18,7 @@ from kf_testing import STARTED, start_busy_cell
 from kernelfleet.protocol import parse_greeting, sign_request
 
 CELL = 120.0
+R_PACKAGES = ("IRkernel", "jsonlite", "openssl")
 
 
 # The first line of a cell to be interrupted: kf_testing.start_busy_cell waits for its output.
@@ -123,3 +127,20 @@ async def hostile_requests_are_ignored(km: AsyncKernelManager) -> None:
             writer.close()
         assert answer == {"ok": False, "error": "unauthenticated"}, f"{attempt}: {answer}"
     assert await km.is_alive(), "a hostile comm request stopped the kernel"
+
+
+def require_r() -> str:
+    """Rscript with the R launcher's packages (R_PACKAGES), or a test failure that says what to install."""
+    path = shutil.which("Rscript")
+    if path is None:
+        pytest.fail("Rscript is not installed: the R launcher needs R (Debian: apt-get install r-base-core)")
+    probe = subprocess.run(
+        [path, "-e", f'm <- c({", ".join(map(repr, R_PACKAGES))}); '
+         'cat(m[!vapply(m, requireNamespace, TRUE, quietly = TRUE)])'],
+        capture_output=True, text=True, timeout=120,
+    )
+    missing = probe.stdout.split()
+    if probe.returncode != 0 or missing:
+        pytest.fail(f"R packages missing for the R launcher: {' '.join(missing) or probe.stderr.strip()} "
+                    "(Debian: apt-get install r-cran-irkernel r-cran-jsonlite r-cran-openssl)")
+    return path

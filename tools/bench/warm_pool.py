@@ -7,8 +7,14 @@
 4. with ``--docker-image IMAGE``: the same as 1. for ``docker-provisioner`` (host network, broker on 127.0.0.1),
    pooled and cold interleaved in the same run (target: pooled <= 0.10 s); ``--docker-only`` skips 1.-3.
 
+5. with ``--r``: the same as 1. for R kernels (the pure-R launcher, ``Rscript launchers/r/launch_IRkernel.R``,
+   IRkernel), pooled and cold interleaved (cold is the floor: no R target is set for pools); with
+   ``--docker-r-image IMAGE`` also for R in ``docker-provisioner``. ``--r-only`` skips 1.-4.
+
+The load average is printed before and after: on a shared machine the figures are only comparable within a run.
+
 Usage: .venv/bin/python tools/bench/warm_pool.py [--runs 10] [--burst 20] [--idle 10] [--idle-seconds 20]
-           [--docker-image kernelfleet/kernel-py:dev [--docker-only]]
+           [--docker-image kernelfleet/kernel-py:dev [--docker-only]] [--r [--docker-r-image IMAGE] [--r-only]]
 Kubernetes, SSH and Swarm kernels start cold for now (docs/warm-pools.md): nothing to measure there.
 """
 
@@ -32,17 +38,22 @@ from kernelfleet.provisioners.container_argv import container_argv
 from kernelfleet.provisioners.leases import close_all
 from kernelfleet.provisioners.pool import WarmPool, pools
 
-LAUNCHER_ARGV = [sys.executable, "-m", "kernelfleet.launcher", "--kernel-id", "{kernel_id}", "--port-range",
-                 "{port_range}", "--response-address", "{response_address}", "--public-key", "{public_key}"]
+PROTOCOL_ARGS = ["--kernel-id", "{kernel_id}", "--port-range", "{port_range}", "--response-address",
+                 "{response_address}", "--public-key", "{public_key}"]
+R_LAUNCHER = Path(__file__).resolve().parents[2] / "launchers" / "r" / "launch_IRkernel.R"
+LAUNCHER_ARGV = {
+    "python": [sys.executable, "-m", "kernelfleet.launcher", *PROTOCOL_ARGS],
+    "R": ["Rscript", str(R_LAUNCHER), *PROTOCOL_ARGS],
+}
 
 
-def write_spec(kernels: Path, name: str, pool_size: int, docker_image: str = "") -> None:
+def write_spec(kernels: Path, name: str, pool_size: int, docker_image: str = "", language: str = "python") -> None:
     config: dict[str, object] = {"warm_pool_size": pool_size, "warm_pool_max_starting": 4}
-    provisioner, argv = "distributed-provisioner", LAUNCHER_ARGV
+    provisioner, argv = "distributed-provisioner", LAUNCHER_ARGV[language]
     if docker_image:
         provisioner, argv = "docker-provisioner", container_argv()
         config |= {"image_name": docker_image, "network": "host"}
-    spec = {"argv": argv, "display_name": name, "language": "python", "metadata": {
+    spec = {"argv": argv, "display_name": name, "language": language, "metadata": {
         "kernel_provisioner": {"provisioner_name": provisioner, "config": config}}}
     (kernels / name).mkdir(parents=True)
     (kernels / name / "kernel.json").write_text(json.dumps(spec))
@@ -86,36 +97,37 @@ def row(results: dict[str, object], engine: str, pooled: list[float], cold: list
     results[f"{engine}_cold_runs_s"] = [round(s, 3) for s in cold]
 
 
-async def docker_bench(args: argparse.Namespace, kernels: Path, results: dict[str, object]) -> None:
-    os.environ.setdefault("KF_RESPONSE_IP", "127.0.0.1")  # host network: the containers report on loopback
+async def pooled_against_cold(args: argparse.Namespace, kernels: Path, results: dict[str, object], engine: str,
+                              docker_image: str = "", language: str = "python") -> None:
+    """One engine's row: ``args.runs`` starts from a pool of one and as many cold ones, interleaved."""
     ksm = KernelSpecManager(kernel_dirs=[str(kernels)])
-    write_spec(kernels, "docker_pooled", 1, args.docker_image)
-    write_spec(kernels, "docker_cold", 0, args.docker_image)
-    pool = await warm(ksm, "docker_pooled", 1)
-    pooled, cold = await interleaved(ksm, pool, "docker_pooled", "docker_cold", args.runs)
+    write_spec(kernels, f"{engine}_pooled", 1, docker_image, language)
+    write_spec(kernels, f"{engine}_cold", 0, docker_image, language)
+    pool = await warm(ksm, f"{engine}_pooled", 1)
+    pooled, cold = await interleaved(ksm, pool, f"{engine}_pooled", f"{engine}_cold", args.runs)
     assert pool.stats["claimed"] == args.runs, pool.stats
-    row(results, "docker", pooled, cold)
+    row(results, engine, pooled, cold)
     await pool.close()
 
 
 async def bench(args: argparse.Namespace, kernels: Path) -> dict[str, object]:
-    results: dict[str, object] = {}
-    if args.docker_image:
-        await docker_bench(args, kernels, results)
-    if args.docker_only:
+    results: dict[str, object] = {"load_average_before": os.getloadavg()}
+    if args.docker_image or args.docker_r_image:  # before the first launch starts the broker
+        os.environ.setdefault("KF_RESPONSE_IP", "127.0.0.1")  # host network: the containers report on loopback
+    if args.r:
+        await pooled_against_cold(args, kernels, results, "r_local", language="R")
+        if args.docker_r_image:
+            await pooled_against_cold(args, kernels, results, "r_docker", args.docker_r_image, language="R")
+    if args.docker_image and not args.r_only:
+        await pooled_against_cold(args, kernels, results, "docker", args.docker_image)
+    if args.docker_only or args.r_only:
         await close_all()
+        results["load_average_after"] = os.getloadavg()
         return results
     ksm = KernelSpecManager(kernel_dirs=[str(kernels)])
-    write_spec(kernels, "pooled", 1)
-    write_spec(kernels, "cold", 0)
     write_spec(kernels, "burst", args.burst)
     write_spec(kernels, "idle", args.idle)
-
-    pool = await warm(ksm, "pooled", 1)
-    pooled, cold = await interleaved(ksm, pool, "pooled", "cold", args.runs)
-    assert pool.stats["claimed"] == args.runs, pool.stats
-    row(results, "local", pooled, cold)
-    await pool.close()
+    await pooled_against_cold(args, kernels, results, "local")
 
     burst_pool = await warm(ksm, "burst", args.burst)
     # All start at once; each is shut down once it has executed, so the slowest one's time is when all had executed.
@@ -131,6 +143,7 @@ async def bench(args: argparse.Namespace, kernels: Path) -> dict[str, object]:
     results[f"server_cpu_{args.idle}_idle_standbys_pct_of_core"] = round(100 * cpu / elapsed, 4)
     results["idle_pool_stats"] = dict(idle_pool.stats)
     await close_all()
+    results["load_average_after"] = os.getloadavg()
     return results
 
 
@@ -142,13 +155,16 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=20.0)
     parser.add_argument("--docker-image", default="", help="also measure docker-provisioner with this image")
     parser.add_argument("--docker-only", action="store_true", help="only the Docker row")
+    parser.add_argument("--r", action="store_true", help="also measure R kernels (pure-R launcher, IRkernel)")
+    parser.add_argument("--docker-r-image", default="", help="with --r: also R in docker-provisioner, this image")
+    parser.add_argument("--r-only", action="store_true", help="only the R rows")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         results = asyncio.run(bench(args, Path(tmp)))
     width = max(len(k) for k in results)
     for key, value in results.items():
         print(f"{key:<{width}}  {value}")
-    for engine in ("local", "docker"):
+    for engine in ("local", "docker", "r_local", "r_docker"):
         if f"{engine}_start_to_1+1_cold_median_s" in results:
             pooled = results[f"{engine}_start_to_1+1_pooled_median_s"]
             cold = results[f"{engine}_start_to_1+1_cold_median_s"]

@@ -35,7 +35,7 @@ from kernelfleet.provisioners.docker.engine import ENGINE_ERRORS, DockerEngine, 
 from kernelfleet.provisioners.docker.specs import DockerLaunch, container_config
 from kernelfleet.provisioners.labels import APP, LABEL_APP, LABEL_COMPONENT
 from kernelfleet.provisioners.pool import ClaimFailed, WarmPool, pool_for
-from kernelfleet.provisioners.pool.spec import claim_env, pool_id
+from kernelfleet.provisioners.pool.spec import claim_env, pool_id, standby_launcher
 from kernelfleet.provisioners.server_identity import LABEL_SERVER, SERVER_ID_ENV
 
 if TYPE_CHECKING:
@@ -183,9 +183,8 @@ def _standby_launch(p: DockerProvisioner, pool: str) -> DockerLaunch:
 def poolable(p: DockerProvisioner, standby: DockerLaunch | None) -> str | None:
     """Why this launch cannot come from ``p``'s pool (None: it can). Without ``standby`` (before the pool exists):
     only what the kernelspec decides, so that no pool is made for a kernelspec that never could use it."""
-    language = (p.kernel_spec.language if p.kernel_spec else "") or "python"
-    if language.lower() != "python":
-        return "only the Python launcher has a standby mode"
+    if not standby_launcher(p.kernel_spec.language if p.kernel_spec else ""):
+        return "only the Python and R launchers have a standby mode"
     if standby is None:
         return None
     if p.container_name is None or kernel_id_of_name(p.container_name) != p.kernel_id:

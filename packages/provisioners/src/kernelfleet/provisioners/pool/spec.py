@@ -1,22 +1,31 @@
 """Pure builders for warm pools: a pool's id, and what a claim carries of the kernel's environment.
 
-Called by the provisioners that support pools (``ssh.distributed`` for local kernels) when a launch takes
-from a pool, and by the tests.
+Called by the provisioners that support pools (``ssh.standbys`` for local kernels, ``docker.standbys``) when a
+launch takes from a pool, and by the tests.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kernelfleet.protocol.contract import STANDBY_ID
 from kernelfleet.protocol.standby import RESERVED_ENV
 
 _NOT_ID = re.compile(r"[^A-Za-z0-9._-]+")
 NAME_PART = 40
 DIGEST_CHARS = 12
+#: The launchers that have a standby mode (protocol 2.1), by kernelspec language: how a kernelspec's argv names each.
+PYTHON_LAUNCHER_MODULE = "kernelfleet.launcher"
+R_LAUNCHER_SCRIPT = "launch_IRkernel.R"
+#: Launchers (the ``launcher`` name of a registration) that become the kernel in the standby's own process, without an
+#: exec: the process keeps the standby's environment (R cannot exec itself warm), so ``KF_STANDBY_ID=<id>`` and not
+#: ``KERNEL_ID`` is what proves that a pid is still the kernel's (``process_owner``).
+IN_PLACE_LAUNCHERS = ("r/",)
 
 
 def pool_id(kernel_name: str, *identity: Any) -> str:
@@ -34,3 +43,27 @@ def claim_env(kernel_env: Mapping[str, str], standby_env: Mapping[str, str]) -> 
     standby does not already have, except the secrets, which travel in the claim's own fields."""
     return {name: value for name, value in kernel_env.items()
             if standby_env.get(name) != value and name not in RESERVED_ENV}
+
+
+def standby_launcher(language: str, argv: Sequence[str] | None = None) -> bool:
+    """True when a kernelspec of ``language`` runs a launcher with a standby mode: Python (``-m kernelfleet.launcher``)
+    and R (``launch_IRkernel.R``). ``argv`` is the kernelspec's command for a local process; None in a container,
+    whose bootstrap starts the image's launcher for the language. Called by each engine's ``poolable``."""
+    language = (language or "python").lower()
+    if language == "python":
+        return argv is None or PYTHON_LAUNCHER_MODULE in argv
+    if language == "r":
+        return argv is None or any(posixpath.basename(arg) == R_LAUNCHER_SCRIPT for arg in argv)
+    return False
+
+
+def keeps_standby_environment(launcher: str) -> bool:
+    """True when a claimed standby of this launcher (its registration's ``launcher``) runs the kernel in the process
+    the pool started, whose environment (``/proc/<pid>/environ``) stays the standby's."""
+    return launcher.startswith(IN_PLACE_LAUNCHERS)
+
+
+def process_owner(standby_id: str | None) -> str | None:
+    """The environment entry that identifies a kernel claimed from standby ``standby_id`` in place (None: the kernel
+    carries ``KERNEL_ID`` as a cold one does). Called by the local host launcher and the orphan sweep."""
+    return f"{STANDBY_ID}={standby_id}" if standby_id else None

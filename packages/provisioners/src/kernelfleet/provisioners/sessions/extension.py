@@ -128,7 +128,8 @@ class KernelSessions(LoggingConfigurable):
         self.log.info("Kernel sessions: %d saved kernel(s) in %s (on_start=%s)", len(sessions),
                       self.store.describe(), self.on_start)
         if self.sweep_on_start:
-            self._spawn(self._sweep({session.kernel_id for session in sessions}, started=time.monotonic()))
+            self._spawn(self._sweep({kid for session in sessions for kid in session.claimed_ids()},
+                                    started=time.monotonic()))
         await asyncio.gather(*(self._take_over(session, first=True) for session in sessions))
 
     async def _sweep(self, claimed: set[str], *, started: float) -> None:

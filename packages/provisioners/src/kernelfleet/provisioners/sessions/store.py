@@ -46,6 +46,13 @@ class KernelSession:
     def to_json(self) -> str:
         return json.dumps({"version": FORMAT_VERSION, **asdict(self)}, indent=1, sort_keys=True)
 
+    def claimed_ids(self) -> list[str]:
+        """The ids under which the orphan sweep may find this kernel's objects: its own, and the warm-pool standby id
+        of a kernel an R standby became in place (``standby_id`` in its provisioner info, ``pool.spec``)."""
+        standby_id = self.provisioner_info.get("standby_id")
+        valid = isinstance(standby_id, str) and KERNEL_ID_PATTERN.match(standby_id)
+        return [self.kernel_id, standby_id] if valid else [self.kernel_id]
+
     @classmethod
     def from_json(cls, text: str, origin: str) -> KernelSession:
         """Parse and check a saved session; ``origin`` (a file name) names it in errors until its id is known."""

@@ -41,13 +41,14 @@ class AdoptedLocalProcess(LauncherGroup):
         asyncio.get_running_loop().add_reader(pidfd, self._on_exit)
 
     @classmethod
-    async def adopt(cls, kernel_id: str, pid: int, log: logging.Logger) -> AdoptedLocalProcess | None:
-        """The launcher with ``pid`` if it is still this kernel's; None when it is gone."""
+    async def adopt(cls, kernel_id: str, pid: int, log: logging.Logger,
+                    owner: str | None = None) -> AdoptedLocalProcess | None:
+        """The launcher with ``pid`` if it is still this kernel's (``signal_command``'s ``owner``); None when gone."""
         try:
             pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
             return None
-        if not (await run_local_shell(signal_command(kernel_id, "0", [pid]))).split():
+        if not (await run_local_shell(signal_command(kernel_id, "0", [pid], owner))).split():
             os.close(pidfd)  # the pid now belongs to someone else, or the launcher is a zombie
             return None
         log.debug("Kernel %s: following launcher pid %s through a pidfd", kernel_id, pid)

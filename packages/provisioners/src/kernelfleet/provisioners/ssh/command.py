@@ -110,8 +110,10 @@ def launch_command(argv: list[str], kernel_id: str, log_dir: str = "", keep_log:
     return shlex.join(words)
 
 
-def signal_command(kernel_id: str, signal_name: str, pgids: Iterable[int]) -> str:
-    """Signal (``0``: only test) process groups whose leader has ``KERNEL_ID=<kernel_id>``; prints those hit.
+def signal_command(kernel_id: str, signal_name: str, pgids: Iterable[int], owner: str | None = None) -> str:
+    """Signal (``0``: only test) process groups whose leader has ``KERNEL_ID=<kernel_id>`` (or the environment entry
+    ``owner``: an R kernel claimed from a warm pool keeps its standby's environment, ``KF_STANDBY_ID=<id>``, see
+    ``pool.spec.process_owner``); prints those hit.
 
     The identity check (read from /proc) means a pid reused since the kernel ended is never
     signalled; on a host without /proc nothing is signalled, which is the safe side.
@@ -119,7 +121,7 @@ def signal_command(kernel_id: str, signal_name: str, pgids: Iterable[int]) -> st
     if not re.fullmatch(r"[A-Z]+|0", signal_name):
         raise ValueError(f"not a signal name: {signal_name!r}")
     option = f"-s {signal_name}"  # not "-0 --": dash's kill reads "--" as a pid after "-0"
-    owned = shlex.quote(f"KERNEL_ID={kernel_id}")
+    owned = shlex.quote(owner or f"KERNEL_ID={kernel_id}")
     return "; ".join(
         f"if tr '\\0' '\\n' </proc/{g}/environ 2>/dev/null | grep -qxF -- {owned}; then "
         f"kill {option} -- -{g} 2>/dev/null && echo {g}; fi"
@@ -127,9 +129,9 @@ def signal_command(kernel_id: str, signal_name: str, pgids: Iterable[int]) -> st
     ) or "true"
 
 
-def sweep_command(kernel_id: str, pgids: Iterable[int], log_path: str | None) -> str:
+def sweep_command(kernel_id: str, pgids: Iterable[int], log_path: str | None, owner: str | None = None) -> str:
     """After a stop: SIGKILL whatever is left of the kernel's groups (printed), remove its log."""
-    parts = [signal_command(kernel_id, "KILL", pgids)]
+    parts = [signal_command(kernel_id, "KILL", pgids, owner)]
     if log_path:
         parts.append(shlex.join(["rm", "-f", "--", log_path]))
     return "; ".join(parts)

@@ -354,13 +354,14 @@ class DistributedProvisioner(WarmPoolConfig, RemoteProvisionerBase):
         requested = env.get("KERNEL_REMOTE_HOST")
         if requested and requested not in (self.remote_hosts or ["localhost"]):
             return False  # start_launcher refuses it with the reason
-        self._taken_from, process = await claim_local_standby(self, cmd, env, kwargs.get("cwd"))
+        self._taken_from, process, standby_id = await claim_local_standby(self, cmd, env, kwargs.get("cwd"))
         if process is None:
             return False
         host = requested or (list(self.remote_hosts) or ["localhost"])[0]
         launcher = self._reserve(host)
         assert isinstance(launcher, LocalHostLauncher)
         launcher.process = process
+        launcher.standby_id = standby_id
         pool_id = self._taken_from.pool_id if self._taken_from is not None else ""
         self.progress.emit(Phase.HOST_CHOSEN, host=host, message=f"warm pool {pool_id}")
         return True

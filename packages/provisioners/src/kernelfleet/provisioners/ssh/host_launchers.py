@@ -21,7 +21,9 @@ import asyncssh
 from jupyter_client.connect import KernelConnectionInfo
 
 from kernelfleet.protocol import CommOp
+from kernelfleet.protocol.constants import KERNEL_ID_PATTERN
 from kernelfleet.provisioners.base import LaunchError
+from kernelfleet.provisioners.pool.spec import process_owner
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.server_identity import LOCAL_LAUNCH_ENV
 from kernelfleet.provisioners.ssh.adopted_process import AdoptedLocalProcess, run_local_shell
@@ -129,6 +131,12 @@ class LocalHostLauncher(HostLauncher):
     def __init__(self, provisioner: DistributedProvisioner, host: str) -> None:
         super().__init__(provisioner, host)
         self.process: LauncherGroup | None = None
+        # A warm-pool standby that became the kernel in its own process keeps the standby's environment: its id, not
+        # KERNEL_ID, proves that a pid is still this kernel's (ssh.standbys, pool.spec.process_owner).
+        self.standby_id: str | None = None
+
+    def info(self) -> dict[str, Any]:
+        return {"standby_id": self.standby_id} if self.standby_id else {}
 
     async def start(self, cmd: list[str], env: dict[str, str], cwd: str | None) -> None:
         env.setdefault("KERNEL_IP", "127.0.0.1")
@@ -196,7 +204,8 @@ class LocalHostLauncher(HostLauncher):
         launcher.close()
         pgid = self.p.kernel_pgid
         if pgid:
-            killed = (await run_local_shell(sweep_command(self.kernel_id, [pgid], None))).split()
+            owner = process_owner(self.standby_id)
+            killed = (await run_local_shell(sweep_command(self.kernel_id, [pgid], None, owner))).split()
             if killed:
                 self.p.log.info("Kernel %s: killed leftover process group %s", self.kernel_id, killed)
 
@@ -206,8 +215,11 @@ class LocalHostLauncher(HostLauncher):
         self.process = None
 
     async def reattach(self, info: dict[str, Any]) -> None:
+        standby_id = info.get("standby_id")
+        self.standby_id = standby_id if isinstance(standby_id, str) and KERNEL_ID_PATTERN.match(standby_id) else None
         if self.p.remote_pid:  # the launcher's pid (it reported its own)
-            self.process = await AdoptedLocalProcess.adopt(self.kernel_id, int(self.p.remote_pid), self.p.log)
+            self.process = await AdoptedLocalProcess.adopt(self.kernel_id, int(self.p.remote_pid), self.p.log,
+                                                           process_owner(self.standby_id))
 
 
 # How long poll() waits for its answer. A kernel that answers, or whose host says it is gone, is known well within it;

@@ -22,7 +22,7 @@ from kernelfleet.protocol.standby import Claim
 from kernelfleet.provisioners.base import fill_placeholders
 from kernelfleet.provisioners.broker import ResponseBroker
 from kernelfleet.provisioners.pool import ClaimFailed, WarmPool, pool_for
-from kernelfleet.provisioners.pool.spec import claim_env, pool_id
+from kernelfleet.provisioners.pool.spec import claim_env, keeps_standby_environment, pool_id, standby_launcher
 from kernelfleet.provisioners.server_identity import LOCAL_LAUNCH_ENV, SERVER_ID_ENV, STANDBY_PARENT_ENV
 from kernelfleet.provisioners.ssh.local_process import LocalLauncherProcess
 
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from kernelfleet.provisioners.ssh.distributed import DistributedProvisioner
 
 LOCAL_KERNEL_IP = "127.0.0.1"
-PYTHON_LAUNCHER_MODULE = "kernelfleet.launcher"
 
 
 class LocalStandbys:
@@ -58,7 +57,7 @@ class LocalStandbys:
 
 
 def poolable(p: DistributedProvisioner, cmd: list[str], env: dict[str, str]) -> str | None:
-    """Why this launch cannot come from a pool (None: it can). Python launchers on this host only; R, Scala,
+    """Why this launch cannot come from a pool (None: it can). Python and R launchers on this host only; Scala,
     spark-submit and impersonated launches start cold."""
     if p.warm_pool_size <= 0:
         return "no pool asked for"
@@ -66,9 +65,8 @@ def poolable(p: DistributedProvisioner, cmd: list[str], env: dict[str, str]) -> 
         return "pools serve localhost only"
     if p.spark_submit or p.impersonation_enabled:
         return "spark-submit and impersonated launches start cold"
-    language = (p.kernel_spec.language if p.kernel_spec else "") or "python"
-    if language.lower() != "python" or not any(PYTHON_LAUNCHER_MODULE == arg for arg in cmd):
-        return "only the Python launcher has a standby mode"
+    if not standby_launcher(p.kernel_spec.language if p.kernel_spec else "", cmd):
+        return "only the Python and R launchers have a standby mode"
     return None
 
 
@@ -121,27 +119,28 @@ def local_claim(p: DistributedProvisioner, env: dict[str, str], cwd: str | None,
 
 
 async def claim_local_standby(p: DistributedProvisioner, cmd: list[str], env: dict[str, str],
-                              cwd: str | None) -> tuple[WarmPool | None, LocalLauncherProcess | None]:
+                              cwd: str | None) -> tuple[WarmPool | None, LocalLauncherProcess | None, str | None]:
     """Take a standby from ``p``'s pool and claim it for ``p``'s kernel: the pool taken from (to call ``launched()``
-    on when the launch ends) and the claimed process, None when the launch must go cold."""
+    on when the launch ends), the claimed process (None when the launch must go cold) and, when that process keeps
+    the standby's environment (``keeps_standby_environment``: R), the standby id that identifies it from then on."""
     why_not = poolable(p, cmd, env)
     if why_not is not None:
         p.log.debug("Kernel %s: cold launch (%s)", p.kernel_id, why_not)
-        return None, None
+        return None, None, None
     assert p.pending is not None
     pool = local_pool(p, await ResponseBroker.instance(config=p.config))
     link = pool.take()
     if link is None:
-        return None, None
+        return None, None, None
     claim = local_claim(p, env, cwd, pool.engine.env if isinstance(pool.engine, LocalStandbys) else {})
     try:
         await link.claim(claim, timeout=p.comm_timeout)
     except ClaimFailed as err:
         pool.discard(link, str(err))
-        return pool, None
+        return pool, None, None
     process: LocalLauncherProcess = link.handle
     process.kernel_id = str(p.kernel_id)
     p.log.info("Kernel %s: claimed standby %s of pool %s (local process %s)", p.kernel_id, link.standby_id,
                pool.pool_id, process.pid)
-    return pool, process
+    return pool, process, link.standby_id if keeps_standby_environment(link.registration.launcher) else None
 

@@ -67,7 +67,8 @@ def default_store_dir() -> Path:
 
 def claimed_kernel_ids(store_dir: Path) -> set[str]:
     """The kernel ids the session store claims: each file's ``kernel_id``, and its name's stem as well (a file that
-    cannot be read or is half written still claims its kernel: the safe side). Blocking; FileNotFoundError when the
+    cannot be read or is half written still claims its kernel: the safe side), and the standby id a kernel claimed in
+    place from an R standby is found under (``provisioner_info.standby_id``). Blocking; FileNotFoundError when the
     store does not exist."""
     claimed: set[str] = set()
     for path in store_dir.iterdir():
@@ -75,11 +76,12 @@ def claimed_kernel_ids(store_dir: Path) -> set[str]:
         if KERNEL_ID_PATTERN.match(stem):
             claimed.add(stem)
         try:
-            recorded = json.loads(path.read_text()).get("kernel_id")
+            saved = json.loads(path.read_text())
+            info = saved.get("provisioner_info") or {}
+            recorded = [saved.get("kernel_id"), info.get("standby_id") if isinstance(info, dict) else None]
         except (OSError, ValueError, AttributeError):
             continue
-        if isinstance(recorded, str) and KERNEL_ID_PATTERN.match(recorded):
-            claimed.add(recorded)
+        claimed.update(r for r in recorded if isinstance(r, str) and KERNEL_ID_PATTERN.match(r))
     return claimed
 
 

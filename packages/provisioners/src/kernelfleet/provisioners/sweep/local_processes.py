@@ -51,7 +51,9 @@ def _kernel_of(pid: int, server_id: str) -> str | None:
 
     An unclaimed warm-pool standby (``KF_STANDBY_ID``, no kernel id yet) counts under its standby id, which no
     session claims, but only once the server process that started it (``KF_STANDBY_PARENT``) is no longer its
-    parent: a running server's pool is not an orphan. A claimed standby carries its kernel's id like a cold one."""
+    parent: a running server's pool is not an orphan. A claimed standby carries its kernel's id like a cold one, except
+    one that became the kernel in place (R): it keeps its standby id, which its saved session claims
+    (``KernelSession.claimed_ids``)."""
     fields = _stat_fields(pid)
     if fields[0] == "Z" or int(fields[2]) != pid:
         return None
