@@ -15,7 +15,7 @@ from typing import Any
 import aiodocker
 import pytest
 import yaml
-from k8s_helpers import pods_of, secrets_of
+from k8s_helpers import TEMPLATE_KINDS, TEMPLATE_WITH_OBJECTS, pods_of, secrets_of
 from kf_testing import connect, execute, interrupt_busy_cell, manager
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -292,52 +292,24 @@ async def run(operation: str, core: client.CoreV1Api, kernels_dir: Path, k8s_spe
     return ""
 
 
-TEMPLATE = """\
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: "{{ kernel_pod_name ~ '-conf' }}"
-data:
-  kernel: "{{ kernel_id }}"
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: "{{ kernel_pod_name }}"
-spec:
-  clusterIP: None
-  selector:
-    kernel_id: "{{ kernel_id }}"
-  ports:
-  - port: 8888
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: "{{ kernel_pod_name }}"
-spec:
-  containers:
-  - name: kernel
-    image: "{{ kernel_image }}"
-"""
-
 
 @pytest.mark.parametrize("missing", [None, ("configmaps", "create"), ("services", "get")])
 async def test_template_objects_need_exactly_the_rules_of_their_kinds(
         kube: KubeLite, core: client.CoreV1Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernels_dir: Path,
         k8s_spec: Callable[..., str], caplog: pytest.LogCaptureFixture, missing: tuple[str, str] | None) -> None:
-    """``jupyter k8s-spec rbac --template-kind ConfigMap --template-kind Service``: a kernel whose template makes a
-    ConfigMap and a Service runs its whole life with exactly that; without a verb, the launch error names it."""
-    objects = rbac.api_objects(rbac.manifests(rbac.SHARED, rbac.RbacSettings(template_kinds=("ConfigMap", "Service"))))
+    """``jupyter k8s-spec rbac --template-kind ConfigMap --template-kind Secret ...``: a kernel whose template makes a
+    ConfigMap, a Secret, a claim and a Service runs its whole life with exactly that; without a verb, the launch
+    error names it."""
+    objects = rbac.api_objects(rbac.manifests(rbac.SHARED, rbac.RbacSettings(template_kinds=tuple(TEMPLATE_KINDS))))
     if missing is not None:
         objects = without(objects, *missing)
     await as_server(kube, core, tmp_path, monkeypatch, rbac.SHARED, objects)
     caplog.set_level(logging.WARNING)
     template = tmp_path / "kernel-pod.yaml.j2"
-    template.write_text(TEMPLATE)
+    template.write_text(TEMPLATE_WITH_OBJECTS)
     try:
         km = manager(kernels_dir, k8s_spec("templated", pod_template=str(template),
-                                           template_object_kinds=["ConfigMap", "Service"], **FAST))
+                                           template_object_kinds=TEMPLATE_KINDS, **FAST))
         if missing == ("configmaps", "create"):
             with pytest.raises(LaunchError) as err:
                 await km.start_kernel()

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from k8s_helpers import TEMPLATE_KINDS as KINDS
+from k8s_helpers import TEMPLATE_WITH_OBJECTS as TEMPLATE
 from k8s_helpers import pods_of, secrets_of
 from kf_testing import connect, execute, manager
 from kubernetes_asyncio import client
@@ -24,66 +26,6 @@ from kernelfleet.provisioners.sweep import kubernetes_objects
 from kernelfleet.provisioners.sweep.model import Outcome
 
 pytestmark = pytest.mark.timeout(180)
-KINDS = ["ConfigMap", "Secret", "PersistentVolumeClaim", "Service"]
-TEMPLATE = """\
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: "{{ kernel_pod_name ~ '-conf' }}"
-data:
-  greeting: "{{ 'hello ' ~ kernel_id }}"
----
-apiVersion: v1
-kind: Secret
-metadata:
-  name: "{{ kernel_pod_name ~ '-db' }}"
-stringData:
-  password: not-a-real-password
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata:
-  name: "{{ kernel_pod_name ~ '-data' }}"
-spec:
-  accessModes: [ReadWriteOnce]
-  resources:
-    requests:
-      storage: 1Gi
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: "{{ kernel_pod_name }}"
-spec:
-  clusterIP: None
-  selector:
-    kernel_id: "{{ kernel_id }}"
-  ports:
-  - name: shell
-    port: 8888
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: "{{ kernel_pod_name }}"
-spec:
-  containers:
-  - name: kernel
-    image: "{{ kernel_image }}"
-    env:
-    - name: DB_PASSWORD
-      valueFrom:
-        secretKeyRef:
-          name: "{{ kernel_pod_name ~ '-db' }}"
-          key: password
-    volumeMounts:
-    - name: conf
-      mountPath: /etc/kernel-conf
-  volumes:
-  - name: conf
-    configMap:
-      name: "{{ kernel_pod_name ~ '-conf' }}"
-"""
 LISTERS = {
     "ConfigMap": "list_config_map_for_all_namespaces",
     "Secret": "list_secret_for_all_namespaces",

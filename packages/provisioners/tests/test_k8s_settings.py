@@ -257,7 +257,7 @@ def test_a_multi_document_template_is_refused_unless_its_kinds_are_allowed(tmp_p
     assert str(err.value) == (
         f"Kernel {KID}: document 0 (PersistentVolumeClaim 'alice-{KID}-data') of the pod template {template} is not "
         "created: this kernelspec's template_object_kinds allows no other kind")
-    with pytest.raises(PodSpecError, match="document 1 .ConfigMap .* allows PersistentVolumeClaim"):
+    with pytest.raises(PodSpecError, match=r"document 1 .ConfigMap .* allows PersistentVolumeClaim"):
         kernel_manifests(settle(KubernetesSettings(template_object_kinds=("PersistentVolumeClaim",))), template)
 
 

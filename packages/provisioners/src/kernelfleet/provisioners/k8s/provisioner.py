@@ -9,7 +9,9 @@ container that ends fails the launch at once, with the pod's events in the error
 The launch token never appears in the pod spec: it travels in a per-launch Secret (``k8s_secret``) that the pod
 refers to and that is deleted as soon as the kernel has reported or the launch has failed. Every object is deleted
 by the uid its create answered (``k8s_owned``), so a request that names someone else's pod, Secret or namespace
-fails its launch and leaves that object alone.
+fails its launch and leaves that object alone. A template's other documents (a PVC, Secret, ConfigMap or Service,
+of the kinds ``template_object_kinds`` allows: ``k8s_template_objects``) are created before the pod and deleted with
+it the same way.
 """
 
 from __future__ import annotations
