@@ -66,6 +66,8 @@ async def test_template_objects_live_and_die_with_the_kernel(kube: KubeLite, cor
         assert {kind: sorted(names) for kind, names in made.items()} == {
             "ConfigMap": [f"default/{pod}-conf"], "Secret": [f"default/{pod}-db"],  # the launch Secret is gone
             "PersistentVolumeClaim": [f"default/{pod}-data"], "Service": [f"default/{pod}"]}
+        (kernel_pod,) = await pods_of(core, km.kernel_id)
+        assert kernel_pod.spec.restart_policy == "Never"  # the template leaves it unset: a kernel is not restarted
         service = await core.read_namespaced_service(pod, "default")
         assert service.metadata.labels[LABEL_SERVER] == km.provisioner.server_id
         assert service.metadata.labels["kernel_id"] == km.kernel_id

@@ -125,13 +125,17 @@ def enforce_operator_fields(pod: dict[str, Any], settings: PodSettings,
     """What the operator decides is not the template's to change: where the pod runs, who it runs as, its labels
     (the template's own, then the kernel's and this server's ``identity_labels`` over them), the kernel's
     environment, and (``settings.restricted``) what the "restricted" Pod Security Standard needs where the template
-    leaves it unset. Changes ``pod`` in place and returns it."""
+    leaves it unset, and restartPolicy Never unless the template says otherwise. Changes ``pod`` in place and
+    returns it."""
     meta = pod.setdefault("metadata", {})
     if isinstance(meta, dict):
         meta.setdefault("namespace", settings.namespace)
         meta["labels"] = {**(meta.get("labels") or {}), **identity_labels}
     spec = pod.get("spec")
     if isinstance(spec, dict):
+        # a kernel that ends is over: restarted by the kubelet (Kubernetes' default Always), it would report to no
+        # launch and its pod would never end for the shutdown that waits for it
+        spec.setdefault("restartPolicy", "Never")
         security = spec.setdefault("securityContext", {}) or {}
         spec["securityContext"] = security
         security.setdefault("runAsUser", settings.uid)
