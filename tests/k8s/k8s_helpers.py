@@ -80,3 +80,68 @@ def assert_token_by_reference(core: client.CoreV1Api, pod: client.V1Pod, token: 
     ref = entry.value_from.secret_key_ref
     assert ref.name == (secret or f"{pod.metadata.name}-launch") and ref.key == "launch-token" and not ref.optional
     assert token and token not in json.dumps(core.api_client.sanitize_for_serialization(pod))
+
+
+#: The template kinds of ``TEMPLATE_WITH_OBJECTS``, for ``template_object_kinds``.
+TEMPLATE_KINDS = ["ConfigMap", "Secret", "PersistentVolumeClaim", "Service"]
+#: A kernelspec pod template as GP's kernel-pod.yaml could be: a ConfigMap the pod mounts, a Secret it reads, a claim
+#: and a headless Service next to the Pod (test_k8s_template_objects, test_k8s_rbac).
+TEMPLATE_WITH_OBJECTS = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: "{{ kernel_pod_name ~ '-conf' }}"
+data:
+  greeting: "{{ 'hello ' ~ kernel_id }}"
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: "{{ kernel_pod_name ~ '-db' }}"
+stringData:
+  password: not-a-real-password
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: "{{ kernel_pod_name ~ '-data' }}"
+spec:
+  accessModes: [ReadWriteOnce]
+  resources:
+    requests:
+      storage: 1Gi
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: "{{ kernel_pod_name }}"
+spec:
+  clusterIP: None
+  selector:
+    kernel_id: "{{ kernel_id }}"
+  ports:
+  - name: shell
+    port: 8888
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: "{{ kernel_pod_name }}"
+spec:
+  containers:
+  - name: kernel
+    image: "{{ kernel_image }}"
+    env:
+    - name: DB_PASSWORD
+      valueFrom:
+        secretKeyRef:
+          name: "{{ kernel_pod_name ~ '-db' }}"
+          key: password
+    volumeMounts:
+    - name: conf
+      mountPath: /etc/kernel-conf
+  volumes:
+  - name: conf
+    configMap:
+      name: "{{ kernel_pod_name ~ '-conf' }}"
+"""

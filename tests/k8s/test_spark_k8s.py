@@ -7,6 +7,7 @@ Needs the Spark images: ``tools/build-images-rs --only spark`` (KF_TEST_SPARK_IM
 
 from __future__ import annotations
 
+import getpass
 import os
 import subprocess
 import time
@@ -20,10 +21,12 @@ from jupyter_client import AsyncKernelClient, AsyncKernelManager
 from k8s_helpers import assert_token_by_reference, pods_of, secrets_of
 from kf_testing import execute, interrupted_reply, manager, start_busy_cell
 from kubernetes_asyncio import client
+from test_kubectl import kubectl
 
 from kernelfleet.kubelite import KubeLite
 from kernelfleet.provisioners.cli.k8s import SPARK_LAUNCHER_FILES, spark_submit_argv
 from kernelfleet.provisioners.container_argv import launcher_args
+from kernelfleet.provisioners.k8s import rbac
 
 pytestmark = pytest.mark.timeout(600)
 CELL = 120.0  # seconds a cell, a connection or an interrupt may take on a loaded machine
@@ -34,19 +37,9 @@ SPARK_IMAGE = "kernelfleet/kernel-spark-py:dev"
 EXECUTOR_IMAGE = "kernelfleet/kernel-spark-py:sparkk8s-executor-test"
 SPARK_OPTS = ("--conf spark.executor.instances=1 --conf spark.driver.memory=512m --conf spark.executor.memory=512m "
               "--conf spark.kubernetes.executor.request.cores=0.2 --conf spark.ui.enabled=false")
-# The driver's service account may manage what Spark makes for an application, in its namespace only.
-DRIVER_ROLE = {
-    "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-    "metadata": {"name": "spark-driver", "namespace": "default"},
-    "rules": [{"apiGroups": [""], "resources": ["pods", "services", "configmaps", "persistentvolumeclaims"],
-               "verbs": ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]}],
-}
-DRIVER_BINDING = {
-    "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-    "metadata": {"name": "spark-driver", "namespace": "default"},
-    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "spark-driver"},
-    "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": "default"}],
-}
+# The driver's service account gets what `jupyter k8s-spec rbac --spark-driver-account default` grants it.
+DRIVER_RBAC = rbac.api_objects(rbac.spark_driver_manifests(
+    rbac.RbacSettings(kernel_namespace="default", spark_driver_account="default")))
 
 
 def spark_home() -> str:
@@ -87,7 +80,8 @@ def spark_spec(make_kernelspec: Callable[..., str], spark_images: tuple[str, str
 
 
 def grant_driver_role(kube: KubeLite) -> None:
-    for plural, obj in (("roles", DRIVER_ROLE), ("rolebindings", DRIVER_BINDING)):
+    for obj in DRIVER_RBAC:
+        plural = {"Role": "roles", "RoleBinding": "rolebindings"}[obj["kind"]]
         kube.create_object(kube.types[("rbac.authorization.k8s.io", plural)], "default", obj)
 
 
@@ -198,3 +192,55 @@ async def test_r_kernel_as_the_spark_driver(kube: KubeLite, core: client.CoreV1A
         await km.shutdown_kernel(now=True)
         raise
     await shutdown_leaves_nothing(km, kc, core)
+
+
+async def test_the_driver_runs_as_the_requesting_user_with_exactly_the_generated_rbac(
+        kube: KubeLite, core: client.CoreV1Api, kernels_dir: Path, spark_spec: Callable[..., str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """impersonation_enabled: spark-submit --proxy-user KERNEL_USERNAME, and the driver's ``sparkUser()`` is that user.
+    The server runs as its own service account with exactly ``jupyter k8s-spec rbac --spark-driver-account spark``
+    (applied with kubectl), the driver as ``spark`` with the spark-driver Role, and executors really run."""
+    settings = rbac.RbacSettings(spark_driver_account="spark")
+    manifest = tmp_path / "rbac.yaml"
+    manifest.write_text(rbac.render(rbac.SHARED, settings))
+    admin = tmp_path / "kubeconfig"
+    await kubectl(admin, "apply", "-f", str(manifest))
+    token = kube.service_account_token(settings.server_namespace, settings.server_account)
+    monkeypatch.setenv("KUBECONFIG", str(kube.write_kubeconfig(tmp_path / "server-kubeconfig", token=token)))
+    ns = settings.kernel_namespace
+    try:
+        # The identity is checked whoever named it: unnamed, the request would run as this server's own user.
+        spec = spark_spec("k8s_python_spark_proxy", namespace=ns, service_account_name="spark",
+                          impersonation_enabled=True, unauthorized_users=[getpass.getuser()])
+        km = manager(kernels_dir, spec)
+        with pytest.raises(PermissionError, match=f"Kernel {km.kernel_id}: user '{getpass.getuser()}' is not "
+                                                  "allowed to start kernels of this kind"):
+            await km.start_kernel()
+        assert await pods_of(core, km.kernel_id) == [] and await secrets_of(core, km.kernel_id) == []
+
+        km = manager(kernels_dir, spec)
+        await km.start_kernel(env={"KERNEL_USERNAME": "alice"})
+        kc = await rs_testing.connect(km, CELL)
+        try:
+            reply = await execute(kc, "spark.sparkContext.sparkUser(), sc.parallelize(range(10), 2).sum()",
+                                  timeout=2 * CELL)
+            assert reply["result"] == "('alice', 45)", reply
+            pods = await pods_of(core, km.kernel_id)
+            roles = sorted(p.metadata.labels.get("spark-role") for p in pods)
+            assert roles == ["driver", "executor"], roles
+            (driver,) = [p for p in pods if p.metadata.labels["spark-role"] == "driver"]
+            assert driver.spec.service_account_name == "spark" and driver.metadata.namespace == ns
+            log = await core.read_namespaced_pod_log(driver.metadata.name, ns)
+            assert "forbidden" not in log.lower(), log[-3000:]
+        except BaseException:
+            kc.stop_channels()
+            await km.shutdown_kernel(now=True)
+            raise
+        kc.stop_channels()
+        await km.shutdown_kernel()
+        assert await pods_of(core, km.kernel_id) == [] and await secrets_of(core, km.kernel_id) == []
+        assert [s.metadata.name for s in (await core.list_namespaced_service(ns)).items] == []
+        assert [c.metadata.name for c in (await core.list_namespaced_config_map(ns)).items
+                if c.metadata.owner_references] == []
+    finally:
+        await kubectl(admin, "delete", "--wait=true", "--ignore-not-found=true", "-f", str(manifest))

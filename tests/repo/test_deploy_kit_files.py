@@ -58,3 +58,17 @@ def test_with_rbac_puts_the_layouts_rbac_first() -> None:
     text = deploy_kit.render(settings, with_rbac=True)
     assert text.startswith(rbac.render(rbac.PER_KERNEL))
     assert text.endswith(deploy_kit.render(settings))
+
+
+def test_template_kinds_reach_the_servers_rbac_and_environment() -> None:
+    """``--template-kind``: the server's role gets create/get/delete on those kinds only, and its Deployment the
+    matching KF_TEMPLATE_OBJECT_KINDS; a kind no template may create is refused."""
+    settings = DeployPrinter(layout=rbac.SHARED, template_kinds=["ConfigMap", "Service"]).settings()
+    (role,) = [o for o in rbac.manifests(rbac.SHARED, settings.rbac) if o["kind"] == "Role"]
+    templated = [r for r in role["rules"] if "template_object_kinds" in r["#"]]
+    assert [(r["resources"], r["verbs"]) for r in templated] == [(["configmaps", "services"],
+                                                                   ["create", "get", "delete"])]
+    env = {e["name"]: e.get("value") for e in deploy_kit.server_environment(settings)}
+    assert env["KF_TEMPLATE_OBJECT_KINDS"] == "ConfigMap,Service"
+    with pytest.raises(ValueError, match="not RoleBinding"):
+        rbac.RbacSettings(template_kinds=("RoleBinding",))

@@ -16,6 +16,7 @@ from kernelfleet.provisioners.k8s.settings import (
     ContainerChoice,
     KubernetesSettings,
     PodLaunch,
+    kernel_manifests,
     kernel_pod_manifest,
     settle_pod_launch,
     template_values,
@@ -215,22 +216,101 @@ def test_the_kernelspecs_sparkapp_config_map_names_the_applications_spark_defaul
         build_spark_application(provisioner.application_settings(launch_with("Bad_Map"), "app"))
 
 
-def test_a_multi_document_template_is_refused_naming_what_to_do_instead(tmp_path: Path) -> None:
-    """GP created every document of kernel-pod.yaml.j2 (a PVC or Secret next to the Pod) and deleted only the pod;
-    here the launch fails before anything is created, saying how to keep such an object."""
+GP_TEMPLATE = """\
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: "{{ kernel_pod_name ~ '-data' }}"
+spec:
+  accessModes: [ReadWriteOnce]
+  resources:
+    requests:
+      storage: 1Gi
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: "{{ kernel_pod_name ~ '-conf' }}"
+  labels:
+    role: conf
+data:
+  kernel: "{{ kernel_id }}"
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: "{{ kernel_pod_name }}"
+spec:
+  containers:
+  - name: kernel
+    image: "{{ kernel_image }}"
+"""
+
+
+def test_a_multi_document_template_is_refused_unless_its_kinds_are_allowed(tmp_path: Path) -> None:
+    """GP created every document of kernel-pod.yaml.j2 and deleted only the pod; here the launch fails before
+    anything is created unless the operator lists the kinds, naming the document and the setting."""
     template = tmp_path / "kernel-pod.yaml.j2"
-    template.write_text(
-        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: kernel-data\n"
-        "spec:\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: 1Gi\n---\n"
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: \"{{ kernel_pod_name }}\"\nspec:\n  containers:\n"
-        "  - name: kernel\n    image: \"{{ kernel_image }}\"\n")
+    template.write_text(GP_TEMPLATE)
     with pytest.raises(PodSpecError) as err:
-        kernel_pod_manifest(settle(), template, "/specs/python_k8s")
-    message = str(err.value)
-    assert message.startswith(f"Kernel {KID}: the pod template {template} must produce exactly one Pod, not "
-                              "['PersistentVolumeClaim', 'Pod']")
-    assert "create a PersistentVolumeClaim, Secret or ConfigMap once with kubectl" in message
-    assert "volume_mounts" in message
+        kernel_manifests(settle(), template, "/specs/python_k8s")
+    assert str(err.value) == (
+        f"Kernel {KID}: document 0 (PersistentVolumeClaim 'alice-{KID}-data') of the pod template {template} is not "
+        "created: this kernelspec's template_object_kinds allows no other kind")
+    with pytest.raises(PodSpecError, match=r"document 1 .ConfigMap .* allows PersistentVolumeClaim"):
+        kernel_manifests(settle(KubernetesSettings(template_object_kinds=("PersistentVolumeClaim",))), template)
+
+
+def test_allowed_template_objects_are_the_kernels_own(tmp_path: Path) -> None:
+    template = tmp_path / "kernel-pod.yaml.j2"
+    template.write_text(GP_TEMPLATE)
+    settings = KubernetesSettings(namespace="kernels", labels={"team": "a"},
+                                  template_object_kinds=("PersistentVolumeClaim", "ConfigMap"))
+    pod, others = kernel_manifests(settle(settings), template, "/specs/python_k8s")
+    assert pod["kind"] == "Pod" and [o["kind"] for o in others] == ["PersistentVolumeClaim", "ConfigMap"]
+    for obj in others:
+        assert obj["metadata"]["namespace"] == "kernels"
+        labels = obj["metadata"]["labels"]
+        assert labels[LABEL_KERNEL_ID] == KID and labels[LABEL_SERVER] == SERVER and labels["team"] == "a"
+    assert others[1]["metadata"]["labels"]["role"] == "conf" and others[1]["data"] == {"kernel": KID}
+    for obj in (pod, *others):
+        kubernetes_validate.validate(obj, "1.30", strict=True)
+
+
+@pytest.mark.parametrize(("document", "refused"), [
+    ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: kube-system}\n",
+     "is in namespace 'kube-system': template objects go in the kernel's namespace 'default' only"),
+    ("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/service-account-token\n",
+     "may not set type 'kubernetes.io/service-account-token'"),
+    ("apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {type: NodePort}\n",
+     "may not set type 'NodePort': only ClusterIP Services"),
+    ("apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {externalIPs: [1.2.3.4]}\n",
+     "may not set externalIPs"),
+    ("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: p}\nspec: {volumeName: someones-pv}\n",
+     "may not set spec.volumeName"),
+    ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, ownerReferences: [{uid: x}]}\n",
+     "may not set metadata ownerReferences"),
+    ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Bad_Name}\n", "Bad_Name"),
+    ("apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: r}\n",
+     "an RBAC object would let a template grant rights"),
+    ("apiVersion: v1\nkind: Namespace\nmetadata: {name: n}\n", "a cluster-scoped kind is no kernel's own"),
+    ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {t: " + TOKEN + "}\n", "launch token"),
+])
+def test_template_objects_that_reach_beyond_the_kernel_are_refused(tmp_path: Path, document: str,
+                                                                   refused: str) -> None:
+    template = tmp_path / "kernel-pod.yaml.j2"
+    template.write_text(document + "---\n" + GP_TEMPLATE.split("---\n")[-1])
+    settings = KubernetesSettings(template_object_kinds=("PersistentVolumeClaim", "Secret", "ConfigMap", "Service"))
+    with pytest.raises(PodSpecError) as err:
+        kernel_manifests(settle(settings), template)
+    assert str(err.value).startswith(f"Kernel {KID}: ") and refused in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize(("kind", "why"), [("ClusterRole", "RBAC object"), ("Namespace", "cluster-scoped"),
+                                           ("ServiceAccount", "identity"), ("Deployment", "does not create it")])
+def test_only_namespaced_kernel_kinds_can_be_allowed(kind: str, why: str) -> None:
+    with pytest.raises(PodSpecError, match=f"template_object_kinds lists '{kind}': .*{why}"):
+        settle(KubernetesSettings(template_object_kinds=(kind,)))
 
 
 def test_gps_sparkapplication_template_is_named_as_unused_with_the_settings_instead(tmp_path: Path) -> None:

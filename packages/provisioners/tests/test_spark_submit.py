@@ -72,6 +72,16 @@ def test_executor_image_defaults_to_the_kernel_image_and_client_mode_is_refused(
         submit_argv(submission(["spark-submit", "--deploy-mode", "client", APP]))
 
 
+def test_proxy_user_is_the_requesting_user_before_the_application() -> None:
+    """impersonation_enabled: ``--proxy-user`` with the checked user, one argv word; a kernelspec's own is refused."""
+    argv = submit_argv(submission(["spark-submit", APP, "--kernel-id", "k1"], proxy_user="alice"))
+    at = argv.index("--proxy-user")
+    assert argv[at + 1] == "alice" and at < argv.index(APP)
+    assert "--proxy-user" not in submit_argv(submission(["spark-submit", APP]))
+    with pytest.raises(ValueError, match="names --proxy-user"):
+        submit_argv(submission(["spark-submit", "--proxy-user", "bob", APP], proxy_user="alice"))
+
+
 def test_spark_opts_are_split_without_a_shell() -> None:
     assert spark_opts_words("k1", "--conf spark.x=${HOME} --conf 'a=b c'", {"HOME": "/home/j"}, {}) == (
         "--conf", "spark.x=/home/j", "--conf", "a=b c")

@@ -312,7 +312,9 @@ GP_ENVIRONMENT: tuple[GpEnvironmentName, ...] = (
         "sudo -n -H -E -u {user} --, whose sudoers rule needs SETENV), the name checked against a strict pattern "
         "and authorized_users / unauthorized_users (root refused by default); with spark_submit also "
         "--proxy-user, as GP had it. GP only added --proxy-user: set impersonation_command to [] for exactly that. "
-        "Container engines: kernels run as the account the engine gives them.",
+        "Spark on Kubernetes in cluster mode (KubernetesProvisioner.impersonation_enabled): spark-submit "
+        "--proxy-user with the same checks, the driver runs the application as that user. Other container "
+        "kernels run as the account the engine gives them.",
         SettingProbe(_SSH, "impersonation_enabled", "True", True),
     ),
 )
@@ -485,11 +487,14 @@ GP_FEATURES: tuple[GpFeature, ...] = (
     ),
     GpFeature(
         "several documents in scripts/kernel-pod.yaml.j2", "kernel pod templates (a PVC or Secret next to the Pod)",
-        Support.NO_EFFECT, "KubernetesProvisioner.volumes / volume_mounts naming an object made once with kubectl",
-        "GP created every document and deleted only the pod, so each kernel leaked its PVC or Secret; here such a "
-        "template fails the launch before anything is created, with a message saying what to do instead.",
-        "packages/provisioners/tests/test_k8s_settings.py::"
-        "test_a_multi_document_template_is_refused_naming_what_to_do_instead",
+        Support.CHANGED, "KubernetesProvisioner.template_object_kinds (KF_TEMPLATE_OBJECT_KINDS)",
+        "GP created every document with any kind and namespace and deleted only the pod, so each kernel leaked its "
+        "PVC or Secret. Here the kinds the operator lists (PersistentVolumeClaim, Secret, ConfigMap, Service; never "
+        "RBAC or cluster-scoped kinds) are created before the pod in the kernel's namespace, labelled as the "
+        "kernel's and deleted with it (and by the orphan sweep); other documents fail the launch before anything "
+        "is created. Restore: template_object_kinds: [PersistentVolumeClaim, Secret], and jupyter k8s-spec rbac "
+        "--template-kind for the server's rights. A name with a suffix is written {{ kernel_pod_name ~ '-pvc' }}.",
+        "tests/k8s/test_k8s_template_objects.py::test_template_objects_live_and_die_with_the_kernel",
     ),
 )
 

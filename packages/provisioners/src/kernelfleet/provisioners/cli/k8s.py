@@ -152,18 +152,34 @@ class RbacPrinter(JupyterApp):
     kernel_cluster_role = Unicode(rbac.RbacSettings.kernel_cluster_role,
                                   help="kernel-namespaces layout: ClusterRole bound to kernels in their namespace "
                                   "(KF_KERNEL_CLUSTER_ROLE).").tag(config=True)
+    template_kinds = List(Unicode(), help="Kinds the kernelspecs' pod templates create next to the Pod "
+                          "(template_object_kinds; repeat): the server gets create, get and delete on them.").tag(
+        config=True)
+    spark_driver_account = Unicode("", help="Spark on Kubernetes in cluster mode: the driver pods' service account "
+                                   "(the kernelspecs' service_account_name; made unless 'default'), which gets the "
+                                   "spark-driver Role in the kernels' namespace; the server gets what spark-submit "
+                                   "needs.").tag(config=True)
     aliases = {
         "layout": "RbacPrinter.layout",
+        "template-kind": "RbacPrinter.template_kinds",
+        "spark-driver-account": "RbacPrinter.spark_driver_account",
         "server-namespace": "RbacPrinter.server_namespace",
         "server-account": "RbacPrinter.server_account",
         "kernel-namespace": "RbacPrinter.kernel_namespace",
         "kernel-cluster-role": "RbacPrinter.kernel_cluster_role",
     }
 
+    def rbac_settings(self) -> rbac.RbacSettings:
+        try:
+            return rbac.RbacSettings(self.server_namespace, self.server_account, self.kernel_namespace,
+                                     self.kernel_cluster_role, tuple(self.template_kinds), self.spark_driver_account)
+        except ValueError as err:
+            self.log.error("%s", err)
+            self.exit(2)
+            raise
+
     def start(self) -> None:
-        settings = rbac.RbacSettings(self.server_namespace, self.server_account, self.kernel_namespace,
-                                     self.kernel_cluster_role)
-        sys.stdout.write(rbac.render(self.layout, settings))
+        sys.stdout.write(rbac.render(self.layout, self.rbac_settings()))
 
 
 class DeployPrinter(RbacPrinter):
@@ -205,8 +221,7 @@ class DeployPrinter(RbacPrinter):
     def settings(self) -> deploy_kit.DeployKitSettings:
         return deploy_kit.DeployKitSettings(
             server_image=self.server_image, kernel_images=tuple(self.kernel_images), layout=self.layout,
-            rbac=rbac.RbacSettings(self.server_namespace, self.server_account, self.kernel_namespace,
-                                   self.kernel_cluster_role),
+            rbac=self.rbac_settings(),
             http_port=self.http_port, response_port=self.response_port, token_secret=self.token_secret)
 
     def start(self) -> None:

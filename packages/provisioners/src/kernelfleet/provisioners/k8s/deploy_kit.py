@@ -70,8 +70,9 @@ def _restricted_pod() -> dict[str, Any]:
 
 
 def server_environment(settings: DeployKitSettings) -> list[dict[str, Any]]:
-    """Pure: the server container's variables: where kernels go and the response port; the HTTP token from the
-    operator's Secret. The response address is the pod's own IP (the broker's default), which kernel pods reach."""
+    """Pure: the server container's variables: where kernels go, the response port, the kinds pod templates may
+    create (the RBAC's ``template_kinds``); the HTTP token from the operator's Secret. The response address is the
+    pod's own IP (the broker's default), which kernel pods reach."""
     env: list[dict[str, Any]] = [{"name": "KF_RESPONSE_PORT", "value": str(settings.response_port)}]
     if settings.layout == SHARED:
         env += [{"name": "KF_SHARED_NAMESPACE", "value": "true"},
@@ -79,6 +80,8 @@ def server_environment(settings: DeployKitSettings) -> list[dict[str, Any]]:
     else:
         env += [{"name": "KF_SHARED_NAMESPACE", "value": "false"},
                 {"name": "KF_KERNEL_CLUSTER_ROLE", "value": settings.rbac.kernel_cluster_role}]
+    if settings.rbac.template_kinds:
+        env.append({"name": "KF_TEMPLATE_OBJECT_KINDS", "value": ",".join(settings.rbac.template_kinds)})
     env.append({"name": "JUPYTER_TOKEN",
                 "valueFrom": {"secretKeyRef": {"name": settings.token_secret, "key": TOKEN_KEY}}})
     return env

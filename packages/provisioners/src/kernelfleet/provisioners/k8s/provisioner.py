@@ -9,7 +9,9 @@ container that ends fails the launch at once, with the pod's events in the error
 The launch token never appears in the pod spec: it travels in a per-launch Secret (``k8s_secret``) that the pod
 refers to and that is deleted as soon as the kernel has reported or the launch has failed. Every object is deleted
 by the uid its create answered (``k8s_owned``), so a request that names someone else's pod, Secret or namespace
-fails its launch and leaves that object alone.
+fails its launch and leaves that object alone. A template's other documents (a PVC, Secret, ConfigMap or Service,
+of the kinds ``template_object_kinds`` allows: ``k8s_template_objects``) are created before the pod and deleted with
+it the same way.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
 
 from kernelfleet.protocol import Report
+from kernelfleet.provisioners.authorization import impersonated_user
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.container import ContainerProvisionerBase
-from kernelfleet.provisioners.envconfig import env_bool, env_value
+from kernelfleet.provisioners.envconfig import env_bool, env_list, env_value
 from kernelfleet.provisioners.k8s.client import KubeApi, describe_api_error
 from kernelfleet.provisioners.k8s.names import dns_label
 from kernelfleet.provisioners.k8s.owned import (
@@ -47,7 +50,7 @@ from kernelfleet.provisioners.k8s.pod_events import forward_pod_events
 from kernelfleet.provisioners.k8s.settings import (
     KubernetesSettings,
     PodLaunch,
-    kernel_pod_manifest,
+    kernel_manifests,
     object_labels,
     settle_pod_launch,
 )
@@ -58,6 +61,7 @@ from kernelfleet.provisioners.k8s.spark_submit import (
     spark_opts_words,
 )
 from kernelfleet.provisioners.k8s.status import pod_ended, pod_failure
+from kernelfleet.provisioners.k8s.template_objects import TEMPLATE_KINDS, owned_key, owned_kind
 from kernelfleet.provisioners.k8s.watch import SharedWatch
 from kernelfleet.provisioners.k8s.workloads import PodWorkload, Workload
 from kernelfleet.provisioners.presence import Presence
@@ -135,6 +139,12 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         help="A Jinja2 pod template; default: the kernelspec's scripts/kernel-pod.yaml.j2 when it has one, else the "
         "built-in pod."
     ).tag(config=True)
+    template_object_kinds = List(
+        Unicode(), help="Kinds the kernelspec's pod template may create next to the Pod, in the kernel's namespace, "
+        "deleted with the kernel (env KF_TEMPLATE_OBJECT_KINDS, comma-separated; default none: a template with other "
+        f"documents fails the launch). Only {', '.join(TEMPLATE_KINDS)}; the server's account needs create, get and "
+        "delete on them (jupyter k8s-spec rbac --template-kind)."
+    ).tag(config=True)
     fail_on_unschedulable = Bool(
         True, help="Fail the launch as soon as the scheduler reports the pod Unschedulable (off: wait for the "
         "launch timeout, e.g. for a cluster autoscaler)."
@@ -154,6 +164,17 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         "KF_EXECUTOR_IMAGE_NAME / GP_EXECUTOR_IMAGE_NAME; default: the kernel image). A pod kernelspec has no "
         "executors: set there, it is reported at each launch as unused."
     ).tag(config=True)
+
+    impersonation_enabled = Bool(
+        help="Spark cluster mode (a spark-submit argv): run the Spark application as the requesting user, "
+        "spark-submit --proxy-user KERNEL_USERNAME, the name checked against authorized_users and unauthorized_users "
+        "(env KF_IMPERSONATION_ENABLED / GP_IMPERSONATION_ENABLED; default off). A pod kernelspec's kernel runs as "
+        "its pod's uid (KERNEL_UID): set there, it is reported at each launch as unused."
+    ).tag(config=True)
+
+    @default("impersonation_enabled")
+    def _impersonation_enabled_default(self) -> bool:
+        return env_bool(("KF_IMPERSONATION_ENABLED", "GP_IMPERSONATION_ENABLED"), False)
 
     @default("namespace")
     def _namespace_default(self) -> str:
@@ -175,6 +196,10 @@ class KubernetesProvisioner(ContainerProvisionerBase):
     def _executor_image_default(self) -> str:
         return env_value(("KF_EXECUTOR_IMAGE_NAME", "GP_EXECUTOR_IMAGE_NAME")) or ""
 
+    @default("template_object_kinds")
+    def _template_object_kinds_default(self) -> list[str]:
+        return env_list(("KF_TEMPLATE_OBJECT_KINDS",), ())
+
     @default("host_network")
     def _host_network_default(self) -> bool:
         return env_bool(("KF_KUBERNETES_HOST_NETWORK",), False)
@@ -190,6 +215,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         self.service_account: str | None = None
         self.pod_launch: PodLaunch | None = None  # what pre_launch decided (k8s.settings), for this launch
         self.manifest: dict[str, Any] | None = None
+        self.template_objects: list[dict[str, Any]] = []  # the template's other documents, created before the pod
         self.token_ref: SecretKeyRef | None = None
         self.secret_manifest: dict[str, Any] | None = None
         self.api: KubeApi | None = None
@@ -217,12 +243,20 @@ class KubernetesProvisioner(ContainerProvisionerBase):
             pod_name=self.pod_name, service_account=self.service_account or "default", image=self.image,
             executor_image=self.executor_image_name.strip() or self.image,
             driver_labels=self.object_labels(), executor_labels=self.object_labels({}), template_path=template_path,
-            app_name=self.pod_name,
+            app_name=self.pod_name, proxy_user=self.proxy_user(),
             spark_opts=spark_opts_words(
                 self.kernel_id, str(self.spark_submit_env().get("SPARK_OPTS", "")), os.environ,
                 {"KERNEL_ID": self.kernel_id, "KERNEL_USERNAME": self.launch_request.get("KERNEL_USERNAME", ""),
                  "KERNEL_NAMESPACE": self.kernel_namespace},
                 extra=self.launch_request.get("KERNEL_EXTRA_SPARK_OPTS", "")))
+
+    def proxy_user(self) -> str | None:
+        """With ``impersonation_enabled``: this launch's KERNEL_USERNAME, checked as on SSH hosts, for spark-submit's
+        ``--proxy-user`` (Spark runs the driver as that user: ``sparkUser()``, Hadoop file systems)."""
+        if not self.impersonation_enabled:
+            return None
+        return impersonated_user(self.kernel_id, self.launch_request.get("KERNEL_USERNAME", ""),
+                                 authorized=self.authorized_users, unauthorized=self.unauthorized_users)
 
     def spark_submit_env(self) -> dict[str, str]:
         """What the kernelspec's env says spark-submit runs with (SPARK_HOME, JAVA_HOME, ...)."""
@@ -244,6 +278,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
             termination_grace_period=self.termination_grace_period,
             prohibited_uids=frozenset(self.prohibited_uids), prohibited_gids=frozenset(self.prohibited_gids),
             pod_security_restricted=self.pod_security_restricted,
+            template_object_kinds=tuple(self.template_object_kinds),
         )
 
     def closed_request_names(self) -> dict[str, str]:
@@ -263,7 +298,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         self.service_account, self.token_ref = launch.service_account, launch.token_ref
         self.secret_manifest = dict(launch.secret)
         spec_dir = str(getattr(self.kernel_spec, "resource_dir", "") or "") if self.kernel_spec is not None else ""
-        self.manifest = kernel_pod_manifest(launch, self._template_path(), spec_dir)
+        self.manifest, self.template_objects = kernel_manifests(launch, self._template_path(), spec_dir)
         self.workload.settle(launch)
 
     def object_labels(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -313,14 +348,21 @@ class KubernetesProvisioner(ContainerProvisionerBase):
             core = await self.core()
         except Exception as err:
             raise LaunchError(f"Kernel {self.kernel_id}: cannot reach Kubernetes: {describe_api_error(err)}") from None
-        await self.ensure_namespace(core)
-        self.follow_pods()
         self.launch_cmd = list(cmd)
         self.launch_request = {name: env[name] for name in ("KERNEL_USERNAME", "KERNEL_EXTRA_SPARK_OPTS")
                                if name in env}
         if self.executor_image_name and not isinstance(self.workload, SparkSubmitWorkload):
             self.log.warning("Kernel %s: executor_image_name %s is unused: this kernelspec's argv does not run "
                              "spark-submit, so the kernel has no executors", self.kernel_id, self.executor_image_name)
+        if isinstance(self.workload, SparkSubmitWorkload):
+            self.proxy_user()  # refuses a user the kernelspec does not allow before anything is created
+        elif self.impersonation_enabled:
+            self.log.warning("Kernel %s: impersonation_enabled is unused: this kernelspec's kernel runs as its pod's "
+                             "uid (KERNEL_UID); only a spark-submit kernelspec runs as the requesting user "
+                             "(--proxy-user)", self.kernel_id)
+        await self.ensure_namespace(core)
+        self.follow_pods()
+        await self.create_template_objects(core)
         await self.workload.create(core)
         self._stop_pod_events()
         self._pod_events = asyncio.ensure_future(forward_pod_events(
@@ -386,6 +428,44 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         await self.create_owned(SECRET, "the launch-token Secret", name,
                                 lambda: core.create_namespaced_secret(ns, self.secret_manifest),
                                 lambda: core.read_namespaced_secret(name, ns), self.delete_launch_secret, hint)
+
+    async def create_template_objects(self, core: client.CoreV1Api) -> None:
+        """The template's other documents, in order, before the pod (which may mount or read them); each recorded by
+        uid. A refusal fails the launch naming the document and the API server's message, and the launch's cleanup
+        deletes what was already made."""
+        ns = self.kernel_namespace
+        assert ns is not None
+        for obj in self.template_objects:
+            kind, name = TEMPLATE_KINDS[obj["kind"]], obj["metadata"]["name"]
+            key = owned_key(kind.kind, name)
+
+            def hint(err: ApiException, kind: Any = kind) -> str:
+                return (f"; the server's service account needs the create, get and delete verbs on {kind.plural} in "
+                        f"namespace {ns} (jupyter k8s-spec rbac --template-kind {kind.kind})"
+                        if err.status == 403 else "")
+
+            await self.create_owned(
+                key, f"the pod template's {kind.kind}", name,
+                lambda kind=kind, obj=obj: getattr(core, kind.method("create"))(ns, obj),
+                lambda kind=kind, name=name: getattr(core, kind.method("read"))(name, ns),
+                lambda key=key: self.delete_template_object(key), hint)
+        if self.template_objects:
+            self.log.info("Kernel %s: created %s from the pod template in namespace %s", self.kernel_id,
+                          ", ".join(f"{o['kind']} {o['metadata']['name']}" for o in self.template_objects), ns)
+
+    async def delete_template_object(self, key: str) -> None:
+        """Delete one template object this kernel created (by its uid); a failure is logged and retried at cleanup."""
+        kind, owned, ns = owned_kind(key), self.owned.get(key), self.kernel_namespace
+        if kind is None or owned is None or not ns or self.api is None:
+            return
+        core = await self.core()
+        await self.delete_owned(key, f"{kind.kind} {ns}/{owned.name}",
+                                lambda options: getattr(core, kind.method("delete"))(owned.name, ns, body=options),
+                                lambda: getattr(core, kind.method("read"))(owned.name, ns))
+
+    async def delete_template_objects(self) -> None:
+        for key in [key for key in self.owned if owned_kind(key) is not None]:
+            await self.delete_template_object(key)
 
     async def create_owned(self, kind: str, what: str, name: str, create: Callable[[], Awaitable[Any]],
                            read: Callable[[], Awaitable[Any]], remove: Callable[[], Awaitable[Any]] | None,
@@ -637,6 +717,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         try:
             await self.delete_launch_secret()
             await self.workload.delete()
+            await self.delete_template_objects()
             if delete_namespace and NAMESPACE in self.owned:
                 await self.delete_namespace()
                 namespace_gone = NAMESPACE not in self.owned

@@ -3,10 +3,10 @@
 ``settle_pod_launch`` decides everything a launch needs before the API server is asked for anything — the pod's
 name, its namespace (shared, requested or the kernel's own), service account, resources, volumes, labels, the
 kernel's environment and the launch-token Secret — and refuses what the operator did not allow, naming the
-setting that would allow it. ``kernel_pod_manifest`` turns that value into the pod (the built-in pod or the
-kernelspec's template) and checks it against the operator's policy. No I/O here but reading a template file, no
-engine import: ``KubernetesProvisioner`` calls these in ``pre_launch`` and keeps only the result, and the unit
-tests call them without a cluster (as KubeSpawner's ``make_pod``).
+setting that would allow it. ``kernel_manifests`` turns that value into the pod (the built-in pod or the
+kernelspec's template, whose other documents the operator may allow) and checks it against the operator's policy.
+No I/O here but reading a template file, no engine import: ``KubernetesProvisioner`` calls these in ``pre_launch``
+and keeps only the result, and the unit tests call them without a cluster (as KubeSpawner's ``make_pod``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from kernelfleet.provisioners.k8s.pod import (
     parse_resources,
 )
 from kernelfleet.provisioners.k8s.secret import build_launch_secret, check_token_absent, launch_token_ref
-from kernelfleet.provisioners.k8s.template import enforce_operator_fields, render_pod_template
+from kernelfleet.provisioners.k8s.template import enforce_operator_fields, render_template, split_pod
+from kernelfleet.provisioners.k8s.template_objects import check_allowed_kinds, template_objects
 from kernelfleet.provisioners.labels import kernel_labels
 from kernelfleet.provisioners.request_env import mapping_list
 from kernelfleet.provisioners.server_identity import LABEL_SERVER
@@ -82,6 +83,7 @@ class KubernetesSettings:
     prohibited_uids: frozenset[int] = frozenset({0})
     prohibited_gids: frozenset[int] = frozenset({0})
     pod_security_restricted: bool = True  # kernel pods pass the "restricted" Pod Security Standard
+    template_object_kinds: tuple[str, ...] = ()  # kinds a pod template may create next to the Pod
 
     def closed_request_names(self) -> dict[str, str]:
         """Request names this configuration closes, each with the setting that opens it (``pre_launch`` refuses
@@ -105,6 +107,7 @@ class PodLaunch:
     secret: Mapping[str, Any]  # the launch-token Secret's manifest
     pod: PodSettings
     policy: PodPolicy
+    template_kinds: frozenset[str] = frozenset()  # checked template_object_kinds
 
     @property
     def token(self) -> str:
@@ -242,7 +245,8 @@ def settle_pod_launch(s: KubernetesSettings, kernel_id: str, server_id: str, req
     )
     return PodLaunch(kernel_id=kernel_id, server_id=server_id, pod_name=pod_name, requested_pod_name=requested_pod,
                      namespace=namespace, created_namespace=created_namespace, service_account=service_account, env=env,
-                     token_ref=token_ref, secret=secret, pod=pod, policy=policy)
+                     token_ref=token_ref, secret=secret, pod=pod, policy=policy,
+                     template_kinds=check_allowed_kinds(kernel_id, s.template_object_kinds))
 
 
 def template_values(launch: PodLaunch, spec_dir: str = "") -> dict[str, Any]:
@@ -280,14 +284,25 @@ def template_values(launch: PodLaunch, spec_dir: str = "") -> dict[str, Any]:
     return values
 
 
-def kernel_pod_manifest(launch: PodLaunch, template: Path | None = None, spec_dir: str = "") -> dict[str, Any]:
-    """The pod to create: the kernelspec's ``template`` rendered with ``template_values`` (the operator's fields
-    enforced over it), or the built-in pod; either way checked against the policy and for the launch token."""
+def kernel_manifests(launch: PodLaunch, template: Path | None = None,
+                     spec_dir: str = "") -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The pod to create and the template's other objects (``template_objects``, created before it): the
+    kernelspec's ``template`` rendered with ``template_values`` (the operator's fields enforced over the pod), or the
+    built-in pod and nothing else; the pod checked against the policy, everything for the launch token."""
+    others: list[dict[str, Any]] = []
     if template is not None:
-        rendered = render_pod_template(launch.kernel_id, template, template_values(launch, spec_dir))
+        rendered, documents = split_pod(launch.kernel_id, template,
+                                        render_template(launch.kernel_id, template, template_values(launch, spec_dir)))
         pod = enforce_operator_fields(rendered, launch.pod, object_labels(launch.kernel_id, launch.server_id, {}))
+        others = template_objects(launch.kernel_id, template, documents, namespace=launch.namespace,
+                                  labels=launch.pod.labels, allowed=launch.template_kinds, token=launch.token)
     else:
         pod = build_pod(launch.pod)
     manifest = check_pod(pod, launch.policy)
     check_token_absent(launch.kernel_id, manifest, launch.token)
-    return manifest
+    return manifest, others
+
+
+def kernel_pod_manifest(launch: PodLaunch, template: Path | None = None, spec_dir: str = "") -> dict[str, Any]:
+    """The pod of ``kernel_manifests`` (unit tests, and callers that create nothing else)."""
+    return kernel_manifests(launch, template, spec_dir)[0]

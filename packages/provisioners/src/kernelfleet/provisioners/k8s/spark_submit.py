@@ -11,6 +11,10 @@ before the launcher file, each one argv entry:
   context, resources, volumes, the kernel's variables and ``LAUNCH_TOKEN`` from the launch Secret by
   ``secretKeyRef``), written to a private file (GP's ``--pod-template``); Spark adds its containers' arguments, its
   volumes and variables to it. The token is never on a command line, in a file or in a Spark property.
+- with ``impersonation_enabled``, ``--proxy-user`` with the requesting user (checked against the kernelspec's
+  authorized/unauthorized users): Spark 3.1+ passes it to the driver pod's own spark-submit, which runs the
+  application as that user (``sparkUser()``; on a Kerberized Hadoop, the server's principal must be allowed to
+  impersonate it);
 - the driver pod's name, namespace, service account, images (``image_name``; executors ``executor_image_name``,
   default the kernel image) and labels (kernel id and server id on the driver and on every executor) are the
   provisioner's (GP's ``--spark-opts-out``): a kernelspec's own ``--conf`` of these is overridden.
@@ -106,6 +110,7 @@ class SparkSubmission:
     template_path: str
     app_name: str
     spark_opts: tuple[str, ...] = ()  #: the kernelspec env's SPARK_OPTS, split (``split_spark_opts``)
+    proxy_user: str | None = None  #: impersonation_enabled: the checked requesting user
 
 
 def submit_argv(s: SparkSubmission) -> list[str]:
@@ -123,6 +128,11 @@ def submit_argv(s: SparkSubmission) -> list[str]:
         ours += ["--deploy-mode", "cluster"]
     if option_value(argv, "--name") is None:
         ours += ["--name", s.app_name]
+    if s.proxy_user:
+        if option_value(argv, "--proxy-user") is not None:
+            raise ValueError("the kernelspec's argv names --proxy-user; with impersonation_enabled the provisioner "
+                             "sets it to the requesting user")
+        ours += ["--proxy-user", s.proxy_user]
     conf = {
         "spark.kubernetes.namespace": s.namespace,
         "spark.kubernetes.driver.pod.name": s.pod_name,
@@ -190,7 +200,10 @@ class SparkSubmitWorkload(PodWorkload):
             template = Path(workdir) / "driver-pod.json"
             await asyncio.to_thread(template.write_text, json.dumps(driver_template(p.manifest)))
             host = (await p.lease_api().client()).configuration.host
-            argv = submit_argv(p.spark_submission(str(template), f"k8s://{host}"))
+            try:
+                argv = submit_argv(p.spark_submission(str(template), f"k8s://{host}"))
+            except ValueError as err:
+                raise LaunchError(f"Kernel {p.kernel_id}: {err}") from None
             p.owned[POD] = Owned(name, None)  # a lost answer is still found (by its label) at cleanup
             await self._run(argv, workdir)
         finally:

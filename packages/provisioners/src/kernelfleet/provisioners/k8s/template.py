@@ -7,8 +7,9 @@ as a YAML flow scalar by the environment's ``finalize`` (strings as JSON strings
 and cannot hold a raw newline or an unescaped quote; numbers as numbers; mappings and lists as JSON flow), and
 the quotes GP templates put around an expression (``"{{ kernel_pod_name }}"``) are dropped before rendering because
 the value brings its own. Only typed, validated values are offered to the template; undefined names are errors.
-The result must be exactly one YAML document, a Pod; ``enforce_operator_fields`` then puts back what is the
-operator's to decide, and the provisioner checks it like a built pod.
+The result must hold exactly one Pod; ``enforce_operator_fields`` then puts back what is the operator's to decide,
+and the provisioner checks it like a built pod. Other documents (a PVC, Secret, ConfigMap or Service next to the Pod)
+are created only where the operator allows their kind (``template_objects``).
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ def _environment() -> SandboxedEnvironment:
     )
 
 
-def render_pod_template(kernel_id: str, path: Path, values: Mapping[str, Any]) -> dict[str, Any]:
-    """Render ``path`` with ``values`` and parse it; the one document must be a mapping (``check_pod`` follows)."""
+def render_template(kernel_id: str, path: Path, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Render ``path`` with ``values`` and parse it: every non-empty YAML document, each a mapping (``split_pod``
+    finds the Pod)."""
     try:
         source = path.read_bytes()
     except OSError as err:
@@ -89,16 +91,33 @@ def render_pod_template(kernel_id: str, path: Path, values: Mapping[str, Any]) -
             f"Kernel {kernel_id}: the pod template {path} did not render to valid YAML ({err}); note that a value "
             "can only stand alone in a field, e.g. name: {{ kernel_pod_name }}, not inside a longer quoted string"
         ) from None
-    if len(documents) != 1 or not isinstance(documents[0], dict):
-        kinds = [d.get("kind") if isinstance(d, dict) else type(d).__name__ for d in documents]
-        others = "" if len(documents) < 2 else (
-            "; Kernel Fleet creates no other object from a template (Gateway Provisioners created each document, "
-            "then deleted only the pod): create a PersistentVolumeClaim, Secret or ConfigMap once with kubectl in "
-            "the kernels' namespace and name it in the pod's volumes (the volumes / volume_mounts settings, or the "
-            "template's own volumes:)")
-        raise PodSpecError(
-            f"Kernel {kernel_id}: the pod template {path} must produce exactly one Pod, not {kinds}{others}")
-    return documents[0]
+    for index, doc in enumerate(documents):
+        if not isinstance(doc, dict):
+            raise PodSpecError(f"Kernel {kernel_id}: document {index} of the pod template {path} is a "
+                               f"{type(doc).__name__}, not a Kubernetes object")
+    return documents
+
+
+def split_pod(kernel_id: str, path: Path,
+              documents: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[int, dict[str, Any]]]]:
+    """The one Pod of the rendered documents, and the others with their index (``template_objects`` checks them
+    against the kernelspec's ``template_object_kinds``)."""
+    pods = [index for index, doc in enumerate(documents) if doc.get("kind") == "Pod"]
+    if len(pods) != 1:
+        kinds = [d.get("kind") for d in documents]
+        raise PodSpecError(f"Kernel {kernel_id}: the pod template {path} must produce exactly one Pod, not {kinds}")
+    others = [(index, doc) for index, doc in enumerate(documents) if index != pods[0]]
+    return documents[pods[0]], others
+
+
+def render_pod_template(kernel_id: str, path: Path, values: Mapping[str, Any]) -> dict[str, Any]:
+    """A one-document template's Pod (a template with other documents is refused: see ``template_objects``)."""
+    pod, others = split_pod(kernel_id, path, render_template(kernel_id, path, values))
+    if others:
+        kinds = [doc.get("kind") for _, doc in others]
+        raise PodSpecError(f"Kernel {kernel_id}: the pod template {path} must produce exactly one Pod; it also "
+                           f"makes {kinds}")
+    return pod
 
 
 def enforce_operator_fields(pod: dict[str, Any], settings: PodSettings,
@@ -106,13 +125,17 @@ def enforce_operator_fields(pod: dict[str, Any], settings: PodSettings,
     """What the operator decides is not the template's to change: where the pod runs, who it runs as, its labels
     (the template's own, then the kernel's and this server's ``identity_labels`` over them), the kernel's
     environment, and (``settings.restricted``) what the "restricted" Pod Security Standard needs where the template
-    leaves it unset. Changes ``pod`` in place and returns it."""
+    leaves it unset, and restartPolicy Never unless the template says otherwise. Changes ``pod`` in place and
+    returns it."""
     meta = pod.setdefault("metadata", {})
     if isinstance(meta, dict):
         meta.setdefault("namespace", settings.namespace)
         meta["labels"] = {**(meta.get("labels") or {}), **identity_labels}
     spec = pod.get("spec")
     if isinstance(spec, dict):
+        # a kernel that ends is over: restarted by the kubelet (Kubernetes' default Always), it would report to no
+        # launch and its pod would never end for the shutdown that waits for it
+        spec.setdefault("restartPolicy", "Never")
         security = spec.setdefault("securityContext", {}) or {}
         spec["securityContext"] = security
         security.setdefault("runAsUser", settings.uid)

@@ -16,15 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from kernelfleet.provisioners.authorization import check_user
-from kernelfleet.provisioners.request_env import USERNAME
+from kernelfleet.provisioners.authorization import ImpersonationError, impersonated_user
 
 USER_FIELD = "{user}"
 DEFAULT_COMMAND = ("sudo", "-n", "-H", "-E", "-u", USER_FIELD, "--")
 
 
-class ImpersonationError(PermissionError):
-    """The kernel cannot run as the requested user; the message names the kernel and the setting."""
+__all__ = ["DEFAULT_COMMAND", "ImpersonationError", "impersonation_prefix"]
 
 
 def impersonation_prefix(
@@ -37,8 +35,5 @@ def impersonation_prefix(
     if not any(USER_FIELD in word for word in command):
         raise ImpersonationError(f"Kernel {kernel_id}: impersonation_command {list(command)} has no {USER_FIELD} "
                                  "field, so it cannot run the kernel as the requesting user")
-    if not USERNAME.match(username):
-        raise ImpersonationError(f"Kernel {kernel_id}: KERNEL_USERNAME is not a valid user name (letters, digits, "
-                                 "'.', '_', '@', '-')")
-    check_user(kernel_id, username, authorized=authorized, unauthorized=unauthorized)
-    return [word.replace(USER_FIELD, username) for word in command]
+    user = impersonated_user(kernel_id, username, authorized=authorized, unauthorized=unauthorized)
+    return [word.replace(USER_FIELD, user) for word in command]

@@ -1,9 +1,10 @@
-"""Pods, launch Secrets, per-kernel namespaces and SparkApplications with this server's label, in every namespace,
-deleted by uid (``k8s_owned.delete_by_uid``): should a name have come to mean another object since the listing,
-the API server refuses instead of deleting it.
+"""Pods, launch Secrets, per-kernel namespaces, SparkApplications and the objects of pod templates (PVCs, Secrets,
+ConfigMaps, Services: ``k8s.template_objects``) with this server's label, in every namespace, deleted by uid
+(``k8s_owned.delete_by_uid``): should a name have come to mean another object since the listing, the API server
+refuses instead of deleting it.
 
-Pods that name an owner (a SparkApplication's driver, its executors) are left to the garbage collector: they go
-with their owner.
+Objects that name an owner (a SparkApplication's driver, its executors, the Service and ConfigMaps spark-submit made
+for a driver pod) are left to the garbage collector: they go with their owner.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kernelfleet.protocol.constants import KERNEL_ID_PATTERN
 from kernelfleet.provisioners.k8s.client import describe_api_error, load_configuration
 from kernelfleet.provisioners.k8s.owned import Deletion, delete_by_uid, wait_object_gone
+from kernelfleet.provisioners.k8s.template_objects import TEMPLATE_KINDS
 from kernelfleet.provisioners.labels import LABEL_KERNEL_ID
 from kernelfleet.provisioners.server_identity import LABEL_SERVER
 from kernelfleet.provisioners.sweep.model import KUBERNETES, EngineUnavailable, Orphan, Outcome, Removal
 
 SPARK = ("sparkoperator.k8s.io", "v1beta2", "sparkapplications")
 SPARK_APPLICATION, POD, SECRET, NAMESPACE = "sparkapplication", "pod", "secret", "namespace"
-REMOVAL_ORDER = {SPARK_APPLICATION: 0, POD: 1, SECRET: 2, NAMESPACE: 3}
+#: Template objects other than Secrets, by the sweep's kind name ("persistentvolumeclaim", "configmap", "service").
+TEMPLATE_OBJECTS = {kind.kind.lower(): kind for kind in TEMPLATE_KINDS.values() if kind.kind != "Secret"}
+REMOVAL_ORDER = {SPARK_APPLICATION: 0, POD: 1, SECRET: 2, **dict.fromkeys(TEMPLATE_OBJECTS, 2), NAMESPACE: 3}
 DELETE_TIMEOUT = 60.0
 POD_GRACE_SECONDS = 1
 
@@ -55,10 +59,12 @@ async def find(server_id: str) -> list[Orphan]:
                 SECRET: (await core.list_secret_for_all_namespaces(label_selector=selector)).items,
                 NAMESPACE: (await core.list_namespace(label_selector=selector)).items,
             }
+            for name, kind in TEMPLATE_OBJECTS.items():
+                listed[name] = (await getattr(core, kind.method("list_all"))(label_selector=selector)).items
             for kind, items in listed.items():
                 for item in items:
                     meta = item.metadata
-                    if kind == POD and meta.owner_references:
+                    if meta.owner_references:
                         continue
                     found += _orphan(kind, meta.name, meta.namespace or "", meta.uid, meta.labels,
                                      meta.creation_timestamp, now, server_id)
@@ -96,7 +102,8 @@ def _bare_name(orphan: Orphan) -> str:
 
 
 async def remove(orphans: list[Orphan]) -> list[Removal]:
-    """Applications, pods, Secrets, then namespaces; each by its uid, pods and namespaces waited for until gone."""
+    """Applications, pods, Secrets and template objects, then namespaces; each by its uid, pods and namespaces
+    waited for until gone."""
     try:
         cfg = await _configuration()
     except EngineUnavailable as err:
@@ -120,6 +127,9 @@ async def _remove_one(core: client.CoreV1Api, custom: client.CustomObjectsApi, o
         options = {"grace_period_seconds": POD_GRACE_SECONDS, "propagation_policy": "Background"}
     elif orphan.kind == SECRET:
         delete = lambda body: core.delete_namespaced_secret(name, ns, body=body)  # noqa: E731
+    elif orphan.kind in TEMPLATE_OBJECTS:
+        method = getattr(core, TEMPLATE_OBJECTS[orphan.kind].method("delete"))
+        delete = lambda body: method(name, ns, body=body)  # noqa: E731
     elif orphan.kind == NAMESPACE:
         delete = lambda body: core.delete_namespace(name, body=body)  # noqa: E731
         listing = core.list_namespace
