@@ -216,6 +216,24 @@ def test_the_kernelspecs_sparkapp_config_map_names_the_applications_spark_defaul
         build_spark_application(provisioner.application_settings(launch_with("Bad_Map"), "app"))
 
 
+def test_impersonation_makes_the_requesting_user_the_applications_proxy_user() -> None:
+    """impersonation_enabled on a Spark-operator kernelspec: spec.proxyUser is the request's KERNEL_USERNAME, checked
+    like spark-submit's --proxy-user (a user the kernelspec does not allow is refused, naming the kernel)."""
+    from kernelfleet.provisioners.authorization import ImpersonationError
+    from kernelfleet.provisioners.k8s.spark_operator import SparkOperatorProvisioner
+
+    provisioner = SparkOperatorProvisioner(kernel_id=KID, impersonation_enabled=True, unauthorized_users={"mallory"})
+    assert provisioner.runs_as_requesting_user()
+    provisioner.launch_request = {"KERNEL_USERNAME": "alice"}
+    assert build_spark_application(provisioner.application_settings(settle(), "app"))["spec"]["proxyUser"] == "alice"
+    for refused in ("mallory", "bob; rm -rf /", "root"):
+        provisioner.launch_request = {"KERNEL_USERNAME": refused}
+        with pytest.raises((ImpersonationError, PermissionError), match=f"Kernel {KID}"):
+            provisioner.application_settings(settle(), "app")
+    assert "proxyUser" not in build_spark_application(
+        SparkOperatorProvisioner(kernel_id=KID).application_settings(settle(), "app"))["spec"]
+
+
 GP_TEMPLATE = """\
 apiVersion: v1
 kind: PersistentVolumeClaim

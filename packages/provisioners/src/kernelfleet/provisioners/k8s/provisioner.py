@@ -166,8 +166,9 @@ class KubernetesProvisioner(ContainerProvisionerBase):
     ).tag(config=True)
 
     impersonation_enabled = Bool(
-        help="Spark cluster mode (a spark-submit argv): run the Spark application as the requesting user, "
-        "spark-submit --proxy-user KERNEL_USERNAME, the name checked against authorized_users and unauthorized_users "
+        help="Spark cluster mode (a spark-submit argv, or the Spark operator's SparkApplication): run the Spark "
+        "application as the requesting user, spark-submit --proxy-user KERNEL_USERNAME (spec.proxyUser for the "
+        "operator), the name checked against authorized_users and unauthorized_users "
         "(env KF_IMPERSONATION_ENABLED / GP_IMPERSONATION_ENABLED; default off). A pod kernelspec's kernel runs as "
         "its pod's uid (KERNEL_UID): set there, it is reported at each launch as unused."
     ).tag(config=True)
@@ -249,6 +250,11 @@ class KubernetesProvisioner(ContainerProvisionerBase):
                 {"KERNEL_ID": self.kernel_id, "KERNEL_USERNAME": self.launch_request.get("KERNEL_USERNAME", ""),
                  "KERNEL_NAMESPACE": self.kernel_namespace},
                 extra=self.launch_request.get("KERNEL_EXTRA_SPARK_OPTS", "")))
+
+    def runs_as_requesting_user(self) -> bool:
+        """Whether ``impersonation_enabled`` can apply: Spark runs the driver as the requesting user (spark-submit's
+        ``--proxy-user`` here; the Spark operator's ``spec.proxyUser`` in ``SparkOperatorProvisioner``)."""
+        return isinstance(self.workload, SparkSubmitWorkload)
 
     def proxy_user(self) -> str | None:
         """With ``impersonation_enabled``: this launch's KERNEL_USERNAME, checked as on SSH hosts, for spark-submit's
@@ -354,12 +360,12 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         if self.executor_image_name and not isinstance(self.workload, SparkSubmitWorkload):
             self.log.warning("Kernel %s: executor_image_name %s is unused: this kernelspec's argv does not run "
                              "spark-submit, so the kernel has no executors", self.kernel_id, self.executor_image_name)
-        if isinstance(self.workload, SparkSubmitWorkload):
+        if self.runs_as_requesting_user():
             self.proxy_user()  # refuses a user the kernelspec does not allow before anything is created
         elif self.impersonation_enabled:
             self.log.warning("Kernel %s: impersonation_enabled is unused: this kernelspec's kernel runs as its pod's "
-                             "uid (KERNEL_UID); only a spark-submit kernelspec runs as the requesting user "
-                             "(--proxy-user)", self.kernel_id)
+                             "uid (KERNEL_UID); only Spark kernelspecs (spark-submit, the Spark operator) run "
+                             "as the requesting user (--proxy-user)", self.kernel_id)
         await self.ensure_namespace(core)
         self.follow_pods()
         await self.create_template_objects(core)

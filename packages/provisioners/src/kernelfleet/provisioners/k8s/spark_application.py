@@ -95,6 +95,7 @@ class SparkApplicationSettings:
     image_pull_policy: str = ""
     image_pull_secrets: tuple[str, ...] = ()
     node_selector: Mapping[str, str] = field(default_factory=dict)
+    proxy_user: str = ""  # impersonation_enabled: the requesting user, already checked (spec.proxyUser)
 
 
 def build_spark_application(s: SparkApplicationSettings) -> dict[str, Any]:
@@ -150,6 +151,8 @@ def build_spark_application(s: SparkApplicationSettings) -> dict[str, Any]:
         spec["nodeSelector"] = dict(s.node_selector)
     if s.spark_conf:
         spec["sparkConf"] = dict(s.spark_conf)
+    if s.proxy_user:
+        spec["proxyUser"] = s.proxy_user  # the operator's spark-submit --proxy-user
     if s.spark_config_map:
         spec["sparkConfigMap"] = check_dns_subdomain(kid, "spark_config_map", s.spark_config_map)
     return {

@@ -102,5 +102,9 @@ class SparkOperatorProvisioner(CustomResourceProvisioner):
             driver_command=tuple(self.driver_command), executor_command=tuple(self.executor_command),
             image_pull_policy=self.image_pull_policy,
             image_pull_secrets=tuple(self.image_pull_secrets), node_selector=dict(self.node_selector),
+            proxy_user=self.proxy_user() or "",
         )
+
+    def runs_as_requesting_user(self) -> bool:
+        return True  # spec.proxyUser: the operator's spark-submit runs the driver as that user
 
