@@ -48,7 +48,8 @@ DASK_OPTS_TEMPLATE = ("--name ${KERNEL_ID:-ERROR__NO__KERNEL_ID} --environment p
 
 
 class YarnSpecInstaller(SparkSpecInstaller):
-    """Install a kernelspec whose kernel is a YARN application, submitted with spark-submit in cluster mode."""
+    """Install a kernelspec whose kernel is a YARN application: submitted with spark-submit in cluster mode, or with
+    ``--dask`` through the RM's REST API as a Dask client."""
 
     name = "yarn-spec"
     description = "Install a kernelspec whose kernel runs as a YARN application (yarn-provisioner)."
@@ -83,7 +84,7 @@ class YarnSpecInstaller(SparkSpecInstaller):
                                   "Run kernels as the requesting user (spark-submit --proxy-user)."),
         "dask": ({"YarnSpecInstaller": {"dask": True}}, "A Python kernel that starts a Dask cluster on YARN "
                  "(REST submission; the kernel is the Dask client)."),
-        "spark": ({"SparkSpecInstaller": {"spark": True}}, "Accepted for GP compatibility: YARN kernels use Spark."),
+        "spark": ({"SparkSpecInstaller": {"spark": True}}, "Accepted for GP compatibility: YARN kernels use Spark (--dask ones excepted)."),
     })
 
     def check_target(self) -> None:
