@@ -42,6 +42,15 @@ def gp_kernelspec_dir(kernels: Path, name: str) -> Path:
     return spec_dir
 
 
+def gp_python_argv(spec_dir: Path, *options: str) -> list[str]:
+    """A GP-written Python YARN kernelspec's argv: its ``bin/run.sh`` with GP's launcher arguments, ``options``
+    (``--spark-context-initialization-mode none``, ``--cluster-type dask``) before the kernel class."""
+    return [str(spec_dir / "bin" / "run.sh"), "--kernel-id", "{kernel_id}", "--port-range", "{port_range}",
+            "--response-address", "{response_address}", "--public-key", "{public_key}",
+            "--transport-encryption", "{transport_encryption}", *options,
+            "--kernel-class-name", "ipykernel.ipkernel.IPythonKernel"]
+
+
 async def restart_on_new_app(km: AsyncKernelManager, cluster: Cluster, client: AsyncKernelClient,
                              reconnect: Callable[[AsyncKernelManager], Awaitable[AsyncKernelClient]]
                              ) -> AsyncKernelClient:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from jupyter_client import AsyncKernelManager
 from kf_testing import connect, execute, interrupt_busy_cell, manager
-from yarn_testing import gp_kernelspec_dir, restart_on_new_app, shut_down_ends_app
+from yarn_testing import gp_kernelspec_dir, gp_python_argv, restart_on_new_app, shut_down_ends_app
 
 from kernelfleet.protocol.contract import LAUNCH_TOKEN
 from kernelfleet.yarnlite import Cluster, ResourceManager
@@ -110,10 +110,7 @@ def write_gp_dask_kernelspec(kernels: Path, shim: Path) -> Path:
                          "--worker-env TEAM=${KERNEL_TEAM}",
             "LAUNCH_OPTS": "",
         },
-        "argv": [str(spec_dir / "bin" / "run.sh"), "--kernel-id", "{kernel_id}", "--port-range", "{port_range}",
-                 "--response-address", "{response_address}", "--public-key", "{public_key}",
-                 "--transport-encryption", "{transport_encryption}", "--cluster-type", "dask",
-                 "--kernel-class-name", "ipykernel.ipkernel.IPythonKernel"],
+        "argv": gp_python_argv(spec_dir, "--cluster-type", "dask"),
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=2))
     return spec_dir
