@@ -17,6 +17,7 @@ from kernelfleet.provisioners.yarn.dask import (
     is_dask_kernelspec,
     memory_mb,
 )
+from kernelfleet.provisioners.yarn.submission import gp_spark_submit_argv, with_templates
 
 GP_DASK_OPTS = ("--name ${KERNEL_ID:-ERROR__NO__KERNEL_ID} --environment python:///opt/conda/bin/python "
                 "--temporary-security-credentials --deploy-mode remote")
@@ -27,7 +28,7 @@ def test_gp_dask_opts_become_dask_yarn_configuration() -> None:
     env = {"KERNEL_ID": "k1", "DASK_OPTS": GP_DASK_OPTS + " --worker-count 4 --worker-vcores=2 --worker-memory "
            "'4 GiB' --worker-env A=1 --worker-env B=two --scheduler-memory 1GiB --tags x,y --queue analytics "
            "--client-memory '1.5 GiB' --client-vcores 2 --client-env MODE=fast"}
-    launch = dask_launch(RUN_SH_ARGV, env, env, gp_run_sh=True, tags=["kf-kernel-k1"], user="bob")
+    launch = dask_launch(RUN_SH_ARGV, env, gp_run_sh=True, tags=["kf-kernel-k1"], user="bob")
     literals = {k: ast.literal_eval(v) for k, v in launch.env.items() if k.startswith("DASK_YARN__")}
     assert literals == {
         "DASK_YARN__NAME": "k1", "DASK_YARN__ENVIRONMENT": "python:///opt/conda/bin/python",
@@ -50,7 +51,8 @@ def test_a_request_value_stays_one_value() -> None:
     spec_env = {"DASK_OPTS": "--name team-${KERNEL_TEAM} --environment python:///p/bin/python"}
     env = {"KERNEL_ID": "k1", "KERNEL_TEAM": "x --queue root.admin ']; import os",
            "DASK_OPTS": "--name team-x --queue root.admin ']; import os --environment python:///p/bin/python"}
-    launch = dask_launch(["/p/bin/python", "launcher.py"], spec_env, env, gp_run_sh=False, tags=[], user=None)
+    launch = dask_launch(["/p/bin/python", "launcher.py"], with_templates(env, spec_env), gp_run_sh=False, tags=[],
+                         user=None)
     assert ast.literal_eval(launch.env["DASK_YARN__NAME"]) == "team-x --queue root.admin ']; import os"
     assert launch.queue is None and "DASK_YARN__QUEUE" not in launch.env
     assert launch.argv == ["/p/bin/python", "launcher.py"]
@@ -80,15 +82,27 @@ def test_memory_units_round_up_to_mib() -> None:
 
 
 def test_dask_python_follows_the_environment_then_dask_yarn_exe() -> None:
-    assert dask_python({"DASK_OPTS": "--environment venv:///srv/env"}, {}) == "/srv/env/bin/python"
-    gp = {"DASK_OPTS": "--environment /a/env.tar.gz", "DASK_YARN_EXE": "${ROOT}/bin/dask-yarn"}
-    assert dask_python(gp, {"ROOT": "/o"}) == "/o/bin/python"
+    assert dask_python({"DASK_OPTS": "--environment venv:///srv/env"}) == "/srv/env/bin/python"
+    gp = {"DASK_OPTS": "--environment /a/env.tar.gz", "DASK_YARN_EXE": "${ROOT}/bin/dask-yarn", "ROOT": "/o"}
+    assert dask_python(gp) == "/o/bin/python"
     with pytest.raises(ValueError, match="interpreter is unknown"):
-        dask_python({"DASK_OPTS": "--environment /a/env.tar.gz"}, {})
-    spec_env = {"DASK_OPTS": GP_DASK_OPTS, "LAUNCH_OPTS": "--x 'a b'"}
-    assert gp_dask_argv(RUN_SH_ARGV, spec_env, {})[2:4] == ["--x", "a b"]
+        dask_python({"DASK_OPTS": "--environment /a/env.tar.gz"})
+    assert gp_dask_argv(RUN_SH_ARGV, {"DASK_OPTS": GP_DASK_OPTS, "LAUNCH_OPTS": "--x 'a b'"})[2:4] == ["--x", "a b"]
 
 
 def test_only_the_kernelspec_makes_a_dask_kernel() -> None:
     assert is_dask_kernelspec({"DASK_OPTS": ""}) and not is_dask_kernelspec({"SPARK_OPTS": "--master yarn"})
     assert dask_env(DaskOptions()) == {"KF_DASK_YARN": "1"}
+
+
+def test_gp_spark_opts_are_read_from_the_kernelspec_not_jupyter_clients_substituted_copy() -> None:
+    """jupyter_client substitutes ${KERNEL_USERNAME} into the launch env's SPARK_OPTS before the provisioner sees it;
+    read from there, a user name with spaces would add spark-submit options (--proxy-user!). The kernelspec's
+    template keeps it one word."""
+    spec_env = {"SPARK_HOME": "/s",
+                "SPARK_OPTS": "--name k1 --conf spark.yarn.appMasterEnv.HOME=/home/${KERNEL_USERNAME}"}
+    user = "bob --proxy-user admin"
+    env = {**spec_env, "KERNEL_USERNAME": user,
+           "SPARK_OPTS": f"--name k1 --conf spark.yarn.appMasterEnv.HOME=/home/{user}"}  # as jupyter_client leaves it
+    argv = gp_spark_submit_argv(["/k/bin/run.sh"], with_templates(env, spec_env), None)
+    assert "--proxy-user" not in argv and f"spark.yarn.appMasterEnv.HOME=/home/{user}" in argv

@@ -84,7 +84,8 @@ class YarnSpecInstaller(SparkSpecInstaller):
                                   "Run kernels as the requesting user (spark-submit --proxy-user)."),
         "dask": ({"YarnSpecInstaller": {"dask": True}}, "A Python kernel that starts a Dask cluster on YARN "
                  "(REST submission; the kernel is the Dask client)."),
-        "spark": ({"SparkSpecInstaller": {"spark": True}}, "Accepted for GP compatibility: YARN kernels use Spark (--dask ones excepted)."),
+        "spark": ({"SparkSpecInstaller": {"spark": True}},
+                  "Accepted for GP compatibility: YARN kernels use Spark (--dask ones excepted)."),
     })
 
     def check_target(self) -> None:

@@ -196,37 +196,35 @@ def is_dask_kernelspec(spec_env: Mapping[str, str]) -> bool:
     return DASK_OPTS in spec_env
 
 
-def dask_python(spec_env: Mapping[str, str], env: Mapping[str, str]) -> str:
+def dask_python(env: Mapping[str, str]) -> str:
     """The interpreter of a GP-written Dask kernelspec: ``--environment python://<python>`` (``venv://`` and
     ``conda://`` name an environment directory), else the ``python`` beside ``DASK_YARN_EXE``."""
     for scheme in ("python://", "venv://", "conda://"):
-        for word in expand_options(spec_env.get(DASK_OPTS, ""), env):
+        for word in expand_options(env.get(DASK_OPTS, ""), env):
             if word.startswith(scheme):
                 path = word[len(scheme):]
                 return path if scheme == "python://" else os.path.join(path, "bin", "python")
-    exe = expand(spec_env.get(GP_DASK_EXE, ""), env)
+    exe = expand(env.get(GP_DASK_EXE, ""), env)
     if not exe:
         raise ValueError("DASK_OPTS names no --environment python://... and DASK_YARN_EXE is not set: the kernel's "
                          "interpreter is unknown")
     return os.path.join(os.path.dirname(exe), "python")
 
 
-def gp_dask_argv(argv: Sequence[str], spec_env: Mapping[str, str], env: Mapping[str, str]) -> list[str]:
+def gp_dask_argv(argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
     """What GP's Dask ``run.sh`` started in the client container, as an AM command: ``<python>
     <kernel dir>/scripts/launch_ipykernel.py $LAUNCH_OPTS <argv[1:]>`` (``dask-yarn submit`` itself is not run)."""
     kernel_dir = os.path.dirname(os.path.dirname(argv[0]))
     script = os.path.join(kernel_dir, "scripts", "launch_ipykernel.py")
-    launch_opts = expand_options(spec_env.get("LAUNCH_OPTS", ""), env)
-    return [dask_python(spec_env, env), script, *launch_opts, *argv[1:]]
+    return [dask_python(env), script, *expand_options(env.get("LAUNCH_OPTS", ""), env), *argv[1:]]
 
 
-def dask_launch(argv: Sequence[str], spec_env: Mapping[str, str], env: Mapping[str, str], *, gp_run_sh: bool,
-                tags: Sequence[str], user: str | None) -> DaskLaunch:
-    """A Dask kernel's submission from its kernelspec (argv, and ``spec_env``: its env as written) and the launch
-    environment ``env``. The templates are the kernelspec's own, not ``env``'s copies (jupyter_client has already
-    substituted ``${NAME}`` there, request values included): ``DASK_OPTS`` is split into words first and each word
-    then expanded from ``env``, so a request value never becomes a second option; then read by ``dask_opts``."""
-    options = dask_opts(expand_options(spec_env.get(DASK_OPTS, ""), env))
-    command = gp_dask_argv(argv, spec_env, env) if gp_run_sh else list(argv)
+def dask_launch(argv: Sequence[str], env: Mapping[str, str], *, gp_run_sh: bool, tags: Sequence[str],
+                user: str | None) -> DaskLaunch:
+    """A Dask kernel's submission from its kernelspec argv and launch environment (with the kernelspec's templates:
+    ``submission.with_templates``): ``DASK_OPTS`` split into words first and each word then expanded, so a request
+    value never becomes a second option; then read by ``dask_opts``."""
+    options = dask_opts(expand_options(env.get(DASK_OPTS, ""), env))
+    command = gp_dask_argv(argv, env) if gp_run_sh else list(argv)
     return DaskLaunch(argv=command, env=dask_env(options, tags=tags, user=user), queue=options.queue,
                       memory_mb=options.client_memory_mb, vcores=options.client_vcores)

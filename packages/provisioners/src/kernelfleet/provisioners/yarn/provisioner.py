@@ -63,6 +63,7 @@ from kernelfleet.provisioners.yarn.submission import (
     properties_text,
     submission_context,
     with_spark_options,
+    with_templates,
 )
 
 FINAL = frozenset({"FINISHED", "FAILED", "KILLED"})
@@ -199,25 +200,25 @@ class YarnProvisioner(RemoteProvisionerBase):
         spec_env = dict(self.kernel_spec.env) if self.kernel_spec else {}
         am_env = remote_kernel_env(self.kernel_id, env, spec_env_names=spec_env, protocol_env=self.launch_env,
                                    inherited_envs=self.inherited_envs)
+        templated = with_templates(env, spec_env)  # GP's option strings as the kernelspec wrote them
         if is_dask_kernelspec(spec_env):
-            dask = self._dask_launch(cmd, spec_env, env, proxy_user)
+            dask = self._dask_launch(cmd, templated, proxy_user)
             await self._submit_rest(rm, dask.argv, {**dask.env, **am_env}, queue=dask.queue,
                                     memory_mb=dask.memory_mb, vcores=dask.vcores)
         elif self.submission == "rest":
             await self._submit_rest(rm, cmd, am_env)
         else:
-            await self._run_submitter(cmd, env, am_env, proxy_user)
+            await self._run_submitter(cmd, env, templated, am_env, proxy_user)
 
     def _proxy_user(self, env: dict[str, str]) -> str | None:
         if not self.impersonation_enabled:
             return None
         return user_name(self.kernel_id, "KERNEL_USERNAME", env["KERNEL_USERNAME"])
 
-    def _dask_launch(self, cmd: list[str], spec_env: dict[str, str], env: dict[str, str],
-                     proxy_user: str | None) -> DaskLaunch:
+    def _dask_launch(self, cmd: list[str], env: dict[str, str], proxy_user: str | None) -> DaskLaunch:
         """A Dask kernel's REST submission (GP's run.sh is never run; ``dask-yarn submit`` never either)."""
         try:
-            return dask_launch(cmd, spec_env, env, gp_run_sh=is_gp_run_sh(cmd),
+            return dask_launch(cmd, env, gp_run_sh=is_gp_run_sh(cmd),
                                tags=app_tags(self.kernel_id, self.server_id), user=proxy_user)
         except ValueError as err:
             raise LaunchError(f"Kernel {self.kernel_id}: {err}") from None
@@ -238,12 +239,14 @@ class YarnProvisioner(RemoteProvisionerBase):
         self.application_id = app_id
         self.log.info("Kernel %s: submitted YARN application %s to queue %s", self.kernel_id, app_id, queue)
 
-    async def _run_submitter(self, cmd: list[str], env: dict[str, str], am_env: dict[str, str],
-                             proxy_user: str | None) -> None:
+    async def _run_submitter(self, cmd: list[str], env: dict[str, str], templated: dict[str, str],
+                             am_env: dict[str, str], proxy_user: str | None) -> None:
+        """spark-submit (``cmd``, or GP's run.sh rebuilt from ``templated``: ``env`` with the kernelspec's option
+        templates) as a local process with ``env`` less the launch token."""
         try:
             if is_gp_run_sh(cmd):
                 lib = os.path.join(os.path.dirname(os.path.dirname(cmd[0])), "lib")
-                argv = gp_spark_submit_argv(cmd, env, proxy_user, await asyncio.to_thread(_names_in, lib))
+                argv = gp_spark_submit_argv(cmd, templated, proxy_user, await asyncio.to_thread(_names_in, lib))
             else:
                 argv = list(cmd)
         except ValueError as err:
