@@ -42,6 +42,17 @@ def gp_kernelspec_dir(kernels: Path, name: str) -> Path:
     return spec_dir
 
 
+def dask_yarn_libs() -> Path:
+    """Where tools/setup-venv installs dask, distributed and dask-yarn (pip --target, beside the venv: the launcher's
+    own tests need an environment without dask); a failure that says so when they are missing."""
+    import pytest
+
+    libs = Path(sys.prefix) / "dask-yarn"
+    if not (libs / "dask_yarn").is_dir():
+        pytest.fail(f"{libs} has no dask_yarn: run tools/setup-venv (it installs requirements-dask-yarn.txt there)")
+    return libs
+
+
 def gp_python_argv(spec_dir: Path, *options: str) -> list[str]:
     """A GP-written Python YARN kernelspec's argv: its ``bin/run.sh`` with GP's launcher arguments, ``options``
     (``--spark-context-initialization-mode none``, ``--cluster-type dask``) before the kernel class."""

@@ -6,11 +6,13 @@ interrupted, restarted and shut down, its apps end, and its AM processes are gon
 
 The kernel's namespace has ``client`` (and GP's ``cluster``): a stand-in for a ``dask.distributed.Client`` of a
 ``dask_yarn.YarnCluster`` started from the kernel, configured by the ``DASK_YARN__*`` values the provisioner made
-from ``DASK_OPTS`` (checked here in the kernel's environment). What cannot be tested here: the Dask scheduler and
-workers as YARN containers — dask_yarn drives YARN through skein's Java driver, which speaks Hadoop IPC (no RM
-here serves it), and the test environment has no dask, dask_yarn or Hadoop client. So the test checks the other
-promise: using ``client`` without them raises a clear error naming each missing piece and how to install it,
-and the kernel goes on working.
+from ``DASK_OPTS`` (checked here in the kernel's environment, and read by the real dask-yarn into the skein
+specification it would submit). What cannot be tested here: the Dask scheduler and workers as YARN containers —
+dask_yarn drives YARN through skein's Java driver, which speaks Hadoop IPC (no RM here serves it), and this
+machine has no Hadoop client. So the tests check the other promise: using ``client`` without what it needs
+raises a clear error naming each missing piece and how to install it (no dask at all for the ``--dask``
+kernelspec; dask and dask-yarn from tools/setup-venv's ``.venv/dask-yarn`` on the GP kernel's PYTHONPATH, so only
+Hadoop's ``yarn`` command is missing), and the kernel goes on working.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 import pytest
 from jupyter_client import AsyncKernelManager
 from kf_testing import connect, execute, interrupt_busy_cell, manager
-from yarn_testing import gp_kernelspec_dir, gp_python_argv, restart_on_new_app, shut_down_ends_app
+from yarn_testing import dask_yarn_libs, gp_kernelspec_dir, gp_python_argv, restart_on_new_app, shut_down_ends_app
 
 from kernelfleet.protocol.contract import LAUNCH_TOKEN
 from kernelfleet.yarnlite import Cluster, ResourceManager
@@ -33,9 +35,15 @@ PROBE = ("import os, json; json.dumps({k: v for k, v in os.environ.items() "
          "if k.startswith(('DASK_YARN__', 'KF_DASK_YARN'))})")
 
 
-async def dask_lifecycle(km: AsyncKernelManager, cluster: Cluster) -> dict[str, str]:
-    """Start, look at the Dask namespace, use ``client`` (clear error), interrupt, restart, shut down. Returns the
-    kernel's DASK_YARN__/KF_DASK_YARN environment of the first launch."""
+NO_DASK = ("dask.distributed is not installed (pip install 'dask[distributed]')",
+           "dask_yarn is not installed (pip install dask-yarn", "`yarn` command is not on PATH")
+NO_HADOOP = ("`yarn` command is not on PATH (skein runs `yarn classpath`",)
+
+
+async def dask_lifecycle(km: AsyncKernelManager, cluster: Cluster, missing: tuple[str, ...]) -> dict[str, str]:
+    """Start, look at the Dask namespace, use ``client`` (a clear error naming each of ``missing``, and only the
+    pieces named there), interrupt, restart, shut down. Returns the kernel's DASK_YARN__/KF_DASK_YARN environment
+    of the first launch."""
     await km.start_kernel()
     try:
         app_id = km.provisioner.application_id
@@ -51,9 +59,8 @@ async def dask_lifecycle(km: AsyncKernelManager, cluster: Cluster) -> dict[str, 
         env = json.loads(ast.literal_eval((await execute(client, PROBE))["result"]))
         used = await execute(client, "client.submit(sum, [1, 2])")
         assert used["status"] == "error" and used["ename"] == "NamespaceVariableError", used
-        for missing in ("dask.distributed is not installed (pip install 'dask[distributed]')",
-                        "dask_yarn is not installed (pip install dask-yarn", "`yarn` command is not on PATH"):
-            assert missing in used["evalue"], used["evalue"]
+        assert all(piece in used["evalue"] for piece in missing), used["evalue"]
+        assert used["evalue"].count(" is not ") == len(missing), used["evalue"]
         assert (await execute(client, "6 * 7"))["result"] == "42"  # the kernel goes on working
         await interrupt_busy_cell(km, client)
         client = await restart_on_new_app(km, cluster, client, connect)
@@ -81,7 +88,7 @@ async def test_yarn_spec_install_dask_kernelspec_lifecycle(tmp_path: Path, rm: R
     _, stderr = await install.communicate()
     assert install.returncode == 0, stderr.decode()
     km = manager(prefix / "share" / "jupyter" / "kernels", "yarn_dask_python")
-    env = await dask_lifecycle(km, cluster)
+    env = await dask_lifecycle(km, cluster, NO_DASK)
     assert ast.literal_eval(env["DASK_YARN__NAME"]) == km.kernel_id
     assert ast.literal_eval(env["DASK_YARN__ENVIRONMENT"]) == f"python://{sys.prefix}/bin/python"
     assert ast.literal_eval(env["DASK_YARN__WORKER__COUNT"]) == 2
@@ -92,8 +99,9 @@ async def test_yarn_spec_install_dask_kernelspec_lifecycle(tmp_path: Path, rm: R
     assert all(a.memory == 768 and a.env.get("MODE") == "fast" for a in apps)  # --client-memory / --client-env
 
 
-def write_gp_dask_kernelspec(kernels: Path, shim: Path) -> Path:
-    """GP 0.5.0's yarn_dask_python as its install writes it (templates expanded), run.sh included."""
+def write_gp_dask_kernelspec(kernels: Path, shim: Path, python_path: Path) -> Path:
+    """GP 0.5.0's yarn_dask_python as its install writes it (templates expanded), run.sh included; ``python_path``
+    (where dask and dask-yarn are) as the kernel's PYTHONPATH."""
     spec_dir = gp_kernelspec_dir(kernels, "yarn_dask_python")
     (spec_dir / "scripts").mkdir()
     (spec_dir / "scripts" / "launch_ipykernel.py").write_bytes(shim.read_bytes())
@@ -109,6 +117,7 @@ def write_gp_dask_kernelspec(kernels: Path, shim: Path) -> Path:
                          f"{sys.prefix}/bin/python --temporary-security-credentials --deploy-mode remote "
                          "--worker-env TEAM=${KERNEL_TEAM}",
             "LAUNCH_OPTS": "",
+            "PYTHONPATH": str(python_path),
         },
         "argv": gp_python_argv(spec_dir, "--cluster-type", "dask"),
     }
@@ -123,11 +132,45 @@ async def test_gp_written_dask_kernelspec_runs_unchanged(kernels_dir: Path, rm: 
     value (it cannot become a second option)."""
     monkeypatch.setenv("GP_YARN_ENDPOINT", rm.endpoint)
     monkeypatch.setenv("KERNEL_TEAM", "blue --queue root.admin")
-    spec_dir = write_gp_dask_kernelspec(kernels_dir, launchers_dir / "python" / "launch_ipykernel.py")
+    spec_dir = write_gp_dask_kernelspec(kernels_dir, launchers_dir / "python" / "launch_ipykernel.py",
+                                        dask_yarn_libs())
     km = manager(kernels_dir, "yarn_dask_python")
-    env = await dask_lifecycle(km, cluster)
+    env = await dask_lifecycle(km, cluster, NO_HADOOP)
     assert ast.literal_eval(env["DASK_YARN__WORKER__ENV"]) == {"TEAM": "blue --queue root.admin"}
     assert "DASK_YARN__QUEUE" not in env and {a.queue for a in cluster.apps.values()} == {"default"}
     assert ast.literal_eval(env["DASK_YARN__NAME"]) == km.kernel_id
     assert all(str(spec_dir / "scripts" / "launch_ipykernel.py") in a.command for a in cluster.apps.values())
     assert not (spec_dir / "RUN_SH_WAS_EXECUTED").exists()
+
+
+SPECIFICATION = """
+import json
+from dask_yarn.core import _make_specification
+spec = _make_specification()
+worker, scheduler = spec.services["dask.worker"], spec.services["dask.scheduler"]
+print(json.dumps({"name": spec.name, "queue": spec.queue, "user": spec.user, "tags": sorted(spec.tags),
+                  "workers": worker.instances, "worker_memory": worker.resources.memory,
+                  "worker_vcores": worker.resources.vcores, "worker_env": worker.env["TEAM"],
+                  "scheduler_vcores": scheduler.resources.vcores, "script": worker.script}))
+"""
+
+
+async def test_real_dask_yarn_reads_the_kernels_settings() -> None:
+    """The DASK_YARN__* values made from DASK_OPTS are what the real dask-yarn (tools/setup-venv's copy) puts in the
+    skein specification it would submit from the kernel: names, literals and nesting as dask's config reads them."""
+    from kernelfleet.provisioners.yarn.dask import dask_launch
+
+    dask_opts = ("--name ${KERNEL_ID} --environment python:///opt/py/bin/python --deploy-mode remote "
+                 "--worker-count 3 --worker-memory '3 GiB' --worker-vcores 2 --worker-env TEAM=${KERNEL_TEAM} "
+                 "--scheduler-vcores 2 --tags a,b --queue analytics")
+    launch = dask_launch(["/opt/py/bin/python", "launcher.py"], {"KERNEL_ID": "k1", "KERNEL_TEAM": "x --queue y",
+                         "DASK_OPTS": dask_opts}, gp_run_sh=False, tags=["kf-kernel-k1"], user="bob")
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", SPECIFICATION, env={**launch.env, "PYTHONPATH": str(dask_yarn_libs())},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(child.communicate(), 120)
+    assert child.returncode == 0, err.decode()[-2000:]
+    assert json.loads(out) == {"name": "k1", "queue": "analytics", "user": "bob", "tags": ["a", "b", "kf-kernel-k1"],
+                               "workers": 3, "worker_memory": 3072, "worker_vcores": 2, "worker_env": "x --queue y",
+                               "scheduler_vcores": 2,
+                               "script": "/opt/py/bin/python -m dask_yarn.cli services worker"}
