@@ -21,6 +21,7 @@ import ast
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ from kf_testing import connect, execute, interrupt_busy_cell, manager
 from yarn_testing import dask_yarn_libs, gp_kernelspec_dir, gp_python_argv, restart_on_new_app, shut_down_ends_app
 
 from kernelfleet.protocol.contract import LAUNCH_TOKEN
+from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.yarnlite import Cluster, ResourceManager
 
 PROBE = ("import os, json; json.dumps({k: v for k, v in os.environ.items() "
@@ -174,3 +176,21 @@ async def test_real_dask_yarn_reads_the_kernels_settings() -> None:
                                "workers": 3, "worker_memory": 3072, "worker_vcores": 2, "worker_env": "x --queue y",
                                "scheduler_vcores": 2,
                                "script": "/opt/py/bin/python -m dask_yarn.cli services worker"}
+
+
+async def test_a_bad_dask_setting_fails_the_launch_by_name_before_any_application(
+        kernels_dir: Path, make_kernelspec: Callable[..., str], rm: ResourceManager, cluster: Cluster,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request value that is not what its DASK_OPTS option takes fails the launch at once, naming the kernel and
+    the option (not the value's neighbours as options); nothing is submitted."""
+    monkeypatch.setenv("KERNEL_WORKERS", "2 --queue root.admin")
+    name = make_kernelspec("yarn_dask_bad", provisioner="yarn-provisioner", config={"yarn_endpoint": rm.endpoint},
+                           env={"DASK_OPTS": "--environment python:///p/bin/python --worker-count ${KERNEL_WORKERS}"})
+    km = manager(kernels_dir, name)
+    with pytest.raises(LaunchError, match=r"DASK_OPTS --worker-count '2 --queue root.admin' is not a whole number") \
+            as caught:
+        await km.start_kernel()
+    assert km.kernel_id in str(caught.value)
+    assert not cluster.apps
+    if km.has_kernel:
+        await km.shutdown_kernel(now=True)
