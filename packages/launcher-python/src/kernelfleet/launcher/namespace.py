@@ -101,7 +101,7 @@ def dask_yarn_missing(has_module: Callable[[str], bool], which: Callable[[str], 
     dask_yarn drives YARN through skein, whose Java driver speaks Hadoop IPC: it runs ``yarn classpath --glob``
     (Hadoop's client, configured by HADOOP_CONF_DIR) and ``java``. Pure: the caller passes the lookups.
     """
-    missing = []
+    missing: list[str] = []
     if not has_module("distributed"):
         missing.append("dask.distributed is not installed (pip install 'dask[distributed]')")
     if not has_module("dask_yarn"):
