@@ -42,6 +42,26 @@ def gp_kernelspec_dir(kernels: Path, name: str) -> Path:
     return spec_dir
 
 
+def dask_yarn_libs() -> Path:
+    """Where tools/setup-venv installs dask, distributed and dask-yarn (pip --target, beside the venv: the launcher's
+    own tests need an environment without dask); a failure that says so when they are missing."""
+    import pytest
+
+    libs = Path(sys.prefix) / "dask-yarn"
+    if not (libs / "dask_yarn").is_dir():
+        pytest.fail(f"{libs} has no dask_yarn: run tools/setup-venv (it installs requirements-dask-yarn.txt there)")
+    return libs
+
+
+def gp_python_argv(spec_dir: Path, *options: str) -> list[str]:
+    """A GP-written Python YARN kernelspec's argv: its ``bin/run.sh`` with GP's launcher arguments, ``options``
+    (``--spark-context-initialization-mode none``, ``--cluster-type dask``) before the kernel class."""
+    return [str(spec_dir / "bin" / "run.sh"), "--kernel-id", "{kernel_id}", "--port-range", "{port_range}",
+            "--response-address", "{response_address}", "--public-key", "{public_key}",
+            "--transport-encryption", "{transport_encryption}", *options,
+            "--kernel-class-name", "ipykernel.ipkernel.IPythonKernel"]
+
+
 async def restart_on_new_app(km: AsyncKernelManager, cluster: Cluster, client: AsyncKernelClient,
                              reconnect: Callable[[AsyncKernelManager], Awaitable[AsyncKernelClient]]
                              ) -> AsyncKernelClient:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from kf_testing import connect, execute, interrupted_reply, manager, start_busy_cell
-from yarn_testing import gp_kernelspec_dir
+from yarn_testing import gp_kernelspec_dir, gp_python_argv
 
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.yarn.provisioner import YarnProvisioner
@@ -44,10 +44,7 @@ def write_gp_kernelspec(kernels: Path, spark_home: Path, shim: Path) -> Path:
                           "${KERNEL_EXTRA_SPARK_OPTS}",
             "LAUNCH_OPTS": "",
         },
-        "argv": [str(spec_dir / "bin" / "run.sh"), "--kernel-id", "{kernel_id}", "--port-range", "{port_range}",
-                 "--response-address", "{response_address}", "--public-key", "{public_key}",
-                 "--transport-encryption", "{transport_encryption}", "--spark-context-initialization-mode", "none",
-                 "--kernel-class-name", "ipykernel.ipkernel.IPythonKernel"],
+        "argv": gp_python_argv(spec_dir, "--spark-context-initialization-mode", "none"),
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=2))
     return spec_dir

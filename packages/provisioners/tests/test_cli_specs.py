@@ -185,7 +185,13 @@ def test_existing_kernelspec_needs_replace(tmp_path: Path) -> None:
         ("k8s", ("--display-name", "Spark ${VERSION}"), "unreplaced template variable"),
         ("yarn", ("--yarn-endpoint", "rm1:8088"), "must be an http:// or https:// URL"),
         ("yarn", ("--alt-yarn-endpoint", "http://rm2:8088"), "--alt-yarn-endpoint needs --yarn-endpoint"),
-        ("yarn", ("--dask",), "--dask is not supported"),
+        ("yarn", ("--dask", "--language", "r"), "--dask kernels are Python kernels"),
+        ("yarn", ("--dask", "--extra-spark-opts", "--queue q"), "do not apply to --dask"),
+        ("yarn", ("--dask", "--extra-dask-opts", "--client-env LAUNCH_TOKEN"), "expected NAME=VALUE"),
+        ("yarn", ("--dask", "--extra-dask-opts", "--worker-count many"), "--worker-count 'many' is not a whole"),
+        ("yarn", ("--dask", "--extra-dask-opts", "--deploy-mode anywhere"), "is not remote or local"),
+        ("yarn", ("--dask", "--extra-dask-opts", "--spark-home /x"), "--spark-home is not an option of dask-yarn"),
+        ("yarn", ("--extra-dask-opts", "--worker-count 2"), "applies to --dask kernelspecs only"),
         ("yarn", ("--python-root", "opt/conda"), "must be an absolute path"),
         ("yarn", ("--extra-spark-opts", "--conf 'unclosed"), "cannot be split"),
         ("yarn", ("--spark-init-mode", "sometimes"), "lazy, eager or none"),
@@ -663,6 +669,25 @@ def test_yarn_spec_writes_what_gp_meant(tmp_path: Path) -> None:
     r_spec = installed(tmp_path, "yarn_spark_r")
     assert r_spec["language"] == "R" and "/srv/launchers/r/launch_IRkernel.R" in r_spec["argv"]
     assert r_spec["metadata"]["kernel_provisioner"]["config"] == {"launch_timeout": 30}
+
+
+def test_yarn_spec_dask_writes_a_rest_submitted_dask_client_kernelspec(tmp_path: Path) -> None:
+    """``--dask``: GP's yarn_dask_python, but the kernel is a REST-submitted AM (no dask-yarn submit, no run.sh):
+    the launcher itself with --cluster-type dask, and GP's DASK_OPTS (plus --extra-dask-opts) in env."""
+    install_ok(
+        "yarn", "--dask", "--yarn-endpoint", "http://rm1:8088", "--python-root", "/opt/py", "--launchers-dir",
+        "/srv/launchers", "--extra-dask-opts", "--worker-count 3 --worker-memory '4 GiB' --queue analytics",
+        tmp_path=tmp_path,
+    )  # fmt: skip
+    spec = installed(tmp_path, "yarn_dask_python")
+    assert (spec["language"], spec["display_name"]) == ("python", "Dask Python (YARN Cluster Mode)")
+    assert spec["argv"] == ["/opt/py/bin/python", "/srv/launchers/python/launch_ipykernel.py", *LAUNCH_ARGS,
+                            "--kernel-class-name", DEFAULT_CLASS, "--cluster-type", "dask"]
+    assert spec["env"] == {"DASK_OPTS": "--name ${KERNEL_ID:-ERROR__NO__KERNEL_ID} --environment "
+                           "python:///opt/py/bin/python --temporary-security-credentials --deploy-mode remote "
+                           "--worker-count 3 --worker-memory '4 GiB' --queue analytics"}
+    assert spec["metadata"]["kernel_provisioner"] == {"provisioner_name": "yarn-provisioner", "config": {
+        "submission": "rest", "yarn_endpoint": "http://rm1:8088/ws/v1/cluster", "launch_timeout": 30}}
 
 
 @pytest.mark.parametrize("tool", ["k8s", "docker"])

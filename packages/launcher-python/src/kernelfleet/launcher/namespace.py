@@ -1,5 +1,9 @@
 """Optional user-namespace variables, as Gateway Provisioners offers: ``spark``/``sc``/``sql`` or a Dask ``client``.
 
+A Dask kernel on YARN (``KF_DASK_YARN=1``, set by yarn-provisioner from the kernelspec's ``DASK_OPTS``) is the
+client of a Dask cluster it starts itself, as GP's was: ``cluster`` is a ``dask_yarn.YarnCluster`` configured by
+dask-yarn's own ``DASK_YARN__*`` variables, and ``client`` a ``dask.distributed.Client`` of it.
+
 Each is a stand-in that creates the real object on first use (lazy) or in a background thread when the
 kernel starts (eager), then replaces itself in the namespace. Creating a SparkSession takes seconds, so
 doing it up front would hold back the kernel's first prompt. When the package is missing the kernel still
@@ -8,10 +12,13 @@ starts and the variable raises a clear error the moment it is used.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import shutil
 import signal
 import sys
 import threading
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 
@@ -82,6 +89,57 @@ def _dask_client() -> Any:
     return Client()
 
 
+#: The kernel is a Dask client on YARN (yarn-provisioner's Dask kernels); see yarn/dask.py there.
+DASK_YARN_MARKER = "KF_DASK_YARN"
+TEMPORARY_CREDENTIALS = "KF_DASK_YARN_TEMPORARY_CREDENTIALS"
+
+
+def dask_yarn_missing(has_module: Callable[[str], bool], which: Callable[[str], str | None],
+                      env: Mapping[str, str]) -> list[str]:
+    """What a kernel lacks to start a Dask cluster on YARN, each with how to get it (empty: nothing).
+
+    dask_yarn drives YARN through skein, whose Java driver speaks Hadoop IPC: it runs ``yarn classpath --glob``
+    (Hadoop's client, configured by HADOOP_CONF_DIR) and ``java``. Pure: the caller passes the lookups.
+    """
+    missing: list[str] = []
+    if not has_module("distributed"):
+        missing.append("dask.distributed is not installed (pip install 'dask[distributed]')")
+    if not has_module("dask_yarn"):
+        missing.append("dask_yarn is not installed (pip install dask-yarn, which brings skein)")
+    if not which("yarn"):
+        missing.append("Hadoop's `yarn` command is not on PATH (skein runs `yarn classpath`: put $HADOOP_HOME/bin on "
+                       "PATH, with the cluster's configuration in HADOOP_CONF_DIR)")
+    java_home = env.get("JAVA_HOME")
+    if not (which(f"{java_home}/bin/java") if java_home else which("java")):
+        missing.append("no Java runtime (skein's driver is Java: set JAVA_HOME or put java on PATH)")
+    return missing
+
+
+def _has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _yarn_cluster() -> Any:
+    missing = dask_yarn_missing(_has_module, shutil.which, os.environ)
+    if missing:
+        raise NamespaceVariableError(
+            f"a Dask cluster on YARN cannot be started from this kernel ({DASK_YARN_MARKER}=1): "
+            + "; ".join(missing) + f" — in the kernel's environment ({sys.prefix})"
+        )
+    from dask_yarn import YarnCluster
+
+    skein_client = None
+    if os.environ.get(TEMPORARY_CREDENTIALS) == "1":  # dask-yarn submit --temporary-security-credentials
+        import skein
+
+        skein_client = skein.Client(security=skein.Security.new_credentials())
+    # Everything else (environment, name, queue, workers, tags) is dask-yarn's configuration: DASK_YARN__* values.
+    return YarnCluster(skein_client=skein_client)
+
+
 def _start_eager(variable: LazyVariable) -> None:
     def run() -> None:
         try:
@@ -121,6 +179,20 @@ def install(namespace: MutableMapping[str, Any], *, spark_mode: str, cluster_typ
         added += [spark, sc, sql]
         if spark_mode == "eager":
             _start_eager(spark)
+    elif cluster_type == "dask" and os.environ.get(DASK_YARN_MARKER) == "1":
+        cluster = LazyVariable("cluster", _yarn_cluster, namespace)  # GP's name for it
+
+        def yarn_client() -> Any:
+            started = cluster._lv_resolve()  # first: its error names everything missing
+            from dask.distributed import Client
+
+            return Client(started)
+
+        client = LazyVariable("client", yarn_client, namespace)
+        namespace.update(cluster=cluster, client=client)
+        added += [cluster, client]
+        if spark_mode == "eager":
+            _start_eager(client)
     elif cluster_type == "dask":
         client = LazyVariable("client", _dask_client, namespace)
         namespace["client"] = client

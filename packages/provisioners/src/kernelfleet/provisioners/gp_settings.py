@@ -496,6 +496,23 @@ GP_FEATURES: tuple[GpFeature, ...] = (
         "--template-kind for the server's rights. A name with a suffix is written {{ kernel_pod_name ~ '-pvc' }}.",
         "tests/k8s/test_k8s_template_objects.py::test_template_objects_live_and_die_with_the_kernel",
     ),
+    GpFeature(
+        "--dask, --extra-dask-opts", "jupyter yarn-spec install", Support.CHANGED,
+        "the same flags: a Python kernelspec with submission: rest and GP's DASK_OPTS",
+        "GP's kernelspec runs dask-yarn submit, which passes the kernel's environment (the launch token) on its "
+        "command line; ours is submitted through the RM's REST API, and the kernel starts its Dask cluster itself "
+        "(`client`, `cluster`) from DASK_OPTS, as docs/yarn.md says. --extra-dask-opts is checked at install.",
+        "packages/provisioners/tests/test_cli_specs.py::"
+        "test_yarn_spec_dask_writes_a_rest_submitted_dask_client_kernelspec",
+    ),
+    GpFeature(
+        "yarn_dask_python (bin/run.sh, DASK_YARN_EXE, DASK_OPTS)", "GP-written YARN kernelspecs", Support.CHANGED,
+        "yarn-provisioner (any kernelspec whose env has DASK_OPTS)",
+        "Runs unchanged, without its run.sh or dask-yarn submit: a REST-submitted AM whose DASK_OPTS become "
+        "dask-yarn's DASK_YARN__* settings (--client-memory/--client-vcores/--client-env the AM's, never a command "
+        "line); the kernel's `client` and GP's `cluster` start a dask_yarn.YarnCluster on first use.",
+        "tests/yarn/test_yarn_dask.py::test_gp_written_dask_kernelspec_runs_unchanged",
+    ),
 )
 
 

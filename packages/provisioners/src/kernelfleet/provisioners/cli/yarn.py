@@ -5,7 +5,9 @@ unexpanded and drops ``--yarn-endpoint``): the endpoints and switches in the pro
 that is the spark-submit command itself — no ``run.sh``, no ``eval`` — with ``--name {kernel_id}``. Python and R
 submit the launcher script; Scala submits our Toree launcher jar (``--class kernelfleet.toree.ToreeLauncher``)
 with the Toree assembly in ``--jars``, both as ``jupyter image-bootstrap install`` put them on this host (where
-spark-submit runs and uploads them from). ``--dask`` is refused (``DASK_REFUSAL`` says why).
+spark-submit runs and uploads them from). ``--dask`` writes a Python kernelspec submitted through the RM's REST API
+(``submission: rest``: the launch token in the AM's environment) whose kernel starts its own Dask cluster on YARN
+from ``DASK_OPTS`` (``yarn.dask``); GP's ``dask-yarn submit`` would put the kernel's environment on a command line.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from traitlets import Bool, Unicode
 
+from kernelfleet.protocol.contract import CLUSTER_TYPE_INPUT
 from kernelfleet.provisioners.cli.base import (
     LANGUAGE_TITLES,
     SPARK_ALIASES,
@@ -30,6 +33,7 @@ from kernelfleet.provisioners.cli.base import (
 from kernelfleet.provisioners.cli.ssh import DEFAULT_LAUNCHERS_DIR
 from kernelfleet.provisioners.container_argv import launcher_args
 from kernelfleet.provisioners.yarn.client import normalise_endpoint
+from kernelfleet.provisioners.yarn.dask import DASK_OPTS, dask_opts
 from kernelfleet.provisioners.yarn.submission import (
     TOREE_ASSEMBLY,
     TOREE_DRIVER_JAVA_OPTIONS,
@@ -37,17 +41,15 @@ from kernelfleet.provisioners.yarn.submission import (
     TOREE_LAUNCHER_JAR,
 )
 
-DASK_REFUSAL = (
-    "--dask is not supported: `dask-yarn submit` takes the kernel's environment only as --client-env KEY=VALUE on "
-    "its command line (the launch token would be visible to every user of this host) and ships no file but the "
-    "script, so the token has no other way to the kernel; and it submits through skein's Java driver (Hadoop IPC), "
-    "which yarn-provisioner cannot follow. Install a Python kernelspec (--language python) instead and start Dask "
-    "from the kernel (dask_yarn.YarnCluster) — see docs/yarn.md"
-)
+#: GP's DASK_OPTS, less its ${extra_dask_opts}: the Dask application is named after the kernel, its workers run
+#: with the kernel's interpreter, skein gets fresh TLS credentials, the scheduler runs in a YARN container.
+DASK_OPTS_TEMPLATE = ("--name ${KERNEL_ID:-ERROR__NO__KERNEL_ID} --environment python://%s "
+                      "--temporary-security-credentials --deploy-mode remote")
 
 
 class YarnSpecInstaller(SparkSpecInstaller):
-    """Install a kernelspec whose kernel is a YARN application, submitted with spark-submit in cluster mode."""
+    """Install a kernelspec whose kernel is a YARN application: submitted with spark-submit in cluster mode, or with
+    ``--dask`` through the RM's REST API as a Dask client."""
 
     name = "yarn-spec"
     description = "Install a kernelspec whose kernel runs as a YARN application (yarn-provisioner)."
@@ -61,28 +63,37 @@ class YarnSpecInstaller(SparkSpecInstaller):
                           "<python-root>/bin/python).").tag(config=True)
     launchers_dir = Unicode(DEFAULT_LAUNCHERS_DIR, help="Where the launchers are installed on this host "
                             "(spark-submit ships the file to the AM).").tag(config=True)
-    dask = Bool(False, help="A Dask-on-YARN kernel (refused: dask-yarn cannot carry the launch token to the AM "
-                "off the command line; docs/yarn.md).").tag(config=True)
+    dask = Bool(False, help="A Python kernel that is a Dask client on YARN: submitted through the RM's REST API, its "
+                "`client` a dask.distributed Client of a dask_yarn.YarnCluster it starts itself (DASK_OPTS in env; "
+                "docs/yarn.md).").tag(config=True)
+    extra_dask_opts = Unicode("", help="With --dask: more `dask-yarn submit` options for the kernel's Dask cluster "
+                              "(--worker-count 4 --worker-memory '4 GiB' --queue analytics ...; written to env "
+                              "DASK_OPTS).").tag(config=True)
 
     aliases = spec_aliases(SPARK_ALIASES, {
         "yarn-endpoint": "YarnSpecInstaller.yarn_endpoint",
         "alt-yarn-endpoint": "YarnSpecInstaller.alt_yarn_endpoint",
         "python-root": "YarnSpecInstaller.python_root",
         "launchers-dir": "YarnSpecInstaller.launchers_dir",
+        "extra-dask-opts": "YarnSpecInstaller.extra_dask_opts",
     })
     flags = spec_flags({
         "yarn-endpoint-security-enabled": ({"YarnSpecInstaller": {"yarn_endpoint_security_enabled": True}},
                                            "The RM requires Kerberos (SPNEGO)."),
         "impersonation-enabled": ({"YarnSpecInstaller": {"impersonation_enabled": True}},
                                   "Run kernels as the requesting user (spark-submit --proxy-user)."),
-        "dask": ({"YarnSpecInstaller": {"dask": True}}, "Dask on YARN (not supported; see --help-all)."),
-        "spark": ({"SparkSpecInstaller": {"spark": True}}, "Accepted for GP compatibility: YARN kernels use Spark."),
+        "dask": ({"YarnSpecInstaller": {"dask": True}}, "A Python kernel that starts a Dask cluster on YARN "
+                 "(REST submission; the kernel is the Dask client)."),
+        "spark": ({"SparkSpecInstaller": {"spark": True}},
+                  "Accepted for GP compatibility: YARN kernels use Spark (--dask ones excepted)."),
     })
 
     def check_target(self) -> None:
-        self.spark = True  # a YARN kernel is a Spark application
+        self.spark = not self.dask  # a YARN kernel is a Spark application, or a Dask client
         if self.dask:
-            raise SpecError(DASK_REFUSAL)
+            self.check_dask()
+        elif self.extra_dask_opts:
+            raise SpecError("--extra-dask-opts applies to --dask kernelspecs only")
         for flag, value in (("--yarn-endpoint", self.yarn_endpoint), ("--alt-yarn-endpoint", self.alt_yarn_endpoint)):
             if value:
                 try:
@@ -101,6 +112,23 @@ class YarnSpecInstaller(SparkSpecInstaller):
             raise SpecError(f"--extra-spark-opts cannot be split into options: {err}") from None
         if self.lang == "scala":
             self.toree_jars()
+
+    def check_dask(self) -> None:
+        """A Dask kernel is Python, starts no Spark context, and its options are dask-yarn submit's."""
+        if self.lang != "python":
+            raise SpecError(f"--dask kernels are Python kernels, not --language {self.language}")
+        if self.extra_spark_opts or self.spark_init_mode.strip().lower() != "lazy":
+            raise SpecError("--extra-spark-opts and --spark-init-mode do not apply to --dask kernelspecs (use "
+                            "--extra-dask-opts)")
+        try:
+            dask_opts(shlex.split(self.dask_opts_text()))
+        except ValueError as err:
+            raise SpecError(f"--extra-dask-opts: {err}") from None
+
+    def dask_opts_text(self) -> str:
+        """The kernelspec's DASK_OPTS: GP's, ``--extra-dask-opts`` last (its later options win)."""
+        python = shlex.quote(posixpath.join(self.python_root, "bin", "python"))
+        return " ".join(filter(None, [DASK_OPTS_TEMPLATE % python, self.extra_dask_opts.strip()]))
 
     def toree_jars(self) -> tuple[str, str]:
         """(our launcher jar, the Toree assembly) in ``<launchers-dir>/scala/lib`` of this host: spark-submit runs
@@ -121,13 +149,19 @@ class YarnSpecInstaller(SparkSpecInstaller):
         return "yarn-provisioner"
 
     def default_kernel_name(self) -> str:
-        return f"yarn_spark_{self.lang}"
+        return "yarn_dask_python" if self.dask else f"yarn_spark_{self.lang}"
 
     def default_display_name(self) -> str:
+        if self.dask:
+            return "Dask Python (YARN Cluster Mode)"
         return f"Spark {LANGUAGE_TITLES[self.lang]} (YARN Cluster Mode)"
 
     def build_argv(self) -> list[str]:
         python = posixpath.join(self.python_root, "bin", "python")
+        if self.dask:  # the AM command of a REST submission: the launcher itself, with the Dask namespace
+            launcher = posixpath.join(self.launchers_dir, "python", "launch_ipykernel.py")
+            return [python, launcher, *launcher_args(kernel_class_name=self.kernel_class_name()),
+                    str(CLUSTER_TYPE_INPUT.option), "dask"]
         submit = [posixpath.join(self.spark_home, "bin", "spark-submit"), "--master", "yarn", "--deploy-mode",
                   "cluster", "--name", "{kernel_id}", "--conf", "spark.yarn.submit.waitAppCompletion=false",
                   "--conf", f"spark.yarn.appMasterEnv.PATH={posixpath.join(self.python_root, 'bin')}:/usr/bin:/bin"]
@@ -146,13 +180,15 @@ class YarnSpecInstaller(SparkSpecInstaller):
         return [*submit, *shlex.split(self.extra_spark_opts), launcher, *args]
 
     def target_env(self) -> dict[str, str]:
+        if self.dask:
+            return {DASK_OPTS: self.dask_opts_text()}
         env = {"SPARK_HOME": self.spark_home}
         if self.lang == "python":
             env["PYSPARK_PYTHON"] = posixpath.join(self.python_root, "bin", "python")
         return env
 
     def target_config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {}
+        config: dict[str, Any] = {"submission": "rest"} if self.dask else {}
         if self.yarn_endpoint:
             config["yarn_endpoint"] = normalise_endpoint(self.yarn_endpoint)
         if self.alt_yarn_endpoint:

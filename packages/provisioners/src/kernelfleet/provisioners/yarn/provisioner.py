@@ -11,6 +11,10 @@ Two ways to submit, per kernelspec (``submission``):
 * ``rest``: ``new-application`` + ``POST /apps`` with the kernelspec's argv as the AM command, so a plain
   Python or R kernel on YARN needs no Spark client.
 
+A Dask kernelspec (``DASK_OPTS`` in its env: GP's ``yarn_dask_python``, whose ``run.sh`` would run ``dask-yarn
+submit``, or ``jupyter yarn-spec install --dask``'s) is always submitted through REST: the kernel is the AM, and
+``DASK_OPTS`` becomes the kernel's Dask settings (``yarn.dask``), from which it starts its own YarnCluster.
+
 Then the app's state is followed (``client.wait_for_state``: the cheapest request, a backoff from 20 ms capped at
 ``state_poll_cap``) and raced against the launcher's report as on every engine: an app that ends
 (FAILED, KILLED, FINISHED: the AM exited) or stays ACCEPTED past ``queue_timeout`` fails the launch at once
@@ -47,6 +51,7 @@ from kernelfleet.provisioners.yarn.client import (
     load_authorization_hook,
     wait_for_state,
 )
+from kernelfleet.provisioners.yarn.dask import DaskLaunch, dask_launch, is_dask_kernelspec
 from kernelfleet.provisioners.yarn.submission import (
     am_host,
     app_tags,
@@ -58,6 +63,7 @@ from kernelfleet.provisioners.yarn.submission import (
     properties_text,
     submission_context,
     with_spark_options,
+    with_templates,
 )
 
 FINAL = frozenset({"FINISHED", "FAILED", "KILLED"})
@@ -194,34 +200,53 @@ class YarnProvisioner(RemoteProvisionerBase):
         spec_env = dict(self.kernel_spec.env) if self.kernel_spec else {}
         am_env = remote_kernel_env(self.kernel_id, env, spec_env_names=spec_env, protocol_env=self.launch_env,
                                    inherited_envs=self.inherited_envs)
-        if self.submission == "rest":
+        templated = with_templates(env, spec_env)  # GP's option strings as the kernelspec wrote them
+        if is_dask_kernelspec(spec_env):
+            dask = self._dask_launch(cmd, templated, proxy_user)
+            await self._submit_rest(rm, dask.argv, {**dask.env, **am_env}, queue=dask.queue,
+                                    memory_mb=dask.memory_mb, vcores=dask.vcores)
+        elif self.submission == "rest":
             await self._submit_rest(rm, cmd, am_env)
         else:
-            await self._run_submitter(cmd, env, am_env, proxy_user)
+            await self._run_submitter(cmd, env, templated, am_env, proxy_user)
 
     def _proxy_user(self, env: dict[str, str]) -> str | None:
         if not self.impersonation_enabled:
             return None
         return user_name(self.kernel_id, "KERNEL_USERNAME", env["KERNEL_USERNAME"])
 
-    async def _submit_rest(self, rm: ResourceManagerClient, cmd: list[str], am_env: dict[str, str]) -> None:
+    def _dask_launch(self, cmd: list[str], env: dict[str, str], proxy_user: str | None) -> DaskLaunch:
+        """A Dask kernel's REST submission (GP's run.sh is never run; ``dask-yarn submit`` never either)."""
+        try:
+            return dask_launch(cmd, env, gp_run_sh=is_gp_run_sh(cmd),
+                               tags=app_tags(self.kernel_id, self.server_id), user=proxy_user)
+        except ValueError as err:
+            raise LaunchError(f"Kernel {self.kernel_id}: {err}") from None
+
+    async def _submit_rest(self, rm: ResourceManagerClient, cmd: list[str], am_env: dict[str, str], *,
+                           queue: str | None = None, memory_mb: int | None = None, vcores: int | None = None) -> None:
+        """Submit ``cmd`` as the AM; ``queue`` / ``memory_mb`` / ``vcores`` (a Dask kernel's ``--queue`` and
+        ``--client-*``) override the provisioner's ``queue``, ``am_memory`` and ``am_vcores``."""
+        queue = queue or self.queue
         try:
             app_id = await rm.new_application()
-            context = submission_context(app_id=app_id, name=self.kernel_id, queue=self.queue, argv=cmd, env=am_env,
-                                         tags=app_tags(self.kernel_id, self.server_id), memory_mb=self.am_memory,
-                                         vcores=self.am_vcores)
+            context = submission_context(app_id=app_id, name=self.kernel_id, queue=queue, argv=cmd, env=am_env,
+                                         tags=app_tags(self.kernel_id, self.server_id),
+                                         memory_mb=memory_mb or self.am_memory, vcores=vcores or self.am_vcores)
             await rm.submit(context)
         except (YarnError, RMUnavailable) as err:
             raise LaunchError(f"Kernel {self.kernel_id}: YARN refused the application: {err}") from None
         self.application_id = app_id
-        self.log.info("Kernel %s: submitted YARN application %s to queue %s", self.kernel_id, app_id, self.queue)
+        self.log.info("Kernel %s: submitted YARN application %s to queue %s", self.kernel_id, app_id, queue)
 
-    async def _run_submitter(self, cmd: list[str], env: dict[str, str], am_env: dict[str, str],
-                             proxy_user: str | None) -> None:
+    async def _run_submitter(self, cmd: list[str], env: dict[str, str], templated: dict[str, str],
+                             am_env: dict[str, str], proxy_user: str | None) -> None:
+        """spark-submit (``cmd``, or GP's run.sh rebuilt from ``templated``: ``env`` with the kernelspec's option
+        templates) as a local process with ``env`` less the launch token."""
         try:
             if is_gp_run_sh(cmd):
                 lib = os.path.join(os.path.dirname(os.path.dirname(cmd[0])), "lib")
-                argv = gp_spark_submit_argv(cmd, env, proxy_user, await asyncio.to_thread(_names_in, lib))
+                argv = gp_spark_submit_argv(cmd, templated, proxy_user, await asyncio.to_thread(_names_in, lib))
             else:
                 argv = list(cmd)
         except ValueError as err:

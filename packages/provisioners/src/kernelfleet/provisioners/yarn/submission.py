@@ -31,6 +31,20 @@ KERNEL_TAG_PREFIX = "kf-kernel-"
 SERVER_TAG_PREFIX = "kf-server-"
 
 
+#: Kernelspec env values that are templates of options (GP's run.sh expands them): read as the kernelspec wrote them.
+OPTION_TEMPLATES = ("SPARK_OPTS", "__TOREE_SPARK_OPTS__", "TOREE_OPTS", "__TOREE_OPTS__", "LAUNCH_OPTS", "DASK_OPTS",
+                    "DASK_YARN_EXE")
+
+
+def with_templates(env: Mapping[str, str], spec_env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` with the kernelspec's option templates (``OPTION_TEMPLATES``) as written in its ``env``.
+
+    jupyter_client has already substituted ``${NAME}`` in the kernelspec's env values from the launch environment,
+    request values included, so ``env``'s ``SPARK_OPTS`` may hold a request's ``KERNEL_USERNAME`` as several words.
+    Splitting the template first and expanding each word afterwards (``expand_options``) needs the template."""
+    return {**env, **{name: spec_env[name] for name in OPTION_TEMPLATES if name in spec_env}}
+
+
 def expand(word: str, env: Mapping[str, str]) -> str:
     """One word with its ``$NAME`` / ``${NAME}`` / ``${NAME:-default}`` replaced; values are never split."""
     def value(match: re.Match[str]) -> str:
