@@ -7,9 +7,15 @@
 4. with ``--docker-image IMAGE``: the same as 1. for ``docker-provisioner`` (host network, broker on 127.0.0.1),
    pooled and cold interleaved in the same run (target: pooled <= 0.10 s); ``--docker-only`` skips 1.-3.
 
+5. with ``--kubelite-image IMAGE``: the same as 1. for ``kubernetes-provisioner`` on a kubelite of its own (pods on
+   its pod network, the broker on its gateway), pooled and cold interleaved (target: pooled <= 0.20 s);
+   ``--kubernetes-only`` skips 1.-3.
+
 Usage: .venv/bin/python tools/bench/warm_pool.py [--runs 10] [--burst 20] [--idle 10] [--idle-seconds 20]
            [--docker-image kernelfleet/kernel-py:dev [--docker-only]]
-Kubernetes, SSH and Swarm kernels start cold for now (docs/warm-pools.md): nothing to measure there.
+           [--kubelite-image kernelfleet/kernel-py:dev [--kubernetes-only]]
+The load average is printed before and after: figures taken on a loaded machine say so.
+SSH and Swarm kernels start cold for now (docs/warm-pools.md): nothing to measure there.
 """
 
 from __future__ import annotations
@@ -36,12 +42,15 @@ LAUNCHER_ARGV = [sys.executable, "-m", "kernelfleet.launcher", "--kernel-id", "{
                  "{port_range}", "--response-address", "{response_address}", "--public-key", "{public_key}"]
 
 
-def write_spec(kernels: Path, name: str, pool_size: int, docker_image: str = "") -> None:
+def write_spec(kernels: Path, name: str, pool_size: int, docker_image: str = "", k8s_image: str = "") -> None:
     config: dict[str, object] = {"warm_pool_size": pool_size, "warm_pool_max_starting": 4}
     provisioner, argv = "distributed-provisioner", LAUNCHER_ARGV
     if docker_image:
         provisioner, argv = "docker-provisioner", container_argv()
         config |= {"image_name": docker_image, "network": "host"}
+    if k8s_image:
+        provisioner, argv = "kubernetes-provisioner", container_argv()
+        config |= {"image_name": k8s_image, "launch_timeout": 120}
     spec = {"argv": argv, "display_name": name, "language": "python", "metadata": {
         "kernel_provisioner": {"provisioner_name": provisioner, "config": config}}}
     (kernels / name).mkdir(parents=True)
@@ -98,11 +107,45 @@ async def docker_bench(args: argparse.Namespace, kernels: Path, results: dict[st
     await pool.close()
 
 
+async def kubernetes_bench(args: argparse.Namespace, kernels: Path, results: dict[str, object]) -> None:
+    """kubernetes-provisioner on a kubelite started here (pods are containers of the shared dockerd, on kubelite's own
+    pod network; the broker listens on its gateway, as the tests' fixture sets it)."""
+    from kernelfleet.kubelite import KubeLite
+
+    await close_all()  # a broker made for another engine's run advertises another address
+    saved = {name: os.environ.get(name) for name in ("KUBECONFIG", "KF_RESPONSE_IP")}
+    kube = KubeLite()
+    await kube.start()
+    try:
+        assert kube.pod_network is not None and kube.pod_network.gateway
+        os.environ["KUBECONFIG"] = str(kube.write_kubeconfig(kernels.parent / "kubeconfig"))
+        os.environ["KF_RESPONSE_IP"] = kube.pod_network.gateway
+        os.environ.setdefault("KF_RESPONSE_PORT", "0")
+        ksm = KernelSpecManager(kernel_dirs=[str(kernels)])
+        write_spec(kernels, "k8s_pooled", 1, k8s_image=args.kubelite_image)
+        write_spec(kernels, "k8s_cold", 0, k8s_image=args.kubelite_image)
+        pool = await warm(ksm, "k8s_pooled", 1)
+        pooled, cold = await interleaved(ksm, pool, "k8s_pooled", "k8s_cold", args.runs)
+        assert pool.stats["claimed"] == args.runs, pool.stats
+        row(results, "kubernetes", pooled, cold)
+        await close_all()  # the pool's standby pods go before kubelite does
+    finally:
+        await kube.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 async def bench(args: argparse.Namespace, kernels: Path) -> dict[str, object]:
-    results: dict[str, object] = {}
+    results: dict[str, object] = {"load_average_before": [round(x, 2) for x in os.getloadavg()]}
     if args.docker_image:
         await docker_bench(args, kernels, results)
-    if args.docker_only:
+    if args.kubelite_image:
+        await kubernetes_bench(args, kernels / "k8s", results)
+    if args.docker_only or args.kubernetes_only:
+        results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
         await close_all()
         return results
     ksm = KernelSpecManager(kernel_dirs=[str(kernels)])
@@ -131,6 +174,7 @@ async def bench(args: argparse.Namespace, kernels: Path) -> dict[str, object]:
     results[f"server_cpu_{args.idle}_idle_standbys_pct_of_core"] = round(100 * cpu / elapsed, 4)
     results["idle_pool_stats"] = dict(idle_pool.stats)
     await close_all()
+    results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return results
 
 
@@ -142,13 +186,16 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=20.0)
     parser.add_argument("--docker-image", default="", help="also measure docker-provisioner with this image")
     parser.add_argument("--docker-only", action="store_true", help="only the Docker row")
+    parser.add_argument("--kubelite-image", default="",
+                        help="also measure kubernetes-provisioner on a kubelite of its own with this image")
+    parser.add_argument("--kubernetes-only", action="store_true", help="only the Kubernetes row")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         results = asyncio.run(bench(args, Path(tmp)))
     width = max(len(k) for k in results)
     for key, value in results.items():
         print(f"{key:<{width}}  {value}")
-    for engine in ("local", "docker"):
+    for engine in ("local", "docker", "kubernetes"):
         if f"{engine}_start_to_1+1_cold_median_s" in results:
             pooled = results[f"{engine}_start_to_1+1_pooled_median_s"]
             cold = results[f"{engine}_start_to_1+1_cold_median_s"]

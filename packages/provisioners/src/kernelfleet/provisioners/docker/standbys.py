@@ -33,26 +33,26 @@ from kernelfleet.provisioners.container import LaunchInputs, settle_container
 from kernelfleet.provisioners.docker.container_end import describe_container_end
 from kernelfleet.provisioners.docker.engine import ENGINE_ERRORS, DockerEngine, describe_engine_error
 from kernelfleet.provisioners.docker.specs import DockerLaunch, container_config
-from kernelfleet.provisioners.labels import APP, LABEL_APP, LABEL_COMPONENT
 from kernelfleet.provisioners.pool import ClaimFailed, WarmPool, pool_for
-from kernelfleet.provisioners.pool.spec import claim_env, pool_id
-from kernelfleet.provisioners.server_identity import LABEL_SERVER, SERVER_ID_ENV
+from kernelfleet.provisioners.pool.spec import (
+    COMPONENT_STANDBY,
+    LABEL_POOL,
+    LABEL_STANDBY,
+    STANDBY_NAME_PREFIX,
+    claim_env,
+    pool_id,
+    standby_labels,
+    standby_name,
+)
+from kernelfleet.provisioners.server_identity import SERVER_ID_ENV
 
 if TYPE_CHECKING:
     from kernelfleet.provisioners.docker.provisioner import DockerProvisioner
 
-LABEL_STANDBY = "kernelfleet.io/standby"
-LABEL_POOL = "kernelfleet.io/pool"
-COMPONENT_STANDBY = "standby"
-STANDBY_NAME_PREFIX = "kf-standby-"
 ENDED = frozenset({"exited", "dead"})
+__all__ = ["COMPONENT_STANDBY", "LABEL_POOL", "LABEL_STANDBY", "STANDBY_NAME_PREFIX", "DockerStandbys",
+           "claim_docker_standby", "kernel_id_of_name", "standby_labels"]
 UUID_TAIL = re.compile(r"-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
-
-
-def standby_labels(server_id: str, pool: str, standby_id: str) -> dict[str, str]:
-    """A standby container's labels: the server's identity (the sweep), ``app`` (the event stream), its pool."""
-    return {LABEL_SERVER: server_id, LABEL_APP: APP, LABEL_COMPONENT: COMPONENT_STANDBY, LABEL_POOL: pool,
-            LABEL_STANDBY: standby_id}
 
 
 def kernel_id_of_name(name: str) -> str | None:
@@ -95,7 +95,7 @@ class DockerStandbys:
         from kernelfleet.provisioners.docker.provisioner import token_archive
 
         engine = DockerEngine.acquire()
-        name = f"{STANDBY_NAME_PREFIX}{standby_id.removeprefix('standby-')}"
+        name = standby_name(standby_id)
         labels = {**self.launch.labels, LABEL_STANDBY: standby_id}
         env = {**self.launch.env, contract.KERNEL_ID: standby_id, contract.STANDBY_ID: standby_id}
         config = container_config(dataclasses.replace(self.launch, env=env, labels=labels))

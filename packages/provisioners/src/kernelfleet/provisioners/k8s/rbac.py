@@ -44,9 +44,9 @@ def _rule(groups: list[str], resources: list[str], verbs: list[str], why: str,
 def kernel_rules() -> list[dict[str, Any]]:
     """What a kernel's own pod needs where the server runs it: pods, events, logs and the launch Secret."""
     return [
-        _rule([""], ["pods"], ["create", "get", "delete", "list", "watch"],
+        _rule([""], ["pods"], ["create", "get", "delete", "list", "watch", "patch"],
               "create/delete: the kernel pod; list/watch: the namespace's pod watch; get: replace a crashed "
-              "server's leftover pod"),
+              "server's leftover pod; patch: a warm pool's standby pod relabelled as the kernel that claimed it"),
         _rule([""], ["pods/log"], ["get"], "a failed launch's error carries the container's last output"),
         _rule([""], ["events"], ["list"], "a failed launch's error carries the scheduler's and kubelet's events"),
         _rule([""], ["secrets"], ["create", "get", "delete"],

@@ -1,5 +1,6 @@
-"""The warm-pool settings every pooling provisioner shares (``distributed-provisioner``, ``docker-provisioner``):
-one set of traits, configurable per kernelspec or as ``c.<Provisioner>.warm_pool_*`` (docs/warm-pools.md)."""
+"""The warm-pool settings every pooling provisioner shares (``distributed-provisioner``, ``docker-provisioner``,
+``kubernetes-provisioner``): one set of traits, configurable per kernelspec or as ``c.<Provisioner>.warm_pool_*``
+(docs/warm-pools.md)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ class WarmPoolConfig(Configurable):
 
     warm_pool_size = Integer(
         help="Standby launchers kept warm for this kernelspec, claimed by its next starts (env KF_WARM_POOL_SIZE; "
-        "default 0: none). Python kernels on localhost or Docker only; anything else starts cold "
+        "default 0: none). Python kernels on localhost, Docker or Kubernetes only; anything else starts cold "
         "(docs/warm-pools.md)."
     ).tag(config=True)
     warm_pool_idle_ttl = Float(

@@ -1,7 +1,8 @@
-"""Pure builders for warm pools: a pool's id, and what a claim carries of the kernel's environment.
+"""Pure builders for warm pools: a pool's id, the labels and names of standbys on container engines, and what a
+claim carries of the kernel's environment.
 
-Called by the provisioners that support pools (``ssh.distributed`` for local kernels) when a launch takes
-from a pool, and by the tests.
+Called by the provisioners that support pools (``ssh.distributed`` for local kernels, ``docker.standbys`` and
+``k8s.standbys`` for containers and pods) when a launch takes from a pool, by the orphan sweep, and by the tests.
 """
 
 from __future__ import annotations
@@ -13,10 +14,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from kernelfleet.protocol.standby import RESERVED_ENV
+from kernelfleet.provisioners.labels import APP, LABEL_APP, LABEL_COMPONENT
+from kernelfleet.provisioners.server_identity import LABEL_SERVER
 
 _NOT_ID = re.compile(r"[^A-Za-z0-9._-]+")
 NAME_PART = 40
 DIGEST_CHARS = 12
+LABEL_STANDBY = "kernelfleet.io/standby"
+LABEL_POOL = "kernelfleet.io/pool"
+COMPONENT_STANDBY = "standby"
+STANDBY_NAME_PREFIX = "kf-standby-"
 
 
 def pool_id(kernel_name: str, *identity: Any) -> str:
@@ -34,3 +41,15 @@ def claim_env(kernel_env: Mapping[str, str], standby_env: Mapping[str, str]) -> 
     standby does not already have, except the secrets, which travel in the claim's own fields."""
     return {name: value for name, value in kernel_env.items()
             if standby_env.get(name) != value and name not in RESERVED_ENV}
+
+
+def standby_labels(server_id: str, pool: str, standby_id: str) -> dict[str, str]:
+    """A standby container's or pod's labels: the server's identity (the sweep), ``app`` (event streams), its pool and
+    its own id; never a ``kernel_id`` (it is no kernel yet)."""
+    return {LABEL_SERVER: server_id, LABEL_APP: APP, LABEL_COMPONENT: COMPONENT_STANDBY, LABEL_POOL: pool,
+            LABEL_STANDBY: standby_id}
+
+
+def standby_name(standby_id: str) -> str:
+    """``kf-standby-<hex>``: the container or pod name of standby ``standby-<hex>`` (a DNS label)."""
+    return f"{STANDBY_NAME_PREFIX}{standby_id.removeprefix('standby-')}"
