@@ -240,3 +240,17 @@ async def test_sweep_of_an_orphaned_pooled_pod_and_of_a_dead_servers_standbys(
     for name in standbys | {claimed_pod}:
         assert await read_pod(core, name) is None
     await km.shutdown_kernel(now=True)  # its pod is gone already: nothing left to stop
+
+
+async def test_idle_standbys_are_culled_after_the_ttl(kube: KubeLite, core: client.CoreV1Api, kernels_dir: Path,
+                                                      k8s_spec: Callable[..., str]) -> None:
+    """Standbys idle past ``warm_pool_idle_ttl`` are deleted and not replaced until a start wants the pool again."""
+    name = k8s_spec("k8s_pooled_ttl", warm_pool_size=2, warm_pool_idle_ttl=3)
+    warmup = manager(kernels_dir, name)
+    await warmup.start_kernel()
+    await warmup.shutdown_kernel(now=True)
+    pool = the_pool()
+    await asyncio.wait_for(pool.until(lambda p: p.stats["culled"] >= 2 and not p.idle and not p.starting), WAIT)
+    await pool.settled()
+    assert await pods_until(core, f"{LABEL_POOL}={pool.pool_id}", lambda pods: not pods) == {}
+    assert pool.stats["lost"] == 0 and pool.stats["failed"] == 0, pool.stats
