@@ -17,16 +17,16 @@ from k8s_helpers import pods_of, reattached, secrets_of
 from kf_testing import connect, execute, interrupt_busy_cell, manager
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
+from pool_testing import WAIT, full, start_pooled, the_pool
 
 from kernelfleet.kubelite import KubeLite
 from kernelfleet.provisioners.leases import close_all
-from kernelfleet.provisioners.pool import WarmPool, pools
+from kernelfleet.provisioners.pool import WarmPool
 from kernelfleet.provisioners.pool.spec import LABEL_POOL, LABEL_STANDBY
 from kernelfleet.provisioners.server_identity import LABEL_SERVER
 from kernelfleet.provisioners.sweep import find_orphans, remove_orphans
 
 pytestmark = pytest.mark.timeout(300)
-WAIT = 120.0
 NAMESPACE = "default"
 
 
@@ -41,28 +41,6 @@ async def closed_pools(kube: KubeLite) -> AsyncIterator[None]:
 @pytest.fixture
 def pooled_spec(k8s_spec: Callable[..., str]) -> str:
     return k8s_spec("k8s_pooled", warm_pool_size=2)
-
-
-def the_pool() -> WarmPool:
-    (pool,) = pools()
-    return pool
-
-
-async def full(pool: WarmPool) -> None:
-    await asyncio.wait_for(pool.until(lambda p: len(p.idle) == p.settings.size), WAIT)
-
-
-async def start_pooled(kernels_dir: Path, name: str, **kwargs: Any) -> Any:
-    """The first start of the kernelspec is cold and creates its pool; the next one, once it is full, is pooled."""
-    warmup = manager(kernels_dir, name)
-    await warmup.start_kernel()
-    await warmup.shutdown_kernel(now=True)
-    pool = the_pool()
-    await full(pool)
-    km = manager(kernels_dir, name)
-    await km.start_kernel(**kwargs)
-    assert pool.stats["claimed"] == 1, pool.stats
-    return km
 
 
 def died(pool: WarmPool) -> None:

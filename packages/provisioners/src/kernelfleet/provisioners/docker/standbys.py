@@ -18,7 +18,6 @@ that the kernelspec does not mirror) can be served: a running container cannot c
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import re
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from kernelfleet.provisioners.docker.container_end import describe_container_end
 from kernelfleet.provisioners.docker.engine import ENGINE_ERRORS, DockerEngine, describe_engine_error
 from kernelfleet.provisioners.docker.specs import DockerLaunch, container_config
 from kernelfleet.provisioners.pool import ClaimFailed, WarmPool, pool_for
+from kernelfleet.provisioners.pool.engine_calls import start_to_completion, stop_to_completion
 from kernelfleet.provisioners.pool.spec import (
     COMPONENT_STANDBY,
     LABEL_POOL,
@@ -82,14 +82,7 @@ class DockerStandbys:
 
     async def start(self, standby_id: str, token: str) -> DockerStandby:
         """Create and start the container; a cancelled start (the pool closing) still removes what it made."""
-        starting = asyncio.ensure_future(self._start(standby_id, token))
-        try:
-            return await asyncio.shield(starting)
-        except asyncio.CancelledError:
-            await asyncio.wait({starting})
-            if not starting.cancelled() and starting.exception() is None:
-                await self.stop(starting.result())
-            raise
+        return await start_to_completion(self._start(standby_id, token), self.stop)
 
     async def _start(self, standby_id: str, token: str) -> DockerStandby:
         from kernelfleet.provisioners.docker.provisioner import token_archive
@@ -132,12 +125,7 @@ class DockerStandbys:
 
     async def stop(self, handle: DockerStandby) -> None:
         """Remove the container and give back its lease; completes even when cancelled (the pool closing)."""
-        stopping = asyncio.ensure_future(self._stop(handle))
-        try:
-            await asyncio.shield(stopping)
-        except asyncio.CancelledError:
-            await asyncio.wait({stopping})
-            raise
+        await stop_to_completion(self._stop(handle))
 
     async def _stop(self, handle: DockerStandby) -> None:
         try:

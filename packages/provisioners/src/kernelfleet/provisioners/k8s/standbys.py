@@ -43,6 +43,7 @@ from kernelfleet.provisioners.k8s.status import pod_ended, pod_failure
 from kernelfleet.provisioners.k8s.watch import SharedWatch
 from kernelfleet.provisioners.k8s.workloads import PodWorkload
 from kernelfleet.provisioners.pool import ClaimFailed, WarmPool, pool_for
+from kernelfleet.provisioners.pool.engine_calls import start_to_completion, stop_to_completion
 from kernelfleet.provisioners.pool.spec import LABEL_POOL, claim_env, pool_id
 from kernelfleet.provisioners.server_identity import SERVER_ID_ENV
 
@@ -90,14 +91,7 @@ class KubernetesStandbys:
 
     async def start(self, standby_id: str, token: str) -> KubernetesStandby:
         """Create the Secret and the pod; a cancelled start (the pool closing) still deletes what it made."""
-        starting = asyncio.ensure_future(self._start(standby_id, token))
-        try:
-            return await asyncio.shield(starting)
-        except asyncio.CancelledError:
-            await asyncio.wait({starting})
-            if not starting.cancelled() and starting.exception() is None:
-                await self.stop(starting.result())
-            raise
+        return await start_to_completion(self._start(standby_id, token), self.stop)
 
     async def _start(self, standby_id: str, token: str) -> KubernetesStandby:
         spec = self.build(standby_id, token)
@@ -154,12 +148,7 @@ class KubernetesStandbys:
     async def stop(self, handle: KubernetesStandby) -> None:
         """Delete the pod (by its uid) and its Secret, wait until the pod is gone, give back the watch and the API
         lease; completes even when cancelled (the pool closing)."""
-        stopping = asyncio.ensure_future(self._delete(handle))
-        try:
-            await asyncio.shield(stopping)
-        except asyncio.CancelledError:
-            await asyncio.wait({stopping})
-            raise
+        await stop_to_completion(self._delete(handle))
 
     async def _delete(self, handle: KubernetesStandby) -> None:
         if handle.monitor is not None:
