@@ -40,7 +40,6 @@ from kernelfleet.provisioners.pool.spec import (
     LABEL_STANDBY,
     STANDBY_NAME_PREFIX,
     claim_env,
-    pool_id,
     standby_labels,
     standby_name,
 )
@@ -185,13 +184,10 @@ def poolable(p: DockerProvisioner, standby: DockerLaunch | None) -> str | None:
 
 def docker_pool(p: DockerProvisioner, broker: ResponseBroker) -> WarmPool:
     """The running loop's pool for ``p``'s kernelspec and container settings, created on first use."""
-    spec = p.kernel_spec
     kernel_name = p.pool_kernel_name()
     settings = p.container_settings()
-    identity = pool_id(kernel_name, type(p).__name__, list(spec.argv) if spec else [], dict(spec.env) if spec else {},
-                       spec.metadata if spec else {}, p.server_id, p.launch_env[contract.RESPONSE_ADDRESS],
-                       settings.image_name, settings.default_uid, settings.default_gid, p.network, list(p.mounts),
-                       p.memory_limit, p.init, p.launch_token_dir)
+    identity = p.pool_identity(settings.image_name, settings.default_uid, settings.default_gid, p.network,
+                               list(p.mounts), p.memory_limit, p.init, p.launch_token_dir)
 
     def create() -> WarmPool:
         from kernelfleet.provisioners.docker.provisioner import TOKEN_FILE_NAME

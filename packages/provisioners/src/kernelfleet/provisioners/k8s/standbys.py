@@ -44,7 +44,7 @@ from kernelfleet.provisioners.k8s.watch import SharedWatch
 from kernelfleet.provisioners.k8s.workloads import PodWorkload
 from kernelfleet.provisioners.pool import ClaimFailed, WarmPool, pool_for
 from kernelfleet.provisioners.pool.engine_calls import start_to_completion, stop_to_completion
-from kernelfleet.provisioners.pool.spec import LABEL_POOL, claim_env, pool_id
+from kernelfleet.provisioners.pool.spec import LABEL_POOL, claim_env
 from kernelfleet.provisioners.server_identity import SERVER_ID_ENV
 
 if TYPE_CHECKING:
@@ -237,12 +237,8 @@ def poolable(p: KubernetesProvisioner, engine: KubernetesStandbys | None) -> str
 
 def kubernetes_pool(p: KubernetesProvisioner, broker: ResponseBroker) -> WarmPool:
     """The running loop's pool for ``p``'s kernelspec and settings, created on first use."""
-    spec = p.kernel_spec
     kernel_name = p.pool_kernel_name()
-    template = p._template_path()
-    identity = pool_id(kernel_name, type(p).__name__, list(spec.argv) if spec else [], dict(spec.env) if spec else {},
-                       spec.metadata if spec else {}, p.server_id, p.launch_env[contract.RESPONSE_ADDRESS],
-                       p.container_settings(), p.kubernetes_settings(), str(template or ""))
+    identity = p.pool_identity(p.container_settings(), p.kubernetes_settings(), str(p._template_path() or ""))
 
     def create() -> WarmPool:
         engine = KubernetesStandbys(identity, _standby_builder(p, identity), grace_period=p.delete_grace_period,

@@ -1,7 +1,8 @@
 """One list-and-watch per namespace and resource type per event loop, shared by every kernel there.
 
 A kernel never polls the API for its pod: the namespace's watch keeps a cache of every object labelled with a
-``kernel_id`` and wakes the kernels an event concerns, which then read their object from the cache. The watch
+``kernel_id`` (or another label selection: a warm pool's standby pods, ``k8s.standbys``) and wakes the kernels an
+event concerns, which then read their object from the cache. The watch
 lists once, then follows from that list's resourceVersion; a stream the server ends is resumed from the last
 version seen (BOOKMARK events, which it asks for, advance that version while nothing changes), and a 410 (history
 compacted) relists, waking everyone so that nothing changed in between is missed. A connection that goes silent
