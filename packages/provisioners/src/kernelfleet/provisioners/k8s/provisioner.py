@@ -267,7 +267,7 @@ class KubernetesProvisioner(WarmPoolConfig, ContainerProvisionerBase):
         self.kernel_namespace, self.created_namespace = launch.namespace, launch.created_namespace
         self.service_account, self.token_ref = launch.service_account, launch.token_ref
         self.secret_manifest = dict(launch.secret)
-        self.manifest = kernel_pod_manifest(launch, self._template_path(), self.spec_dir())
+        self.manifest = kernel_pod_manifest(launch, self.template_path(), self.spec_dir())
         self.workload.settle(launch)
 
     def object_labels(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -279,7 +279,9 @@ class KubernetesProvisioner(WarmPoolConfig, ContainerProvisionerBase):
         """The kernelspec's directory ('' outside a kernelspec): what a pod template's ``kernel_name`` is made of."""
         return str(getattr(self.kernel_spec, "resource_dir", "") or "") if self.kernel_spec is not None else ""
 
-    def _template_path(self) -> Path | None:
+    def template_path(self) -> Path | None:
+        """The kernelspec's pod template, if it has one (None: the built-in pod); cold launches and the warm pool's
+        standby pods (``k8s.standbys``) are built from it alike."""
         if self.pod_template:
             return Path(self.pod_template)
         resource_dir = getattr(self.kernel_spec, "resource_dir", None) if self.kernel_spec is not None else None

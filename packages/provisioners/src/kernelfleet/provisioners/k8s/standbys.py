@@ -199,7 +199,7 @@ def _standby_builder(p: KubernetesProvisioner, pool: str) -> Callable[[str, str]
     settings, container_settings, server_id = p.kubernetes_settings(), p.container_settings(), p.server_id
     argv_settings = p.argv_settings()
     spec_env = dict(p.kernel_spec.env) if p.kernel_spec is not None else {}
-    template, spec_dir = p._template_path(), p.spec_dir()
+    template, spec_dir = p.template_path(), p.spec_dir()
     username = getpass.getuser()
 
     def build(standby_id: str, token: str) -> StandbyPod:
@@ -238,7 +238,7 @@ def poolable(p: KubernetesProvisioner, engine: KubernetesStandbys | None) -> str
 def kubernetes_pool(p: KubernetesProvisioner, broker: ResponseBroker) -> WarmPool:
     """The running loop's pool for ``p``'s kernelspec and settings, created on first use."""
     kernel_name = p.pool_kernel_name()
-    identity = p.pool_identity(p.container_settings(), p.kubernetes_settings(), str(p._template_path() or ""))
+    identity = p.pool_identity(p.container_settings(), p.kubernetes_settings(), str(p.template_path() or ""))
 
     def create() -> WarmPool:
         engine = KubernetesStandbys(identity, _standby_builder(p, identity), grace_period=p.delete_grace_period,
