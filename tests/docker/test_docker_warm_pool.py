@@ -12,16 +12,21 @@ from pathlib import Path
 
 import pytest
 from death_testing import reloaded
-from jupyter_client import AsyncKernelManager
 from kf_docker import docker_cli
 from kf_testing import connect, execute, interrupt_busy_cell, manager
-from pool_testing import close_pools_leaving_no_container, containers_of_pool, full, inspect_container, the_pool
+from pool_testing import (
+    WAIT,
+    close_pools_leaving_no_container,
+    containers_of_pool,
+    full,
+    inspect_container,
+    start_pooled,
+    the_pool,
+)
 
 from kernelfleet.provisioners.docker.standbys import LABEL_STANDBY
 from kernelfleet.provisioners.sweep import remove_orphans
 from kernelfleet.provisioners.sweep.docker_objects import find
-
-WAIT = 90.0
 
 
 @pytest.fixture(autouse=True)
@@ -34,19 +39,6 @@ async def closed_pools(loopback_broker: None) -> AsyncIterator[None]:
 @pytest.fixture
 def pooled_spec(docker_spec: Callable[..., str]) -> str:
     return docker_spec("docker-provisioner", "kf_docker_pooled", warm_pool_size=2)
-
-
-async def start_pooled(kernels_dir: Path, name: str, **kwargs: object) -> AsyncKernelManager:
-    """The first start of the kernelspec is cold and creates its pool; the next one, once it is full, is pooled."""
-    warmup = manager(kernels_dir, name)
-    await warmup.start_kernel()
-    await warmup.shutdown_kernel(now=True)
-    pool = the_pool()
-    await full(pool, WAIT)
-    km = manager(kernels_dir, name)
-    await km.start_kernel(**kwargs)
-    assert pool.stats["claimed"] == 1, pool.stats
-    return km
 
 
 async def test_pooled_docker_kernel_lifecycle(kernels_dir: Path, pooled_spec: str) -> None:

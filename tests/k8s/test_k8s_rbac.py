@@ -6,8 +6,10 @@ sees (the launch error or the server's log)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.k8s import rbac
 from kernelfleet.provisioners.k8s.provisioner import wait_namespace_gone
 from kernelfleet.provisioners.leases import close_all
+from kernelfleet.provisioners.pool import pools
 
 pytestmark = pytest.mark.timeout(150)
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,6 +145,9 @@ async def test_every_lifecycle_path_runs_with_exactly_the_shipped_rbac(
         assert await pods_of(core, km.kernel_id) == [] and await secrets_of(core, km.kernel_id) == []
         if variant == rbac.PER_KERNEL:
             assert namespace not in {n.metadata.name for n in (await core.list_namespace()).items}
+        if variant == rbac.SHARED:  # warm pools serve shared namespaces only
+            stats = await pooled_start(kernels_dir, k8s_spec)
+            assert stats["claimed"] == 1 and stats["failed"] == 0, stats
 
         spark = manager(kernels_dir, k8s_spec("rbac-spark", provisioner="spark-operator-provisioner",
                                               driver_command=DRIVER, **FAST))
@@ -174,6 +180,22 @@ async def failed_launch(kernels_dir: Path, k8s_spec: Callable[..., str]) -> str:
     return str(err.value)
 
 
+async def pooled_start(kernels_dir: Path, k8s_spec: Callable[..., str]) -> Counter[str]:
+    """A start from a full warm pool (the kernelspec's first start makes the pool), then the pool closed: its
+    counts."""
+    spec = k8s_spec(f"rbac-pooled-{uuid.uuid4().hex[:6]}", warm_pool_size=1, **FAST)
+    warmup = manager(kernels_dir, spec)
+    await warmup.start_kernel()
+    await warmup.shutdown_kernel(now=True)
+    (pool,) = pools()
+    await asyncio.wait_for(pool.until(lambda p: len(p.idle) == 1), 120)
+    km = manager(kernels_dir, spec)
+    await km.start_kernel()
+    await km.shutdown_kernel()
+    await pool.close()
+    return pool.stats
+
+
 def denied(verb: str, resource: str, where: str, group: str = "", name: str = "") -> str:
     """The API server's 403 message for the server's service account."""
     qualified = f"{resource.split('/')[0]}.{group}" if group else resource.split("/")[0]
@@ -194,6 +216,7 @@ CASES = [
     (rbac.SHARED, "pods", "watch", "shutdown", denied("watch", "pods", "kernels")),
     (rbac.SHARED, "pods", "get", "leftover-pod", "cannot get resource \"pods\""),
     (rbac.SHARED, "pods/log", "get", "failure", "its output could not be read: pods \""),
+    (rbac.SHARED, "pods", "patch", "pooled-start", "cannot patch resource \"pods\""),
     (rbac.SHARED, "events", "list", "failure", "its events could not be read: " + denied("list", "events", "kernels")),
     (rbac.SHARED, "sparkapplications", "create", "spark-start",
      denied("create", "sparkapplications", "kernels", group="sparkoperator.k8s.io")),
@@ -260,6 +283,10 @@ async def run(operation: str, core: client.CoreV1Api, kernels_dir: Path, k8s_spe
     """Drive ``operation``; returns the launch error it raised ("" when the failure only reached the log)."""
     if operation == "failure":
         return await failed_launch(kernels_dir, k8s_spec)
+    if operation == "pooled-start":
+        stats = await pooled_start(kernels_dir, k8s_spec)
+        assert stats["failed"] == 1 and stats["claimed"] == 1, stats  # the claim failed: the launch went cold
+        return ""
     spec = (k8s_spec("rbac-spark", provisioner="spark-operator-provisioner", driver_command=DRIVER, **FAST)
             if operation == "spark-start" else k8s_spec("rbac", **FAST))
     km = manager(kernels_dir, spec)

@@ -1,6 +1,7 @@
-"""Warm pools on the local engine in tests: finding a pool's standby processes in /proc, waiting for processes and
-for a full pool on events (pidfds, the pool's own change notifications), never on sleeps. Used by the pool tests
-of the embedded default (tests/e2e/test_warm_pool*.py) and of Docker (tests/docker/test_docker_warm_pool*.py)."""
+"""What the warm-pool tests share: finding a local pool's standby processes in /proc, waiting for processes and for
+a full pool on events (pidfds, the pool's own change notifications), never on sleeps, and a pooled start (the
+kernelspec's first start is cold and makes the pool). Used by the pool tests of the embedded default
+(tests/e2e/test_warm_pool*.py), Docker (tests/docker/test_docker_warm_pool*.py) and Kubernetes (tests/k8s)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ import asyncio
 import json
 import os
 from pathlib import Path
+from typing import Any
 
+from jupyter_client import AsyncKernelManager
 from kf_docker import docker_cli
 from kf_testing import manager
 
 from kernelfleet.provisioners.leases import close_all
 from kernelfleet.provisioners.pool import WarmPool, pools
 
-WAIT = 60.0
+WAIT = 120.0
 
 
 def alive(pid: int) -> bool:
@@ -77,6 +80,15 @@ async def warmed(kernels_dir: Path, name: str, within: float = WAIT) -> WarmPool
     pool = the_pool()
     await full(pool, within)
     return pool
+
+
+async def start_pooled(kernels_dir: Path, name: str, **kwargs: Any) -> AsyncKernelManager:
+    """The first start of the kernelspec is cold and creates its pool; the next one, once it is full, is pooled."""
+    pool = await warmed(kernels_dir, name)
+    km = manager(kernels_dir, name)
+    await km.start_kernel(**kwargs)
+    assert pool.stats["claimed"] == 1, pool.stats
+    return km
 
 
 async def close_pools_leaving_no_standby() -> None:

@@ -15,7 +15,10 @@ The load average is printed before and after: on a shared machine the figures ar
 
 Usage: .venv/bin/python tools/bench/warm_pool.py [--runs 10] [--burst 20] [--idle 10] [--idle-seconds 20]
            [--docker-image kernelfleet/kernel-py:dev [--docker-only]] [--r [--docker-r-image IMAGE] [--r-only]]
-Kubernetes, SSH and Swarm kernels start cold for now (docs/warm-pools.md): nothing to measure there.
+           [--kubelite-image kernelfleet/kernel-py:dev [--kubernetes-only]]
+6. with ``--kubelite-image IMAGE``: the same as 1. for ``kubernetes-provisioner`` on a kubelite of its own (pods on
+   its pod network, the broker on its gateway), pooled and cold interleaved (target: pooled <= 0.20 s);
+   ``--kubernetes-only`` skips the others.
 """
 
 from __future__ import annotations
@@ -47,12 +50,16 @@ LAUNCHER_ARGV = {
 }
 
 
-def write_spec(kernels: Path, name: str, pool_size: int, docker_image: str = "", language: str = "python") -> None:
+def write_spec(kernels: Path, name: str, pool_size: int, docker_image: str = "", language: str = "python",
+               k8s_image: str = "") -> None:
     config: dict[str, object] = {"warm_pool_size": pool_size, "warm_pool_max_starting": 4}
     provisioner, argv = "distributed-provisioner", LAUNCHER_ARGV[language]
     if docker_image:
         provisioner, argv = "docker-provisioner", container_argv()
         config |= {"image_name": docker_image, "network": "host"}
+    if k8s_image:
+        provisioner, argv = "kubernetes-provisioner", container_argv()
+        config |= {"image_name": k8s_image, "launch_timeout": 120}
     spec = {"argv": argv, "display_name": name, "language": language, "metadata": {
         "kernel_provisioner": {"provisioner_name": provisioner, "config": config}}}
     (kernels / name).mkdir(parents=True)
@@ -110,6 +117,37 @@ async def pooled_against_cold(args: argparse.Namespace, kernels: Path, results: 
     await pool.close()
 
 
+async def kubernetes_bench(args: argparse.Namespace, kernels: Path, results: dict[str, object]) -> None:
+    """kubernetes-provisioner on a kubelite started here (pods are containers of the shared dockerd, on kubelite's own
+    pod network; the broker listens on its gateway, as the tests' fixture sets it)."""
+    from kernelfleet.kubelite import KubeLite
+
+    await close_all()  # a broker made for another engine's run advertises another address
+    saved = {name: os.environ.get(name) for name in ("KUBECONFIG", "KF_RESPONSE_IP")}
+    kube = KubeLite()
+    await kube.start()
+    try:
+        assert kube.pod_network is not None and kube.pod_network.gateway
+        os.environ["KUBECONFIG"] = str(kube.write_kubeconfig(kernels.parent / "kubeconfig"))
+        os.environ["KF_RESPONSE_IP"] = kube.pod_network.gateway
+        os.environ.setdefault("KF_RESPONSE_PORT", "0")
+        ksm = KernelSpecManager(kernel_dirs=[str(kernels)])
+        write_spec(kernels, "k8s_pooled", 1, k8s_image=args.kubelite_image)
+        write_spec(kernels, "k8s_cold", 0, k8s_image=args.kubelite_image)
+        pool = await warm(ksm, "k8s_pooled", 1)
+        pooled, cold = await interleaved(ksm, pool, "k8s_pooled", "k8s_cold", args.runs)
+        assert pool.stats["claimed"] == args.runs, pool.stats
+        row(results, "kubernetes", pooled, cold)
+        await close_all()  # the pool's standby pods go before kubelite does
+    finally:
+        await kube.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 async def bench(args: argparse.Namespace, kernels: Path) -> dict[str, object]:
     results: dict[str, object] = {"load_average_before": os.getloadavg()}
     if args.docker_image or args.docker_r_image:  # before the first launch starts the broker
@@ -120,7 +158,9 @@ async def bench(args: argparse.Namespace, kernels: Path) -> dict[str, object]:
             await pooled_against_cold(args, kernels, results, "r_docker", args.docker_r_image, language="R")
     if args.docker_image and not args.r_only:
         await pooled_against_cold(args, kernels, results, "docker", args.docker_image)
-    if args.docker_only or args.r_only:
+    if args.kubelite_image:
+        await kubernetes_bench(args, kernels / "k8s", results)
+    if args.docker_only or args.r_only or args.kubernetes_only:
         await close_all()
         results["load_average_after"] = os.getloadavg()
         return results
@@ -158,13 +198,16 @@ def main() -> None:
     parser.add_argument("--r", action="store_true", help="also measure R kernels (pure-R launcher, IRkernel)")
     parser.add_argument("--docker-r-image", default="", help="with --r: also R in docker-provisioner, this image")
     parser.add_argument("--r-only", action="store_true", help="only the R rows")
+    parser.add_argument("--kubelite-image", default="",
+                        help="also measure kubernetes-provisioner on a kubelite of its own with this image")
+    parser.add_argument("--kubernetes-only", action="store_true", help="only the Kubernetes row")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         results = asyncio.run(bench(args, Path(tmp)))
     width = max(len(k) for k in results)
     for key, value in results.items():
         print(f"{key:<{width}}  {value}")
-    for engine in ("local", "docker", "r_local", "r_docker"):
+    for engine in ("local", "docker", "r_local", "r_docker", "kubernetes"):
         if f"{engine}_start_to_1+1_cold_median_s" in results:
             pooled = results[f"{engine}_start_to_1+1_pooled_median_s"]
             cold = results[f"{engine}_start_to_1+1_cold_median_s"]

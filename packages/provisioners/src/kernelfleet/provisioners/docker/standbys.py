@@ -18,7 +18,6 @@ that the kernelspec does not mirror) can be served: a running container cannot c
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import re
 from dataclasses import dataclass
@@ -33,26 +32,27 @@ from kernelfleet.provisioners.container import LaunchInputs, settle_container
 from kernelfleet.provisioners.docker.container_end import describe_container_end
 from kernelfleet.provisioners.docker.engine import ENGINE_ERRORS, DockerEngine, describe_engine_error
 from kernelfleet.provisioners.docker.specs import DockerLaunch, container_config
-from kernelfleet.provisioners.labels import APP, LABEL_APP, LABEL_COMPONENT
 from kernelfleet.provisioners.pool import ClaimFailed, WarmPool, pool_for
-from kernelfleet.provisioners.pool.spec import claim_env, pool_id, standby_launcher
-from kernelfleet.provisioners.server_identity import LABEL_SERVER, SERVER_ID_ENV
+from kernelfleet.provisioners.pool.engine_calls import start_to_completion, stop_to_completion
+from kernelfleet.provisioners.pool.spec import (
+    COMPONENT_STANDBY,
+    LABEL_POOL,
+    LABEL_STANDBY,
+    STANDBY_NAME_PREFIX,
+    claim_env,
+    standby_labels,
+    standby_launcher,
+    standby_name,
+)
+from kernelfleet.provisioners.server_identity import SERVER_ID_ENV
 
 if TYPE_CHECKING:
     from kernelfleet.provisioners.docker.provisioner import DockerProvisioner
 
-LABEL_STANDBY = "kernelfleet.io/standby"
-LABEL_POOL = "kernelfleet.io/pool"
-COMPONENT_STANDBY = "standby"
-STANDBY_NAME_PREFIX = "kf-standby-"
 ENDED = frozenset({"exited", "dead"})
+__all__ = ["COMPONENT_STANDBY", "LABEL_POOL", "LABEL_STANDBY", "STANDBY_NAME_PREFIX", "DockerStandbys",
+           "claim_docker_standby", "kernel_id_of_name", "standby_labels"]
 UUID_TAIL = re.compile(r"-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
-
-
-def standby_labels(server_id: str, pool: str, standby_id: str) -> dict[str, str]:
-    """A standby container's labels: the server's identity (the sweep), ``app`` (the event stream), its pool."""
-    return {LABEL_SERVER: server_id, LABEL_APP: APP, LABEL_COMPONENT: COMPONENT_STANDBY, LABEL_POOL: pool,
-            LABEL_STANDBY: standby_id}
 
 
 def kernel_id_of_name(name: str) -> str | None:
@@ -82,20 +82,13 @@ class DockerStandbys:
 
     async def start(self, standby_id: str, token: str) -> DockerStandby:
         """Create and start the container; a cancelled start (the pool closing) still removes what it made."""
-        starting = asyncio.ensure_future(self._start(standby_id, token))
-        try:
-            return await asyncio.shield(starting)
-        except asyncio.CancelledError:
-            await asyncio.wait({starting})
-            if not starting.cancelled() and starting.exception() is None:
-                await self.stop(starting.result())
-            raise
+        return await start_to_completion(self._start(standby_id, token), self.stop)
 
     async def _start(self, standby_id: str, token: str) -> DockerStandby:
         from kernelfleet.provisioners.docker.provisioner import token_archive
 
         engine = DockerEngine.acquire()
-        name = f"{STANDBY_NAME_PREFIX}{standby_id.removeprefix('standby-')}"
+        name = standby_name(standby_id)
         labels = {**self.launch.labels, LABEL_STANDBY: standby_id}
         env = {**self.launch.env, contract.KERNEL_ID: standby_id, contract.STANDBY_ID: standby_id}
         config = container_config(dataclasses.replace(self.launch, env=env, labels=labels))
@@ -132,12 +125,7 @@ class DockerStandbys:
 
     async def stop(self, handle: DockerStandby) -> None:
         """Remove the container and give back its lease; completes even when cancelled (the pool closing)."""
-        stopping = asyncio.ensure_future(self._stop(handle))
-        try:
-            await asyncio.shield(stopping)
-        except asyncio.CancelledError:
-            await asyncio.wait({stopping})
-            raise
+        await stop_to_completion(self._stop(handle))
 
     async def _stop(self, handle: DockerStandby) -> None:
         try:
@@ -196,13 +184,10 @@ def poolable(p: DockerProvisioner, standby: DockerLaunch | None) -> str | None:
 
 def docker_pool(p: DockerProvisioner, broker: ResponseBroker) -> WarmPool:
     """The running loop's pool for ``p``'s kernelspec and container settings, created on first use."""
-    spec = p.kernel_spec
     kernel_name = p.pool_kernel_name()
     settings = p.container_settings()
-    identity = pool_id(kernel_name, type(p).__name__, list(spec.argv) if spec else [], dict(spec.env) if spec else {},
-                       spec.metadata if spec else {}, p.server_id, p.launch_env[contract.RESPONSE_ADDRESS],
-                       settings.image_name, settings.default_uid, settings.default_gid, p.network, list(p.mounts),
-                       p.memory_limit, p.init, p.launch_token_dir)
+    identity = p.pool_identity(settings.image_name, settings.default_uid, settings.default_gid, p.network,
+                               list(p.mounts), p.memory_limit, p.init, p.launch_token_dir)
 
     def create() -> WarmPool:
         from kernelfleet.provisioners.docker.provisioner import TOKEN_FILE_NAME

@@ -60,10 +60,14 @@ from kernelfleet.provisioners.k8s.spark_submit import (
     is_spark_submit,
     spark_opts_words,
 )
+from kernelfleet.provisioners.k8s.standbys import KubernetesStandby, claim_kubernetes_standby, take_over
 from kernelfleet.provisioners.k8s.status import pod_ended, pod_failure
 from kernelfleet.provisioners.k8s.template_objects import TEMPLATE_KINDS, owned_key, owned_kind
 from kernelfleet.provisioners.k8s.watch import SharedWatch
 from kernelfleet.provisioners.k8s.workloads import PodWorkload, Workload
+from kernelfleet.provisioners.launch_events import Phase
+from kernelfleet.provisioners.pool import WarmPool
+from kernelfleet.provisioners.pool.config import WarmPoolConfig
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
 
@@ -72,7 +76,7 @@ EVENT_LINES = 8
 LOG_LINES = 20
 
 
-class KubernetesProvisioner(ContainerProvisionerBase):
+class KubernetesProvisioner(WarmPoolConfig, ContainerProvisionerBase):
     """``kubernetes-provisioner``: the kernel in its own pod, in a shared or a per-kernel namespace, built from
     validated settings or the kernelspec's pod template. Configured per kernelspec or as
     ``c.KubernetesProvisioner.*``."""
@@ -227,6 +231,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         self.launch_request: dict[str, str] = {}  # this launch's checked KERNEL_USERNAME/KERNEL_EXTRA_SPARK_OPTS
         self.workload: Workload = self.make_workload()  # pod or custom resource, chosen once (k8s.workloads)
         self._pod_events: asyncio.Task[None] | None = None  # the pod's Events forwarded during a launch
+        self._taken_from: WarmPool | None = None  # the warm pool this launch took a standby from (k8s.standbys)
 
     def make_workload(self) -> Workload:
         """What this provisioner's kernels are: a pod it creates, or the Spark driver pod of a kernelspec whose argv
@@ -303,8 +308,7 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         self.kernel_namespace, self.created_namespace = launch.namespace, launch.created_namespace
         self.service_account, self.token_ref = launch.service_account, launch.token_ref
         self.secret_manifest = dict(launch.secret)
-        spec_dir = str(getattr(self.kernel_spec, "resource_dir", "") or "") if self.kernel_spec is not None else ""
-        self.manifest, self.template_objects = kernel_manifests(launch, self._template_path(), spec_dir)
+        self.manifest, self.template_objects = kernel_manifests(launch, self.template_path(), self.spec_dir())
         self.workload.settle(launch)
 
     def object_labels(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -312,7 +316,13 @@ class KubernetesProvisioner(ContainerProvisionerBase):
         server's identity, by which the orphan sweep finds what a crashed server left."""
         return object_labels(self.kernel_id, self.server_id, self.labels if extra is None else extra)
 
-    def _template_path(self) -> Path | None:
+    def spec_dir(self) -> str:
+        """The kernelspec's directory ('' outside a kernelspec): what a pod template's ``kernel_name`` is made of."""
+        return str(getattr(self.kernel_spec, "resource_dir", "") or "") if self.kernel_spec is not None else ""
+
+    def template_path(self) -> Path | None:
+        """The kernelspec's pod template, if it has one (None: the built-in pod); cold launches and the warm pool's
+        standby pods (``k8s.standbys``) are built from it alike."""
         if self.pod_template:
             return Path(self.pod_template)
         resource_dir = getattr(self.kernel_spec, "resource_dir", None) if self.kernel_spec is not None else None
@@ -344,9 +354,42 @@ class KubernetesProvisioner(ContainerProvisionerBase):
             self._stop_pod_events()
             await self._teardown(delete_namespace=True)
             raise
+        finally:
+            pool, self._taken_from = self._taken_from, None
+            if pool is not None:
+                pool.launched()
         self._stop_pod_events()
         await self.delete_launch_secret()  # the report is in: the token has served its purpose
         return info
+
+    async def start_from_pool(self, cmd: list[str], env: dict[str, str], **kwargs: Any) -> bool:
+        """A standby pod of this kernelspec's warm pool, relabelled and claimed for this kernel (``k8s.standbys``);
+        False when the launch goes cold. Returns once the namespace's kernel-pod watch has the pod, as a created
+        pod's launch does, so that the report is matched with the pod's IP."""
+        if self.warm_pool_size <= 0:
+            return False
+        self._taken_from, standby = await claim_kubernetes_standby(self)
+        if standby is None:
+            return False
+        await self.adopt_standby(standby)
+        pool_id = self._taken_from.pool_id if self._taken_from is not None else ""
+        self.progress.emit(Phase.HOST_CHOSEN, message=f"warm pool {pool_id}")
+        return True
+
+    async def adopt_standby(self, standby: KubernetesStandby) -> None:
+        """The claimed standby's pod is this kernel's from now on (``take_over``); wait until the kernel-pod watch
+        has seen it relabelled."""
+        await take_over(self, standby)
+        assert self.pod_name is not None
+        try:
+            await self.follow_pods().until(self.pod_name, lambda pod: self.kernel_pod(pod) is not None,
+                                           timeout=self._effective_timeout)
+        except TimeoutError:
+            raise LaunchError(f"Kernel {self.kernel_id}: the claimed standby pod {self.kernel_namespace}/"
+                              f"{self.pod_name} did not appear as the kernel's within {self._effective_timeout:g}s"
+                              ) from None
+        self.log.info("Kernel %s: running in pod %s/%s (claimed from the warm pool)", self.kernel_id,
+                      self.kernel_namespace, self.pod_name)
 
     async def start_launcher(self, cmd: list[str], env: dict[str, str], **kwargs: Any) -> None:
         assert self.manifest is not None and self.kernel_namespace and self.pod_name

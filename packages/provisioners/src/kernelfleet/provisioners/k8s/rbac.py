@@ -68,9 +68,9 @@ def kernel_rules(settings: RbacSettings | None = None) -> list[dict[str, Any]]:
         secrets_why += "; and the pod templates' Secrets (template_object_kinds)"
     others = [kind for kind in templated if kind.kind != "Secret"]
     rules = [
-        _rule([""], ["pods"], ["create", "get", "delete", "list", "watch"],
+        _rule([""], ["pods"], ["create", "get", "delete", "list", "watch", "patch"],
               "create/delete: the kernel pod; list/watch: the namespace's pod watch; get: replace a crashed "
-              "server's leftover pod"),
+              "server's leftover pod; patch: a warm pool's standby pod relabelled as the kernel that claimed it"),
         _rule([""], ["pods/log"], ["get"], "a failed launch's error carries the container's last output"),
         _rule([""], ["events"], ["list"], "a failed launch's error carries the scheduler's and kubelet's events"),
         _rule([""], ["secrets"], ["create", "get", "delete"], secrets_why),

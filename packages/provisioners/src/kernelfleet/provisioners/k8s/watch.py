@@ -1,7 +1,8 @@
 """One list-and-watch per namespace and resource type per event loop, shared by every kernel there.
 
 A kernel never polls the API for its pod: the namespace's watch keeps a cache of every object labelled with a
-``kernel_id`` and wakes the kernels an event concerns, which then read their object from the cache. The watch
+``kernel_id`` (or another label selection: a warm pool's standby pods, ``k8s.standbys``) and wakes the kernels an
+event concerns, which then read their object from the cache. The watch
 lists once, then follows from that list's resourceVersion; a stream the server ends is resumed from the last
 version seen (BOOKMARK events, which it asks for, advance that version while nothing changes), and a 410 (history
 compacted) relists, waking everyone so that nothing changed in between is missed. A connection that goes silent
@@ -43,10 +44,12 @@ class SharedWatch:
 
     _instances: ClassVar[PerLoop[SharedWatch]] = PerLoop()
 
-    def __init__(self, api: KubeApi, kind: str, namespace: str, make_call: Callable[[client.ApiClient], ListCall]):
+    def __init__(self, api: KubeApi, kind: str, namespace: str, make_call: Callable[[client.ApiClient], ListCall],
+                 selector: str = LABEL_KERNEL_ID):
         self.api = api
         self.kind = kind
         self.namespace = namespace
+        self.selector = selector  # the objects followed: kernels' (``kernel_id``), or a warm pool's standbys
         self.objects: dict[str, dict[str, Any]] = {}
         self.synced = asyncio.Event()
         self.error: str | None = None
@@ -63,17 +66,19 @@ class SharedWatch:
     # ------------------------------------------------------------------------------------- sharing
     @classmethod
     def acquire(cls, api: KubeApi, kind: str, namespace: str,
-                make_call: Callable[[client.ApiClient], ListCall]) -> SharedWatch:
-        watch = cls._instances.get_or_create(lambda: cls(api, kind, namespace, make_call), (kind, namespace))
+                make_call: Callable[[client.ApiClient], ListCall], selector: str = LABEL_KERNEL_ID) -> SharedWatch:
+        watch = cls._instances.get_or_create(lambda: cls(api, kind, namespace, make_call, selector),
+                                             (kind, namespace, selector))
         watch.subscribers.take()
         return watch
 
     @classmethod
-    def pods(cls, api: KubeApi, namespace: str) -> SharedWatch:
+    def pods(cls, api: KubeApi, namespace: str, selector: str = LABEL_KERNEL_ID) -> SharedWatch:
+        """The namespace's kernel pods (``selector``: another label selection, e.g. a warm pool's standby pods)."""
         def make_call(api_client: client.ApiClient) -> ListCall:
             return functools.partial(client.CoreV1Api(api_client).list_namespaced_pod, namespace)
 
-        return cls.acquire(api, "pods", namespace, make_call)
+        return cls.acquire(api, "pods", namespace, make_call, selector)
 
     @classmethod
     def custom_objects(cls, api: KubeApi, group: str, version: str, plural: str, namespace: str) -> SharedWatch:
@@ -157,7 +162,7 @@ class SharedWatch:
             delay = min(delay * 2, 5.0)
 
     async def _list(self, api_client: client.ApiClient, call: ListCall) -> str:
-        listed = await call(label_selector=LABEL_KERNEL_ID)
+        listed = await call(label_selector=self.selector)
         raw = listed if isinstance(listed, dict) else api_client.sanitize_for_serialization(listed)
         self.objects = {item["metadata"]["name"]: item for item in raw.get("items") or []}
         self.error = None
@@ -168,7 +173,7 @@ class SharedWatch:
     async def _follow(self, call: ListCall) -> None:
         """Follow one stream from ``self.version`` until the server ends it, advancing ``self.version``; raises
         TimeoutError when nothing arrives for ``idle_timeout`` seconds."""
-        response = await call(label_selector=LABEL_KERNEL_ID, watch=True, resource_version=self.version,
+        response = await call(label_selector=self.selector, watch=True, resource_version=self.version,
                               timeout_seconds=WATCH_SECONDS, allow_watch_bookmarks=True, _preload_content=False,
                               _request_timeout=(CONNECT_TIMEOUT, self.idle_timeout))
         try:

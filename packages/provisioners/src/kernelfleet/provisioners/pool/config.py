@@ -1,5 +1,6 @@
-"""The warm-pool settings every pooling provisioner shares (``distributed-provisioner``, ``docker-provisioner``):
-one set of traits, configurable per kernelspec or as ``c.<Provisioner>.warm_pool_*`` (docs/warm-pools.md)."""
+"""The warm-pool settings every pooling provisioner shares (``distributed-provisioner``, ``docker-provisioner``,
+``kubernetes-provisioner``): one set of traits, configurable per kernelspec or as ``c.<Provisioner>.warm_pool_*``
+(docs/warm-pools.md)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from typing import Any
 from traitlets import Float, Integer, default
 from traitlets.config import Configurable
 
+from kernelfleet.protocol import contract
 from kernelfleet.provisioners.envconfig import env_number
 from kernelfleet.provisioners.pool.manager import PoolSettings
+from kernelfleet.provisioners.pool.spec import pool_id
 
 
 class WarmPoolConfig(Configurable):
@@ -17,7 +20,7 @@ class WarmPoolConfig(Configurable):
 
     warm_pool_size = Integer(
         help="Standby launchers kept warm for this kernelspec, claimed by its next starts (env KF_WARM_POOL_SIZE; "
-        "default 0: none). Python kernels on localhost or Docker only; anything else starts cold "
+        "default 0: none). Python kernels on localhost, Docker or Kubernetes only; anything else starts cold "
         "(docs/warm-pools.md)."
     ).tag(config=True)
     warm_pool_idle_ttl = Float(
@@ -46,6 +49,16 @@ class WarmPoolConfig(Configurable):
         return PoolSettings(pool_id, int(self.warm_pool_size), float(self.warm_pool_idle_ttl),
                             max_starting=int(self.warm_pool_max_starting),
                             refill_delay=float(self.warm_pool_refill_delay))
+
+    def pool_identity(self, *engine_values: Any) -> str:
+        """The id of the pool a launch of this provisioner takes from (``pool.spec.pool_id``): one per kernelspec (its
+        argv, env and metadata), server, response address and ``engine_values`` (what the engine's standbys are made
+        of); the container engines' ``*_pool`` builders call it."""
+        spec: Any = getattr(self, "kernel_spec", None)
+        launch_env: dict[str, str] = getattr(self, "launch_env", {})
+        return pool_id(self.pool_kernel_name(), type(self).__name__, list(spec.argv) if spec else [],
+                       dict(spec.env) if spec else {}, spec.metadata if spec else {}, getattr(self, "server_id", ""),
+                       launch_env.get(contract.RESPONSE_ADDRESS, ""), *engine_values)
 
     def pool_kernel_name(self) -> str:
         """The kernelspec's name (its display name outside a kernel manager): the first part of its pools' ids."""

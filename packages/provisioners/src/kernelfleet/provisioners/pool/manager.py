@@ -215,6 +215,17 @@ class WarmPool:
         self._changed()
         self.fill()
 
+    def engine_lost(self, handle: Any, why: str) -> None:
+        """The engine says an idle standby ended (its pod deleted or failed: a watch event) before its connection to
+        the broker did, as when its node is lost without closing the connection. Called by engines that watch their
+        standbys (``k8s.standbys``); a standby already claimed or lost is none of the pool's business any more."""
+        link = next((candidate for candidate in self.idle if candidate.handle is handle), None)
+        if link is None:
+            return
+        self.log.debug("Pool %s: standby %s ended on %s: %s", self.pool_id, link.standby_id, self.engine.name, why)
+        link.drop()
+        self._lost(link)
+
     async def _reap(self, link: StandbyLink) -> None:
         self.log.debug("Pool %s: standby %s ended: %s", self.pool_id, link.standby_id,
                        await self._exit_of(link))

@@ -1,7 +1,8 @@
-"""Pure builders for warm pools: a pool's id, and what a claim carries of the kernel's environment.
+"""Pure builders for warm pools: a pool's id, the labels and names of standbys on container engines, and what a
+claim carries of the kernel's environment.
 
-Called by the provisioners that support pools (``ssh.standbys`` for local kernels, ``docker.standbys``) when a
-launch takes from a pool, and by the tests.
+Called by the provisioners that support pools (``ssh.distributed`` for local kernels, ``docker.standbys`` and
+``k8s.standbys`` for containers and pods) when a launch takes from a pool, by the orphan sweep, and by the tests.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 
 from kernelfleet.protocol.contract import STANDBY_ID
 from kernelfleet.protocol.standby import RESERVED_ENV
+from kernelfleet.provisioners.labels import APP, LABEL_APP, LABEL_COMPONENT
+from kernelfleet.provisioners.server_identity import LABEL_SERVER
 
 _NOT_ID = re.compile(r"[^A-Za-z0-9._-]+")
 NAME_PART = 40
@@ -26,6 +29,10 @@ R_LAUNCHER_SCRIPT = "launch_IRkernel.R"
 #: exec: the process keeps the standby's environment (R cannot exec itself warm), so ``KF_STANDBY_ID=<id>`` and not
 #: ``KERNEL_ID`` is what proves that a pid is still the kernel's (``process_owner``).
 IN_PLACE_LAUNCHERS = ("r/",)
+LABEL_STANDBY = "kernelfleet.io/standby"
+LABEL_POOL = "kernelfleet.io/pool"
+COMPONENT_STANDBY = "standby"
+STANDBY_NAME_PREFIX = "kf-standby-"
 
 
 def pool_id(kernel_name: str, *identity: Any) -> str:
@@ -67,3 +74,13 @@ def process_owner(standby_id: str | None) -> str | None:
     """The environment entry that identifies a kernel claimed from standby ``standby_id`` in place (None: the kernel
     carries ``KERNEL_ID`` as a cold one does). Called by the local host launcher and the orphan sweep."""
     return f"{STANDBY_ID}={standby_id}" if standby_id else None
+def standby_labels(server_id: str, pool: str, standby_id: str) -> dict[str, str]:
+    """A standby container's or pod's labels: the server's identity (the sweep), ``app`` (event streams), its pool and
+    its own id; never a ``kernel_id`` (it is no kernel yet)."""
+    return {LABEL_SERVER: server_id, LABEL_APP: APP, LABEL_COMPONENT: COMPONENT_STANDBY, LABEL_POOL: pool,
+            LABEL_STANDBY: standby_id}
+
+
+def standby_name(standby_id: str) -> str:
+    """``kf-standby-<hex>``: the container or pod name of standby ``standby-<hex>`` (a DNS label)."""
+    return f"{STANDBY_NAME_PREFIX}{standby_id.removeprefix('standby-')}"

@@ -5,6 +5,12 @@ refuses instead of deleting it.
 
 Objects that name an owner (a SparkApplication's driver, its executors, the Service and ConfigMaps spark-submit made
 for a driver pod) are left to the garbage collector: they go with their owner.
+
+A warm pool's standby pod (``k8s.standbys``) carries no ``kernel_id`` until it is claimed; claimed, it is relabelled
+as its kernel's and listed like a cold kernel's pod. An unclaimed one is listed under its standby id, but only once it
+has ended: a standby exits when its server's connection ends, so a running one belongs to a live server's pool. Its
+registration token's Secret likewise, once no standby pod of that id is still running (a server that died while
+starting it).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from kernelfleet.provisioners.k8s.client import describe_api_error, load_configu
 from kernelfleet.provisioners.k8s.owned import Deletion, delete_by_uid, wait_object_gone
 from kernelfleet.provisioners.k8s.template_objects import TEMPLATE_KINDS
 from kernelfleet.provisioners.labels import LABEL_KERNEL_ID
+from kernelfleet.provisioners.pool.spec import LABEL_STANDBY
 from kernelfleet.provisioners.server_identity import LABEL_SERVER
 from kernelfleet.provisioners.sweep.model import KUBERNETES, EngineUnavailable, Orphan, Outcome, Removal
 
@@ -31,6 +38,7 @@ TEMPLATE_OBJECTS = {kind.kind.lower(): kind for kind in TEMPLATE_KINDS.values() 
 REMOVAL_ORDER = {SPARK_APPLICATION: 0, POD: 1, SECRET: 2, **dict.fromkeys(TEMPLATE_OBJECTS, 2), NAMESPACE: 3}
 DELETE_TIMEOUT = 60.0
 POD_GRACE_SECONDS = 1
+ENDED_PHASES = frozenset({"Succeeded", "Failed"})
 
 
 def _age(stamp: Any, now: datetime.datetime) -> float:
@@ -61,12 +69,19 @@ async def find(server_id: str) -> list[Orphan]:
             }
             for name, kind in TEMPLATE_OBJECTS.items():
                 listed[name] = (await getattr(core, kind.method("list_all"))(label_selector=selector)).items
+            live_standbys = {(p.metadata.labels or {}).get(LABEL_STANDBY) for p in listed[POD]
+                             if (p.status.phase if p.status else None) not in ENDED_PHASES}
             for kind, items in listed.items():
                 for item in items:
                     meta = item.metadata
                     if meta.owner_references:
                         continue
-                    found += _orphan(kind, meta.name, meta.namespace or "", meta.uid, meta.labels,
+                    labels = dict(meta.labels or {})
+                    if LABEL_STANDBY in labels and LABEL_KERNEL_ID not in labels:
+                        if labels[LABEL_STANDBY] in live_standbys:
+                            continue  # a live server's standby (or one it is starting)
+                        labels[LABEL_KERNEL_ID] = labels[LABEL_STANDBY]
+                    found += _orphan(kind, meta.name, meta.namespace or "", meta.uid, labels,
                                      meta.creation_timestamp, now, server_id)
             for app in await _spark_applications(client.CustomObjectsApi(api), selector):
                 meta = app.get("metadata") or {}
