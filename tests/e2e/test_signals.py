@@ -22,8 +22,7 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
-from jupyter_client.asynchronous import AsyncKernelClient
-from kf_testing import connect, execute, interrupt_busy_cell, manager
+from kf_testing import SIGNAL_HANDLER_CELL, connect, execute, interrupt_busy_cell, manager, printed
 
 from kernelfleet.provisioners.kernel_signals import SignalNotDelivered
 
@@ -32,22 +31,6 @@ pytestmark = pytest.mark.timeout(120)
 REPO = Path(__file__).resolve().parents[2]
 # The last commit whose launcher has no signal op (protocol 2.1): the "older launcher" of the refusal test.
 OLD_LAUNCHER_COMMIT = "0d142c9"
-HANDLER_CELL = """
-import signal
-def _kf_on_signal(signum, frame):
-    print("KF-GOT", signal.Signals(signum).name, flush=True)
-for _kf_sig in (signal.SIGUSR1, signal.SIGHUP):
-    signal.signal(_kf_sig, _kf_on_signal)
-"""
-
-
-async def printed(client: AsyncKernelClient, marker: str, timeout: float = 30) -> str:
-    """Wait for a stdout stream message holding ``marker`` (a handler's output, whatever cell it is parented to)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            msg = await client.get_iopub_msg()
-            if msg["msg_type"] == "stream" and marker in msg["content"]["text"]:
-                return str(msg["content"]["text"])
 
 
 async def test_an_allowed_signal_reaches_the_kernels_own_handler(
@@ -57,7 +40,7 @@ async def test_an_allowed_signal_reaches_the_kernels_own_handler(
     await km.start_kernel()
     client = await connect(km)
     try:
-        assert (await execute(client, HANDLER_CELL))["status"] == "ok"
+        assert (await execute(client, SIGNAL_HANDLER_CELL))["status"] == "ok"
         with caplog.at_level(logging.INFO):
             await km.signal_kernel(signal.SIGUSR1)
         assert "KF-GOT SIGUSR1" in await printed(client, "KF-GOT SIGUSR1")
@@ -121,8 +104,8 @@ async def test_stop_and_cont_pause_the_kernel_but_not_its_launcher(
 def old_launcher(tmp_path: Path) -> dict[str, str]:
     """PYTHONPATH for the Python launcher and protocol of OLD_LAUNCHER_COMMIT, extracted from this repository."""
     archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", OLD_LAUNCHER_COMMIT, "packages/launcher-python/src", "packages/protocol/src"],
-        capture_output=True, timeout=60,
+        ["git", "-C", str(REPO), "archive", OLD_LAUNCHER_COMMIT, "packages/launcher-python/src",
+         "packages/protocol/src"], capture_output=True, timeout=60,
     )
     if archive.returncode != 0:
         pytest.fail(f"this test needs the repository's history (commit {OLD_LAUNCHER_COMMIT}): "
@@ -130,17 +113,18 @@ def old_launcher(tmp_path: Path) -> dict[str, str]:
     with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
         tar.extractall(tmp_path / "old", filter="data")
     paths = [tmp_path / "old" / "packages" / name / "src" for name in ("launcher-python", "protocol")]
-    return {"PYTHONPATH": os.pathsep.join(str(p) for p in paths)}
+    env = {"PYTHONPATH": os.pathsep.join(str(p) for p in paths)}
+    check = subprocess.run(
+        [sys.executable, "-c", "import kernelfleet.launcher as l; print(l.__version__, l.__file__)"],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
+    )
+    assert check.stdout.startswith("0.1.0 ") and "/old/" in check.stdout, check.stdout + check.stderr
+    return env
 
 
 async def test_a_launcher_older_than_protocol_2_2_is_named_with_the_version_it_needs(
     kernels_dir: Path, make_kernelspec: Callable[..., str], old_launcher: dict[str, str]
 ) -> None:
-    check = subprocess.run(
-        [sys.executable, "-c", "import kernelfleet.launcher as l; print(l.__version__, l.__file__)"],
-        env={**os.environ, **old_launcher}, capture_output=True, text=True, timeout=60,
-    )
-    assert check.stdout.startswith("0.1.0 ") and "/old/" in check.stdout, check.stdout + check.stderr
     km = manager(kernels_dir, make_kernelspec(env=old_launcher))
     await km.start_kernel()
     client = await connect(km)

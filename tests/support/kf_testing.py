@@ -92,3 +92,23 @@ async def interrupt_busy_cell(km: AsyncKernelManager, client: AsyncKernelClient)
     busy = await start_busy_cell(client)
     await km.interrupt_kernel()
     await interrupted_reply(client, busy)
+
+
+# A cell that makes SIGUSR1 and SIGHUP print "KF-GOT <name>" from the kernel's own handler (tests of the signal op).
+SIGNAL_HANDLER_CELL = """
+import signal
+def _kf_on_signal(signum, frame):
+    print("KF-GOT", signal.Signals(signum).name, flush=True)
+for _kf_sig in (signal.SIGUSR1, signal.SIGHUP):
+    signal.signal(_kf_sig, _kf_on_signal)
+"""
+
+
+async def printed(client: AsyncKernelClient, marker: str, timeout: float = 30) -> str:
+    """Wait for a stdout stream message holding ``marker``, whatever request it is parented to (a signal handler
+    prints between cells, under the last cell's header); return its text."""
+    async with asyncio.timeout(timeout):
+        while True:
+            msg = await client.get_iopub_msg()
+            if msg["msg_type"] == "stream" and marker in msg["content"]["text"]:
+                return str(msg["content"]["text"])
