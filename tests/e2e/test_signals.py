@@ -17,11 +17,13 @@ import signal
 import subprocess
 import sys
 import tarfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from io import BytesIO
 from pathlib import Path
 
 import pytest
+from jupyter_client import AsyncKernelManager
+from jupyter_client.asynchronous import AsyncKernelClient
 from kf_testing import SIGNAL_HANDLER_CELL, connect, execute, interrupt_busy_cell, manager, printed
 
 from kernelfleet.provisioners.kernel_signals import SignalNotDelivered
@@ -33,71 +35,71 @@ REPO = Path(__file__).resolve().parents[2]
 OLD_LAUNCHER_COMMIT = "0d142c9"
 
 
-async def test_an_allowed_signal_reaches_the_kernels_own_handler(
-    kernels_dir: Path, make_kernelspec: Callable[..., str], caplog: pytest.LogCaptureFixture
-) -> None:
+@pytest.fixture
+async def kernel(
+    kernels_dir: Path, make_kernelspec: Callable[..., str]
+) -> AsyncIterator[tuple[AsyncKernelManager, AsyncKernelClient]]:
+    """A local kernel of the current launcher and a ready client; shut down afterwards."""
     km = manager(kernels_dir, make_kernelspec())
     await km.start_kernel()
     client = await connect(km)
     try:
-        assert (await execute(client, SIGNAL_HANDLER_CELL))["status"] == "ok"
-        with caplog.at_level(logging.INFO):
-            await km.signal_kernel(signal.SIGUSR1)
-        assert "KF-GOT SIGUSR1" in await printed(client, "KF-GOT SIGUSR1")
-        assert f"Kernel {km.kernel_id}: SIGUSR1 delivered" in [r.getMessage() for r in caplog.records]
-        await km.signal_kernel(signal.SIGHUP)
-        assert "KF-GOT SIGHUP" in await printed(client, "KF-GOT SIGHUP")
-        await km.signal_kernel(0)  # signal 0 still asks nothing
-        assert (await execute(client, "6*7"))["result"] == "42"
-        assert await km.is_alive()
+        yield km, client
     finally:
         client.stop_channels()
         await km.shutdown_kernel(now=True)
+
+
+async def test_an_allowed_signal_reaches_the_kernels_own_handler(
+    kernel: tuple[AsyncKernelManager, AsyncKernelClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    km, client = kernel
+    assert (await execute(client, SIGNAL_HANDLER_CELL))["status"] == "ok"
+    with caplog.at_level(logging.INFO):
+        await km.signal_kernel(signal.SIGUSR1)
+    assert "KF-GOT SIGUSR1" in await printed(client, "KF-GOT SIGUSR1")
+    assert f"Kernel {km.kernel_id}: SIGUSR1 delivered" in [r.getMessage() for r in caplog.records]
+    await km.signal_kernel(signal.SIGHUP)
+    assert "KF-GOT SIGHUP" in await printed(client, "KF-GOT SIGHUP")
+    await km.signal_kernel(0)  # signal 0 still asks nothing
+    assert (await execute(client, "6*7"))["result"] == "42"
+    assert await km.is_alive()
 
 
 async def test_a_signal_the_protocol_does_not_carry_is_refused_by_name(
-    kernels_dir: Path, make_kernelspec: Callable[..., str], caplog: pytest.LogCaptureFixture
+    kernel: tuple[AsyncKernelManager, AsyncKernelClient], caplog: pytest.LogCaptureFixture
 ) -> None:
-    km = manager(kernels_dir, make_kernelspec())
-    await km.start_kernel()
-    client = await connect(km)
-    try:
-        with caplog.at_level(logging.WARNING), pytest.raises(SignalNotDelivered) as refused:
-            await km.signal_kernel(signal.SIGSEGV)
-        assert str(refused.value) == (
-            f"Kernel {km.kernel_id}: SIGSEGV ({int(signal.SIGSEGV)}) was not delivered: the launch protocol carries "
-            "SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCONT, SIGSTOP, SIGTSTP to a kernel by name, and SIGINT, SIGTERM, "
-            "SIGKILL as interrupt, terminate and kill; no other signal")
-        assert str(refused.value) in [r.getMessage() for r in caplog.records]
-        with pytest.raises(SignalNotDelivered, match=f"Kernel {km.kernel_id}: signal 4242 is no signal"):
-            await km.signal_kernel(4242)
-        # The kernel would have died of SIGSEGV: it did not get it, and SIGINT still is an interrupt.
-        assert (await execute(client, "6*7"))["result"] == "42"
-        await interrupt_busy_cell(km, client)
-        assert await km.is_alive()
-    finally:
-        client.stop_channels()
-        await km.shutdown_kernel(now=True)
+    km, client = kernel
+    with caplog.at_level(logging.WARNING), pytest.raises(SignalNotDelivered) as refused:
+        await km.signal_kernel(signal.SIGSEGV)
+    assert str(refused.value) == (
+        f"Kernel {km.kernel_id}: SIGSEGV ({int(signal.SIGSEGV)}) was not delivered: the launch protocol carries "
+        "SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCONT, SIGSTOP, SIGTSTP to a kernel by name, and SIGINT, SIGTERM, "
+        "SIGKILL as interrupt, terminate and kill; no other signal")
+    assert str(refused.value) in [r.getMessage() for r in caplog.records]
+    with pytest.raises(SignalNotDelivered, match=f"Kernel {km.kernel_id}: signal 4242 is no signal"):
+        await km.signal_kernel(4242)
+    # The kernel would have died of SIGSEGV: it did not get it, and SIGINT still is an interrupt.
+    assert (await execute(client, "6*7"))["result"] == "42"
+    await interrupt_busy_cell(km, client)
+    assert await km.is_alive()
 
 
 async def test_stop_and_cont_pause_the_kernel_but_not_its_launcher(
-    kernels_dir: Path, make_kernelspec: Callable[..., str]
+    kernel: tuple[AsyncKernelManager, AsyncKernelClient]
 ) -> None:
     """SIGSTOP stops the kernel only: its launcher still answers (ping says alive), and after SIGCONT the kernel
     runs the cell sent while it was stopped. (Whether the kernel was really stopped shows in /proc only once the
     kernel has taken the signal, which no event announces.)"""
-    km = manager(kernels_dir, make_kernelspec())
-    await km.start_kernel()
-    client = await connect(km)
-    try:
-        await km.signal_kernel(signal.SIGSTOP)
-        assert await km.is_alive()
-        waiting = asyncio.ensure_future(execute(client, "6*7", timeout=60))
-        await km.signal_kernel(signal.SIGCONT)
-        assert (await waiting)["result"] == "42"
-    finally:
-        client.stop_channels()
-        await km.shutdown_kernel(now=True)
+    km, client = kernel
+    await km.signal_kernel(signal.SIGSTOP)
+    assert await km.is_alive()
+    msg_id = client.execute("6*7")  # sent (queued in the kernel's socket) while the kernel is stopped
+    await km.signal_kernel(signal.SIGCONT)
+    async with asyncio.timeout(60):
+        while (reply := await client.get_shell_msg())["parent_header"].get("msg_id") != msg_id:
+            pass
+    assert reply["content"]["status"] == "ok"
 
 
 @pytest.fixture
