@@ -17,7 +17,7 @@ def test_an_allowed_number_is_carried_by_its_name_on_this_platform(name: str) ->
 
 
 @pytest.mark.parametrize(("signum", "says"), [
-    (signal.SIGSEGV, f"Kernel k-1: SIGSEGV ({int(signal.SIGSEGV)}) was not delivered: the launch protocol carries SIGHUP"),
+    (signal.SIGSEGV, f"Kernel k-1: SIGSEGV ({int(signal.SIGSEGV)}) was not delivered: the launch protocol carries"),
     (signal.SIGINT, "Kernel k-1: SIGINT (2) is sent as the comm port's interrupt request, not as a signal"),
     (signal.SIGKILL, "Kernel k-1: SIGKILL (9) is sent as the comm port's kill request"),
     (-3, "Kernel k-1: signal -3 is no signal on this server's platform; nothing was sent"),
