@@ -32,7 +32,7 @@ pytestmark = pytest.mark.timeout(120)
 
 REPO = Path(__file__).resolve().parents[2]
 # The last commit whose launcher has no signal op (protocol 2.1): the "older launcher" of the refusal test.
-OLD_LAUNCHER_COMMIT = "0d142c9"
+OLD_LAUNCHER_COMMIT = "0d142c9b15d85f2b7b9c4a78355747b036fc3d15"
 
 
 @pytest.fixture
