@@ -32,6 +32,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from rs_testing import (
     SAY_STARTED_R,
     SAY_STARTED_SCALA,
+    collect,
     connect,
     execute,
     execute_after_interrupt,
@@ -241,6 +242,34 @@ async def test_r_kernel_lifecycle(installed: Installed) -> None:
     finally:
         if client is not None:
             client.stop_channels()
+        if km.has_kernel:
+            await km.shutdown_kernel(now=True)
+        if kernel_id:
+            kill_leftovers(kernel_id)
+
+
+async def test_r_kernel_takes_signals_by_name(installed: Installed) -> None:
+    """send_signal through distributed-provisioner and protocol 2.2's signal op to the R launcher: SIGSTOP pauses
+    the R kernel (its comm listener still answers), SIGCONT resumes it and the cell sent meanwhile runs; SIGHUP,
+    on which R ends, ends the kernel."""
+    km = manager(installed, installed.r_spec)
+    kernel_id = ""
+    try:
+        await km.start_kernel()
+        kernel_id = km.kernel_id
+        client = await connect(km, R_READY)
+        try:
+            await km.signal_kernel(signal.SIGSTOP)
+            assert await km.is_alive()
+            msg_id = client.execute("6*7")
+            await km.signal_kernel(signal.SIGCONT)
+            assert (await collect(client, msg_id))["result"] == "[1] 42"
+            await km.signal_kernel(signal.SIGHUP)
+            assert await asyncio.wait_for(km.provisioner.wait(), 30) is not None
+            assert not await km.is_alive()
+        finally:
+            client.stop_channels()
+    finally:
         if km.has_kernel:
             await km.shutdown_kernel(now=True)
         if kernel_id:
