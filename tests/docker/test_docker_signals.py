@@ -12,9 +12,7 @@ from pathlib import Path
 
 import pytest
 from kf_docker import leftovers
-from kf_testing import SIGNAL_HANDLER_CELL, connect, execute, manager, printed
-
-from kernelfleet.provisioners.kernel_signals import SignalNotDelivered
+from kf_testing import check_signals, connect, manager
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -27,12 +25,7 @@ async def test_a_signal_reaches_the_handler_of_a_kernel_in_a_container(
     try:
         client = await connect(km)
         try:
-            assert (await execute(client, SIGNAL_HANDLER_CELL))["status"] == "ok"
-            await km.signal_kernel(signal.SIGUSR1)
-            assert "KF-GOT SIGUSR1" in await printed(client, "KF-GOT SIGUSR1")
-            with pytest.raises(SignalNotDelivered, match=f"^Kernel {km.kernel_id}: SIGSEGV .* was not delivered"):
-                await km.signal_kernel(signal.SIGSEGV)
-            assert (await execute(client, "6*7"))["result"] == "42"
+            await check_signals(km, client, signal.SIGUSR1, signal.SIGSEGV)
         finally:
             client.stop_channels()
     finally:

@@ -10,10 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from kf_testing import SIGNAL_HANDLER_CELL, connect, execute, manager, printed
+from kf_testing import check_signals, connect, manager
 
 from kernelfleet.kubelite import KubeLite
-from kernelfleet.provisioners.kernel_signals import SignalNotDelivered
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -26,12 +25,7 @@ async def test_a_signal_reaches_the_handler_of_a_kernel_pod(
     try:
         client = await connect(km)
         try:
-            assert (await execute(client, SIGNAL_HANDLER_CELL))["status"] == "ok"
-            await km.signal_kernel(signal.SIGUSR1)
-            assert "KF-GOT SIGUSR1" in await printed(client, "KF-GOT SIGUSR1")
-            with pytest.raises(SignalNotDelivered, match=f"^Kernel {km.kernel_id}: SIGPIPE .* was not delivered"):
-                await km.signal_kernel(signal.SIGPIPE)
-            assert (await execute(client, "6*7"))["result"] == "42"
+            await check_signals(km, client, signal.SIGUSR1, signal.SIGPIPE)
         finally:
             client.stop_channels()
     finally:

@@ -9,9 +9,7 @@ from collections.abc import Callable
 
 import pytest
 from jupyter_client import AsyncKernelManager
-from kf_testing import SIGNAL_HANDLER_CELL, execute, printed
-
-from kernelfleet.provisioners.kernel_signals import SignalNotDelivered
+from kf_testing import check_signals
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -27,12 +25,7 @@ async def test_a_signal_reaches_the_handler_of_a_remote_kernel(
         client.start_channels()
         try:
             await client.wait_for_ready(timeout=60)
-            assert (await execute(client, SIGNAL_HANDLER_CELL))["status"] == "ok"
-            await km.signal_kernel(signal.SIGHUP)
-            assert "KF-GOT SIGHUP" in await printed(client, "KF-GOT SIGHUP")
-            with pytest.raises(SignalNotDelivered, match=f"^Kernel {km.kernel_id}: SIGALRM .* was not delivered"):
-                await km.signal_kernel(signal.SIGALRM)
-            assert (await execute(client, "6*7"))["result"] == "42"
+            await check_signals(km, client, signal.SIGHUP, signal.SIGALRM)
         finally:
             client.stop_channels()
     finally:

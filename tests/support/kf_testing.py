@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import uuid
 from pathlib import Path
 from typing import Any
@@ -112,3 +113,23 @@ async def printed(client: AsyncKernelClient, marker: str, timeout: float = 30) -
             msg = await client.get_iopub_msg()
             if msg["msg_type"] == "stream" and marker in msg["content"]["text"]:
                 return str(msg["content"]["text"])
+
+
+async def check_signals(km: AsyncKernelManager, client: AsyncKernelClient, allowed: int, refused: int) -> None:
+    """Protocol 2.2's signal op on any engine: ``allowed`` (SIGUSR1 or SIGHUP) reaches the handler a cell installs and
+    its output arrives on iopub; ``refused`` (outside the list) raises SignalNotDelivered naming the kernel; the
+    kernel still runs cells."""
+    from kernelfleet.provisioners.kernel_signals import SignalNotDelivered
+
+    assert (await execute(client, SIGNAL_HANDLER_CELL))["status"] == "ok"
+    await km.signal_kernel(allowed)
+    marker = f"KF-GOT {signal.Signals(allowed).name}"
+    assert marker in await printed(client, marker)
+    try:
+        await km.signal_kernel(refused)
+    except SignalNotDelivered as err:
+        assert str(err).startswith(f"Kernel {km.kernel_id}: {signal.Signals(refused).name} "), err
+        assert "was not delivered" in str(err), err
+    else:
+        raise AssertionError(f"{signal.Signals(refused).name} was not refused")
+    assert (await execute(client, "6*7"))["result"] == "42"
