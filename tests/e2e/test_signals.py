@@ -141,3 +141,20 @@ async def test_a_launcher_older_than_protocol_2_2_is_named_with_the_version_it_n
     finally:
         client.stop_channels()
         await km.shutdown_kernel(now=True)
+
+
+async def test_a_stopped_kernel_still_shuts_down(kernels_dir: Path, make_kernelspec: Callable[..., str]) -> None:
+    """SIGSTOP cannot take the kernel out of the server's hands: a graceful shutdown of a stopped kernel (which
+    answers nothing, and whose SIGTERM waits for a SIGCONT that never comes) ends it through the launcher's kill."""
+    km = manager(kernels_dir, make_kernelspec())
+    await km.start_kernel()
+    try:
+        client = await connect(km)
+        pid = int((await execute(client, "import os; os.getpid()"))["result"])
+        client.stop_channels()
+        await km.signal_kernel(signal.SIGSTOP)
+    finally:
+        await asyncio.wait_for(km.shutdown_kernel(), 90)
+    assert not km.has_kernel
+    with pytest.raises(ProcessLookupError):  # the stopped kernel did not outlive its shutdown
+        os.kill(pid, 0)
