@@ -8,7 +8,7 @@ SIGINT, SIGTERM and SIGKILL keep their own ops (interrupt, terminate, kill) and 
 
 The server checks a request against this list before it sends it, and every launcher checks it again (the Python
 launcher with this module, the R and Scala launchers with their own copy, pinned by protocol-vectors-2.2.json).
-The launcher's supervisor imports it, so it stays on the standard library's ``signal`` alone.
+The launcher's small supervisor imports it, so it imports nothing itself.
 """
 
 from __future__ import annotations

@@ -361,7 +361,7 @@ class RemoteProvisionerBase(LaunchEventSettings, KernelProvisionerBase):  # type
             self.log.debug("Kernel %s: comm %s to %s:%s failed: %s", self.kernel_id, op.value, self.comm_host,
                            self.comm_port, err)
             return None
-        if not reply.get("ok"):
+        if not reply.get("ok") and op is not CommOp.SIGNAL:  # deliver_signal says more, once
             self.log.warning("Kernel %s: launcher refused %s: %s", self.kernel_id, op.value, reply.get("error"))
         return reply
 
