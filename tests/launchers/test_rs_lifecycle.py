@@ -32,13 +32,13 @@ from jupyter_client.kernelspec import KernelSpecManager
 from rs_testing import (
     SAY_STARTED_R,
     SAY_STARTED_SCALA,
-    collect,
     connect,
     execute,
     execute_after_interrupt,
     execute_settled,
     hostile_requests_are_ignored,
     interrupt,
+    r_kernel_takes_signals,
 )
 
 from kernelfleet.provisioners.broker import ResponseBroker
@@ -259,14 +259,7 @@ async def test_r_kernel_takes_signals_by_name(installed: Installed) -> None:
         kernel_id = km.kernel_id
         client = await connect(km, R_READY)
         try:
-            await km.signal_kernel(signal.SIGSTOP)
-            assert await km.is_alive()
-            msg_id = client.execute("6*7")
-            await km.signal_kernel(signal.SIGCONT)
-            assert (await collect(client, msg_id))["result"] == "[1] 42"
-            await km.signal_kernel(signal.SIGHUP)
-            assert await asyncio.wait_for(km.provisioner.wait(), 30) is not None
-            assert not await km.is_alive()
+            await r_kernel_takes_signals(km, client)
         finally:
             client.stop_channels()
     finally:
