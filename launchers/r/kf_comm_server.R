@@ -72,6 +72,11 @@ kf_serve_comm <- function(server, comm_key, kernel_pid, log) {
     } else if (op == "shutdown") {
       log("INFO", "shutdown requested: the kernel has %g s to exit before it is terminated", params$grace)
       shutdown$term_at <<- min(shutdown$term_at, kf_now() + params$grace)
+    } else if (op == "signal") {
+      # Protocol 2.2: an allowed signal, by name (kf_comm_verify checked it), to the kernel alone, never to this
+      # listener; R's own meaning applies (SIGUSR1: save the workspace and quit, SIGUSR2: quit).
+      log("INFO", "%s requested (to pid %d)", params$signal, kernel_pid)
+      kf_signal(kernel_pid, kf_signal_number(params$signal))
     } else {
       log("DEBUG", "ping")
     }

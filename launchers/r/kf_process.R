@@ -28,3 +28,10 @@ kf_kernel_alive <- function(kernel_pid) {
 }
 
 kf_signal <- function(pid, signal) invisible(isTRUE(tools::pskill(pid, signal)))
+
+kf_signal_number <- function(name) {
+  # This platform's number for one of KF_ALLOWED_SIGNALS (tools names them for the host R runs on).
+  switch(name, SIGHUP = tools::SIGHUP, SIGQUIT = tools::SIGQUIT, SIGUSR1 = tools::SIGUSR1, SIGUSR2 = tools::SIGUSR2,
+         SIGCONT = tools::SIGCONT, SIGSTOP = tools::SIGSTOP, SIGTSTP = tools::SIGTSTP,
+         stop("not an allowed signal: ", name, call. = FALSE))
+}

@@ -12,7 +12,9 @@ KF_COMM_MAC_LABEL <- c(charToRaw("kernelfleet-comm-v2"), as.raw(0L))
 KF_KERNEL_ID_PATTERN <- "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 KF_MAX_COMM_LINE_BYTES <- 4096L
 KF_HASH_BYTES <- 32L
-KF_COMM_OPS <- c("ping", "interrupt", "terminate", "kill", "shutdown")
+KF_COMM_OPS <- c("ping", "interrupt", "terminate", "kill", "shutdown", "signal")
+# Protocol 2.2's signal op: the only signals it carries, by name (docs/protocol.md, section 4).
+KF_ALLOWED_SIGNALS <- c("SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGCONT", "SIGSTOP", "SIGTSTP")
 KF_DEFAULT_GRACE <- 5
 KF_MAX_GRACE <- 60
 
@@ -194,6 +196,14 @@ kf_comm_verify <- function(comm_key, nonce, line) {
       return(list(ok = FALSE, error = "grace must be a number of seconds"))
     }
     params$grace <- min(as.numeric(grace), KF_MAX_GRACE)
+  }
+  if (op == "signal") {
+    # A name, never a number (numbers differ across platforms), and only one of the allowed names.
+    name <- params$signal
+    if (!is.character(name) || length(name) != 1L) {
+      return(list(ok = FALSE, error = "signal must be a name such as SIGUSR1"))
+    }
+    if (!(name %in% KF_ALLOWED_SIGNALS)) return(list(ok = FALSE, error = "signal not allowed"))
   }
   list(ok = TRUE, op = op, params = params)
 }

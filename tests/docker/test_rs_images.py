@@ -30,6 +30,7 @@ from rs_testing import (
     execute_settled,
     hostile_requests_are_ignored,
     interrupt,
+    r_kernel_takes_signals,
 )
 
 DOCKER = os.environ.get("DOCKER", "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker")
@@ -174,6 +175,28 @@ async def test_r_image_lifecycle(specs: Specs) -> None:
     finally:
         if client is not None:
             client.stop_channels()
+        if km.has_kernel:
+            await km.shutdown_kernel(now=True)
+        if kernel_id:
+            remove_leftovers(kernel_id)
+
+
+async def test_r_image_takes_signals_by_name(specs: Specs) -> None:
+    """send_signal into the R image's launcher (protocol 2.2's signal op): STOP, CONT, then HUP ends the kernel, and
+    its container goes with it."""
+    km = manager(specs, specs.r_spec)
+    kernel_id = ""
+    try:
+        await km.start_kernel()
+        kernel_id = km.kernel_id
+        client = await connect(km, R_READY)
+        try:
+            await r_kernel_takes_signals(km, client)
+        finally:
+            client.stop_channels()
+        await km.shutdown_kernel()
+        await assert_nothing_left(kernel_id, within=15)
+    finally:
         if km.has_kernel:
             await km.shutdown_kernel(now=True)
         if kernel_id:

@@ -32,6 +32,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kernelfleet.protocol import CommOp, CommProtocolError, parse_greeting, parse_reply, verify_request
+from kernelfleet.protocol.signals import ALLOWED_SIGNALS
 
 PARSERS = budget(500)
 STRUCTURED = budget(200)
@@ -126,12 +127,28 @@ def test_server_acts_once_on_each_signed_request(comm_port: ServedCommPort, op: 
     grace_ok = grace is None or (type(grace) in (int, float) and grace >= 0)
     if op is CommOp.PING:
         assert answer == {"ok": True, "alive": True} and calls == []
+    elif op is CommOp.SIGNAL:  # no signal name: refused (the signal values are the next property's)
+        assert answer == {"ok": False, "error": "signal must be a name such as SIGUSR1"} and calls == []
     elif op is CommOp.SHUTDOWN and not grace_ok:
         assert answer["ok"] is False and calls == []
     else:
         assert answer["ok"] is True and len(calls) == 1 and calls[0].split()[0] == op.value
         if op is CommOp.SHUTDOWN:
             assert 0 <= float(calls[0].split()[1]) <= 60
+
+
+@SOCKETS
+@given(st.sampled_from(ALLOWED_SIGNALS) | json_leaves | st.text(alphabet="SIGINTUSRHPQKL12 ", max_size=8))
+def test_server_carries_only_allowed_signal_names(comm_port: ServedCommPort, value: Any) -> None:
+    """Protocol 2.2's signal op: one delivery for an allowed name, none for anything else (numbers included)."""
+    before = len(comm_port.actions.calls)
+    _greeting, rest = comm_port.exchange(sign=CommOp.SIGNAL, signal=value)
+    answer = one_reply(rest)
+    calls = comm_port.actions.calls[before:]
+    if isinstance(value, str) and value in ALLOWED_SIGNALS:
+        assert answer == {"ok": True, "alive": True} and calls == [f"signal {value}"]
+    else:
+        assert answer["ok"] is False and calls == []
 
 
 # ------------------------------------------------------------------------------------------------ findings

@@ -218,6 +218,8 @@ def test_r_unit_scripts(rscript: str, script: str, vectors: str | None) -> None:
     assert "FAIL" not in run.stdout
     if script == "test_vectors.R":
         assert "ok    report line reproduced byte for byte" in run.stdout
+        assert "ok    signal vectors: accepted SIGUSR1" in run.stdout
+        assert "ok    signal vectors: refused a raw signal number (numbers differ across platforms)" in run.stdout
     if script == "test_contract.R":
         assert "ok    resolves: an option wins over its variable" in run.stdout
         assert "ok    port range refused: plus sign" in run.stdout
@@ -349,6 +351,20 @@ async def test_comm_kill(launcher: Launcher) -> None:
     assert (await comm(report, "kill"))["ok"] is True
     assert await wait_all_gone(launch, timeout=10) < 5
     assert launch.proc.returncode == -signal.SIGKILL
+
+
+async def test_comm_signal_reaches_the_r_kernel(launcher: Launcher) -> None:
+    """Protocol 2.2's signal op: SIGHUP by name reaches the R kernel itself (R ends on it, status -SIGHUP), not its
+    comm listener, which answers first and then goes with the kernel; a number is refused and changes nothing."""
+    launch = await launcher.start()
+    report = await launch.report()
+    assert await comm(report, "signal", signal=int(signal.SIGHUP)) == {
+        "ok": False, "error": "signal must be a name such as SIGUSR1"}
+    assert await comm(report, "signal", signal="SIGKILL") == {"ok": False, "error": "signal not allowed"}
+    assert (await comm(report, "ping"))["alive"] is True
+    assert (await comm(report, "signal", signal="SIGHUP"))["ok"] is True
+    await wait_all_gone(launch, timeout=30)
+    assert launch.proc.returncode == -signal.SIGHUP
 
 
 async def test_wrong_launch_token_is_rejected(launcher: Launcher) -> None:

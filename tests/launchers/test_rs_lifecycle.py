@@ -38,6 +38,7 @@ from rs_testing import (
     execute_settled,
     hostile_requests_are_ignored,
     interrupt,
+    r_kernel_takes_signals,
 )
 
 from kernelfleet.provisioners.broker import ResponseBroker
@@ -241,6 +242,27 @@ async def test_r_kernel_lifecycle(installed: Installed) -> None:
     finally:
         if client is not None:
             client.stop_channels()
+        if km.has_kernel:
+            await km.shutdown_kernel(now=True)
+        if kernel_id:
+            kill_leftovers(kernel_id)
+
+
+async def test_r_kernel_takes_signals_by_name(installed: Installed) -> None:
+    """send_signal through distributed-provisioner and protocol 2.2's signal op to the R launcher: SIGSTOP pauses
+    the R kernel (its comm listener still answers), SIGCONT resumes it and the cell sent meanwhile runs; SIGHUP,
+    on which R ends, ends the kernel."""
+    km = manager(installed, installed.r_spec)
+    kernel_id = ""
+    try:
+        await km.start_kernel()
+        kernel_id = km.kernel_id
+        client = await connect(km, R_READY)
+        try:
+            await r_kernel_takes_signals(km, client)
+        finally:
+            client.stop_channels()
+    finally:
         if km.has_kernel:
             await km.shutdown_kernel(now=True)
         if kernel_id:

@@ -147,7 +147,10 @@ def test_scala_protocol_vectors(jars: Path, toolchain: Toolchain) -> None:
     for name in ("report line reproduced byte for byte", "comm greeting",
                  "reject: comm request MAC made for another nonce", "comm request 'shutdown' verifies",
                  "hostile comm lines are unauthenticated", "kernel ids: the vectors' valid ids are accepted",
-                 "kernel id refused: trailing newline"):
+                 "kernel id refused: trailing newline", "signal vectors: accepted SIGUSR1",
+                 "signal vectors: refused a raw signal number (numbers differ across platforms)",
+                 "signal vectors: refused SIGKILL: it has its own op, kill",
+                 "signal: this launcher refuses SIGSTOP and SIGTSTP (they would stop its comm port)"):
         assert f"ok {name}" in lines, f"missing check {name!r}:\n{run.stdout}"
 
     vectors = json.loads(VECTORS.read_text())
@@ -399,6 +402,42 @@ async def test_hostile_comm_requests_are_refused(kernel: Kernel) -> None:
 
 
 @pytest.mark.asyncio(loop_scope="module")
+async def test_signal_op_reaches_a_handler_in_the_kernel(kernel: Kernel) -> None:
+    """Protocol 2.2's signal op: SIGUSR1 by name is raised on the JVM, which is the kernel, so a handler a cell
+    installed with sun.misc.Signal runs (the cell waiting for it ends); SIGSTOP is refused, as it would stop the comm
+    port with the kernel; a number is refused; the kernel runs on."""
+    installed = await execute(kernel.client, (
+        "val kfGot = new java.util.concurrent.CountDownLatch(1)\n"
+        'sun.misc.Signal.handle(new sun.misc.Signal("USR1"), new sun.misc.SignalHandler {\n'
+        "  def handle(s: sun.misc.Signal): Unit = kfGot.countDown()\n"
+        "})\n"
+        '"installed"'))
+    assert installed["status"] == "ok", installed
+    msg_id = await start_busy_cell(kernel.client, SAY_STARTED_SCALA + (
+        'println(if (kfGot.await(100, java.util.concurrent.TimeUnit.SECONDS)) "KF-GOT SIGUSR1" else "KF-TIMEOUT")'),
+        timeout=CELL_TIMEOUT)
+    assert await comm(kernel.report, "signal", signal="SIGUSR1") == {"ok": True, "alive": True}
+    reply = await collect(kernel.client, msg_id, timeout=CELL_TIMEOUT)
+    assert reply["status"] == "ok" and "KF-GOT SIGUSR1" in reply["stdout"], reply
+    assert await comm(kernel.report, "signal", signal="SIGSTOP") == {
+        "ok": False, "error": "signal not supported by this launcher"}
+    assert await comm(kernel.report, "signal", signal=int(signal.SIGUSR1)) == {
+        "ok": False, "error": "signal must be a name such as SIGUSR1"}
+    assert await comm(kernel.report, "ping") == {"ok": True, "alive": True}
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_signal_op_with_toree_interrupt_signal_interrupts(kernel: Kernel) -> None:
+    """SIGUSR2 is Toree's interrupt signal here (--alternate-sigint USR2): the signal op takes the interrupt's way,
+    through Toree's handler with its class loader, and the sleeping cell stops as on an interrupt."""
+    msg_id = await start_busy_cell(kernel.client, SAY_STARTED_SCALA + "Thread.sleep(300000); 7", timeout=CELL_TIMEOUT)
+    assert await comm(kernel.report, "signal", signal="SIGUSR2") == {"ok": True, "alive": True}
+    reply = await collect(kernel.client, msg_id, timeout=CELL_TIMEOUT)
+    assert reply["status"] == "error" and reply["ename"] == "java.lang.InterruptedException", reply
+    assert (await execute_after_interrupt(kernel.client, "1+2"))["result"] == "3"
+
+
+@pytest.mark.asyncio(loop_scope="module")
 async def test_shutdown_leaves_no_jvm(kernel: Kernel) -> None:
     """The server's shutdown: shutdown_request to the kernel, then comm shutdown with a grace period."""
     launch, report = kernel.launch, kernel.report
@@ -529,3 +568,4 @@ async def test_start_time_against_toree_started_directly(
           f" Toree started directly {direct:.1f}s", file=sys.stderr)
     # The two runs are minutes apart on a shared host; this only catches a launcher that adds a whole JVM start.
     assert ours < direct * 2 + 20, f"launcher {ours:.1f}s vs direct {direct:.1f}s"
+

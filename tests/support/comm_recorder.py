@@ -35,6 +35,9 @@ class RecordedActions:
     def shutdown(self, grace: float) -> None:
         self.calls.append(f"shutdown {grace}")
 
+    def deliver(self, name: str) -> None:
+        self.calls.append(f"signal {name}")
+
 
 class ServedCommServer:
     """A CommServer on 127.0.0.1 with a fresh comm key and a RecordedActions, until ``close``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import uuid
 from pathlib import Path
 from typing import Any
@@ -92,3 +93,43 @@ async def interrupt_busy_cell(km: AsyncKernelManager, client: AsyncKernelClient)
     busy = await start_busy_cell(client)
     await km.interrupt_kernel()
     await interrupted_reply(client, busy)
+
+
+# A cell that makes SIGUSR1 and SIGHUP print "KF-GOT <name>" from the kernel's own handler (tests of the signal op).
+SIGNAL_HANDLER_CELL = """
+import signal
+def _kf_on_signal(signum, frame):
+    print("KF-GOT", signal.Signals(signum).name, flush=True)
+for _kf_sig in (signal.SIGUSR1, signal.SIGHUP):
+    signal.signal(_kf_sig, _kf_on_signal)
+"""
+
+
+async def printed(client: AsyncKernelClient, marker: str, timeout: float = 30) -> str:
+    """Wait for a stdout stream message holding ``marker``, whatever request it is parented to (a signal handler
+    prints between cells, under the last cell's header); return its text."""
+    async with asyncio.timeout(timeout):
+        while True:
+            msg = await client.get_iopub_msg()
+            if msg["msg_type"] == "stream" and marker in msg["content"]["text"]:
+                return str(msg["content"]["text"])
+
+
+async def check_signals(km: AsyncKernelManager, client: AsyncKernelClient, allowed: int, refused: int) -> None:
+    """Protocol 2.2's signal op on any engine: ``allowed`` (SIGUSR1 or SIGHUP) reaches the handler a cell installs and
+    its output arrives on iopub; ``refused`` (outside the list) raises SignalNotDelivered naming the kernel; the
+    kernel still runs cells."""
+    from kernelfleet.provisioners.kernel_signals import SignalNotDelivered
+
+    assert (await execute(client, SIGNAL_HANDLER_CELL))["status"] == "ok"
+    await km.signal_kernel(allowed)
+    marker = f"KF-GOT {signal.Signals(allowed).name}"
+    assert marker in await printed(client, marker)
+    try:
+        await km.signal_kernel(refused)
+    except SignalNotDelivered as err:
+        assert str(err).startswith(f"Kernel {km.kernel_id}: {signal.Signals(refused).name} "), err
+        assert "was not delivered" in str(err), err
+    else:
+        raise AssertionError(f"{signal.Signals(refused).name} was not refused")
+    assert (await execute(client, "6*7"))["result"] == "42"

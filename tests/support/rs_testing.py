@@ -144,3 +144,17 @@ def require_r() -> str:
         pytest.fail(f"R packages missing for the R launcher: {' '.join(missing) or probe.stderr.strip()} "
                     "(Debian: apt-get install r-cran-irkernel r-cran-jsonlite r-cran-openssl)")
     return path
+
+
+async def r_kernel_takes_signals(km: AsyncKernelManager, client: AsyncKernelClient) -> None:
+    """Protocol 2.2's signal op to an R kernel through its provisioner: SIGSTOP pauses it (its comm listener still
+    answers), SIGCONT resumes it and the cell sent meanwhile runs; SIGHUP, on which R ends, ends the kernel."""
+    await km.signal_kernel(signal.SIGSTOP)
+    assert await km.is_alive()
+    msg_id = client.execute("6*7")
+    await km.signal_kernel(signal.SIGCONT)
+    assert (await collect(client, msg_id))["result"] == "[1] 42"
+    await km.signal_kernel(signal.SIGHUP)
+    assert km.provisioner is not None
+    assert await asyncio.wait_for(km.provisioner.wait(), 60) is not None
+    assert not await km.is_alive()

@@ -9,6 +9,7 @@ local({
   script <- sub("^--file=", "", args[startsWith(args, "--file=")][1L])
   here <- dirname(normalizePath(script))
   source(file.path(here, "..", "kf_protocol.R"), local = FALSE)
+  source(file.path(here, "..", "kf_process.R"), local = FALSE)
   source(file.path(here, "kf_check.R"), local = FALSE)
   rest <- commandArgs(trailingOnly = TRUE)
   vectors_path <<- if (length(rest) >= 1L) rest[[1L]] else file.path(here, "..", "..", "..", "docs", "protocol-vectors.json")
@@ -115,7 +116,7 @@ for (name in names(hostile)) {
 signed <- function(request) {
   paste0('{"request":', kf_json_string(request), ',"mac":"', kf_b64encode(kf_comm_mac(comm_key, nonce, request)), '"}')
 }
-check(identical(kf_comm_verify(comm_key, nonce, signed('{"op":"signal","signum":9}'))$error, "unknown op"),
+check(identical(kf_comm_verify(comm_key, nonce, signed('{"op":"exec","command":"id"}'))$error, "unknown op"),
       "authentic but unknown op is refused")
 check(!isTRUE(kf_comm_verify(comm_key, nonce, signed('{"op":"shutdown","grace":"soon"}'))$ok),
       "shutdown with a non-numeric grace is refused")
@@ -123,6 +124,23 @@ check(identical(kf_comm_verify(comm_key, nonce, signed('{"op":"shutdown","grace"
       "shutdown grace is capped at 60 s")
 check(identical(kf_comm_verify(comm_key, nonce, signed('{"op":"shutdown"}'))$params$grace, 5),
       "shutdown grace defaults to 5 s")
+
+# ---- protocol 2.2: the signal op (protocol-vectors-2.2.json, next to the v2 file; same comm key and nonce)
+v22 <- jsonlite::read_json(file.path(dirname(vectors_path), "protocol-vectors-2.2.json"), simplifyVector = FALSE)
+check(identical(v22$minor, 2L) && identical(hex(v22$comm_key_hex), comm_key) && identical(hex(v22$nonce_hex), nonce),
+      "signal vectors: protocol 2.2 with the v2 comm key and nonce")
+check(identical(unlist(v22$allowed), KF_ALLOWED_SIGNALS), "signal vectors: the same allowed signals")
+for (req in v22$accept) {
+  verdict <- kf_comm_verify(comm_key, nonce, req$line)
+  check(isTRUE(verdict$ok) && identical(verdict$op, "signal") && identical(verdict$params$signal, req$signal),
+        paste("signal vectors: accepted", req$signal))
+  check(is.numeric(kf_signal_number(req$signal)) && kf_signal_number(req$signal) > 0L,
+        paste("signal vectors: R knows the number of", req$signal))
+}
+for (bad in v22$refuse) {
+  verdict <- kf_comm_verify(comm_key, nonce, bad$line)
+  check(!isTRUE(verdict$ok) && identical(verdict$error, bad$error), paste("signal vectors: refused", bad$why))
+}
 
 # ---- helpers
 check(kf_constant_time_equal(as.raw(1:32), as.raw(1:32)) && !kf_constant_time_equal(as.raw(1:32), as.raw(c(1:31, 0L))) &&

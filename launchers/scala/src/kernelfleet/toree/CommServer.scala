@@ -15,6 +15,8 @@ trait KernelControl {
   def terminate(): Unit
   def kill(): Unit
   def shutdown(graceSeconds: Int): Unit
+  /** Protocol 2.2: one of Protocol.AllowedSignals that this launcher carries (CommServer.Refused names the others). */
+  def sendSignal(name: String): Unit
 }
 
 /** The authenticated communication port (docs/protocol.md section 4), served on daemon threads.
@@ -184,6 +186,11 @@ final class CommServer(socket: ServerSocket, commKey: Array[Byte], kernel: Kerne
       val grace = Json.int(req.params, "grace").getOrElse(5).max(0).min(60)
       Log.info(s"shutdown requested over the comm port (grace ${grace}s)")
       Some(() => kernel.shutdown(grace))
+    case "signal" =>
+      val name = Protocol.signalName(req.params)
+      if (RefusedSignals.contains(name)) throw new Protocol.ProtocolError(NotSupported)
+      Log.info(s"$name requested over the comm port")
+      Some(() => kernel.sendSignal(name))
   }
 
   private def write(out: OutputStream, s: String): Unit = {
@@ -193,6 +200,10 @@ final class CommServer(socket: ServerSocket, commKey: Array[Byte], kernel: Kerne
 }
 
 object CommServer {
+  /** Allowed by the protocol, refused here: Toree is this JVM, so SIGSTOP or SIGTSTP would stop the comm port with it
+   * and leave the server nothing to send SIGCONT, an interrupt, a shutdown or a kill through. */
+  val RefusedSignals: Set[String] = Set("SIGSTOP", "SIGTSTP")
+  val NotSupported = "signal not supported by this launcher"
   val TimeoutMillis = 5000
   val MaxWaiting = 64
   val MaxParked = 1024

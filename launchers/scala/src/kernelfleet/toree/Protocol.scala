@@ -130,7 +130,19 @@ object Protocol {
   /** A comm request whose MAC verified: the op and its other fields. */
   final case class CommRequest(op: String, params: Map[String, Any])
 
-  val Ops: Set[String] = Set("ping", "interrupt", "terminate", "kill", "shutdown")
+  val Ops: Set[String] = Set("ping", "interrupt", "terminate", "kill", "shutdown", "signal")
+
+  /** Protocol 2.2's signal op: the only signals it carries, by name (never a number: numbers differ by platform). */
+  val AllowedSignals: Vector[String] = Vector("SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGCONT", "SIGSTOP", "SIGTSTP")
+  val NotASignalName = "signal must be a name such as SIGUSR1"
+  val SignalNotAllowed = "signal not allowed"
+
+  /** The signal op's name if it is an allowed one; ProtocolError with the protocol's error otherwise. */
+  def signalName(params: Map[String, Any]): String = params.get("signal") match {
+    case Some(name: String) if AllowedSignals.contains(name) => name
+    case Some(_: String)                                     => throw new ProtocolError(SignalNotAllowed)
+    case _                                                   => throw new ProtocolError(NotASignalName)
+  }
 
   /** Verify one request line against this connection's nonce (constant time) and only then parse its body.
    * Throws ProtocolError("unauthenticated") for anything not signed with the comm key for this nonce. */
@@ -149,6 +161,7 @@ object Protocol {
           try Json.parseObject(req)
           catch { case _: Json.JsonError => throw new ProtocolError("request body is not a JSON object") }
         Json.str(body, "op") match {
+          case Some("signal")               => CommRequest("signal", Map("signal" -> signalName(body)))
           case Some(op) if Ops.contains(op) => CommRequest(op, body - "op")
           case _                            => throw new ProtocolError("unknown op")
         }

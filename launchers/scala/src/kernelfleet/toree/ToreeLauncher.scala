@@ -210,6 +210,16 @@ object ToreeLauncher {
         finally thread.setContextClassLoader(saved)
     }
 
+    /** Protocol 2.2's signal op, after the reply went out. Toree's interrupt signal goes the interrupt's way (its
+     * handler with Toree's class loader); any other is raised on this JVM, which is the kernel: SIGQUIT prints a
+     * thread dump and Toree runs on, SIGHUP exits through the shutdown hooks, SIGUSR1 runs a handler that code in the
+     * kernel installed with sun.misc.Signal (without one the JVM ends, as the signal's default action says). */
+    def sendSignal(name: String): Unit = {
+      val short = name.stripPrefix("SIG")
+      if (short == interruptSignal) interrupt()
+      else Signal.raise(new Signal(short))
+    }
+
     def terminate(): Unit = exit(143)
 
     def kill(): Unit = {

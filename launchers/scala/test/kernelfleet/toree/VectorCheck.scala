@@ -103,6 +103,32 @@ object VectorCheck extends Checks {
       expectEq("reply", Protocol.reply(ok = true, "alive" -> true), s(comm, "reply_ok") + "\n")
     }
 
+    // Protocol 2.2's signal op: protocol-vectors-2.2.json beside the v2 file, with the same comm key and nonce.
+    val v22 = Json.parseObject(new String(Files.readAllBytes(Paths.get(args(0)).resolveSibling("protocol-vectors-2.2.json")), UTF_8))
+    check("signal vectors: the same allowed signals, key and nonce") {
+      expectEq("allowed", v22("allowed"), Protocol.AllowedSignals)
+      expectEq("key", s(v22, "comm_key_hex"), s(comm, "comm_key_hex"))
+      expectEq("nonce", s(v22, "nonce_hex"), s(comm, "nonce_hex"))
+    }
+    v22("accept").asInstanceOf[Vector[Map[String, Any]]].foreach { r =>
+      check(s"signal vectors: accepted ${s(r, "signal")}") {
+        val req = Protocol.verifyRequest(commKey, nonce, s(r, "line"))
+        expectEq("op", req.op, "signal")
+        expectEq("signal", Protocol.signalName(req.params), s(r, "signal"))
+        new sun.misc.Signal(s(r, "signal").stripPrefix("SIG")) // the JVM knows the name on this platform
+      }
+    }
+    v22("refuse").asInstanceOf[Vector[Map[String, Any]]].foreach { r =>
+      check(s"signal vectors: refused ${s(r, "why")}") {
+        try { Protocol.verifyRequest(commKey, nonce, s(r, "line")); throw new AssertionError("accepted") }
+        catch { case e: Protocol.ProtocolError => expectEq("error", e.getMessage, s(r, "error")) }
+      }
+    }
+    check("signal: this launcher refuses SIGSTOP and SIGTSTP (they would stop its comm port)") {
+      expectEq("refused", CommServer.RefusedSignals, Set("SIGSTOP", "SIGTSTP"))
+      expectEq("allowed by the protocol", CommServer.RefusedSignals.subsetOf(Protocol.AllowedSignals.toSet), true)
+    }
+
     check("json escapes") {
       val tricky = "q\"b\\s/n\nt\tc\u0001d\u007fe\u00e9\u2028x\ud83d\ude00"
       val back = Json.str(Json.parseObject(Json.encode(Seq("s" -> tricky))), "s")

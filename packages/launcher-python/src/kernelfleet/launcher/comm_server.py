@@ -1,4 +1,4 @@
-"""The comm port (docs/protocol.md, section 4): authenticated interrupt/ping/terminate/kill/shutdown requests.
+"""The comm port (docs/protocol.md, section 4): authenticated interrupt/ping/terminate/kill/shutdown/signal requests.
 
 Every connection gets its own nonce, so only a request MACed for that nonce with the comm key is acted
 on; anything else is answered ``ok:false`` and ignored.
@@ -32,6 +32,7 @@ from kernelfleet.launcher.reactor import Reactor, Timer
 from kernelfleet.protocol.comm import CommOp, CommProtocolError, UnknownOpError, greeting, reply, verify_request
 from kernelfleet.protocol.constants import MAX_COMM_LINE_BYTES
 from kernelfleet.protocol.loglimit import LogLimiter
+from kernelfleet.protocol.signals import SignalRefused, checked_signal_name
 
 TYPE_CHECKING = False  # typing itself stays unloaded: these modules run in the launcher's small supervisor
 if TYPE_CHECKING:
@@ -56,10 +57,19 @@ if TYPE_CHECKING:
         def terminate(self) -> None: ...
         def kill(self) -> None: ...
         def shutdown(self, grace: float) -> None: ...
+        def deliver(self, name: str) -> None: ...
 
 
 class RequestRefused(Exception):
     """A request that is answered ok:false; the message is the reply's error and is safe to log."""
+
+
+def _signal(params: dict[str, Any]) -> str:
+    """The signal op's name, checked against protocol 2.2's allow-list (signals.py): never a number."""
+    try:
+        return checked_signal_name(params.get("signal"))
+    except SignalRefused as refused:
+        raise RequestRefused(str(refused)) from None
 
 
 def _grace(params: dict[str, Any]) -> float:
@@ -176,6 +186,8 @@ class CommServer:
             actions.kill()
         elif op is CommOp.SHUTDOWN:
             actions.shutdown(_grace(params))
+        elif op is CommOp.SIGNAL:
+            actions.deliver(_signal(params))
         return reply(True, alive=actions.alive())
 
     @property

@@ -78,6 +78,18 @@ class KernelProcess:
                 except ProcessLookupError:
                     pass
 
+    def deliver(self, signum: int) -> None:
+        """A signal the server asked for by name (protocol 2.2): to the kernel alone, as Gateway Provisioners'
+        launcher sent it, never its group (whatever the kernel started is its business) nor the launcher.
+
+        Aimed at the main thread like an interrupt, for the same reason: Python runs the handler a cell installed
+        there, and a main thread asleep in a C call would not wake for a signal another thread took. Job-control
+        signals (SIGSTOP, SIGTSTP, SIGCONT) act on the whole process however they are sent."""
+        if not self.alive:
+            return
+        if not _signal_main_thread(self.pid, signum):
+            self.signal(signum, group=False)
+
     def kill_and_reap(self) -> None:
         """Last resort on the way out: SIGKILL and wait."""
         if self.alive:

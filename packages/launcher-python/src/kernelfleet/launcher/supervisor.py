@@ -132,6 +132,11 @@ class Supervisor:
         log.info("kernel %s: shutdown requested (grace %.1f s)", self.kernel_id, grace)
         self._stop(TERMINATE_GRACE, wait_first=grace)
 
+    def deliver(self, name: str) -> None:
+        """Protocol 2.2's signal op: ``name`` is already one of the allowed names (comm_server checked it)."""
+        log.info("kernel %s: %s requested", self.kernel_id, name)
+        self.kernel.deliver(signal.Signals[name])
+
 
 def supervise(handover: Handover) -> int:
     """Supervise in this process (the exec's fallback, and the exec'd supervisor's body)."""

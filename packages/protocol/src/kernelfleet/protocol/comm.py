@@ -36,13 +36,14 @@ class UnknownOpError(CommProtocolError):
 
 
 class CommOp(enum.StrEnum):
-    """The only requests a launcher acts on."""
+    """The only requests a launcher acts on (``signal`` since protocol 2.2: older launchers answer "unknown op")."""
 
     PING = "ping"
     INTERRUPT = "interrupt"
     TERMINATE = "terminate"
     KILL = "kill"
     SHUTDOWN = "shutdown"
+    SIGNAL = "signal"  # protocol 2.2: one signal of signals.ALLOWED_SIGNALS, by name
 
 
 def comm_mac(comm_key: bytes, nonce: bytes, request: bytes) -> bytes:

@@ -28,6 +28,7 @@ from kernelfleet.provisioners.broker import PendingLaunch, ResponseBroker
 from kernelfleet.provisioners.config_check import check_provisioner_config
 from kernelfleet.provisioners.envconfig import env_list, env_number, env_value
 from kernelfleet.provisioners.gp_settings import warn_about_gp_environment
+from kernelfleet.provisioners.kernel_signals import SignalNotDelivered, carried_name, refused_message
 from kernelfleet.provisioners.launch_events import LaunchEventSettings, LaunchProgress, Phase
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine, check_request_env, positive_seconds
@@ -41,18 +42,6 @@ LEGACY_SIGNALS = {CommOp.INTERRUPT: signal.SIGINT, CommOp.TERMINATE: signal.SIGT
 def fill_placeholders(argv: list[str], values: dict[str, str]) -> list[str]:
     """A kernelspec's argv with the protocol's ``{name}`` placeholders filled; unknown ones stay as they are."""
     return [PLACEHOLDER.sub(lambda m: values.get(m[1], m[0]), arg) for arg in argv]
-
-
-def uncarried_signal_message(signum: int) -> str:
-    """Pure: why a signal other than SIGINT/SIGTERM/SIGKILL does nothing, and what does the job instead."""
-    try:
-        name = signal.Signals(signum).name
-    except ValueError:
-        name = f"signal {signum}"
-    return (f"{name} ({signum}) is not carried by the launch protocol and was not delivered: the kernel's launcher "
-            "takes interrupt (SIGINT), terminate (SIGTERM) and kill (SIGKILL) only. To send the kernel's own "
-            f"process another signal, run os.kill(os.getpid(), signal.{name if name.startswith('SIG') else 'SIG...'})"
-            " in the kernel")
 
 
 class LaunchError(RuntimeError):
@@ -143,6 +132,7 @@ class RemoteProvisionerBase(LaunchEventSettings, KernelProvisionerBase):  # type
         self.comm_key: bytes | None = None
         self.protocol_version = 2
         self.remote_pid: int | None = None
+        self.launcher_name = ""  # the report's "launcher" ("python/0.1.0", "r/0.1.0", "scala/0.1.0")
         self.launch_env: dict[str, str] = {}
         self._effective_timeout = 0.0
         self.curve_plan: CurvePlan | None = None
@@ -342,6 +332,7 @@ class RemoteProvisionerBase(LaunchEventSettings, KernelProvisionerBase):  # type
         self.comm_key = report.comm_key
         self.protocol_version = report.version
         self.remote_pid = report.pid
+        self.launcher_name = str(report.extra.get("launcher") or "")
         if report.extra.get("launcher"):
             self.log.debug("Kernel %s: launcher %s", self.kernel_id, report.extra["launcher"])
         plan = self.curve_plan or CurvePlan(self.kernel_id, "disabled", False)
@@ -361,7 +352,7 @@ class RemoteProvisionerBase(LaunchEventSettings, KernelProvisionerBase):  # type
             return None
         try:
             if self.protocol_version < 2 or self.comm_key is None:
-                await self._legacy_request(op)
+                await self._legacy_request(op, params)
                 return {"ok": True, "alive": True}
             reply = await send_request(
                 self.comm_host, self.comm_port, self.comm_key, op, timeout=self.comm_timeout, **params
@@ -370,14 +361,16 @@ class RemoteProvisionerBase(LaunchEventSettings, KernelProvisionerBase):  # type
             self.log.debug("Kernel %s: comm %s to %s:%s failed: %s", self.kernel_id, op.value, self.comm_host,
                            self.comm_port, err)
             return None
-        if not reply.get("ok"):
+        if not reply.get("ok") and op is not CommOp.SIGNAL:  # deliver_signal says more, once
             self.log.warning("Kernel %s: launcher refused %s: %s", self.kernel_id, op.value, reply.get("error"))
         return reply
 
-    async def _legacy_request(self, op: CommOp) -> None:
+    async def _legacy_request(self, op: CommOp, params: dict[str, Any]) -> None:
         assert self.comm_host and self.comm_port
         if op is CommOp.SHUTDOWN:
             request = {"shutdown": 1}
+        elif op is CommOp.SIGNAL:  # GP's launcher takes the number, in this host's numbering as GP sent it
+            request = {"signum": int(signal.Signals[params["signal"]])}
         else:
             request = {"signum": int(LEGACY_SIGNALS.get(op, 0))}
         await send_legacy_request(self.comm_host, self.comm_port, request, timeout=self.comm_timeout)
@@ -422,6 +415,9 @@ class RemoteProvisionerBase(LaunchEventSettings, KernelProvisionerBase):  # type
         return 0
 
     async def send_signal(self, signum: int) -> None:
+        """jupyter_client's ``signal_kernel``: 0 asks nothing (``poll`` is the liveness question), SIGINT interrupts,
+        SIGTERM and SIGKILL stop the kernel; the signals of protocol 2.2's allow-list (SIGHUP, SIGUSR1, ...) go to
+        the kernel by name over the comm port (``deliver_signal``). Raises SignalNotDelivered for anything else."""
         if signum == 0:
             return
         if signum == signal.SIGINT:
@@ -435,10 +431,26 @@ class RemoteProvisionerBase(LaunchEventSettings, KernelProvisionerBase):  # type
         elif signum == signal.SIGKILL:
             await self.kill()
         else:
-            # Gateway Provisioners sent any signal number to the launcher's comm port; protocol v2 carries only
-            # the operations above (docs/protocol.md), authenticated, so that the port cannot be used to stop or
-            # hang a kernel's processes with arbitrary signals.
-            self.log.warning("Kernel %s: %s", self.kernel_id, uncarried_signal_message(signum))
+            await self.deliver_signal(signum)
+
+    async def deliver_signal(self, signum: int) -> None:
+        """A signal other than SIGINT/SIGTERM/SIGKILL, by name through the launcher's comm port (docs/protocol.md,
+        section 4); Gateway Provisioners sent the raw number. Raises SignalNotDelivered, naming the kernel and the
+        signal, when the protocol does not carry it, the port does not answer, or the launcher refuses it (a launcher
+        older than protocol 2.2 answers "unknown op": the message names the launcher version that is needed)."""
+        try:
+            name = carried_name(self.kernel_id, signum)
+            reply = await self.comm_request(CommOp.SIGNAL, signal=name)
+            if reply is None:
+                raise SignalNotDelivered(f"Kernel {self.kernel_id}: {name} was not delivered: the launcher's comm "
+                                         f"port did not answer within {self.comm_timeout:g}s")
+            if not reply.get("ok"):
+                raise SignalNotDelivered(
+                    refused_message(self.kernel_id, name, str(reply.get("error")), self.launcher_name))
+        except SignalNotDelivered as err:
+            self.log.warning("%s", err)
+            raise
+        self.log.info("Kernel %s: %s delivered", self.kernel_id, name)
 
     async def terminate(self, restart: bool = False) -> None:
         await self.comm_request(CommOp.TERMINATE)
@@ -468,6 +480,7 @@ class RemoteProvisionerBase(LaunchEventSettings, KernelProvisionerBase):  # type
             comm_key=base64.b64encode(self.comm_key).decode() if self.comm_key else None,
             protocol_version=self.protocol_version,
             remote_pid=self.remote_pid,
+            launcher=self.launcher_name,
         )
         return info
 
@@ -479,3 +492,4 @@ class RemoteProvisionerBase(LaunchEventSettings, KernelProvisionerBase):  # type
         self.comm_key = base64.b64decode(key) if key else None
         self.protocol_version = int(provisioner_info.get("protocol_version") or 2)
         self.remote_pid = provisioner_info.get("remote_pid")
+        self.launcher_name = str(provisioner_info.get("launcher") or "")

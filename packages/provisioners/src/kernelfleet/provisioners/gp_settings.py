@@ -454,12 +454,14 @@ GP_FEATURES: tuple[GpFeature, ...] = (
         "tests/e2e/test_port_race.py",
     ),
     GpFeature(
-        "signals other than SIGINT, SIGTERM, SIGKILL", "send_signal -> the launcher's comm port", Support.NO_EFFECT,
-        "interrupt / shutdown / kill; os.kill(os.getpid(), ...) in the kernel",
-        "GP sent any signal number to the launcher as plain text; protocol v2's authenticated comm port carries "
-        "interrupt, terminate and kill only. Another signal is not delivered, and the server logs that with "
-        "what to do instead.",
-        "tests/e2e/test_signals.py::test_a_signal_the_protocol_does_not_carry_is_refused_by_name",
+        "signals other than SIGINT, SIGTERM, SIGKILL", "send_signal -> the launcher's comm port", Support.CHANGED,
+        "send_signal / KernelManager.signal_kernel, unchanged",
+        "GP sent any signal number to the launcher as plain text. Protocol 2.2's authenticated comm port carries "
+        "SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCONT, SIGSTOP and SIGTSTP by name (numbers differ across platforms) to "
+        "the kernel alone; the Scala launcher refuses SIGSTOP and SIGTSTP, which would stop its own JVM and comm "
+        "port. Any other signal, and any signal to a launcher older than protocol 2.2, raises an error naming the "
+        "kernel, the signal and the launcher version needed (docs/protocol.md, section 4).",
+        "tests/e2e/test_signals.py::test_an_allowed_signal_reaches_the_kernels_own_handler",
     ),
     GpFeature(
         "KERNEL_RESOURCE_NAME, KERNEL_CRD_GROUP, KERNEL_CRD_VERSION, KERNEL_CRD_PLURAL",

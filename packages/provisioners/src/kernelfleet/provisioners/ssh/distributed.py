@@ -220,7 +220,6 @@ class DistributedProvisioner(WarmPoolConfig, RemoteProvisionerBase):
         self.assigned_host: str | None = None
         self.host_launcher: HostLauncher | None = None  # local process or SSH, chosen with the host (host_launchers)
         self.kernel_pgid: int | None = None
-        self.launcher_name = ""  # the report's "launcher" ("python/0.1.0", "r/0.1.0", "scala/0.1.0")
         self._reserved: str | None = None  # host counted in the balancer (and held in the pool if remote)
         self._remote_input: tuple[str, bytes] | None = None  # this launch's SSH command and stdin, built once
         self._taken_from: WarmPool | None = None  # the warm pool this launch took a standby from (ssh.standbys)
@@ -437,7 +436,6 @@ class DistributedProvisioner(WarmPoolConfig, RemoteProvisionerBase):
     def _accept_report(self, report: Report) -> None:
         super()._accept_report(report)
         self.kernel_pgid = report.pgid
-        self.launcher_name = str(report.extra.get("launcher") or "")
 
     # ------------------------------------------------------------------------------------- lifecycle
     @property
