@@ -30,9 +30,9 @@ from kernelfleet.provisioners.kernel_signals import SignalNotDelivered
 
 pytestmark = pytest.mark.timeout(120)
 
-REPO = Path(__file__).resolve().parents[2]
 # The last commit whose launcher has no signal op (protocol 2.1): the "older launcher" of the refusal test.
 OLD_LAUNCHER_COMMIT = "0d142c9b15d85f2b7b9c4a78355747b036fc3d15"
+OLD_LAUNCHER_ARCHIVE = Path(__file__).parents[1] / "fixtures" / "launcher-python-0.1.0.tar.gz"
 
 
 @pytest.fixture
@@ -104,15 +104,11 @@ async def test_stop_and_cont_pause_the_kernel_but_not_its_launcher(
 
 @pytest.fixture
 def old_launcher(tmp_path: Path) -> dict[str, str]:
-    """PYTHONPATH for the Python launcher and protocol of OLD_LAUNCHER_COMMIT, extracted from this repository."""
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", OLD_LAUNCHER_COMMIT, "packages/launcher-python/src",
-         "packages/protocol/src"], capture_output=True, timeout=60,
-    )
-    if archive.returncode != 0:
-        pytest.fail(f"this test needs the repository's history (commit {OLD_LAUNCHER_COMMIT}): "
-                    f"{archive.stderr.decode(errors='replace').strip()}")
-    with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
+    """PYTHONPATH for the Python launcher and protocol as released in 0.1.0 (OLD_LAUNCHER_COMMIT): the fixture archive
+    is ``git archive`` of that commit's two ``src`` trees, kept in the repository so that a clone without history
+    (or a source tarball) runs this test too."""
+    archive = OLD_LAUNCHER_ARCHIVE.read_bytes()
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(tmp_path / "old", filter="data")
     paths = [tmp_path / "old" / "packages" / name / "src" for name in ("launcher-python", "protocol")]
     env = {"PYTHONPATH": os.pathsep.join(str(p) for p in paths)}
