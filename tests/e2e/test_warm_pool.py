@@ -15,7 +15,7 @@ import pytest
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.provisioning import KernelProvisionerFactory
-from kf_testing import connect, execute, interrupt_busy_cell, manager
+from kf_testing import connect, execute, interrupt_busy_cell, manager, process_exited
 
 from kernelfleet.protocol.contract import STANDBY_ID
 from kernelfleet.provisioners.base import LaunchError
@@ -54,19 +54,7 @@ def standby_processes(pool_id: str) -> list[int]:
 
 
 async def exited(pid: int, within: float = WAIT) -> None:
-    """Wait for ``pid`` to exit, on its pidfd (no polling)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    loop = asyncio.get_running_loop()
-    done = loop.create_future()
-    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
-    try:
-        await asyncio.wait_for(done, within)
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
+    await process_exited(pid, within)
 
 
 @pytest.fixture(autouse=True)

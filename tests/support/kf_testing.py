@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -92,3 +93,19 @@ async def interrupt_busy_cell(km: AsyncKernelManager, client: AsyncKernelClient)
     busy = await start_busy_cell(client)
     await km.interrupt_kernel()
     await interrupted_reply(client, busy)
+
+
+async def process_exited(pid: int, within: float = 60.0) -> None:
+    """Wait for ``pid`` to exit, on its pidfd (no polling); TimeoutError after ``within`` seconds."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+    try:
+        await asyncio.wait_for(done, within)
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)

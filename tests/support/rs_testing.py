@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+from collections.abc import AsyncIterator
 from typing import Any
 
 from jupyter_client import AsyncKernelManager
@@ -13,6 +15,7 @@ from jupyter_client.asynchronous.client import AsyncKernelClient
 from kf_testing import STARTED, start_busy_cell
 
 from kernelfleet.protocol import parse_greeting, sign_request
+from kernelfleet.provisioners.broker import ResponseBroker
 
 CELL = 120.0
 
@@ -123,3 +126,18 @@ async def hostile_requests_are_ignored(km: AsyncKernelManager) -> None:
             writer.close()
         assert answer == {"ok": False, "error": "unauthenticated"}, f"{attempt}: {answer}"
     assert await km.is_alive(), "a hostile comm request stopped the kernel"
+
+
+@contextlib.asynccontextmanager
+async def running_loopback_broker(monkeypatch: Any) -> AsyncIterator[ResponseBroker]:
+    """The shared broker on 127.0.0.1 (the kernels, and through run.sh Spark's driver, bind loopback), started up front
+    as a server does and stopped at the end."""
+    monkeypatch.setenv("KF_RESPONSE_IP", "127.0.0.1")
+    monkeypatch.setenv("KF_RESPONSE_PORT", "0")
+    broker = await ResponseBroker.instance()
+    try:
+        yield broker
+    finally:
+        running = ResponseBroker._instances.get(asyncio.get_running_loop())
+        if running is not None:
+            await running.stop()

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 LOCAL_KERNEL_IP = "127.0.0.1"
 PYTHON_LAUNCHER_MODULE = "kernelfleet.launcher"
+SCALA_LAUNCHER_SUFFIXES = ("/scala/bin/run.sh", "/launchers/scala/run.sh")
 
 
 class LocalStandbys:
@@ -58,7 +59,7 @@ class LocalStandbys:
 
 
 def poolable(p: DistributedProvisioner, cmd: list[str], env: dict[str, str]) -> str | None:
-    """Why this launch cannot come from a pool (None: it can). Python launchers on this host only; R, Scala,
+    """Why this launch cannot come from a pool (None: it can). Python and Scala launchers on this host only; R,
     spark-submit and impersonated launches start cold."""
     if p.warm_pool_size <= 0:
         return "no pool asked for"
@@ -66,10 +67,20 @@ def poolable(p: DistributedProvisioner, cmd: list[str], env: dict[str, str]) -> 
         return "pools serve localhost only"
     if p.spark_submit or p.impersonation_enabled:
         return "spark-submit and impersonated launches start cold"
-    language = (p.kernel_spec.language if p.kernel_spec else "") or "python"
-    if language.lower() != "python" or not any(PYTHON_LAUNCHER_MODULE == arg for arg in cmd):
-        return "only the Python launcher has a standby mode"
+    language = ((p.kernel_spec.language if p.kernel_spec else "") or "python").lower()
+    if not has_standby_mode(language, cmd):
+        return "only the Python and Scala launchers have a standby mode"
     return None
+
+
+def has_standby_mode(language: str, cmd: list[str]) -> bool:
+    """Whether ``cmd`` starts one of our launchers that can wait for a claim: the Python launcher's module, or the
+    Scala launcher's run.sh (installed as ``kernel-launchers/scala/bin/run.sh``, or from the repository)."""
+    if language == "python":
+        return PYTHON_LAUNCHER_MODULE in cmd
+    if language == "scala":
+        return bool(cmd) and cmd[0].endswith(SCALA_LAUNCHER_SUFFIXES)
+    return False
 
 
 def _standby_env(p: DistributedProvisioner, pool: str) -> dict[str, str]:
