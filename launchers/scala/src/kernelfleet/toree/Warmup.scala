@@ -1,6 +1,8 @@
 package kernelfleet.toree
 
 import java.io.{PrintWriter, Writer}
+import java.util.concurrent.atomic.AtomicReference
+import org.apache.toree.kernel.api.Kernel
 import org.apache.toree.kernel.interpreter.scala.ScalaInterpreter
 import scala.tools.nsc.Settings
 import scala.tools.nsc.interpreter.IMain
@@ -8,9 +10,10 @@ import scala.tools.nsc.interpreter.IMain
 /** What a warm-pool standby does before its claim (docs/warm-pools.md, "Scala"): the expensive part of a Toree start
  * that needs no kernel id, no key, no port and no user environment. Toree's Scala interpreter is a Scala compiler
  * (IMain): this builds it with the settings Toree will ask for, initialises it and compiles a warm-up source so that
- * the compiler's classes are loaded and JIT-compiled. After the claim Toree's interpreter (WarmScalaInterpreter,
- * installed as Toree's "Scala" plugin) takes this IMain instead of building its own; what stays after the claim is
- * Toree's kernel (actors, sockets on the claimed ports), its interpreter bindings, and the Spark session per mode.
+ * the compiler's classes are loaded and JIT-compiled, and declares Toree's interpreter bindings against a slot for the
+ * kernel. After the claim Toree's interpreter (WarmScalaInterpreter, installed as Toree's "Scala" plugin) takes this
+ * IMain instead of building its own and only fills the slot; what stays after the claim is Toree's kernel (actors,
+ * sockets on the claimed ports, plugins and magics) and the Spark session per mode.
  *
  * ToreeLauncher calls `prepare` on its main thread (whose context class loader is the one Toree runs with).
  */
@@ -20,9 +23,47 @@ object Warmup {
   private val Plugins = Seq("Scala:" + classOf[WarmScalaInterpreter].getName,
     "SQL:org.apache.toree.kernel.interpreter.sql.SqlInterpreter")
 
-  private final class Prepared(val imain: IMain, val args: List[String], val out: SwitchableWriter)
+  private final class Prepared(val imain: IMain, val args: List[String], val out: SwitchableWriter,
+                               val kernelSlot: Option[AtomicReference[Kernel]])
 
   @volatile private var prepared: Option[Prepared] = None
+  /** The slot the taken IMain's `kernel` reads, once Toree's interpreter took it. */
+  @volatile private var takenSlot: Option[AtomicReference[Kernel]] = None
+
+  /** Toree's interpreter bindings (ScalaInterpreter.bindVariables: `kernel`, `spark`, `sc`, the SQL implicits),
+   * declared before the claim: `kernel` reads a slot that `bindKernel` fills when Toree's kernel exists, and nothing
+   * evaluates it before (a lazy val; `spark` and `sc` are defs on it, as Toree declares them). None when a line fails:
+   * Toree then binds its own way. */
+  private def declareBindings(imain: IMain): Option[AtomicReference[Kernel]] = {
+    val lines = Seq(
+      s"@transient val $SlotName = new java.util.concurrent.atomic.AtomicReference[org.apache.toree.kernel.api.Kernel]()",
+      s"@transient implicit lazy val kernel: org.apache.toree.kernel.api.Kernel = $SlotName.get",
+      "def spark: org.apache.spark.sql.SparkSession = kernel.sparkSession",
+      "def sc: org.apache.spark.SparkContext = kernel.sparkContext",
+      """import org.apache.spark.sql.SparkSession
+        |import org.apache.spark.sql.SQLContext
+        |import org.apache.spark.sql.SQLImplicits
+        |
+        |object implicits extends SQLImplicits with Serializable {
+        |  protected override def _sqlContext: SQLContext = SparkSession.builder.getOrCreate.sqlContext
+        |}
+        |
+        |import implicits._
+        |""".stripMargin)
+    val results = imain.beQuietDuring(lines.map(imain.interpret))
+    if (results.exists(_ != scala.tools.nsc.interpreter.Results.Success)) {
+      Log.warn(s"standby warm-up: declaring Toree's bindings failed (${results.mkString(", ")}); Toree binds them")
+      None
+    } else imain.valueOfTerm(SlotName).collect { case slot: AtomicReference[_] => slot.asInstanceOf[AtomicReference[Kernel]] }
+  }
+
+  private val SlotName = "kernelfleetKernelSlot"
+
+  /** Fill the declared `kernel` binding; false when Toree must bind its variables itself. */
+  private[toree] def bindKernel(kernel: org.apache.toree.kernel.api.KernelLike): Boolean = (takenSlot, kernel) match {
+    case (Some(slot), k: Kernel) => slot.set(k); true
+    case _                       => false
+  }
 
   /** Build, initialise and warm the compiler; afterwards a Toree started in this JVM uses it. A failure is logged
    * and leaves Toree to build its own (a slower claimed start, never a broken one). */
@@ -44,8 +85,9 @@ object Warmup {
       if (lines.exists(_ != scala.tools.nsc.interpreter.Results.Success))
         Log.warn(s"standby warm-up: a warm-up line did not run (${lines.mkString(", ")})")
       imain.reset()
-      prepared = Some(new Prepared(imain, settings.recreateArgs, out))
       step("compiler warmed", started)
+      prepared = Some(new Prepared(imain, settings.recreateArgs, out, declareBindings(imain)))
+      step("bindings declared", started)
     } catch {
       case e: Exception =>
         Log.warn(s"standby warm-up failed (${e.getClass.getSimpleName}: ${e.getMessage}); Toree will start its own compiler")
@@ -86,6 +128,7 @@ object Warmup {
     val taken = prepared.filter(_.args == settings.recreateArgs)
     if (prepared.isDefined && taken.isEmpty) Log.info("Toree asked for other compiler settings: not using the warm compiler")
     prepared = None
+    takenSlot = taken.flatMap(_.kernelSlot)
     taken.map { p => p.out.target = out; p.imain }
   }
 
@@ -113,4 +156,7 @@ object Warmup {
 class WarmScalaInterpreter(config: com.typesafe.config.Config) extends ScalaInterpreter(config) {
   override def newIMain(settings: Settings, out: PrintWriter): IMain =
     Warmup.take(settings, out).getOrElse(super.newIMain(settings, out))
+
+  /** The standby declared Toree's bindings already: only the kernel is left to hand over (no line to compile). */
+  override def bindVariables(): Unit = if (!Warmup.bindKernel(kernel)) super.bindVariables()
 }
