@@ -9,8 +9,8 @@ import scala.tools.nsc.interpreter.IMain
 
 /** What a warm-pool standby does before its claim (docs/warm-pools.md, "Scala"): the expensive part of a Toree start
  * that needs no kernel id, no key, no port and no user environment. Toree's Scala interpreter is a Scala compiler
- * (IMain): this builds it with the settings Toree will ask for, initialises it and compiles a warm-up source so that
- * the compiler's classes are loaded and JIT-compiled, and declares Toree's interpreter bindings against a slot for the
+ * (IMain): this builds it with the settings Toree will ask for, initialises it and runs warm-up lines through it so
+ * that the compiler's classes are loaded and JIT-compiled (then empties its session), and declares Toree's interpreter bindings against a slot for the
  * kernel. After the claim Toree's interpreter (WarmScalaInterpreter, installed as Toree's "Scala" plugin) takes this
  * IMain instead of building its own and only fills the slot; what stays after the claim is Toree's kernel (actors,
  * sockets on the claimed ports, plugins and magics) and the Spark session per mode.
