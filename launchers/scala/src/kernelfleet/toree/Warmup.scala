@@ -93,6 +93,9 @@ object Warmup {
         Log.warn(s"standby warm-up failed (${e.getClass.getSimpleName}: ${e.getMessage}); Toree will start its own compiler")
     }
     warmToreeKernel()
+    // The warm-up's garbage (a class-path scan, compiled lines) would otherwise stay in the heap of a standby that
+    // may wait for hours: a full collection lets the JVM give those pages back before it registers.
+    System.gc()
     Log.info(s"standby warm-up: done in ${(System.nanoTime() - started) / 1000000} ms")
   }
 
