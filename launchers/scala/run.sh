@@ -74,6 +74,14 @@ fi
 
 # Toree's magics read jar manifests through java.util.jar internals that Java 17 closes by default.
 driver_java_options="--add-opens=java.base/java.util.jar=ALL-UNNAMED"
+# A warm-pool standby (protocol 2.1) takes on its claim's environment and working directory after the JVM started: the
+# launcher's ProcessState needs the JDK's environment map, its cached working directory and libc's chdir.
+if [[ -n "${KF_STANDBY_ID:-}" ]]; then
+  driver_java_options="$driver_java_options --add-opens=java.base/java.util=ALL-UNNAMED"
+  driver_java_options="$driver_java_options --add-opens=java.base/java.io=ALL-UNNAMED"
+  driver_java_options="$driver_java_options --add-opens=java.base/sun.nio.fs=ALL-UNNAMED"
+  driver_java_options="$driver_java_options --add-modules=jdk.incubator.foreign --enable-native-access=ALL-UNNAMED"
+fi
 if [[ -n "${KERNEL_DRIVER_JAVA_OPTS:-}" ]]; then
   driver_java_options="$driver_java_options $KERNEL_DRIVER_JAVA_OPTS"
 fi

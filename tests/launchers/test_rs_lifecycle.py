@@ -39,9 +39,8 @@ from rs_testing import (
     hostile_requests_are_ignored,
     interrupt,
     r_kernel_takes_signals,
+    running_loopback_broker,
 )
-
-from kernelfleet.provisioners.broker import ResponseBroker
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCHER_JAR = REPO / "launchers" / "scala" / "dist" / "kernelfleet-toree-launcher.jar"
@@ -141,13 +140,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
 @pytest.fixture(autouse=True)
 async def loopback_broker(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
     """The shared broker on 127.0.0.1, started up front as a server does, stopped after each test."""
-    monkeypatch.setenv("KF_RESPONSE_IP", "127.0.0.1")
-    monkeypatch.setenv("KF_RESPONSE_PORT", "0")
-    await ResponseBroker.instance()
-    yield
-    broker = ResponseBroker._instances.get(asyncio.get_running_loop())
-    if broker is not None:
-        await broker.stop()
+    async with running_loopback_broker(monkeypatch):
+        yield
 
 
 # ------------------------------------------------------------------------------------------ helpers

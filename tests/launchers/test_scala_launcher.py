@@ -37,6 +37,7 @@ from rs_testing import SAY_STARTED_SCALA, collect, execute, execute_after_interr
 from kernelfleet.protocol import Report, ServerKey, open_report, sign_request
 from kernelfleet.protocol.comm import parse_greeting
 from kernelfleet.protocol.comm_client import send_request
+from kernelfleet.protocol.standby import open_registration
 from kernelfleet.provisioners.broker import PendingLaunch, ResponseBroker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,6 +48,7 @@ LAUNCHER_JAR = DIST / "kernelfleet-toree-launcher.jar"
 TESTS_JAR = DIST / "kernelfleet-toree-launcher-tests.jar"
 BUILD = REPO / "tools" / "build-scala-launcher"
 VECTORS = REPO / "docs" / "protocol-vectors.json"
+STANDBY_VECTORS = REPO / "docs" / "protocol-vectors-2.1.json"
 LAUNCHER_VECTORS = REPO / "docs" / "launcher-vectors.json"
 PORT_RANGE = (48000, 48999)
 # JVM start, Spark and Toree's Scala compiler are slow on a loaded CI host; these bound waits, not expectations.
@@ -165,6 +167,28 @@ def test_scala_protocol_vectors(jars: Path, toolchain: Toolchain) -> None:
     escapes = next(line for line in lines if line.startswith("ESCAPES ")).removeprefix("ESCAPES ")
     tricky = json.loads(escapes)["s"]
     assert escapes == json.dumps({"s": tricky}, separators=(",", ":"), ensure_ascii=True)
+
+
+def test_scala_standby_vectors(jars: Path, toolchain: Toolchain) -> None:
+    """Protocol 2.1 in the Scala launcher: its registration reproduces docs/protocol-vectors-2.1.json byte for byte, one
+    sealed with real randomness opens with the server's code, the vector claim opens once, and replayed, second,
+    foreign (another pool, standby, claim key or nonce) and hostile claims are refused without using the standby up."""
+    run = run_check(toolchain, "StandbyCheck", STANDBY_VECTORS)
+    lines = run.stdout.splitlines()
+    vectors = json.loads(STANDBY_VECTORS.read_text())
+    wanted = ["registration line reproduced byte for byte", "a replayed claim is refused",
+              "a second claim is refused, even a different one", "a claim for one standby is refused by another",
+              "a claim is refused under another claim key or nonce", "hostile claim lines are refused without acting",
+              *(f"reject: {case['why']}" for case in vectors["reject_claims"])]
+    assert [name for name in wanted if f"ok {name}" not in lines] == [], run.stdout
+
+    reg = vectors["registration"]
+    fresh = next(line for line in lines if line.startswith("REGISTRATION ")).removeprefix("REGISTRATION ").encode()
+    registration = open_registration(fresh, ServerKey.from_pem(vectors["server_private_key_pem"]),
+                                     expected=lambda _sid: (reg["pool"], reg["token"]))
+    assert (registration.standby_id, registration.pool, registration.pid) == (reg["standby_id"], reg["pool"], 4242)
+    assert registration.claim_key == bytes.fromhex(reg["claim_key_hex"])
+    assert registration.launcher.startswith("scala/")
 
 
 # ------------------------------------------------------------------------------------------ a real kernel

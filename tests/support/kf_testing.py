@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import uuid
 from pathlib import Path
@@ -133,3 +134,17 @@ async def check_signals(km: AsyncKernelManager, client: AsyncKernelClient, allow
     else:
         raise AssertionError(f"{signal.Signals(refused).name} was not refused")
     assert (await execute(client, "6*7"))["result"] == "42"
+async def process_exited(pid: int, within: float = 60.0) -> None:
+    """Wait for ``pid`` to exit, on its pidfd (no polling); TimeoutError after ``within`` seconds."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+    try:
+        await asyncio.wait_for(done, within)
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)

@@ -13,7 +13,7 @@ from typing import Any
 
 from jupyter_client import AsyncKernelManager
 from kf_docker import docker_cli
-from kf_testing import manager
+from kf_testing import manager, process_exited
 
 from kernelfleet.provisioners.leases import close_all
 from kernelfleet.provisioners.pool import WarmPool, pools
@@ -49,18 +49,7 @@ def standby_processes(pool_id: str) -> list[int]:
 
 async def exited(pid: int, within: float = WAIT) -> None:
     """Wait for ``pid`` to exit, on its pidfd (no polling)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    loop = asyncio.get_running_loop()
-    done = loop.create_future()
-    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
-    try:
-        await asyncio.wait_for(done, within)
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
+    await process_exited(pid, within)
 
 
 def the_pool() -> WarmPool:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from jupyter_client.asynchronous.client import AsyncKernelClient
 from kf_testing import STARTED, start_busy_cell
 
 from kernelfleet.protocol import parse_greeting, sign_request
+from kernelfleet.provisioners.broker import ResponseBroker
 
 CELL = 120.0
 R_PACKAGES = ("IRkernel", "jsonlite", "openssl")
@@ -158,3 +161,16 @@ async def r_kernel_takes_signals(km: AsyncKernelManager, client: AsyncKernelClie
     assert km.provisioner is not None
     assert await asyncio.wait_for(km.provisioner.wait(), 60) is not None
     assert not await km.is_alive()
+@contextlib.asynccontextmanager
+async def running_loopback_broker(monkeypatch: Any) -> AsyncIterator[ResponseBroker]:
+    """The shared broker on 127.0.0.1 (the kernels, and through run.sh Spark's driver, bind loopback), started up front
+    as a server does and stopped at the end."""
+    monkeypatch.setenv("KF_RESPONSE_IP", "127.0.0.1")
+    monkeypatch.setenv("KF_RESPONSE_PORT", "0")
+    broker = await ResponseBroker.instance()
+    try:
+        yield broker
+    finally:
+        running = ResponseBroker._instances.get(asyncio.get_running_loop())
+        if running is not None:
+            await running.stop()

@@ -31,8 +31,9 @@ def ensure_gp_venv() -> Path:
     return GP_PYTHON
 
 
-async def start_to_first_execute(ksm: KernelSpecManager, name: str, *, now: bool = True) -> float:
-    """Seconds from ``start_kernel`` of kernelspec ``name`` to the reply of its first cell; the kernel is shut down."""
+async def start_to_first_execute(ksm: KernelSpecManager, name: str, *, now: bool = True, timeout: float = 60) -> float:
+    """Seconds from ``start_kernel`` of kernelspec ``name`` to the reply of its first cell; the kernel is shut down.
+    ``timeout`` bounds each wait for a shell message (a cold Toree needs minutes on a loaded host)."""
     km = AsyncKernelManager(kernel_name=name, kernel_spec_manager=ksm)
     started = time.perf_counter()
     await km.start_kernel()
@@ -40,7 +41,7 @@ async def start_to_first_execute(ksm: KernelSpecManager, name: str, *, now: bool
     kc.start_channels()
     try:
         msg_id = kc.execute("1 + 1")
-        while (await kc.get_shell_msg(timeout=60))["parent_header"].get("msg_id") != msg_id:
+        while (await kc.get_shell_msg(timeout=timeout))["parent_header"].get("msg_id") != msg_id:
             pass
         return time.perf_counter() - started
     finally:

@@ -6,7 +6,6 @@
 
 4. with ``--docker-image IMAGE``: the same as 1. for ``docker-provisioner`` (host network, broker on 127.0.0.1),
    pooled and cold interleaved in the same run (target: pooled <= 0.10 s); ``--docker-only`` skips 1.-3.
-
 5. with ``--r``: the same as 1. for R kernels (the pure-R launcher, ``Rscript launchers/r/launch_IRkernel.R``,
    IRkernel), pooled and cold interleaved (cold is the floor: no R target is set for pools); with
    ``--docker-r-image IMAGE`` also for R in ``docker-provisioner``. ``--r-only`` skips 1.-4.
@@ -15,10 +14,14 @@ The load average is printed before and after: on a shared machine the figures ar
 
 Usage: .venv/bin/python tools/bench/warm_pool.py [--runs 10] [--burst 20] [--idle 10] [--idle-seconds 20]
            [--docker-image kernelfleet/kernel-py:dev [--docker-only]] [--r [--docker-r-image IMAGE] [--r-only]]
-           [--kubelite-image kernelfleet/kernel-py:dev [--kubernetes-only]]
+           [--kubelite-image kernelfleet/kernel-py:dev [--kubernetes-only]] [--toree [--toree-runs 3] [--toree-only]]
+
 6. with ``--kubelite-image IMAGE``: the same as 1. for ``kubernetes-provisioner`` on a kubelite of its own (pods on
    its pod network, the broker on its gateway), pooled and cold interleaved (target: pooled <= 0.20 s);
    ``--kubernetes-only`` skips the others.
+7. with ``--toree``: the same as 1. for an Apache Toree (Scala) kernel through launchers/scala/run.sh (lazy Spark),
+   ``--toree-runs`` pooled and cold starts interleaved (target: pooled <= 1 s); ``--toree-only`` skips the others.
+   It needs Java 17, the toree and pyspark packages and launchers/scala/dist (tools/build-scala-launcher).
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ from kernelfleet.provisioners.pool import WarmPool, pools
 PROTOCOL_ARGS = ["--kernel-id", "{kernel_id}", "--port-range", "{port_range}", "--response-address",
                  "{response_address}", "--public-key", "{public_key}"]
 R_LAUNCHER = Path(__file__).resolve().parents[2] / "launchers" / "r" / "launch_IRkernel.R"
+TOREE_RUN_SH = Path(__file__).resolve().parents[2] / "launchers" / "scala" / "run.sh"
+TOREE_TIMEOUT = 600.0  # a cold Toree on a loaded 2-core host
 LAUNCHER_ARGV = {
     "python": [sys.executable, "-m", "kernelfleet.launcher", *PROTOCOL_ARGS],
     "R": ["Rscript", str(R_LAUNCHER), *PROTOCOL_ARGS],
@@ -66,18 +71,31 @@ def write_spec(kernels: Path, name: str, pool_size: int, docker_image: str = "",
     (kernels / name / "kernel.json").write_text(json.dumps(spec))
 
 
+def write_toree_spec(kernels: Path, name: str, pool_size: int) -> None:
+    """A Scala kernelspec on the repository's run.sh (lazy Spark, loopback), as ``jupyter ssh-spec install
+    --language scala`` writes it."""
+    argv = [str(TOREE_RUN_SH), *PROTOCOL_ARGS,
+            "--spark-context-initialization-mode", "lazy"]
+    spec = {"argv": argv, "display_name": name, "language": "scala", "interrupt_mode": "signal",
+            "env": {"KERNEL_IP": "127.0.0.1", "SPARK_LOCAL_IP": "127.0.0.1"}, "metadata": {"kernel_provisioner": {
+                "provisioner_name": "distributed-provisioner",
+                "config": {"warm_pool_size": pool_size, "launch_timeout": TOREE_TIMEOUT}}}}
+    (kernels / name).mkdir(parents=True)
+    (kernels / name / "kernel.json").write_text(json.dumps(spec))
+
+
 def pool_named(size: int) -> WarmPool:
     return next(p for p in pools() if p.settings.size == size)
 
 
-async def full(pool: WarmPool) -> None:
-    await asyncio.wait_for(pool.until(lambda p: len(p.idle) == p.settings.size and p.starting == 0), 300)
+async def full(pool: WarmPool, timeout: float = 300) -> None:
+    await asyncio.wait_for(pool.until(lambda p: len(p.idle) == p.settings.size and p.starting == 0), timeout)
 
 
-async def warm(ksm: KernelSpecManager, name: str, size: int) -> WarmPool:
-    await start_to_first_execute(ksm, name)  # creates the pool (this start is cold)
+async def warm(ksm: KernelSpecManager, name: str, size: int, timeout: float = 300) -> WarmPool:
+    await start_to_first_execute(ksm, name, timeout=timeout)  # creates the pool (this start is cold)
     pool = pool_named(size)
-    await full(pool)
+    await full(pool, timeout)
     return pool
 
 
@@ -87,13 +105,13 @@ def cpu_seconds() -> float:
 
 
 async def interleaved(ksm: KernelSpecManager, pool: WarmPool, pooled_spec: str, cold_spec: str,
-                      runs: int) -> tuple[list[float], list[float]]:
+                      runs: int, timeout: float = 300) -> tuple[list[float], list[float]]:
     """``runs`` starts of each, alternating, each pooled one from a full pool."""
     pooled, cold = [], []
     for _ in range(runs):
-        await full(pool)
-        pooled.append(await start_to_first_execute(ksm, pooled_spec))
-        cold.append(await start_to_first_execute(ksm, cold_spec))
+        await full(pool, timeout)
+        pooled.append(await start_to_first_execute(ksm, pooled_spec, timeout=timeout))
+        cold.append(await start_to_first_execute(ksm, cold_spec, timeout=timeout))
     return pooled, cold
 
 
@@ -148,8 +166,23 @@ async def kubernetes_bench(args: argparse.Namespace, kernels: Path, results: dic
                 os.environ[name] = value
 
 
+async def toree_bench(args: argparse.Namespace, kernels: Path, results: dict[str, object]) -> None:
+    os.environ.setdefault("KF_RESPONSE_IP", "127.0.0.1")
+    ksm = KernelSpecManager(kernel_dirs=[str(kernels)])
+    write_toree_spec(kernels, "toree_pooled", 1)
+    write_toree_spec(kernels, "toree_cold", 0)
+    pool = await warm(ksm, "toree_pooled", 1, TOREE_TIMEOUT)
+    pooled, cold = await interleaved(ksm, pool, "toree_pooled", "toree_cold", args.toree_runs, TOREE_TIMEOUT)
+    assert pool.stats["claimed"] == args.toree_runs, pool.stats
+    row(results, "toree", pooled, cold)
+    await pool.close()
+
+
 async def bench(args: argparse.Namespace, kernels: Path) -> dict[str, object]:
-    results: dict[str, object] = {"load_average_before": os.getloadavg()}
+    results: dict[str, object] = {"load_average_before": [round(x, 2) for x in os.getloadavg()]}
+    args.toree = args.toree or args.toree_only
+    if args.toree:
+        await toree_bench(args, kernels, results)
     if args.docker_image or args.docker_r_image:  # before the first launch starts the broker
         os.environ.setdefault("KF_RESPONSE_IP", "127.0.0.1")  # host network: the containers report on loopback
     if args.r:
@@ -160,9 +193,9 @@ async def bench(args: argparse.Namespace, kernels: Path) -> dict[str, object]:
         await pooled_against_cold(args, kernels, results, "docker", args.docker_image)
     if args.kubelite_image:
         await kubernetes_bench(args, kernels / "k8s", results)
-    if args.docker_only or args.r_only or args.kubernetes_only:
+    if args.docker_only or args.r_only or args.kubernetes_only or args.toree_only:
         await close_all()
-        results["load_average_after"] = os.getloadavg()
+        results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
         return results
     ksm = KernelSpecManager(kernel_dirs=[str(kernels)])
     write_spec(kernels, "burst", args.burst)
@@ -183,7 +216,7 @@ async def bench(args: argparse.Namespace, kernels: Path) -> dict[str, object]:
     results[f"server_cpu_{args.idle}_idle_standbys_pct_of_core"] = round(100 * cpu / elapsed, 4)
     results["idle_pool_stats"] = dict(idle_pool.stats)
     await close_all()
-    results["load_average_after"] = os.getloadavg()
+    results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return results
 
 
@@ -201,13 +234,16 @@ def main() -> None:
     parser.add_argument("--kubelite-image", default="",
                         help="also measure kubernetes-provisioner on a kubelite of its own with this image")
     parser.add_argument("--kubernetes-only", action="store_true", help="only the Kubernetes row")
+    parser.add_argument("--toree", action="store_true", help="also measure a pooled Toree (Scala) kernel")
+    parser.add_argument("--toree-runs", type=int, default=3)
+    parser.add_argument("--toree-only", action="store_true", help="only the Toree row")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         results = asyncio.run(bench(args, Path(tmp)))
     width = max(len(k) for k in results)
     for key, value in results.items():
         print(f"{key:<{width}}  {value}")
-    for engine in ("local", "docker", "r_local", "r_docker", "kubernetes"):
+    for engine in ("local", "docker", "r_local", "r_docker", "kubernetes", "toree"):
         if f"{engine}_start_to_1+1_cold_median_s" in results:
             pooled = results[f"{engine}_start_to_1+1_pooled_median_s"]
             cold = results[f"{engine}_start_to_1+1_cold_median_s"]

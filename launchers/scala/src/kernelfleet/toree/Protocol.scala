@@ -87,6 +87,23 @@ object Protocol {
       oaepRandom: SecureRandom
   ): String = {
     require(validKernelId(kernelId), "kernel id is not a valid protocol kernel id")
+    sealEnvelope(Seq("protocol" -> Name, "version" -> Version, "kernel_id" -> kernelId), kernelId, ReportLabel,
+      plaintext, publicKey, aesKey, macKey, iv, oaepRandom)
+  }
+
+  /** Section 3's sealing, shared by the report and a standby's registration (section 8, Standby.scala): `head` are
+   * the clear fields before key/iv/ciphertext/mac; the MAC binds `label` and `subject` (the kernel or standby id). */
+  def sealEnvelope(
+      head: Seq[(String, Any)],
+      subject: String,
+      label: Array[Byte],
+      plaintext: String,
+      publicKey: RSAPublicKey,
+      aesKey: Array[Byte],
+      macKey: Array[Byte],
+      iv: Array[Byte],
+      oaepRandom: SecureRandom
+  ): String = {
     require(aesKey.length == AesKeyBytes && macKey.length == MacKeyBytes && iv.length == IvBytes, "bad key sizes")
     val aes = Cipher.getInstance("AES/CBC/PKCS5Padding")
     aes.init(Cipher.ENCRYPT_MODE, new SecretKeySpec(aesKey, "AES"), new IvParameterSpec(iv))
@@ -94,18 +111,8 @@ object Protocol {
     val rsa = Cipher.getInstance("RSA/ECB/OAEPWithSHA-256AndMGF1Padding")
     rsa.init(Cipher.ENCRYPT_MODE, publicKey, OaepSpec, oaepRandom)
     val wrapped = rsa.doFinal(aesKey ++ macKey)
-    val mac = hmacSha256(macKey, ReportLabel, kernelId.getBytes(UTF_8), Array[Byte](0), wrapped, iv, ciphertext)
-    Json.encode(
-      Seq(
-        "protocol" -> Name,
-        "version" -> Version,
-        "kernel_id" -> kernelId,
-        "key" -> b64(wrapped),
-        "iv" -> b64(iv),
-        "ciphertext" -> b64(ciphertext),
-        "mac" -> b64(mac)
-      )
-    ) + "\n"
+    val mac = hmacSha256(macKey, label, subject.getBytes(UTF_8), Array[Byte](0), wrapped, iv, ciphertext)
+    Json.encode(head ++ Seq("key" -> b64(wrapped), "iv" -> b64(iv), "ciphertext" -> b64(ciphertext), "mac" -> b64(mac))) + "\n"
   }
 
   /** Seal with fresh keys from a SecureRandom: the only way the launcher itself calls sealReport. */

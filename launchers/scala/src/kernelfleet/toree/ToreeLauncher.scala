@@ -29,6 +29,7 @@ object ToreeLauncher {
         case e: Options.UsageError => Log.error(s"usage: ${e.getMessage}"); 2
         case e: Report.Rejected    => Log.error(e.getMessage); 1
         case e: Protocol.ProtocolError => Log.error(e.getMessage); 1
+        case e: Standby.Ended      => if (e.status == 0) Log.info(e.getMessage) else Log.error(e.getMessage); e.status
         case e: Exception          => Log.error(s"launcher failed: ${e.getClass.getSimpleName}: ${e.getMessage}"); 1
       }
     System.exit(code)
@@ -39,9 +40,10 @@ object ToreeLauncher {
       val age = ProcessHandle.current().info().startInstant().map[Long](t => System.currentTimeMillis() - t.toEpochMilli)
       s"launcher started ${age.orElse(-1L)} ms after its process (the JVM's own start)"
     }
-    val opts = Options.parse(args, sys.env.get)
-    val kid = opts.kernelId
     val random = new SecureRandom()
+    val given = Options.parse(args, sys.env.get)
+    val opts = Standby.identity(sys.env.get).fold(given) { case (sid, pool) => claimed(args, given, sid, pool, random) }
+    val kid = opts.kernelId
     val bindAddr = InetAddress.getByName(opts.kernelIp)
     val reportedIp = if (bindAddr.isAnyLocalAddress) hostAddress() else bindAddr.getHostAddress
 
@@ -88,6 +90,18 @@ object ToreeLauncher {
     kernel.runToree(toreeArgs)
     Log.info(s"kernel $kid: Apache Toree stopped")
     0
+  }
+
+  /** Standby mode (protocol 2.1): warm up without a kernel id, key or port, register, wait for the claim, take on its
+   * environment and working directory, and return the options a cold launch of the claimed kernel would have had. */
+  private def claimed(args: Array[String], standby: Options, sid: String, pool: String, random: SecureRandom): Options = {
+    Warmup.prepare()
+    val claim = Standby.awaitClaim(standby, sid, pool, random, c =>
+      Try(PortRange.parse(Some(c.portRange))).failed.toOption.map(e => s"port range: ${e.getMessage}")
+        .orElse(ProcessState.apply(c.env, c.workingDir)))
+    val env = (name: String) => if (name == "LAUNCH_TOKEN") Some(claim.launchToken) else sys.env.get(name)
+    Options.parse(args, env).copy(kernelId = claim.kernelId, launchToken = claim.launchToken,
+      portRange = PortRange.parse(Some(claim.portRange)))
   }
 
   /** Send the report once Toree listens on all five ports, never before: a Toree that stops first is not reported

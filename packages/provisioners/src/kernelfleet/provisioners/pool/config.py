@@ -20,7 +20,8 @@ class WarmPoolConfig(Configurable):
 
     warm_pool_size = Integer(
         help="Standby launchers kept warm for this kernelspec, claimed by its next starts (env KF_WARM_POOL_SIZE; "
-        "default 0: none). Python kernels on localhost, Docker or Kubernetes only; anything else starts cold "
+        "default 0: none). Python kernels on localhost, Docker or Kubernetes, R on localhost or Docker, Scala (Toree) "
+        "on localhost; anything else starts cold "
         "(docs/warm-pools.md)."
     ).tag(config=True)
     warm_pool_idle_ttl = Float(
@@ -46,8 +47,10 @@ class WarmPoolConfig(Configurable):
 
     def pool_settings(self, pool_id: str) -> PoolSettings:
         """The sizing of pool ``pool_id`` from these settings (the engines' ``*_pool`` builders)."""
+        # A standby registers once warm: a Toree standby's compiler warm-up can take as long as a cold launch.
+        register_timeout = max(PoolSettings.register_timeout, float(getattr(self, "launch_timeout", 0.0)))
         return PoolSettings(pool_id, int(self.warm_pool_size), float(self.warm_pool_idle_ttl),
-                            max_starting=int(self.warm_pool_max_starting),
+                            max_starting=int(self.warm_pool_max_starting), register_timeout=register_timeout,
                             refill_delay=float(self.warm_pool_refill_delay))
 
     def pool_identity(self, *engine_values: Any) -> str:

@@ -25,10 +25,12 @@ DIGEST_CHARS = 12
 #: The launchers that have a standby mode (protocol 2.1), by kernelspec language: how a kernelspec's argv names each.
 PYTHON_LAUNCHER_MODULE = "kernelfleet.launcher"
 R_LAUNCHER_SCRIPT = "launch_IRkernel.R"
+#: The Scala launcher's run.sh, installed as ``kernel-launchers/scala/bin/run.sh`` or run from the repository.
+SCALA_LAUNCHER_SUFFIXES = ("/scala/bin/run.sh", "/launchers/scala/run.sh")
 #: Launchers (the ``launcher`` name of a registration) that become the kernel in the standby's own process, without an
-#: exec: the process keeps the standby's environment (R cannot exec itself warm), so ``KF_STANDBY_ID=<id>`` and not
-#: ``KERNEL_ID`` is what proves that a pid is still the kernel's (``process_owner``).
-IN_PLACE_LAUNCHERS = ("r/",)
+#: exec: the process keeps the standby's environment (neither R nor a JVM can exec itself warm), so
+#: ``KF_STANDBY_ID=<id>`` and not ``KERNEL_ID`` is what proves that a pid is still the kernel's (``process_owner``).
+IN_PLACE_LAUNCHERS = ("r/", "scala/")
 LABEL_STANDBY = "kernelfleet.io/standby"
 LABEL_POOL = "kernelfleet.io/pool"
 COMPONENT_STANDBY = "standby"
@@ -53,14 +55,17 @@ def claim_env(kernel_env: Mapping[str, str], standby_env: Mapping[str, str]) -> 
 
 
 def standby_launcher(language: str, argv: Sequence[str] | None = None) -> bool:
-    """True when a kernelspec of ``language`` runs a launcher with a standby mode: Python (``-m kernelfleet.launcher``)
-    and R (``launch_IRkernel.R``). ``argv`` is the kernelspec's command for a local process; None in a container,
-    whose bootstrap starts the image's launcher for the language. Called by each engine's ``poolable``."""
+    """True when a kernelspec of ``language`` runs a launcher with a standby mode: Python (``-m kernelfleet.launcher``),
+    R (``launch_IRkernel.R``) and, for a local process only, Scala (our ``run.sh``). ``argv`` is the kernelspec's
+    command for a local process; None in a container, whose bootstrap starts the image's launcher for the language
+    (no Scala standby in containers yet). Called by each engine's ``poolable``."""
     language = (language or "python").lower()
     if language == "python":
         return argv is None or PYTHON_LAUNCHER_MODULE in argv
     if language == "r":
         return argv is None or any(posixpath.basename(arg) == R_LAUNCHER_SCRIPT for arg in argv)
+    if language == "scala":
+        return argv is not None and bool(argv) and argv[0].endswith(SCALA_LAUNCHER_SUFFIXES)
     return False
 
 

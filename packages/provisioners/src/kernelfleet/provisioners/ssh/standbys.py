@@ -57,7 +57,7 @@ class LocalStandbys:
 
 
 def poolable(p: DistributedProvisioner, cmd: list[str], env: dict[str, str]) -> str | None:
-    """Why this launch cannot come from a pool (None: it can). Python and R launchers on this host only; Scala,
+    """Why this launch cannot come from a pool (None: it can). Python, R and Scala launchers on this host only;
     spark-submit and impersonated launches start cold."""
     if p.warm_pool_size <= 0:
         return "no pool asked for"
@@ -66,7 +66,7 @@ def poolable(p: DistributedProvisioner, cmd: list[str], env: dict[str, str]) -> 
     if p.spark_submit or p.impersonation_enabled:
         return "spark-submit and impersonated launches start cold"
     if not standby_launcher(p.kernel_spec.language if p.kernel_spec else "", cmd):
-        return "only the Python and R launchers have a standby mode"
+        return "only the Python, R and Scala launchers have a standby mode"
     return None
 
 
