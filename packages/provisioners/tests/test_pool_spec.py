@@ -29,17 +29,19 @@ KID, SID = "6f1c2a4e-0d3b-4c5e-9f7a-1b2c3d4e5f60", "standby-0123456789abcdef0123
     ("r", R_ARGV, True),
     ("R", ["Rscript", "/opt/my_own_launcher.R"], False),  # not our launcher: no standby mode
     ("python", [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"], False),
-    ("scala", ["/opt/kernel-launchers/scala/bin/run.sh"], False),
+    ("scala", ["/opt/kernel-launchers/scala/bin/run.sh"], True),  # our run.sh, on this host
+    ("scala", ["/opt/other/bin/run.sh"], False),
     ("R", None, True),  # a container: the image's bootstrap starts the language's launcher
     ("python", None, True),
-    ("scala", None, False),
+    ("scala", None, False),  # no Scala standby in containers yet
 ])
 def test_standby_launcher(language: str, argv: list[str] | None, pooled: bool) -> None:
     assert standby_launcher(language, argv) is pooled
 
 
-def test_only_r_standbys_keep_their_environment() -> None:
-    assert keeps_standby_environment("r/0.1.0") and not keeps_standby_environment("python/0.1.0")
+def test_only_r_and_scala_standbys_keep_their_environment() -> None:
+    assert keeps_standby_environment("r/0.1.0") and keeps_standby_environment("scala/0.2.0")
+    assert not keeps_standby_environment("python/0.1.0")
     assert process_owner(SID) == f"KF_STANDBY_ID={SID}" and process_owner(None) is None
 
 
