@@ -110,26 +110,33 @@ def launch_command(argv: list[str], kernel_id: str, log_dir: str = "", keep_log:
     return shlex.join(words)
 
 
-def signal_command(kernel_id: str, signal_name: str, pgids: Iterable[int]) -> str:
-    """Signal (``0``: only test) process groups whose leader has ``KERNEL_ID=<kernel_id>``; prints those hit.
+def signal_command(kernel_id: str, signal_name: str, pgids: Iterable[int], *, variable: str = "KERNEL_ID") -> str:
+    """Signal (``0``: only test) process groups owned by ``<variable>=<kernel_id>``; prints those hit.
 
-    The identity check (read from /proc) means a pid reused since the kernel ended is never
-    signalled; on a host without /proc nothing is signalled, which is the safe side.
+    A group is owned when its leader's environment has that variable, or its leader's parent's does: a kernel
+    process is its launcher's child, and the kernel of a warm pool's standby was started before the claim gave its
+    launcher a kernel id (docs/warm-pools.md), so only its parent says whose it is. The identity check (read from
+    /proc) means a pid reused since the kernel ended is never signalled; on a host without /proc nothing is
+    signalled, which is the safe side. ``variable`` is ``KF_STANDBY_ID`` for an unclaimed standby.
     """
     if not re.fullmatch(r"[A-Z]+|0", signal_name):
         raise ValueError(f"not a signal name: {signal_name!r}")
+    if not NAME.match(variable):
+        raise ValueError(f"not a variable name: {variable!r}")
     option = f"-s {signal_name}"  # not "-0 --": dash's kill reads "--" as a pid after "-0"
-    owned = shlex.quote(f"KERNEL_ID={kernel_id}")
+    owned = shlex.quote(f"{variable}={kernel_id}")
     return "; ".join(
-        f"if tr '\\0' '\\n' </proc/{g}/environ 2>/dev/null | grep -qxF -- {owned}; then "
+        f"if {{ tr '\\0' '\\n' </proc/{g}/environ 2>/dev/null | grep -qxF -- {owned}; }} || "
+        f"{{ kf_pp=$(sed 's/.*) //' /proc/{g}/stat 2>/dev/null | cut -d ' ' -f 2) && [ \"${{kf_pp:-1}}\" -gt 1 ] && "
+        f"tr '\\0' '\\n' </proc/$kf_pp/environ 2>/dev/null | grep -qxF -- {owned}; }}; then "
         f"kill {option} -- -{g} 2>/dev/null && echo {g}; fi"
         for g in (int(p) for p in pgids) if g > 1
     ) or "true"
 
 
-def sweep_command(kernel_id: str, pgids: Iterable[int], log_path: str | None) -> str:
+def sweep_command(kernel_id: str, pgids: Iterable[int], log_path: str | None, *, variable: str = "KERNEL_ID") -> str:
     """After a stop: SIGKILL whatever is left of the kernel's groups (printed), remove its log."""
-    parts = [signal_command(kernel_id, "KILL", pgids)]
+    parts = [signal_command(kernel_id, "KILL", pgids, variable=variable)]
     if log_path:
         parts.append(shlex.join(["rm", "-f", "--", log_path]))
     return "; ".join(parts)

@@ -259,12 +259,25 @@ class SshHostLauncher(HostLauncher):
         self.launcher_pid, self.remote_log = launch.pid, launch.log_path
         self.p.log.info("Kernel %s: running on %s as pid %s", self.kernel_id, self.host, launch.pid)
 
+    def adopt_standby(self, pid: int, log_path: str) -> None:
+        """The launcher is a warm pool's standby claimed for this kernel (``ssh.remote_standbys``): its launch channel
+        closed when it registered, so its early death is the host's exit watch's to tell."""
+        self.launcher_pid, self.remote_log = pid, log_path
+        self.p.log.info("Kernel %s: running on %s as pid %s (a claimed standby)", self.kernel_id, self.host, pid)
+
     async def launch_failure(self) -> str:
-        assert self.launch is not None
+        if self.launch is None:  # a claimed standby
+            assert self.launcher_pid is not None
+            await self._await_exit(self.launcher_pid)
+            return (f"launcher (pid {self.launcher_pid} on {self.host}) exited; its log is {self.remote_log} on "
+                    "that host")
         await self.launch.exited()
         return self.launch.describe_exit()
 
     def diagnostics(self) -> str:
+        if self.launch is None and self.launcher_pid:
+            return (f"launcher pid {self.launcher_pid} on {self.host} (a claimed standby) is still running; "
+                    f"its log is {self.remote_log} on that host")
         if self.launch is None:
             return "the launcher was never started"
         return (f"launcher pid {self.launch.pid} on {self.launch.host} is still running; "
