@@ -39,6 +39,7 @@ from kernelfleet.provisioners.pool.spec import claim_env, pool_id
 from kernelfleet.provisioners.server_identity import LABEL_SERVER, SERVER_ID_ENV
 
 if TYPE_CHECKING:
+    from kernelfleet.provisioners.docker.common import DockerProvisionerBase
     from kernelfleet.provisioners.docker.provisioner import DockerProvisioner
 
 LABEL_STANDBY = "kernelfleet.io/standby"
@@ -155,8 +156,9 @@ class DockerStandbys:
 
 
 # ------------------------------------------------------------------------------------- the provisioner's side
-def _standby_launch(p: DockerProvisioner, pool: str) -> DockerLaunch:
-    """The container every standby of ``p``'s pool runs: a cold launch's, settled from an empty request."""
+def standby_launch(p: DockerProvisionerBase, pool: str) -> DockerLaunch:
+    """The container every standby of ``p``'s pool runs: a cold launch's, settled from an empty request (Docker's
+    containers, and the task of Swarm's standby services: ``docker.swarm_standbys``)."""
     standby_env = {
         "KERNEL_LANGUAGE": p.launch_env["KERNEL_LANGUAGE"],
         contract.RESPONSE_ADDRESS: p.launch_env[contract.RESPONSE_ADDRESS],
@@ -209,7 +211,7 @@ def docker_pool(p: DockerProvisioner, broker: ResponseBroker) -> WarmPool:
         from kernelfleet.provisioners.docker.provisioner import TOKEN_FILE_NAME
 
         pool_settings = p.pool_settings(identity)
-        engine = DockerStandbys(_standby_launch(p, identity), p.launch_token_dir, TOKEN_FILE_NAME)
+        engine = DockerStandbys(standby_launch(p, identity), p.launch_token_dir, TOKEN_FILE_NAME)
         pool = WarmPool(pool_settings, engine, broker, p.log)
         p.log.info("Pool %s: created for kernelspec %s (%d standbys, Docker containers of %s)", identity,
                    kernel_name, pool_settings.size, engine.launch.image)
