@@ -376,12 +376,12 @@ class DistributedProvisioner(WarmPoolConfig, RemoteProvisionerBase):
     async def _claim_remote(self, cmd: list[str], env: dict[str, str]) -> bool:
         from kernelfleet.provisioners.ssh.remote_standbys import claim_remote_standby
 
-        self._taken_from, standby = await claim_remote_standby(self, cmd, env)
-        if standby is None:
+        self._taken_from, standby, renaming = await claim_remote_standby(self, cmd, env)
+        if standby is None or renaming is None:
             return False
         launcher = self._reserve(standby.host)
         assert isinstance(launcher, SshHostLauncher)
-        launcher.adopt_standby(standby.pid, standby.log_path)
+        launcher.adopt_standby(standby.pid, standby.log_path, renaming)
         self._pool_chosen(standby.host)
         return True
 

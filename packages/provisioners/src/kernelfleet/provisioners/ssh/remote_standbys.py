@@ -92,7 +92,7 @@ class RemoteStandbys:
         self.command = command
         self.timeout = timeout
         self.log = log
-        self.placed: Counter[str] = Counter()  # this pool's live standbys per host (spread)
+        self.placed: dict[str, str] = {}  # standby id -> host of this pool's live standbys (the spread)
         self._turn = 0
 
     def host_order(self) -> list[str]:
@@ -101,7 +101,8 @@ class RemoteStandbys:
         start = self._turn % len(self.hosts)
         self._turn += 1
         rotated = self.hosts[start:] + self.hosts[:start]
-        return sorted(rotated, key=lambda h: (pool.recently_failed(h, self.settings), self.placed[h]))
+        placed = Counter(self.placed.values())
+        return sorted(rotated, key=lambda h: (pool.recently_failed(h, self.settings), placed[h]))
 
     async def start(self, standby_id: str, token: str) -> RemoteStandby:
         argv = fill_placeholders(self.command.argv, {
@@ -113,11 +114,11 @@ class RemoteStandbys:
         payload = encode_env(check_env(standby_id, env, trusted_names=self.command.trusted_names))
         reasons = []
         for host in self.host_order():
-            self.placed[host] += 1
+            self.placed[standby_id] = host
             try:
                 return await self._start_on(host, standby_id, command, payload)
             except BaseException as err:
-                self.placed[host] -= 1
+                self.placed.pop(standby_id, None)
                 if not isinstance(err, HostUnavailable):
                     raise
                 reasons.append(f"{host}: {err}")
@@ -151,6 +152,11 @@ class RemoteStandbys:
         return f"launcher pid {handle.pid} on {handle.host} exited" if gone else \
             f"unknown: the exit watch on {handle.host} ended"
 
+    def lost(self, handle: RemoteStandby) -> None:
+        """The pool heard the standby's connection end: its host has one standby fewer for the replacement's choice,
+        before ``stop`` has made sure of it."""
+        self.placed.pop(handle.standby_id, None)
+
     async def stop(self, handle: RemoteStandby) -> None:
         """SIGKILL the standby's groups (it holds no user state; its warmed kernel dies with it) and remove its log.
 
@@ -158,7 +164,7 @@ class RemoteStandbys:
         launch, handle.launch = handle.launch, None
         if launch is not None:
             launch.release_slot()
-        self.placed[handle.host] -= 1
+        self.placed.pop(handle.standby_id, None)
         log_path = None if self.command.keep_logs else handle.log_path
         pool = connection_pool()
         try:
@@ -260,39 +266,35 @@ async def _rename_log(p: DistributedProvisioner, standby: RemoteStandby, new_pat
 
 
 async def claim_remote_standby(p: DistributedProvisioner, cmd: list[str], env: dict[str, str]
-                               ) -> tuple[WarmPool | None, RemoteStandby | None]:
+                               ) -> tuple[WarmPool | None, RemoteStandby | None, asyncio.Task[str] | None]:
     """Take a standby from ``p``'s pool and claim it for ``p``'s kernel: the pool taken from (``launched()`` is due
-    when the launch ends) and the claimed standby (its log renamed), None when the launch must go cold."""
+    when the launch ends), the claimed standby and the renaming of its log (its path once done: the launch awaits it
+    with the report, so that the SSH command is not on the kernel's way); None when the launch must go cold."""
     why_not = poolable(p, cmd, env)
     if why_not is not None:
         p.log.debug("Kernel %s: cold launch (%s)", p.kernel_id, why_not)
-        return None, None
+        return None, None, None
     assert p.pending is not None
     pool = remote_pool(p, await ResponseBroker.instance(config=p.config))
     assert isinstance(pool.engine, RemoteStandbys)
     if pool.engine.command.env.get(contract.TRANSPORT_ENCRYPTION, "") != p.launch_env[contract.TRANSPORT_ENCRYPTION]:
         p.log.debug("Kernel %s: cold launch (the request's transport encryption is not the pool's)", p.kernel_id)
-        return None, None
+        return None, None, None
     kernel_env = p.remote_env(env)  # validated as for a cold launch, before any standby is taken
     link = pool.take()
     if link is None:
-        return None, None
+        return None, None, None
     standby: RemoteStandby = link.handle
     claim = Claim(str(p.kernel_id), p.pending.token, claim_env(kernel_env, pool.engine.command.env), None,
                   p.launch_env[contract.PORT_RANGE])
-    renamed = asyncio.ensure_future(_rename_log(p, standby, claimed_log_path(standby.log_path, standby.standby_id,
-                                                                             str(p.kernel_id))))
     try:
         await link.claim(claim, timeout=p.comm_timeout)
     except ClaimFailed as err:
-        standby.log_path = await renamed
         pool.discard(link, str(err))
-        return pool, None
-    finally:
-        if not renamed.done():
-            await asyncio.wait({renamed})
-    standby.log_path = renamed.result()
-    pool.engine.placed[standby.host] -= 1  # the kernel's now: the balancer counts it from here (_reserve)
+        return pool, None, None
+    pool.engine.placed.pop(standby.standby_id, None)  # the kernel's now: the balancer counts it from here
+    renamed = asyncio.ensure_future(_rename_log(p, standby, claimed_log_path(standby.log_path, standby.standby_id,
+                                                                             str(p.kernel_id))))
     p.log.info("Kernel %s: claimed standby %s of pool %s (pid %s on %s)", p.kernel_id, link.standby_id,
                pool.pool_id, standby.pid, standby.host)
-    return pool, standby
+    return pool, standby, renamed
