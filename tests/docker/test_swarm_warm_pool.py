@@ -16,11 +16,12 @@ import pytest
 from death_testing import reloaded
 from jupyter_client import AsyncKernelManager
 from kf_docker import docker_cli
-from kf_testing import connect, execute, interrupt_busy_cell, manager
+from kf_testing import connect, execute, manager
+from pool_testing import full, runs_as_its_kernel, the_pool, warmed
 
 from kernelfleet.provisioners.docker.standbys import LABEL_POOL, LABEL_STANDBY
 from kernelfleet.provisioners.leases import close_all
-from kernelfleet.provisioners.pool import WarmPool, pools
+from kernelfleet.provisioners.pool import pools
 from kernelfleet.provisioners.sweep import Orphan, remove_orphans
 from kernelfleet.provisioners.sweep.docker_objects import find
 
@@ -57,25 +58,6 @@ def pooled_spec(docker_spec: Callable[..., str]) -> str:
     return docker_spec("docker-swarm-provisioner", "kf_swarm_pooled", warm_pool_size=2)
 
 
-def the_pool() -> WarmPool:
-    (pool,) = pools()
-    return pool
-
-
-async def full(pool: WarmPool) -> None:
-    await asyncio.wait_for(pool.until(lambda p: len(p.idle) == p.settings.size), WAIT)
-
-
-async def warmed(kernels_dir: Path, name: str) -> WarmPool:
-    """The first start of the kernelspec is cold and creates its pool; the pool once it is full."""
-    warmup = manager(kernels_dir, name)
-    await warmup.start_kernel()
-    await warmup.shutdown_kernel(now=True)
-    pool = the_pool()
-    await full(pool)
-    return pool
-
-
 async def test_pooled_swarm_kernel_lifecycle(kernels_dir: Path, pooled_spec: str) -> None:
     pool = await warmed(kernels_dir, pooled_spec)
     before = {link.handle.service_id: await tasks_of(link.handle.service_id) for link in pool.idle}
@@ -101,12 +83,7 @@ async def test_pooled_swarm_kernel_lifecycle(kernels_dir: Path, pooled_spec: str
     assert "kernel_id" not in task["Spec"]["ContainerSpec"]["Labels"]
 
     client = await connect(km)
-    assert (await execute(client, "1+1"))["result"] == "2"
-    env = await execute(client, "import os; (os.environ.get('KERNEL_ID'), 'KF_STANDBY_ID' in os.environ, "
-                                "'LAUNCH_TOKEN' in os.environ)")
-    assert env["result"] == repr((km.kernel_id, False, False))
-    await interrupt_busy_cell(km, client)
-    assert (await execute(client, "6*7"))["result"] == "42"
+    await runs_as_its_kernel(km, client)
 
     # the sweep lists the claimed service and its secret under the kernel id; the pool's running standbys are this
     # server's and are not listed

@@ -16,11 +16,12 @@ from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.provisioning import KernelProvisionerFactory
 from kf_testing import connect, execute, interrupt_busy_cell, manager
+from pool_testing import full, pid_exited, the_pool, warmed
 
 from kernelfleet.protocol.contract import STANDBY_ID
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.leases import close_all
-from kernelfleet.provisioners.pool import WarmPool, pools
+from kernelfleet.provisioners.pool import pools
 from kernelfleet.provisioners.server_identity import LOCAL_LAUNCH_ENV, SERVER_ID_ENV, STANDBY_PARENT_ENV
 from kernelfleet.provisioners.sweep import local_processes
 
@@ -53,22 +54,6 @@ def standby_processes(pool_id: str) -> list[int]:
     return found
 
 
-async def exited(pid: int, within: float = WAIT) -> None:
-    """Wait for ``pid`` to exit, on its pidfd (no polling)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    loop = asyncio.get_running_loop()
-    done = loop.create_future()
-    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
-    try:
-        await asyncio.wait_for(done, within)
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
-
-
 @pytest.fixture(autouse=True)
 async def closed_pools() -> AsyncIterator[None]:
     """Each test ends with its pools and broker closed, and no standby left running."""
@@ -79,31 +64,12 @@ async def closed_pools() -> AsyncIterator[None]:
         assert standby_processes(pool_id) == [], f"standbys of pool {pool_id} outlived their pool"
 
 
-def the_pool() -> WarmPool:
-    (pool,) = pools()
-    return pool
-
-
-async def full(pool: WarmPool) -> None:
-    await asyncio.wait_for(pool.until(lambda p: len(p.idle) == p.settings.size), WAIT)
-
-
 @pytest.fixture
 def pooled_spec(make_kernelspec: Callable[..., str]) -> Callable[..., str]:
     def make(name: str = "kf_pooled", **config: object) -> str:
         return make_kernelspec(name, config={"warm_pool_size": 2, **config})
 
     return make
-
-
-async def warmed(kernels_dir: Path, name: str) -> WarmPool:
-    """The first start of a kernelspec creates its pool (that start is cold); the pool once it is full."""
-    warmup = manager(kernels_dir, name)
-    await warmup.start_kernel()
-    await warmup.shutdown_kernel(now=True)
-    pool = the_pool()
-    await full(pool)
-    return pool
 
 
 async def start_pooled(kernels_dir: Path, name: str, **kwargs: object) -> AsyncKernelManager:
@@ -137,14 +103,14 @@ async def test_pooled_kernel_lifecycle(kernels_dir: Path, pooled_spec: Callable[
 
     await km.restart_kernel()
     client.stop_channels()
-    await exited(launcher_pid)
-    await exited(kernel_pid)
+    await pid_exited(launcher_pid)
+    await pid_exited(kernel_pid)
     client = await connect(km)
     assert (await execute(client, "'x' in globals()"))["result"] == "False"
     new_launcher = km.provisioner.local_process.pid
     client.stop_channels()
     await km.shutdown_kernel()
-    await exited(new_launcher)
+    await pid_exited(new_launcher)
     assert pool.stats["lost"] == 0 and pool.stats["failed"] == 0, pool.stats
 
 
@@ -158,7 +124,7 @@ async def test_claimed_standby_never_returns_and_the_pool_refills(kernels_dir: P
     assert claimed_pid not in [link.handle.pid for link in pool.idle]
     assert pool.stats["registered"] == 3
     await km.shutdown_kernel(now=True)
-    await exited(claimed_pid)
+    await pid_exited(claimed_pid)
     assert claimed_pid not in [link.handle.pid for link in pool.idle]
 
 
@@ -180,7 +146,7 @@ async def test_reattach_of_a_pooled_kernel(kernels_dir: Path, pooled_spec: Calla
     assert (await execute(client, "1+1"))["result"] == "2"
     client.stop_channels()
     await km2.shutdown_kernel()
-    await exited(launcher_pid)
+    await pid_exited(launcher_pid)
 
 
 async def test_request_env_and_working_dir_reach_the_pooled_kernel(

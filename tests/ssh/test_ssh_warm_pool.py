@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from death_testing import reloaded
 from jupyter_client import AsyncKernelManager
-from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.provisioning import KernelProvisionerFactory
 from kf_testing import connect, execute, interrupt_busy_cell, manager
+from pool_testing import full, pid_exited, the_pool, warmed
 from ssh_testing import cmdlines_containing, file_mode, gone, process_env, processes_with_env
 from sshd import SshCluster
 
@@ -28,22 +28,6 @@ from kernelfleet.provisioners.sweep import remote_processes as remote_sweep
 
 WAIT = 90.0
 HOSTS = ["127.0.0.2", "127.0.0.3"]
-
-
-async def exited(pid: int, within: float = WAIT) -> None:
-    """Wait for ``pid`` (every "host" is this machine) to exit, on its pidfd (no polling)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    loop = asyncio.get_running_loop()
-    done = loop.create_future()
-    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
-    try:
-        await asyncio.wait_for(done, within)
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
 
 
 def standby_processes(pool_id: str) -> list[int]:
@@ -61,7 +45,7 @@ async def closed_pools() -> AsyncIterator[None]:
     for pool_id in ids:
         left = standby_processes(pool_id)
         for pid in left:
-            await exited(pid, 20)
+            await pid_exited(pid, 20)
         assert [pid for pid in left if not gone(pid)] == [], f"standbys of pool {pool_id} outlived their pool"
 
 
@@ -90,27 +74,8 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def the_pool() -> WarmPool:
-    (pool,) = pools()
-    return pool
-
-
 def idle_standbys(pool: WarmPool) -> list[RemoteStandby]:
     return [link.handle for link in pool.idle]
-
-
-async def full(pool: WarmPool) -> None:
-    await asyncio.wait_for(pool.until(lambda p: len(p.idle) == p.settings.size), WAIT)
-
-
-async def warmed(kernels_dir: Path, name: str) -> WarmPool:
-    """The first start of a kernelspec creates its pool (that start is cold); the pool once it is full."""
-    warmup = manager(kernels_dir, name)
-    await warmup.start_kernel()
-    await warmup.shutdown_kernel(now=True)
-    pool = the_pool()
-    await full(pool)
-    return pool
 
 
 def target(km: AsyncKernelManager) -> SSHTarget:
@@ -166,7 +131,7 @@ async def test_pooled_remote_kernel_lifecycle(kernels_dir: Path, pooled_spec: Ca
     await km.restart_kernel()
     client.stop_channels()
     for pid in old:
-        await exited(pid)
+        await pid_exited(pid)
     assert file_mode(log_path) is None  # the claimed launch's log went with it, as a cold one's
     assert pool.stats["claimed"] == 2  # a restart claims a fresh standby
     client = await connect(km)
@@ -174,7 +139,7 @@ async def test_pooled_remote_kernel_lifecycle(kernels_dir: Path, pooled_spec: Ca
     launcher = prov.launcher_pid
     client.stop_channels()
     await km.shutdown_kernel()
-    await exited(launcher)
+    await pid_exited(launcher)
     assert processes_with_env("KERNEL_ID", km.kernel_id) == []
     assert pool.stats["lost"] == 0 and pool.stats["failed"] == 0, pool.stats
 
@@ -185,21 +150,17 @@ async def test_reattach_of_a_pooled_remote_kernel(kernels_dir: Path, pooled_spec
     km = manager(kernels_dir, name)
     await km.start_kernel()
     assert the_pool().stats["claimed"] == 1
-    info = await km.provisioner.get_provisioner_info()
-    launcher_pid = km.provisioner.launcher_pid
-    await km.provisioner.detach()  # the server goes away without stopping its kernel
-    km2 = AsyncKernelManager(kernel_id=km.kernel_id, kernel_name=name,
-                             kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels_dir)]))
-    km2.provisioner = KernelProvisionerFactory.instance(parent=km2.parent).create_provisioner_instance(
-        km.kernel_id, km2.kernel_spec, parent=km2)
-    await km2.provisioner.load_provisioner_info(info)
-    km2.load_connection_info(info["connection_info"])
-    assert await km2.is_alive()
-    client = await connect(km2)
+    launcher_pid, host = km.provisioner.launcher_pid, km.provisioner.assigned_host
+    again = await reloaded(km)  # a restarted server's provisioner: only the saved provisioner info
+    await km.provisioner.detach()  # the old server goes away without stopping its kernel
+    km.provisioner = again
+    assert (again.launcher_pid, again.assigned_host) == (launcher_pid, host)
+    assert await km.is_alive()
+    client = await connect(km)
     assert (await execute(client, "1+1"))["result"] == "2"
     client.stop_channels()
-    await km2.shutdown_kernel()
-    await exited(launcher_pid)
+    await km.shutdown_kernel()
+    await pid_exited(launcher_pid)
     assert processes_with_env("KERNEL_ID", km.kernel_id) == []
 
 
@@ -242,7 +203,7 @@ async def test_standbys_of_a_dead_host_are_replaced_on_the_others(
     assert [s.host for s in idle_standbys(pool)] == [h for h in HOSTS if h != dead.host] * 2
     host.start()
     await pool.settled()
-    await exited(dead.pid)
+    await pid_exited(dead.pid)
     km = manager(kernels_dir, name)
     await km.start_kernel()
     assert pool.stats["claimed"] == 1 and km.provisioner.assigned_host != dead.host
@@ -269,12 +230,12 @@ async def test_standbys_whose_server_is_gone_exit_or_are_swept(kernels_dir: Path
     os.kill(stuck.pid, signal.SIGSTOP)
     for link in list(pool.idle):
         link.drop()  # what the server's death does to its end: every connection closed, nothing stopped
-    await exited(leaving.pid)
+    await pid_exited(leaving.pid)
     orphans = await swept(stuck.host)
     assert [(o.kernel_id, o.object_id) for o in orphans] == [(stuck.standby_id, str(stuck.pid))]
     assert orphans[0].log_path == stuck.log_path
     removals = await remote_sweep.remove(orphans)
     assert [r.outcome.name for r in removals] == ["REMOVED"]
-    await exited(stuck.pid)
+    await pid_exited(stuck.pid)
     assert file_mode(Path(stuck.log_path)) is None
     assert standby_processes(pool.pool_id) == []

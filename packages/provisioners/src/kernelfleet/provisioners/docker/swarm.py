@@ -33,7 +33,6 @@ from kernelfleet.provisioners.docker.specs import TokenSecret, task_template
 from kernelfleet.provisioners.docker.standbys import LABEL_STANDBY
 from kernelfleet.provisioners.labels import LABEL_KERNEL_ID
 from kernelfleet.provisioners.launch_events import Phase
-from kernelfleet.provisioners.pool import WarmPool
 from kernelfleet.provisioners.pool.config import WarmPoolConfig
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
@@ -76,7 +75,6 @@ class DockerSwarmProvisioner(WarmPoolConfig, DockerProvisionerBase):
         self.exit_code: int | None = None
         self._task_state = ""  # the task's last state forwarded as a launch event
         self.standby_id: str | None = None  # the warm pool's standby this kernel's service was (docker.swarm_standbys)
-        self._taken_from: WarmPool | None = None  # the warm pool this launch took a standby from
 
     # ------------------------------------------------------------------------------------- launch
     @property
@@ -131,17 +129,8 @@ class DockerSwarmProvisioner(WarmPoolConfig, DockerProvisionerBase):
         self.engine, self.service_id = standby.engine, standby.service_id
         self.secret_id, self.secret_name = standby.secret_id, standby.secret_name
         self.standby_id, self.container_name = standby.standby_id, standby.name
-        pool_id = self._taken_from.pool_id if self._taken_from is not None else ""
-        self.progress.emit(Phase.HOST_CHOSEN, message=f"warm pool {pool_id}")
+        self.pool_chosen()
         return True
-
-    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
-        try:
-            return await super().launch_kernel(cmd, **kwargs)
-        finally:
-            pool, self._taken_from = self._taken_from, None
-            if pool is not None:
-                pool.launched()
 
     @property
     def _watch_key(self) -> str:

@@ -18,7 +18,6 @@ waiters are woken by the container events of the service (``DockerEngine`` wakes
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import secrets
@@ -28,8 +27,8 @@ from typing import Any
 import aiodocker
 
 from kernelfleet.protocol import contract
-from kernelfleet.protocol.standby import Claim
 from kernelfleet.provisioners.broker import ResponseBroker
+from kernelfleet.provisioners.docker.common import wait_changed
 from kernelfleet.provisioners.docker.engine import (
     ENGINE_ERRORS,
     LABEL_SWARM_SERVICE_ID,
@@ -37,7 +36,16 @@ from kernelfleet.provisioners.docker.engine import (
     describe_engine_error,
 )
 from kernelfleet.provisioners.docker.specs import DockerLaunch, TokenSecret, task_template
-from kernelfleet.provisioners.docker.standbys import LABEL_STANDBY, STANDBY_NAME_PREFIX, standby_launch
+from kernelfleet.provisioners.docker.standbys import (
+    LABEL_STANDBY,
+    STANDBY_NAME_PREFIX,
+    ShieldedStandbys,
+    container_claim,
+    container_pool_id,
+    container_poolable,
+    standby_launch,
+    take_container_standby,
+)
 from kernelfleet.provisioners.docker.swarm import (
     FIRST_RECHECK,
     LAST_RECHECK,
@@ -48,7 +56,6 @@ from kernelfleet.provisioners.docker.swarm import (
 )
 from kernelfleet.provisioners.labels import kernel_labels
 from kernelfleet.provisioners.pool import ClaimFailed, WarmPool, pool_for
-from kernelfleet.provisioners.pool.spec import claim_env, pool_id
 from kernelfleet.provisioners.server_identity import LABEL_SERVER
 
 
@@ -65,7 +72,7 @@ class SwarmStandby:
     secret_name: str
 
 
-class SwarmStandbys:
+class SwarmStandbys(ShieldedStandbys[SwarmStandby]):
     """Creates, watches and removes one pool's standby services."""
 
     name = "swarm"
@@ -73,17 +80,6 @@ class SwarmStandbys:
     def __init__(self, launch: DockerLaunch, token_file: str) -> None:
         self.launch = launch  # the standby's task, its id-specific values filled in per standby
         self.token_file = token_file
-
-    async def start(self, standby_id: str, token: str) -> SwarmStandby:
-        """Create the secret and the service; a cancelled start (the pool closing) still removes what it made."""
-        starting = asyncio.ensure_future(self._start(standby_id, token))
-        try:
-            return await asyncio.shield(starting)
-        except asyncio.CancelledError:
-            await asyncio.wait({starting})
-            if not starting.cancelled() and starting.exception() is None:
-                await self.stop(starting.result())
-            raise
 
     async def _start(self, standby_id: str, token: str) -> SwarmStandby:
         engine = DockerEngine.acquire()
@@ -124,23 +120,8 @@ class SwarmStandbys:
                     return (f"service {handle.name} task is {status.get('State')}: "
                             f"{status.get('Err') or status.get('Message') or ''}"
                             + (f" (exit code {code})" if code is not None else ""))
-                waiter = asyncio.ensure_future(changed.wait())
-                try:
-                    await asyncio.wait({waiter}, timeout=delay)
-                finally:
-                    waiter.cancel()
-                changed.clear()
+                await wait_changed(changed, delay)
                 delay = min(delay * 2, LAST_RECHECK)
-
-    async def stop(self, handle: SwarmStandby) -> None:
-        """Remove the service (its task's container too) and its secret, and give back the lease; completes even when
-        cancelled (the pool closing)."""
-        stopping = asyncio.ensure_future(self._stop(handle))
-        try:
-            await asyncio.shield(stopping)
-        except asyncio.CancelledError:
-            await asyncio.wait({stopping})
-            raise
 
     async def _stop(self, handle: SwarmStandby) -> None:
         try:
@@ -170,28 +151,10 @@ async def _missing_ok(call: Any) -> None:
 
 
 # ------------------------------------------------------------------------------------- the provisioner's side
-def poolable(p: DockerSwarmProvisioner, standby: DockerLaunch | None) -> str | None:
-    """Why this launch cannot come from ``p``'s pool (None: it can); without ``standby``, only what the kernelspec
-    decides (no pool is made for a kernelspec that could never use it)."""
-    language = (p.kernel_spec.language if p.kernel_spec else "") or "python"
-    if language.lower() != "python":
-        return "only the Python launcher has a standby mode"
-    if standby is None:
-        return None
-    if (p.image, p.uid, p.gid) != (standby.image, standby.uid, standby.gid):
-        return "the request chose another image, uid or gid than the pool's"
-    return None
-
-
 def swarm_pool(p: DockerSwarmProvisioner, broker: ResponseBroker) -> WarmPool:
     """The running loop's pool for ``p``'s kernelspec and service settings, created on first use."""
-    spec = p.kernel_spec
+    identity = container_pool_id(p)
     kernel_name = p.pool_kernel_name()
-    settings = p.container_settings()
-    identity = pool_id(kernel_name, type(p).__name__, list(spec.argv) if spec else [], dict(spec.env) if spec else {},
-                       spec.metadata if spec else {}, p.server_id, p.launch_env[contract.RESPONSE_ADDRESS],
-                       settings.image_name, settings.default_uid, settings.default_gid, p.network, list(p.mounts),
-                       p.memory_limit, p.init)
 
     def create() -> WarmPool:
         pool_settings = p.pool_settings(identity)
@@ -221,23 +184,13 @@ async def _label_as_kernel(p: DockerSwarmProvisioner, standby: SwarmStandby) -> 
 async def claim_swarm_standby(p: DockerSwarmProvisioner) -> tuple[WarmPool | None, SwarmStandby | None]:
     """Take a standby service from ``p``'s pool, label it as the kernel's and claim it: the pool taken from
     (``launched()`` is due when the launch ends) and the claimed standby, None when the launch must go cold."""
-    assert p.pending is not None
-    why_not = poolable(p, None)
-    if why_not is None:
-        pool = swarm_pool(p, await ResponseBroker.instance(config=p.config))
-        assert isinstance(pool.engine, SwarmStandbys)
-        engine = pool.engine
-        why_not = poolable(p, engine.launch)
-    if why_not is not None:
-        p.log.debug("Kernel %s: cold launch (%s)", p.kernel_id, why_not)
+    taken = await take_container_standby(p, swarm_pool, container_poolable)
+    if taken is None:
         return None, None
-    link = pool.take()
-    if link is None:
-        return None, None
+    pool, link = taken
+    assert isinstance(pool.engine, SwarmStandbys)
     standby: SwarmStandby = link.handle
-    kernel_env = {k: v for k, v in p.container_env.items() if k != contract.LAUNCH_TOKEN_FILE}
-    claim = Claim(str(p.kernel_id), p.pending.token, claim_env(kernel_env, engine.launch.env), p.working_dir,
-                  p.launch_env[contract.PORT_RANGE])
+    claim = container_claim(p, pool.engine.launch.env)
     try:  # labelled first: a standby that takes the claim reports, so it must be the kernel's service by then
         await _label_as_kernel(p, standby)
         await link.claim(claim, timeout=p.comm_timeout)

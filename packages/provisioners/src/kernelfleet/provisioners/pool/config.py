@@ -1,5 +1,6 @@
-"""The warm-pool settings every pooling provisioner shares (``distributed-provisioner``, ``docker-provisioner``):
-one set of traits, configurable per kernelspec or as ``c.<Provisioner>.warm_pool_*`` (docs/warm-pools.md)."""
+"""The warm-pool settings every pooling provisioner shares (``distributed-provisioner``, ``docker-provisioner``,
+``docker-swarm-provisioner``): one set of traits, configurable per kernelspec or as ``c.<Provisioner>.warm_pool_*``
+(docs/warm-pools.md)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from traitlets import Float, Integer, default
 from traitlets.config import Configurable
 
 from kernelfleet.provisioners.envconfig import env_number
-from kernelfleet.provisioners.pool.manager import PoolSettings
+from kernelfleet.provisioners.launch_events import Phase
+from kernelfleet.provisioners.pool.manager import PoolSettings, WarmPool
 
 
 class WarmPoolConfig(Configurable):
@@ -17,7 +19,7 @@ class WarmPoolConfig(Configurable):
 
     warm_pool_size = Integer(
         help="Standby launchers kept warm for this kernelspec, claimed by its next starts (env KF_WARM_POOL_SIZE; "
-        "default 0: none). Python kernels on localhost or Docker only; anything else starts cold "
+        "default 0: none). Python kernels on localhost, SSH hosts, Docker or Swarm only; anything else starts cold "
         "(docs/warm-pools.md)."
     ).tag(config=True)
     warm_pool_idle_ttl = Float(
@@ -31,6 +33,27 @@ class WarmPoolConfig(Configurable):
         1.0, help="Seconds after a claimed kernel has reported before its replacement standby starts, so the "
         "replacement's start-up does not slow the new kernel's first cells."
     ).tag(config=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._taken_from: WarmPool | None = None  # the warm pool this launch took a standby from
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
+        """The provisioner's launch; then the pool this launch took a standby from refills (``WarmPool.launched``),
+        whether the kernel reported or the launch failed."""
+        try:
+            return await super().launch_kernel(cmd, **kwargs)  # type: ignore[misc]
+        finally:
+            pool, self._taken_from = self._taken_from, None
+            if pool is not None:
+                pool.launched()
+
+    def pool_chosen(self, **fields: Any) -> None:
+        """The launch event of a claimed standby (``start_from_pool``): its pool stands for the host a cold launch
+        chooses."""
+        pool_id = self._taken_from.pool_id if self._taken_from is not None else ""
+        progress: Any = self.progress
+        progress.emit(Phase.HOST_CHOSEN, message=f"warm pool {pool_id}", **fields)
 
     @default("warm_pool_size")
     def _warm_pool_size_default(self) -> int:

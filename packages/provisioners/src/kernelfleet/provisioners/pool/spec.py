@@ -1,7 +1,7 @@
 """Pure builders for warm pools: a pool's id, and what a claim carries of the kernel's environment.
 
-Called by the provisioners that support pools (``ssh.distributed`` for local kernels) when a launch takes
-from a pool, and by the tests.
+Called by the provisioners that support pools (``ssh.standbys``, ``ssh.remote_standbys``, ``docker.standbys``,
+``docker.swarm_standbys``) when they make a pool or a launch takes from one, and by the tests.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from kernelfleet.protocol import contract
 from kernelfleet.protocol.standby import RESERVED_ENV
+from kernelfleet.provisioners.server_identity import SERVER_ID_ENV
 
 _NOT_ID = re.compile(r"[^A-Za-z0-9._-]+")
 NAME_PART = 40
@@ -34,3 +36,16 @@ def claim_env(kernel_env: Mapping[str, str], standby_env: Mapping[str, str]) -> 
     standby does not already have, except the secrets, which travel in the claim's own fields."""
     return {name: value for name, value in kernel_env.items()
             if standby_env.get(name) != value and name not in RESERVED_ENV}
+
+
+def standby_protocol_env(launch_env: Mapping[str, str], server_id: str) -> dict[str, str]:
+    """The protocol's values every standby of a pool gets, from the ``launch_env`` of the launch that made the pool:
+    those that depend on no kernel (no id, no token; no ports, which a standby binds only once claimed)."""
+    return {
+        "KERNEL_LANGUAGE": launch_env["KERNEL_LANGUAGE"],
+        contract.RESPONSE_ADDRESS: launch_env[contract.RESPONSE_ADDRESS],
+        contract.PUBLIC_KEY: launch_env[contract.PUBLIC_KEY],
+        contract.PORT_RANGE: "0..0",
+        contract.TRANSPORT_ENCRYPTION: launch_env.get(contract.TRANSPORT_ENCRYPTION, ""),
+        SERVER_ID_ENV: server_id,
+    }

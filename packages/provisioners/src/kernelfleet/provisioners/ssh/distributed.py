@@ -40,7 +40,6 @@ from kernelfleet.provisioners.base import LaunchError, RemoteProvisionerBase
 from kernelfleet.provisioners.envconfig import env_bool, env_list, env_number, env_value
 from kernelfleet.provisioners.kernel_env import remote_kernel_env
 from kernelfleet.provisioners.launch_events import LaunchProgress, Phase
-from kernelfleet.provisioners.pool import WarmPool
 from kernelfleet.provisioners.pool.config import WarmPoolConfig
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
@@ -223,7 +222,6 @@ class DistributedProvisioner(WarmPoolConfig, RemoteProvisionerBase):
         self.launcher_name = ""  # the report's "launcher" ("python/0.1.0", "r/0.1.0", "scala/0.1.0")
         self._reserved: str | None = None  # host counted in the balancer (and held in the pool if remote)
         self._remote_input: tuple[str, bytes] | None = None  # this launch's SSH command and stdin, built once
-        self._taken_from: WarmPool | None = None  # the warm pool this launch took a standby from (ssh.standbys)
 
     # ------------------------------------------------------------------------------------- the host's state
     @property
@@ -386,9 +384,8 @@ class DistributedProvisioner(WarmPoolConfig, RemoteProvisionerBase):
         return True
 
     def _pool_chosen(self, host: str) -> None:
-        pool_id = self._taken_from.pool_id if self._taken_from is not None else ""
         self.progress.engine = "local" if is_local_host(host) else "ssh"
-        self.progress.emit(Phase.HOST_CHOSEN, host=host, message=f"warm pool {pool_id}")
+        self.pool_chosen(host=host)
 
     def standby_argv(self) -> list[str]:
         """The argv a cold launch of this kernelspec would run, its protocol placeholders still open (pools)."""
@@ -454,10 +451,6 @@ class DistributedProvisioner(WarmPoolConfig, RemoteProvisionerBase):
                 await self.host_launcher.abandon()
             self._release()
             raise
-        finally:
-            pool, self._taken_from = self._taken_from, None
-            if pool is not None:
-                pool.launched()
 
     def kernel_address(self, report: Report) -> str:
         ip = super().kernel_address(report)

@@ -38,8 +38,7 @@ from kernelfleet.provisioners.base import fill_placeholders
 from kernelfleet.provisioners.broker import ResponseBroker
 from kernelfleet.provisioners.kernel_env import remote_kernel_env
 from kernelfleet.provisioners.pool import ClaimFailed, WarmPool, pool_for
-from kernelfleet.provisioners.pool.spec import claim_env, pool_id
-from kernelfleet.provisioners.server_identity import SERVER_ID_ENV
+from kernelfleet.provisioners.pool.spec import claim_env, pool_id, standby_protocol_env
 from kernelfleet.provisioners.ssh.command import check_env, encode_env, launch_command, sweep_command
 from kernelfleet.provisioners.ssh.connections import HostUnavailable, SSHSettings, connection_pool
 from kernelfleet.provisioners.ssh.exit_watch import HostExitWatch
@@ -201,15 +200,7 @@ def remote_hosts(p: DistributedProvisioner) -> list[str]:
 def _standby_command(p: DistributedProvisioner, pool: str) -> StandbyCommand:
     """The argv and environment of ``p``'s pool's standbys: what a cold launch sends for an empty request."""
     spec_env = dict(p.kernel_spec.env) if p.kernel_spec else {}
-    protocol_env = {
-        "KERNEL_LANGUAGE": p.launch_env["KERNEL_LANGUAGE"],
-        contract.RESPONSE_ADDRESS: p.launch_env[contract.RESPONSE_ADDRESS],
-        contract.PUBLIC_KEY: p.launch_env[contract.PUBLIC_KEY],
-        contract.PORT_RANGE: "0..0",
-        contract.TRANSPORT_ENCRYPTION: p.launch_env[contract.TRANSPORT_ENCRYPTION],
-        SERVER_ID_ENV: p.server_id,
-        contract.STANDBY_POOL: pool,
-    }
+    protocol_env = {**standby_protocol_env(p.launch_env, p.server_id), contract.STANDBY_POOL: pool}
     env = remote_kernel_env(pool, {**os.environ, **spec_env}, spec_env_names=spec_env, protocol_env=protocol_env,
                             inherited_envs=p.inherited_envs)
     return StandbyCommand(p.remote_argv(p.standby_argv()), env, frozenset(spec_env), p.remote_log_dir,
