@@ -117,15 +117,16 @@ async def ssh_bench(args: argparse.Namespace, kernels: Path, results: dict[str, 
     sys.path.insert(0, str(ROOT / "tests" / "support"))
     from sshd import start_cluster
 
-    cluster = start_cluster(kernels.parent / "sshd", (SSH_HOST,))
-    try:
-        await engine_bench(kernels, results, "ssh", args.runs, ssh={
-            "remote_hosts": [SSH_HOST], "ssh_port": cluster.port, "ssh_user": "root",
-            "ssh_key_files": [str(cluster.client_key)], "known_hosts": str(cluster.known_hosts),
-            "remote_log_dir": str(kernels.parent)})
-        await close_all()
-    finally:
-        cluster.stop()
+    with tempfile.TemporaryDirectory() as tmp:
+        cluster = start_cluster(Path(tmp) / "sshd", (SSH_HOST,))
+        try:
+            await engine_bench(kernels, results, "ssh", args.runs, ssh={
+                "remote_hosts": [SSH_HOST], "ssh_port": cluster.port, "ssh_user": "root",
+                "ssh_key_files": [str(cluster.client_key)], "known_hosts": str(cluster.known_hosts),
+                "remote_log_dir": tmp})
+            await close_all()
+        finally:
+            cluster.stop()
 
 
 async def bench(args: argparse.Namespace, kernels: Path) -> dict[str, object]:
