@@ -138,12 +138,15 @@ async def test_sweep_of_swarm_standbys_whose_server_is_gone(kernels_dir: Path, p
 
     assert await swept() == []  # a running server's pool
 
-    containers = [(await tasks_of(link.handle.service_id))[0]["Status"]["ContainerStatus"]["ContainerID"]
-                  for link in pool.idle]
+    handles = [link.handle for link in pool.idle]
+    containers = [(await tasks_of(handle.service_id))[0]["Status"]["ContainerStatus"]["ContainerID"]
+                  for handle in handles]
     for link in list(pool.idle):  # what a server's death does to its standbys: their connections to the broker end
         link.drop()
     for container in containers:
         assert (await asyncio.wait_for(docker_cli("wait", container), WAIT)).strip() == "0"
+    for handle in handles:  # Swarm marks the task ended a moment after its container: the sweep reads the task
+        assert "task is complete" in await asyncio.wait_for(pool.engine.exited(handle), WAIT)  # type: ignore[attr-defined]
     orphans = await swept()
     assert sorted(o.kind for o in orphans) == ["secret", "secret", "service", "service"], orphans
     removals = await remove_orphans(orphans)
