@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -52,9 +52,22 @@ if TYPE_CHECKING:
     from kernelfleet.provisioners.docker.provisioner import DockerProvisioner
 
 ENDED = frozenset({"exited", "dead"})
-__all__ = ["COMPONENT_STANDBY", "LABEL_POOL", "LABEL_STANDBY", "STANDBY_NAME_PREFIX", "DockerStandbys",
-           "ShieldedStandbys", "claim_docker_standby", "container_claim", "container_pool_id", "container_poolable",
-           "kernel_id_of_name", "standby_labels", "take_container_standby"]
+__all__ = [
+    "COMPONENT_STANDBY",
+    "LABEL_POOL",
+    "LABEL_STANDBY",
+    "STANDBY_NAME_PREFIX",
+    "DockerStandbys",
+    "ShieldedStandbys",
+    "claim_docker_standby",
+    "claim_prepared",
+    "container_claim",
+    "container_pool_id",
+    "container_poolable",
+    "kernel_id_of_name",
+    "standby_labels",
+    "take_container_standby",
+]
 H = TypeVar("H")
 UUID_TAIL = re.compile(r"-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
 
@@ -239,6 +252,22 @@ async def take_container_standby(p: DockerProvisionerBase, pool_of: PoolOf, pool
     return None if link is None else (pool, link)
 
 
+async def claim_prepared(p: DockerProvisionerBase, pool: WarmPool, link: StandbyLink,
+                         prepare: Callable[[], Awaitable[None]], cannot: str) -> bool:
+    """``prepare`` the taken standby as the kernel's (Docker's rename, Swarm's labels), then claim it; False when
+    either fails: the standby is discarded (``cannot``: what the engine could not do) and the launch goes cold."""
+    try:
+        await prepare()
+        await link.claim(container_claim(p, pool.engine.launch.env), timeout=p.comm_timeout)  # type: ignore[attr-defined]
+    except ENGINE_ERRORS as err:
+        pool.discard(link, f"{cannot}: {describe_engine_error(err)}")
+        return False
+    except ClaimFailed as err:
+        pool.discard(link, str(err))
+        return False
+    return True
+
+
 def container_claim(p: DockerProvisionerBase, standby_env: Mapping[str, str]) -> Claim:
     """The claim that gives a standby of ``standby_env`` this launch's container environment and working directory
     (the token file's path is the standby's own)."""
@@ -258,16 +287,13 @@ async def claim_docker_standby(p: DockerProvisioner) -> tuple[WarmPool | None, D
     pool, link = taken
     assert isinstance(pool.engine, DockerStandbys)
     standby: DockerStandby = link.handle
-    claim = container_claim(p, pool.engine.launch.env)
-    try:
-        await standby.engine.client.containers.container(standby.container_id).rename(p.container_name)
-        standby.name = p.container_name
-        await link.claim(claim, timeout=p.comm_timeout)
-    except aiodocker.DockerError as err:
-        pool.discard(link, f"Docker could not rename it to {p.container_name}: {describe_engine_error(err)}")
-        return pool, None
-    except ClaimFailed as err:
-        pool.discard(link, str(err))
+    container_name = p.container_name
+
+    async def rename() -> None:
+        await standby.engine.client.containers.container(standby.container_id).rename(container_name)
+        standby.name = container_name
+
+    if not await claim_prepared(p, pool, link, rename, f"Docker could not rename it to {container_name}"):
         return pool, None
     p.log.info("Kernel %s: claimed standby %s of pool %s (container %s, %s)", p.kernel_id, link.standby_id,
                pool.pool_id, p.container_name, standby.container_id[:12])

@@ -40,7 +40,7 @@ from kernelfleet.provisioners.docker.standbys import (
     LABEL_STANDBY,
     STANDBY_NAME_PREFIX,
     ShieldedStandbys,
-    container_claim,
+    claim_prepared,
     container_pool_id,
     container_poolable,
     standby_launch,
@@ -55,7 +55,7 @@ from kernelfleet.provisioners.docker.swarm import (
     latest_task,
 )
 from kernelfleet.provisioners.labels import kernel_labels
-from kernelfleet.provisioners.pool import ClaimFailed, WarmPool, pool_for
+from kernelfleet.provisioners.pool import WarmPool, pool_for
 from kernelfleet.provisioners.server_identity import LABEL_SERVER
 
 
@@ -197,15 +197,9 @@ async def claim_swarm_standby(p: DockerSwarmProvisioner) -> tuple[WarmPool | Non
     pool, link = taken
     assert isinstance(pool.engine, SwarmStandbys)
     standby: SwarmStandby = link.handle
-    claim = container_claim(p, pool.engine.launch.env)
-    try:  # labelled first: a standby that takes the claim reports, so it must be the kernel's service by then
-        await _label_as_kernel(p, standby)
-        await link.claim(claim, timeout=p.comm_timeout)
-    except ENGINE_ERRORS as err:
-        pool.discard(link, f"Docker Swarm could not label service {standby.name}: {describe_engine_error(err)}")
-        return pool, None
-    except ClaimFailed as err:
-        pool.discard(link, str(err))
+    # labelled first: a standby that takes the claim reports, so it must be the kernel's service by then
+    if not await claim_prepared(p, pool, link, lambda: _label_as_kernel(p, standby),
+                                f"Docker Swarm could not label service {standby.name}"):
         return pool, None
     p.log.info("Kernel %s: claimed standby %s of pool %s (swarm service %s, %s)", p.kernel_id, link.standby_id,
                pool.pool_id, standby.name, standby.service_id[:12])
