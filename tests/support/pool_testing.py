@@ -1,7 +1,8 @@
-"""What the warm-pool tests share: finding a local pool's standby processes in /proc, waiting for processes and for
-a full pool on events (pidfds, the pool's own change notifications), never on sleeps, and a pooled start (the
-kernelspec's first start is cold and makes the pool). Used by the pool tests of the embedded default
-(tests/e2e/test_warm_pool*.py), Docker (tests/docker/test_docker_warm_pool*.py) and Kubernetes (tests/k8s)."""
+"""What the warm-pool tests of every engine share: finding a local pool's standby processes in /proc, waiting for
+processes and for a full pool on events (pidfds, the pool's own change notifications), never on sleeps, a pooled start
+(the kernelspec's first start is cold and makes the pool), and what a claimed kernel must do. Used by the pool tests of
+the embedded default (tests/e2e/test_warm_pool*.py), SSH hosts (tests/ssh), Docker and Swarm
+(tests/docker/test_*warm_pool*.py) and Kubernetes (tests/k8s)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_client import AsyncKernelManager
+from jupyter_client.asynchronous.client import AsyncKernelClient
 from kf_docker import docker_cli
-from kf_testing import manager, process_exited
+from kf_testing import execute, interrupt_busy_cell, manager, process_exited
 
 from kernelfleet.provisioners.leases import close_all
 from kernelfleet.provisioners.pool import WarmPool, pools
@@ -53,11 +55,13 @@ async def exited(pid: int, within: float = WAIT) -> None:
 
 
 def the_pool() -> WarmPool:
+    """The test's only pool."""
     (pool,) = pools()
     return pool
 
 
 async def full(pool: WarmPool, within: float = WAIT) -> None:
+    """Until every standby of ``pool`` is registered and idle."""
     await asyncio.wait_for(pool.until(lambda p: len(p.idle) == p.settings.size), within)
 
 
@@ -101,7 +105,7 @@ def describe(pid: int) -> str:
 
 async def containers_of_pool(pool_id: str) -> list[str]:
     """Docker containers (any state) of warm pool ``pool_id``, by its label."""
-    from kernelfleet.provisioners.docker.standbys import LABEL_POOL
+    from kernelfleet.provisioners.pool.spec import LABEL_POOL
 
     return (await docker_cli("ps", "-aq", "--no-trunc", "--filter", f"label={LABEL_POOL}={pool_id}")).split()
 
@@ -138,3 +142,15 @@ def listening_sockets(pid: int) -> list[str]:
             if fields[3] == "0A" and fields[9] in inodes:  # 0A: TCP_LISTEN
                 found.append(fields[1])
     return found
+
+
+async def runs_as_its_kernel(km: AsyncKernelManager, client: AsyncKernelClient) -> None:
+    """A claimed standby runs code as the kernel it was claimed for: its kernel id, neither the standby's id nor the
+    launch token in its environment, and an interrupt ends a busy cell and not the kernel."""
+    assert (await execute(client, "1+1"))["result"] == "2"
+    env = await execute(client, "import os; (os.environ.get('KERNEL_ID'), 'KF_STANDBY_ID' in os.environ, "
+                                "'LAUNCH_TOKEN' in os.environ)")
+    assert env["result"] == repr((km.kernel_id, False, False))
+    await interrupt_busy_cell(km, client)
+    after = await execute(client, "6*7")
+    assert after["result"] == "42", after

@@ -5,23 +5,27 @@
 3. the server's CPU while ``--idle`` standbys wait, over ``--idle-seconds`` (target: <= 0.05 % of a core).
 
 4. with ``--docker-image IMAGE``: the same as 1. for ``docker-provisioner`` (host network, broker on 127.0.0.1),
-   pooled and cold interleaved in the same run (target: pooled <= 0.10 s); ``--docker-only`` skips 1.-3.
-5. with ``--r``: the same as 1. for R kernels (the pure-R launcher, ``Rscript launchers/r/launch_IRkernel.R``,
+   pooled and cold interleaved in the same run (target: pooled <= 0.10 s);
+5. with ``--ssh``: the same for ``distributed-provisioner`` over SSH, to a real sshd on 127.0.0.2 started for the run
+   (tests/ssh/sshd.py: generated keys, nothing of the system's touched; target: pooled <= 0.20 s);
+6. with ``--swarm-image IMAGE``: the same for ``docker-swarm-provisioner`` on this node's swarm (host network);
+   ``--engines-only`` (or ``--docker-only``) skips 1.-3.;
+7. with ``--r``: the same as 1. for R kernels (the pure-R launcher, ``Rscript launchers/r/launch_IRkernel.R``,
    IRkernel), pooled and cold interleaved (cold is the floor: no R target is set for pools); with
-   ``--docker-r-image IMAGE`` also for R in ``docker-provisioner``. ``--r-only`` skips 1.-4.
+   ``--docker-r-image IMAGE`` also for R in ``docker-provisioner``. ``--r-only`` skips the others;
+8. with ``--kubelite-image IMAGE``: the same as 1. for ``kubernetes-provisioner`` on a kubelite of its own (pods on
+   its pod network, the broker on its gateway), pooled and cold interleaved (target: pooled <= 0.20 s);
+   ``--kubernetes-only`` skips 1.-3.;
+9. with ``--toree``: the same as 1. for an Apache Toree (Scala) kernel through launchers/scala/run.sh (lazy Spark),
+   ``--toree-runs`` pooled and cold starts interleaved (target: pooled <= 1 s); ``--toree-only`` skips the others.
+   It needs Java 17, the toree and pyspark packages and launchers/scala/dist (tools/build-scala-launcher).
 
 The load average is printed before and after: on a shared machine the figures are only comparable within a run.
 
 Usage: .venv/bin/python tools/bench/warm_pool.py [--runs 10] [--burst 20] [--idle 10] [--idle-seconds 20]
-           [--docker-image kernelfleet/kernel-py:dev [--docker-only]] [--r [--docker-r-image IMAGE] [--r-only]]
+           [--docker-image kernelfleet/kernel-py:dev] [--ssh] [--swarm-image kernelfleet/kernel-py:dev]
+           [--engines-only] [--r [--docker-r-image IMAGE] [--r-only]]
            [--kubelite-image kernelfleet/kernel-py:dev [--kubernetes-only]] [--toree [--toree-runs 3] [--toree-only]]
-
-6. with ``--kubelite-image IMAGE``: the same as 1. for ``kubernetes-provisioner`` on a kubelite of its own (pods on
-   its pod network, the broker on its gateway), pooled and cold interleaved (target: pooled <= 0.20 s);
-   ``--kubernetes-only`` skips the others.
-7. with ``--toree``: the same as 1. for an Apache Toree (Scala) kernel through launchers/scala/run.sh (lazy Spark),
-   ``--toree-runs`` pooled and cold starts interleaved (target: pooled <= 1 s); ``--toree-only`` skips the others.
-   It needs Java 17, the toree and pyspark packages and launchers/scala/dist (tools/build-scala-launcher).
 """
 
 from __future__ import annotations
@@ -44,10 +48,12 @@ from kernelfleet.provisioners.container_argv import container_argv
 from kernelfleet.provisioners.leases import close_all
 from kernelfleet.provisioners.pool import WarmPool, pools
 
+ROOT = Path(__file__).resolve().parents[2]
+SSH_HOST = "127.0.0.2"
 PROTOCOL_ARGS = ["--kernel-id", "{kernel_id}", "--port-range", "{port_range}", "--response-address",
                  "{response_address}", "--public-key", "{public_key}"]
-R_LAUNCHER = Path(__file__).resolve().parents[2] / "launchers" / "r" / "launch_IRkernel.R"
-TOREE_RUN_SH = Path(__file__).resolve().parents[2] / "launchers" / "scala" / "run.sh"
+R_LAUNCHER = ROOT / "launchers" / "r" / "launch_IRkernel.R"
+TOREE_RUN_SH = ROOT / "launchers" / "scala" / "run.sh"
 TOREE_TIMEOUT = 600.0  # a cold Toree on a loaded 2-core host
 LAUNCHER_ARGV = {
     "python": [sys.executable, "-m", "kernelfleet.launcher", *PROTOCOL_ARGS],
@@ -56,15 +62,17 @@ LAUNCHER_ARGV = {
 
 
 def write_spec(kernels: Path, name: str, pool_size: int, docker_image: str = "", language: str = "python",
-               k8s_image: str = "") -> None:
+               k8s_image: str = "", *, swarm: bool = False, ssh: dict[str, object] | None = None) -> None:
     config: dict[str, object] = {"warm_pool_size": pool_size, "warm_pool_max_starting": 4}
     provisioner, argv = "distributed-provisioner", LAUNCHER_ARGV[language]
     if docker_image:
-        provisioner, argv = "docker-provisioner", container_argv()
+        provisioner, argv = "docker-swarm-provisioner" if swarm else "docker-provisioner", container_argv()
         config |= {"image_name": docker_image, "network": "host"}
     if k8s_image:
         provisioner, argv = "kubernetes-provisioner", container_argv()
         config |= {"image_name": k8s_image, "launch_timeout": 120}
+    if ssh:
+        config |= ssh
     spec = {"argv": argv, "display_name": name, "language": language, "metadata": {
         "kernel_provisioner": {"provisioner_name": provisioner, "config": config}}}
     (kernels / name).mkdir(parents=True)
@@ -122,15 +130,15 @@ def row(results: dict[str, object], engine: str, pooled: list[float], cold: list
     results[f"{engine}_cold_runs_s"] = [round(s, 3) for s in cold]
 
 
-async def pooled_against_cold(args: argparse.Namespace, kernels: Path, results: dict[str, object], engine: str,
-                              docker_image: str = "", language: str = "python") -> None:
-    """One engine's row: ``args.runs`` starts from a pool of one and as many cold ones, interleaved."""
+async def engine_bench(kernels: Path, results: dict[str, object], engine: str, runs: int, **spec: object) -> None:
+    """One engine's row: ``runs`` starts from a pool of one and as many cold ones, interleaved; the pool is closed
+    after. ``spec``: ``write_spec``'s engine arguments."""
     ksm = KernelSpecManager(kernel_dirs=[str(kernels)])
-    write_spec(kernels, f"{engine}_pooled", 1, docker_image, language)
-    write_spec(kernels, f"{engine}_cold", 0, docker_image, language)
+    write_spec(kernels, f"{engine}_pooled", 1, **spec)  # type: ignore[arg-type]
+    write_spec(kernels, f"{engine}_cold", 0, **spec)  # type: ignore[arg-type]
     pool = await warm(ksm, f"{engine}_pooled", 1)
-    pooled, cold = await interleaved(ksm, pool, f"{engine}_pooled", f"{engine}_cold", args.runs)
-    assert pool.stats["claimed"] == args.runs, pool.stats
+    pooled, cold = await interleaved(ksm, pool, f"{engine}_pooled", f"{engine}_cold", runs)
+    assert pool.stats["claimed"] == runs, pool.stats
     row(results, engine, pooled, cold)
     await pool.close()
 
@@ -149,13 +157,7 @@ async def kubernetes_bench(args: argparse.Namespace, kernels: Path, results: dic
         os.environ["KUBECONFIG"] = str(kube.write_kubeconfig(kernels.parent / "kubeconfig"))
         os.environ["KF_RESPONSE_IP"] = kube.pod_network.gateway
         os.environ.setdefault("KF_RESPONSE_PORT", "0")
-        ksm = KernelSpecManager(kernel_dirs=[str(kernels)])
-        write_spec(kernels, "k8s_pooled", 1, k8s_image=args.kubelite_image)
-        write_spec(kernels, "k8s_cold", 0, k8s_image=args.kubelite_image)
-        pool = await warm(ksm, "k8s_pooled", 1)
-        pooled, cold = await interleaved(ksm, pool, "k8s_pooled", "k8s_cold", args.runs)
-        assert pool.stats["claimed"] == args.runs, pool.stats
-        row(results, "kubernetes", pooled, cold)
+        await engine_bench(kernels, results, "kubernetes", args.runs, k8s_image=args.kubelite_image)
         await close_all()  # the pool's standby pods go before kubelite does
     finally:
         await kube.stop()
@@ -164,6 +166,24 @@ async def kubernetes_bench(args: argparse.Namespace, kernels: Path, results: dic
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+async def ssh_bench(args: argparse.Namespace, kernels: Path, results: dict[str, object]) -> None:
+    """SSH: a real sshd on 127.0.0.2 for the run; the launcher is this venv's, as in tests/ssh."""
+    sys.path.insert(0, str(ROOT / "tests" / "ssh"))
+    sys.path.insert(0, str(ROOT / "tests" / "support"))
+    from sshd import start_cluster
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cluster = start_cluster(Path(tmp) / "sshd", (SSH_HOST,))
+        try:
+            await engine_bench(kernels, results, "ssh", args.runs, ssh={
+                "remote_hosts": [SSH_HOST], "ssh_port": cluster.port, "ssh_user": "root",
+                "ssh_key_files": [str(cluster.client_key)], "known_hosts": str(cluster.known_hosts),
+                "remote_log_dir": tmp})
+            await close_all()
+        finally:
+            cluster.stop()
 
 
 async def toree_bench(args: argparse.Namespace, kernels: Path, results: dict[str, object]) -> None:
@@ -178,29 +198,39 @@ async def toree_bench(args: argparse.Namespace, kernels: Path, results: dict[str
     await pool.close()
 
 
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 async def bench(args: argparse.Namespace, kernels: Path) -> dict[str, object]:
-    results: dict[str, object] = {"load_average_before": [round(x, 2) for x in os.getloadavg()]}
+    results: dict[str, object] = {"load_average_before": load_average()}
     args.toree = args.toree or args.toree_only
     if args.toree:
         await toree_bench(args, kernels, results)
-    if args.docker_image or args.docker_r_image:  # before the first launch starts the broker
-        os.environ.setdefault("KF_RESPONSE_IP", "127.0.0.1")  # host network: the containers report on loopback
+    if args.docker_image or args.docker_r_image or args.swarm_image or args.ssh:  # before the first launch starts
+        os.environ.setdefault("KF_RESPONSE_IP", "127.0.0.1")  # the broker: host network and sshd report on loopback
     if args.r:
-        await pooled_against_cold(args, kernels, results, "r_local", language="R")
+        await engine_bench(kernels, results, "r_local", args.runs, language="R")
         if args.docker_r_image:
-            await pooled_against_cold(args, kernels, results, "r_docker", args.docker_r_image, language="R")
-    if args.docker_image and not args.r_only:
-        await pooled_against_cold(args, kernels, results, "docker", args.docker_image)
+            await engine_bench(kernels, results, "r_docker", args.runs, docker_image=args.docker_r_image,
+                               language="R")
+    if not args.r_only:
+        if args.docker_image:
+            await engine_bench(kernels, results, "docker", args.runs, docker_image=args.docker_image)
+        if args.swarm_image:
+            await engine_bench(kernels, results, "swarm", args.runs, docker_image=args.swarm_image, swarm=True)
+        if args.ssh:
+            await ssh_bench(args, kernels, results)
     if args.kubelite_image:
         await kubernetes_bench(args, kernels / "k8s", results)
-    if args.docker_only or args.r_only or args.kubernetes_only or args.toree_only:
+    if args.docker_only or args.engines_only or args.r_only or args.kubernetes_only or args.toree_only:
         await close_all()
-        results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+        results["load_average_after"] = load_average()
         return results
     ksm = KernelSpecManager(kernel_dirs=[str(kernels)])
     write_spec(kernels, "burst", args.burst)
     write_spec(kernels, "idle", args.idle)
-    await pooled_against_cold(args, kernels, results, "local")
+    await engine_bench(kernels, results, "local", args.runs)
 
     burst_pool = await warm(ksm, "burst", args.burst)
     # All start at once; each is shut down once it has executed, so the slowest one's time is when all had executed.
@@ -216,7 +246,7 @@ async def bench(args: argparse.Namespace, kernels: Path) -> dict[str, object]:
     results[f"server_cpu_{args.idle}_idle_standbys_pct_of_core"] = round(100 * cpu / elapsed, 4)
     results["idle_pool_stats"] = dict(idle_pool.stats)
     await close_all()
-    results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    results["load_average_after"] = load_average()
     return results
 
 
@@ -227,7 +257,10 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=10)
     parser.add_argument("--idle-seconds", type=float, default=20.0)
     parser.add_argument("--docker-image", default="", help="also measure docker-provisioner with this image")
-    parser.add_argument("--docker-only", action="store_true", help="only the Docker row")
+    parser.add_argument("--docker-only", action="store_true", help="only the engines' rows (old name)")
+    parser.add_argument("--ssh", action="store_true", help="also measure distributed-provisioner over SSH")
+    parser.add_argument("--swarm-image", default="", help="also measure docker-swarm-provisioner with this image")
+    parser.add_argument("--engines-only", action="store_true", help="only the Docker, Swarm and SSH rows")
     parser.add_argument("--r", action="store_true", help="also measure R kernels (pure-R launcher, IRkernel)")
     parser.add_argument("--docker-r-image", default="", help="with --r: also R in docker-provisioner, this image")
     parser.add_argument("--r-only", action="store_true", help="only the R rows")
@@ -243,7 +276,7 @@ def main() -> None:
     width = max(len(k) for k in results)
     for key, value in results.items():
         print(f"{key:<{width}}  {value}")
-    for engine in ("local", "docker", "r_local", "r_docker", "kubernetes", "toree"):
+    for engine in ("local", "docker", "swarm", "ssh", "r_local", "r_docker", "kubernetes", "toree"):
         if f"{engine}_start_to_1+1_cold_median_s" in results:
             pooled = results[f"{engine}_start_to_1+1_pooled_median_s"]
             cold = results[f"{engine}_start_to_1+1_cold_median_s"]

@@ -37,6 +37,19 @@ LOG_TAIL_LINES = 20
 T = TypeVar("T")
 
 
+async def wait_changed(changed: asyncio.Event, timeout: float | None) -> None:
+    """Sleep until ``changed`` is set (Docker reported something about what it watches), or until ``timeout``.
+
+    ``asyncio.wait`` rather than ``wait_for``: on Python 3.11 the latter can swallow a cancellation.
+    """
+    waiter = asyncio.ensure_future(changed.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=timeout)
+    finally:
+        waiter.cancel()
+    changed.clear()
+
+
 def tail_text(lines: list[str]) -> str:
     """The last log lines, one string, for an error message; says so when the image cannot read a token file.
 
@@ -246,13 +259,5 @@ class DockerProvisionerBase(ContainerProvisionerBase):
         await self.release_engine()
 
     async def wait_changed(self, changed: asyncio.Event, timeout: float | None) -> None:
-        """Sleep until Docker reports something about this kernel, or until ``timeout``.
-
-        ``asyncio.wait`` rather than ``wait_for``: on Python 3.11 the latter can swallow a cancellation.
-        """
-        waiter = asyncio.ensure_future(changed.wait())
-        try:
-            await asyncio.wait({waiter}, timeout=timeout)
-        finally:
-            waiter.cancel()
-        changed.clear()
+        """Sleep until Docker reports something about this kernel, or until ``timeout``."""
+        await wait_changed(changed, timeout)

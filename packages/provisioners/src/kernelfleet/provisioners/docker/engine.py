@@ -25,6 +25,8 @@ from kernelfleet.provisioners.change_signals import ChangeSignals
 from kernelfleet.provisioners.labels import APP, LABEL_APP, LABEL_KERNEL_ID
 from kernelfleet.provisioners.leases import Leases, PerLoop
 
+LABEL_SWARM_SERVICE_ID = "com.docker.swarm.service.id"  # Swarm's own label on a task's container
+
 log = logging.getLogger("kernelfleet.docker")
 
 ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, asyncio.TimeoutError)
@@ -113,6 +115,8 @@ class DockerEngine:
                     log.debug("Kernel %s: docker event listener failed: %s", kernel_id, err)
         if actor.get("ID"):  # a warm pool's standby, claimed or not, has no kernel_id label: waiters go by its id
             self._signals.wake(str(actor["ID"]))
+        if attributes.get(LABEL_SWARM_SERVICE_ID):  # and a Swarm standby's task by its service's (swarm_standbys)
+            self._signals.wake(str(attributes[LABEL_SWARM_SERVICE_ID]))
 
     async def _follow_events(self) -> None:
         """Keep one filtered event stream open; after a break, resume where it stopped."""

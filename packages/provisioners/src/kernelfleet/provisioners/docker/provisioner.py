@@ -36,7 +36,6 @@ from kernelfleet.provisioners.docker.standbys import claim_docker_standby
 from kernelfleet.provisioners.docker.swarm import DockerSwarmProvisioner
 from kernelfleet.provisioners.envconfig import env_bool, env_value
 from kernelfleet.provisioners.launch_events import Phase
-from kernelfleet.provisioners.pool import WarmPool
 from kernelfleet.provisioners.pool.config import WarmPoolConfig
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
@@ -105,7 +104,6 @@ class DockerProvisioner(WarmPoolConfig, DockerProvisionerBase):
         self.container_id: str | None = None
         self.exit_code: int | None = None
         self._unlisten: Any = None  # stops forwarding Docker's container events to launch events
-        self._taken_from: WarmPool | None = None  # the warm pool this launch took a standby from (docker.standbys)
 
     # ------------------------------------------------------------------------------------- launch
     @property
@@ -209,17 +207,8 @@ class DockerProvisioner(WarmPoolConfig, DockerProvisionerBase):
             return False
         await self.release_engine()  # the standby's own lease becomes this kernel's
         self.engine, self.container_id = standby.engine, standby.container_id
-        pool_id = self._taken_from.pool_id if self._taken_from is not None else ""
-        self.progress.emit(Phase.HOST_CHOSEN, message=f"warm pool {pool_id}")
+        self.pool_chosen()
         return True
-
-    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
-        try:
-            return await super().launch_kernel(cmd, **kwargs)
-        finally:
-            pool, self._taken_from = self._taken_from, None
-            if pool is not None:
-                pool.launched()
 
     def _record(self, container: aiodocker.docker.DockerContainer) -> None:
         self.container_id = container.id

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import aiodocker
 
@@ -32,7 +33,7 @@ from kernelfleet.provisioners.container import LaunchInputs, settle_container
 from kernelfleet.provisioners.docker.container_end import describe_container_end
 from kernelfleet.provisioners.docker.engine import ENGINE_ERRORS, DockerEngine, describe_engine_error
 from kernelfleet.provisioners.docker.specs import DockerLaunch, container_config
-from kernelfleet.provisioners.pool import ClaimFailed, WarmPool, pool_for
+from kernelfleet.provisioners.pool import ClaimFailed, StandbyLink, WarmPool, pool_for
 from kernelfleet.provisioners.pool.engine_calls import start_to_completion, stop_to_completion
 from kernelfleet.provisioners.pool.spec import (
     COMPONENT_STANDBY,
@@ -43,15 +44,31 @@ from kernelfleet.provisioners.pool.spec import (
     standby_labels,
     standby_launcher,
     standby_name,
+    standby_protocol_env,
 )
-from kernelfleet.provisioners.server_identity import SERVER_ID_ENV
 
 if TYPE_CHECKING:
+    from kernelfleet.provisioners.docker.common import DockerProvisionerBase
     from kernelfleet.provisioners.docker.provisioner import DockerProvisioner
 
 ENDED = frozenset({"exited", "dead"})
-__all__ = ["COMPONENT_STANDBY", "LABEL_POOL", "LABEL_STANDBY", "STANDBY_NAME_PREFIX", "DockerStandbys",
-           "claim_docker_standby", "kernel_id_of_name", "standby_labels"]
+__all__ = [
+    "COMPONENT_STANDBY",
+    "LABEL_POOL",
+    "LABEL_STANDBY",
+    "STANDBY_NAME_PREFIX",
+    "DockerStandbys",
+    "ShieldedStandbys",
+    "claim_docker_standby",
+    "claim_prepared",
+    "container_claim",
+    "container_pool_id",
+    "container_poolable",
+    "kernel_id_of_name",
+    "standby_labels",
+    "take_container_standby",
+]
+H = TypeVar("H")
 UUID_TAIL = re.compile(r"-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
 
 
@@ -70,7 +87,26 @@ class DockerStandby:
     name: str
 
 
-class DockerStandbys:
+class ShieldedStandbys(Generic[H]):
+    """Start and stop of a Docker engine's standbys (containers, Swarm services) that complete when cancelled: the pool
+    closing cancels them, and what Docker made must still be known and removed. Subclasses give ``_start``/``_stop``."""
+
+    async def start(self, standby_id: str, token: str) -> H:
+        """Create and start the standby; a cancelled start (the pool closing) still removes what it made."""
+        return await start_to_completion(self._start(standby_id, token), self.stop)
+
+    async def stop(self, handle: H) -> None:
+        """Remove the standby and give back its lease; completes even when cancelled (the pool closing)."""
+        await stop_to_completion(self._stop(handle))
+
+    async def _start(self, standby_id: str, token: str) -> H:
+        raise NotImplementedError
+
+    async def _stop(self, handle: H) -> None:
+        raise NotImplementedError
+
+
+class DockerStandbys(ShieldedStandbys[DockerStandby]):
     """Creates, watches and removes one pool's standby containers."""
 
     name = "docker"
@@ -79,10 +115,6 @@ class DockerStandbys:
         self.launch = launch  # the standby's container, its id-specific values filled in per standby
         self.token_dir = token_dir
         self.token_file = token_file
-
-    async def start(self, standby_id: str, token: str) -> DockerStandby:
-        """Create and start the container; a cancelled start (the pool closing) still removes what it made."""
-        return await start_to_completion(self._start(standby_id, token), self.stop)
 
     async def _start(self, standby_id: str, token: str) -> DockerStandby:
         from kernelfleet.provisioners.docker.provisioner import token_archive
@@ -123,10 +155,6 @@ class DockerStandbys:
                 await changed.wait()
                 changed.clear()
 
-    async def stop(self, handle: DockerStandby) -> None:
-        """Remove the container and give back its lease; completes even when cancelled (the pool closing)."""
-        await stop_to_completion(self._stop(handle))
-
     async def _stop(self, handle: DockerStandby) -> None:
         try:
             await self._delete(handle.engine, handle.container_id)
@@ -143,17 +171,10 @@ class DockerStandbys:
 
 
 # ------------------------------------------------------------------------------------- the provisioner's side
-def _standby_launch(p: DockerProvisioner, pool: str) -> DockerLaunch:
-    """The container every standby of ``p``'s pool runs: a cold launch's, settled from an empty request."""
-    standby_env = {
-        "KERNEL_LANGUAGE": p.launch_env["KERNEL_LANGUAGE"],
-        contract.RESPONSE_ADDRESS: p.launch_env[contract.RESPONSE_ADDRESS],
-        contract.PUBLIC_KEY: p.launch_env[contract.PUBLIC_KEY],
-        contract.PORT_RANGE: "0..0",
-        contract.TRANSPORT_ENCRYPTION: p.launch_env[contract.TRANSPORT_ENCRYPTION],
-        SERVER_ID_ENV: p.server_id,
-    }
-    inputs = LaunchInputs(launch_env=standby_env, argv_settings=p.argv_settings(),
+def standby_launch(p: DockerProvisionerBase, pool: str) -> DockerLaunch:
+    """The container every standby of ``p``'s pool runs: a cold launch's, settled from an empty request (Docker's
+    containers, and the task of Swarm's standby services: ``docker.swarm_standbys``)."""
+    inputs = LaunchInputs(launch_env=standby_protocol_env(p.launch_env, p.server_id), argv_settings=p.argv_settings(),
                           spec_env=dict(p.kernel_spec.env) if p.kernel_spec is not None else {})
     choice = settle_container(pool, p.container_settings(), {}, inputs)
     env = dict(choice.env)
@@ -168,32 +189,41 @@ def _standby_launch(p: DockerProvisioner, pool: str) -> DockerLaunch:
                         no_new_privileges=p.no_new_privileges, memory_bytes=p.memory_bytes)
 
 
-def poolable(p: DockerProvisioner, standby: DockerLaunch | None) -> str | None:
-    """Why this launch cannot come from ``p``'s pool (None: it can). Without ``standby`` (before the pool exists):
-    only what the kernelspec decides, so that no pool is made for a kernelspec that never could use it."""
+def container_poolable(p: DockerProvisionerBase, standby: DockerLaunch | None) -> str | None:
+    """Why this launch cannot come from ``p``'s pool of containers or services (None: it can). Without ``standby``
+    (before the pool exists): only what the kernelspec decides, so that no pool is made for a kernelspec that never
+    could use it. A running container cannot change its image, uid or gid."""
     if not standby_launcher(p.kernel_spec.language if p.kernel_spec else ""):
         return "only the Python and R launchers have a standby mode"
-    if standby is None:
-        return None
-    if p.container_name is None or kernel_id_of_name(p.container_name) != p.kernel_id:
-        return "the kernel id is not a UUID the container's name carries whole"
-    if (p.image, p.uid, p.gid) != (standby.image, standby.uid, standby.gid):
+    if standby is not None and (p.image, p.uid, p.gid) != (standby.image, standby.uid, standby.gid):
         return "the request chose another image, uid or gid than the pool's"
     return None
 
 
+def poolable(p: DockerProvisioner, standby: DockerLaunch | None) -> str | None:
+    """``container_poolable``, and the container's name must carry the kernel id whole (the sweep reads it there)."""
+    if standby is not None and (p.container_name is None or kernel_id_of_name(p.container_name) != p.kernel_id):
+        return "the kernel id is not a UUID the container's name carries whole"
+    return container_poolable(p, standby)
+
+
+def container_pool_id(p: DockerProvisionerBase, *more: object) -> str:
+    """The id of ``p``'s pool: its kernelspec, server, and every setting its standbys' containers are made with."""
+    settings = p.container_settings()
+    return p.pool_identity(settings.image_name, settings.default_uid, settings.default_gid, p.network,  # type: ignore[attr-defined]
+                           list(p.mounts), p.memory_limit, p.init, *more)
+
+
 def docker_pool(p: DockerProvisioner, broker: ResponseBroker) -> WarmPool:
     """The running loop's pool for ``p``'s kernelspec and container settings, created on first use."""
+    identity = container_pool_id(p, p.launch_token_dir)
     kernel_name = p.pool_kernel_name()
-    settings = p.container_settings()
-    identity = p.pool_identity(settings.image_name, settings.default_uid, settings.default_gid, p.network,
-                               list(p.mounts), p.memory_limit, p.init, p.launch_token_dir)
 
     def create() -> WarmPool:
         from kernelfleet.provisioners.docker.provisioner import TOKEN_FILE_NAME
 
         pool_settings = p.pool_settings(identity)
-        engine = DockerStandbys(_standby_launch(p, identity), p.launch_token_dir, TOKEN_FILE_NAME)
+        engine = DockerStandbys(standby_launch(p, identity), p.launch_token_dir, TOKEN_FILE_NAME)
         pool = WarmPool(pool_settings, engine, broker, p.log)
         p.log.info("Pool %s: created for kernelspec %s (%d standbys, Docker containers of %s)", identity,
                    kernel_name, pool_settings.size, engine.launch.image)
@@ -202,35 +232,68 @@ def docker_pool(p: DockerProvisioner, broker: ResponseBroker) -> WarmPool:
     return pool_for(identity, create)
 
 
+PoolOf = Callable[[Any, ResponseBroker], WarmPool]
+Poolable = Callable[[Any, "DockerLaunch | None"], "str | None"]
+
+
+async def take_container_standby(p: DockerProvisionerBase, pool_of: PoolOf, poolable: Poolable
+                                 ) -> tuple[WarmPool, StandbyLink] | None:
+    """The first half of a container engine's claim (Docker's, Swarm's): the kernelspec may pool, its pool (made on
+    first use by ``pool_of``) can serve this request, and a standby is ready; None when the launch goes cold."""
+    why_not = poolable(p, None)
+    pool = None
+    if why_not is None:
+        pool = pool_of(p, await ResponseBroker.instance(config=p.config))
+        why_not = poolable(p, pool.engine.launch)  # type: ignore[attr-defined]
+    if why_not is not None or pool is None:
+        p.log.debug("Kernel %s: cold launch (%s)", p.kernel_id, why_not)
+        return None
+    link = pool.take()
+    return None if link is None else (pool, link)
+
+
+async def claim_prepared(p: DockerProvisionerBase, pool: WarmPool, link: StandbyLink,
+                         prepare: Callable[[], Awaitable[None]], cannot: str) -> bool:
+    """``prepare`` the taken standby as the kernel's (Docker's rename, Swarm's labels), then claim it; False when
+    either fails: the standby is discarded (``cannot``: what the engine could not do) and the launch goes cold."""
+    try:
+        await prepare()
+        await link.claim(container_claim(p, pool.engine.launch.env), timeout=p.comm_timeout)  # type: ignore[attr-defined]
+    except ENGINE_ERRORS as err:
+        pool.discard(link, f"{cannot}: {describe_engine_error(err)}")
+        return False
+    except ClaimFailed as err:
+        pool.discard(link, str(err))
+        return False
+    return True
+
+
+def container_claim(p: DockerProvisionerBase, standby_env: Mapping[str, str]) -> Claim:
+    """The claim that gives a standby of ``standby_env`` this launch's container environment and working directory
+    (the token file's path is the standby's own)."""
+    assert p.pending is not None
+    kernel_env = {k: v for k, v in p.container_env.items() if k != contract.LAUNCH_TOKEN_FILE}
+    return Claim(str(p.kernel_id), p.pending.token, claim_env(kernel_env, standby_env), p.working_dir,
+                 p.launch_env[contract.PORT_RANGE])
+
+
 async def claim_docker_standby(p: DockerProvisioner) -> tuple[WarmPool | None, DockerStandby | None]:
     """Take a standby from ``p``'s pool, rename it to the kernel's container name and claim it: the pool taken from
     (``launched()`` is due when the launch ends) and the claimed standby, None when the launch must go cold."""
     assert p.pending is not None and p.container_name is not None
-    why_not = poolable(p, None)
-    if why_not is None:
-        pool = docker_pool(p, await ResponseBroker.instance(config=p.config))
-        assert isinstance(pool.engine, DockerStandbys)
-        engine = pool.engine
-        why_not = poolable(p, engine.launch)
-    if why_not is not None:
-        p.log.debug("Kernel %s: cold launch (%s)", p.kernel_id, why_not)
+    taken = await take_container_standby(p, docker_pool, poolable)
+    if taken is None:
         return None, None
-    link = pool.take()
-    if link is None:
-        return None, None
+    pool, link = taken
+    assert isinstance(pool.engine, DockerStandbys)
     standby: DockerStandby = link.handle
-    kernel_env = {k: v for k, v in p.container_env.items() if k != contract.LAUNCH_TOKEN_FILE}
-    claim = Claim(str(p.kernel_id), p.pending.token, claim_env(kernel_env, engine.launch.env), p.working_dir,
-                  p.launch_env[contract.PORT_RANGE])
-    try:
-        await standby.engine.client.containers.container(standby.container_id).rename(p.container_name)
-        standby.name = p.container_name
-        await link.claim(claim, timeout=p.comm_timeout)
-    except aiodocker.DockerError as err:
-        pool.discard(link, f"Docker could not rename it to {p.container_name}: {describe_engine_error(err)}")
-        return pool, None
-    except ClaimFailed as err:
-        pool.discard(link, str(err))
+    container_name = p.container_name
+
+    async def rename() -> None:
+        await standby.engine.client.containers.container(standby.container_id).rename(container_name)
+        standby.name = container_name
+
+    if not await claim_prepared(p, pool, link, rename, f"Docker could not rename it to {container_name}"):
         return pool, None
     p.log.info("Kernel %s: claimed standby %s of pool %s (container %s, %s)", p.kernel_id, link.standby_id,
                pool.pool_id, p.container_name, standby.container_id[:12])

@@ -28,10 +28,12 @@ from kernelfleet.protocol.contract import LAUNCH_TOKEN
 from kernelfleet.provisioners.base import LaunchError
 from kernelfleet.provisioners.docker.common import LOG_TAIL_LINES, DockerProvisionerBase, tail_text
 from kernelfleet.provisioners.docker.container_end import describe_container_end
-from kernelfleet.provisioners.docker.engine import ENGINE_ERRORS, describe_engine_error
+from kernelfleet.provisioners.docker.engine import ENGINE_ERRORS, LABEL_SWARM_SERVICE_ID, describe_engine_error
 from kernelfleet.provisioners.docker.specs import TokenSecret, task_template
 from kernelfleet.provisioners.labels import LABEL_KERNEL_ID
 from kernelfleet.provisioners.launch_events import Phase
+from kernelfleet.provisioners.pool.config import WarmPoolConfig
+from kernelfleet.provisioners.pool.spec import LABEL_STANDBY
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
 
@@ -42,7 +44,6 @@ FIRST_RECHECK, LAST_RECHECK = 0.05, 1.0
 REMOVAL_TIMEOUT = 30.0
 SECRETS_DIR = "/run/secrets"
 TOKEN_SECRET_FILE = "kernelfleet-launch-token"
-LABEL_SWARM_SERVICE_ID = "com.docker.swarm.service.id"  # Swarm's own label on a task's container
 MAX_SECRET_NAME = 64
 
 
@@ -58,7 +59,7 @@ def latest_task(tasks: list[Any]) -> dict[str, Any] | None:
     return dict(max(tasks, key=lambda t: (t.get("Version") or {}).get("Index", 0)))
 
 
-class DockerSwarmProvisioner(DockerProvisionerBase):
+class DockerSwarmProvisioner(WarmPoolConfig, DockerProvisionerBase):
     """``docker-swarm-provisioner``: the kernel as a one-task Docker Swarm service that is never restarted,
     removed with its launch secret when the kernel stops. Configured per kernelspec or as
     ``c.DockerSwarmProvisioner.*``."""
@@ -73,6 +74,7 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         self.secret_name: str | None = None
         self.exit_code: int | None = None
         self._task_state = ""  # the task's last state forwarded as a launch event
+        self.standby_id: str | None = None  # the warm pool's standby this kernel's service was (docker.swarm_standbys)
 
     # ------------------------------------------------------------------------------------- launch
     @property
@@ -109,6 +111,32 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         assert self.service_id is not None
         self.log.info("Kernel %s: scheduled as swarm service %s (%s, image %s, network %s)", self.kernel_id,
                       self.container_name, self.service_id[:12], self.image, self.network)
+
+    async def start_from_pool(self, cmd: list[str], env: dict[str, str], **kwargs: Any) -> bool:
+        """A standby service of this kernelspec's warm pool, labelled and claimed for this kernel
+        (``docker.swarm_standbys``); False when the launch goes cold."""
+        from kernelfleet.provisioners.docker.swarm_standbys import claim_swarm_standby
+
+        self.standby_id = None
+        if self.warm_pool_size <= 0:
+            return False
+        self.check_response_reachable()
+        self.exit_code, self._task_state = None, ""
+        self._taken_from, standby = await claim_swarm_standby(self)
+        if standby is None:
+            return False
+        await self.release_engine()  # the standby's own lease becomes this kernel's
+        self.engine, self.service_id = standby.engine, standby.service_id
+        self.secret_id, self.secret_name = standby.secret_id, standby.secret_name
+        self.standby_id, self.container_name = standby.standby_id, standby.name
+        self.pool_chosen()
+        return True
+
+    @property
+    def _watch_key(self) -> str:
+        """What Docker's events wake this kernel's waiters by: its kernel id label, or for a claimed standby (whose
+        task's container has no kernel id label) its service's id."""
+        return self.service_id if self.standby_id and self.service_id else str(self.kernel_id)
 
     def _record(self, service: Any) -> None:
         self.service_id = str(service["ID"])
@@ -235,7 +263,7 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         """The task once it has ended (None when the service is gone); woken by events, re-read with backoff."""
         engine = self.lease_engine()
         delay = FIRST_RECHECK
-        with engine.watch(self.kernel_id) as changed:
+        with engine.watch(self._watch_key) as changed:
             while True:
                 if self.service_id is None:  # removed meanwhile (a kill while the launch was waiting)
                     return None
@@ -312,7 +340,7 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         delay = FIRST_RECHECK
         loop = asyncio.get_running_loop()
         deadline = loop.time() + REMOVAL_TIMEOUT
-        with self.engine.watch(self.kernel_id) as changed:
+        with self.engine.watch(self._watch_key) as changed:
             while True:
                 try:
                     left = await client.containers.list(all=True, filters=label)
@@ -338,7 +366,8 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         resolves the service's tasks by service id although they still run. Another service's tasks with the
         same label are not waited for."""
         assert self.engine is not None
-        tasks = await self.engine.client.tasks.list(filters={"label": [f"{LABEL_KERNEL_ID}={self.kernel_id}"]})
+        label = f"{LABEL_STANDBY}={self.standby_id}" if self.standby_id else f"{LABEL_KERNEL_ID}={self.kernel_id}"
+        tasks = await self.engine.client.tasks.list(filters={"label": [label]})
         return [task for task in tasks if task.get("ServiceID") == self.service_id]
 
     async def _remove_secret(self) -> None:
@@ -363,6 +392,7 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         info["service_id"] = self.service_id
         info["secret_id"] = self.secret_id
         info["secret_name"] = self.secret_name
+        info["standby_id"] = self.standby_id
         return info
 
     async def load_provisioner_info(self, provisioner_info: dict[str, Any]) -> None:
@@ -370,5 +400,6 @@ class DockerSwarmProvisioner(DockerProvisionerBase):
         self.service_id = provisioner_info.get("service_id")
         self.secret_id = provisioner_info.get("secret_id")
         self.secret_name = provisioner_info.get("secret_name")
+        self.standby_id = provisioner_info.get("standby_id")
         if self.service_id or self.secret_id:
             self.lease_engine()

@@ -65,8 +65,6 @@ from kernelfleet.provisioners.k8s.status import pod_ended, pod_failure
 from kernelfleet.provisioners.k8s.template_objects import TEMPLATE_KINDS, owned_key, owned_kind
 from kernelfleet.provisioners.k8s.watch import SharedWatch
 from kernelfleet.provisioners.k8s.workloads import PodWorkload, Workload
-from kernelfleet.provisioners.launch_events import Phase
-from kernelfleet.provisioners.pool import WarmPool
 from kernelfleet.provisioners.pool.config import WarmPoolConfig
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
@@ -231,7 +229,6 @@ class KubernetesProvisioner(WarmPoolConfig, ContainerProvisionerBase):
         self.launch_request: dict[str, str] = {}  # this launch's checked KERNEL_USERNAME/KERNEL_EXTRA_SPARK_OPTS
         self.workload: Workload = self.make_workload()  # pod or custom resource, chosen once (k8s.workloads)
         self._pod_events: asyncio.Task[None] | None = None  # the pod's Events forwarded during a launch
-        self._taken_from: WarmPool | None = None  # the warm pool this launch took a standby from (k8s.standbys)
 
     def make_workload(self) -> Workload:
         """What this provisioner's kernels are: a pod it creates, or the Spark driver pod of a kernelspec whose argv
@@ -354,10 +351,6 @@ class KubernetesProvisioner(WarmPoolConfig, ContainerProvisionerBase):
             self._stop_pod_events()
             await self._teardown(delete_namespace=True)
             raise
-        finally:
-            pool, self._taken_from = self._taken_from, None
-            if pool is not None:
-                pool.launched()
         self._stop_pod_events()
         await self.delete_launch_secret()  # the report is in: the token has served its purpose
         return info
@@ -372,8 +365,7 @@ class KubernetesProvisioner(WarmPoolConfig, ContainerProvisionerBase):
         if standby is None:
             return False
         await self.adopt_standby(standby)
-        pool_id = self._taken_from.pool_id if self._taken_from is not None else ""
-        self.progress.emit(Phase.HOST_CHOSEN, message=f"warm pool {pool_id}")
+        self.pool_chosen()
         return True
 
     async def adopt_standby(self, standby: KubernetesStandby) -> None:

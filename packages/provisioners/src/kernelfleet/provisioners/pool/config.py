@@ -1,6 +1,6 @@
 """The warm-pool settings every pooling provisioner shares (``distributed-provisioner``, ``docker-provisioner``,
-``kubernetes-provisioner``): one set of traits, configurable per kernelspec or as ``c.<Provisioner>.warm_pool_*``
-(docs/warm-pools.md)."""
+``docker-swarm-provisioner``, ``kubernetes-provisioner``): one set of traits, configurable per kernelspec or as
+``c.<Provisioner>.warm_pool_*`` (docs/warm-pools.md)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from traitlets.config import Configurable
 
 from kernelfleet.protocol import contract
 from kernelfleet.provisioners.envconfig import env_number
-from kernelfleet.provisioners.pool.manager import PoolSettings
+from kernelfleet.provisioners.launch_events import Phase
+from kernelfleet.provisioners.pool.manager import PoolSettings, WarmPool
 from kernelfleet.provisioners.pool.spec import pool_id
 
 
@@ -20,8 +21,8 @@ class WarmPoolConfig(Configurable):
 
     warm_pool_size = Integer(
         help="Standby launchers kept warm for this kernelspec, claimed by its next starts (env KF_WARM_POOL_SIZE; "
-        "default 0: none). Python kernels on localhost, Docker or Kubernetes, R on localhost or Docker, Scala (Toree) "
-        "on localhost; anything else starts cold "
+        "default 0: none). Python and R kernels on localhost or Docker, Python kernels on SSH hosts, Swarm or "
+        "Kubernetes, Scala (Toree) kernels on localhost; anything else starts cold "
         "(docs/warm-pools.md)."
     ).tag(config=True)
     warm_pool_idle_ttl = Float(
@@ -36,6 +37,27 @@ class WarmPoolConfig(Configurable):
         "replacement standbys start, so their start-up does not slow the new kernels' first cells; a steady stream "
         "of launches puts the refill off at most five times this."
     ).tag(config=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._taken_from: WarmPool | None = None  # the warm pool this launch took a standby from
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
+        """The provisioner's launch; then the pool this launch took a standby from refills (``WarmPool.launched``),
+        whether the kernel reported or the launch failed."""
+        try:
+            return await super().launch_kernel(cmd, **kwargs)  # type: ignore[misc]
+        finally:
+            pool, self._taken_from = self._taken_from, None
+            if pool is not None:
+                pool.launched()
+
+    def pool_chosen(self, **fields: Any) -> None:
+        """The launch event of a claimed standby (``start_from_pool``): its pool stands for the host a cold launch
+        chooses."""
+        chosen = self._taken_from.pool_id if self._taken_from is not None else ""
+        progress: Any = self.progress
+        progress.emit(Phase.HOST_CHOSEN, message=f"warm pool {chosen}", **fields)
 
     @default("warm_pool_size")
     def _warm_pool_size_default(self) -> int:

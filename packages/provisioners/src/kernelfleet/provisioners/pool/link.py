@@ -21,6 +21,19 @@ from kernelfleet.protocol.standby import Claim, Registration, seal_claim
 MAX_ANSWER = 4096
 
 
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 30, 10, 3
+
+
+def _keepalive(sock: socket.socket) -> None:
+    """TCP keepalive on a standby's connection: a standby whose host vanished (powered off, cut off) never closes its
+    end, and the kernel's probes end the connection after about a minute, so the pool replaces it; no timer here."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", KEEPALIVE_IDLE), ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+                          ("TCP_KEEPCNT", KEEPALIVE_COUNT)):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
 class ClaimFailed(RuntimeError):
     """The standby did not take the claim (gone, refused, or silent); the message is safe to log."""
 
@@ -38,6 +51,7 @@ class StandbyLink:
         self._on_lost = on_lost
         self.registered_at = asyncio.get_running_loop().time()
         sock.setblocking(False)
+        _keepalive(sock)
         asyncio.get_running_loop().add_reader(sock, self._readable)
 
     @property

@@ -208,6 +208,9 @@ class WarmPool:
         if link in self.idle:
             self.idle.remove(link)
         self._disarm_cull(link)
+        lost = getattr(self.engine, "lost", None)  # optional: an engine that places standbys (ssh.remote_standbys)
+        if lost is not None:
+            lost(link.handle)
         self.stats["lost"] += 1
         self.log.warning("Pool %s: standby %s is gone (its connection ended); replacing it", self.pool_id,
                          link.standby_id)

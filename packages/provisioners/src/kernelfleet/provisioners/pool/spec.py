@@ -1,8 +1,9 @@
 """Pure builders for warm pools: a pool's id, the labels and names of standbys on container engines, and what a
 claim carries of the kernel's environment.
 
-Called by the provisioners that support pools (``ssh.distributed`` for local kernels, ``docker.standbys`` and
-``k8s.standbys`` for containers and pods) when a launch takes from a pool, by the orphan sweep, and by the tests.
+Called by the provisioners that support pools (``ssh.standbys``, ``ssh.remote_standbys``, ``docker.standbys``,
+``docker.swarm_standbys``, ``k8s.standbys``) when they make a pool or a launch takes from one, by the orphan sweep,
+and by the tests.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kernelfleet.protocol import contract
 from kernelfleet.protocol.contract import STANDBY_ID
 from kernelfleet.protocol.standby import RESERVED_ENV
 from kernelfleet.provisioners.labels import APP, LABEL_APP, LABEL_COMPONENT
-from kernelfleet.provisioners.server_identity import LABEL_SERVER
+from kernelfleet.provisioners.server_identity import LABEL_SERVER, SERVER_ID_ENV
 
 _NOT_ID = re.compile(r"[^A-Za-z0-9._-]+")
 NAME_PART = 40
@@ -79,6 +81,8 @@ def process_owner(standby_id: str | None) -> str | None:
     """The environment entry that identifies a kernel claimed from standby ``standby_id`` in place (None: the kernel
     carries ``KERNEL_ID`` as a cold one does). Called by the local host launcher and the orphan sweep."""
     return f"{STANDBY_ID}={standby_id}" if standby_id else None
+
+
 def standby_labels(server_id: str, pool: str, standby_id: str) -> dict[str, str]:
     """A standby container's or pod's labels: the server's identity (the sweep), ``app`` (event streams), its pool and
     its own id; never a ``kernel_id`` (it is no kernel yet)."""
@@ -89,3 +93,16 @@ def standby_labels(server_id: str, pool: str, standby_id: str) -> dict[str, str]
 def standby_name(standby_id: str) -> str:
     """``kf-standby-<hex>``: the container or pod name of standby ``standby-<hex>`` (a DNS label)."""
     return f"{STANDBY_NAME_PREFIX}{standby_id.removeprefix('standby-')}"
+
+
+def standby_protocol_env(launch_env: Mapping[str, str], server_id: str) -> dict[str, str]:
+    """The protocol's values every standby of a pool gets, from the ``launch_env`` of the launch that made the pool:
+    those that depend on no kernel (no id, no token; no ports, which a standby binds only once claimed)."""
+    return {
+        "KERNEL_LANGUAGE": launch_env["KERNEL_LANGUAGE"],
+        contract.RESPONSE_ADDRESS: launch_env[contract.RESPONSE_ADDRESS],
+        contract.PUBLIC_KEY: launch_env[contract.PUBLIC_KEY],
+        contract.PORT_RANGE: "0..0",
+        contract.TRANSPORT_ENCRYPTION: launch_env.get(contract.TRANSPORT_ENCRYPTION, ""),
+        SERVER_ID_ENV: server_id,
+    }

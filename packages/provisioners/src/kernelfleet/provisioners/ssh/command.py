@@ -111,26 +111,33 @@ def launch_command(argv: list[str], kernel_id: str, log_dir: str = "", keep_log:
 
 
 def signal_command(kernel_id: str, signal_name: str, pgids: Iterable[int], owner: str | None = None) -> str:
-    """Signal (``0``: only test) process groups whose leader has ``KERNEL_ID=<kernel_id>`` (or the environment entry
-    ``owner``: an R kernel claimed from a warm pool keeps its standby's environment, ``KF_STANDBY_ID=<id>``, see
-    ``pool.spec.process_owner``); prints those hit.
+    """Signal (``0``: only test) process groups owned by ``KERNEL_ID=<kernel_id>``, or by the environment entry
+    ``owner`` when given; prints those hit.
 
-    The identity check (read from /proc) means a pid reused since the kernel ended is never
-    signalled; on a host without /proc nothing is signalled, which is the safe side.
+    ``owner`` is ``KF_STANDBY_ID=<id>`` (``pool.spec.process_owner``) for an unclaimed standby and for an R kernel
+    claimed from a warm pool, which runs in its standby's process and keeps the standby's environment. A group is
+    owned when its leader's environment has that entry, or its leader's parent's does: a kernel process is its
+    launcher's child, and the kernel of a warm pool's Python standby was started before the claim gave its launcher a
+    kernel id (docs/warm-pools.md), so only its parent says whose it is. The identity check (read from /proc) means a
+    pid reused since the kernel ended is never signalled; on a host without /proc nothing is signalled, which is the
+    safe side.
     """
     if not re.fullmatch(r"[A-Z]+|0", signal_name):
         raise ValueError(f"not a signal name: {signal_name!r}")
     option = f"-s {signal_name}"  # not "-0 --": dash's kill reads "--" as a pid after "-0"
     owned = shlex.quote(owner or f"KERNEL_ID={kernel_id}")
     return "; ".join(
-        f"if tr '\\0' '\\n' </proc/{g}/environ 2>/dev/null | grep -qxF -- {owned}; then "
+        f"if {{ tr '\\0' '\\n' </proc/{g}/environ 2>/dev/null | grep -qxF -- {owned}; }} || "
+        f"{{ kf_pp=$(sed 's/.*) //' /proc/{g}/stat 2>/dev/null | cut -d ' ' -f 2) && [ \"${{kf_pp:-1}}\" -gt 1 ] && "
+        f"tr '\\0' '\\n' </proc/$kf_pp/environ 2>/dev/null | grep -qxF -- {owned}; }}; then "
         f"kill {option} -- -{g} 2>/dev/null && echo {g}; fi"
         for g in (int(p) for p in pgids) if g > 1
     ) or "true"
 
 
 def sweep_command(kernel_id: str, pgids: Iterable[int], log_path: str | None, owner: str | None = None) -> str:
-    """After a stop: SIGKILL whatever is left of the kernel's groups (printed), remove its log."""
+    """After a stop: SIGKILL whatever is left of the kernel's groups (printed), remove its log (``owner``: as for
+    ``signal_command``)."""
     parts = [signal_command(kernel_id, "KILL", pgids, owner)]
     if log_path:
         parts.append(shlex.join(["rm", "-f", "--", log_path]))

@@ -40,7 +40,6 @@ from kernelfleet.provisioners.base import LaunchError, RemoteProvisionerBase
 from kernelfleet.provisioners.envconfig import env_bool, env_list, env_number, env_value
 from kernelfleet.provisioners.kernel_env import remote_kernel_env
 from kernelfleet.provisioners.launch_events import LaunchProgress, Phase
-from kernelfleet.provisioners.pool import WarmPool
 from kernelfleet.provisioners.pool.config import WarmPoolConfig
 from kernelfleet.provisioners.presence import Presence
 from kernelfleet.provisioners.request_env import Engine
@@ -222,7 +221,6 @@ class DistributedProvisioner(WarmPoolConfig, RemoteProvisionerBase):
         self.kernel_pgid: int | None = None
         self._reserved: str | None = None  # host counted in the balancer (and held in the pool if remote)
         self._remote_input: tuple[str, bytes] | None = None  # this launch's SSH command and stdin, built once
-        self._taken_from: WarmPool | None = None  # the warm pool this launch took a standby from (ssh.standbys)
 
     # ------------------------------------------------------------------------------------- the host's state
     @property
@@ -344,26 +342,50 @@ class DistributedProvisioner(WarmPoolConfig, RemoteProvisionerBase):
         raise LaunchError(f"Kernel {self.kernel_id}: no host could start the kernel — " + "; ".join(reasons))
 
     async def start_from_pool(self, cmd: list[str], env: dict[str, str], **kwargs: Any) -> bool:
-        """A standby of this kernelspec's warm pool, claimed for this kernel (``ssh.standbys``), as the local
-        process a cold launch would have started; False when the launch goes cold."""
-        from kernelfleet.provisioners.ssh.standbys import claim_local_standby
-
+        """A standby of this kernelspec's warm pool, claimed for this kernel, as the launcher a cold launch would
+        have started: a local process (``ssh.standbys``) or a launcher on one of the SSH hosts
+        (``ssh.remote_standbys``); False when the launch goes cold."""
         if self.warm_pool_size <= 0:
             return False
         requested = env.get("KERNEL_REMOTE_HOST")
         if requested and requested not in (self.remote_hosts or ["localhost"]):
             return False  # start_launcher refuses it with the reason
-        self._taken_from, process, standby_id = await claim_local_standby(self, cmd, env, kwargs.get("cwd"))
+        if self.launches_on_this_host():
+            return await self._claim_local(cmd, env, kwargs.get("cwd"))
+        if any(is_local_host(host) for host in self.remote_hosts):
+            self.log.debug("Kernel %s: cold launch (pools serve either localhost or SSH hosts)", self.kernel_id)
+            return False
+        return await self._claim_remote(cmd, env)
+
+    async def _claim_local(self, cmd: list[str], env: dict[str, str], cwd: str | None) -> bool:
+        from kernelfleet.provisioners.ssh.standbys import claim_local_standby
+
+        self._taken_from, process, standby_id = await claim_local_standby(self, cmd, env, cwd)
         if process is None:
             return False
-        host = requested or (list(self.remote_hosts) or ["localhost"])[0]
+        host = env.get("KERNEL_REMOTE_HOST") or (list(self.remote_hosts) or ["localhost"])[0]
         launcher = self._reserve(host)
         assert isinstance(launcher, LocalHostLauncher)
         launcher.process = process
         launcher.standby_id = standby_id
-        pool_id = self._taken_from.pool_id if self._taken_from is not None else ""
-        self.progress.emit(Phase.HOST_CHOSEN, host=host, message=f"warm pool {pool_id}")
+        self._pool_chosen(host)
         return True
+
+    async def _claim_remote(self, cmd: list[str], env: dict[str, str]) -> bool:
+        from kernelfleet.provisioners.ssh.remote_standbys import claim_remote_standby
+
+        self._taken_from, standby, renaming = await claim_remote_standby(self, cmd, env)
+        if standby is None or renaming is None:
+            return False
+        launcher = self._reserve(standby.host)
+        assert isinstance(launcher, SshHostLauncher)
+        launcher.adopt_standby(standby.pid, standby.log_path, renaming)
+        self._pool_chosen(standby.host)
+        return True
+
+    def _pool_chosen(self, host: str) -> None:
+        self.progress.engine = "local" if is_local_host(host) else "ssh"
+        self.pool_chosen(host=host)
 
     def standby_argv(self) -> list[str]:
         """The argv a cold launch of this kernelspec would run, its protocol placeholders still open (pools)."""
@@ -373,15 +395,20 @@ class DistributedProvisioner(WarmPoolConfig, RemoteProvisionerBase):
         """The SSH command and its stdin (the kernel's environment), built once per launch: a bad value is the
         request's fault, not a host's."""
         if self._remote_input is None:
-            spec_env = dict(self.kernel_spec.env) if self.kernel_spec else {}
-            selected = remote_kernel_env(
-                self.kernel_id, env, spec_env_names=spec_env, protocol_env=self.launch_env,
-                inherited_envs=self.inherited_envs,
-            )
-            payload = encode_env(check_env(self.kernel_id, selected, trusted_names=spec_env))
-            self._remote_input = launch_command(self.kernel_argv(self._remote_argv(cmd), env), self.kernel_id,
+            payload = encode_env(self.remote_env(env))
+            self._remote_input = launch_command(self.kernel_argv(self.remote_argv(cmd), env), self.kernel_id,
                                                 self.remote_log_dir, self.keep_remote_logs), payload
         return self._remote_input
+
+    def remote_env(self, env: dict[str, str]) -> dict[str, str]:
+        """What a remote launcher of this kernel gets of ``env``, checked for the trip (``check_env``): the cold
+        launch's stdin, and the environment a claimed standby is given (``ssh.remote_standbys``)."""
+        spec_env = dict(self.kernel_spec.env) if self.kernel_spec else {}
+        selected = remote_kernel_env(
+            self.kernel_id, env, spec_env_names=spec_env, protocol_env=self.launch_env,
+            inherited_envs=self.inherited_envs,
+        )
+        return check_env(self.kernel_id, selected, trusted_names=spec_env)
 
     def kernel_argv(self, cmd: list[str], env: dict[str, str]) -> list[str]:
         """``cmd`` under spark-submit and/or as the requesting user, as the kernelspec asks (``ssh.kernel_argv``);
@@ -399,7 +426,7 @@ class DistributedProvisioner(WarmPoolConfig, RemoteProvisionerBase):
         reply = await self.comm_request(op)
         return bool(reply and reply.get("ok"))
 
-    def _remote_argv(self, cmd: list[str]) -> list[str]:
+    def remote_argv(self, cmd: list[str]) -> list[str]:
         """Undo jupyter_client's ``python`` → server-interpreter replacement (see module docstring)."""
         spec_argv = list(self.kernel_spec.argv) if self.kernel_spec else []
         if cmd and spec_argv and cmd[0] == sys.executable and spec_argv[0] != sys.executable:
@@ -424,10 +451,6 @@ class DistributedProvisioner(WarmPoolConfig, RemoteProvisionerBase):
                 await self.host_launcher.abandon()
             self._release()
             raise
-        finally:
-            pool, self._taken_from = self._taken_from, None
-            if pool is not None:
-                pool.launched()
 
     def kernel_address(self, report: Report) -> str:
         ip = super().kernel_address(report)

@@ -247,6 +247,7 @@ class SshHostLauncher(HostLauncher):
         self.follower: asyncio.Task[None] | None = None  # the host's exit watch on the launcher
         self.launcher_gone = False  # the host said the launcher exited (its kernel goes with it)
         self.poll_check: asyncio.Task[int | None] | None = None  # a poll() answer still under way
+        self.log_renaming: asyncio.Task[str] | None = None  # a claimed standby's log getting the kernel's name
 
     def hold(self) -> None:
         connection_pool().hold(self.host, self.p.ssh_settings())
@@ -271,12 +272,26 @@ class SshHostLauncher(HostLauncher):
         self.launcher_pid, self.remote_log = launch.pid, launch.log_path
         self.p.log.info("Kernel %s: running on %s as pid %s", self.kernel_id, self.host, launch.pid)
 
+    def adopt_standby(self, pid: int, log_path: str, renaming: asyncio.Task[str]) -> None:
+        """The launcher is a warm pool's standby claimed for this kernel (``ssh.remote_standbys``): its launch channel
+        closed when it registered, so its early death is the host's exit watch's to tell. ``renaming`` gives its log
+        the kernel's name; the launch ends (reported or not) only once it is done."""
+        self.launcher_pid, self.remote_log, self.log_renaming = pid, log_path, renaming
+        self.p.log.info("Kernel %s: running on %s as pid %s (a claimed standby)", self.kernel_id, self.host, pid)
+
     async def launch_failure(self) -> str:
-        assert self.launch is not None
+        if self.launch is None:  # a claimed standby
+            assert self.launcher_pid is not None
+            await self._await_exit(self.launcher_pid)
+            return (f"launcher (pid {self.launcher_pid} on {self.host}) exited; its log is {self.remote_log} on "
+                    "that host")
         await self.launch.exited()
         return self.launch.describe_exit()
 
     def diagnostics(self) -> str:
+        if self.launch is None and self.launcher_pid:
+            return (f"launcher pid {self.launcher_pid} on {self.host} (a claimed standby) is still running; "
+                    f"its log is {self.remote_log} on that host")
         if self.launch is None:
             return "the launcher was never started"
         return (f"launcher pid {self.launch.pid} on {self.launch.host} is still running; "
@@ -292,6 +307,9 @@ class SshHostLauncher(HostLauncher):
         launch, self.launch = self.launch, None
         if launch is not None:
             await launch.detach()
+        renaming, self.log_renaming = self.log_renaming, None
+        if renaming is not None:
+            self.remote_log = await renaming
 
     def kernel_address(self, reported_ip: str) -> str:
         if not self.p.tunneling and (reported_ip in UNROUTABLE or _is_loopback(reported_ip)):

@@ -1,7 +1,9 @@
 """Containers, Swarm services and Swarm secrets with this server's label, and their removal by Docker id.
 
 A warm pool's standby container carries no ``kernel_id`` label (Docker cannot add one at its claim): it is
-listed under the kernel id its name carries once claimed, and under its standby id once it stopped unclaimed.
+listed under the kernel id its name carries once claimed, and under its standby id once it stopped unclaimed. A Swarm
+standby service gets its kernel's labels at the claim; unclaimed, it is listed under its standby id once its task
+ended.
 Swarm task containers carry their service's labels too; they are the service's to remove (deleting the service
 stops them), so they are not listed on their own. A secret can go only once no service uses it: services are
 removed first.
@@ -11,17 +13,17 @@ from __future__ import annotations
 
 import datetime
 import json
+from typing import Any
 
 import aiodocker
 
 from kernelfleet.protocol.constants import KERNEL_ID_PATTERN
-from kernelfleet.provisioners.docker.engine import ENGINE_ERRORS, describe_engine_error
+from kernelfleet.provisioners.docker.engine import ENGINE_ERRORS, LABEL_SWARM_SERVICE_ID, describe_engine_error
 from kernelfleet.provisioners.docker.standbys import LABEL_STANDBY, STANDBY_NAME_PREFIX, kernel_id_of_name
 from kernelfleet.provisioners.labels import LABEL_KERNEL_ID
 from kernelfleet.provisioners.server_identity import LABEL_SERVER
 from kernelfleet.provisioners.sweep.model import DOCKER, SWARM, EngineUnavailable, Orphan, Outcome, Removal
 
-LABEL_SWARM_SERVICE_ID = "com.docker.swarm.service.id"
 CONTAINER, SERVICE, SECRET = "container", "service", "secret"
 
 
@@ -99,19 +101,44 @@ async def find(server_id: str, *, swarm: bool, containers: bool) -> tuple[list[O
 
 
 async def _swarm_objects(client: aiodocker.Docker, server_id: str, now: datetime.datetime) -> list[Orphan]:
+    """Services and secrets with this server's label. An unclaimed standby service (``docker.swarm_standbys``: the
+    standby label, no kernel id) is listed under its standby id once its task has ended (its server's connection
+    ended, so it exited), never while it runs; its secret goes with it, or once no service of the standby is left.
+    A claimed one carries its kernel's labels, service and secret alike."""
     found = []
     label = {"label": [f"{LABEL_SERVER}={server_id}"]}
+    live_standbys: set[str] = set()
     for service in await client.services.list(filters=label):
-        kernel_id = _kernel_id((service.get("Spec") or {}).get("Labels"))
+        labels = (service.get("Spec") or {}).get("Labels") or {}
+        kernel_id = _kernel_id(labels)
+        if kernel_id is None and LABEL_STANDBY in labels:
+            kernel_id = await _ended_standby(client, service, live_standbys)
         if kernel_id is not None:
             found.append(Orphan(SWARM, SERVICE, str(service["Spec"]["Name"]), str(service["ID"]), kernel_id,
                                 age_of(service["CreatedAt"], now), server_id))
     for secret in await client.secrets.list(filters=label):
-        kernel_id = _kernel_id((secret.get("Spec") or {}).get("Labels"))
+        labels = (secret.get("Spec") or {}).get("Labels") or {}
+        kernel_id = _kernel_id(labels)
+        standby_id = labels.get(LABEL_STANDBY, "")
+        if kernel_id is None and standby_id not in live_standbys and KERNEL_ID_PATTERN.match(standby_id):
+            kernel_id = standby_id
         if kernel_id is not None:
             found.append(Orphan(SWARM, SECRET, str(secret["Spec"]["Name"]), str(secret["ID"]), kernel_id,
                                 age_of(secret["CreatedAt"], now), server_id))
     return found
+
+
+async def _ended_standby(client: aiodocker.Docker, service: dict[str, Any], live: set[str]) -> str | None:
+    """The standby id of an unclaimed standby service whose task has ended; None (and noted in ``live``) while its
+    task is live."""
+    from kernelfleet.provisioners.docker.swarm import LIVE_STATES, latest_task
+
+    standby_id = str(service["Spec"]["Labels"][LABEL_STANDBY])
+    task = latest_task(list(await client.tasks.list(filters={"service": str(service["ID"])})))
+    if task is not None and ((task.get("Status") or {}).get("State") in LIVE_STATES):
+        live.add(standby_id)
+        return None
+    return standby_id if KERNEL_ID_PATTERN.match(standby_id) else None
 
 
 async def remove(orphans: list[Orphan]) -> list[Removal]:

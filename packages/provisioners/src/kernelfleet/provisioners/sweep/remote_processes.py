@@ -7,7 +7,11 @@ against the launch script's own ``kernelfleet-<kernel id>-`` name).
 
 A remote launcher leads its own session (``setsid``) and carries the launch environment, ``KF_SERVER_ID`` and
 ``KERNEL_ID`` among it; its kernel leads another group with the same variables. Groups of local launches
-(``KF_LOCAL_LAUNCH``) are the local sweep's. One machine reachable under several addresses would show every
+(``KF_LOCAL_LAUNCH``) are the local sweep's. An unclaimed warm-pool standby (``KF_STANDBY_ID``, no kernel id yet,
+``ssh.remote_standbys``) is listed under its standby id, which no session claims, but only once it holds no
+established TCP connection: a standby waits on its connection to its server's broker, so a connected one belongs to
+a running server (and one being started is younger than the operator's ``--min-age``). A claimed standby carries
+its kernel's id like a cold launcher. One machine reachable under several addresses would show every
 process once per address: a process whose ``SSH_CONNECTION`` names another local address than the sweep's own
 session arrived through that other address and is listed there only.
 """
@@ -40,6 +44,15 @@ for kf_file in $(grep -lsxzF "KF_SERVER_ID=$kf_sid" /proc/[0-9]*/environ); do
   kf_via=$(printf '%s\n' "$kf_env" | sed -n 's/^SSH_CONNECTION=//p' | awk '{print $3}')
   [ -z "$kf_via" ] || [ -z "$kf_where" ] || [ "$kf_via" = "$kf_where" ] || continue
   kf_kid=$(printf '%s\n' "$kf_env" | sed -n 's/^KERNEL_ID=//p' | head -n 1)
+  if [ -z "$kf_kid" ]; then
+    kf_kid=$(printf '%s\n' "$kf_env" | sed -n 's/^KF_STANDBY_ID=//p' | head -n 1)
+    [ -n "$kf_kid" ] || continue
+    kf_socks=$(ls -l "$kf_dir/fd" 2>/dev/null | sed -n 's/.*socket:\[\([0-9]*\)\]$/\1/p' | tr '\n' ' ')
+    if [ -n "$kf_socks" ] && cat "$kf_dir/net/tcp" "$kf_dir/net/tcp6" 2>/dev/null |
+       awk -v s=" $kf_socks" '$4 == "01" && index(s, " " $10 " ") { f = 1 } END { exit !f }'; then
+      continue
+    fi
+  fi
   kf_stat=$(awk -v up="$kf_up" -v tck="$kf_tck" \
     '{sub(/^.*\) /, ""); printf "%s %s %d", $1, $3, up - $20 / tck}' "$kf_dir/stat" 2>/dev/null) || continue
   set -- $kf_stat
@@ -53,7 +66,7 @@ while [ $# -ge 3 ]; do
   kf_g=$1; kf_kid=$2; kf_log=$3; shift 3
   case "$kf_log" in */kernelfleet-"$kf_kid"-*) rm -f -- "$kf_log";; esac
   kf_env=$(tr '\0' '\n' <"/proc/$kf_g/environ" 2>/dev/null) || { echo "KF-GONE $kf_g"; continue; }
-  if printf '%s\n' "$kf_env" | grep -qxF "KERNEL_ID=$kf_kid" &&
+  if printf '%s\n' "$kf_env" | grep -qxF -e "KERNEL_ID=$kf_kid" -e "KF_STANDBY_ID=$kf_kid" &&
      printf '%s\n' "$kf_env" | grep -qxF "KF_SERVER_ID=$kf_sid"; then
     if kill -s KILL -- "-$kf_g" 2>/dev/null; then echo "KF-KILLED $kf_g"; else echo "KF-GONE $kf_g"; fi
   else
