@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from jupyter_server_process import ServerProcess, run_cell
 from kf_docker import IMAGE, leftovers
-from sessions_testing import listed, read_back, saved, server_env, session_dir, start_kernel
+from sessions_testing import forgotten, listed, read_back, saved, server_env, session_dir, start_kernel
 
 from kernelfleet.kubelite import KubeLite
 from kernelfleet.provisioners.container_argv import container_argv
@@ -98,7 +98,7 @@ async def test_kernels_survive_a_killed_server_on_every_engine(
             assert not processes_with_env("KERNEL_ID", kernel_id), f"kernel {kernel_id} outlived its shutdown"
             assert not await leftovers(kernel_id), f"kernel {kernel_id} left {await leftovers(kernel_id)}"
         assert await server.call("GET", "/api/kernels") == []
-        assert saved(tmp_path) == {}
+        await forgotten(tmp_path)
         log = (tmp_path / "jupyter_server.log").read_text(errors="replace")
         assert all(secret not in log for secret in secrets), "a kernel secret reached the server log"
     finally:
@@ -148,7 +148,7 @@ async def test_gone_kernel_is_forgotten_and_unreachable_one_retried(
         assert await read_back(server, away_id) == repr(away_value)
         await server.call("DELETE", f"/api/kernels/{away_id}")
         assert not processes_with_env("KERNEL_ID", away_id)
-        assert saved(tmp_path) == {}
+        await forgotten(tmp_path)
     finally:
         if stopped_launcher is not None:
             os.kill(stopped_launcher, signal.SIGCONT)

@@ -63,3 +63,12 @@ async def listed(server: Server, kernel_ids: set[str], within: float) -> None:
     while not kernel_ids <= {k["id"] for k in await server.call("GET", "/api/kernels")}:
         assert time.monotonic() < deadline, f"kernels {kernel_ids} not all listed after {within}s"
         await asyncio.sleep(0.2)
+
+
+async def forgotten(tmp_path: Path, within: float = 30.0) -> None:
+    """Until no session is saved. The extension removes a shut-down kernel's session from its listener of the
+    kernel-action event, which jupyter_events runs as a task: it may finish just after DELETE has answered."""
+    deadline = time.monotonic() + within
+    while left := saved(tmp_path):
+        assert time.monotonic() < deadline, f"sessions still saved after {within}s: {sorted(left)}"
+        await asyncio.sleep(0.1)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from jupyter_server_process import ServerProcess
-from sessions_testing import listed, read_back, saved, server_env, start_kernel
+from sessions_testing import forgotten, listed, read_back, saved, server_env, start_kernel
 
 from kernelfleet.yarnlite import Cluster, ResourceManager
 
@@ -40,6 +40,7 @@ async def test_yarn_kernel_survives_a_killed_server(tmp_path: Path, make_kernels
         await server.call("DELETE", f"/api/kernels/{kernel_id}")
         await asyncio.wait_for(app.ended.wait(), 30)
         assert app.state == "FINISHED", app.diagnostics
-        assert saved(tmp_path) == {} and await server.call("GET", "/api/kernels") == []
+        await forgotten(tmp_path)
+        assert await server.call("GET", "/api/kernels") == []
     finally:
         await process.stop()
