@@ -4,19 +4,8 @@
 #   install-runtime.sh DEBIAN_MIRROR NB_USER NB_UID NB_GID
 set -eu
 mirror="$1"; user="$2"; uid="$3"; gid="$4"
-if [ -n "$mirror" ]; then
-  echo "deb $mirror bookworm main" >/etc/apt/sources.list
-  rm -f /etc/apt/sources.list.d/*
-fi
-apt_opts=""
-if grep -rqs snapshot /etc/apt/sources.list /etc/apt/sources.list.d/; then
-  apt_opts="-o Acquire::Check-Valid-Until=false"
-fi
-# shellcheck disable=SC2086
-apt-get $apt_opts update -qq
-# shellcheck disable=SC2086
-DEBIAN_FRONTEND=noninteractive apt-get $apt_opts install -y -qq --no-install-recommends procps tini >/dev/null
-rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/* /tmp/* /usr/share/man/*
+sh "$(dirname "$0")/apt-install.sh" "$mirror" procps tini
+rm -rf /tmp/*
 getent group "$gid" >/dev/null || groupadd -g "$gid" users
 getent passwd "$uid" >/dev/null || useradd --no-log-init -m -s /bin/bash -u "$uid" -g "$gid" "$user"
 /usr/lib/jvm/java-17/bin/java -version 2>&1 | head -n 1
