@@ -204,7 +204,7 @@ class RemoteProvisionerBase(LaunchEventSettings, KernelProvisionerBase):  # type
         except PortRangeError as err:
             raise ValueError(f"Kernel {kernel_id}: invalid port_range in the kernelspec: {err}") from None
         self._effective_timeout = self._launch_timeout_for(env)
-        language = (self.kernel_spec.language if self.kernel_spec else "") or "python"
+        language = self.kernel_language
         self.curve_plan = CurvePlan.for_launch(
             kernel_id,
             normalise_policy(kernel_id, policy),
@@ -374,6 +374,12 @@ class RemoteProvisionerBase(LaunchEventSettings, KernelProvisionerBase):  # type
         else:
             request = {"signum": int(LEGACY_SIGNALS.get(op, 0))}
         await send_legacy_request(self.comm_host, self.comm_port, request, timeout=self.comm_timeout)
+
+    @property
+    def kernel_language(self) -> str:
+        """The kernelspec's ``language`` as written; Python when it names none (the transport-encryption plan and the
+        warm pools' engines decide by it)."""
+        return (self.kernel_spec.language if self.kernel_spec else "") or "python"
 
     # ------------------------------------------------------------------------------------- lifecycle
     @property

@@ -193,7 +193,7 @@ def container_poolable(p: DockerProvisionerBase, standby: DockerLaunch | None) -
     """Why this launch cannot come from ``p``'s pool of containers or services (None: it can). Without ``standby``
     (before the pool exists): only what the kernelspec decides, so that no pool is made for a kernelspec that never
     could use it. A running container cannot change its image, uid or gid."""
-    if not standby_launcher(p.kernel_spec.language if p.kernel_spec else ""):
+    if not standby_launcher(p.kernel_language):
         return "only the Python and R launchers have a standby mode"
     if standby is not None and (p.image, p.uid, p.gid) != (standby.image, standby.uid, standby.gid):
         return "the request chose another image, uid or gid than the pool's"

@@ -183,7 +183,7 @@ async def _label_as_kernel(p: DockerSwarmProvisioner, standby: SwarmStandby) -> 
 
 def swarm_poolable(p: DockerSwarmProvisioner, standby: DockerLaunch | None) -> str | None:
     """``container_poolable`` for Python kernelspecs only: R standbys on Swarm are not tested yet (they start cold)."""
-    if ((p.kernel_spec.language if p.kernel_spec else "") or "python").lower() != "python":
+    if p.kernel_language.lower() != "python":
         return "only Python kernels are pooled on Swarm"
     return container_poolable(p, standby)
 

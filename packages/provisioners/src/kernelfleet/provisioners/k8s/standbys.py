@@ -216,8 +216,7 @@ def _standby_builder(p: KubernetesProvisioner, pool: str) -> Callable[[str, str]
 def poolable(p: KubernetesProvisioner, engine: KubernetesStandbys | None) -> str | None:
     """Why this launch cannot come from ``p``'s pool (None: it can). Without ``engine`` (before the pool exists):
     only what the kernelspec decides, so that no pool is made for a kernelspec that never could use it."""
-    language = (p.kernel_spec.language if p.kernel_spec else "") or "python"
-    if language.lower() != "python":
+    if p.kernel_language.lower() != "python":
         return "only the Python launcher has a standby mode"
     if type(p.workload) is not PodWorkload:
         return "spark-submit and operator resources start cold"

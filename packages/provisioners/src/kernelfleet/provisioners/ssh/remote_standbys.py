@@ -184,8 +184,7 @@ def poolable(p: DistributedProvisioner, cmd: list[str], env: dict[str, str]) -> 
     and impersonated launches, and a request naming its host (``KERNEL_REMOTE_HOST``), start cold."""
     if p.spark_submit or p.impersonation_enabled:
         return "spark-submit and impersonated launches start cold"
-    language = (p.kernel_spec.language if p.kernel_spec else "") or "python"
-    if language.lower() != "python" or not standby_launcher(language, cmd):
+    if p.kernel_language.lower() != "python" or not standby_launcher(p.kernel_language, cmd):
         # an R kernel runs in its standby's process (pool.spec.process_owner), which the remote hosts' signals,
         # reattach and sweep do not yet check: R on SSH hosts starts cold
         return "only the Python launcher has a standby mode on SSH hosts"

@@ -65,7 +65,7 @@ def poolable(p: DistributedProvisioner, cmd: list[str], env: dict[str, str]) -> 
         return "pools serve localhost only"
     if p.spark_submit or p.impersonation_enabled:
         return "spark-submit and impersonated launches start cold"
-    if not standby_launcher(p.kernel_spec.language if p.kernel_spec else "", cmd):
+    if not standby_launcher(p.kernel_language, cmd):
         return "only the Python, R and Scala launchers have a standby mode"
     return None
 
